@@ -1,0 +1,49 @@
+# Lovelace: `make demo` runs the whole product on this machine; `make test` runs the test suite.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+# Tests use the real PostgreSQL and Redis of this machine unless told otherwise.
+TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/lovelace
+TEST_BROKER_URL ?= redis://127.0.0.1:6379/15
+
+.PHONY: demo test install lint types services chromium bench clean
+
+install: $(STAMP)
+
+# torch goes first and alone: the pinned CPU wheel lies on this machine's disk; any other order
+# makes pip fetch a multi-gigabyte CUDA build.
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet -e ".[ml,dev]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) manage.py demo
+
+chromium:
+	@command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+types: $(STAMP)
+	$(VENV)/bin/mypy
+
+test: $(STAMP) chromium lint types
+	DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} \
+	CELERY_BROKER_URL=$${CELERY_BROKER_URL:-$(TEST_BROKER_URL)} \
+	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 \
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	$(PY) -m bench.leaderboard
+	$(PY) -m bench.generation
+
+clean:
+	rm -rf var test-artifacts .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,147 @@
+"""Read typed settings from environment variables, failing fast with the variable's name.
+
+A small reader instead of a library so that every failure says which variable was wrong and what
+was expected: start-up is the cheapest place to catch a typo in a deployment.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from django.core.exceptions import ImproperlyConfigured
+
+__all__ = ["Environment", "ImproperlyConfigured"]
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+_POSTGRES_SCHEMES = {"postgres", "postgresql", "pgsql"}
+_BROKER_SCHEMES = {"filesystem", "redis", "rediss", "memory"}
+
+
+class Environment:
+    def __init__(self, source: Mapping[str, str] | None = None) -> None:
+        self.source = os.environ if source is None else source
+
+    def _raw(self, name: str, *, required: bool) -> str | None:
+        value = self.source.get(name)
+        if value is None or value.strip() == "":
+            if required:
+                raise ImproperlyConfigured(f"{name} must be set (it has no default in this mode).")
+            return None
+        return value.strip()
+
+    def string(self, name: str, *, default: str = "", required: bool = False) -> str:
+        value = self._raw(name, required=required)
+        return default if value is None else value
+
+    def boolean(self, name: str, *, default: bool) -> bool:
+        value = self._raw(name, required=False)
+        if value is None:
+            return default
+        if value.lower() in _TRUE:
+            return True
+        if value.lower() in _FALSE:
+            return False
+        raise ImproperlyConfigured(f"{name} must be a boolean (true/false, 1/0, yes/no), got {value!r}.")
+
+    def integer(self, name: str, *, default: int, minimum: int = 0) -> int:
+        value = self._raw(name, required=False)
+        if value is None:
+            return default
+        try:
+            number = int(value)
+        except ValueError:
+            raise ImproperlyConfigured(f"{name} must be an integer, got {value!r}.") from None
+        if number < minimum:
+            raise ImproperlyConfigured(f"{name} must be at least {minimum}, got {number}.")
+        return number
+
+    def string_list(
+        self, name: str, *, default: list[str] | None = None, required: bool = False
+    ) -> list[str]:
+        value = self._raw(name, required=required)
+        if value is None:
+            return list(default or [])
+        items = [item.strip() for item in value.split(",") if item.strip()]
+        if required and not items:
+            raise ImproperlyConfigured(f"{name} must list at least one value (comma-separated).")
+        return items
+
+    def database(self, name: str, *, sqlite_path: Path) -> dict[str, Any]:
+        """A Django DATABASES entry from a URL; SQLite at ``sqlite_path`` when unset.
+
+        Accepted: ``postgres://user:password@host:port/name?option=value`` and
+        ``sqlite:////absolute/path.sqlite3``.
+        """
+        value = self._raw(name, required=False)
+        if value is None:
+            return _sqlite(sqlite_path)
+        parts = urlsplit(value)
+        scheme = parts.scheme.lower()
+        if scheme == "sqlite":
+            path = unquote(parts.path)
+            if not path or path == "/":
+                raise ImproperlyConfigured(
+                    f"{name}: a sqlite URL needs a file path, e.g. sqlite:////abs/path.db."
+                )
+            return _sqlite(Path(path))
+        if scheme not in _POSTGRES_SCHEMES:
+            raise ImproperlyConfigured(
+                f"{name} must be a postgres:// or sqlite:// URL, got scheme {parts.scheme or '(none)'!r}."
+            )
+        database_name = unquote(parts.path.lstrip("/"))
+        if not parts.hostname or not database_name:
+            raise ImproperlyConfigured(
+                f"{name} must name a host and a database: postgres://user@host:5432/name."
+            )
+        try:
+            port = parts.port
+        except ValueError:
+            raise ImproperlyConfigured(f"{name} has an invalid port.") from None
+        return {
+            "ENGINE": "django.db.backends.postgresql",
+            "NAME": database_name,
+            "USER": unquote(parts.username or ""),
+            "PASSWORD": unquote(parts.password or ""),
+            "HOST": parts.hostname,
+            "PORT": str(port or ""),
+            # Persistent connections: one per worker thread, re-checked before reuse.
+            "CONN_MAX_AGE": 60,
+            "CONN_HEALTH_CHECKS": True,
+            "OPTIONS": dict(parse_qsl(parts.query)),
+        }
+
+    def broker(self, name: str, *, default: str) -> str:
+        value = self._raw(name, required=False) or default
+        parts = urlsplit(value)
+        if parts.scheme.lower() not in _BROKER_SCHEMES:
+            raise ImproperlyConfigured(
+                f"{name} must be a redis://, rediss:// or filesystem:// URL, got {value!r}."
+            )
+        if parts.scheme.lower().startswith("redis"):
+            try:
+                parts.port  # noqa: B018 - parsing the port validates it
+            except ValueError:
+                raise ImproperlyConfigured(f"{name} has an invalid port.") from None
+            if not parts.hostname:
+                raise ImproperlyConfigured(f"{name} must name a host: redis://host:6379/0.")
+        return value
+
+
+def _sqlite(path: Path) -> dict[str, Any]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": str(path),
+        "OPTIONS": {
+            # WAL lets the web process read while the worker writes; IMMEDIATE transactions take
+            # the write lock up front so two writers wait (busy_timeout) instead of deadlocking.
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;",
+            "transaction_mode": "IMMEDIATE",
+            "timeout": 20,  # seconds to wait for a lock
+        },
+    }

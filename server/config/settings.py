@@ -1,0 +1,152 @@
+"""Lovelace settings, read from environment variables only.
+
+The defaults give the embedded single-machine topology: SQLite under ``var/`` (WAL mode), Celery
+on kombu's filesystem transport under ``var/broker`` (no server), models and checkpoints under
+``var/``. Production sets ``DATABASE_URL`` (PostgreSQL) and ``CELERY_BROKER_URL`` (Redis) and turns
+debug off, which makes ``DJANGO_SECRET_KEY`` and ``DJANGO_ALLOWED_HOSTS`` mandatory.
+Every variable is listed in ``.env.example`` and in the README.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from server.config.environment import Environment, ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parents[2]
+env = Environment()
+
+DEBUG = env.boolean("DJANGO_DEBUG", default=True)
+VAR_DIR = Path(env.string("LOVELACE_VAR_DIR", default=str(BASE_DIR / "var"))).resolve()
+
+if DEBUG:
+    # A fixed key is fine for the embedded demo: sessions never leave this machine.
+    SECRET_KEY = env.string("DJANGO_SECRET_KEY", default="lovelace-embedded-insecure-development-key")
+    ALLOWED_HOSTS = env.string_list("DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
+else:
+    SECRET_KEY = env.string("DJANGO_SECRET_KEY", required=True)
+    if len(SECRET_KEY) < 50:
+        raise ImproperlyConfigured(
+            "DJANGO_SECRET_KEY must be at least 50 characters when DJANGO_DEBUG is off."
+        )
+    ALLOWED_HOSTS = env.string_list("DJANGO_ALLOWED_HOSTS", required=True)
+
+CSRF_TRUSTED_ORIGINS = env.string_list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django_celery_beat",
+    "server.core",
+    "server.jobs",
+    "server.studies",
+    "server.generators",
+    "server.ratings",
+    "server.training",
+    "server.evaluations",
+    "server.dashboard",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "server.config.urls"
+WSGI_APPLICATION = "server.config.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "server" / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {"default": env.database("DATABASE_URL", sqlite_path=VAR_DIR / "lovelace.sqlite3")}
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = VAR_DIR / "static"
+STATICFILES_DIRS = [BASE_DIR / "server" / "static"]
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": (
+            "django.contrib.staticfiles.storage.StaticFilesStorage"
+            if DEBUG
+            else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        )
+    },
+}
+# In debug, whitenoise serves straight from the app folders so no collectstatic is needed.
+WHITENOISE_USE_FINDERS = DEBUG
+WHITENOISE_AUTOREFRESH = DEBUG
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+LOGIN_URL = "/accounts/login/"
+LOGIN_REDIRECT_URL = "/"
+
+# Uploads: the import form refuses larger files with a message; Django refuses larger bodies.
+LOVELACE_MAX_UPLOAD_BYTES = env.integer("LOVELACE_MAX_UPLOAD_BYTES", default=20 * 1024 * 1024)
+DATA_UPLOAD_MAX_MEMORY_SIZE = LOVELACE_MAX_UPLOAD_BYTES + 1024 * 1024
+FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
+
+# Jobs: a running job whose heartbeat is older than this is failed or re-queued by the reaper.
+LOVELACE_JOB_HEARTBEAT_TIMEOUT = env.integer("LOVELACE_JOB_HEARTBEAT_TIMEOUT", default=300)  # seconds
+# Seconds between reaper runs (beat); tests shorten it to watch beat drive the reaper.
+LOVELACE_REAPER_INTERVAL = env.integer("LOVELACE_REAPER_INTERVAL", default=60, minimum=1)
+LOVELACE_JOB_MAX_ATTEMPTS = env.integer("LOVELACE_JOB_MAX_ATTEMPTS", default=3)
+
+# --- Celery -------------------------------------------------------------------------------------
+CELERY_BROKER_URL = env.broker("CELERY_BROKER_URL", default="filesystem://")
+CELERY_BROKER_FOLDER = VAR_DIR / "broker"
+CELERY_TASK_ALWAYS_EAGER = False
+CELERY_GPU_TIME_LIMIT = env.integer("LOVELACE_GPU_TIME_LIMIT", default=6 * 3600)  # seconds
+
+# --- Security in production mode ------------------------------------------------------------------
+if not DEBUG:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_SSL_REDIRECT = env.boolean("DJANGO_SECURE_SSL_REDIRECT", default=True)
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_HSTS_SECONDS = env.integer("DJANGO_SECURE_HSTS_SECONDS", default=31536000)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = True
+    SECURE_CONTENT_TYPE_NOSNIFF = True
+    SECURE_REFERRER_POLICY = "same-origin"
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "root": {"handlers": ["console"], "level": env.string("LOVELACE_LOG_LEVEL", default="INFO")},
+}

@@ -1,0 +1,83 @@
+"""The demo: accounts, a study of short creative texts, and the jobs that fill it with samples."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.contrib.auth import get_user_model
+from django.db import transaction
+
+from server.ratings.models import Rater
+from server.studies.models import PromptSplit, Study
+from server.studies.services import PromptInput, prompt_bulk_create, study_create
+
+DEMO_ADMIN = ("admin", "lovelace-admin")
+DEMO_RATER = ("rater", "lovelace-rater")
+DEMO_STUDY_SLUG = "short-pieces"
+
+DEMO_PROMPTS_TRAIN = [
+    "The sea at night",
+    "A letter to the moon",
+    "The old clock in the kitchen",
+    "Rain on the city",
+    "A lighthouse keeper's morning",
+    "The garden in winter",
+    "A train that never stops",
+    "Bread and the baker's hands",
+    "The river remembers",
+    "Stars over the harbour",
+    "A library after closing",
+    "The loom and the numbers",
+    "A small cat on a warm roof",
+    "Friendship in autumn",
+    "The weather of memory",
+    "A machine that dreams",
+]
+DEMO_PROMPTS_HOLDOUT = [
+    "The first snow",
+    "A lamp in the window",
+    "The sound of the tide",
+    "An evening walk by the river",
+]
+
+
+@dataclass(frozen=True)
+class DemoSeed:
+    study: Study
+    created: bool
+
+
+@transaction.atomic
+def demo_seed() -> DemoSeed:
+    """Create the demo accounts and study. Safe to run again: it changes nothing that exists."""
+    users = get_user_model()
+    admin_name, admin_password = DEMO_ADMIN
+    if not users.objects.filter(username=admin_name).exists():
+        users.objects.create_superuser(admin_name, email="admin@localhost", password=admin_password)
+    rater_name, rater_password = DEMO_RATER
+    rater_user = users.objects.filter(username=rater_name).first()
+    if rater_user is None:
+        rater_user = users.objects.create_user(rater_name, password=rater_password)
+
+    study = Study.objects.filter(slug=DEMO_STUDY_SLUG).first()
+    created = study is None
+    if study is None:
+        study = study_create(
+            name="Short pieces",
+            slug=DEMO_STUDY_SLUG,
+            question="Which piece is more creative while still making sense?",
+            guidelines=(
+                "Read both pieces. Prefer the one that surprises you in a good way: a fresh image, an "
+                "unexpected turn, words that fit together. A piece that is nonsense is not creative. "
+                "Use 'tie' when both are equally good and 'both bad' when neither works."
+            ),
+            overlap=2,
+            completion_code="LOVELACE-DEMO",
+        )
+        prompt_bulk_create(
+            study=study,
+            prompts=[PromptInput(text) for text in DEMO_PROMPTS_TRAIN]
+            + [PromptInput(text, split=PromptSplit.HOLDOUT) for text in DEMO_PROMPTS_HOLDOUT],
+        )
+    Rater.objects.get_or_create(study=study, user=rater_user)
+    return DemoSeed(study=study, created=created)

@@ -1,0 +1,134 @@
+from __future__ import annotations
+
+import hashlib
+
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.db.models import Q
+
+
+class Generator(models.Model):
+    """A lineage of models (or an external system) under one name."""
+
+    name = models.CharField(max_length=200, unique=True)
+    description = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class VersionKind(models.TextChoices):
+    BASE = "base"  # a Hugging Face hub id or a local model directory
+    EXTERNAL = "external"  # samples are imported; no weights here
+    TRAINED = "trained"  # a child of another version, produced by a training run
+
+
+class GeneratorVersion(models.Model):
+    generator = models.ForeignKey(Generator, on_delete=models.CASCADE, related_name="versions")
+    label = models.CharField(max_length=120)
+    kind = models.CharField(max_length=16, choices=VersionKind.choices)
+    model_path = models.CharField(max_length=500, blank=True, help_text="Hub id or local directory.")
+    decoding = models.JSONField(default=dict, blank=True, help_text="Default decoding parameters.")
+    # Reference corpus for novelty: a locally built model's corpus is its training corpus.
+    reference_corpus_path = models.CharField(max_length=500, blank=True)
+
+    # Lineage of trained versions
+    parent = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="children"
+    )
+    training_job = models.ForeignKey(
+        "jobs.Job", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    snapshot = models.ForeignKey(
+        "training.PreferenceSnapshot", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    reward_model = models.ForeignKey(
+        "training.RewardModel", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    training_config = models.JSONField(default=dict, blank=True)
+    metadata = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["generator__name", "created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["generator", "label"], name="version_label_unique_per_generator"),
+            models.CheckConstraint(condition=Q(kind__in=VersionKind.values), name="version_kind_valid"),
+            models.CheckConstraint(
+                condition=~Q(kind=VersionKind.TRAINED)
+                | (Q(parent__isnull=False) & Q(training_job__isnull=False)),
+                name="trained_version_has_lineage",
+            ),
+            models.CheckConstraint(
+                condition=Q(kind=VersionKind.TRAINED) | Q(parent__isnull=True),
+                name="only_trained_versions_have_parent",
+            ),
+            models.CheckConstraint(
+                condition=~Q(kind=VersionKind.EXTERNAL) | Q(model_path=""),
+                name="external_version_has_no_weights",
+            ),
+            models.CheckConstraint(
+                condition=Q(kind=VersionKind.EXTERNAL) | ~Q(model_path=""), name="model_version_has_weights"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.generator.name}/{self.label}"
+
+    def clean(self) -> None:
+        if self.kind == VersionKind.TRAINED and self.parent_id is None:
+            raise ValidationError({"parent": "A trained version needs its parent version."})
+        if self.kind == VersionKind.EXTERNAL and self.model_path:
+            raise ValidationError({"model_path": "An external version has no weights here."})
+        if self.kind != VersionKind.EXTERNAL and not self.model_path:
+            raise ValidationError({"model_path": "Give a hub id or a local model directory."})
+
+
+def sample_text_hash(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+class Sample(models.Model):
+    """One artifact with full provenance."""
+
+    prompt = models.ForeignKey("studies.Prompt", on_delete=models.CASCADE, related_name="samples")
+    version = models.ForeignKey(GeneratorVersion, on_delete=models.CASCADE, related_name="samples")
+    text = models.TextField()
+    text_hash = models.CharField(max_length=64, editable=False)
+    seed = models.BigIntegerField(null=True, blank=True)  # None for imported samples
+    decoding = models.JSONField(default=dict, blank=True)
+    token_count = models.PositiveIntegerField(null=True, blank=True)
+    logprob_sum = models.FloatField(null=True, blank=True)
+    latency_seconds = models.FloatField(null=True, blank=True)
+    metadata = models.JSONField(default=dict, blank=True)
+    job = models.ForeignKey("jobs.Job", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [models.Index(fields=["version", "prompt"])]
+        constraints = [
+            # A re-run of a crashed generate job adds nothing twice.
+            models.UniqueConstraint(fields=["version", "prompt", "seed"], name="sample_unique_seed"),
+            # An imported sample (no seed) is a duplicate when its text repeats.
+            models.UniqueConstraint(
+                fields=["version", "prompt", "text_hash"],
+                condition=Q(seed__isnull=True),
+                name="sample_unique_imported_text",
+            ),
+            models.CheckConstraint(
+                condition=Q(latency_seconds__gte=0) | Q(latency_seconds__isnull=True),
+                name="sample_latency_non_negative",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"sample {self.pk} of {self.version_id} for prompt {self.prompt_id}"
+
+    def save(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        self.text_hash = sample_text_hash(self.text)
+        super().save(*args, **kwargs)

@@ -1,0 +1,254 @@
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.db.models import F, Q
+
+from server.core.triggers import Trigger
+
+
+class Platform(models.TextChoices):
+    ACCOUNT = "account"  # a staff-created user account
+    INVITE = "invite"  # arrived through the study's invite link
+    PROLIFIC = "prolific"
+    MTURK = "mturk"
+
+
+class RaterStatus(models.TextChoices):
+    ACTIVE = "active"
+    PAUSED = "paused"  # by a quality threshold or by staff; judgments kept and flagged
+    FINISHED = "finished"  # quota done (crowd participants)
+
+
+class Rater(models.Model):
+    """A person rating in one study: an account holder or an external participant."""
+
+    study = models.ForeignKey("studies.Study", on_delete=models.CASCADE, related_name="raters")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE, related_name="raters"
+    )
+    platform = models.CharField(max_length=16, choices=Platform.choices, default=Platform.ACCOUNT)
+    external_id = models.CharField(max_length=200, blank=True)
+    session_info = models.JSONField(default=dict, blank=True)  # e.g. Prolific STUDY_ID / SESSION_ID
+
+    status = models.CharField(max_length=16, choices=RaterStatus.choices, default=RaterStatus.ACTIVE)
+    paused_reason = models.CharField(max_length=300, blank=True)
+    paused_at = models.DateTimeField(null=True, blank=True)
+    quality = models.JSONField(default=dict, blank=True)  # latest quality signals
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["study", "user"], condition=Q(user__isnull=False), name="rater_one_per_user_and_study"
+            ),
+            models.UniqueConstraint(
+                fields=["study", "platform", "external_id"],
+                condition=~Q(external_id=""),
+                name="rater_one_per_external_id_and_study",
+            ),
+            models.CheckConstraint(
+                condition=Q(user__isnull=False) | ~Q(external_id=""), name="rater_has_identity"
+            ),
+            models.CheckConstraint(
+                condition=~Q(status=RaterStatus.PAUSED) | ~Q(paused_reason=""), name="paused_rater_has_reason"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        who = self.user.get_username() if self.user_id else f"{self.platform}:{self.external_id}"
+        return f"{who} in {self.study_id}"
+
+    @property
+    def is_paused(self) -> bool:
+        return self.status == RaterStatus.PAUSED
+
+
+class ComparisonKind(models.TextChoices):
+    REGULAR = "regular"
+    GOLD = "gold"  # the answer is known (a good sample against a deliberately broken one)
+    REPEAT = "repeat"  # the same pair again, sides swapped, for self-consistency
+
+
+class Side(models.TextChoices):
+    A = "A"
+    B = "B"
+
+
+COMPARISON_PROMPT_TRIGGER = Trigger(
+    name="ratings_comparison_same_prompt",
+    table="ratings_comparison",
+    events="INSERT OR UPDATE",
+    condition_sql=(
+        "((SELECT prompt_id FROM generators_sample WHERE id = NEW.sample_a_id) <> NEW.prompt_id"
+        " OR (SELECT prompt_id FROM generators_sample WHERE id = NEW.sample_b_id) <> NEW.prompt_id)"
+    ),
+    message="a comparison needs two samples of its own prompt",
+)
+
+
+class Comparison(models.Model):
+    study = models.ForeignKey("studies.Study", on_delete=models.CASCADE, related_name="comparisons")
+    prompt = models.ForeignKey("studies.Prompt", on_delete=models.CASCADE, related_name="comparisons")
+    sample_a = models.ForeignKey("generators.Sample", on_delete=models.CASCADE, related_name="+")
+    sample_b = models.ForeignKey("generators.Sample", on_delete=models.CASCADE, related_name="+")
+    kind = models.CharField(max_length=16, choices=ComparisonKind.choices, default=ComparisonKind.REGULAR)
+    gold_answer = models.CharField(max_length=1, choices=Side.choices, blank=True)
+    repeat_of = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.CASCADE, related_name="repeats"
+    )
+    # Denormalised counter kept by the assignment service under a row lock: the number of live
+    # (reserved or completed) assignments. It makes "has room for one more rater" an index scan.
+    active_assignments = models.PositiveIntegerField(default=0)
+    completed_assignments = models.PositiveIntegerField(default=0)
+    selected_by_job = models.ForeignKey(
+        "jobs.Job", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [models.Index(fields=["study", "kind", "active_assignments"])]
+        constraints = [
+            models.CheckConstraint(
+                condition=~Q(sample_a=F("sample_b")), name="comparison_two_different_samples"
+            ),
+            models.CheckConstraint(condition=Q(kind__in=ComparisonKind.values), name="comparison_kind_valid"),
+            models.CheckConstraint(
+                condition=(Q(kind=ComparisonKind.GOLD) & Q(gold_answer__in=Side.values))
+                | (~Q(kind=ComparisonKind.GOLD) & Q(gold_answer="")),
+                name="gold_comparison_has_answer",
+            ),
+            models.CheckConstraint(
+                condition=(Q(kind=ComparisonKind.REPEAT) & Q(repeat_of__isnull=False))
+                | (~Q(kind=ComparisonKind.REPEAT) & Q(repeat_of__isnull=True)),
+                name="repeat_comparison_has_original",
+            ),
+            models.UniqueConstraint(
+                fields=["sample_a", "sample_b"],
+                condition=Q(kind=ComparisonKind.REGULAR),
+                name="comparison_regular_pair_unique",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"comparison {self.pk} ({self.kind})"
+
+    def clean(self) -> None:
+        if self.sample_a_id and self.sample_a_id == self.sample_b_id:
+            raise ValidationError("A comparison needs two different samples.")
+        if (
+            self.sample_a_id
+            and self.sample_b_id
+            and (self.sample_a.prompt_id != self.prompt_id or self.sample_b.prompt_id != self.prompt_id)
+        ):
+            raise ValidationError("Both samples of a comparison must answer the comparison's prompt.")
+
+
+class AssignmentStatus(models.TextChoices):
+    RESERVED = "reserved"
+    COMPLETED = "completed"
+    EXPIRED = "expired"
+    SKIPPED = "skipped"
+
+
+class Assignment(models.Model):
+    """A comparison given to one rater, with the side each sample is shown on."""
+
+    comparison = models.ForeignKey(Comparison, on_delete=models.CASCADE, related_name="assignments")
+    rater = models.ForeignKey(Rater, on_delete=models.CASCADE, related_name="assignments")
+    left_is_a = models.BooleanField()
+    status = models.CharField(
+        max_length=16, choices=AssignmentStatus.choices, default=AssignmentStatus.RESERVED
+    )
+    reserved_at = models.DateTimeField()
+    expires_at = models.DateTimeField()
+    skip_reason = models.CharField(max_length=300, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [models.Index(fields=["status", "expires_at"]), models.Index(fields=["rater", "status"])]
+        constraints = [
+            models.UniqueConstraint(fields=["comparison", "rater"], name="assignment_once_per_rater"),
+            models.CheckConstraint(
+                condition=Q(expires_at__gt=F("reserved_at")), name="assignment_expires_after_reserve"
+            ),
+            models.CheckConstraint(
+                condition=~Q(status=AssignmentStatus.SKIPPED) | ~Q(skip_reason=""),
+                name="skipped_assignment_has_reason",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"assignment {self.pk} ({self.status})"
+
+
+class Outcome(models.TextChoices):
+    A = "A"
+    B = "B"
+    TIE = "tie"
+    BOTH_BAD = "both_bad"
+
+
+class Judgment(models.Model):
+    """A rater's vote on an assignment. Never overwritten: undo and correction revoke it."""
+
+    assignment = models.ForeignKey(Assignment, on_delete=models.CASCADE, related_name="judgments")
+    outcome = models.CharField(max_length=16, choices=Outcome.choices)  # in comparison terms, not sides
+    chose_left = models.BooleanField(null=True)  # what was clicked; None for tie / both bad
+    strength = models.PositiveSmallIntegerField(
+        null=True, blank=True, validators=[MinValueValidator(1), MaxValueValidator(3)]
+    )
+    rationale = models.TextField(blank=True)
+    idempotency_key = models.CharField(max_length=64, unique=True)
+    shown_at = models.DateTimeField(null=True, blank=True)
+    first_input_at = models.DateTimeField(null=True, blank=True)
+    submitted_at = models.DateTimeField()
+    active_seconds = models.FloatField(null=True, blank=True)
+
+    is_flagged = models.BooleanField(default=False)
+    flag_reasons = models.JSONField(default=list, blank=True)  # e.g. ["fast", "rater_paused"]
+
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    revoked_reason = models.CharField(
+        max_length=16, blank=True, choices=[("undo", "undo"), ("correction", "correction")]
+    )
+    replaces = models.OneToOneField(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="replaced_by"
+    )
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [models.Index(fields=["submitted_at"])]
+        constraints = [
+            # One live judgment per assignment; revoked ones stay as the record of what happened.
+            models.UniqueConstraint(
+                fields=["assignment"],
+                condition=Q(revoked_at__isnull=True),
+                name="one_live_judgment_per_assignment",
+            ),
+            models.CheckConstraint(condition=Q(outcome__in=Outcome.values), name="judgment_outcome_valid"),
+            models.CheckConstraint(
+                condition=Q(strength__isnull=True) | Q(strength__gte=1, strength__lte=3),
+                name="judgment_strength_range",
+            ),
+            models.CheckConstraint(
+                condition=(Q(revoked_at__isnull=True) & Q(revoked_reason=""))
+                | (Q(revoked_at__isnull=False) & ~Q(revoked_reason="")),
+                name="judgment_revocation_has_reason",
+            ),
+            models.CheckConstraint(
+                condition=Q(active_seconds__isnull=True) | Q(active_seconds__gte=0),
+                name="judgment_active_time_positive",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"judgment {self.pk}: {self.outcome}"
+
+    @property
+    def is_live(self) -> bool:
+        return self.revoked_at is None

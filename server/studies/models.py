@@ -1,0 +1,153 @@
+from __future__ import annotations
+
+import hashlib
+import secrets
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.db.models import Q
+
+
+def _new_invite_token() -> str:
+    return secrets.token_urlsafe(18)
+
+
+class Modality(models.TextChoices):
+    TEXT = "text"
+    IMAGE = "image"
+
+
+class PairSelection(models.TextChoices):
+    RANDOM = "random"
+    ACTIVE = "active"  # most uncertain under the reward-model ensemble
+
+
+class Study(models.Model):
+    """One question asked of raters about one kind of artifact, with its rules."""
+
+    name = models.CharField(max_length=200)
+    slug = models.SlugField(max_length=80, unique=True)
+    question = models.CharField(max_length=500)
+    guidelines = models.TextField(blank=True)
+    modality = models.CharField(max_length=16, choices=Modality.choices, default=Modality.TEXT)
+    is_active = models.BooleanField(default=True)
+
+    versions = models.ManyToManyField(
+        "generators.GeneratorVersion", through="StudyVersion", related_name="studies", blank=True
+    )
+
+    # Assignment rules
+    overlap = models.PositiveSmallIntegerField(default=3, validators=[MinValueValidator(1)])
+    gold_rate = models.FloatField(default=0.1, validators=[MinValueValidator(0.0), MaxValueValidator(0.5)])
+    repeat_rate = models.FloatField(default=0.05, validators=[MinValueValidator(0.0), MaxValueValidator(0.5)])
+    per_rater_cap = models.PositiveIntegerField(null=True, blank=True)
+    reservation_seconds = models.PositiveIntegerField(default=600, validators=[MinValueValidator(10)])
+    pair_selection = models.CharField(
+        max_length=16, choices=PairSelection.choices, default=PairSelection.RANDOM
+    )
+    show_progress = models.BooleanField(default=True)
+
+    # Quality control: a rater below a threshold (after min_quality_judgments) is paused.
+    min_gold_accuracy = models.FloatField(
+        default=0.6, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)]
+    )
+    min_self_consistency = models.FloatField(
+        default=0.5, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)]
+    )
+    max_position_bias = models.FloatField(
+        default=0.9, validators=[MinValueValidator(0.5), MaxValueValidator(1.0)]
+    )
+    min_quality_judgments = models.PositiveIntegerField(default=10)
+    min_gold_checks = models.PositiveIntegerField(default=2)  # fair: at least two checks before a pause
+    fast_judgment_seconds = models.FloatField(default=2.0, validators=[MinValueValidator(0.0)])
+
+    # Crowd platforms
+    invite_token = models.CharField(max_length=40, unique=True, default=_new_invite_token)
+    completion_code = models.CharField(max_length=64, blank=True)
+    completion_url = models.URLField(blank=True)
+
+    # Automatic loop: snapshot → reward model → policy → generate when this many new judgments exist.
+    auto_train_min_judgments = models.PositiveIntegerField(null=True, blank=True)
+    auto_train_policy = models.CharField(
+        max_length=16, choices=[("dpo", "DPO"), ("rloo", "RLOO")], default="dpo"
+    )
+    target_ci_width = models.FloatField(default=50.0, validators=[MinValueValidator(0.0)])  # rating points
+
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name_plural = "studies"
+        constraints = [
+            models.CheckConstraint(condition=Q(overlap__gte=1), name="study_overlap_positive"),
+            models.CheckConstraint(
+                condition=Q(gold_rate__gte=0, gold_rate__lte=0.5), name="study_gold_rate_range"
+            ),
+            models.CheckConstraint(
+                condition=Q(repeat_rate__gte=0, repeat_rate__lte=0.5), name="study_repeat_rate_range"
+            ),
+            models.CheckConstraint(condition=Q(reservation_seconds__gte=10), name="study_reservation_min"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class StudyVersion(models.Model):
+    """A generator version taking part in a study."""
+
+    study = models.ForeignKey(Study, on_delete=models.CASCADE)
+    version = models.ForeignKey("generators.GeneratorVersion", on_delete=models.CASCADE)
+    enrolled_at = models.DateTimeField(auto_now_add=True)
+    enrolled_by_job = models.ForeignKey("jobs.Job", null=True, blank=True, on_delete=models.SET_NULL)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["study", "version"], name="study_version_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.version} in {self.study}"
+
+
+class PromptSplit(models.TextChoices):
+    TRAIN = "train"
+    HOLDOUT = "holdout"  # never used for training anything; evaluation reports on it
+
+
+def prompt_text_hash(text: str) -> str:
+    """Whitespace- and case-normalised hash, so a prompt pasted twice is caught as a duplicate."""
+    normalised = " ".join(text.split()).casefold()
+    return hashlib.sha256(normalised.encode("utf-8")).hexdigest()
+
+
+class Prompt(models.Model):
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="prompts")
+    text = models.TextField()
+    text_hash = models.CharField(max_length=64, editable=False)
+    split = models.CharField(max_length=16, choices=PromptSplit.choices, default=PromptSplit.TRAIN)
+    external_id = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(fields=["study", "text_hash"], name="prompt_unique_text_per_study"),
+            models.CheckConstraint(condition=Q(split__in=PromptSplit.values), name="prompt_split_valid"),
+            models.CheckConstraint(condition=~Q(text=""), name="prompt_text_not_empty"),
+        ]
+
+    def __str__(self) -> str:
+        return self.text[:60]
+
+    def save(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        self.text_hash = prompt_text_hash(self.text)
+        super().save(*args, **kwargs)
+
+    def clean(self) -> None:
+        if not self.text.strip():
+            raise ValidationError({"text": "A prompt needs some text."})
+        self.text_hash = prompt_text_hash(self.text)

@@ -1,0 +1,83 @@
+"""Small factories: each makes one valid row with sensible defaults; keyword arguments override."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import timedelta
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.utils import timezone
+
+from server.generators.models import Generator, GeneratorVersion, Sample, VersionKind
+from server.ratings.models import Assignment, Comparison, Rater
+from server.studies.models import Prompt, Study, StudyVersion
+
+_counter = itertools.count(1)
+
+
+def user(**fields: Any):  # type: ignore[no-untyped-def]
+    number = next(_counter)
+    fields.setdefault("username", f"user{number}")
+    password = fields.pop("password", "correct horse battery")
+    created = get_user_model().objects.create_user(**fields)
+    created.set_password(password)
+    created.save()
+    return created
+
+
+def study(**fields: Any) -> Study:
+    number = next(_counter)
+    fields.setdefault("name", f"Study {number}")
+    fields.setdefault("slug", f"study-{number}")
+    fields.setdefault("question", "Which text is better?")
+    return Study.objects.create(**fields)
+
+
+def prompt(**fields: Any) -> Prompt:
+    fields.setdefault("study", fields.get("study") or study())
+    fields.setdefault("text", f"Write about the sea, number {next(_counter)}.")
+    return Prompt.objects.create(**fields)
+
+
+def version(*, enrol_in: Study | None = None, **fields: Any) -> GeneratorVersion:
+    number = next(_counter)
+    fields.setdefault("generator", Generator.objects.create(name=f"generator-{number}"))
+    fields.setdefault("label", f"v{number}")
+    fields.setdefault("kind", VersionKind.EXTERNAL)
+    created = GeneratorVersion.objects.create(**fields)
+    if enrol_in is not None:
+        StudyVersion.objects.create(study=enrol_in, version=created)
+    return created
+
+
+def sample(**fields: Any) -> Sample:
+    fields.setdefault("prompt", fields.get("prompt") or prompt())
+    fields.setdefault("version", fields.get("version") or version())
+    fields.setdefault("text", f"A sample text {next(_counter)}.")
+    return Sample.objects.create(**fields)
+
+
+def comparison(**fields: Any) -> Comparison:
+    the_prompt = fields.pop("prompt", None) or prompt(study=fields.get("study") or study())
+    fields.setdefault("study", the_prompt.study)
+    fields.setdefault("sample_a", sample(prompt=the_prompt))
+    fields.setdefault("sample_b", sample(prompt=the_prompt))
+    return Comparison.objects.create(prompt=the_prompt, **fields)
+
+
+def rater(**fields: Any) -> Rater:
+    fields.setdefault("study", fields.get("study") or study())
+    if "user" not in fields and "external_id" not in fields:
+        fields["user"] = user()
+    return Rater.objects.create(**fields)
+
+
+def assignment(**fields: Any) -> Assignment:
+    fields.setdefault("comparison", fields.get("comparison") or comparison())
+    fields.setdefault("rater", fields.get("rater") or rater(study=fields["comparison"].study))
+    fields.setdefault("left_is_a", True)
+    now = timezone.now()
+    fields.setdefault("reserved_at", now)
+    fields.setdefault("expires_at", now + timedelta(minutes=10))
+    return Assignment.objects.create(**fields)

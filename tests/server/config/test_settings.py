@@ -1,0 +1,142 @@
+"""Settings fail fast, naming the variable, and production mode passes Django's deploy checks."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+
+from server.config.environment import Environment
+from tests.integration.worker_process import ROOT, environment
+
+PRODUCTION_KEY = "k" * 30 + "-production-secret-key-0123456789"
+
+
+def load_settings(**variables: str) -> subprocess.CompletedProcess[str]:
+    env = environment(**variables)
+    for name in (
+        "DATABASE_URL",
+        "CELERY_BROKER_URL",
+        "DJANGO_DEBUG",
+        "DJANGO_SECRET_KEY",
+        "DJANGO_ALLOWED_HOSTS",
+    ):
+        if name not in variables:
+            env.pop(name, None)
+    return subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import django; django.setup(); from django.conf import settings; print(settings.DEBUG)",
+        ],
+        cwd=ROOT,
+        env={**env, "DJANGO_SETTINGS_MODULE": "server.config.settings"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_production_mode_without_secret_key_stops_with_its_name() -> None:
+    completed = load_settings(DJANGO_DEBUG="false", DJANGO_ALLOWED_HOSTS="example.org")
+    assert completed.returncode != 0
+    assert "DJANGO_SECRET_KEY must be set" in completed.stderr
+
+
+def test_production_mode_without_allowed_hosts_stops_with_its_name() -> None:
+    completed = load_settings(DJANGO_DEBUG="false", DJANGO_SECRET_KEY=PRODUCTION_KEY)
+    assert completed.returncode != 0
+    assert "DJANGO_ALLOWED_HOSTS must be set" in completed.stderr
+
+
+def test_malformed_database_url_stops_with_its_name() -> None:
+    completed = load_settings(DATABASE_URL="mysql://db/lovelace")
+    assert completed.returncode != 0
+    assert "DATABASE_URL must be a postgres:// or sqlite:// URL, got scheme 'mysql'" in completed.stderr
+
+
+def test_malformed_broker_url_stops_with_its_name() -> None:
+    completed = load_settings(CELERY_BROKER_URL="redis://:notaport/0")
+    assert completed.returncode != 0
+    assert "CELERY_BROKER_URL" in completed.stderr
+
+
+def test_embedded_defaults_load_without_any_variable() -> None:
+    completed = load_settings()
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout.strip() == "True"
+
+
+def test_deploy_checks_are_clean_in_production_mode(tmp_path: Path) -> None:
+    env = environment(
+        DJANGO_DEBUG="false",
+        DJANGO_SECRET_KEY=PRODUCTION_KEY,
+        DJANGO_ALLOWED_HOSTS="lovelace.example.org",
+        LOVELACE_VAR_DIR=str(tmp_path),
+    )
+    completed = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert completed.returncode == 0, completed.stderr + completed.stdout
+    assert "no issues" in completed.stdout
+
+
+@pytest.mark.parametrize(
+    ("variables", "message"),
+    [
+        ({"X": "maybe"}, "X must be a boolean"),
+        ({"X": ""}, None),
+    ],
+)
+def test_boolean_parsing(variables: dict[str, str], message: str | None) -> None:
+    reader = Environment(variables)
+    if message is None:
+        assert reader.boolean("X", default=True) is True
+    else:
+        with pytest.raises(ImproperlyConfigured, match=message):
+            reader.boolean("X", default=True)
+
+
+def test_integer_below_minimum_is_refused() -> None:
+    with pytest.raises(ImproperlyConfigured, match="LOVELACE_REAPER_INTERVAL must be at least 1, got 0"):
+        Environment({"LOVELACE_REAPER_INTERVAL": "0"}).integer(
+            "LOVELACE_REAPER_INTERVAL", default=60, minimum=1
+        )
+
+
+def test_postgres_url_is_parsed_into_connection_settings() -> None:
+    database = Environment(
+        {"DATABASE_URL": "postgres://ada:p%40ss@db.local:6543/lovelace?sslmode=require"}
+    ).database("DATABASE_URL", sqlite_path=Path("/unused"))
+    assert {
+        key: database[key] for key in ("ENGINE", "NAME", "USER", "PASSWORD", "HOST", "PORT", "OPTIONS")
+    } == {
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": "lovelace",
+        "USER": "ada",
+        "PASSWORD": "p@ss",
+        "HOST": "db.local",
+        "PORT": "6543",
+        "OPTIONS": {"sslmode": "require"},
+    }
+
+
+def test_postgres_url_without_database_name_is_refused() -> None:
+    with pytest.raises(ImproperlyConfigured, match="must name a host and a database"):
+        Environment({"DATABASE_URL": "postgres://db.local"}).database(
+            "DATABASE_URL", sqlite_path=Path("/unused")
+        )
+
+
+def test_sqlite_default_uses_wal_mode(tmp_path: Path) -> None:
+    database = Environment({}).database("DATABASE_URL", sqlite_path=tmp_path / "x.sqlite3")
+    assert "journal_mode=WAL" in database["OPTIONS"]["init_command"]
+    assert database["NAME"] == str(tmp_path / "x.sqlite3")

@@ -1,0 +1,191 @@
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.utils import timezone
+
+from server.core.exceptions import ApplicationError, Conflict
+from server.jobs.models import Job, JobStatus
+from server.jobs.services import (
+    JobCancelled,
+    job_cancel,
+    job_claim,
+    job_enqueue,
+    job_log,
+    job_reap_stale,
+    job_report_progress,
+    job_succeed,
+)
+from workers.runner import run_job
+
+
+@pytest.mark.django_db
+def test_enqueue_sends_the_task_only_after_commit(django_capture_on_commit_callbacks) -> None:
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        job = job_enqueue(kind="noop", params={"steps": 1})
+    assert job.status == JobStatus.QUEUED
+    assert job.queue == "default"
+    assert len(callbacks) == 1
+
+
+@pytest.mark.django_db
+def test_enqueue_of_unknown_kind_is_refused_and_writes_nothing() -> None:
+    with pytest.raises(ApplicationError, match="Unknown job kind 'bake'"):
+        job_enqueue(kind="bake")
+    assert Job.objects.count() == 0
+
+
+@pytest.mark.django_db
+def test_second_claim_of_a_job_does_nothing() -> None:
+    job = Job.objects.create(kind="noop", queue="default")
+    assert job_claim(job_id=job.id, worker="first") is True
+    assert job_claim(job_id=job.id, worker="second") is False
+    job.refresh_from_db()
+    assert (job.status, job.worker, job.attempts) == (JobStatus.RUNNING, "first", 1)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_claims_on_one_job_have_exactly_one_winner() -> None:
+    job = Job.objects.create(kind="noop", queue="default")
+    contenders = 8
+    barrier = threading.Barrier(contenders)
+    wins: list[bool] = []
+    lock = threading.Lock()
+
+    def contend(number: int) -> None:
+        try:
+            barrier.wait()
+            won = job_claim(job_id=job.id, worker=f"worker-{number}")
+            with lock:
+                wins.append(won)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=contend, args=(number,)) for number in range(contenders)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(wins) == [False] * (contenders - 1) + [True]
+    job.refresh_from_db()
+    assert job.attempts == 1
+
+
+@pytest.mark.django_db
+def test_progress_records_step_message_and_metrics_timeline() -> None:
+    job = Job.objects.create(kind="noop", queue="default")
+    job_claim(job_id=job.id, worker="w")
+    job_report_progress(job_id=job.id, step=1, total=4, message="warming up", metrics={"loss": 2.5})
+    job_report_progress(job_id=job.id, step=2, total=4, metrics={"loss": 1.5})
+    job.refresh_from_db()
+    assert (job.progress_step, job.progress_total, job.progress_message) == (2, 4, "warming up")
+    assert [(point["step"], point["loss"]) for point in job.metrics] == [(1, 2.5), (2, 1.5)]
+
+
+@pytest.mark.django_db
+def test_log_tail_keeps_only_the_end() -> None:
+    job = Job.objects.create(kind="noop", queue="default")
+    for number in range(400):
+        job_log(job_id=job.id, line=f"line {number:05d} " + "x" * 80)
+    job.refresh_from_db()
+    assert len(job.log_tail) <= 20_000
+    assert job.log_tail.rstrip().endswith("line 00399 " + "x" * 80)
+    assert "line 00000" not in job.log_tail
+
+
+@pytest.mark.django_db
+def test_cancel_of_queued_job_cancels_it_at_once() -> None:
+    job = Job.objects.create(kind="noop", queue="default")
+    cancelled = job_cancel(job_id=job.id)
+    assert cancelled.status == JobStatus.CANCELLED
+    assert job_claim(job_id=job.id, worker="w") is False
+
+
+@pytest.mark.django_db
+def test_cancel_of_running_job_stops_it_at_its_next_progress_report() -> None:
+    job = Job.objects.create(kind="noop", queue="default")
+    job_claim(job_id=job.id, worker="w")
+    assert job_cancel(job_id=job.id).status == JobStatus.RUNNING
+    with pytest.raises(JobCancelled):
+        job_report_progress(job_id=job.id, step=1, total=2)
+
+
+@pytest.mark.django_db
+def test_cancel_of_finished_job_is_a_conflict() -> None:
+    job = Job.objects.create(kind="noop", queue="default")
+    job_claim(job_id=job.id, worker="w")
+    job_succeed(job_id=job.id)
+    with pytest.raises(Conflict, match="already succeeded"):
+        job_cancel(job_id=job.id)
+
+
+@pytest.mark.django_db
+def test_runner_records_failure_summary_and_traceback() -> None:
+    job = Job.objects.create(kind="noop", queue="default", params={"steps": 3, "fail_at": 2})
+    from server.jobs.services import job_run_noop
+
+    assert run_job(job.id, job_run_noop) == "failed"
+    job.refresh_from_db()
+    assert job.status == JobStatus.FAILED
+    assert job.error == "RuntimeError: asked to fail at step 2"
+    assert "Traceback" in job.log_tail
+    assert job.progress_step == 2
+
+
+@pytest.mark.django_db
+def test_runner_turns_a_cancel_request_into_cancelled() -> None:
+    job = Job.objects.create(kind="noop", queue="default", params={"steps": 3})
+
+    def handler(*, job, report):  # type: ignore[no-untyped-def]
+        report(step=1, total=3)
+        Job.objects.filter(id=job.id).update(cancel_requested=True)
+        report(step=2, total=3)
+        raise AssertionError("the second report must stop the job")
+
+    assert run_job(job.id, handler) == "cancelled"
+    job.refresh_from_db()
+    assert (job.status, job.progress_step) == (JobStatus.CANCELLED, 2)
+
+
+@pytest.mark.django_db
+def test_runner_skips_a_job_that_is_not_queued() -> None:
+    job = Job.objects.create(kind="noop", queue="default")
+    job_claim(job_id=job.id, worker="other")
+    calls: list[int] = []
+    assert run_job(job.id, lambda **_: calls.append(1)) == "skipped"
+    assert calls == []
+
+
+@pytest.mark.django_db
+def test_reaper_requeues_a_silent_job_then_fails_it_after_the_last_attempt(
+    django_capture_on_commit_callbacks,
+) -> None:
+    job = Job.objects.create(kind="noop", queue="default")
+    job_claim(job_id=job.id, worker="dead")
+    long_ago = timezone.now() - timedelta(hours=1)
+    Job.objects.filter(id=job.id).update(heartbeat_at=long_ago)
+
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        assert job_reap_stale(timeout_seconds=60, max_attempts=2) == {"requeued": 1, "failed": 0}
+    job.refresh_from_db()
+    assert job.status == JobStatus.QUEUED
+    assert len(callbacks) == 1  # the task is sent again
+
+    job_claim(job_id=job.id, worker="dead again")
+    Job.objects.filter(id=job.id).update(heartbeat_at=long_ago)
+    assert job_reap_stale(timeout_seconds=60, max_attempts=2) == {"requeued": 0, "failed": 1}
+    job.refresh_from_db()
+    assert job.status == JobStatus.FAILED
+    assert "stopped sending heartbeats" in job.error
+
+
+@pytest.mark.django_db
+def test_reaper_leaves_jobs_with_a_recent_heartbeat_alone() -> None:
+    job = Job.objects.create(kind="noop", queue="default")
+    job_claim(job_id=job.id, worker="alive")
+    assert job_reap_stale(timeout_seconds=60) == {"requeued": 0, "failed": 0}
+    job.refresh_from_db()
+    assert job.status == JobStatus.RUNNING
