@@ -4,3 +4,24 @@ import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+DEMO_CORPUS = Path(__file__).resolve().parents[1] / "workers" / "ml" / "corpus" / "lovelace.txt"
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny GPT-2 and its tokenizer, built from the demo corpus in a few seconds."""
+    from workers.ml.base_model import TINY_BUILD_CONFIG, build_base_model
+
+    root = tmp_path_factory.mktemp("tiny-model")
+    build_base_model(
+        corpus=DEMO_CORPUS.read_text(encoding="utf-8")[:20_000],
+        output_dir=root / "model",
+        checkpoint_dir=root / "checkpoints",
+        config=TINY_BUILD_CONFIG,
+    )
+    return root / "model"

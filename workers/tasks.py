@@ -14,6 +14,7 @@ from django.conf import settings
 from django.db import OperationalError
 
 from server.jobs import services as job_services
+from server.ratings.pair_selection import pair_selection_run
 from workers.celery_app import app
 from workers.queues import Queue, task_name_for_job_kind
 from workers.runner import run_job
@@ -52,3 +53,22 @@ def noop_job(job_id: int) -> str:
 @app.task(name="lovelace.reap_stale_jobs", **DEFAULT_TASK)
 def reap_stale_jobs() -> dict[str, int]:
     return job_services.job_reap_stale()
+
+
+@app.task(name=task_name_for_job_kind("build_base_model"), **GPU_TASK)
+def build_base_model_job(job_id: int) -> str:
+    from server.generators.jobs import base_model_build_run
+
+    return run_job(job_id, base_model_build_run)
+
+
+@app.task(name=task_name_for_job_kind("generate"), **GPU_TASK)
+def generate_job(job_id: int) -> str:
+    from server.generators.jobs import generate_run
+
+    return run_job(job_id, generate_run)
+
+
+@app.task(name=task_name_for_job_kind("select_pairs"), **CPU_TASK)
+def select_pairs_job(job_id: int) -> str:
+    return run_job(job_id, pair_selection_run)

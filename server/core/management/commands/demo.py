@@ -18,6 +18,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandParser
 
 from server.core.demo import DEMO_ADMIN, DEMO_RATER, demo_seed
+from server.generators.demo import demo_generation_start
 
 
 class Command(BaseCommand):
@@ -30,6 +31,9 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         call_command("migrate", verbosity=0, interactive=False)
         seed = demo_seed()
+        started = demo_generation_start(study=seed.study)
+        if started:
+            self.stdout.write(f"Started the demo pipeline: {started}.")
         port = options["port"]
         base = f"http://127.0.0.1:{port}"
         self.stdout.write(

@@ -1,0 +1,89 @@
+"""The demo's pipeline: build the base model once (cached under var/), enrol two versions of it
+with different decoding settings, generate samples for the demo prompts, select pairs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from django.conf import settings
+from django.db import transaction
+
+from server.generators.models import VersionKind
+from server.generators.services import generate_start, generator_version_register
+from server.jobs.models import Job, JobKind, JobStatus
+from server.jobs.services import job_enqueue
+from server.ratings.models import Comparison
+from server.studies.models import Study
+
+DEMO_GENERATOR = "lovelace-tiny"
+DEMO_CORPUS = Path(__file__).resolve().parents[2] / "workers" / "ml" / "corpus" / "lovelace.txt"
+# Two decoding settings of the same weights: raters see whether bolder sampling reads as more
+# creative or as more broken.
+DEMO_VERSIONS = {
+    "careful": {"temperature": 0.7, "top_p": 0.9, "max_new_tokens": 48, "stop": ["\n\n"]},
+    "bold": {"temperature": 1.1, "top_p": 1.0, "max_new_tokens": 48, "stop": ["\n\n"]},
+}
+DEMO_SAMPLES_PER_PROMPT = 3
+
+
+def demo_model_dir() -> Path:
+    return Path(settings.VAR_DIR) / "models" / DEMO_GENERATOR
+
+
+def demo_versions_enrol_and_generate(
+    *, study: Study, model_path: str, corpus_path: str, parent_id: int | None = None
+) -> Job:
+    versions = [
+        generator_version_register(
+            generator_name=DEMO_GENERATOR,
+            label=label,
+            kind=VersionKind.BASE,
+            model_path=model_path,
+            decoding=decoding,
+            reference_corpus_path=corpus_path,
+            study=study,
+        )
+        for label, decoding in DEMO_VERSIONS.items()
+    ]
+    return generate_start(
+        study=study,
+        version_ids=[version.id for version in versions],
+        split="train",
+        samples_per_prompt=DEMO_SAMPLES_PER_PROMPT,
+        then=["select_pairs"],
+        parent_id=parent_id,
+    )
+
+
+@transaction.atomic
+def demo_generation_start(*, study: Study) -> str:
+    """Start what the demo still lacks; say what was started ('' when nothing was needed)."""
+    if Comparison.objects.filter(study=study).exists():
+        return ""
+    busy = Job.objects.filter(
+        study=study,
+        kind__in=[JobKind.BUILD_BASE_MODEL, JobKind.GENERATE, JobKind.SELECT_PAIRS],
+        status__in=[JobStatus.QUEUED, JobStatus.RUNNING],
+    )
+    if busy.exists():
+        return ""
+    model_dir = demo_model_dir()
+    if (model_dir / "config.json").exists():
+        job = demo_versions_enrol_and_generate(
+            study=study, model_path=str(model_dir), corpus_path=str(DEMO_CORPUS)
+        )
+        return f"generate job {job.id} (then pair selection)"
+    job = job_enqueue(
+        kind=JobKind.BUILD_BASE_MODEL,
+        study_id=study.id,
+        params={
+            "corpus_path": str(DEMO_CORPUS),
+            "output_dir": str(model_dir),
+            "generator": DEMO_GENERATOR,
+            "label": "base",
+            "size": "demo",
+            "enrol": False,
+            "then": ["demo_versions"],
+        },
+    )
+    return f"base-model build job {job.id} (then two versions, generation and pair selection)"

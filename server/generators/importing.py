@@ -1,0 +1,201 @@
+"""Parse sample-import files (JSONL or CSV) into validated rows, naming the line of every error.
+
+Pure parsing: no database. The service turns rows into prompts and samples in one transaction,
+so a file with any error imports nothing.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from server.core.exceptions import ApplicationError
+
+REQUIRED_FIELDS = ("prompt", "text", "generator")
+OPTIONAL_FIELDS = ("version", "split", "metadata", "prompt_id")
+MAX_TEXT_CHARACTERS = 100_000
+MAX_ERRORS_REPORTED = 50
+
+
+@dataclass(frozen=True)
+class ImportRow:
+    line: int
+    prompt: str
+    text: str
+    generator: str
+    version: str = "external"
+    split: str = "train"
+    prompt_id: str = ""
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ImportProblem:
+    line: int
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"line {self.line}" + (f", field '{self.field}'" if self.field else "")
+        return f"{where}: {self.message}"
+
+
+def _refuse(problems: list[ImportProblem]) -> ApplicationError:
+    shown = problems[:MAX_ERRORS_REPORTED]
+    more = len(problems) - len(shown)
+    summary = "; ".join(str(problem) for problem in shown[:3])
+    if len(problems) > 3:
+        summary += f"; and {len(problems) - 3} more"
+    return ApplicationError(
+        f"The file was not imported: {summary}.",
+        extra={
+            "errors": [{"line": p.line, "field": p.field, "message": p.message} for p in shown],
+            "errors_not_shown": more,
+        },
+    )
+
+
+def detect_format(filename: str, declared: str | None = None) -> str:
+    if declared:
+        if declared not in ("jsonl", "csv"):
+            raise ApplicationError(
+                f"Unknown format {declared!r}: use 'jsonl' or 'csv'.", extra={"field": "format"}
+            )
+        return declared
+    lowered = filename.lower()
+    if lowered.endswith((".jsonl", ".ndjson", ".json")):
+        return "jsonl"
+    if lowered.endswith(".csv"):
+        return "csv"
+    raise ApplicationError(
+        f"Cannot tell the format of {filename!r}: name it .jsonl or .csv, or say the format.",
+        extra={"field": "format"},
+    )
+
+
+def decode_utf8(data: bytes, *, max_bytes: int) -> str:
+    """UTF-8 text of an upload; refuses files over ``max_bytes`` and names the line of a bad byte."""
+    if len(data) > max_bytes:
+        raise ApplicationError(
+            f"The file is {len(data):,} bytes; the limit is {max_bytes:,} bytes.", extra={"field": "file"}
+        )
+    if not data.strip():
+        raise ApplicationError("The file is empty.", extra={"field": "file"})
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data[: error.start].count(b"\n") + 1
+        raise _refuse(
+            [ImportProblem(line, "", f"not valid UTF-8 (byte {error.start}); save the file as UTF-8")]
+        ) from None
+    return text.removeprefix("\ufeff")
+
+
+def _validate(line: int, record: dict[str, Any], problems: list[ImportProblem]) -> ImportRow | None:
+    before = len(problems)
+    values: dict[str, Any] = {}
+    for name in REQUIRED_FIELDS:
+        value = record.get(name)
+        if value is None or (isinstance(value, str) and not value.strip()):
+            problems.append(ImportProblem(line, name, "is missing or empty"))
+        elif not isinstance(value, str):
+            problems.append(ImportProblem(line, name, f"must be text, not {type(value).__name__}"))
+        elif len(value) > MAX_TEXT_CHARACTERS:
+            problems.append(ImportProblem(line, name, f"is longer than {MAX_TEXT_CHARACTERS:,} characters"))
+        else:
+            values[name] = value
+    for name in ("version", "split", "prompt_id"):
+        value = record.get(name)
+        if value in (None, ""):
+            continue
+        if not isinstance(value, str):
+            problems.append(ImportProblem(line, name, f"must be text, not {type(value).__name__}"))
+        else:
+            values[name] = value.strip()
+    if values.get("split", "train") not in ("train", "holdout"):
+        problems.append(ImportProblem(line, "split", "must be 'train' or 'holdout'"))
+    metadata = record.get("metadata", {})
+    if isinstance(metadata, str):  # CSV carries metadata as a JSON object in one cell
+        try:
+            metadata = json.loads(metadata) if metadata.strip() else {}
+        except json.JSONDecodeError as error:
+            problems.append(ImportProblem(line, "metadata", f"is not valid JSON ({error.msg})"))
+            metadata = {}
+    if not isinstance(metadata, dict):
+        problems.append(ImportProblem(line, "metadata", "must be a JSON object"))
+        metadata = {}
+    unknown = sorted(set(record) - set(REQUIRED_FIELDS) - set(OPTIONAL_FIELDS))
+    if unknown:
+        problems.append(
+            ImportProblem(
+                line,
+                unknown[0],
+                f"is not a known field (known: {', '.join(REQUIRED_FIELDS + OPTIONAL_FIELDS)})",
+            )
+        )
+    if len(problems) > before:
+        return None
+    return ImportRow(line=line, metadata=metadata, **values)
+
+
+def parse_jsonl(text: str) -> list[ImportRow]:
+    rows: list[ImportRow] = []
+    problems: list[ImportProblem] = []
+    for number, raw in enumerate(text.splitlines(), start=1):
+        if not raw.strip():
+            continue
+        try:
+            record = json.loads(raw)
+        except json.JSONDecodeError as error:
+            problems.append(
+                ImportProblem(number, "", f"is not valid JSON ({error.msg} at column {error.colno})")
+            )
+            continue
+        if not isinstance(record, dict):
+            problems.append(ImportProblem(number, "", "must be a JSON object"))
+            continue
+        row = _validate(number, record, problems)
+        if row is not None:
+            rows.append(row)
+    if problems:
+        raise _refuse(problems)
+    return rows
+
+
+def parse_csv(text: str) -> list[ImportRow]:
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    header = reader.fieldnames or []
+    missing = [name for name in REQUIRED_FIELDS if name not in header]
+    if missing:
+        raise _refuse([ImportProblem(1, name, "column is missing from the header") for name in missing])
+    rows: list[ImportRow] = []
+    problems: list[ImportProblem] = []
+    try:
+        for record in reader:
+            line = reader.line_num  # the record's last physical line (cells may span lines)
+            if None in record:
+                problems.append(ImportProblem(line, "", "has more cells than the header"))
+                continue
+            cleaned = {key: value for key, value in record.items() if value not in (None, "")}
+            row = _validate(line, cleaned, problems)
+            if row is not None:
+                rows.append(row)
+    except csv.Error as error:
+        problems.append(ImportProblem(reader.line_num, "", f"is not valid CSV ({error})"))
+    if problems:
+        raise _refuse(problems)
+    return rows
+
+
+def parse_import(
+    data: bytes, *, filename: str, declared_format: str | None, max_bytes: int
+) -> list[ImportRow]:
+    file_format = detect_format(filename, declared_format)
+    text = decode_utf8(data, max_bytes=max_bytes)
+    rows = parse_jsonl(text) if file_format == "jsonl" else parse_csv(text)
+    if not rows:
+        raise ApplicationError("The file has no rows.", extra={"field": "file"})
+    return rows

@@ -1,0 +1,143 @@
+"""Job handlers of the generators app: build a base model, generate samples. Worker-only: these
+import torch (through workers.ml), so the web process never imports this module."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+
+from server.generators.models import GeneratorVersion, Sample, VersionKind
+from server.generators.services import generator_version_register
+from server.jobs.models import Job
+from server.studies.models import Prompt
+from workers.ml.base_model import TINY_BUILD_CONFIG, BaseModelConfig, build_base_model
+from workers.ml.progress import ProgressReporter
+from workers.ml.sampling import SampleRequest, SamplingConfig, generate_samples, load_model
+
+
+def checkpoint_dir_for(job: Job) -> Path:
+    return Path(settings.VAR_DIR) / "checkpoints" / f"job-{job.id}"
+
+
+def base_model_build_run(*, job: Job, report: ProgressReporter) -> dict[str, Any]:
+    params = job.params
+    corpus_path = Path(params["corpus_path"])
+    output_dir = Path(params["output_dir"])
+    base = TINY_BUILD_CONFIG if params.get("size") == "tiny" else BaseModelConfig()
+    config = BaseModelConfig(**{**base.__dict__, **params.get("config", {})})
+    checkpoints = checkpoint_dir_for(job)
+    result = build_base_model(
+        corpus=corpus_path.read_text(encoding="utf-8"),
+        output_dir=output_dir,
+        checkpoint_dir=checkpoints,
+        config=config,
+        reporter=report,
+    )
+    version = generator_version_register(
+        generator_name=params["generator"],
+        label=params["label"],
+        kind=VersionKind.BASE,
+        model_path=str(output_dir),
+        decoding=params.get("decoding", {}),
+        reference_corpus_path=str(corpus_path),
+        study=job.study if params.get("enrol") else None,
+        metadata={"built_by_job": job.id, "parameters": result.parameters, "steps": result.steps},
+    )
+    shutil.rmtree(checkpoints, ignore_errors=True)
+    if "demo_versions" in params.get("then", []) and job.study is not None:
+        from server.generators.demo import demo_versions_enrol_and_generate
+
+        demo_versions_enrol_and_generate(
+            study=job.study, model_path=str(output_dir), corpus_path=str(corpus_path), parent_id=job.id
+        )
+    return {
+        "version_id": version.id,
+        "output_dir": str(output_dir),
+        "steps": result.steps,
+        "resumed_from_step": result.resumed_from_step,
+        "final_loss": result.losses[-1] if result.losses else None,
+        "seconds": round(result.seconds, 2),
+        "parameters": result.parameters,
+    }
+
+
+def generate_run(*, job: Job, report: ProgressReporter) -> dict[str, Any]:
+    """Generate the missing samples of each (version, prompt, seed): a re-run adds no duplicate."""
+    params = job.params
+    prompts = list(Prompt.objects.filter(study=job.study, split=params["split"]).order_by("id"))
+    versions = list(GeneratorVersion.objects.filter(id__in=params["version_ids"]).order_by("id"))
+    seeds = range(int(params["samples_per_prompt"]))
+    total = len(versions) * len(prompts) * len(seeds)
+    existing = set(
+        Sample.objects.filter(version__in=versions, prompt__in=prompts, seed__isnull=False).values_list(
+            "version_id", "prompt_id", "seed"
+        )
+    )
+    done = len(existing & {(v.id, p.id, s) for v in versions for p in prompts for s in seeds})
+    created = 0
+    out_of_memory: list[dict[str, int]] = []
+    report(step=done, total=total, message=f"{done} of {total} samples already exist")
+    for version in versions:
+        decoding = {**version.decoding, **params.get("decoding", {})}
+        if "stop" in decoding:
+            decoding["stop"] = tuple(decoding["stop"])
+        config = SamplingConfig(**decoding)
+        todo = [
+            (prompt, seed)
+            for prompt in prompts
+            for seed in seeds
+            if (version.id, prompt.id, seed) not in existing
+        ]
+        if not todo:
+            continue
+        model = load_model(version.model_path, device=config.device, dtype=config.dtype)
+        recorded = {
+            key: value for key, value in decoding.items() if key not in ("device", "dtype", "batch_size")
+        }
+        chunk_size = config.batch_size * 4  # a database write every few batches, progress as often
+        for start in range(0, len(todo), chunk_size):
+            chunk = todo[start : start + chunk_size]
+            began = time.perf_counter()
+            result = generate_samples(
+                model, [SampleRequest(prompt=prompt.text, seed=seed) for prompt, seed in chunk], config=config
+            )
+            Sample.objects.bulk_create(
+                [
+                    Sample(
+                        prompt=prompt,
+                        version=version,
+                        text=sample.text,
+                        seed=seed,
+                        decoding=recorded,
+                        token_count=sample.token_count,
+                        logprob_sum=sample.logprob,
+                        latency_seconds=sample.latency_s,
+                        metadata={"finish_reason": sample.finish_reason},
+                        job=job,
+                    )
+                    for (prompt, seed), sample in zip(chunk, result.samples, strict=True)
+                ],
+                ignore_conflicts=True,  # a sample another attempt already stored stays as it is
+            )
+            out_of_memory += [
+                {"batch_size": event.batch_size, "retried_with": event.retried_with}
+                for event in result.out_of_memory_events
+            ]
+            created += len(chunk)
+            done += len(chunk)
+            elapsed = max(time.perf_counter() - began, 1e-9)
+            report(
+                step=done,
+                total=total,
+                message=f"{version}: {done} of {total} samples",
+                metrics={"tokens_per_second": result.total_tokens / elapsed},
+            )
+    if "select_pairs" in params.get("then", []) and job.study is not None:
+        from server.ratings.pair_selection import pair_selection_start
+
+        pair_selection_start(study=job.study, parent_id=job.id)
+    return {"created": created, "total": total, "out_of_memory_events": out_of_memory}

@@ -1,0 +1,247 @@
+"""Writing generators, versions and samples; starting generation jobs."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+
+from server.core.exceptions import ApplicationError, NotFound
+from server.generators.importing import ImportRow, parse_import
+from server.generators.models import Generator, GeneratorVersion, Sample, VersionKind, sample_text_hash
+from server.jobs.models import Job, JobKind
+from server.jobs.services import job_enqueue
+from server.studies.models import Prompt, PromptSplit, Study, prompt_text_hash
+from server.studies.services import study_enrol_version
+
+DECODING_FIELDS = {"temperature", "top_p", "top_k", "max_new_tokens", "stop", "batch_size"}
+
+
+def validate_decoding(decoding: dict[str, Any]) -> dict[str, Any]:
+    """Check decoding parameters by name and range, so a bad value fails at the form, not in a worker."""
+    unknown = sorted(set(decoding) - DECODING_FIELDS)
+    if unknown:
+        raise ApplicationError(
+            f"Unknown decoding parameter {unknown[0]!r}; known: {', '.join(sorted(DECODING_FIELDS))}.",
+            extra={"field": "decoding"},
+        )
+    checks = {
+        "temperature": lambda v: isinstance(v, int | float) and 0 <= v <= 5,
+        "top_p": lambda v: isinstance(v, int | float) and 0 < v <= 1,
+        "top_k": lambda v: isinstance(v, int) and 0 <= v <= 100_000,
+        "max_new_tokens": lambda v: isinstance(v, int) and 1 <= v <= 4096,
+        "batch_size": lambda v: isinstance(v, int) and 1 <= v <= 1024,
+        "stop": lambda v: isinstance(v, list) and all(isinstance(s, str) and s for s in v),
+    }
+    for name, value in decoding.items():
+        if isinstance(value, bool) or not checks[name](value):
+            raise ApplicationError(
+                f"Decoding parameter {name!r} has an invalid value {value!r}.",
+                extra={"field": f"decoding.{name}"},
+            )
+    return decoding
+
+
+def generator_version_register(
+    *,
+    generator_name: str,
+    label: str,
+    kind: str,
+    model_path: str = "",
+    decoding: dict[str, Any] | None = None,
+    reference_corpus_path: str = "",
+    metadata: dict[str, Any] | None = None,
+    study: Study | None = None,
+) -> GeneratorVersion:
+    """Register (or return the existing) version ``generator_name/label``; enrol it in ``study``."""
+    if not generator_name.strip() or not label.strip():
+        raise ApplicationError("A version needs a generator name and a label.")
+    generator, _ = Generator.objects.get_or_create(name=generator_name.strip())
+    version = GeneratorVersion.objects.filter(generator=generator, label=label.strip()).first()
+    if version is None:
+        version = GeneratorVersion(
+            generator=generator,
+            label=label.strip(),
+            kind=kind,
+            model_path=model_path,
+            decoding=validate_decoding(dict(decoding or {})),
+            reference_corpus_path=reference_corpus_path,
+            metadata=metadata or {},
+        )
+        try:
+            version.full_clean()
+        except ValidationError as error:
+            raise ApplicationError(
+                "The version is not valid.", extra={"fields": error.message_dict}
+            ) from None
+        version.save()
+    elif version.kind != kind:
+        raise ApplicationError(
+            f"{generator.name}/{version.label} is already registered as {version.kind}, not {kind}."
+        )
+    if study is not None:
+        study_enrol_version(study=study, version=version)
+    return version
+
+
+@dataclass
+class ImportResult:
+    created: int = 0
+    duplicates: list[int] = field(default_factory=list)  # line numbers of samples already present
+    prompts_created: int = 0
+    versions: list[str] = field(default_factory=list)
+
+
+def samples_import_file(
+    *, study_slug: str, data: bytes, filename: str, declared_format: str | None = None
+) -> ImportResult:
+    """Parse and import a JSONL/CSV upload. Any error imports nothing and names its line and field."""
+    study = Study.objects.filter(slug=study_slug).first()
+    if study is None:
+        raise NotFound(f"There is no study {study_slug!r}.", extra={"field": "study"})
+    rows = parse_import(
+        data, filename=filename, declared_format=declared_format, max_bytes=settings.LOVELACE_MAX_UPLOAD_BYTES
+    )
+    return samples_import(study=study, rows=rows)
+
+
+@transaction.atomic
+def samples_import(*, study: Study, rows: list[ImportRow]) -> ImportResult:
+    """Import rows in one transaction: prompts are matched by normalised text (created when new),
+    each (generator, version) is registered as external and enrolled; a sample whose text the
+    version already has for that prompt (in the database or earlier in the file) is a duplicate,
+    reported by line and skipped."""
+    result = ImportResult()
+    prompts = {prompt.text_hash: prompt for prompt in Prompt.objects.filter(study=study)}
+    versions: dict[tuple[str, str], GeneratorVersion] = {}
+    split_of_new_prompt: dict[str, str] = {}
+    for row in rows:
+        text_hash = prompt_text_hash(row.prompt)
+        if text_hash in prompts:
+            continue
+        earlier = split_of_new_prompt.setdefault(text_hash, row.split)
+        if earlier != row.split:
+            raise ApplicationError(
+                f"The file was not imported: line {row.line}, field 'split': the prompt appears earlier "
+                f"with split {earlier!r}.",
+                extra={"errors": [{"line": row.line, "field": "split", "message": "conflicting split"}]},
+            )
+    new_prompts = [
+        Prompt(
+            study=study,
+            text=row.prompt.strip(),
+            text_hash=prompt_text_hash(row.prompt),
+            split=row.split,
+            external_id=row.prompt_id,
+        )
+        for row in {
+            prompt_text_hash(r.prompt): r for r in rows if prompt_text_hash(r.prompt) not in prompts
+        }.values()
+    ]
+    for prompt in Prompt.objects.bulk_create(new_prompts):
+        prompts[prompt.text_hash] = prompt
+    result.prompts_created = len(new_prompts)
+
+    for row in rows:
+        key = (row.generator.strip(), row.version)
+        if key not in versions:
+            existing = GeneratorVersion.objects.filter(generator__name=key[0], label=key[1]).first()
+            if existing is not None and existing.kind != VersionKind.EXTERNAL:
+                raise ApplicationError(
+                    f"The file was not imported: line {row.line}, field 'generator': {key[0]}/{key[1]} is a "
+                    f"{existing.kind} version, not an external one.",
+                    extra={"errors": [{"line": row.line, "field": "generator", "message": "not external"}]},
+                )
+            versions[key] = generator_version_register(
+                generator_name=key[0], label=key[1], kind=VersionKind.EXTERNAL, study=study
+            )
+    result.versions = sorted(f"{name}/{label}" for name, label in versions)
+
+    existing_texts = set(
+        Sample.objects.filter(
+            version__in=list(versions.values()), prompt__study=study, seed__isnull=True
+        ).values_list("version_id", "prompt_id", "text_hash")
+    )
+    to_create: list[Sample] = []
+    for row in rows:
+        version = versions[(row.generator.strip(), row.version)]
+        prompt = prompts[prompt_text_hash(row.prompt)]
+        key = (version.id, prompt.id, sample_text_hash(row.text))
+        if key in existing_texts:
+            result.duplicates.append(row.line)
+            continue
+        existing_texts.add(key)
+        to_create.append(
+            Sample(prompt=prompt, version=version, text=row.text, text_hash=key[2], metadata=row.metadata)
+        )
+    try:
+        Sample.objects.bulk_create(to_create)
+    except IntegrityError:  # a concurrent import of the same samples: refuse whole, keep nothing
+        raise ApplicationError(
+            "Another import of the same samples ran at the same time; try again."
+        ) from None
+    result.created = len(to_create)
+    return result
+
+
+def generate_start(
+    *,
+    study: Study,
+    version_ids: list[int],
+    split: str = PromptSplit.TRAIN,
+    samples_per_prompt: int = 2,
+    decoding: dict[str, Any] | None = None,
+    then: list[str] | None = None,
+    created_by_id: int | None = None,
+    parent_id: int | None = None,
+) -> Job:
+    """Start a ``generate`` job: ``samples_per_prompt`` samples per prompt of ``split`` per version."""
+    if split not in PromptSplit.values:
+        raise ApplicationError(
+            f"Split must be one of {', '.join(PromptSplit.values)}.", extra={"field": "split"}
+        )
+    if not 1 <= samples_per_prompt <= 64:
+        raise ApplicationError(
+            "Samples per prompt must be between 1 and 64.", extra={"field": "samples_per_prompt"}
+        )
+    if not version_ids:
+        raise ApplicationError("Choose at least one version.", extra={"field": "version_ids"})
+    versions = list(GeneratorVersion.objects.filter(id__in=version_ids))
+    missing = sorted(set(version_ids) - {version.id for version in versions})
+    if missing:
+        raise NotFound(f"There is no version {missing[0]}.", extra={"field": "version_ids"})
+    external = [str(version) for version in versions if version.kind == VersionKind.EXTERNAL]
+    if external:
+        raise ApplicationError(
+            f"{external[0]} is external: import its samples instead.", extra={"field": "version_ids"}
+        )
+    enrolled = set(study.versions.values_list("id", flat=True))
+    not_enrolled = [str(version) for version in versions if version.id not in enrolled]
+    if not_enrolled:
+        raise ApplicationError(
+            f"{not_enrolled[0]} is not enrolled in the study.", extra={"field": "version_ids"}
+        )
+    validate_decoding(dict(decoding or {}))
+    if not Prompt.objects.filter(study=study, split=split).exists():
+        raise ApplicationError(f"The study has no {split} prompts.", extra={"field": "split"})
+    return job_enqueue(
+        kind=JobKind.GENERATE,
+        study_id=study.id,
+        created_by_id=created_by_id,
+        parent_id=parent_id,
+        params={
+            "version_ids": sorted(version_ids),
+            "split": split,
+            "samples_per_prompt": samples_per_prompt,
+            "decoding": decoding or {},
+            "then": then or [],
+        },
+    )
+
+
+def samples_per_version(*, study: Study) -> dict[int, int]:
+    return dict(Counter(Sample.objects.filter(prompt__study=study).values_list("version_id", flat=True)))

@@ -1,0 +1,124 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from server.generators.jobs import generate_run
+from server.generators.models import Sample, VersionKind
+from server.generators.services import generate_start
+from server.jobs.models import Job, JobStatus
+from server.ratings.models import Comparison, ComparisonKind
+from server.ratings.pair_selection import pair_selection_run
+from server.studies.models import PromptSplit
+from tests import factories
+from workers.runner import run_job
+
+pytestmark = pytest.mark.django_db
+
+
+def make_study(model_dir: Path):  # type: ignore[no-untyped-def]
+    study = factories.study(gold_rate=0.2)
+    for text in ("The sea", "A clock", "Bread"):
+        factories.prompt(study=study, text=text)
+    factories.prompt(study=study, text="Snow", split=PromptSplit.HOLDOUT)
+    decoding = {"temperature": 1.0, "max_new_tokens": 8, "batch_size": 4}
+    first = factories.version(
+        kind=VersionKind.BASE, model_path=str(model_dir), decoding=decoding, enrol_in=study
+    )
+    second = factories.version(
+        kind=VersionKind.BASE,
+        model_path=str(model_dir),
+        enrol_in=study,
+        decoding={**decoding, "temperature": 0.5},
+    )
+    return study, [first, second]
+
+
+def test_generate_stores_every_sample_with_provenance(tiny_model_dir: Path) -> None:
+    study, versions = make_study(tiny_model_dir)
+    job = generate_start(study=study, version_ids=[v.id for v in versions], samples_per_prompt=2)
+    assert run_job(job.id, generate_run) == "succeeded"
+    job.refresh_from_db()
+    assert job.result["created"] == job.result["total"] == 2 * 3 * 2
+    assert (job.progress_step, job.progress_total) == (12, 12)
+    samples = Sample.objects.filter(job=job)
+    assert samples.count() == 12
+    assert set(samples.values_list("seed", flat=True)) == {0, 1}
+    assert not samples.filter(prompt__split=PromptSplit.HOLDOUT).exists()
+    sample = samples.filter(version=versions[1]).first()
+    assert sample.decoding == {"temperature": 0.5, "max_new_tokens": 8}
+    assert 1 <= sample.token_count <= 8 and sample.logprob_sum < 0 and sample.latency_seconds > 0
+
+
+def test_rerun_after_a_crash_adds_no_duplicate(tiny_model_dir: Path) -> None:
+    study, versions = make_study(tiny_model_dir)
+    first = generate_start(study=study, version_ids=[v.id for v in versions], samples_per_prompt=2)
+    run_job(first.id, generate_run)
+    Sample.objects.filter(version=versions[0], seed=1).delete()  # as if the worker died half-way
+    second = generate_start(study=study, version_ids=[v.id for v in versions], samples_per_prompt=2)
+    assert run_job(second.id, generate_run) == "succeeded"
+    second.refresh_from_db()
+    assert second.result["created"] == 3
+    assert Sample.objects.count() == 12
+
+
+def test_same_seed_gives_the_same_text_across_jobs(tiny_model_dir: Path) -> None:
+    study, versions = make_study(tiny_model_dir)
+    job = generate_start(study=study, version_ids=[versions[0].id], samples_per_prompt=1)
+    run_job(job.id, generate_run)
+    before = dict(Sample.objects.values_list("prompt_id", "text"))
+    Sample.objects.all().delete()
+    again = generate_start(study=study, version_ids=[versions[0].id], samples_per_prompt=1)
+    run_job(again.id, generate_run)
+    assert dict(Sample.objects.values_list("prompt_id", "text")) == before
+
+
+def test_generation_then_pair_selection_creates_cross_version_pairs_and_gold(
+    tiny_model_dir: Path, django_capture_on_commit_callbacks
+) -> None:  # type: ignore[no-untyped-def]
+    study, versions = make_study(tiny_model_dir)
+    job = generate_start(
+        study=study, version_ids=[v.id for v in versions], samples_per_prompt=2, then=["select_pairs"]
+    )
+    with django_capture_on_commit_callbacks(execute=False):
+        run_job(job.id, generate_run)
+    selection = Job.objects.get(kind="select_pairs", parent=job)
+    assert selection.status == JobStatus.QUEUED
+    assert run_job(selection.id, pair_selection_run) == "succeeded"
+    regular = Comparison.objects.filter(study=study, kind=ComparisonKind.REGULAR)
+    assert regular.count() == 3 * 2
+    for comparison in regular:
+        assert comparison.sample_a.version_id != comparison.sample_b.version_id
+        assert comparison.sample_a.prompt_id == comparison.sample_b.prompt_id == comparison.prompt_id
+    gold = Comparison.objects.filter(study=study, kind=ComparisonKind.GOLD)
+    assert gold.count() == round(6 * 0.2)
+    for comparison in gold:
+        real = comparison.sample_a if comparison.gold_answer == "A" else comparison.sample_b
+        broken = comparison.sample_b if comparison.gold_answer == "A" else comparison.sample_a
+        assert real.version_id in {v.id for v in versions}
+        assert broken.metadata == {"broken_from": real.id}
+
+
+def test_generate_refuses_external_and_unenrolled_versions() -> None:
+    from server.core.exceptions import ApplicationError
+
+    study = factories.study()
+    factories.prompt(study=study)
+    external = factories.version(enrol_in=study)
+    with pytest.raises(ApplicationError, match="is external: import its samples instead"):
+        generate_start(study=study, version_ids=[external.id])
+    stranger = factories.version(kind=VersionKind.BASE, model_path="/m")
+    with pytest.raises(ApplicationError, match="is not enrolled in the study"):
+        generate_start(study=study, version_ids=[stranger.id])
+    assert Job.objects.count() == 0
+
+
+def test_unknown_decoding_parameter_is_refused() -> None:
+    from server.core.exceptions import ApplicationError
+
+    study = factories.study()
+    factories.prompt(study=study)
+    version = factories.version(kind=VersionKind.BASE, model_path="/m", enrol_in=study)
+    with pytest.raises(ApplicationError, match="Unknown decoding parameter 'temprature'"):
+        generate_start(study=study, version_ids=[version.id], decoding={"temprature": 1})

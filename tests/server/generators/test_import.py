@@ -1,0 +1,151 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from server.core.exceptions import ApplicationError, NotFound
+from server.generators.models import GeneratorVersion, Sample, VersionKind
+from server.generators.services import samples_import_file
+from server.studies.models import Prompt
+from tests import factories
+
+pytestmark = pytest.mark.django_db
+
+
+def jsonl(*records: dict[str, object]) -> bytes:
+    return "\n".join(json.dumps(record) for record in records).encode()
+
+
+def nothing_imported() -> bool:
+    return (
+        Sample.objects.count() == 0 and GeneratorVersion.objects.count() == 0 and Prompt.objects.count() == 0
+    )
+
+
+def test_jsonl_import_creates_prompts_external_versions_and_samples() -> None:
+    study = factories.study()
+    data = jsonl(
+        {"prompt": "The sea", "text": "Waves", "generator": "gpt-x", "metadata": {"temperature": 0.7}},
+        {"prompt": "The sea", "text": "Salt", "generator": "human", "version": "poets"},
+        {"prompt": "Night", "text": "Stars", "generator": "gpt-x", "split": "holdout"},
+    )
+    result = samples_import_file(study_slug=study.slug, data=data, filename="samples.jsonl")
+    assert (result.created, result.prompts_created, result.duplicates) == (3, 2, [])
+    assert result.versions == ["gpt-x/external", "human/poets"]
+    assert set(study.versions.values_list("kind", flat=True)) == {VersionKind.EXTERNAL}
+    assert Prompt.objects.get(text="Night").split == "holdout"
+    assert Sample.objects.get(text="Waves").metadata == {"temperature": 0.7}
+
+
+def test_csv_import_reads_the_same_fields() -> None:
+    study = factories.study()
+    data = b'prompt,text,generator,metadata\nThe sea,"Waves, and more",gpt-x,"{""k"": 1}"\n'
+    result = samples_import_file(study_slug=study.slug, data=data, filename="samples.csv")
+    assert result.created == 1
+    assert Sample.objects.get().text == "Waves, and more"
+
+
+def test_duplicates_are_reported_by_line_and_skipped() -> None:
+    study = factories.study()
+    first = jsonl({"prompt": "The sea", "text": "Waves", "generator": "g"})
+    samples_import_file(study_slug=study.slug, data=first, filename="a.jsonl")
+    second = jsonl(
+        {"prompt": "The sea", "text": "Waves", "generator": "g"},
+        {"prompt": "The sea", "text": "Tide", "generator": "g"},
+        {"prompt": "The sea", "text": "Tide", "generator": "g"},
+    )
+    result = samples_import_file(study_slug=study.slug, data=second, filename="b.jsonl")
+    assert (result.created, result.duplicates) == (1, [1, 3])
+    assert Sample.objects.count() == 2
+
+
+@pytest.mark.parametrize(
+    ("data", "filename", "message"),
+    [
+        (
+            b'{"prompt": "a", "text": "b", "generator": "g"}\n{"prompt": "a", "text": ',
+            "x.jsonl",
+            "line 2: is not valid JSON",
+        ),
+        (
+            b'{"prompt": "a", "text": "b", "generator": "g"}\n{"prompt": "a", "generator": "g"}',
+            "x.jsonl",
+            "line 2, field 'text': is missing or empty",
+        ),
+        (
+            b'{"prompt": "a", "text": "b", "generator": "g", "split": "test"}',
+            "x.jsonl",
+            "line 1, field 'split': must be 'train' or 'holdout'",
+        ),
+        (
+            b'{"prompt": "a", "text": "b", "generator": "g", "colour": "red"}',
+            "x.jsonl",
+            "line 1, field 'colour': is not a known field",
+        ),
+        (b"prompt,text\na,b\n", "x.csv", "line 1, field 'generator': column is missing from the header"),
+        (
+            b'{"prompt": "a", "text": "b", "generator": "g"}\n{"prompt": "caf\xe9", "text": "b", "generator": "g"}',
+            "x.jsonl",
+            "line 2: not valid UTF-8",
+        ),
+        (b'["a", "b"]', "x.jsonl", "line 1: must be a JSON object"),
+    ],
+)
+def test_a_file_with_any_error_imports_nothing_and_names_the_line(
+    data: bytes, filename: str, message: str
+) -> None:
+    study = factories.study()
+    with pytest.raises(ApplicationError) as raised:
+        samples_import_file(study_slug=study.slug, data=data, filename=filename)
+    assert message in raised.value.message
+    assert Sample.objects.count() == 0 and GeneratorVersion.objects.count() == 0
+
+
+def test_unknown_study_is_refused() -> None:
+    with pytest.raises(NotFound, match="There is no study 'nope'"):
+        samples_import_file(
+            study_slug="nope", data=jsonl({"prompt": "a", "text": "b", "generator": "g"}), filename="x.jsonl"
+        )
+    assert nothing_imported()
+
+
+def test_file_too_large_is_refused(settings) -> None:  # type: ignore[no-untyped-def]
+    settings.LOVELACE_MAX_UPLOAD_BYTES = 100
+    study = factories.study()
+    data = jsonl(*[{"prompt": "a", "text": f"b{n}", "generator": "g"} for n in range(10)])
+    with pytest.raises(ApplicationError, match=f"The file is {len(data):,} bytes; the limit is 100 bytes"):
+        samples_import_file(study_slug=study.slug, data=data, filename="x.jsonl")
+    assert Sample.objects.count() == 0
+
+
+def test_unknown_extension_without_format_is_refused() -> None:
+    study = factories.study()
+    with pytest.raises(ApplicationError, match="Cannot tell the format of 'x.txt'"):
+        samples_import_file(study_slug=study.slug, data=b"x", filename="x.txt")
+
+
+def test_importing_into_a_model_version_is_refused_and_imports_nothing() -> None:
+    study = factories.study()
+    factories.version(
+        kind=VersionKind.BASE, model_path="/m", label="v1", generator=factories.version().generator
+    )
+    base = GeneratorVersion.objects.get(kind=VersionKind.BASE)
+    data = jsonl({"prompt": "a", "text": "b", "generator": base.generator.name, "version": "v1"})
+    with pytest.raises(ApplicationError, match="line 1, field 'generator'"):
+        samples_import_file(study_slug=study.slug, data=data, filename="x.jsonl")
+    assert Sample.objects.count() == 0 and Prompt.objects.count() == 0
+
+
+def test_management_command_imports_and_reports_errors_with_lines(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    study = factories.study()
+    good = tmp_path / "good.jsonl"
+    good.write_bytes(jsonl({"prompt": "a", "text": "b", "generator": "g"}))
+    call_command("import_samples", study.slug, str(good))
+    assert Sample.objects.count() == 1
+    bad = tmp_path / "bad.jsonl"
+    bad.write_bytes(b'{"prompt": "a", "generator": "g"}')
+    with pytest.raises(CommandError, match="line 1, field 'text': is missing or empty"):
+        call_command("import_samples", study.slug, str(bad))
+    assert Sample.objects.count() == 1
