@@ -86,7 +86,8 @@ def test_duplicates_are_reported_by_line_and_skipped() -> None:
         ),
         (b"prompt,text\na,b\n", "x.csv", "line 1, field 'generator': column is missing from the header"),
         (
-            b'{"prompt": "a", "text": "b", "generator": "g"}\n{"prompt": "caf\xe9", "text": "b", "generator": "g"}',
+            b'{"prompt": "a", "text": "b", "generator": "g"}\n'
+            b'{"prompt": "caf\xe9", "text": "b", "generator": "g"}',
             "x.jsonl",
             "line 2: not valid UTF-8",
         ),
@@ -104,7 +105,7 @@ def test_a_file_with_any_error_imports_nothing_and_names_the_line(
 
 
 def test_unknown_study_is_refused() -> None:
-    with pytest.raises(NotFound, match="There is no study 'nope'"):
+    with pytest.raises(NotFound, match=r"There is no study 'nope'\."):
         samples_import_file(
             study_slug="nope", data=jsonl({"prompt": "a", "text": "b", "generator": "g"}), filename="x.jsonl"
         )
@@ -115,7 +116,8 @@ def test_file_too_large_is_refused(settings) -> None:  # type: ignore[no-untyped
     settings.LOVELACE_MAX_UPLOAD_BYTES = 100
     study = factories.study()
     data = jsonl(*[{"prompt": "a", "text": f"b{n}", "generator": "g"} for n in range(10)])
-    with pytest.raises(ApplicationError, match=f"The file is {len(data):,} bytes; the limit is 100 bytes"):
+    expected = f"The file is {len(data):,} bytes; the limit is 100 bytes"
+    with pytest.raises(ApplicationError, match=expected):
         samples_import_file(study_slug=study.slug, data=data, filename="x.jsonl")
     assert Sample.objects.count() == 0
 

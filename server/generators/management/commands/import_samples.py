@@ -12,7 +12,10 @@ from server.generators.services import samples_import_file
 
 
 class Command(BaseCommand):
-    help = "Import samples from an external generator (JSONL or CSV: prompt, text, generator[, version, split, metadata])."
+    help = (
+        "Import samples from an external generator "
+        "(JSONL or CSV: prompt, text, generator[, version, split, metadata])."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("study")
@@ -38,9 +41,8 @@ class Command(BaseCommand):
                 for problem in error.extra.get("errors", [])
             )
             raise CommandError(error.message + ("\n" + details if details else "")) from None
-        self.stdout.write(
-            f"Imported {result.created} samples ({result.prompts_created} new prompts) for {', '.join(result.versions)}."
-        )
+        versions = ", ".join(result.versions)
+        self.stdout.write(f"Imported {result.created} samples ({result.prompts_created} new prompts) for {versions}.")
         if result.duplicates:
             lines = ", ".join(str(line) for line in result.duplicates[:20])
             self.stdout.write(f"Skipped {len(result.duplicates)} duplicates (lines {lines}).")
