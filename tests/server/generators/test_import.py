@@ -124,7 +124,7 @@ def test_file_too_large_is_refused(settings) -> None:  # type: ignore[no-untyped
 
 def test_unknown_extension_without_format_is_refused() -> None:
     study = factories.study()
-    with pytest.raises(ApplicationError, match="Cannot tell the format of 'x.txt'"):
+    with pytest.raises(ApplicationError, match=r"Cannot tell the format of 'x\.txt'"):
         samples_import_file(study_slug=study.slug, data=b"x", filename="x.txt")
 
 

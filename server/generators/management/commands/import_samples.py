@@ -42,7 +42,9 @@ class Command(BaseCommand):
             )
             raise CommandError(error.message + ("\n" + details if details else "")) from None
         versions = ", ".join(result.versions)
-        self.stdout.write(f"Imported {result.created} samples ({result.prompts_created} new prompts) for {versions}.")
+        self.stdout.write(
+            f"Imported {result.created} samples ({result.prompts_created} new prompts) for {versions}."
+        )
         if result.duplicates:
             lines = ", ".join(str(line) for line in result.duplicates[:20])
             self.stdout.write(f"Skipped {len(result.duplicates)} duplicates (lines {lines}).")
