@@ -1,0 +1,113 @@
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from workers.ml.active_selection import (
+    pair_disagreement,
+    preference_probabilities,
+    select_most_uncertain,
+    select_random,
+)
+
+
+def sigmoid(x: float) -> float:
+    return 1.0 / (1.0 + math.exp(-x))
+
+
+# Three members score four samples. Members agree on samples 0 and 1, and split on 2 versus 3.
+MEMBER_SCORES = np.array(
+    [
+        [2.0, -2.0, 3.0, -3.0],
+        [2.0, -2.0, -3.0, 3.0],
+        [2.0, -2.0, 0.0, 0.0],
+    ]
+)
+CANDIDATES = np.array([[0, 1], [2, 3], [0, 2], [1, 0]])
+
+
+def test_preference_probabilities_are_sigmoids_of_score_differences() -> None:
+    # given the hand-made ensemble
+    # when the probabilities of "a preferred over b" are computed
+    probabilities = preference_probabilities(MEMBER_SCORES, CANDIDATES)
+
+    # then each is σ(r_a − r_b) of that member
+    assert probabilities.shape == (3, 4)
+    assert probabilities[0, 0] == pytest.approx(sigmoid(4.0))
+    assert probabilities[1, 1] == pytest.approx(sigmoid(-6.0))
+    assert probabilities[2, 2] == pytest.approx(sigmoid(2.0))
+    assert probabilities[0, 3] == pytest.approx(sigmoid(-4.0))
+
+
+def test_disagreement_is_the_variance_across_members() -> None:
+    # when
+    disagreement = pair_disagreement(MEMBER_SCORES, CANDIDATES)
+
+    # then pairs every member judges alike have none; the split pair has the variance of
+    # {σ(6), σ(−6), σ(0)}
+    split = [sigmoid(6.0), sigmoid(-6.0), 0.5]
+    mixed = [sigmoid(-1.0), sigmoid(5.0), sigmoid(2.0)]
+    assert disagreement[0] == pytest.approx(0.0, abs=1e-15)
+    assert disagreement[3] == pytest.approx(0.0, abs=1e-15)
+    assert disagreement[1] == pytest.approx(np.var(split))
+    assert disagreement[2] == pytest.approx(np.var(mixed))
+
+
+def test_selects_the_pairs_with_highest_disagreement_first() -> None:
+    # when the two most uncertain pairs are asked for
+    chosen = select_most_uncertain(MEMBER_SCORES, CANDIDATES, 2)
+
+    # then the split pair comes first, the mixed one second
+    assert chosen.tolist() == [1, 2]
+
+
+def test_selection_of_more_pairs_than_candidates_returns_all_in_uncertainty_order() -> None:
+    # when more pairs are asked for than exist
+    chosen = select_most_uncertain(MEMBER_SCORES, CANDIDATES, 10)
+
+    # then every candidate comes back once, the uncertain ones first
+    assert chosen[:2].tolist() == [1, 2]
+    assert sorted(chosen.tolist()) == [0, 1, 2, 3]
+
+
+def test_equal_disagreement_keeps_the_candidates_order() -> None:
+    # given the split pair three times, the agreed pair once in between
+    candidates = np.array([[2, 3], [0, 1], [2, 3], [2, 3]])
+
+    # when
+    chosen = select_most_uncertain(MEMBER_SCORES, candidates, 3)
+
+    # then
+    assert chosen.tolist() == [0, 2, 3]
+
+
+def test_a_single_member_has_no_disagreement() -> None:
+    # given one member
+    # when
+    disagreement = pair_disagreement(MEMBER_SCORES[:1], CANDIDATES)
+
+    # then
+    assert disagreement.tolist() == pytest.approx([0.0, 0.0, 0.0, 0.0], abs=1e-15)
+
+
+def test_random_selection_is_reproducible_and_distinct() -> None:
+    # when the baseline draws 5 of 20 candidates twice with one seed and once with another
+    first = select_random(20, 5, seed=7)
+    again = select_random(20, 5, seed=7)
+    other = select_random(20, 5, seed=8)
+
+    # then one seed gives one selection, of distinct valid indices
+    assert first.tolist() == again.tolist()
+    assert first.tolist() != other.tolist()
+    assert len(set(first.tolist())) == 5
+    assert all(0 <= index < 20 for index in first.tolist())
+
+
+def test_random_selection_of_more_than_available_returns_a_permutation() -> None:
+    # when
+    chosen = select_random(4, 10, seed=0)
+
+    # then
+    assert sorted(chosen.tolist()) == [0, 1, 2, 3]
