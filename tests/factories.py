@@ -10,7 +10,16 @@ from django.contrib.auth import get_user_model
 from django.utils import timezone
 
 from server.generators.models import Generator, GeneratorVersion, Sample, VersionKind
-from server.ratings.models import Assignment, Comparison, Rater
+from server.ratings.models import (
+    Assignment,
+    AssignmentStatus,
+    Comparison,
+    ComparisonKind,
+    Judgment,
+    Outcome,
+    Platform,
+    Rater,
+)
 from server.studies.models import Prompt, Study, StudyVersion
 
 _counter = itertools.count(1)
@@ -81,3 +90,29 @@ def assignment(**fields: Any) -> Assignment:
     fields.setdefault("reserved_at", now)
     fields.setdefault("expires_at", now + timedelta(minutes=10))
     return Assignment.objects.create(**fields)
+
+
+def gold_comparison(**fields: Any) -> Comparison:
+    """A gold comparison whose known better sample is ``gold_answer`` (default A)."""
+    fields.setdefault("kind", ComparisonKind.GOLD)
+    fields.setdefault("gold_answer", "A")
+    return comparison(**fields)
+
+
+def crowd_rater(*, platform: str = Platform.PROLIFIC, **fields: Any) -> Rater:
+    fields.setdefault("study", fields.get("study") or study())
+    fields.setdefault("external_id", f"participant-{next(_counter)}")
+    return Rater.objects.create(platform=platform, **fields)
+
+
+def judgment(**fields: Any) -> Judgment:
+    """A live judgment on a completed assignment (the assignment is marked completed)."""
+    the_assignment = fields.pop("assignment", None) or assignment(
+        **{key: fields.pop(key) for key in ("comparison", "rater", "left_is_a") if key in fields}
+    )
+    Assignment.objects.filter(id=the_assignment.id).update(status=AssignmentStatus.COMPLETED)
+    the_assignment.status = AssignmentStatus.COMPLETED
+    fields.setdefault("outcome", Outcome.A)
+    fields.setdefault("idempotency_key", f"key-{next(_counter)}")
+    fields.setdefault("submitted_at", timezone.now())
+    return Judgment.objects.create(assignment=the_assignment, **fields)

@@ -55,6 +55,10 @@ def reap_stale_jobs() -> dict[str, int]:
     return job_services.job_reap_stale()
 
 
+# Handlers of ML jobs import torch: they are imported inside the task, when a worker runs it, so
+# that importing this module (the worker's start-up, beat) stays fast.
+
+
 @app.task(name=task_name_for_job_kind("build_base_model"), **GPU_TASK)
 def build_base_model_job(job_id: int) -> str:
     from server.generators.jobs import base_model_build_run
@@ -72,3 +76,66 @@ def generate_job(job_id: int) -> str:
 @app.task(name=task_name_for_job_kind("select_pairs"), **CPU_TASK)
 def select_pairs_job(job_id: int) -> str:
     return run_job(job_id, pair_selection_run)
+
+
+@app.task(name=task_name_for_job_kind("recompute_leaderboard"), **CPU_TASK)
+def recompute_leaderboard_job(job_id: int) -> str:
+    from server.evaluations.leaderboard import leaderboard_recompute_run
+
+    return run_job(job_id, leaderboard_recompute_run)
+
+
+@app.task(name=task_name_for_job_kind("evaluate"), **GPU_TASK)
+def evaluate_job(job_id: int) -> str:
+    from server.evaluations.creativity import evaluation_run
+
+    return run_job(job_id, evaluation_run)
+
+
+@app.task(name=task_name_for_job_kind("snapshot"), **CPU_TASK)
+def snapshot_job(job_id: int) -> str:
+    from server.training.jobs import snapshot_run
+
+    return run_job(job_id, snapshot_run)
+
+
+@app.task(name=task_name_for_job_kind("train_reward_model"), **GPU_TASK)
+def train_reward_model_job(job_id: int) -> str:
+    from server.training.jobs import reward_model_train_run
+
+    return run_job(job_id, reward_model_train_run)
+
+
+@app.task(name=task_name_for_job_kind("train_policy"), **GPU_TASK)
+def train_policy_job(job_id: int) -> str:
+    from server.training.jobs import policy_train_run
+
+    return run_job(job_id, policy_train_run)
+
+
+@app.task(name=task_name_for_job_kind("export"), **CPU_TASK)
+def export_job(job_id: int) -> str:
+    from server.training.exports import export_run
+
+    return run_job(job_id, export_run)
+
+
+@app.task(name="lovelace.expire_reservations", **DEFAULT_TASK)
+def expire_reservations() -> int:
+    from server.ratings.services import assignment_expire_stale
+
+    return assignment_expire_stale(limit=1000)
+
+
+@app.task(name="lovelace.recompute_leaderboards", **DEFAULT_TASK)
+def recompute_leaderboards() -> list[int]:
+    from server.evaluations.services import leaderboards_recompute_due
+
+    return leaderboards_recompute_due(limit=20)
+
+
+@app.task(name="lovelace.start_training_loops", **DEFAULT_TASK)
+def start_training_loops() -> list[int]:
+    from server.training.services import training_loops_start_due
+
+    return training_loops_start_due(limit=10)

@@ -48,7 +48,7 @@ def demo_versions_enrol_and_generate(
     return generate_start(
         study=study,
         version_ids=[version.id for version in versions],
-        split="train",
+        split="all",
         samples_per_prompt=DEMO_SAMPLES_PER_PROMPT,
         then=["select_pairs"],
         parent_id=parent_id,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -65,77 +66,111 @@ def base_model_build_run(*, job: Job, report: ProgressReporter) -> dict[str, Any
     }
 
 
+def samples_generate_missing(
+    *,
+    version: GeneratorVersion,
+    prompts: list[Prompt],
+    seeds: range,
+    decoding_override: dict[str, Any],
+    job: Job,
+    on_chunk: Callable[[int, float], None],
+) -> tuple[int, list[dict[str, int]]]:
+    """Generate the samples of ``version`` that are missing for (prompt, seed); store each chunk.
+
+    ``on_chunk(samples_done_in_chunk, tokens_per_second)`` is called after every stored chunk.
+    Returns the number created and the out-of-memory events.
+    """
+    existing = set(
+        Sample.objects.filter(version=version, prompt__in=prompts, seed__isnull=False).values_list(
+            "prompt_id", "seed"
+        )
+    )
+    todo = [(prompt, seed) for prompt in prompts for seed in seeds if (prompt.id, seed) not in existing]
+    if not todo:
+        return 0, []
+    decoding = {**version.decoding, **decoding_override}
+    if "stop" in decoding:
+        decoding["stop"] = tuple(decoding["stop"])
+    config = SamplingConfig(**decoding)
+    model = load_model(version.model_path, device=config.device, dtype=config.dtype)
+    recorded = {key: value for key, value in decoding.items() if key not in ("device", "dtype", "batch_size")}
+    if "stop" in recorded:
+        recorded["stop"] = list(recorded["stop"])
+    out_of_memory: list[dict[str, int]] = []
+    chunk_size = config.batch_size * 4  # a database write every few batches, progress as often
+    for start in range(0, len(todo), chunk_size):
+        chunk = todo[start : start + chunk_size]
+        began = time.perf_counter()
+        result = generate_samples(
+            model, [SampleRequest(prompt=prompt.text, seed=seed) for prompt, seed in chunk], config=config
+        )
+        Sample.objects.bulk_create(
+            [
+                Sample(
+                    prompt=prompt,
+                    version=version,
+                    text=sample.text,
+                    seed=seed,
+                    decoding=recorded,
+                    token_count=sample.token_count,
+                    logprob_sum=sample.logprob,
+                    latency_seconds=sample.latency_s,
+                    metadata={"finish_reason": sample.finish_reason},
+                    job=job,
+                )
+                for (prompt, seed), sample in zip(chunk, result.samples, strict=True)
+            ],
+            ignore_conflicts=True,  # a sample another attempt already stored stays as it is
+        )
+        out_of_memory += [
+            {"batch_size": event.batch_size, "retried_with": event.retried_with}
+            for event in result.out_of_memory_events
+        ]
+        on_chunk(len(chunk), result.total_tokens / max(time.perf_counter() - began, 1e-9))
+    return len(todo), out_of_memory
+
+
 def generate_run(*, job: Job, report: ProgressReporter) -> dict[str, Any]:
     """Generate the missing samples of each (version, prompt, seed): a re-run adds no duplicate."""
     params = job.params
-    prompts = list(Prompt.objects.filter(study=job.study, split=params["split"]).order_by("id"))
+    prompts_of_study = Prompt.objects.filter(study=job.study).order_by("id")
+    split = params["split"]
+    prompts = list(prompts_of_study if split == "all" else prompts_of_study.filter(split=split))
     versions = list(GeneratorVersion.objects.filter(id__in=params["version_ids"]).order_by("id"))
     seeds = range(int(params["samples_per_prompt"]))
     total = len(versions) * len(prompts) * len(seeds)
+    wanted = {(v.id, p.id, s) for v in versions for p in prompts for s in seeds}
     existing = set(
         Sample.objects.filter(version__in=versions, prompt__in=prompts, seed__isnull=False).values_list(
             "version_id", "prompt_id", "seed"
         )
     )
-    done = len(existing & {(v.id, p.id, s) for v in versions for p in prompts for s in seeds})
+    done = len(existing & wanted)
+    report(step=done, total=total, message=f"{done} of {total} samples already exist")
     created = 0
     out_of_memory: list[dict[str, int]] = []
-    report(step=done, total=total, message=f"{done} of {total} samples already exist")
     for version in versions:
-        decoding = {**version.decoding, **params.get("decoding", {})}
-        if "stop" in decoding:
-            decoding["stop"] = tuple(decoding["stop"])
-        config = SamplingConfig(**decoding)
-        todo = [
-            (prompt, seed)
-            for prompt in prompts
-            for seed in seeds
-            if (version.id, prompt.id, seed) not in existing
-        ]
-        if not todo:
-            continue
-        model = load_model(version.model_path, device=config.device, dtype=config.dtype)
-        recorded = {
-            key: value for key, value in decoding.items() if key not in ("device", "dtype", "batch_size")
-        }
-        chunk_size = config.batch_size * 4  # a database write every few batches, progress as often
-        for start in range(0, len(todo), chunk_size):
-            chunk = todo[start : start + chunk_size]
-            began = time.perf_counter()
-            result = generate_samples(
-                model, [SampleRequest(prompt=prompt.text, seed=seed) for prompt, seed in chunk], config=config
-            )
-            Sample.objects.bulk_create(
-                [
-                    Sample(
-                        prompt=prompt,
-                        version=version,
-                        text=sample.text,
-                        seed=seed,
-                        decoding=recorded,
-                        token_count=sample.token_count,
-                        logprob_sum=sample.logprob,
-                        latency_seconds=sample.latency_s,
-                        metadata={"finish_reason": sample.finish_reason},
-                        job=job,
-                    )
-                    for (prompt, seed), sample in zip(chunk, result.samples, strict=True)
-                ],
-                ignore_conflicts=True,  # a sample another attempt already stored stays as it is
-            )
-            out_of_memory += [
-                {"batch_size": event.batch_size, "retried_with": event.retried_with}
-                for event in result.out_of_memory_events
-            ]
-            created += len(chunk)
-            done += len(chunk)
-            elapsed = max(time.perf_counter() - began, 1e-9)
+
+        def progress(count: int, tokens_per_second: float, version: GeneratorVersion = version) -> None:
+            nonlocal done
+            done += count
             report(
                 step=done,
                 total=total,
                 message=f"{version}: {done} of {total} samples",
-                metrics={"tokens_per_second": result.total_tokens / elapsed},
+                metrics={"tokens_per_second": tokens_per_second},
             )
+
+        made, events = samples_generate_missing(
+            version=version,
+            prompts=prompts,
+            seeds=seeds,
+            decoding_override=params.get("decoding", {}),
+            job=job,
+            on_chunk=progress,
+        )
+        created += made
+        out_of_memory += events
     if "select_pairs" in params.get("then", []) and job.study is not None:
         from server.ratings.pair_selection import pair_selection_start
 

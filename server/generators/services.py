@@ -200,9 +200,9 @@ def generate_start(
     parent_id: int | None = None,
 ) -> Job:
     """Start a ``generate`` job: ``samples_per_prompt`` samples per prompt of ``split`` per version."""
-    if split not in PromptSplit.values:
+    if split not in [*PromptSplit.values, "all"]:
         raise ApplicationError(
-            f"Split must be one of {', '.join(PromptSplit.values)}.", extra={"field": "split"}
+            f"Split must be one of {', '.join(PromptSplit.values)} or all.", extra={"field": "split"}
         )
     if not 1 <= samples_per_prompt <= 64:
         raise ApplicationError(
@@ -226,7 +226,8 @@ def generate_start(
             f"{not_enrolled[0]} is not enrolled in the study.", extra={"field": "version_ids"}
         )
     validate_decoding(dict(decoding or {}))
-    if not Prompt.objects.filter(study=study, split=split).exists():
+    prompts = Prompt.objects.filter(study=study)
+    if not (prompts if split == "all" else prompts.filter(split=split)).exists():
         raise ApplicationError(f"The study has no {split} prompts.", extra={"field": "split"})
     return job_enqueue(
         kind=JobKind.GENERATE,

@@ -1,0 +1,164 @@
+"""Leaderboard recompute: Bradley–Terry ratings with bootstrap intervals from a study's judgments.
+
+Counted judgments: live, not flagged, from raters who are not paused, on regular comparisons
+(gold checks test raters; swapped repeats would count one opinion twice) between versions
+enrolled in the study. A tie is half a win; "both bad" counts as a tie (as Chatbot Arena does).
+The leaderboard is reported on holdout prompts when any holdout judgment exists, else on all
+prompts; the split used is stored with the snapshot.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from evaluation.bradley_terry import (
+    bootstrap_bradley_terry,
+    count_pair_outcomes,
+    fit_bradley_terry_with_covariate,
+    fit_davidson,
+    normalised_length_difference,
+    win_and_battle_matrices,
+    win_rate_matrix,
+)
+from evaluation.outcomes import Outcome as OutcomeCode
+from server.core.exceptions import ApplicationError
+from server.evaluations.models import LeaderboardSnapshot
+from server.evaluations.selectors import last_judgment_id
+from server.jobs.models import Job
+from server.ratings.models import ComparisonKind, Judgment, Outcome, RaterStatus
+from server.studies.models import PromptSplit, Study
+
+OUTCOME_CODES = {
+    Outcome.A: OutcomeCode.A_WINS,
+    Outcome.B: OutcomeCode.B_WINS,
+    Outcome.TIE: OutcomeCode.TIE,
+    Outcome.BOTH_BAD: OutcomeCode.BOTH_BAD,
+}
+DEFAULT_ROUNDS = 1000
+
+
+def counted_judgments(*, study: Study, split: str | None):  # type: ignore[no-untyped-def]
+    judgments = Judgment.objects.filter(
+        assignment__comparison__study=study,
+        assignment__comparison__kind=ComparisonKind.REGULAR,
+        revoked_at__isnull=True,
+        is_flagged=False,
+    ).exclude(assignment__rater__status=RaterStatus.PAUSED)
+    if split is not None:
+        judgments = judgments.filter(assignment__comparison__prompt__split=split)
+    return judgments
+
+
+def leaderboard_split(*, study: Study) -> str | None:
+    has_holdout = counted_judgments(study=study, split=PromptSplit.HOLDOUT).exists()
+    return PromptSplit.HOLDOUT if has_holdout else None
+
+
+def _rounded(values: np.ndarray) -> list[float | None]:
+    return [None if not np.isfinite(value) else round(float(value), 3) for value in values]
+
+
+def leaderboard_compute(
+    *, study: Study, rounds: int = DEFAULT_ROUNDS, seed: int = 0, job_id: int | None = None
+) -> LeaderboardSnapshot:
+    """Fit and store a leaderboard snapshot of the study (all numbers come from evaluation/)."""
+    if not 0 <= rounds <= 10_000:
+        raise ApplicationError("Bootstrap rounds must be between 0 and 10,000.", extra={"field": "rounds"})
+    split = leaderboard_split(study=study)
+    versions = list(study.versions.order_by("id"))
+    index_of = {version.id: index for index, version in enumerate(versions)}
+    rows = list(
+        counted_judgments(study=study, split=split).values_list(
+            "outcome",
+            "assignment__comparison__sample_a__version_id",
+            "assignment__comparison__sample_b__version_id",
+            "assignment__comparison__sample_a__token_count",
+            "assignment__comparison__sample_b__token_count",
+        )
+    )
+    rows = [row for row in rows if row[1] in index_of and row[2] in index_of]
+    model_a = np.array([index_of[row[1]] for row in rows], dtype=np.int64)
+    model_b = np.array([index_of[row[2]] for row in rows], dtype=np.int64)
+    outcome = np.array([int(OUTCOME_CODES[row[0]]) for row in rows], dtype=np.int64)
+    counts = count_pair_outcomes(model_a, model_b, outcome, n_versions=len(versions))
+    board = bootstrap_bradley_terry(counts, rounds=rounds, seed=seed)
+    matrices = win_and_battle_matrices(counts)
+    win_rates = win_rate_matrix(matrices.wins, matrices.battles)
+    overall_win_rate = matrices.wins.sum(axis=1) / np.maximum(matrices.battles.sum(axis=1), 1)
+
+    diagnostics: dict[str, Any] = {}
+    if rows:
+        davidson = fit_davidson(counts)
+        diagnostics["davidson"] = {
+            "tie_parameter": round(davidson.tie_parameter, 4),
+            "tie_probability_between_equals": round(davidson.tie_probability_between_equals, 4),
+        }
+        lengths = [(row[3], row[4]) for row in rows]
+        if all(a is not None and b is not None for a, b in lengths):
+            style = fit_bradley_terry_with_covariate(
+                model_a,
+                model_b,
+                outcome,
+                normalised_length_difference([a for a, _ in lengths], [b for _, b in lengths]),
+                n_versions=len(versions),
+            )
+            diagnostics["style_control"] = {
+                "length_coefficient": round(style.covariate_coefficient, 4),
+                "ratings": dict(zip([v.id for v in versions], _rounded(style.ratings), strict=True)),
+            }
+
+    labels = [str(version) for version in versions]
+    entries = [
+        {
+            "version_id": version.id,
+            "label": labels[index],
+            "rating": _rounded(board.ratings[index : index + 1])[0],
+            "lower": _rounded(board.lower[index : index + 1])[0],
+            "upper": _rounded(board.upper[index : index + 1])[0],
+            "rank": int(board.rank[index]),
+            "battles": int(board.battles[index]),
+            "win_rate": round(float(overall_win_rate[index]), 4),
+        }
+        for index, version in enumerate(versions)
+    ]
+    entries.sort(key=lambda entry: (entry["rank"], -(entry["rating"] or 0)))
+    return LeaderboardSnapshot.objects.create(
+        study=study,
+        job_id=job_id,
+        judgment_count=len(rows),
+        params={
+            "rounds": rounds,
+            "seed": seed,
+            "confidence": 0.95,
+            "split": split or "all",
+            "ties": "half a win",
+            "both_bad": "tie",
+            "last_judgment_id": _last_judgment_id(study),
+        },
+        rows=entries,
+        matrices={
+            "version_ids": [version.id for version in versions],
+            "labels": labels,
+            "win_rate": [[None if np.isnan(v) else round(float(v), 4) for v in row] for row in win_rates],
+            "battles": matrices.battles.astype(int).tolist(),
+            "diagnostics": diagnostics,
+        },
+    )
+
+
+def _last_judgment_id(study: Study) -> int:
+    return last_judgment_id(study=study)
+
+
+def leaderboard_recompute_run(*, job: Job, report) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    report(step=0, total=1, message="fitting Bradley–Terry with bootstrap")
+    snapshot = leaderboard_compute(
+        study=job.study,
+        rounds=int(job.params.get("rounds", DEFAULT_ROUNDS)),
+        seed=int(job.params.get("seed", 0)),
+        job_id=job.id,
+    )
+    report(step=1, total=1, message=f"{snapshot.judgment_count} judgments counted")
+    return {"leaderboard_id": snapshot.id, "judgments": snapshot.judgment_count}

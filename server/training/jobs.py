@@ -1,0 +1,275 @@
+"""Job handlers of the training app (worker-only: they import torch through workers.ml)."""
+
+from __future__ import annotations
+
+import itertools
+import shutil
+from collections import defaultdict
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+
+from server.generators.models import GeneratorVersion, Sample, VersionKind
+from server.generators.services import generate_start
+from server.jobs.models import Job
+from server.ratings.models import ComparisonKind, Judgment, Outcome
+from server.studies.models import PromptSplit
+from server.training.models import PreferenceSnapshot, RewardModel
+from server.training.services import policy_train_start, reward_model_train_start
+from server.training.snapshots import snapshot_create, snapshot_rows
+from workers.ml.dpo import DPOConfig, LoraSettings, train_dpo
+from workers.ml.online_rl import RLOOConfig, train_online_rl
+from workers.ml.preference_data import PreferencePair
+from workers.ml.progress import ProgressReporter
+from workers.ml.reward_model import (
+    RewardModelConfig,
+    load_reward_ensemble,
+    reward_function,
+    train_reward_model,
+)
+
+REFERENCE_TEXTS = 500  # samples of the study on which rewards are normalised to mean 0, std 1
+CHILD_SAMPLES_PER_PROMPT = 3
+
+
+def _checkpoint_path(job: Job, name: str) -> Path:
+    return Path(settings.VAR_DIR) / "checkpoints" / f"job-{job.id}" / name
+
+
+def snapshot_run(*, job: Job, report: ProgressReporter) -> dict[str, Any]:
+    report(step=0, total=1, message="freezing eligible judgments")
+    snapshot = snapshot_create(
+        study=job.study, validation_fraction=float(job.params["validation_fraction"]), job_id=job.id
+    )
+    report(
+        step=1,
+        total=1,
+        message=f"{snapshot.train_count} train / {snapshot.validation_count} validation pairs",
+    )
+    then = job.params.get("then", [])
+    if "reward_model" in then:
+        reward_model_train_start(
+            study=job.study,
+            snapshot_id=snapshot.id,
+            parent_id=job.id,
+            then=[step for step in then if step != "reward_model"],
+        )
+    return {
+        "snapshot_id": snapshot.id,
+        "content_hash": snapshot.content_hash,
+        "train": snapshot.train_count,
+        "validation": snapshot.validation_count,
+    }
+
+
+def human_agreement_ceiling(*, snapshot: PreferenceSnapshot) -> tuple[float | None, int]:
+    """Share of pairs of raters who agree, over validation comparisons judged by two or more raters.
+
+    The ceiling a reward model is judged against (InstructGPT: raters agreed 72.6–77.3 %): on a
+    comparison where people disagree, no model can match "the" human answer. Returns (rate, number
+    of comparisons it rests on); (None, 0) when no validation comparison has two judgments.
+    """
+    comparison_ids = set(
+        snapshot.pairs.filter(split="validation").values_list(
+            "judgment__assignment__comparison_id", flat=True
+        )
+    )
+    outcomes: dict[int, list[str]] = defaultdict(list)
+    for comparison_id, outcome in Judgment.objects.filter(
+        assignment__comparison_id__in=comparison_ids,
+        assignment__comparison__kind=ComparisonKind.REGULAR,
+        revoked_at__isnull=True,
+        is_flagged=False,
+        outcome__in=[Outcome.A, Outcome.B],
+    ).values_list("assignment__comparison_id", "outcome"):
+        outcomes[comparison_id].append(outcome)
+    agree = total = used = 0
+    for votes in outcomes.values():
+        if len(votes) < 2:
+            continue
+        used += 1
+        for first, second in itertools.combinations(votes, 2):
+            agree += first == second
+            total += 1
+    return (agree / total if total else None), used
+
+
+def _pairs(snapshot: PreferenceSnapshot) -> tuple[list[PreferencePair], list[PreferencePair]]:
+    rows = snapshot_rows(snapshot=snapshot)
+    pairs = [
+        PreferencePair(
+            prompt=str(r["prompt"]),
+            chosen=str(r["chosen"]),
+            rejected=str(r["rejected"]),
+            margin=float(r["margin"]),
+            split=str(r["split"]),
+        )
+        for r in rows
+    ]  # type: ignore[arg-type]
+    return [p for p in pairs if p.split == "train"], [p for p in pairs if p.split == "validation"]
+
+
+def reward_model_train_run(*, job: Job, report: ProgressReporter) -> dict[str, Any]:
+    snapshot = PreferenceSnapshot.objects.get(id=job.params["snapshot_id"])
+    train, validation = _pairs(snapshot)
+    reference = list(
+        Sample.objects.filter(prompt__study=job.study, prompt__split=PromptSplit.TRAIN)
+        .order_by("id")
+        .values_list("text", "prompt__text")[:REFERENCE_TEXTS]
+    )
+    config = RewardModelConfig(**job.params.get("config", {}))
+    output_dir = Path(settings.VAR_DIR) / "reward_models" / f"job-{job.id}"
+    result = train_reward_model(
+        train,
+        validation,
+        [text for text, _ in reference],
+        config,
+        output_dir,
+        _checkpoint_path(job, "reward_model.pt"),
+        report,
+        reference_prompts=[prompt for _, prompt in reference],
+    )
+    ceiling, ceiling_comparisons = human_agreement_ceiling(snapshot=snapshot)
+    reward_model = RewardModel.objects.create(
+        study=job.study,
+        snapshot=snapshot,
+        backbone=config.backbone_path,
+        ensemble_size=config.ensemble_size,
+        path=str(output_dir),
+        config=asdict(config),
+        validation_accuracy=result.validation_accuracy,
+        human_agreement_ceiling=ceiling,
+        expected_calibration_error=result.expected_calibration_error,
+        metrics={
+            "member_validation_accuracy": result.member_validation_accuracy,
+            "validation_loss": result.validation_loss,
+            "first_train_loss": result.first_train_loss,
+            "last_train_loss": result.last_train_loss,
+            "train_pairs": result.train_pairs,
+            "validation_pairs": result.validation_pairs,
+            "truncated_pairs": result.truncated_pairs,
+            "ceiling_comparisons": ceiling_comparisons,
+            "steps": result.steps,
+            "resumed_from_step": result.resumed_from_step,
+        },
+        job=job,
+    )
+    shutil.rmtree(_checkpoint_path(job, "reward_model.pt").parent, ignore_errors=True)
+    if "policy" in job.params.get("then", []):
+        policy_train_start(
+            study=job.study,
+            parent_version_id=None,
+            method=job.study.auto_train_policy,
+            snapshot_id=snapshot.id,
+            reward_model_id=reward_model.id,
+            parent_id=job.id,
+            then=["generate"],
+        )
+    return {
+        "reward_model_id": reward_model.id,
+        "validation_accuracy": result.validation_accuracy,
+        "human_agreement_ceiling": ceiling,
+        "expected_calibration_error": result.expected_calibration_error,
+    }
+
+
+def _child_label(parent: GeneratorVersion, job: Job, method: str) -> str:
+    return f"{parent.label}+{method}-j{job.id}"[:120]
+
+
+def policy_train_run(*, job: Job, report: ProgressReporter) -> dict[str, Any]:
+    params = job.params
+    parent = GeneratorVersion.objects.select_related("generator").get(id=params["parent_version_id"])
+    method = params["method"]
+    options = dict(params.get("config", {}))
+    lora = LoraSettings() if options.pop("lora", False) else None
+    label = _child_label(parent, job, method)
+    output_dir = Path(settings.VAR_DIR) / "models" / f"{parent.generator.name}-{label}".replace("/", "_")
+    snapshot = PreferenceSnapshot.objects.get(id=params["snapshot_id"])
+    reward_model = RewardModel.objects.filter(id=params.get("reward_model_id")).first()
+    if method == "dpo":
+        train, validation = _pairs(snapshot)
+        config: DPOConfig | RLOOConfig = DPOConfig(**options, lora=lora)
+        result = train_dpo(
+            train,
+            parent.model_path,
+            output_dir,
+            config,
+            _checkpoint_path(job, "policy.pt"),
+            report,
+            validation_pairs=validation,
+        )
+    else:
+        assert reward_model is not None
+        prompts = list(job.study.prompts.filter(split=PromptSplit.TRAIN).values_list("text", flat=True))
+        config = RLOOConfig(**options, lora=lora)
+        ensemble = load_reward_ensemble(Path(reward_model.path))
+        result = train_online_rl(
+            prompts,
+            parent.model_path,
+            reward_function(ensemble),
+            output_dir,
+            config,
+            _checkpoint_path(job, "policy.pt"),
+            report,
+        )
+    summary = {key: value for key, value in asdict(result).items() if not isinstance(value, list)}
+    child = _register_child(
+        job=job,
+        parent=parent,
+        label=label,
+        output_dir=output_dir,
+        method=method,
+        config=asdict(config),
+        snapshot=snapshot,
+        reward_model=reward_model,
+        summary=summary,
+    )
+    shutil.rmtree(_checkpoint_path(job, "policy.pt").parent, ignore_errors=True)
+    if "generate" in params.get("then", []):
+        generate_start(
+            study=job.study,
+            version_ids=[child.id],
+            split=PromptSplit.TRAIN,
+            samples_per_prompt=CHILD_SAMPLES_PER_PROMPT,
+            then=["select_pairs"],
+            parent_id=job.id,
+        )
+    return {"child_version_id": child.id, "method": method, **summary}
+
+
+def _register_child(
+    *,
+    job: Job,
+    parent: GeneratorVersion,
+    label: str,
+    output_dir: Path,
+    method: str,
+    config: dict[str, Any],
+    snapshot: PreferenceSnapshot,
+    reward_model: RewardModel | None,
+    summary: dict[str, Any],
+) -> GeneratorVersion:
+    """The child version with its full lineage: parent, job, snapshot, reward model, config."""
+    from server.studies.services import study_enrol_version
+
+    child, _ = GeneratorVersion.objects.get_or_create(
+        generator=parent.generator,
+        label=label,
+        defaults={
+            "kind": VersionKind.TRAINED,
+            "model_path": str(output_dir),
+            "decoding": parent.decoding,
+            "reference_corpus_path": parent.reference_corpus_path,
+            "parent": parent,
+            "training_job": job,
+            "snapshot": snapshot,
+            "reward_model": reward_model,
+            "training_config": {"method": method, **config},
+            "metadata": {"result": summary},
+        },
+    )
+    study_enrol_version(study=job.study, version=child, job_id=job.id)
+    return child

@@ -1,0 +1,160 @@
+"""Preference snapshots: freeze the eligible judgments of a study into content-hashed pairs.
+
+Eligibility (rule ``ties-dropped-v1``):
+- the judgment is live (not undone or corrected), not flagged (too fast, or made while the rater
+  was paused), and its rater is not paused now;
+- the comparison is regular: gold checks test raters, not generators, and swapped repeats would
+  count one rater's opinion twice;
+- the prompt is a train prompt: holdout prompts are never used for training anything.
+Outcome mapping: A or B → chosen / rejected; a tie or "both bad" states no preference between the
+two and is dropped (the leaderboard still counts ties as half wins). Strength becomes a margin:
+none or 1 → 0, 2 → 0.5, 3 → 1.0 (in reward units, added inside the reward-model loss).
+Split: by prompt, so no prompt is on both sides; a prompt is in validation when a hash of (study,
+prompt) falls below the validation fraction, which keeps the split stable as judgments arrive.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from django.db import transaction
+
+from server.core.exceptions import ApplicationError
+from server.ratings.models import ComparisonKind, Judgment, Outcome, RaterStatus
+from server.studies.models import PromptSplit, Study
+from server.training.models import PreferenceSnapshot, SnapshotPair
+
+RULE = "ties-dropped-v1"
+MARGIN_OF_STRENGTH = {None: 0.0, 1: 0.0, 2: 0.5, 3: 1.0}
+
+
+@dataclass(frozen=True)
+class FrozenPair:
+    judgment_id: int
+    prompt_id: int
+    chosen_id: int
+    rejected_id: int
+    margin: float
+    split: str
+
+
+def eligible_judgments(*, study: Study, after_id: int = 0):  # type: ignore[no-untyped-def]
+    return Judgment.objects.filter(
+        assignment__comparison__study=study,
+        assignment__comparison__kind=ComparisonKind.REGULAR,
+        assignment__comparison__prompt__split=PromptSplit.TRAIN,
+        revoked_at__isnull=True,
+        is_flagged=False,
+        outcome__in=[Outcome.A, Outcome.B],
+        id__gt=after_id,
+    ).exclude(assignment__rater__status=RaterStatus.PAUSED)
+
+
+def prompt_split(*, study_id: int, prompt_id: int, validation_fraction: float) -> str:
+    digest = hashlib.sha256(f"lovelace-split:{study_id}:{prompt_id}".encode()).digest()
+    position = int.from_bytes(digest[:8], "big") / 2**64
+    return "validation" if position < validation_fraction else "train"
+
+
+def frozen_pairs(*, study: Study, validation_fraction: float) -> list[FrozenPair]:
+    rows = (
+        eligible_judgments(study=study)
+        .values_list(
+            "id",
+            "outcome",
+            "strength",
+            "assignment__comparison__prompt_id",
+            "assignment__comparison__sample_a_id",
+            "assignment__comparison__sample_b_id",
+        )
+        .order_by("id")
+    )
+    pairs = []
+    for judgment_id, outcome, strength, prompt_id, sample_a, sample_b in rows:
+        chosen, rejected = (sample_a, sample_b) if outcome == Outcome.A else (sample_b, sample_a)
+        pairs.append(
+            FrozenPair(
+                judgment_id=judgment_id,
+                prompt_id=prompt_id,
+                chosen_id=chosen,
+                rejected_id=rejected,
+                margin=MARGIN_OF_STRENGTH[strength],
+                split=prompt_split(
+                    study_id=study.id, prompt_id=prompt_id, validation_fraction=validation_fraction
+                ),
+            )
+        )
+    return pairs
+
+
+def content_hash(*, pairs: list[FrozenPair], validation_fraction: float) -> str:
+    digest = hashlib.sha256(f"{RULE}|{validation_fraction:.6f}\n".encode())
+    for pair in sorted(pairs, key=lambda p: p.judgment_id):
+        digest.update(
+            f"{pair.judgment_id},{pair.chosen_id},{pair.rejected_id},{pair.margin},{pair.split}\n".encode()
+        )
+    return digest.hexdigest()
+
+
+@transaction.atomic
+def snapshot_create(
+    *, study: Study, validation_fraction: float = 0.2, job_id: int | None = None
+) -> PreferenceSnapshot:
+    """Freeze the study's eligible judgments. The same judgments give the same hash, and the
+    existing snapshot is returned instead of a copy."""
+    if not 0 <= validation_fraction < 1:
+        raise ApplicationError(
+            "The validation fraction must be in [0, 1).", extra={"field": "validation_fraction"}
+        )
+    pairs = frozen_pairs(study=study, validation_fraction=validation_fraction)
+    if not pairs:
+        raise ApplicationError("The study has no eligible judgments to snapshot yet.")
+    digest = content_hash(pairs=pairs, validation_fraction=validation_fraction)
+    existing = PreferenceSnapshot.objects.filter(study=study, content_hash=digest).first()
+    if existing is not None:
+        return existing
+    snapshot = PreferenceSnapshot.objects.create(
+        study=study,
+        content_hash=digest,
+        rule=RULE,
+        validation_fraction=validation_fraction,
+        train_count=sum(pair.split == "train" for pair in pairs),
+        validation_count=sum(pair.split == "validation" for pair in pairs),
+        last_judgment_id=max(pair.judgment_id for pair in pairs),
+        job_id=job_id,
+    )
+    SnapshotPair.objects.bulk_create(
+        SnapshotPair(
+            snapshot=snapshot,
+            judgment_id=pair.judgment_id,
+            chosen_id=pair.chosen_id,
+            rejected_id=pair.rejected_id,
+            margin=pair.margin,
+            split=pair.split,
+        )
+        for pair in pairs
+    )
+    return snapshot
+
+
+def snapshot_rows(*, snapshot: PreferenceSnapshot) -> list[dict[str, object]]:
+    """The snapshot as the RLHF ecosystem reads it: prompt / chosen / rejected / margin, with the
+    rater and split, and ids for lineage."""
+    rows = snapshot.pairs.select_related(
+        "chosen__prompt", "rejected", "judgment__assignment__rater"
+    ).order_by("id")
+    return [
+        {
+            "prompt": pair.chosen.prompt.text,
+            "chosen": pair.chosen.text,
+            "rejected": pair.rejected.text,
+            "margin": pair.margin,
+            "rater_id": pair.judgment.assignment.rater_id,
+            "split": pair.split,
+            "judgment_id": pair.judgment_id,
+            "chosen_version_id": pair.chosen.version_id,
+            "rejected_version_id": pair.rejected.version_id,
+        }
+        for pair in rows
+    ]

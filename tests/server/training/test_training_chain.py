@@ -1,0 +1,174 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from django.utils import timezone
+
+from server.core.exceptions import ApplicationError
+from server.generators.models import GeneratorVersion, VersionKind
+from server.jobs.models import Job, JobKind, JobStatus
+from server.ratings.models import ComparisonKind
+from server.studies.models import PromptSplit
+from server.training.jobs import policy_train_run, reward_model_train_run, snapshot_run
+from server.training.models import PreferenceSnapshot, RewardModel
+from server.training.services import policy_train_start, snapshot_start, training_loops_start_due
+from server.training.snapshots import snapshot_create
+from tests import factories
+from workers.runner import run_job
+
+pytestmark = pytest.mark.django_db
+
+GOOD = "The lamp in the window keeps the harbour warm."
+BAD = "lamp lamp the the window window."
+
+
+def judged_study(model_dir: Path | None = None, *, prompts: int = 10, raters: int = 2):  # type: ignore[no-untyped-def]
+    """Prompts with a good and a bad sample each; every rater prefers the good one."""
+    study = factories.study(auto_train_min_judgments=5)
+    kind = {"kind": VersionKind.BASE, "model_path": str(model_dir)} if model_dir else {}
+    good_version = factories.version(label="good", enrol_in=study, **kind)
+    bad_version = factories.version(label="bad", enrol_in=study, **kind)
+    people = [factories.rater(study=study) for _ in range(raters)]
+    for number in range(prompts):
+        prompt = factories.prompt(study=study, text=f"Write about lamps, {number}")
+        good = factories.sample(prompt=prompt, version=good_version, text=f"{GOOD} ({number})")
+        bad = factories.sample(prompt=prompt, version=bad_version, text=f"{BAD} {number}")
+        comparison = factories.comparison(study=study, prompt=prompt, sample_a=bad, sample_b=good)
+        for person in people:
+            factories.judgment(comparison=comparison, rater=person, outcome="B", strength=3)
+    return study, good_version, bad_version
+
+
+def test_snapshot_hash_is_stable_and_excludes_ineligible_judgments() -> None:
+    study, *_ = judged_study(prompts=6)
+    holdout = factories.prompt(study=study, split=PromptSplit.HOLDOUT)
+    factories.judgment(comparison=factories.comparison(study=study, prompt=holdout))
+    gold = factories.comparison(study=study, kind=ComparisonKind.GOLD, gold_answer="A")
+    factories.judgment(comparison=gold)
+    tie = factories.comparison(study=study)
+    factories.judgment(comparison=tie, outcome="tie")
+
+    first = snapshot_create(study=study)
+    again = snapshot_create(study=study)
+
+    assert again.id == first.id
+    assert first.train_count + first.validation_count == 12
+    assert set(first.pairs.values_list("margin", flat=True)) == {1.0}
+    assert PreferenceSnapshot.objects.count() == 1
+    # A prompt is never on both sides of the split.
+    splits = {}
+    for pair in first.pairs.select_related("chosen"):
+        assert splits.setdefault(pair.chosen.prompt_id, pair.split) == pair.split
+
+
+def test_a_new_judgment_changes_the_hash() -> None:
+    study, _good_version, _ = judged_study(prompts=3)
+    first = snapshot_create(study=study)
+    comparison = study.comparisons.first()
+    factories.judgment(comparison=comparison, rater=factories.rater(study=study), outcome="B")
+    second = snapshot_create(study=study)
+    assert second.content_hash != first.content_hash
+    assert second.last_judgment_id > first.last_judgment_id
+
+
+def test_snapshot_of_a_study_without_judgments_is_refused() -> None:
+    with pytest.raises(ApplicationError, match="no eligible judgments"):
+        snapshot_create(study=factories.study())
+
+
+def test_chain_snapshot_reward_model_policy_generate_with_full_lineage(
+    tiny_model_dir: Path, django_capture_on_commit_callbacks
+) -> None:  # type: ignore[no-untyped-def]
+    study, good_version, bad_version = judged_study(tiny_model_dir)
+    with django_capture_on_commit_callbacks(execute=False):
+        snapshot_job = snapshot_start(study=study, then=["reward_model", "policy"])
+        assert run_job(snapshot_job.id, snapshot_run) == "succeeded"
+        reward_job = Job.objects.get(parent=snapshot_job, kind=JobKind.TRAIN_REWARD_MODEL)
+        reward_job.params["config"] = {"ensemble_size": 2, "epochs": 30}
+        reward_job.save(update_fields=["params"])
+        assert run_job(reward_job.id, reward_model_train_run) == "succeeded", Job.objects.get(
+            id=reward_job.id
+        ).error
+        policy_job = Job.objects.get(parent=reward_job, kind=JobKind.TRAIN_POLICY)
+        policy_job.params["config"] = {"learning_rate": 1e-3, "epochs": 2}
+        policy_job.save(update_fields=["params"])
+        assert run_job(policy_job.id, policy_train_run) == "succeeded", Job.objects.get(
+            id=policy_job.id
+        ).error
+
+    reward_model = RewardModel.objects.get(study=study)
+    assert reward_model.ensemble_size == 2
+    assert reward_model.validation_accuracy is not None and reward_model.validation_accuracy >= 0.9
+    assert reward_model.human_agreement_ceiling == 1.0  # both raters always agreed
+    assert reward_model.snapshot.job_id == snapshot_job.id
+
+    child = GeneratorVersion.objects.get(kind=VersionKind.TRAINED)
+    assert child.parent_id in {good_version.id, bad_version.id}
+    assert child.training_job_id == policy_job.id
+    assert child.snapshot_id == reward_model.snapshot_id
+    assert child.reward_model_id is None  # DPO learns from the snapshot, not from the reward model
+    assert child.training_config["method"] == "dpo"
+    assert (Path(child.model_path) / "config.json").is_file()
+    assert study.versions.filter(id=child.id).exists()
+    policy_job.refresh_from_db()
+    assert policy_job.result["final_train_margin"] > policy_job.result["initial_train_margin"]
+    generate = Job.objects.get(parent=policy_job, kind=JobKind.GENERATE)
+    assert (generate.status, generate.params["version_ids"]) == (JobStatus.QUEUED, [child.id])
+
+
+def test_policy_training_refuses_an_external_parent() -> None:
+    study, good_version, _ = judged_study()
+    snapshot_create(study=study)
+    with pytest.raises(ApplicationError, match="is external: it has no weights"):
+        policy_train_start(study=study, parent_version_id=good_version.id, method="dpo")
+    with pytest.raises(ApplicationError, match="Method must be 'dpo' or 'rloo'"):
+        policy_train_start(study=study, parent_version_id=good_version.id, method="ppo")
+
+
+def test_loop_starts_for_studies_with_enough_new_judgments(django_capture_on_commit_callbacks) -> None:  # type: ignore[no-untyped-def]
+    study, *_ = judged_study(prompts=3)  # 6 judgments, threshold 5
+    with django_capture_on_commit_callbacks(execute=False):
+        started = training_loops_start_due()
+        assert [Job.objects.get(id=job_id).kind for job_id in started] == [JobKind.SNAPSHOT]
+        assert training_loops_start_due() == []  # a step is in flight
+    Job.objects.filter(id__in=started).update(status="cancelled", finished_at=timezone.now())
+    snapshot_create(study=study)
+    with django_capture_on_commit_callbacks(execute=False):
+        assert training_loops_start_due() == []  # nothing new since the snapshot
+
+
+def test_rloo_child_records_the_reward_model_it_was_trained_against(
+    tiny_model_dir: Path, django_capture_on_commit_callbacks
+) -> None:  # type: ignore[no-untyped-def]
+    study, good_version, _ = judged_study(tiny_model_dir, prompts=6)
+    with django_capture_on_commit_callbacks(execute=False):
+        snapshot = snapshot_create(study=study)
+        reward_job = Job.objects.create(
+            kind=JobKind.TRAIN_REWARD_MODEL,
+            queue="gpu",
+            study=study,
+            params={"snapshot_id": snapshot.id, "config": {"ensemble_size": 2}},
+        )
+        assert run_job(reward_job.id, reward_model_train_run) == "succeeded"
+        reward_model = RewardModel.objects.get(study=study)
+        job = policy_train_start(
+            study=study,
+            parent_version_id=good_version.id,
+            method="rloo",
+            config={
+                "iterations": 2,
+                "samples_per_prompt": 2,
+                "prompts_per_iteration": 2,
+                "max_new_tokens": 6,
+            },
+        )
+        assert run_job(job.id, policy_train_run) == "succeeded", Job.objects.get(id=job.id).error
+    child = GeneratorVersion.objects.get(kind=VersionKind.TRAINED)
+    assert (child.parent_id, child.reward_model_id, child.snapshot_id) == (
+        good_version.id,
+        reward_model.id,
+        snapshot.id,
+    )
+    assert child.training_config["method"] == "rloo"
+    assert child.training_config["iterations"] == 2
