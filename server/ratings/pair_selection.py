@@ -64,16 +64,22 @@ def candidate_pairs_by_prompt(*, study: Study) -> dict[int, list[tuple[int, int]
     return pairs
 
 
+def existing_regular_pairs(*, study: Study) -> set[tuple[int, int]]:
+    """The study's regular pairs as (lower sample id, higher sample id), whichever side is A."""
+    return {
+        (min(a, b), max(a, b))
+        for a, b in Comparison.objects.filter(study=study, kind=ComparisonKind.REGULAR).values_list(
+            "sample_a_id", "sample_b_id"
+        )
+    }
+
+
 def comparisons_create(
     *, study: Study, pairs: Iterable[tuple[int, int, int]], job_id: int | None = None
 ) -> int:
     """Create regular comparisons for (prompt id, sample id, sample id) triples not already present."""
     wanted = {(prompt_id, min(a, b), max(a, b)) for prompt_id, a, b in pairs}
-    existing = set(
-        Comparison.objects.filter(study=study, kind=ComparisonKind.REGULAR).values_list(
-            "sample_a_id", "sample_b_id"
-        )
-    )
+    existing = existing_regular_pairs(study=study)
     new = [
         Comparison(study=study, prompt_id=prompt_id, sample_a_id=a, sample_b_id=b, selected_by_job_id=job_id)
         for prompt_id, a, b in sorted(wanted)
@@ -142,11 +148,7 @@ def comparisons_select_random(
     proportion to the study's gold rate (at least one per ten regular comparisons when the rate is
     above zero, so the assignment service has gold to inject)."""
     rng = random.Random(seed)
-    existing = set(
-        Comparison.objects.filter(study=study, kind=ComparisonKind.REGULAR).values_list(
-            "sample_a_id", "sample_b_id"
-        )
-    )
+    existing = existing_regular_pairs(study=study)
     chosen: list[tuple[int, int, int]] = []
     candidates = candidate_pairs_by_prompt(study=study)
     for prompt_id in sorted(candidates):

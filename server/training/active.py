@@ -1,0 +1,87 @@
+"""Active pair selection (Christiano et al. 2017): ask raters about the pairs the reward-model
+ensemble is least sure about. Worker-only (scores samples with the ensemble, through torch).
+
+Budget: ``pairs_per_prompt`` × prompts with candidates, the same number of comparisons random
+selection would create, so the two strategies spend labels alike. Candidates: up to
+``CANDIDATE_FACTOR`` × budget new cross-version pairs drawn at random, as in the paper; each is
+scored by the variance across members of P(a preferred over b); the most uncertain are taken,
+never more than ``pairs_per_prompt`` per prompt (coverage: one confusing prompt cannot absorb
+the whole budget). Without a reward model of the study it falls back to random selection and
+says so in the result.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import numpy as np
+from django.db import transaction
+
+from server.generators.models import Sample
+from server.ratings.pair_selection import (
+    SelectionResult,
+    candidate_pairs_by_prompt,
+    comparisons_create,
+    comparisons_select_random,
+    existing_regular_pairs,
+    gold_comparisons_create,
+)
+from server.studies.models import Study
+from server.training.models import RewardModel
+from workers.ml.active_selection import pair_disagreement
+from workers.ml.reward_model import load_reward_ensemble, score_texts
+
+CANDIDATE_FACTOR = 10
+
+
+@transaction.atomic
+def comparisons_select_active(
+    *, study: Study, pairs_per_prompt: int, seed: int, job_id: int | None = None
+) -> SelectionResult:
+    reward_model = RewardModel.objects.filter(study=study).order_by("-created_at").first()
+    if reward_model is None:
+        return comparisons_select_random(
+            study=study, pairs_per_prompt=pairs_per_prompt, seed=seed, job_id=job_id
+        )
+    rng = random.Random(seed)
+    existing = existing_regular_pairs(study=study)
+    candidates = [
+        (prompt_id, a, b)
+        for prompt_id, pairs in sorted(candidate_pairs_by_prompt(study=study).items())
+        for a, b in pairs
+        if (a, b) not in existing
+    ]
+    prompts_with_candidates = len({prompt_id for prompt_id, _, _ in candidates})
+    budget = pairs_per_prompt * prompts_with_candidates
+    if len(candidates) > CANDIDATE_FACTOR * budget:
+        candidates = rng.sample(candidates, CANDIDATE_FACTOR * budget)
+    if not candidates:
+        return SelectionResult(regular_created=0, gold_created=0, prompts_considered=0)
+
+    sample_ids = sorted({sample_id for _, a, b in candidates for sample_id in (a, b)})
+    position = {sample_id: index for index, sample_id in enumerate(sample_ids)}
+    rows = dict(Sample.objects.filter(id__in=sample_ids).values_list("id", "text"))
+    prompts = dict(Sample.objects.filter(id__in=sample_ids).values_list("id", "prompt__text"))
+    ensemble = load_reward_ensemble(Path(reward_model.path))
+    scores = score_texts(ensemble, [rows[i] for i in sample_ids], prompts=[prompts[i] for i in sample_ids])
+    member_scores = scores.member_scores.detach().cpu().numpy()
+    index_pairs = np.array([[position[a], position[b]] for _, a, b in candidates], dtype=np.int64)
+    disagreement = pair_disagreement(member_scores, index_pairs)
+
+    chosen: list[tuple[int, int, int]] = []
+    per_prompt: dict[int, int] = {}
+    for candidate in np.argsort(-disagreement, kind="stable"):
+        prompt_id, a, b = candidates[int(candidate)]
+        if per_prompt.get(prompt_id, 0) >= pairs_per_prompt:
+            continue
+        per_prompt[prompt_id] = per_prompt.get(prompt_id, 0) + 1
+        chosen.append((prompt_id, a, b))
+        if len(chosen) >= budget:
+            break
+    regular = comparisons_create(study=study, pairs=chosen, job_id=job_id)
+    gold_wanted = max(1, round(regular * study.gold_rate)) if study.gold_rate > 0 and regular else 0
+    gold = gold_comparisons_create(study=study, count=gold_wanted, seed=seed, job_id=job_id)
+    return SelectionResult(
+        regular_created=regular, gold_created=gold, prompts_considered=prompts_with_candidates
+    )

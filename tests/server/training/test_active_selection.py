@@ -1,0 +1,77 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from server.generators.models import Sample
+from server.jobs.models import Job, JobKind
+from server.ratings.models import Comparison, ComparisonKind
+from server.training.active import comparisons_select_active
+from server.training.jobs import reward_model_train_run
+from server.training.models import RewardModel
+from server.training.snapshots import snapshot_create
+from tests import factories
+from tests.server.training.test_training_chain import judged_study
+from workers.ml.active_selection import pair_disagreement
+from workers.ml.reward_model import load_reward_ensemble, score_texts
+from workers.runner import run_job
+
+pytestmark = pytest.mark.django_db
+
+
+def test_without_a_reward_model_active_selection_falls_back_to_random() -> None:
+    study, good, bad = judged_study(prompts=2)
+    prompt = factories.prompt(study=study, text="A fresh prompt")
+    factories.sample(prompt=prompt, version=good)
+    factories.sample(prompt=prompt, version=bad)
+    result = comparisons_select_active(study=study, pairs_per_prompt=1, seed=0)
+    assert result.regular_created == 1
+    assert Comparison.objects.filter(prompt=prompt, kind=ComparisonKind.REGULAR).count() == 1
+
+
+def test_active_selection_takes_the_pairs_the_ensemble_disagrees_on_most(tmp_path: Path) -> None:
+    study, good, bad = judged_study(prompts=8)
+    study.gold_rate = 0
+    study.save()
+    snapshot = snapshot_create(study=study)
+    job = Job.objects.create(
+        kind=JobKind.TRAIN_REWARD_MODEL,
+        queue="gpu",
+        study=study,
+        params={"snapshot_id": snapshot.id, "config": {"ensemble_size": 3}},
+    )
+    assert run_job(job.id, reward_model_train_run) == "succeeded"
+    texts = [
+        "lamp lamp",
+        "The tide is kind",
+        "window window window",
+        "Bread and salt in the morning",
+        "the the the",
+        "A letter to the moon",
+        "clock",
+        "Stars over the harbour tonight",
+    ]
+    fresh = [factories.prompt(study=study, text=f"Fresh prompt {n}") for n in range(2)]
+    for prompt in fresh:
+        for number, text in enumerate(texts):
+            factories.sample(prompt=prompt, version=good if number % 2 else bad, text=f"{text} {prompt.id}")
+
+    result = comparisons_select_active(study=study, pairs_per_prompt=3, seed=0)
+
+    assert result.regular_created == 6  # 3 per fresh prompt, the judged prompts have no new pair
+    created = list(Comparison.objects.filter(study=study, prompt__in=fresh, kind=ComparisonKind.REGULAR))
+    ensemble = load_reward_ensemble(Path(RewardModel.objects.get().path))
+    for prompt in fresh:
+        samples = list(Sample.objects.filter(prompt=prompt).order_by("id"))
+        index = {sample.id: n for n, sample in enumerate(samples)}
+        members = score_texts(ensemble, [s.text for s in samples], prompts=[prompt.text] * len(samples))
+        member_scores = members.member_scores.detach().cpu().numpy()
+        candidates = [
+            (a.id, b.id) for a in samples for b in samples if a.id < b.id and a.version_id != b.version_id
+        ]
+        spread = pair_disagreement(member_scores, np.array([[index[a], index[b]] for a, b in candidates]))
+        expected = {candidates[i] for i in np.argsort(-spread, kind="stable")[:3]}
+        chosen = {(c.sample_a_id, c.sample_b_id) for c in created if c.prompt_id == prompt.id}
+        assert chosen == expected
