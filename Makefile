@@ -25,8 +25,12 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(PY) manage.py demo
 
+# Test tools from Debian: Chromium for the browser tests; docker-compose to validate
+# docker-compose.yml where a docker client is installed but not its compose plugin.
 chromium:
 	@command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
+	@if command -v docker >/dev/null && ! docker compose version >/dev/null 2>&1 && ! command -v docker-compose >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose; fi
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
