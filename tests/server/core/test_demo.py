@@ -1,0 +1,44 @@
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.core.management import call_command
+
+from server.generators.demo import DEMO_VERSIONS, demo_generation_start
+from server.jobs.models import Job, JobKind
+from server.ratings.models import Rater
+from server.studies.models import Study
+
+pytestmark = pytest.mark.django_db
+
+
+def test_demo_seeds_accounts_study_and_starts_the_model_build_once(settings, tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    settings.VAR_DIR = tmp_path
+    call_command("demo", "--no-serve")
+    call_command("demo", "--no-serve")  # running it again is safe
+
+    users = get_user_model().objects
+    assert users.get(username="admin").is_superuser
+    assert not users.get(username="rater").is_staff
+    study = Study.objects.get(slug="short-pieces")
+    assert study.prompts.filter(split="train").count() == 16
+    assert study.prompts.filter(split="holdout").count() == 4
+    assert Rater.objects.filter(study=study, user__username="rater").count() == 1
+    build = Job.objects.get(kind=JobKind.BUILD_BASE_MODEL)
+    assert build.params["then"] == ["demo_versions"]
+    assert build.params["output_dir"] == str(tmp_path / "models" / "lovelace-tiny")
+    output = capsys.readouterr().out
+    assert "rater / lovelace-rater" in output and "admin / lovelace-admin" in output
+
+
+def test_a_cached_model_skips_the_build_and_enrols_two_decoding_versions(settings, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    settings.VAR_DIR = tmp_path
+    (tmp_path / "models" / "lovelace-tiny").mkdir(parents=True)
+    (tmp_path / "models" / "lovelace-tiny" / "config.json").write_text("{}")
+    call_command("demo", "--no-serve")
+    study = Study.objects.get(slug="short-pieces")
+    assert sorted(study.versions.values_list("label", flat=True)) == sorted(DEMO_VERSIONS)
+    generate = Job.objects.get(kind=JobKind.GENERATE)
+    assert (generate.params["split"], generate.params["then"]) == ("all", ["select_pairs"])
+    assert not Job.objects.filter(kind=JobKind.BUILD_BASE_MODEL).exists()
+    assert demo_generation_start(study=study) == ""  # generation already queued
