@@ -1,0 +1,538 @@
+"""Load test of the rating hot path: concurrent raters voting over HTTP against gunicorn.
+
+    .venv/bin/python -m bench.rating_load [--raters 32] [--seconds 20] [--workers 2] [--threads 4]
+
+What it does:
+1. drops and re-creates a PostgreSQL database (``lovelace_bench`` unless BENCH_DATABASE_URL says
+   otherwise), migrates it and seeds one study: regular comparisons, a few gold ones, repeats on;
+2. serves the app under gunicorn in production mode (DEBUG off) with the given workers / threads;
+3. runs ``--raters`` simulated participants for ``--seconds``, each with its own session and a
+   keep-alive connection: invite link, rating page, then "next pair" + "vote" as fast as answers
+   come (no think time: this measures capacity, not a realistic crowd). About 1 % of the votes
+   are sent twice with the same idempotency key, as a flaky network would;
+4. prints judgments/s and p50 / p99 latencies, then reconciles the database with what the
+   clients saw acknowledged: every acknowledged vote stored once, nothing stored that was not
+   acknowledged, no comparison past its overlap, counters equal to the rows.
+
+The simulated rater answers gold pairs right (it recognises the broken sample) and prefers the
+sample whose text hashes higher, so it is consistent on repeats and unbiased on sides: quality
+control runs as in production but pauses nobody.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import http.client
+import json
+import os
+import secrets
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from http.cookies import SimpleCookie
+from pathlib import Path
+from urllib.parse import urlsplit
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/lovelace_bench"
+STUDY_SLUG = "bench"
+BROKEN_MARK = "[broken]"
+DUPLICATE_SHARE = 0.01  # votes resent with the same idempotency key
+
+
+# --- Database -------------------------------------------------------------------------------------
+
+
+def recreate_database(url: str) -> None:
+    import psycopg
+
+    parts = urlsplit(url)
+    name = parts.path.lstrip("/")
+    maintenance = parts._replace(path="/postgres").geturl()
+    with psycopg.connect(maintenance, autocommit=True) as connection:
+        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        connection.execute(f'CREATE DATABASE "{name}"')
+
+
+def setup_django(url: str, var_dir: Path) -> None:
+    os.environ["DATABASE_URL"] = url
+    os.environ["LOVELACE_VAR_DIR"] = str(var_dir)
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "server.config.settings")
+    os.environ.setdefault("LOVELACE_LOG_LEVEL", "WARNING")
+    import django
+
+    django.setup()
+
+
+def seed(*, comparisons: int, golds: int) -> str:
+    """One study with ``comparisons`` regular pairs and ``golds`` gold pairs; its invite token."""
+    from server.generators.models import Generator, GeneratorVersion, Sample, VersionKind, sample_text_hash
+    from server.ratings.models import Comparison, ComparisonKind
+    from server.studies.models import Prompt, Study, StudyVersion, prompt_text_hash
+
+    study = Study.objects.create(
+        name="Bench",
+        slug=STUDY_SLUG,
+        question="Which piece is better?",
+        overlap=3,
+        gold_rate=0.05,
+        repeat_rate=0.05,
+        reservation_seconds=600,
+        fast_judgment_seconds=1.0,
+        # The bot picks sides at random; 95 % of 20 keeps a fair coin from being paused by chance.
+        max_position_bias=0.95,
+        min_quality_judgments=20,
+    )
+    versions = []
+    for name in ("alpha", "beta"):
+        generator = Generator.objects.create(name=f"bench-{name}")
+        versions.append(
+            GeneratorVersion.objects.create(generator=generator, label="v1", kind=VersionKind.EXTERNAL)
+        )
+        StudyVersion.objects.create(study=study, version=versions[-1])
+    texts = [
+        f"Bench prompt {number}: write four lines about the number {number}." for number in range(comparisons)
+    ]
+    prompts = Prompt.objects.bulk_create(
+        [Prompt(study=study, text=text, text_hash=prompt_text_hash(text)) for text in texts], batch_size=2000
+    )
+    sample_rows = []
+    for prompt in prompts:
+        for version in versions:
+            text = (
+                f"{version.generator.name} on {prompt.id}: " + "the sea turns over its coins of light. " * 6
+            )
+            sample_rows.append(
+                Sample(prompt=prompt, version=version, text=text, text_hash=sample_text_hash(text))
+            )
+    samples = Sample.objects.bulk_create(sample_rows, batch_size=2000)
+    pairs = [
+        Comparison(study=study, prompt_id=a.prompt_id, sample_a=a, sample_b=b)
+        for a, b in zip(samples[0::2], samples[1::2], strict=True)
+    ]
+    gold_prompts = prompts[:golds]
+    broken = Sample.objects.bulk_create(
+        [
+            Sample(
+                prompt=prompt,
+                version=versions[1],
+                text=f"{BROKEN_MARK} sea sea sea the the {prompt.id}",
+                text_hash=sample_text_hash(f"{BROKEN_MARK} sea sea sea the the {prompt.id}"),
+            )
+            for prompt in gold_prompts
+        ]
+    )
+    good = {sample.prompt_id: sample for sample in samples[0::2]}
+    pairs += [
+        Comparison(
+            study=study,
+            prompt_id=bad.prompt_id,
+            sample_a=good[bad.prompt_id],
+            sample_b=bad,
+            kind=ComparisonKind.GOLD,
+            gold_answer="A",
+        )
+        for bad in broken
+    ]
+    Comparison.objects.bulk_create(pairs, batch_size=2000)
+    return study.invite_token
+
+
+# --- Server ---------------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def server_environment(url: str, var_dir: Path) -> dict[str, str]:
+    return {
+        **os.environ,
+        "DATABASE_URL": url,
+        "LOVELACE_VAR_DIR": str(var_dir),
+        "DJANGO_DEBUG": "false",
+        "DJANGO_SECRET_KEY": secrets.token_urlsafe(64),
+        "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "DJANGO_SECURE_SSL_REDIRECT": "false",
+        "LOVELACE_LOG_LEVEL": "WARNING",
+        "PYTHONPATH": str(ROOT),
+    }
+
+
+def start_gunicorn(env: dict[str, str], *, port: int, workers: int, threads: int) -> subprocess.Popen[bytes]:
+    gunicorn = str(Path(sys.executable).with_name("gunicorn"))
+    command = [
+        gunicorn,
+        "server.config.wsgi:application",
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--workers",
+        str(workers),
+        "--threads",
+        str(threads),
+        "--worker-class",
+        "gthread" if threads > 1 else "sync",
+        "--keep-alive",
+        "30",
+        "--log-level",
+        "warning",
+    ]
+    process = subprocess.Popen(command, cwd=ROOT, env=env, start_new_session=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            connection.request("GET", "/healthz")
+            if connection.getresponse().status == 200:
+                return process
+        except OSError:
+            time.sleep(0.1)
+    process.kill()
+    raise SystemExit("gunicorn did not answer within 60 s")
+
+
+# --- CPU accounting ---------------------------------------------------------------------------------
+# The machine is shared, so throughput alone says little: CPU seconds per judgment of the server,
+# the database and the load generator give the capacity of two otherwise idle cores.
+
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def process_cpu_seconds(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
+
+
+def gunicorn_pids(master: int) -> list[int]:
+    try:
+        children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
+    except OSError:
+        children = []
+    return [master, *map(int, children)]
+
+
+def postgres_pids(database: str) -> list[int]:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()", [database]
+        )
+        return [row[0] for row in cursor.fetchall()]
+
+
+def cpu_snapshot(master: int, database: str) -> dict[str, dict[int, float]]:
+    return {
+        "server": {pid: process_cpu_seconds(pid) for pid in gunicorn_pids(master)},
+        "database": {pid: process_cpu_seconds(pid) for pid in postgres_pids(database)},
+    }
+
+
+def cpu_used(before: dict[str, dict[int, float]], after: dict[str, dict[int, float]], part: str) -> float:
+    return sum(value - before[part].get(pid, 0.0) for pid, value in after[part].items())
+
+
+# --- Simulated raters -------------------------------------------------------------------------
+
+
+@dataclass
+class RaterStats:
+    next_latencies: list[float] = field(default_factory=list)
+    vote_latencies: list[float] = field(default_factory=list)
+    acknowledged: set[str] = field(default_factory=set)  # idempotency keys answered "saved"
+    duplicates_sent: int = 0
+    duplicates_answered_existing: int = 0
+    errors: list[str] = field(default_factory=list)
+    stopped: str = ""  # why the server stopped giving this rater pairs (paused, done, empty)
+
+
+class Participant:
+    def __init__(self, port: int, invite_token: str) -> None:
+        self.connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        self.cookies: dict[str, str] = {}
+        self.invite_token = invite_token
+
+    def request(self, method: str, path: str, body: dict | None = None) -> tuple[int, dict | None]:
+        headers = {"Cookie": "; ".join(f"{k}={v}" for k, v in self.cookies.items())}
+        payload = None
+        if body is not None:
+            payload = json.dumps(body).encode()
+            headers.update(
+                {"Content-Type": "application/json", "X-CSRFToken": self.cookies.get("csrftoken", "")}
+            )
+        self.connection.request(method, path, body=payload, headers=headers)
+        response = self.connection.getresponse()
+        data = response.read()
+        for header in response.headers.get_all("Set-Cookie") or []:
+            for name, morsel in SimpleCookie(header).items():
+                self.cookies[name] = morsel.value
+        if response.headers.get("Content-Type", "").startswith("application/json"):
+            return response.status, json.loads(data)
+        return response.status, None
+
+    def join(self) -> None:
+        status, _ = self.request("GET", f"/rate/{STUDY_SLUG}/join/{self.invite_token}/")
+        assert status == 302, f"join answered {status}"
+        status, _ = self.request("GET", f"/rate/{STUDY_SLUG}/")
+        assert status == 200, f"rating page answered {status}"
+
+
+def choose(pair: dict) -> str:
+    left, right = pair["left"], pair["right"]
+    if BROKEN_MARK in left:
+        return "right"
+    if BROKEN_MARK in right:
+        return "left"
+    left_hash = hashlib.sha256(left.encode()).digest()
+    right_hash = hashlib.sha256(right.encode()).digest()
+    if (left_hash[0] ^ right_hash[0]) % 10 == 0:
+        return "tie"  # about one vote in ten, and the same for a pair whichever way round
+    return "left" if left_hash > right_hash else "right"
+
+
+def run_rater(port: int, invite_token: str, deadline: float, stats: RaterStats, seed: int) -> None:
+    import random
+
+    rng = random.Random(seed)
+    participant = Participant(port, invite_token)
+    try:
+        participant.join()
+        while time.monotonic() < deadline:
+            started = time.perf_counter()
+            status, answer = participant.request("POST", f"/rate/{STUDY_SLUG}/api/next", {})
+            stats.next_latencies.append(time.perf_counter() - started)
+            if status == 200 and answer is not None and answer.get("status") in ("paused", "done", "empty"):
+                stats.stopped = answer["status"]
+                return
+            if status != 200 or answer is None or answer.get("status") != "pair":
+                stats.errors.append(f"next: {status} {answer}")
+                return
+            pair = answer["pair"]
+            now_ms = int(time.time() * 1000)
+            vote = {
+                "token": pair["token"],
+                "choice": choose(pair),
+                "idempotency_key": str(uuid.uuid4()),
+                "shown_at": now_ms - 8000,
+                "first_input_at": now_ms - 3000,
+                "sent_at": now_ms,
+                "active_seconds": round(rng.uniform(3.0, 15.0), 2),
+            }
+            started = time.perf_counter()
+            status, answer = participant.request("POST", f"/rate/{STUDY_SLUG}/api/vote", vote)
+            stats.vote_latencies.append(time.perf_counter() - started)
+            if status != 200 or answer is None or answer.get("status") != "saved":
+                stats.errors.append(f"vote: {status} {answer}")
+                continue
+            stats.acknowledged.add(answer["key"])
+            if rng.random() < DUPLICATE_SHARE:
+                stats.duplicates_sent += 1
+                status, again = participant.request("POST", f"/rate/{STUDY_SLUG}/api/vote", vote)
+                if (
+                    status == 200
+                    and again
+                    and again.get("created") is False
+                    and again["key"] == vote["idempotency_key"]
+                ):
+                    stats.duplicates_answered_existing += 1
+                else:
+                    stats.errors.append(f"duplicate: {status} {again}")
+    except Exception as error:  # reported with the figures; one broken client must not hide the rest
+        stats.errors.append(f"{type(error).__name__}: {error}")
+    finally:
+        participant.connection.close()
+
+
+def percentile(values: list[float], share: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
+
+
+# --- Reconciliation -------------------------------------------------------------------------------
+
+
+def reconcile(acknowledged: set[str]) -> list[str]:
+    from django.db.models import Count, Q
+
+    from server.ratings.models import Assignment, AssignmentStatus, Comparison, Judgment
+
+    problems = []
+    stored = set(Judgment.objects.values_list("idempotency_key", flat=True))
+    if Judgment.objects.count() != len(stored):
+        problems.append("duplicate idempotency keys stored")
+    if stored - acknowledged:
+        problems.append(f"{len(stored - acknowledged)} judgments stored but never acknowledged")
+    if acknowledged - stored:
+        problems.append(f"{len(acknowledged - stored)} acknowledged votes lost")
+    doubled = (
+        Judgment.objects.filter(revoked_at__isnull=True)
+        .values("assignment")
+        .annotate(n=Count("id"))
+        .filter(n__gt=1)
+        .count()
+    )
+    if doubled:
+        problems.append(f"{doubled} assignments with more than one live judgment")
+    live = Q(assignments__status__in=[AssignmentStatus.RESERVED, AssignmentStatus.COMPLETED])
+    done = Q(assignments__status=AssignmentStatus.COMPLETED)
+    rows = Comparison.objects.annotate(
+        live=Count("assignments", filter=live), done=Count("assignments", filter=done)
+    )
+    for comparison in rows.select_related("study"):
+        if comparison.kind == "regular" and comparison.live > comparison.study.overlap:
+            problems.append(f"comparison {comparison.id} has {comparison.live} live assignments")
+        if (comparison.active_assignments, comparison.completed_assignments) != (
+            comparison.live,
+            comparison.done,
+        ):
+            problems.append(f"comparison {comparison.id} counters disagree with its rows")
+    completed = Assignment.objects.filter(status=AssignmentStatus.COMPLETED).count()
+    if completed != len(stored):
+        problems.append(f"{completed} completed assignments for {len(stored)} judgments")
+    return problems
+
+
+# --- Main -------------------------------------------------------------------------------------------
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--raters", type=int, default=12, help="concurrent raters, no think time")
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument("--comparisons", type=int, default=8000)
+    parser.add_argument("--golds", type=int, default=60)
+    parser.add_argument("--warmup", type=float, default=3.0, help="seconds of load before measuring")
+    arguments = parser.parse_args()
+
+    url = os.environ.get("BENCH_DATABASE_URL", DEFAULT_DATABASE_URL)
+    var_dir = Path(tempfile.mkdtemp(prefix="lovelace-bench-"))
+    started = time.monotonic()
+    recreate_database(url)
+    setup_django(url, var_dir)
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+    invite_token = seed(comparisons=arguments.comparisons, golds=arguments.golds)
+    env = server_environment(url, var_dir)
+    subprocess.run(
+        [sys.executable, "manage.py", "collectstatic", "--noinput", "-v", "0"], cwd=ROOT, env=env, check=True
+    )
+    seconds = time.monotonic() - started
+    print(f"database ready: {arguments.comparisons} comparisons + {arguments.golds} gold ({seconds:.0f} s)")
+
+    port = free_port()
+    server = start_gunicorn(env, port=port, workers=arguments.workers, threads=arguments.threads)
+    try:
+        if arguments.warmup > 0:
+            warm = [RaterStats() for _ in range(arguments.raters)]
+            warm_deadline = time.monotonic() + arguments.warmup
+            warm_threads = [
+                threading.Thread(
+                    target=run_rater, args=(port, invite_token, warm_deadline, stats, 10_000 + n)
+                )
+                for n, stats in enumerate(warm)
+            ]
+            for thread in warm_threads:
+                thread.start()
+            for thread in warm_threads:
+                thread.join()
+        else:
+            warm = []
+        all_stats = [RaterStats() for _ in range(arguments.raters)]
+        database_name = urlsplit(url).path.lstrip("/")
+        snapshot_before = cpu_snapshot(server.pid, database_name)
+        cpu_before = os.times()
+        begin = time.monotonic()
+        deadline = begin + arguments.seconds
+        threads = [
+            threading.Thread(target=run_rater, args=(port, invite_token, deadline, stats, n))
+            for n, stats in enumerate(all_stats)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        elapsed = time.monotonic() - begin
+        cpu_after = os.times()
+        snapshot_after = cpu_snapshot(server.pid, database_name)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+    votes = sum(len(stats.acknowledged) for stats in all_stats)
+    next_latencies = [value for stats in all_stats for value in stats.next_latencies]
+    vote_latencies = [value for stats in all_stats for value in stats.vote_latencies]
+    errors = [error for stats in all_stats + warm for error in stats.errors]
+    client_cpu = (cpu_after.user - cpu_before.user) + (cpu_after.system - cpu_before.system)
+    print(
+        f"\n{arguments.raters} raters, {arguments.seconds:.0f} s, gunicorn {arguments.workers} workers x "
+        f"{arguments.threads} threads, {os.cpu_count()} CPUs"
+    )
+    print(f"judgments/s        {votes / elapsed:8.1f}   ({votes} acknowledged in {elapsed:.1f} s)")
+    for name, latencies in (("next pair", next_latencies), ("vote", vote_latencies)):
+        p50, p99 = percentile(latencies, 0.5) * 1000, percentile(latencies, 0.99) * 1000
+        print(
+            f"{name:<18} p50 {p50:6.1f} ms   p99 {p99:6.1f} ms"
+            f"   mean {statistics.fmean(latencies) * 1000:6.1f} ms   ({len(latencies)} requests)"
+        )
+    server_cpu = cpu_used(snapshot_before, snapshot_after, "server")
+    database_cpu = cpu_used(snapshot_before, snapshot_after, "database")
+    per_judgment = {
+        "server": server_cpu / max(votes, 1) * 1000,
+        "database": database_cpu / max(votes, 1) * 1000,
+        "load generator": client_cpu / max(votes, 1) * 1000,
+    }
+    print(
+        "CPU per judgment   "
+        + ", ".join(f"{name} {milliseconds:.1f} ms" for name, milliseconds in per_judgment.items())
+        + f"  (machine load average {os.getloadavg()[0]:.1f})"
+    )
+    total = per_judgment["server"] + per_judgment["database"]
+    print(
+        f"capacity estimate  {2000 / total:8.0f} judgments/s on two idle cores for server + database "
+        f"({2000 / (total + per_judgment['load generator']):.0f} with this load generator beside them)"
+    )
+    duplicates = sum(stats.duplicates_sent for stats in all_stats)
+    answered = sum(stats.duplicates_answered_existing for stats in all_stats)
+    print(f"resent votes       {duplicates:8d}   answered with the stored judgment: {answered}")
+    print(f"client errors      {len(errors):8d}" + (f"   first: {errors[0]}" if errors else ""))
+    stopped = [stats.stopped for stats in all_stats if stats.stopped]
+    if stopped:
+        print(f"raters stopped     {len(stopped):8d}   ({', '.join(sorted(set(stopped)))})")
+
+    acknowledged = set().union(*(stats.acknowledged for stats in all_stats + warm))
+    problems = reconcile(acknowledged)
+    from server.ratings.models import Judgment, Rater
+
+    print(
+        f"reconciliation     {Judgment.objects.count()} judgments stored, {len(acknowledged)} acknowledged "
+        f"(warm-up included); paused raters: {Rater.objects.filter(status='paused').count()}"
+    )
+    print(
+        "                   "
+        + ("OK: nothing lost, nothing duplicated" if not problems else "; ".join(problems[:5]))
+    )
+    shutil.rmtree(var_dir, ignore_errors=True)
+    if problems or errors:
+        raise SystemExit(1)
+
+
+if __name__ == "__main__":
+    main()

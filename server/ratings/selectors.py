@@ -1,0 +1,59 @@
+"""Reading ratings: who the rater of a request is, quality rows, completion details."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from server.core.exceptions import NotFound
+from server.ratings.models import Platform, Rater
+from server.studies.models import Study
+
+# MTurk posts the finished HIT back to one of these hosts only; anything else would make the
+# completion form an open redirect.
+MTURK_SUBMIT_HOSTS = ("https://www.mturk.com", "https://workersandbox.mturk.com")
+
+
+def study_get_by_slug(*, slug: str) -> Study:
+    study = Study.objects.filter(slug=slug).first()
+    if study is None:
+        raise NotFound("There is no such study.")
+    return study
+
+
+def rater_get(*, rater_id: int, study_slug: str) -> Rater | None:
+    """The rater (with its study) if it belongs to the study named in the URL."""
+    return Rater.objects.select_related("study").filter(id=rater_id, study__slug=study_slug).first()
+
+
+@dataclass(frozen=True)
+class Completion:
+    code: str
+    url: str  # where a finished participant goes (Prolific: with the completion code)
+    mturk_submit_url: str  # MTurk: the form target that closes the HIT
+    mturk_assignment_id: str
+
+
+def _with_query_parameter(url: str, name: str, value: str) -> str:
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    if any(key == name for key, _ in query):
+        return url
+    return urlunsplit(parts._replace(query=urlencode([*query, (name, value)])))
+
+
+def completion_for_rater(*, rater: Rater) -> Completion:
+    """What a participant who has finished sees: the code, and where to go with it."""
+    study = rater.study
+    url = study.completion_url
+    if url and study.completion_code and rater.platform == Platform.PROLIFIC:
+        url = _with_query_parameter(url, "cc", study.completion_code)
+    submit_to, assignment_id = "", ""
+    if rater.platform == Platform.MTURK:
+        turk_submit_to = str(rater.session_info.get("turk_submit_to", "")).rstrip("/")
+        if turk_submit_to in MTURK_SUBMIT_HOSTS:
+            submit_to = f"{turk_submit_to}/mturk/externalSubmit"
+            assignment_id = str(rater.session_info.get("assignment_id", ""))
+    return Completion(
+        code=study.completion_code, url=url, mturk_submit_url=submit_to, mturk_assignment_id=assignment_id
+    )

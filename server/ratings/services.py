@@ -1,0 +1,748 @@
+"""Writing ratings: raters joining, assignments, judgments, undo / correction, quality control.
+
+Concurrency. Two raters asking for work at the same moment must never push a comparison past the
+study's overlap. On PostgreSQL the candidate comparison is locked with ``SELECT ... FOR UPDATE SKIP
+LOCKED`` (a rater never waits for another one: it takes the next free row) and its counter is
+raised by a conditional ``UPDATE ... WHERE active_assignments < overlap`` in the same transaction.
+On SQLite ``select_for_update`` is a no-op, but every transaction there starts ``IMMEDIATE`` (see
+the settings), so writers are serialised and the conditional update is the whole guard.
+
+Lock order is always assignment → comparison (judgments are only inserted, never locked by a
+writer that then wants an assignment), so these services cannot deadlock one another.
+
+Hot paths (next assignment, submit) skip ``full_clean()``: each foreign-key and unique check it
+runs is one more query, and the database constraints refuse the same invalid states. The input
+is validated by the forms and by the checks below before anything is written.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import random
+import secrets
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.db.models import Exists, F, Min, OuterRef, Q
+from django.utils import timezone
+
+from server.core.exceptions import ApplicationError, Conflict, NotFound
+from server.ratings import quality, sql
+from server.ratings.models import (
+    Assignment,
+    AssignmentStatus,
+    Comparison,
+    ComparisonKind,
+    Judgment,
+    Outcome,
+    Platform,
+    Rater,
+    RaterStatus,
+)
+from server.studies.models import Study
+
+logger = logging.getLogger(__name__)
+
+UNDO_WINDOW_SECONDS = 10
+# A full quality recompute costs ~3 queries; it runs after every gold or repeat judgment (the
+# evidence that can pause a rater) and after every QUALITY_EVERY-th judgment for position bias.
+QUALITY_EVERY = 10
+# A repeat is never drawn from the rater's last few judgments: an immediate re-show is recognised
+# and answered from memory, which measures recall instead of consistency.
+REPEAT_MIN_DISTANCE = 3
+CROWD_PLATFORMS = frozenset({Platform.PROLIFIC, Platform.MTURK, Platform.INVITE})
+CHOICES = ("left", "right", "tie", "both_bad")
+STALE_EXPIRY_BATCH = 200  # reservations expired inline when a rater finds the pool empty
+MAX_RATIONALE_CHARACTERS = 5000
+
+_random = random.Random()
+
+
+class NoWork(enum.StrEnum):
+    """Why ``assignment_next_for_rater`` returned no assignment."""
+
+    PAUSED = "paused"
+    FINISHED = "finished"  # a crowd participant whose quota is done
+    QUOTA = "quota"  # an account holder at the study's per-rater cap
+    EMPTY = "empty"  # nothing left for this rater right now
+    CLOSED = "closed"  # the study is not active
+
+
+@dataclass(frozen=True)
+class NextAssignment:
+    assignment: Assignment | None
+    judged: int  # the rater's completed assignments, for the progress bar
+    quota: int | None  # the study's per-rater cap
+    no_work: NoWork | None = None
+
+
+@dataclass(frozen=True)
+class JudgmentSubmission:
+    judgment: Judgment
+    created: bool  # False when the idempotency key was seen before: the stored judgment is returned
+    judged: int
+    quota: int | None
+    rater_status: str
+    paused_reason: str
+
+
+# --- Raters ------------------------------------------------------------------------------------
+
+
+def rater_for_account(*, study: Study, user: Any) -> Rater:
+    """The rater row of a logged-in user; staff are enrolled on their first visit."""
+    rater = Rater.objects.select_related("study").filter(study=study, user=user).first()
+    if rater is not None:
+        return rater
+    if not user.is_staff:
+        raise ApplicationError(
+            "Your account is not enrolled in this study. Ask the study's staff for an invitation.",
+            status=403,
+        )
+    rater, _ = Rater.objects.get_or_create(study=study, user=user, defaults={"platform": Platform.ACCOUNT})
+    return rater
+
+
+def rater_join_invite(*, study: Study, invite_token: str) -> Rater:
+    """A new session-only participant who arrived through the study's invite link."""
+    if not study.is_active:
+        raise ApplicationError("This study is closed.", status=410)
+    if invite_token != study.invite_token:
+        raise NotFound("This invitation link is not valid (it may have been replaced).")
+    return Rater.objects.create(
+        study=study, platform=Platform.INVITE, external_id=f"invite-{secrets.token_hex(12)}"
+    )
+
+
+def rater_join_platform(
+    *, study: Study, platform: str, external_id: str, session_info: dict[str, str]
+) -> Rater:
+    """The rater of a crowd participant (Prolific, MTurk), created on first arrival.
+
+    A participant coming back (a reload, a second HIT) gets the same row; the latest session
+    details replace the stored ones so a completion goes to the submission that is open now.
+    """
+    if platform not in (Platform.PROLIFIC, Platform.MTURK):
+        raise ApplicationError(f"Unknown platform {platform!r}.")
+    external_id = external_id.strip()
+    if not external_id or len(external_id) > 200:
+        raise ApplicationError("The participant id from the platform is missing or too long.")
+    if not study.is_active:
+        raise ApplicationError("This study is closed.", status=410)
+    try:
+        with transaction.atomic():
+            rater, created = Rater.objects.get_or_create(
+                study=study,
+                platform=platform,
+                external_id=external_id,
+                defaults={"session_info": session_info},
+            )
+    except IntegrityError:  # two first requests raced; the other one created the row
+        rater, created = Rater.objects.get(study=study, platform=platform, external_id=external_id), False
+    if not created and session_info and rater.session_info != session_info:
+        rater.session_info = {**rater.session_info, **session_info}
+        rater.save(update_fields=["session_info"])
+    rater.study = study
+    return rater
+
+
+def rater_pause(*, rater_id: int, reason: str) -> bool:
+    """Pause an active rater and flag its live judgments. False when it was not active."""
+    reason = reason.strip()[:300] or "Paused by staff."
+    with transaction.atomic():
+        paused = Rater.objects.filter(id=rater_id, status=RaterStatus.ACTIVE).update(
+            status=RaterStatus.PAUSED, paused_reason=reason, paused_at=timezone.now()
+        )
+        if paused:
+            _set_paused_flag(rater_id=rater_id, flagged=True)
+    if paused:
+        logger.info("rater %s paused: %s", rater_id, reason)
+    return paused == 1
+
+
+def rater_resume(*, rater_id: int) -> Rater:
+    """Staff let a paused rater continue.
+
+    Staff resuming a rater is a verdict that its work is fine, so the ``rater_paused`` flags are
+    removed (other flags such as ``fast`` stay). The automatic thresholds then judge only the
+    judgments submitted after the resume, so one old bad streak cannot pause the rater again.
+    """
+    with transaction.atomic():
+        rater = Rater.objects.select_for_update().filter(id=rater_id).first()
+        if rater is None:
+            raise NotFound(f"There is no rater {rater_id}.")
+        if rater.status != RaterStatus.PAUSED:
+            raise Conflict("This rater is not paused.")
+        rater.status = RaterStatus.ACTIVE
+        rater.paused_reason = ""
+        rater.paused_at = None
+        rater.quality = {**rater.quality, "resumed_at": timezone.now().isoformat()}
+        rater.save(update_fields=["status", "paused_reason", "paused_at", "quality"])
+        _set_paused_flag(rater_id=rater_id, flagged=False)
+    return rater
+
+
+def _set_paused_flag(*, rater_id: int, flagged: bool) -> None:
+    # JSON list edits differ between PostgreSQL and SQLite; a pause is rare, so do it in Python.
+    judgments = list(
+        Judgment.objects.filter(assignment__rater_id=rater_id, revoked_at__isnull=True).only(
+            "id", "flag_reasons", "is_flagged"
+        )
+    )
+    changed = []
+    for judgment in judgments:
+        reasons = [reason for reason in judgment.flag_reasons if reason != quality.FLAG_RATER_PAUSED]
+        if flagged:
+            reasons.append(quality.FLAG_RATER_PAUSED)
+        if reasons != judgment.flag_reasons:
+            judgment.flag_reasons = reasons
+            judgment.is_flagged = bool(reasons)
+            changed.append(judgment)
+    Judgment.objects.bulk_update(changed, ["flag_reasons", "is_flagged"], batch_size=500)
+
+
+def _rater_finish(*, rater: Rater) -> None:
+    if rater.platform in CROWD_PLATFORMS and rater.status == RaterStatus.ACTIVE:
+        Rater.objects.filter(id=rater.id, status=RaterStatus.ACTIVE).update(status=RaterStatus.FINISHED)
+        rater.status = RaterStatus.FINISHED
+
+
+# --- Assignments -------------------------------------------------------------------------------
+
+
+# A pair on screen needs the prompt and the two texts, nothing else of those rows (their JSON
+# columns cost more to decode than the texts).
+CONTENT_FIELDS = ("prompt__text", "sample_a__text", "sample_b__text")
+
+
+def _with_content(queryset):  # type: ignore[no-untyped-def]
+    return queryset.select_related("comparison__prompt", "comparison__sample_a", "comparison__sample_b").only(
+        "id",
+        "comparison_id",
+        "rater_id",
+        "left_is_a",
+        "status",
+        "reserved_at",
+        "expires_at",
+        "comparison__kind",
+        "comparison__study_id",
+        *(f"comparison__{field}" for field in CONTENT_FIELDS),
+    )
+
+
+def assignment_next_for_rater(*, rater: Rater, rng: random.Random | None = None) -> NextAssignment:
+    """The rater's next pair: its open reservation if it has one, otherwise a new reservation.
+
+    A new reservation is a gold comparison with probability ``study.gold_rate``, a swapped repeat
+    of a pair the rater already judged with probability ``study.repeat_rate``, and a regular
+    comparison otherwise (also when no gold or repeat is available). Regular comparisons hold at
+    most ``study.overlap`` live (reserved or completed) assignments; gold comparisons are exempt,
+    since every rater should meet the same checks, and a repeat belongs to one rater. The side each
+    sample is shown on is drawn at random and recorded (a repeat shows the original's pair the
+    other way round).
+    """
+    study = rater.study
+    rng = rng or _random
+    now = timezone.now()
+    quota = study.per_rater_cap
+    judged, live, open_id = sql.assignment_counts(rater_id=rater.id, now=now)
+
+    def nothing(reason: NoWork) -> NextAssignment:
+        return NextAssignment(assignment=None, judged=judged, quota=quota, no_work=reason)
+
+    if rater.status == RaterStatus.PAUSED:
+        return nothing(NoWork.PAUSED)
+    if rater.status == RaterStatus.FINISHED:
+        return nothing(NoWork.FINISHED)
+    if not study.is_active:
+        return nothing(NoWork.CLOSED)
+    if open_id is not None:
+        assignment = _with_content(Assignment.objects).get(id=open_id)
+        return NextAssignment(assignment=assignment, judged=judged, quota=quota)
+    if quota is not None and live >= quota:
+        _rater_finish(rater=rater)
+        return nothing(NoWork.FINISHED if rater.status == RaterStatus.FINISHED else NoWork.QUOTA)
+
+    try:
+        assignment = _reserve(rater=rater, study=study, now=now, rng=rng)
+    except IntegrityError:
+        # The same rater asked twice at once and both requests picked one comparison: the unique
+        # (comparison, rater) constraint refused the second, whose answer is the first's pair.
+        open_id = Assignment.objects.filter(
+            rater_id=rater.id, status=AssignmentStatus.RESERVED, expires_at__gt=now
+        ).aggregate(open_id=Min("id"))["open_id"]
+        if open_id is None:
+            raise
+        assignment = _with_content(Assignment.objects).get(id=open_id)
+    if assignment is None:
+        if judged > 0:
+            _rater_finish(rater=rater)
+        return nothing(NoWork.FINISHED if rater.status == RaterStatus.FINISHED else NoWork.EMPTY)
+    return NextAssignment(assignment=assignment, judged=judged, quota=quota)
+
+
+@transaction.atomic
+def _reserve(*, rater: Rater, study: Study, now: datetime, rng: random.Random) -> Assignment | None:
+    draw = rng.random()
+    assignment = None
+    if draw < study.gold_rate:
+        assignment = _reserve_gold(rater=rater, study=study, now=now, rng=rng)
+    elif draw < study.gold_rate + study.repeat_rate:
+        assignment = _reserve_repeat(rater=rater, study=study, now=now)
+    if assignment is None:
+        assignment = _reserve_regular(rater=rater, study=study, now=now, rng=rng)
+    if assignment is None and _expire_reservations(
+        Q(comparison__study_id=study.id), now=now, limit=STALE_EXPIRY_BATCH
+    ):
+        # Abandoned reservations were holding the last free slots: they are free again now.
+        assignment = _reserve_regular(rater=rater, study=study, now=now, rng=rng)
+    return assignment
+
+
+def _create_assignment(
+    *, comparison: Comparison, rater: Rater, left_is_a: bool, study: Study, now: datetime
+) -> Assignment:
+    assignment = Assignment.objects.create(
+        comparison=comparison,
+        rater=rater,
+        left_is_a=left_is_a,
+        reserved_at=now,
+        expires_at=now + timedelta(seconds=study.reservation_seconds),
+    )
+    assignment.comparison = comparison  # keeps the prompt and samples loaded with it
+    return assignment
+
+
+def _reserve_regular(*, rater: Rater, study: Study, now: datetime, rng: random.Random) -> Assignment | None:
+    # Fullest first: pairs reach their overlap (and become usable data) before new ones start.
+    comparison = sql.lock_regular_candidate(study_id=study.id, rater_id=rater.id, overlap=study.overlap)
+    if comparison is None:
+        return None
+    # The row lock makes the overlap condition hold already on PostgreSQL; on SQLite it is the guard.
+    if not sql.comparison_take_slot(comparison_id=comparison.id, overlap=study.overlap):
+        return None
+    return _create_assignment(
+        comparison=comparison, rater=rater, left_is_a=rng.random() < 0.5, study=study, now=now
+    )
+
+
+def _reserve_gold(*, rater: Rater, study: Study, now: datetime, rng: random.Random) -> Assignment | None:
+    seen_by_rater = Assignment.objects.filter(comparison_id=OuterRef("pk"), rater_id=rater.id)
+    # Gold sets are small (tens of items), so a random order is cheap here.
+    comparison = (
+        Comparison.objects.select_for_update(skip_locked=True, of=("self",))
+        .select_related("prompt", "sample_a", "sample_b")
+        .only("id", "kind", "study_id", "active_assignments", *CONTENT_FIELDS)
+        .filter(study_id=study.id, kind=ComparisonKind.GOLD)
+        .filter(~Exists(seen_by_rater))
+        .order_by("?")
+        .first()
+    )
+    if comparison is None:
+        return None
+    Comparison.objects.filter(id=comparison.id).update(active_assignments=F("active_assignments") + 1)
+    return _create_assignment(
+        comparison=comparison, rater=rater, left_is_a=rng.random() < 0.5, study=study, now=now
+    )
+
+
+def _reserve_repeat(*, rater: Rater, study: Study, now: datetime) -> Assignment | None:
+    """A new repeat comparison (samples swapped) of a regular pair this rater judged before."""
+    recent = Assignment.objects.filter(rater_id=rater.id, status=AssignmentStatus.COMPLETED).order_by("-id")
+    recent_ids = list(recent.values_list("id", flat=True)[:REPEAT_MIN_DISTANCE])
+    already_repeated = Comparison.objects.filter(
+        kind=ComparisonKind.REPEAT, repeat_of_id=OuterRef("comparison_id"), assignments__rater_id=rater.id
+    )
+    original = (
+        Assignment.objects.filter(
+            rater_id=rater.id,
+            status=AssignmentStatus.COMPLETED,
+            comparison__kind=ComparisonKind.REGULAR,
+        )
+        .exclude(id__in=recent_ids)
+        .filter(~Exists(already_repeated))
+        .select_related("comparison")
+        .order_by("?")
+        .first()
+    )
+    if original is None:
+        return None
+    source = original.comparison
+    repeat = Comparison(
+        study_id=source.study_id,
+        prompt_id=source.prompt_id,
+        sample_a_id=source.sample_b_id,
+        sample_b_id=source.sample_a_id,
+        kind=ComparisonKind.REPEAT,
+        repeat_of=source,
+        active_assignments=1,
+    )
+    repeat.full_clean()  # rare path: the full validation is affordable here
+    repeat.save()
+    repeat = Comparison.objects.select_related("prompt", "sample_a", "sample_b").get(id=repeat.id)
+    # The repeat's A is the original's B; showing A on the left exactly when the original showed
+    # its A on the left puts every sample on the side opposite to where the rater first saw it.
+    return _create_assignment(
+        comparison=repeat, rater=rater, left_is_a=original.left_is_a, study=study, now=now
+    )
+
+
+def _expire_reservations(condition: Q, *, now: datetime, limit: int) -> int:
+    """Mark reservations past their expiry as expired and free their comparisons' slots."""
+    with transaction.atomic():
+        stale = list(
+            Assignment.objects.select_for_update(skip_locked=True)
+            .filter(condition, status=AssignmentStatus.RESERVED, expires_at__lte=now)
+            .order_by("id")
+            .values_list("id", "comparison_id")[:limit]
+        )
+        if not stale:
+            return 0
+        Assignment.objects.filter(id__in=[assignment_id for assignment_id, _ in stale]).update(
+            status=AssignmentStatus.EXPIRED
+        )
+        freed = Counter(comparison_id for _, comparison_id in stale)
+        by_amount: dict[int, list[int]] = defaultdict(list)
+        for comparison_id, amount in freed.items():
+            by_amount[amount].append(comparison_id)
+        # Lock the comparisons in id order so that two expiry runs cannot deadlock.
+        list(Comparison.objects.select_for_update().filter(id__in=list(freed)).order_by("id").values("id"))
+        for amount, comparison_ids in by_amount.items():
+            Comparison.objects.filter(id__in=comparison_ids).update(
+                active_assignments=F("active_assignments") - amount
+            )
+    return len(stale)
+
+
+def assignment_expire_stale(*, limit: int = 1000) -> int:
+    """Return expired reservations to the pool; the number expired. Scheduled every minute."""
+    return _expire_reservations(Q(), now=timezone.now(), limit=limit)
+
+
+def assignment_skip(*, rater: Rater, assignment_id: int, reason: str) -> Assignment:
+    """The rater passes on a pair, saying why; the slot goes to another rater."""
+    reason = reason.strip()
+    if not reason:
+        raise ApplicationError("Say why you skip this pair.", extra={"field": "reason"})
+    if len(reason) > 300:
+        raise ApplicationError("The reason is too long (300 characters at most).", extra={"field": "reason"})
+    with transaction.atomic():
+        assignment = _lock_own_assignment(rater=rater, assignment_id=assignment_id)
+        if assignment.status == AssignmentStatus.SKIPPED:
+            return assignment  # a retried request
+        if assignment.status != AssignmentStatus.RESERVED:
+            raise Conflict(f"This pair cannot be skipped: it is {assignment.status}.")
+        assignment.status = AssignmentStatus.SKIPPED
+        assignment.skip_reason = reason
+        assignment.save(update_fields=["status", "skip_reason"])
+        Comparison.objects.filter(id=assignment.comparison_id).update(
+            active_assignments=F("active_assignments") - 1
+        )
+    return assignment
+
+
+def _lock_own_assignment(*, rater: Rater, assignment_id: int) -> Assignment:
+    assignment = Assignment.objects.select_for_update().filter(id=assignment_id).first()
+    if assignment is None:
+        raise NotFound("This pair does not exist.")
+    if assignment.rater_id != rater.id:
+        raise ApplicationError("This pair was given to someone else.", status=403)
+    return assignment
+
+
+# --- Judgments ---------------------------------------------------------------------------------
+
+
+def outcome_for_choice(*, choice: str, left_is_a: bool) -> tuple[str, bool | None]:
+    """(outcome in comparison terms, chose_left) for what the rater clicked."""
+    if choice == "left":
+        return (Outcome.A if left_is_a else Outcome.B), True
+    if choice == "right":
+        return (Outcome.B if left_is_a else Outcome.A), False
+    if choice == "tie":
+        return Outcome.TIE, None
+    if choice == "both_bad":
+        return Outcome.BOTH_BAD, None
+    raise ApplicationError(f"Choose one of {', '.join(CHOICES)}.", extra={"field": "choice"})
+
+
+def _check_vote(*, choice: str, strength: int | None, idempotency_key: str, rationale: str) -> None:
+    if choice not in CHOICES:
+        raise ApplicationError(f"Choose one of {', '.join(CHOICES)}.", extra={"field": "choice"})
+    if strength is not None and choice not in ("left", "right"):
+        raise ApplicationError("A strength goes with a preference for one side.", extra={"field": "strength"})
+    if strength is not None and not 1 <= strength <= 3:
+        raise ApplicationError("Strength is 1, 2 or 3.", extra={"field": "strength"})
+    if not idempotency_key or len(idempotency_key) > 64:
+        raise ApplicationError("A vote needs an idempotency key.", extra={"field": "idempotency_key"})
+    if len(rationale) > MAX_RATIONALE_CHARACTERS:
+        raise ApplicationError(
+            f"The reason is too long ({MAX_RATIONALE_CHARACTERS} characters at most).",
+            extra={"field": "rationale"},
+        )
+
+
+def _flags(*, rater: Rater, study: Study, active_seconds: float | None) -> list[str]:
+    flags = []
+    if active_seconds is not None and active_seconds < study.fast_judgment_seconds:
+        flags.append(quality.FLAG_FAST)
+    if rater.status == RaterStatus.PAUSED:
+        flags.append(quality.FLAG_RATER_PAUSED)
+    return flags
+
+
+def judgment_submit(
+    *,
+    rater: Rater,
+    assignment_id: int,
+    choice: str,
+    idempotency_key: str,
+    strength: int | None = None,
+    rationale: str = "",
+    shown_at: datetime | None = None,
+    first_input_at: datetime | None = None,
+    active_seconds: float | None = None,
+) -> JudgmentSubmission:
+    """Record a vote on the rater's own, unexpired assignment, in one transaction.
+
+    The same idempotency key sent again (a double click, a retried request) returns the judgment
+    stored the first time. A vote on someone else's pair, an expired reservation or a skipped pair
+    is refused with a message for the rater.
+    """
+    _check_vote(choice=choice, strength=strength, idempotency_key=idempotency_key, rationale=rationale)
+    study = rater.study
+    now = timezone.now()
+    if active_seconds is not None:
+        active_seconds = max(0.0, float(active_seconds))
+    expired = False
+    try:
+        with transaction.atomic():
+            # One round trip: the locked assignment, its comparison's kind, whether it expired, the
+            # judgment an undo left behind (this vote replaces it) and the rater's completed count.
+            assignment = sql.lock_assignment_for_vote(assignment_id=assignment_id, now=now)
+            if assignment is None:
+                raise NotFound("This pair does not exist.")
+            if assignment.rater_id != rater.id:
+                raise ApplicationError("This pair was given to someone else.", status=403)
+            if assignment.status == AssignmentStatus.COMPLETED:
+                existing = Judgment.objects.filter(idempotency_key=idempotency_key).first()
+                if existing is not None and existing.assignment_id == assignment.id:
+                    return _submission(existing, created=False, rater=rater, judged=assignment.judged)
+                raise Conflict("You have already judged this pair.")
+            if assignment.status == AssignmentStatus.SKIPPED:
+                raise Conflict("You skipped this pair, so it can no longer be judged.")
+            if assignment.status == AssignmentStatus.EXPIRED or assignment.expired:
+                expired = True
+            else:
+                outcome, chose_left = outcome_for_choice(choice=choice, left_is_a=assignment.left_is_a)
+                flags = _flags(rater=rater, study=study, active_seconds=active_seconds)
+                judgment = Judgment.objects.create(
+                    assignment=assignment,
+                    outcome=outcome,
+                    chose_left=chose_left,
+                    strength=strength,
+                    rationale=rationale.strip(),
+                    idempotency_key=idempotency_key,
+                    shown_at=shown_at,
+                    first_input_at=first_input_at,
+                    submitted_at=now,
+                    active_seconds=active_seconds,
+                    is_flagged=bool(flags),
+                    flag_reasons=flags,
+                    replaces_id=assignment.undone_id,
+                )
+                sql.assignment_complete(assignment_id=assignment.id)
+                sql.comparison_count_completed(comparison_id=assignment.comparison_id)
+    except IntegrityError:
+        # The key was used before on this assignment (a retry that arrived after an undo) or,
+        # wrongly, by another vote: return the stored judgment only in the first case.
+        existing = (
+            Judgment.objects.select_related("assignment").filter(idempotency_key=idempotency_key).first()
+        )
+        if (
+            existing is not None
+            and existing.assignment_id == assignment_id
+            and existing.assignment.rater_id == rater.id
+        ):
+            judged = Assignment.objects.filter(rater_id=rater.id, status=AssignmentStatus.COMPLETED).count()
+            return _submission(existing, created=False, rater=rater, judged=judged)
+        raise Conflict("This vote could not be stored; reload the page and vote again.") from None
+    if expired:
+        _expire_reservations(Q(id=assignment_id), now=now, limit=1)
+        raise Conflict(
+            "This pair was reserved for you for a limited time and the reservation ran out, so it went "
+            "back to the pool. Your vote was not recorded; here is a new pair."
+        )
+    judged = assignment.judged + 1
+    kind = assignment.comparison.kind
+    if kind != ComparisonKind.REGULAR or judged % QUALITY_EVERY == 0:
+        try:
+            signals = rater_quality_update(rater_id=rater.id, study=study)
+            rater.status, rater.paused_reason = signals.status, signals.paused_reason
+        except Exception:
+            # The vote is committed; a failed quality check must not make the rater send it again.
+            # The next gold, repeat or tenth vote (or staff's recompute) runs the check again.
+            logger.exception("quality update of rater %s failed", rater.id)
+    return _submission(judgment, created=True, rater=rater, judged=judged)
+
+
+def _submission(judgment: Judgment, *, created: bool, rater: Rater, judged: int) -> JudgmentSubmission:
+    return JudgmentSubmission(
+        judgment=judgment,
+        created=created,
+        judged=judged,
+        quota=rater.study.per_rater_cap,
+        rater_status=rater.status,
+        paused_reason=rater.paused_reason,
+    )
+
+
+def judgment_undo(*, rater: Rater, idempotency_key: str) -> Assignment:
+    """Take back the rater's vote within UNDO_WINDOW_SECONDS: the judgment is revoked (kept as a
+    record) and the pair is reserved again, so the next vote on it replaces the revoked one."""
+    now = timezone.now()
+    with transaction.atomic():
+        judgment = (
+            Judgment.objects.select_for_update(of=("self", "assignment"))
+            .select_related("assignment")
+            .filter(idempotency_key=idempotency_key)
+            .first()
+        )
+        if judgment is None or judgment.assignment.rater_id != rater.id:
+            raise NotFound("There is no such vote of yours to undo.")
+        if judgment.revoked_at is not None:
+            raise Conflict("This vote was already taken back.")
+        if (now - judgment.submitted_at).total_seconds() > UNDO_WINDOW_SECONDS:
+            raise ApplicationError(
+                f"Too late to undo: a vote can be taken back within {UNDO_WINDOW_SECONDS} seconds.",
+                status=409,
+            )
+        judgment.revoked_at = now
+        judgment.revoked_reason = "undo"
+        judgment.save(update_fields=["revoked_at", "revoked_reason"])
+        assignment = judgment.assignment
+        assignment.status = AssignmentStatus.RESERVED
+        assignment.reserved_at = now
+        assignment.expires_at = now + timedelta(seconds=rater.study.reservation_seconds)
+        assignment.save(update_fields=["status", "reserved_at", "expires_at"])
+        Comparison.objects.filter(id=assignment.comparison_id).update(
+            completed_assignments=F("completed_assignments") - 1
+        )
+    return _with_content(Assignment.objects).get(id=assignment.id)
+
+
+def judgment_correct(
+    *,
+    rater: Rater,
+    idempotency_key: str,
+    choice: str,
+    new_idempotency_key: str,
+    strength: int | None = None,
+    rationale: str = "",
+) -> Judgment:
+    """Replace a live judgment with a corrected one; the old one is revoked, never overwritten.
+
+    The new judgment carries no timings: the rater did not look at the pair for it afresh.
+    """
+    _check_vote(choice=choice, strength=strength, idempotency_key=new_idempotency_key, rationale=rationale)
+    now = timezone.now()
+    with transaction.atomic():
+        old = (
+            Judgment.objects.select_for_update(of=("self", "assignment"))
+            .select_related("assignment")
+            .filter(idempotency_key=idempotency_key)
+            .first()
+        )
+        if old is None or old.assignment.rater_id != rater.id:
+            raise NotFound("There is no such vote of yours to correct.")
+        if old.revoked_at is not None:
+            raise Conflict("This vote was taken back or corrected already; correct the newest one.")
+        outcome, chose_left = outcome_for_choice(choice=choice, left_is_a=old.assignment.left_is_a)
+        old.revoked_at = now
+        old.revoked_reason = "correction"
+        old.save(update_fields=["revoked_at", "revoked_reason"])
+        flags = _flags(rater=rater, study=rater.study, active_seconds=None)
+        corrected = Judgment(
+            assignment=old.assignment,
+            outcome=outcome,
+            chose_left=chose_left,
+            strength=strength,
+            rationale=rationale.strip(),
+            idempotency_key=new_idempotency_key,
+            submitted_at=now,
+            is_flagged=bool(flags),
+            flag_reasons=flags,
+            replaces=old,
+        )
+        corrected.full_clean(exclude=["chose_left"])  # None is valid: a tie picks no side
+        corrected.save()
+    return corrected
+
+
+# --- Quality control ---------------------------------------------------------------------------
+
+
+def rater_quality_update(*, rater_id: int, study: Study | None = None) -> quality.QualityUpdate:
+    """Recompute the rater's quality signals, store them, and pause it when below a threshold.
+
+    ``study`` saves loading the rules again when the caller has them (the vote does).
+    """
+    fields = ("id", "study_id", "status", "paused_reason", "quality")
+    if study is None:
+        rater = Rater.objects.select_related("study").only(*fields, "study").get(id=rater_id)
+        study = rater.study
+    else:
+        rater = Rater.objects.only(*fields).get(id=rater_id)
+    rows = sql.quality_rows(rater_id=rater_id)
+    others = sql.other_outcomes(
+        rater_id=rater_id, comparison_ids=[row.comparison_id for row in rows if row.kind == "regular"]
+    )
+    signals = quality.compute_signals(rows, other_outcomes=others)
+    resumed_at = rater.quality.get("resumed_at")
+    decisive = signals
+    if resumed_at:
+        since = datetime.fromisoformat(resumed_at)
+        recent = [row for row in rows if row.submitted_at > since]
+        decisive = quality.compute_signals(recent, other_outcomes=others)
+    stored: dict[str, Any] = {**signals.as_dict(), "computed_at": timezone.now().isoformat()}
+    if resumed_at:
+        stored["resumed_at"] = resumed_at
+    Rater.objects.filter(id=rater_id).update(quality=stored)
+    reason = quality.pause_reason(decisive, study) if rater.status == RaterStatus.ACTIVE else None
+    if reason and rater_pause(rater_id=rater_id, reason=reason):
+        return quality.QualityUpdate(signals=signals, status=RaterStatus.PAUSED, paused_reason=reason)
+    return quality.QualityUpdate(signals=signals, status=rater.status, paused_reason=rater.paused_reason)
+
+
+def rater_quality_refresh_study(*, study_id: int) -> int:
+    """Recompute every rater of a study (agreement moves when other raters vote); the count."""
+    rater_ids = list(Rater.objects.filter(study_id=study_id).values_list("id", flat=True))
+    for rater_id in rater_ids:
+        rater_quality_update(rater_id=rater_id)
+    return len(rater_ids)
+
+
+__all__ = [
+    "UNDO_WINDOW_SECONDS",
+    "JudgmentSubmission",
+    "NextAssignment",
+    "NoWork",
+    "assignment_expire_stale",
+    "assignment_next_for_rater",
+    "assignment_skip",
+    "judgment_correct",
+    "judgment_submit",
+    "judgment_undo",
+    "outcome_for_choice",
+    "rater_for_account",
+    "rater_join_invite",
+    "rater_join_platform",
+    "rater_pause",
+    "rater_quality_refresh_study",
+    "rater_quality_update",
+    "rater_resume",
+]

@@ -1,0 +1,295 @@
+"""The rating interface: pages for people, small JSON endpoints for the page's script.
+
+Blindness: nothing sent to the browser before the vote names a generator, a version or a sample.
+A pair is addressed by an opaque token (the assignment id signed with the secret key, so a token
+cannot be forged or pointed at another rater's pair), and the payload holds only texts.
+
+Identity: the session maps a study's slug to the rater id. Crowd participants (invite links,
+Prolific, MTurk) have nothing but that session; account holders have a session that is also a
+login, and the API checks that the login still matches the rater.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable
+from typing import Any
+
+from django.contrib.auth.views import redirect_to_login
+from django.core import signing
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
+from django.middleware.csrf import get_token
+from django.shortcuts import render
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_POST
+
+from server.core.exceptions import ApplicationError
+from server.ratings import selectors, services, sql
+from server.ratings.forms import SkipForm, UndoForm, VoteForm
+from server.ratings.models import Assignment, Platform, Rater, RaterStatus
+from server.studies.models import Study
+
+SESSION_RATERS = "ratings.raters"  # {study slug: rater id}
+MTURK_PREVIEW = "ASSIGNMENT_ID_NOT_AVAILABLE"
+MTURK_FRAME_ANCESTORS = "frame-ancestors https://www.mturk.com https://workersandbox.mturk.com"
+_token_signer = signing.Signer(salt="ratings.assignment")
+
+
+def assignment_token(assignment_id: int) -> str:
+    return _token_signer.sign(format(assignment_id, "x"))
+
+
+def assignment_id_from_token(token: str) -> int:
+    try:
+        return int(_token_signer.unsign(token), 16)
+    except (signing.BadSignature, ValueError):
+        raise ApplicationError("This pair token is not valid; reload the page.", status=400) from None
+
+
+# --- Session identity -----------------------------------------------------------------------------
+
+
+def _remember_rater(request: HttpRequest, rater: Rater) -> None:
+    raters = dict(request.session.get(SESSION_RATERS, {}))
+    if raters.get(rater.study.slug) != rater.id:
+        raters[rater.study.slug] = rater.id
+        request.session[SESSION_RATERS] = raters
+
+
+def _session_rater(request: HttpRequest, slug: str, *, for_api: bool = False) -> Rater | None:
+    rater_id = request.session.get(SESSION_RATERS, {}).get(slug)
+    if rater_id is None:
+        return None
+    if for_api:  # only the columns the endpoints use, in one cheap query
+        rater = sql.rater_with_study(rater_id=rater_id, study_slug=slug)
+    else:
+        rater = selectors.rater_get(rater_id=rater_id, study_slug=slug)
+    if rater is not None and rater.user_id is not None and rater.user_id != request.user.id:
+        return None  # the login changed under this session
+    return rater
+
+
+def _frameable_for_mturk(response: HttpResponse) -> HttpResponse:
+    # MTurk shows an external task inside an iframe on its own site.
+    response.xframe_options_exempt = True  # type: ignore[attr-defined]
+    response["Content-Security-Policy"] = MTURK_FRAME_ANCESTORS
+    return response
+
+
+# --- Pages ------------------------------------------------------------------------------------------
+
+
+def _message_page(
+    request: HttpRequest, study: Study | None, title: str, message: str, status: int
+) -> HttpResponse:
+    return render(
+        request, "ratings/message.html", {"study": study, "title": title, "message": message}, status=status
+    )
+
+
+def _rater_from_entry(request: HttpRequest, study: Study) -> Rater | None:
+    """The rater a page request arrives as: crowd-platform parameters first, then the session,
+    then the login."""
+    query = request.GET
+    if query.get("PROLIFIC_PID"):
+        return services.rater_join_platform(
+            study=study,
+            platform=Platform.PROLIFIC,
+            external_id=query["PROLIFIC_PID"],
+            session_info={"study_id": query.get("STUDY_ID", ""), "session_id": query.get("SESSION_ID", "")},
+        )
+    if query.get("workerId") and query.get("assignmentId"):
+        return services.rater_join_platform(
+            study=study,
+            platform=Platform.MTURK,
+            external_id=query["workerId"],
+            session_info={
+                "assignment_id": query["assignmentId"],
+                "hit_id": query.get("hitId", ""),
+                "turk_submit_to": query.get("turkSubmitTo", ""),
+            },
+        )
+    rater = _session_rater(request, study.slug)
+    if rater is None and request.user.is_authenticated:
+        rater = services.rater_for_account(study=study, user=request.user)
+    return rater
+
+
+@require_GET
+def rate_page(request: HttpRequest, slug: str) -> HttpResponse:
+    try:
+        study = selectors.study_get_by_slug(slug=slug)
+    except ApplicationError as error:
+        return _message_page(request, None, "Study not found", error.message, error.status)
+    if request.GET.get("assignmentId") == MTURK_PREVIEW:
+        # MTurk's preview before a worker accepts the HIT: show what the task is, record nothing.
+        return _frameable_for_mturk(render(request, "ratings/preview.html", {"study": study}))
+    try:
+        rater = _rater_from_entry(request, study)
+    except ApplicationError as error:
+        return _message_page(request, study, "You cannot rate in this study", error.message, error.status)
+    if rater is None:
+        return redirect_to_login(request.get_full_path())
+    _remember_rater(request, rater)
+    if rater.status == RaterStatus.FINISHED:
+        return HttpResponseRedirect(reverse("ratings:done", args=[study.slug]))
+    config = {
+        "nextUrl": reverse("ratings:api-next", args=[slug]),
+        "voteUrl": reverse("ratings:api-vote", args=[slug]),
+        "undoUrl": reverse("ratings:api-undo", args=[slug]),
+        "skipUrl": reverse("ratings:api-skip", args=[slug]),
+        "doneUrl": reverse("ratings:done", args=[slug]),
+        "csrfToken": get_token(request),
+        "undoSeconds": services.UNDO_WINDOW_SECONDS,
+        "showProgress": study.show_progress,
+    }
+    response = render(
+        request,
+        "ratings/rate.html",
+        {"study": study, "rater": rater, "config": config, "closed": not study.is_active},
+    )
+    return _frameable_for_mturk(response) if rater.platform == Platform.MTURK else response
+
+
+@require_GET
+def join(request: HttpRequest, slug: str, invite_token: str) -> HttpResponse:
+    """The study's invite link: a session-only participant, no account needed."""
+    try:
+        study = selectors.study_get_by_slug(slug=slug)
+        rater = _session_rater(request, slug)
+        if rater is None:
+            rater = services.rater_join_invite(study=study, invite_token=invite_token)
+    except ApplicationError as error:
+        return _message_page(request, None, "This link does not work", error.message, error.status)
+    _remember_rater(request, rater)
+    return HttpResponseRedirect(reverse("ratings:page", args=[slug]))
+
+
+@require_GET
+def done(request: HttpRequest, slug: str) -> HttpResponse:
+    """The completion page of a participant whose quota is done: its code, and where to go with it."""
+    rater = _session_rater(request, slug)
+    if rater is None or rater.status != RaterStatus.FINISHED:
+        return HttpResponseRedirect(reverse("ratings:page", args=[slug]))
+    completion = selectors.completion_for_rater(rater=rater)
+    response = render(request, "ratings/done.html", {"study": rater.study, "completion": completion})
+    return _frameable_for_mturk(response) if rater.platform == Platform.MTURK else response
+
+
+# --- JSON endpoints -------------------------------------------------------------------------------
+
+
+def json_endpoint(view: Callable[..., dict[str, Any]]) -> Callable[..., JsonResponse]:
+    """POST only (CSRF-checked by the middleware), a JSON body, the session's rater; maps
+    ApplicationError to a JSON error with its status and message."""
+
+    @require_POST
+    @functools.wraps(view)
+    def wrapper(request: HttpRequest, slug: str) -> JsonResponse:
+        try:
+            rater = _session_rater(request, slug, for_api=True)
+            if rater is None:
+                raise ApplicationError(
+                    "Your rating session has ended. Reload the page to continue.", status=401
+                )
+            try:
+                payload = json.loads(request.body or b"{}")
+            except ValueError:
+                raise ApplicationError("The request body is not JSON.") from None
+            if not isinstance(payload, dict):
+                raise ApplicationError("The request body must be a JSON object.")
+            return JsonResponse(view(request, rater, payload))
+        except ApplicationError as error:
+            return JsonResponse({"error": error.message, **error.extra}, status=error.status)
+
+    return wrapper
+
+
+def _form(form_class: type, payload: dict[str, Any]):  # type: ignore[no-untyped-def]
+    form = form_class(data=payload)
+    if not form.is_valid():
+        fields = {name: " ".join(messages) for name, messages in form.errors.items()}
+        raise ApplicationError("Some fields are not valid.", extra={"fields": fields})
+    return form
+
+
+def _progress(rater: Rater, judged: int, quota: int | None) -> dict[str, Any] | None:
+    return {"judged": judged, "quota": quota} if rater.study.show_progress else None
+
+
+def _pair(assignment: Assignment) -> dict[str, str]:
+    comparison = assignment.comparison
+    left, right = (
+        (comparison.sample_a, comparison.sample_b)
+        if assignment.left_is_a
+        else (comparison.sample_b, comparison.sample_a)
+    )
+    return {
+        "token": assignment_token(assignment.id),
+        "prompt": comparison.prompt.text,
+        "left": left.text,
+        "right": right.text,
+    }
+
+
+NO_WORK_MESSAGES = {
+    services.NoWork.EMPTY: "There are no pairs for you right now. Thank you! Check back later.",
+    services.NoWork.QUOTA: "You have judged all the pairs this study asks of one person. Thank you!",
+    services.NoWork.CLOSED: "This study is closed.",
+}
+
+
+@json_endpoint
+def api_next(request: HttpRequest, rater: Rater, payload: dict[str, Any]) -> dict[str, Any]:
+    result = services.assignment_next_for_rater(rater=rater)
+    progress = _progress(rater, result.judged, result.quota)
+    if result.assignment is not None:
+        return {"status": "pair", "pair": _pair(result.assignment), "progress": progress}
+    if result.no_work == services.NoWork.PAUSED:
+        return {"status": "paused", "message": rater.paused_reason}
+    if result.no_work == services.NoWork.FINISHED:
+        return {"status": "done", "redirect": reverse("ratings:done", args=[rater.study.slug])}
+    return {"status": "empty", "message": NO_WORK_MESSAGES[result.no_work or services.NoWork.EMPTY]}
+
+
+@json_endpoint
+def api_vote(request: HttpRequest, rater: Rater, payload: dict[str, Any]) -> dict[str, Any]:
+    form = _form(VoteForm, payload)
+    data = form.cleaned_data
+    submission = services.judgment_submit(
+        rater=rater,
+        assignment_id=assignment_id_from_token(data["token"]),
+        choice=data["choice"],
+        idempotency_key=data["idempotency_key"],
+        strength=data["strength"],
+        rationale=data["rationale"],
+        shown_at=form.client_time("shown_at"),
+        first_input_at=form.client_time("first_input_at"),
+        active_seconds=data["active_seconds"],
+    )
+    return {
+        "status": "saved",
+        "created": submission.created,
+        "key": submission.judgment.idempotency_key,
+        "progress": _progress(rater, submission.judged, submission.quota),
+        "rater": {"status": submission.rater_status, "message": submission.paused_reason},
+    }
+
+
+@json_endpoint
+def api_undo(request: HttpRequest, rater: Rater, payload: dict[str, Any]) -> dict[str, Any]:
+    form = _form(UndoForm, payload)
+    assignment = services.judgment_undo(rater=rater, idempotency_key=form.cleaned_data["idempotency_key"])
+    return {"status": "pair", "pair": _pair(assignment)}
+
+
+@json_endpoint
+def api_skip(request: HttpRequest, rater: Rater, payload: dict[str, Any]) -> dict[str, Any]:
+    form = _form(SkipForm, payload)
+    services.assignment_skip(
+        rater=rater,
+        assignment_id=assignment_id_from_token(form.cleaned_data["token"]),
+        reason=form.cleaned_data["reason"],
+    )
+    return {"status": "skipped"}

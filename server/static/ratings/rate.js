@@ -1,0 +1,457 @@
+/*
+ * The rating page: fetch a pair, take a keyboard-first vote, post it, advance.
+ *
+ * Every text from the server is inserted with textContent, never as HTML, so a sample that
+ * contains markup is shown as the characters it is. The page knows a pair only by an opaque
+ * token; nothing here names a generator.
+ */
+(() => {
+  "use strict";
+
+  const config = JSON.parse(document.getElementById("rating-config").textContent);
+  const byId = (id) => document.getElementById(id);
+  const ui = {
+    task: byId("task"),
+    prompt: byId("prompt-text"),
+    left: byId("left-text"),
+    right: byId("right-text"),
+    sampleLeft: byId("sample-left"),
+    sampleRight: byId("sample-right"),
+    choices: Array.from(document.querySelectorAll("[data-choice]")),
+    strengths: Array.from(document.querySelectorAll("[data-strength]")),
+    rationale: byId("rationale"),
+    submit: byId("submit-button"),
+    skip: byId("skip-button"),
+    skipDialog: byId("skip-dialog"),
+    skipForm: byId("skip-form"),
+    skipOther: byId("skip-other"),
+    skipCancel: byId("skip-cancel"),
+    toast: byId("toast"),
+    undo: byId("undo-button"),
+    undoSeconds: byId("undo-seconds"),
+    error: byId("error-banner"),
+    state: byId("state-message"),
+    stateTitle: byId("state-title"),
+    stateText: byId("state-text"),
+    stateHint: byId("state-hint"),
+    drawer: byId("guidelines"),
+    drawerBackdrop: byId("drawer-backdrop"),
+    drawerButton: byId("guidelines-button"),
+    drawerClose: byId("guidelines-close"),
+    progress: byId("progress"),
+    progressTrack: byId("progress-track"),
+    progressFill: byId("progress-fill"),
+    progressLabel: byId("progress-label"),
+  };
+
+  let current = null; // {token, shownAt, firstInputAt, key}
+  let choice = null;
+  let strength = null;
+  let busy = false;
+  let lastVote = null; // {key, timer, deadline}
+  let judged = null;
+  let quota = null;
+
+  // --- Active time: counts only while the tab is visible and the window has focus -----------
+  const clock = {
+    activeMs: 0,
+    since: null,
+    running() {
+      return document.visibilityState === "visible" && document.hasFocus();
+    },
+    update() {
+      const now = performance.now();
+      if (this.since !== null) {
+        this.activeMs += now - this.since;
+        this.since = null;
+      }
+      if (current && !current.submitting && this.running()) this.since = now;
+    },
+    reset() {
+      this.activeMs = 0;
+      this.since = null;
+      this.update();
+    },
+    seconds() {
+      this.update();
+      return Math.round(this.activeMs) / 1000;
+    },
+  };
+  document.addEventListener("visibilitychange", () => clock.update());
+  window.addEventListener("focus", () => clock.update());
+  window.addEventListener("blur", () => clock.update());
+
+  // --- Requests ---------------------------------------------------------------------------------
+  class RatingError extends Error {
+    constructor(message, status) {
+      super(message);
+      this.status = status;
+    }
+  }
+
+  const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+  function uuid4() {
+    // crypto.randomUUID needs a secure context; getRandomValues works everywhere.
+    const bytes = crypto.getRandomValues(new Uint8Array(16));
+    bytes[6] = (bytes[6] & 0x0f) | 0x40;
+    bytes[8] = (bytes[8] & 0x3f) | 0x80;
+    const hex = Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+    return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
+  }
+
+  // Network failures and server errors are retried: every endpoint is safe to repeat (a vote
+  // carries its idempotency key, "next" returns the open reservation, a skip is a no-op twice).
+  async function post(url, body, retries = 2) {
+    for (let attempt = 0; ; attempt += 1) {
+      let response;
+      try {
+        response = await fetch(url, {
+          method: "POST",
+          credentials: "same-origin",
+          headers: { "Content-Type": "application/json", "X-CSRFToken": config.csrfToken },
+          body: JSON.stringify(body),
+        });
+      } catch (networkError) {
+        if (attempt < retries) {
+          await sleep(500 * (attempt + 1));
+          continue;
+        }
+        throw new RatingError("The server cannot be reached. Check your connection, then try again.", 0);
+      }
+      let data = null;
+      try {
+        data = await response.json();
+      } catch (notJson) {
+        data = null;
+      }
+      if (response.ok) return data;
+      if (response.status >= 500 && attempt < retries) {
+        await sleep(500 * (attempt + 1));
+        continue;
+      }
+      const message = data && data.error ? data.error : `The server answered with an error (${response.status}).`;
+      throw new RatingError(message, response.status);
+    }
+  }
+
+  // --- Display ----------------------------------------------------------------------------------
+  function showError(message) {
+    ui.error.textContent = message;
+    ui.error.hidden = false;
+  }
+
+  function clearError() {
+    ui.error.hidden = true;
+    ui.error.textContent = "";
+  }
+
+  function showState(title, text, hint) {
+    current = null;
+    stopUndoWindow();
+    ui.task.hidden = true;
+    ui.stateTitle.textContent = title;
+    ui.stateText.textContent = text || "";
+    ui.stateHint.hidden = !hint;
+    ui.state.hidden = false;
+  }
+
+  function showProgress(progress) {
+    if (!ui.progress || !progress) return;
+    judged = progress.judged;
+    quota = progress.quota;
+    renderProgress();
+  }
+
+  function renderProgress() {
+    if (!ui.progress || judged === null) return;
+    ui.progress.hidden = false;
+    if (quota) {
+      const share = Math.min(1, judged / quota);
+      ui.progressFill.style.width = `${(share * 100).toFixed(1)}%`;
+      ui.progressTrack.hidden = false;
+      ui.progressTrack.setAttribute("aria-valuemax", String(quota));
+      ui.progressTrack.setAttribute("aria-valuenow", String(judged));
+      ui.progressLabel.textContent = `${judged} of ${quota}`;
+    } else {
+      ui.progressTrack.hidden = true;
+      ui.progressLabel.textContent = `${judged} judged`;
+    }
+  }
+
+  function resetVote() {
+    choice = null;
+    strength = null;
+    ui.rationale.value = "";
+    renderVote();
+  }
+
+  function renderVote() {
+    for (const button of ui.choices) {
+      button.setAttribute("aria-pressed", String(button.dataset.choice === choice));
+    }
+    const sided = choice === "left" || choice === "right";
+    if (!sided) strength = null;
+    for (const button of ui.strengths) {
+      button.disabled = !sided;
+      button.setAttribute("aria-pressed", String(Number(button.dataset.strength) === strength));
+    }
+    ui.sampleLeft.classList.toggle("chosen", choice === "left");
+    ui.sampleRight.classList.toggle("chosen", choice === "right");
+    ui.task.dataset.choice = choice || "";
+    ui.submit.disabled = busy || choice === null;
+  }
+
+  function showPair(pair) {
+    ui.state.hidden = true;
+    current = { token: pair.token, shownAt: Date.now(), firstInputAt: null, key: null, submitting: false };
+    ui.prompt.textContent = pair.prompt;
+    ui.left.textContent = pair.left;
+    ui.right.textContent = pair.right;
+    resetVote();
+    ui.task.hidden = false;
+    ui.task.setAttribute("aria-busy", "false");
+    if (document.activeElement && document.activeElement !== document.body) document.activeElement.blur();
+    window.scrollTo({ top: 0 });
+    clock.reset();
+  }
+
+  function setBusy(value) {
+    busy = value;
+    ui.task.setAttribute("aria-busy", String(value));
+    ui.skip.disabled = value;
+    renderVote();
+  }
+
+  // --- Flow -------------------------------------------------------------------------------------
+  async function handle(data) {
+    if (data.status === "pair") {
+      showPair(data.pair);
+      showProgress(data.progress);
+    } else if (data.status === "paused") {
+      showState("Your rating is paused", data.message, true);
+    } else if (data.status === "done") {
+      window.location.assign(data.redirect);
+    } else {
+      showState("Nothing to rate right now", data.message, false);
+    }
+  }
+
+  async function loadNext() {
+    setBusy(true);
+    try {
+      await handle(await post(config.nextUrl, {}));
+    } catch (error) {
+      showError(error.message);
+    } finally {
+      setBusy(false);
+    }
+  }
+
+  function markInput() {
+    if (current && current.firstInputAt === null) current.firstInputAt = Date.now();
+  }
+
+  function choose(value) {
+    if (!current || busy) return;
+    markInput();
+    choice = value;
+    renderVote();
+  }
+
+  function chooseStrength(value) {
+    if (!current || busy || (choice !== "left" && choice !== "right")) return;
+    markInput();
+    strength = strength === value ? null : value;
+    renderVote();
+  }
+
+  async function submit() {
+    if (!current || busy || choice === null) return;
+    const vote = current;
+    vote.key = vote.key || uuid4(); // kept across retries of this vote: the server stores it once
+    const activeSeconds = clock.seconds();
+    vote.submitting = true;
+    clock.update();
+    setBusy(true);
+    clearError();
+    try {
+      const data = await post(config.voteUrl, {
+        token: vote.token,
+        choice,
+        strength,
+        rationale: ui.rationale.value.trim(),
+        idempotency_key: vote.key,
+        shown_at: vote.shownAt,
+        first_input_at: vote.firstInputAt,
+        sent_at: Date.now(),
+        active_seconds: activeSeconds,
+      });
+      startUndoWindow(data.key);
+      showProgress(data.progress);
+      if (data.rater && data.rater.status === "paused") {
+        setBusy(false);
+        showState("Your rating is paused", data.rater.message, true);
+        return;
+      }
+      await loadNext(); // stays busy until the next pair is on screen
+    } catch (error) {
+      vote.submitting = false;
+      clock.update();
+      setBusy(false);
+      showError(error.message);
+      // Refused for good (expired, skipped, someone else's): move on. Otherwise keep the vote on
+      // screen so that Enter retries it with the same key.
+      if (error.status >= 400 && error.status < 500) await loadNext();
+    }
+  }
+
+  function startUndoWindow(key) {
+    stopUndoWindow();
+    // The server counts the window from its own clock; end ours a little early.
+    const deadline = performance.now() + (config.undoSeconds - 0.5) * 1000;
+    const tick = () => {
+      const left = Math.ceil((deadline - performance.now()) / 1000);
+      if (left <= 0) {
+        stopUndoWindow();
+        return;
+      }
+      ui.undoSeconds.textContent = `${left}s`;
+    };
+    lastVote = { key, timer: setInterval(tick, 250) };
+    tick();
+    ui.toast.hidden = false;
+  }
+
+  function stopUndoWindow() {
+    if (lastVote) clearInterval(lastVote.timer);
+    lastVote = null;
+    ui.toast.hidden = true;
+  }
+
+  async function undo() {
+    if (!lastVote || busy) return;
+    const key = lastVote.key;
+    stopUndoWindow();
+    setBusy(true);
+    clearError();
+    try {
+      const data = await post(config.undoUrl, { idempotency_key: key });
+      setBusy(false);
+      showPair(data.pair);
+      if (judged !== null && judged > 0) {
+        judged -= 1;
+        renderProgress();
+      }
+    } catch (error) {
+      setBusy(false);
+      showError(error.message);
+    }
+  }
+
+  function openSkip() {
+    if (!current || busy) return;
+    markInput();
+    ui.skipForm.reset();
+    ui.skipDialog.showModal();
+  }
+
+  async function confirmSkip(event) {
+    event.preventDefault();
+    const form = new FormData(ui.skipForm);
+    let reason = String(form.get("reason") || "");
+    if (reason === "other") {
+      reason = String(form.get("other") || "").trim();
+      if (!reason) {
+        ui.skipOther.focus();
+        return;
+      }
+    }
+    ui.skipDialog.close();
+    if (!current) return;
+    setBusy(true);
+    clearError();
+    try {
+      await post(config.skipUrl, { token: current.token, reason });
+      await loadNext();
+    } catch (error) {
+      setBusy(false);
+      showError(error.message);
+    }
+  }
+
+  // --- Guidelines drawer ------------------------------------------------------------------------
+  function setDrawer(open) {
+    ui.drawer.classList.toggle("open", open);
+    ui.drawer.setAttribute("aria-hidden", String(!open));
+    ui.drawerBackdrop.hidden = !open;
+    ui.drawerButton.setAttribute("aria-expanded", String(open));
+    if (open) ui.drawer.focus();
+    else if (ui.drawer.contains(document.activeElement)) ui.drawerButton.focus();
+  }
+  const drawerOpen = () => ui.drawer.classList.contains("open");
+
+  // --- Keys -------------------------------------------------------------------------------------
+  const CHOICE_KEYS = { 1: "left", 2: "right", 3: "tie", 4: "both_bad" };
+  const STRENGTH_KEYS = { q: 1, w: 2, e: 3 };
+
+  document.addEventListener("keydown", (event) => {
+    if (event.ctrlKey || event.metaKey || event.altKey || event.isComposing) return;
+    if (ui.skipDialog.open) return; // the dialog handles its own keys
+    const typing = event.target instanceof HTMLElement && event.target.matches("textarea, input");
+    if (typing) {
+      if (event.key === "Enter" && !event.shiftKey && event.target === ui.rationale) {
+        event.preventDefault();
+        submit();
+      } else if (event.key === "Escape") {
+        event.target.blur();
+      } else {
+        markInput();
+      }
+      return;
+    }
+    const key = event.key.toLowerCase();
+    if (key === "escape" && drawerOpen()) {
+      setDrawer(false);
+    } else if (key === "g") {
+      setDrawer(!drawerOpen());
+    } else if (key in CHOICE_KEYS) {
+      choose(CHOICE_KEYS[key]);
+    } else if (key in STRENGTH_KEYS) {
+      chooseStrength(STRENGTH_KEYS[key]);
+    } else if (key === "enter") {
+      // Enter on a focused control button (skip, undo, guidelines) clicks it; on a choice it submits.
+      const button = event.target instanceof HTMLButtonElement ? event.target : null;
+      if (button && !button.matches("[data-choice], [data-strength]")) return;
+      submit();
+    } else if (key === "r" && current) {
+      ui.rationale.focus();
+    } else if (key === "u") {
+      undo();
+    } else if (key === "s") {
+      openSkip();
+    } else {
+      return;
+    }
+    event.preventDefault();
+  });
+
+  for (const button of ui.choices) button.addEventListener("click", () => choose(button.dataset.choice));
+  for (const button of ui.strengths) {
+    button.addEventListener("click", () => chooseStrength(Number(button.dataset.strength)));
+  }
+  ui.submit.addEventListener("click", submit);
+  ui.undo.addEventListener("click", undo);
+  ui.skip.addEventListener("click", openSkip);
+  ui.skipForm.addEventListener("submit", confirmSkip);
+  ui.skipCancel.addEventListener("click", () => ui.skipDialog.close());
+  ui.skipOther.addEventListener("focus", () => {
+    ui.skipForm.querySelector('input[value="other"]').checked = true;
+  });
+  ui.drawerButton.addEventListener("click", () => setDrawer(!drawerOpen()));
+  ui.drawerClose.addEventListener("click", () => setDrawer(false));
+  ui.drawerBackdrop.addEventListener("click", () => setDrawer(false));
+  ui.rationale.addEventListener("input", markInput);
+
+  if (ui.state.hidden) loadNext(); // a paused rater or a closed study shows its message instead
+})();

@@ -1,0 +1,252 @@
+"""The rating page in a real browser: keyboard voting, undo, skip, guidelines, phone layout,
+escaping, crowd completion and the paused message."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from server.ratings.models import Assignment, AssignmentStatus, Judgment, Outcome, Rater, RaterStatus
+from tests import factories
+from tests.browser.conftest import PHONE
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+POEM_LEFT = "The sea at night\nholds the moon like a coin\nit will not spend."
+POEM_RIGHT = "Night. Sea. Water is wet and the moon is up there, which is nice."
+
+
+def rating_study(**rules: object):  # type: ignore[no-untyped-def]
+    rules.setdefault("gold_rate", 0.0)
+    rules.setdefault("repeat_rate", 0.0)
+    rules.setdefault("name", "Short pieces")
+    rules.setdefault("question", "Which piece is more creative while still making sense?")
+    rules.setdefault(
+        "guidelines",
+        "Read both pieces. Prefer the one that surprises you in a good way.\n\n"
+        "Use 'tie' when both are equally good and 'both bad' when neither works.",
+    )
+    return factories.study(**rules)
+
+
+def pair(study, left: str = POEM_LEFT, right: str = POEM_RIGHT, prompt: str = "The sea at night"):  # type: ignore[no-untyped-def]
+    the_prompt = factories.prompt(study=study, text=prompt)
+    return factories.comparison(
+        prompt=the_prompt,
+        sample_a=factories.sample(prompt=the_prompt, text=left),
+        sample_b=factories.sample(prompt=the_prompt, text=right),
+    )
+
+
+def join(page, live_server, study) -> None:  # type: ignore[no-untyped-def]
+    page.goto(f"{live_server.url}/rate/{study.slug}/join/{study.invite_token}/")
+    wait_for_pair(page)
+
+
+def wait_for_pair(page) -> None:  # type: ignore[no-untyped-def]
+    page.wait_for_selector("#task:not([hidden])")
+    page.wait_for_function("document.getElementById('left-text').textContent.length > 0")
+    page.wait_for_function("document.getElementById('task').getAttribute('aria-busy') === 'false'")
+
+
+def wait_for_judgments(count: int, **filters: object) -> None:
+    import time
+
+    deadline = time.monotonic() + 10
+    while Judgment.objects.filter(**filters).count() < count:
+        assert time.monotonic() < deadline, f"fewer than {count} judgments stored"
+        time.sleep(0.05)
+
+
+def test_keyboard_vote_stores_the_outcome_of_the_side_shown_left(live_server, open_page, screenshot) -> None:  # type: ignore[no-untyped-def]
+    study = rating_study()
+    comparison = pair(study)
+    pair(study, left="A second left text.", right="A second right text.", prompt="Rain on the city")
+    page = open_page()
+    join(page, live_server, study)
+    shown_left = page.text_content("#left-text")
+    assignment = Assignment.objects.get(status=AssignmentStatus.RESERVED)
+    assert assignment.comparison_id in {comparison.id, comparison.id + 1}
+    shown_a = assignment.comparison.sample_a.text
+    assert (shown_left == shown_a) == assignment.left_is_a
+
+    page.wait_for_timeout(300)  # a human-ish pause, so active time is measurable
+    page.keyboard.press("1")
+    page.keyboard.press("w")
+    screenshot(page, "desktop-choice-made")
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#toast:not([hidden])")
+    wait_for_judgments(1)
+
+    judgment = Judgment.objects.get()
+    assert judgment.outcome == (Outcome.A if assignment.left_is_a else Outcome.B)
+    assert (judgment.chose_left, judgment.strength) == (True, 2)
+    assert judgment.assignment_id == assignment.id
+    assert judgment.shown_at is not None and judgment.first_input_at is not None
+    assert judgment.shown_at <= judgment.first_input_at <= judgment.submitted_at
+    assert 0.2 < judgment.active_seconds < 30
+    wait_for_pair(page)
+    assert page.text_content("#left-text") != shown_left  # auto-advanced to the other pair
+    screenshot(page, "desktop-after-vote")
+
+
+def test_undo_takes_the_vote_back_and_shows_the_pair_again(live_server, open_page, screenshot) -> None:  # type: ignore[no-untyped-def]
+    study = rating_study()
+    pair(study)
+    pair(study, left="Another left.", right="Another right.", prompt="Rain on the city")
+    page = open_page()
+    join(page, live_server, study)
+    first_left = page.text_content("#left-text")
+    page.keyboard.press("3")
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#toast:not([hidden])")
+    wait_for_pair(page)
+    screenshot(page, "desktop-undo-toast")
+
+    page.keyboard.press("u")
+    page.wait_for_function(
+        "text => document.getElementById('left-text').textContent === text", arg=first_left
+    )
+    wait_for_pair(page)
+    page.keyboard.press("4")
+    page.keyboard.press("Enter")
+    wait_for_judgments(1, revoked_at__isnull=True)
+
+    undone, replacement = Judgment.objects.order_by("id")
+    assert (undone.outcome, undone.revoked_reason) == (Outcome.TIE, "undo")
+    assert (replacement.outcome, replacement.replaces_id) == (Outcome.BOTH_BAD, undone.id)
+    assert replacement.assignment_id == undone.assignment_id
+
+
+def test_skip_with_a_reason(live_server, open_page, screenshot) -> None:  # type: ignore[no-untyped-def]
+    study = rating_study()
+    pair(study)
+    pair(study, left="Another left.", right="Another right.", prompt="Rain on the city")
+    page = open_page()
+    join(page, live_server, study)
+    first_left = page.text_content("#left-text")
+
+    page.keyboard.press("s")
+    page.wait_for_selector("#skip-dialog[open]")
+    page.check("input[value='A text is broken or unreadable']")
+    screenshot(page, "desktop-skip-dialog")
+    page.click("#skip-confirm")
+    page.wait_for_function(
+        "text => document.getElementById('left-text').textContent !== text", arg=first_left
+    )
+
+    skipped = Assignment.objects.get(status=AssignmentStatus.SKIPPED)
+    assert skipped.skip_reason == "A text is broken or unreadable"
+    assert Judgment.objects.count() == 0
+
+
+def test_the_guidelines_drawer_opens_with_g_and_closes_with_escape(
+    live_server, open_page, screenshot
+) -> None:  # type: ignore[no-untyped-def]
+    study = rating_study()
+    pair(study)
+    page = open_page()
+    join(page, live_server, study)
+
+    page.keyboard.press("g")
+    drawer = page.locator("#guidelines")
+    page.wait_for_function(
+        "document.getElementById('guidelines').getBoundingClientRect().right <= window.innerWidth + 1"
+    )
+    page.wait_for_timeout(300)  # the slide-in transition
+    assert drawer.is_visible()
+    assert "Prefer the one that surprises you in a good way." in drawer.inner_text()
+    screenshot(page, "desktop-guidelines")
+
+    page.keyboard.press("Escape")
+    page.wait_for_function("!document.getElementById('guidelines').classList.contains('open')")
+    page.wait_for_timeout(300)
+    assert not drawer.is_visible()
+
+
+def test_a_phone_sized_screen_stacks_the_samples(live_server, open_page, screenshot) -> None:  # type: ignore[no-untyped-def]
+    study = rating_study()
+    pair(study)
+    page = open_page(viewport=PHONE, is_mobile=True, has_touch=True)
+    join(page, live_server, study)
+
+    left = page.locator("#sample-left").bounding_box()
+    right = page.locator("#sample-right").bounding_box()
+    assert right["y"] >= left["y"] + left["height"]
+    assert abs(right["x"] - left["x"]) < 1
+    assert left["width"] > 300
+    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+    screenshot(page, "phone", full_page=True)
+    page.tap("[data-choice='right']")
+    page.tap("#submit-button")
+    wait_for_judgments(1)
+    assert Judgment.objects.get().chose_left is False
+
+
+def test_markup_in_a_sample_is_shown_as_text_and_never_run(live_server, open_page, screenshot) -> None:  # type: ignore[no-untyped-def]
+    study = rating_study()
+    hostile = "<script>window.pwned=1</script><b>x</b>"
+    pair(study, left=hostile, right=hostile + " again", prompt="<img src=x onerror='window.pwned=2'>")
+    page = open_page()
+    join(page, live_server, study)
+
+    texts = {page.text_content("#left-text"), page.text_content("#right-text")}
+    assert texts == {hostile, hostile + " again"}
+    assert page.text_content("#prompt-text") == "<img src=x onerror='window.pwned=2'>"
+    assert page.locator("#pair b, #pair script, .prompt-block img").count() == 0
+    assert page.evaluate("typeof window.pwned") == "undefined"
+    screenshot(page, "desktop-escaped-markup")
+
+
+def test_a_prolific_participant_gets_the_completion_code_and_is_sent_back(
+    live_server, open_page, screenshot
+) -> None:  # type: ignore[no-untyped-def]
+    study = rating_study(
+        per_rater_cap=1, completion_code="LOVELACE-7Q2", completion_url=f"{live_server.url}/healthz"
+    )
+    pair(study)
+    pair(study, left="Another left.", right="Another right.", prompt="Rain on the city")
+    page = open_page()
+    page.goto(f"{live_server.url}/rate/{study.slug}/?PROLIFIC_PID=pid-77&STUDY_ID=st-1&SESSION_ID=se-1")
+    wait_for_pair(page)
+    assert page.text_content("#progress-label") == "0 of 1"
+
+    page.keyboard.press("2")
+    page.keyboard.press("Enter")
+    page.wait_for_url(f"**/rate/{study.slug}/done/")
+    assert page.text_content("#completion-code") == "LOVELACE-7Q2"
+    screenshot(page, "desktop-completion")
+    page.wait_for_url(re.compile(r"/healthz\?cc=LOVELACE-7Q2$"), timeout=15_000)
+
+    rater = Rater.objects.get()
+    assert (rater.external_id, rater.status) == ("pid-77", RaterStatus.FINISHED)
+    assert Judgment.objects.count() == 1
+
+
+def test_a_rater_paused_by_a_failed_check_sees_why_instead_of_pairs(
+    live_server, open_page, screenshot
+) -> None:  # type: ignore[no-untyped-def]
+    study = rating_study(min_gold_accuracy=0.6, min_gold_checks=2)
+    rater = factories.crowd_rater(study=study, external_id="pid-5")
+    earlier = factories.gold_comparison(study=study, gold_answer="B")
+    factories.judgment(rater=rater, comparison=earlier, outcome=Outcome.A)  # one check failed already
+    gold = factories.gold_comparison(study=study, gold_answer="A")
+    assignment = factories.assignment(comparison=gold, rater=rater, left_is_a=True)  # reserved for it
+    page = open_page()
+    page.goto(f"{live_server.url}/rate/{study.slug}/?PROLIFIC_PID=pid-5&STUDY_ID=s&SESSION_ID=x")
+    wait_for_pair(page)
+
+    page.keyboard.press("2" if assignment.left_is_a else "1")  # the side of the broken sample
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#state-message:not([hidden])")
+
+    assert page.text_content("#state-title") == "Your rating is paused"
+    assert page.text_content("#state-text") == (
+        "0 of 2 check questions were answered as expected (0%); this study needs 60%."
+    )
+    assert page.locator("#task").is_hidden()
+    screenshot(page, "desktop-paused")
+    page.reload()
+    assert "0 of 2 check questions" in page.text_content("#state-text")
+    assert Rater.objects.get().status == RaterStatus.PAUSED

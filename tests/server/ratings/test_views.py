@@ -1,0 +1,479 @@
+"""The rating pages and JSON endpoints: who gets in, what the browser sees, how errors read."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+import pytest
+from django.contrib.sessions.models import Session
+from django.test import Client
+from django.urls import reverse
+from django.utils import timezone
+
+from server.ratings.models import Assignment, Judgment, Outcome, Platform, Rater, RaterStatus
+from server.ratings.views import assignment_token
+from tests import factories
+from tests.server.ratings.conftest import expire, make_comparisons, make_study
+
+pytestmark = pytest.mark.django_db
+
+
+def page_url(study) -> str:  # type: ignore[no-untyped-def]
+    return reverse("ratings:page", args=[study.slug])
+
+
+def api(client: Client, study, name: str, payload: dict | None = None):  # type: ignore[no-untyped-def]
+    return client.post(
+        reverse(f"ratings:api-{name}", args=[study.slug]),
+        json.dumps(payload or {}),
+        content_type="application/json",
+    )
+
+
+def invited(study) -> Client:  # type: ignore[no-untyped-def]
+    client = Client()
+    client.get(reverse("ratings:join", args=[study.slug, study.invite_token]))
+    return client
+
+
+# --- Who gets in ---------------------------------------------------------------------------------
+
+
+def test_an_anonymous_visitor_is_sent_to_the_login_page() -> None:
+    study = make_study()
+
+    response = Client().get(page_url(study))
+
+    assert response.status_code == 302
+    assert response["Location"] == f"/accounts/login/?next=/rate/{study.slug}/"
+
+
+def test_an_account_without_a_rater_row_is_refused_with_a_message() -> None:
+    study = make_study()
+    client = Client()
+    client.force_login(factories.user())
+
+    response = client.get(page_url(study))
+
+    assert response.status_code == 403
+    assert b"Your account is not enrolled in this study." in response.content
+    assert Rater.objects.count() == 0
+
+
+def test_an_enrolled_account_gets_the_rating_page() -> None:
+    study = make_study()
+    rater = factories.rater(study=study)
+    client = Client()
+    client.force_login(rater.user)
+
+    response = client.get(page_url(study))
+
+    assert response.status_code == 200
+    assert response.context["rater"] == rater
+    assert client.session["ratings.raters"] == {study.slug: rater.id}
+
+
+def test_staff_are_enrolled_on_their_first_visit() -> None:
+    study = make_study()
+    staff = factories.user(is_staff=True)
+    client = Client()
+    client.force_login(staff)
+
+    response = client.get(page_url(study))
+
+    assert response.status_code == 200
+    rater = Rater.objects.get()
+    assert (rater.user, rater.platform, rater.study) == (staff, Platform.ACCOUNT, study)
+
+
+def test_an_invite_link_creates_a_session_only_participant() -> None:
+    study = make_study()
+    client = Client()
+
+    response = client.get(reverse("ratings:join", args=[study.slug, study.invite_token]))
+    again = client.get(reverse("ratings:join", args=[study.slug, study.invite_token]))
+
+    assert response.status_code == again.status_code == 302
+    assert response["Location"] == page_url(study)
+    rater = Rater.objects.get()
+    assert (rater.platform, rater.user) == (Platform.INVITE, None)
+    assert rater.external_id.startswith("invite-")
+    assert client.get(page_url(study)).status_code == 200
+
+
+def test_a_wrong_invite_token_is_refused_and_creates_nothing() -> None:
+    study = make_study()
+
+    response = Client().get(reverse("ratings:join", args=[study.slug, "not-the-token"]))
+
+    assert response.status_code == 404
+    assert Rater.objects.count() == 0
+
+
+def test_a_prolific_participant_gets_a_session_and_a_rater_without_an_account() -> None:
+    study = make_study()
+    make_comparisons(study, 1)
+    client = Client()
+
+    response = client.get(page_url(study), {"PROLIFIC_PID": "pid-1", "STUDY_ID": "s-9", "SESSION_ID": "x-3"})
+
+    assert response.status_code == 200
+    rater = Rater.objects.get()
+    assert (rater.platform, rater.external_id, rater.user) == (Platform.PROLIFIC, "pid-1", None)
+    assert rater.session_info == {"study_id": "s-9", "session_id": "x-3"}
+    assert api(client, study, "next").json()["status"] == "pair"
+
+
+def test_a_returning_prolific_participant_keeps_its_rater() -> None:
+    study = make_study()
+    Client().get(page_url(study), {"PROLIFIC_PID": "pid-1", "STUDY_ID": "s-9", "SESSION_ID": "x-3"})
+
+    Client().get(page_url(study), {"PROLIFIC_PID": "pid-1", "STUDY_ID": "s-9", "SESSION_ID": "x-4"})
+
+    rater = Rater.objects.get()
+    assert rater.session_info == {"study_id": "s-9", "session_id": "x-4"}
+
+
+def test_mturk_preview_shows_the_task_and_records_nothing() -> None:
+    study = make_study(question="Which poem is better?")
+    make_comparisons(study, 2)
+
+    response = Client().get(
+        page_url(study), {"assignmentId": "ASSIGNMENT_ID_NOT_AVAILABLE", "hitId": "hit-1"}
+    )
+
+    assert response.status_code == 200
+    assert b"Which poem is better?" in response.content
+    assert b"Accept the HIT to start rating." in response.content
+    assert (Rater.objects.count(), Assignment.objects.count(), Session.objects.count()) == (0, 0, 0)
+    assert "X-Frame-Options" not in response
+    assert "frame-ancestors https://www.mturk.com" in response["Content-Security-Policy"]
+
+
+def test_an_mturk_worker_who_accepted_gets_a_rater_and_a_frameable_page() -> None:
+    study = make_study()
+    query = {
+        "assignmentId": "a-1",
+        "hitId": "h-1",
+        "workerId": "w-1",
+        "turkSubmitTo": "https://workersandbox.mturk.com",
+    }
+
+    response = Client().get(page_url(study), query)
+
+    assert response.status_code == 200
+    rater = Rater.objects.get()
+    assert (rater.platform, rater.external_id) == (Platform.MTURK, "w-1")
+    assert rater.session_info == {
+        "assignment_id": "a-1",
+        "hit_id": "h-1",
+        "turk_submit_to": "https://workersandbox.mturk.com",
+    }
+    assert "X-Frame-Options" not in response
+
+
+def test_other_pages_cannot_be_framed() -> None:
+    study = make_study()
+
+    response = invited(study).get(page_url(study))
+
+    assert response["X-Frame-Options"] == "DENY"
+
+
+# --- Completion ------------------------------------------------------------------------------------
+
+
+def finished_prolific_client(study) -> Client:  # type: ignore[no-untyped-def]
+    client = Client()
+    client.get(page_url(study), {"PROLIFIC_PID": "pid-1", "STUDY_ID": "s", "SESSION_ID": "x"})
+    pair = api(client, study, "next").json()["pair"]
+    api(client, study, "vote", {"token": pair["token"], "choice": "tie", "idempotency_key": "key-00001"})
+    return client
+
+
+def test_a_prolific_participant_at_the_quota_is_sent_to_the_completion_page() -> None:
+    study = make_study(
+        per_rater_cap=1,
+        completion_code="C0DE42",
+        completion_url="https://app.prolific.com/submissions/complete",
+    )
+    make_comparisons(study, 3)
+    client = finished_prolific_client(study)
+
+    answer = api(client, study, "next").json()
+    done = client.get(answer["redirect"])
+
+    assert answer == {"status": "done", "redirect": f"/rate/{study.slug}/done/"}
+    assert done.status_code == 200
+    assert b"C0DE42" in done.content
+    assert (
+        b'<meta http-equiv="refresh" content="5;url=https://app.prolific.com/submissions/complete?cc=C0DE42">'
+        in done.content
+    )
+    assert client.get(page_url(study))["Location"] == f"/rate/{study.slug}/done/"
+
+
+def test_the_completion_code_is_not_shown_before_the_quota_is_done() -> None:
+    study = make_study(per_rater_cap=2, completion_code="C0DE42")
+    make_comparisons(study, 3)
+    client = finished_prolific_client(study)
+
+    response = client.get(reverse("ratings:done", args=[study.slug]))
+
+    assert response.status_code == 302
+    assert b"C0DE42" not in client.get(page_url(study)).content
+
+
+def test_a_finished_mturk_worker_gets_the_form_that_submits_the_hit() -> None:
+    study = make_study(per_rater_cap=1, completion_code="C0DE42")
+    make_comparisons(study, 2)
+    client = Client()
+    client.get(
+        page_url(study),
+        {"assignmentId": "a-1", "hitId": "h-1", "workerId": "w-1", "turkSubmitTo": "https://www.mturk.com"},
+    )
+    pair = api(client, study, "next").json()["pair"]
+    api(client, study, "vote", {"token": pair["token"], "choice": "tie", "idempotency_key": "key-00001"})
+    api(client, study, "next")
+
+    done = client.get(reverse("ratings:done", args=[study.slug]))
+
+    assert b'action="https://www.mturk.com/mturk/externalSubmit"' in done.content
+    assert b'name="assignmentId" value="a-1"' in done.content
+
+
+# --- Blindness and the JSON endpoints ----------------------------------------------------------
+
+
+def test_nothing_before_the_vote_names_a_generator_a_version_or_a_sample() -> None:
+    study = make_study()
+    version = factories.version(label="secret-label-v7", model_path="", enrol_in=study)
+    prompt = factories.prompt(study=study, text="Write about the tide.")
+    factories.comparison(
+        prompt=prompt,
+        sample_a=factories.sample(prompt=prompt, version=version, text="First text."),
+        sample_b=factories.sample(prompt=prompt, text="Second text."),
+    )
+    client = invited(study)
+
+    page = client.get(page_url(study)).content.decode()
+    answer = api(client, study, "next")
+    body = answer.content.decode()
+
+    pair = answer.json()["pair"]
+    assert set(pair) == {"token", "prompt", "left", "right"}
+    assert {pair["left"], pair["right"]} == {"First text.", "Second text."}
+    assert pair["prompt"] == "Write about the tide."
+    for secret in ("secret-label-v7", version.generator.name, "sample_a", "sample_b", "version"):
+        assert secret not in page
+        assert secret not in body
+
+
+def test_a_vote_through_the_api_is_stored_with_the_outcome_of_the_clicked_side() -> None:
+    study = make_study()
+    make_comparisons(study, 2)
+    client = invited(study)
+    pair = api(client, study, "next").json()["pair"]
+    assignment = Assignment.objects.get()
+    now_ms = int(timezone.now().timestamp() * 1000)
+
+    answer = api(
+        client,
+        study,
+        "vote",
+        {
+            "token": pair["token"],
+            "choice": "left",
+            "strength": 2,
+            "rationale": "Vivid.",
+            "idempotency_key": "3f1c1a9e-5b8e-4c1e-9d51-0f0a3c9a8c11",
+            "shown_at": now_ms - 20_000,
+            "first_input_at": now_ms - 5_000,
+            "sent_at": now_ms,
+            "active_seconds": 14.25,
+        },
+    )
+
+    assert answer.status_code == 200
+    assert answer.json() == {
+        "status": "saved",
+        "created": True,
+        "key": "3f1c1a9e-5b8e-4c1e-9d51-0f0a3c9a8c11",
+        "progress": {"judged": 1, "quota": None},
+        "rater": {"status": "active", "message": ""},
+    }
+    judgment = Judgment.objects.get()
+    assert judgment.outcome == (Outcome.A if assignment.left_is_a else Outcome.B)
+    assert (judgment.chose_left, judgment.strength, judgment.rationale) == (True, 2, "Vivid.")
+    assert judgment.active_seconds == 14.25
+    assert abs((judgment.submitted_at - judgment.shown_at) - timedelta(seconds=20)) < timedelta(seconds=2)
+    assert abs((judgment.submitted_at - judgment.first_input_at) - timedelta(seconds=5)) < timedelta(
+        seconds=2
+    )
+
+
+def test_progress_is_left_out_when_the_study_hides_it() -> None:
+    study = make_study(show_progress=False)
+    make_comparisons(study, 1)
+    client = invited(study)
+
+    answer = api(client, study, "next").json()
+
+    assert answer["progress"] is None
+    assert b'id="progress"' not in client.get(page_url(study)).content
+
+
+def test_a_vote_on_an_expired_pair_answers_409_with_the_message() -> None:
+    study = make_study()
+    make_comparisons(study, 1)
+    client = invited(study)
+    pair = api(client, study, "next").json()["pair"]
+    expire(Assignment.objects.get().id)
+
+    answer = api(
+        client, study, "vote", {"token": pair["token"], "choice": "tie", "idempotency_key": "key-00001"}
+    )
+
+    assert answer.status_code == 409
+    assert answer.json()["error"].startswith("This pair was reserved for you for a limited time")
+    assert Judgment.objects.count() == 0
+
+
+def test_a_vote_with_a_forged_token_is_refused() -> None:
+    study = make_study()
+    make_comparisons(study, 1)
+    client = invited(study)
+    api(client, study, "next")
+    forged = assignment_token(Assignment.objects.get().id)[:-2] + "xx"
+
+    answer = api(client, study, "vote", {"token": forged, "choice": "tie", "idempotency_key": "key-00001"})
+
+    assert answer.status_code == 400
+    assert answer.json() == {"error": "This pair token is not valid; reload the page."}
+
+
+def test_a_vote_for_another_participants_pair_is_refused() -> None:
+    study = make_study(overlap=2)
+    make_comparisons(study, 1)
+    owner, intruder = invited(study), invited(study)
+    pair = api(owner, study, "next").json()["pair"]
+
+    answer = api(
+        intruder, study, "vote", {"token": pair["token"], "choice": "tie", "idempotency_key": "key-00001"}
+    )
+
+    assert answer.status_code == 403
+    assert answer.json() == {"error": "This pair was given to someone else."}
+
+
+def test_an_invalid_vote_names_the_fields() -> None:
+    study = make_study()
+    make_comparisons(study, 1)
+    client = invited(study)
+    pair = api(client, study, "next").json()["pair"]
+
+    answer = api(
+        client, study, "vote", {"token": pair["token"], "choice": "sideways", "idempotency_key": "k"}
+    )
+
+    assert answer.status_code == 400
+    body = answer.json()
+    assert body["error"] == "Some fields are not valid."
+    assert set(body["fields"]) == {"choice", "idempotency_key"}
+
+
+def test_the_api_without_a_rating_session_answers_401() -> None:
+    study = make_study()
+
+    answer = api(Client(), study, "next")
+
+    assert answer.status_code == 401
+    assert answer.json() == {"error": "Your rating session has ended. Reload the page to continue."}
+
+
+def test_the_api_refuses_a_post_without_the_csrf_token() -> None:
+    study = make_study()
+    make_comparisons(study, 1)
+    client = Client(enforce_csrf_checks=True)
+    client.get(reverse("ratings:join", args=[study.slug, study.invite_token]))
+    client.get(page_url(study))
+    url = reverse("ratings:api-next", args=[study.slug])
+
+    refused = client.post(url, "{}", content_type="application/json")
+    accepted = client.post(
+        url, "{}", content_type="application/json", HTTP_X_CSRFTOKEN=client.cookies["csrftoken"].value
+    )
+
+    assert refused.status_code == 403
+    assert accepted.status_code == 200
+    assert Assignment.objects.count() == 1
+
+
+def test_undo_and_skip_through_the_api() -> None:
+    study = make_study()
+    make_comparisons(study, 2)
+    client = invited(study)
+    first = api(client, study, "next").json()["pair"]
+    api(
+        client, study, "vote", {"token": first["token"], "choice": "both_bad", "idempotency_key": "key-00001"}
+    )
+
+    undone = api(client, study, "undo", {"idempotency_key": "key-00001"}).json()
+    skipped = api(client, study, "skip", {"token": undone["pair"]["token"], "reason": "Broken text"})
+
+    assert undone["pair"] == first
+    assert skipped.json() == {"status": "skipped"}
+    assert Judgment.objects.get().revoked_reason == "undo"
+    assert Assignment.objects.get().skip_reason == "Broken text"
+
+
+def test_a_paused_rater_sees_why_on_the_page_and_from_the_api() -> None:
+    study = make_study()
+    make_comparisons(study, 1)
+    client = invited(study)
+    Rater.objects.update(status=RaterStatus.PAUSED, paused_reason="Too many check questions missed.")
+
+    page = client.get(page_url(study)).content.decode()
+    answer = api(client, study, "next").json()
+
+    assert "Too many check questions missed." in page
+    assert answer == {"status": "paused", "message": "Too many check questions missed."}
+    assert Assignment.objects.count() == 0
+
+
+# --- Query counts on the hot path ---------------------------------------------------------------
+
+
+def test_next_pair_and_vote_take_a_few_queries(django_assert_max_num_queries) -> None:  # type: ignore[no-untyped-def]
+    study = make_study(per_rater_cap=50)
+    make_comparisons(study, 3)
+    client = invited(study)
+    client.get(page_url(study))
+
+    # session, rater + study, counts, candidate (locked, with texts), counter, insert (+ 2 savepoints)
+    with django_assert_max_num_queries(8):
+        pair = api(client, study, "next").json()["pair"]
+    # session, rater + study, counts, open reservation with texts
+    with django_assert_max_num_queries(4):
+        assert api(client, study, "next").json()["pair"] == pair
+    # session, rater + study, locked assignment with counts, insert, 2 updates (+ 2 savepoints)
+    with django_assert_max_num_queries(8):
+        api(client, study, "vote", {"token": pair["token"], "choice": "tie", "idempotency_key": "key-00001"})
+
+
+def test_an_account_rater_signs_in_and_lands_on_the_rating_page() -> None:
+    study = make_study()
+    rater = factories.rater(study=study, user=factories.user(username="ada", password="analytical engine"))
+    client = Client()
+
+    login_page = client.get("/accounts/login/", {"next": page_url(study)})
+    signed_in = client.post(
+        "/accounts/login/", {"username": "ada", "password": "analytical engine", "next": page_url(study)}
+    )
+
+    assert login_page.status_code == 200
+    assert b'name="password"' in login_page.content
+    assert signed_in.status_code == 302
+    assert signed_in["Location"] == page_url(study)
+    assert client.get(page_url(study)).context["rater"] == rater
