@@ -34,4 +34,11 @@ BEAT_SCHEDULE: dict[str, dict[str, object]] = {
         "schedule": 300.0,
         "options": {"queue": Queue.DEFAULT.value},
     },
+    # Agreement with the leave-one-out majority changes as other raters vote: refresh the quality
+    # signals (and threshold pauses) of studies with recent judgments every 10 minutes.
+    "refresh-rater-quality": {
+        "task": "lovelace.refresh_rater_quality",
+        "schedule": 600.0,
+        "options": {"queue": Queue.DEFAULT.value},
+    },
 }
