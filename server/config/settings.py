@@ -41,6 +41,9 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "django_celery_beat",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
     "server.core",
     "server.jobs",
     "server.studies",
@@ -114,6 +117,9 @@ WHITENOISE_AUTOREFRESH = DEBUG
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/"
+# Sessions are read on every rating request: cache them in-process in front of the database
+# (writes go to both), which saves one query per request on a cache hit.
+SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
 
 # Uploads: the import form refuses larger files with a message; Django refuses larger bodies.
 LOVELACE_MAX_UPLOAD_BYTES = env.integer("LOVELACE_MAX_UPLOAD_BYTES", default=20 * 1024 * 1024)
@@ -125,6 +131,63 @@ LOVELACE_JOB_HEARTBEAT_TIMEOUT = env.integer("LOVELACE_JOB_HEARTBEAT_TIMEOUT", d
 # Seconds between reaper runs (beat); tests shorten it to watch beat drive the reaper.
 LOVELACE_REAPER_INTERVAL = env.integer("LOVELACE_REAPER_INTERVAL", default=60, minimum=1)
 LOVELACE_JOB_MAX_ATTEMPTS = env.integer("LOVELACE_JOB_MAX_ATTEMPTS", default=3)
+
+# --- REST API -----------------------------------------------------------------------------------
+# Programs authenticate with a token (``manage.py api_token USERNAME`` or the dashboard), pages with
+# the session. The token authenticator comes first so an anonymous request gets 401, not 403.
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PAGINATION_CLASS": "server.api.pagination.Pagination",
+    "PAGE_SIZE": 50,
+    "DEFAULT_SCHEMA_CLASS": "server.api.schema.AutoSchema",
+    "EXCEPTION_HANDLER": "server.api.exception_handler.exception_handler",
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    # JSON bodies only; the sample import also takes a multipart file upload (it says so itself).
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    # Every API view names a scope; the rates are per user (per IP when anonymous). The counters live
+    # in Django's cache: per process with the default local-memory cache, shared once CACHES points
+    # at Redis.
+    "DEFAULT_THROTTLE_CLASSES": ["server.api.throttling.ScopedThrottle"],
+    "DEFAULT_THROTTLE_RATES": {
+        "read": "600/minute",  # listing and polling
+        "write": "120/minute",  # creating studies, prompts, versions; pausing raters
+        "rating": "240/minute",  # programmatic raters: next pair, vote, undo, skip (a vote a quarter second)
+        "import": "20/minute",  # sample imports: each may carry a 20 MB file
+        "jobs": "30/minute",  # starting and cancelling jobs (GPU time is the scarce thing)
+        "download": "30/minute",
+    },
+    "TEST_REQUEST_DEFAULT_FORMAT": "json",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Lovelace API",
+    "DESCRIPTION": (
+        "Studies, prompts, generator versions and samples; blind pairwise rating for programmatic "
+        "raters; leaderboards, evaluations, jobs and exports. Authenticate with "
+        '`Authorization: Token <key>`. Errors are `{"error": message, "details": {...}}`.'
+    ),
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "JobStatusEnum": "server.jobs.models.JobStatus",
+        "JobKindEnum": "server.jobs.models.JobKind",
+        "AssignmentStatusEnum": "server.ratings.models.AssignmentStatus",
+        "RaterStatusEnum": "server.ratings.models.RaterStatus",
+        "VersionKindEnum": "server.generators.models.VersionKind",
+        "RegistrableVersionKindEnum": "server.api.schema.REGISTRABLE_VERSION_KINDS",
+        "PromptSplitEnum": "server.studies.models.PromptSplit",
+        "GenerateSplitEnum": "server.api.schema.GENERATE_SPLITS",
+        "PairSelectionEnum": "server.studies.models.PairSelection",
+        "ExportKindEnum": "server.api.schema.EXPORT_KIND_CHOICES",
+    },
+    # The docs page loads Swagger UI from the app's own static files (vendored), never a CDN.
+    "SWAGGER_UI_DIST": f"/{STATIC_URL}vendor/swagger-ui",
+    "SWAGGER_UI_FAVICON_HREF": f"/{STATIC_URL}vendor/swagger-ui/favicon-32x32.png",
+}
 
 # --- Celery -------------------------------------------------------------------------------------
 CELERY_BROKER_URL = env.broker("CELERY_BROKER_URL", default="filesystem://")
@@ -143,6 +206,12 @@ if not DEBUG:
     SECURE_HSTS_PRELOAD = True
     SECURE_CONTENT_TYPE_NOSNIFF = True
     SECURE_REFERRER_POLICY = "same-origin"
+    # MTurk shows the rating page inside an iframe on its own site: the browser sends the session
+    # and CSRF cookies there only with SameSite=None (which requires Secure, set above). CSRF tokens
+    # still protect every vote.
+    if env.boolean("LOVELACE_ALLOW_MTURK_IFRAME", default=False):
+        SESSION_COOKIE_SAMESITE = "None"
+        CSRF_COOKIE_SAMESITE = "None"
 
 LOGGING = {
     "version": 1,

@@ -1,0 +1,553 @@
+"""Input and output shapes of the API. Input serializers check types and ranges only; the rules
+live in the services. Output serializers are read-only views of rows and service results."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework import serializers
+
+from server.evaluations.models import Evaluation, LeaderboardSnapshot
+from server.generators.models import GeneratorVersion, Sample, VersionKind
+from server.jobs.models import Job, JobStatus
+from server.ratings.models import Assignment, Rater
+from server.ratings.services import CHOICES, NoWork
+from server.studies.models import Modality, PairSelection, Prompt, PromptSplit, Study
+from server.training.exports import EXPORT_KINDS
+from server.training.models import PreferenceSnapshot, RewardModel
+
+MAX_ID = 2**63 - 1  # ids are 64-bit: a larger number can match nothing
+MAX_BULK = 10_000  # prompts or sample rows in one request
+
+
+def _check_json_text(value: Any, path: str = "") -> None:
+    """PostgreSQL's jsonb refuses NUL characters and lone surrogates anywhere in a value."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise serializers.ValidationError(f"{path or 'value'} contains a NUL character.")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise serializers.ValidationError(f"{path or 'value'} is not valid Unicode text.") from None
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_json_text(key, path)
+            _check_json_text(item, f"{path}.{key}" if path else str(key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _check_json_text(item, f"{path}[{index}]")
+
+
+class Text(serializers.CharField):
+    """Text in a JSON body: a JSON string only (no number read as its digits), and text the
+    database can store (no NUL character, no lone surrogate)."""
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        if self.max_length is not None and len(data) > self.max_length:  # before trimming, as documented
+            self.fail("max_length", max_length=self.max_length, length=len(data))
+        value = super().to_internal_value(data)
+        _check_json_text(value)
+        return value
+
+
+class Slug(serializers.SlugField):
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class Integer(serializers.IntegerField):
+    """A JSON integer only: neither "3" nor 3.0 nor true."""
+
+    def to_internal_value(self, data: Any) -> int:
+        if isinstance(data, bool) or not isinstance(data, int):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class Number(serializers.FloatField):
+    """A JSON number only: not "0.5", not true."""
+
+    def to_internal_value(self, data: Any) -> float:
+        if isinstance(data, bool) or not isinstance(data, int | float):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class JsonObject(serializers.DictField):
+    """A JSON object whose every string the database can store."""
+
+    def to_internal_value(self, data: Any) -> dict[str, Any]:
+        value = super().to_internal_value(data)
+        _check_json_text(value)
+        return value
+
+
+class Identifier(Integer):
+    """A row id in a JSON body."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("min_value", 1)
+        kwargs.setdefault("max_value", MAX_ID)
+        super().__init__(**kwargs)
+
+
+class QueryIdentifier(serializers.IntegerField):
+    """A row id in the query string (where every value arrives as text)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("min_value", 1)
+        kwargs.setdefault("max_value", MAX_ID)
+        super().__init__(**kwargs)
+
+
+# --- Errors (documentation only) -----------------------------------------------------------------
+
+
+class ErrorSerializer(serializers.Serializer):
+    error = serializers.CharField(help_text="What went wrong, for a person.")
+    details = serializers.DictField(help_text="Field names, line numbers, limits: what the error is about.")
+
+
+# --- Studies --------------------------------------------------------------------------------------
+
+
+class StudySerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Study
+        fields = [
+            "id",
+            "slug",
+            "name",
+            "question",
+            "guidelines",
+            "modality",
+            "is_active",
+            "overlap",
+            "gold_rate",
+            "repeat_rate",
+            "per_rater_cap",
+            "reservation_seconds",
+            "pair_selection",
+            "target_ci_width",
+            "auto_train_min_judgments",
+            "auto_train_policy",
+            "created_at",
+        ]
+        read_only_fields = fields
+
+
+class StudyCreateSerializer(serializers.Serializer):
+    name = Text(max_length=200)
+    slug = Slug(max_length=80)
+    question = Text(max_length=500)
+    guidelines = Text(required=False, allow_blank=True, max_length=50_000)
+    modality = serializers.ChoiceField(choices=Modality.choices, required=False)
+    overlap = Integer(min_value=1, max_value=100, required=False)
+    gold_rate = Number(min_value=0.0, max_value=0.5, required=False)
+    repeat_rate = Number(min_value=0.0, max_value=0.5, required=False)
+    per_rater_cap = Integer(min_value=1, max_value=1_000_000, required=False, allow_null=True)
+    reservation_seconds = Integer(min_value=10, max_value=86_400, required=False)
+    pair_selection = serializers.ChoiceField(choices=PairSelection.choices, required=False)
+    target_ci_width = Number(min_value=0.0, max_value=10_000.0, required=False)
+    auto_train_min_judgments = Integer(min_value=1, max_value=1_000_000, required=False, allow_null=True)
+
+
+# --- Prompts, versions, samples ---------------------------------------------------------------------
+
+
+class PromptSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Prompt
+        fields = ["id", "text", "split", "external_id", "created_at"]
+        read_only_fields = fields
+
+
+class PromptInputSerializer(serializers.Serializer):
+    text = Text(max_length=100_000, trim_whitespace=False)
+    split = serializers.ChoiceField(choices=PromptSplit.choices, default=PromptSplit.TRAIN)
+    external_id = Text(max_length=200, required=False, allow_blank=True, default="")
+
+
+class PromptBulkCreateSerializer(serializers.Serializer):
+    prompts = PromptInputSerializer(many=True, min_length=1, max_length=MAX_BULK)
+
+
+class PromptBulkResultSerializer(serializers.Serializer):
+    created = PromptSerializer(many=True)
+    duplicates = serializers.ListField(
+        child=serializers.IntegerField(), help_text="0-based positions of prompts the study already had."
+    )
+
+
+class VersionSerializer(serializers.ModelSerializer):
+    generator = serializers.CharField(source="generator.name", read_only=True)
+
+    class Meta:
+        model = GeneratorVersion
+        fields = [
+            "id",
+            "generator",
+            "label",
+            "kind",
+            "model_path",
+            "decoding",
+            "reference_corpus_path",
+            "parent_id",
+            "training_job_id",
+            "created_at",
+        ]
+        read_only_fields = fields
+
+
+class VersionRegisterSerializer(serializers.Serializer):
+    generator = Text(max_length=200)
+    label = Text(max_length=120)
+    kind = serializers.ChoiceField(
+        choices=[(VersionKind.BASE, "base"), (VersionKind.EXTERNAL, "external")],
+        help_text="Trained versions are made by training jobs, not registered.",
+    )
+    model_path = Text(max_length=500, required=False, allow_blank=True, default="")
+    decoding = JsonObject(required=False, default=dict)
+    reference_corpus_path = Text(max_length=500, required=False, allow_blank=True, default="")
+
+
+class SampleSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Sample
+        fields = [
+            "id",
+            "prompt_id",
+            "version_id",
+            "text",
+            "seed",
+            "decoding",
+            "token_count",
+            "logprob_sum",
+            "latency_seconds",
+            "metadata",
+            "job_id",
+            "created_at",
+        ]
+        read_only_fields = fields
+
+
+class SampleRowSerializer(serializers.Serializer):
+    """One sample to import; the same fields as a line of a JSONL import file."""
+
+    prompt = Text(max_length=100_000, trim_whitespace=False)
+    text = Text(max_length=100_000, trim_whitespace=False)
+    generator = Text(max_length=200)
+    version = Text(max_length=120, required=False)
+    split = serializers.ChoiceField(choices=PromptSplit.choices, required=False)
+    prompt_id = Text(max_length=200, required=False, allow_blank=True)
+    metadata = JsonObject(required=False)
+
+
+class SampleImportRowsSerializer(serializers.Serializer):
+    rows = SampleRowSerializer(many=True, min_length=1, max_length=MAX_BULK)
+
+
+class SampleImportFileSerializer(serializers.Serializer):
+    file = serializers.FileField(help_text="A .jsonl or .csv file (UTF-8) with one sample a line.")
+    format = serializers.ChoiceField(
+        choices=[("jsonl", "jsonl"), ("csv", "csv")], required=False, help_text="Default: from the file name."
+    )
+
+
+class ImportResultSerializer(serializers.Serializer):
+    created = serializers.IntegerField()
+    duplicates = serializers.ListField(
+        child=serializers.IntegerField(), help_text="Line numbers (1-based rows) of samples already present."
+    )
+    prompts_created = serializers.IntegerField()
+    versions = serializers.ListField(child=serializers.CharField())
+
+
+# --- Rating ----------------------------------------------------------------------------------------
+
+
+class AssignmentSerializer(serializers.ModelSerializer):
+    """A pair as a rater sees it: texts only. Nothing names a generator, version or sample, and
+    the comparison's kind (regular, gold check, repeat) is not revealed either."""
+
+    prompt = serializers.CharField(source="comparison.prompt.text", read_only=True)
+    left = serializers.SerializerMethodField()
+    right = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Assignment
+        fields = ["id", "status", "prompt", "left", "right", "reserved_at", "expires_at"]
+        read_only_fields = fields
+
+    def get_left(self, assignment: Assignment) -> str:
+        comparison = assignment.comparison
+        return (comparison.sample_a if assignment.left_is_a else comparison.sample_b).text
+
+    def get_right(self, assignment: Assignment) -> str:
+        comparison = assignment.comparison
+        return (comparison.sample_b if assignment.left_is_a else comparison.sample_a).text
+
+
+class NextAssignmentSerializer(serializers.Serializer):
+    assignment = AssignmentSerializer(allow_null=True)
+    judged = serializers.IntegerField(help_text="Pairs this rater has judged in the study.")
+    quota = serializers.IntegerField(allow_null=True, help_text="The study's per-rater cap, if any.")
+    no_work = serializers.ChoiceField(
+        choices=[(reason.value, reason.value) for reason in NoWork],
+        allow_null=True,
+        help_text="Why there is no pair (null when there is one).",
+    )
+
+
+class JudgmentSubmitSerializer(serializers.Serializer):
+    choice = serializers.ChoiceField(choices=[(choice, choice) for choice in CHOICES])
+    idempotency_key = Text(
+        min_length=8, max_length=64, help_text="Unique per vote; sending it again returns the stored vote."
+    )
+    strength = Integer(min_value=1, max_value=3, required=False, allow_null=True)
+    rationale = Text(max_length=5000, required=False, allow_blank=True, default="")
+    active_seconds = Number(min_value=0.0, max_value=86_400.0, required=False, allow_null=True)
+
+
+class JudgmentResultSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    assignment_id = serializers.IntegerField()
+    choice = serializers.ChoiceField(choices=[(choice, choice) for choice in CHOICES])
+    strength = serializers.IntegerField(allow_null=True)
+    rationale = serializers.CharField(allow_blank=True)
+    idempotency_key = serializers.CharField()
+    submitted_at = serializers.DateTimeField()
+    created = serializers.BooleanField(help_text="False when this key was seen before (a retried vote).")
+    judged = serializers.IntegerField()
+    quota = serializers.IntegerField(allow_null=True)
+    rater_status = serializers.CharField()
+    paused_reason = serializers.CharField(allow_blank=True)
+
+
+class SkipSerializer(serializers.Serializer):
+    reason = Text(max_length=300)
+
+
+class UndoSerializer(serializers.Serializer):
+    idempotency_key = Text(min_length=8, max_length=64)
+
+
+# --- Raters ----------------------------------------------------------------------------------------
+
+
+class RaterSerializer(serializers.ModelSerializer):
+    username = serializers.SerializerMethodField()
+    judgments = serializers.IntegerField(read_only=True, help_text="Live judgments.")
+    flagged = serializers.IntegerField(read_only=True, help_text="Live judgments that are flagged.")
+
+    class Meta:
+        model = Rater
+        fields = [
+            "id",
+            "username",
+            "platform",
+            "external_id",
+            "status",
+            "paused_reason",
+            "paused_at",
+            "quality",
+            "judgments",
+            "flagged",
+            "created_at",
+        ]
+        read_only_fields = fields
+
+    def get_username(self, rater: Rater) -> str | None:
+        return rater.user.get_username() if rater.user_id else None
+
+
+class PauseSerializer(serializers.Serializer):
+    reason = Text(max_length=300, required=False, allow_blank=True, default="")
+
+
+# --- Results ---------------------------------------------------------------------------------------
+
+
+class LeaderboardRowSerializer(serializers.Serializer):
+    version_id = serializers.IntegerField()
+    label = serializers.CharField()
+    rating = serializers.FloatField(allow_null=True)
+    lower = serializers.FloatField(allow_null=True)
+    upper = serializers.FloatField(allow_null=True)
+    rank = serializers.IntegerField()
+    battles = serializers.IntegerField()
+    win_rate = serializers.FloatField(allow_null=True)
+
+
+class LeaderboardSerializer(serializers.ModelSerializer):
+    rows = LeaderboardRowSerializer(many=True, read_only=True)
+    matrices = serializers.DictField(
+        read_only=True, help_text='{"version_ids", "labels", "win_rate": [[...]], "battles": [[...]]}'
+    )
+
+    class Meta:
+        model = LeaderboardSnapshot
+        fields = ["id", "created_at", "judgment_count", "params", "rows", "matrices", "job_id"]
+        read_only_fields = fields
+
+
+class EvaluationSerializer(serializers.ModelSerializer):
+    version = serializers.CharField(source="version.__str__", read_only=True)
+
+    class Meta:
+        model = Evaluation
+        fields = ["id", "version_id", "version", "protocol", "metrics", "job_id", "created_at"]
+        read_only_fields = fields
+
+
+class SnapshotSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = PreferenceSnapshot
+        fields = [
+            "id",
+            "content_hash",
+            "rule",
+            "validation_fraction",
+            "train_count",
+            "validation_count",
+            "last_judgment_id",
+            "job_id",
+            "created_at",
+        ]
+        read_only_fields = fields
+
+
+class SnapshotCreateSerializer(serializers.Serializer):
+    validation_fraction = Number(min_value=0.0, max_value=0.95, default=0.2)
+
+
+class RewardModelSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = RewardModel
+        fields = [
+            "id",
+            "snapshot_id",
+            "backbone",
+            "ensemble_size",
+            "validation_accuracy",
+            "human_agreement_ceiling",
+            "expected_calibration_error",
+            "metrics",
+            "job_id",
+            "created_at",
+        ]
+        read_only_fields = fields
+
+
+# --- Jobs -----------------------------------------------------------------------------------------
+
+
+class JobSummarySerializer(serializers.ModelSerializer):
+    study = serializers.SlugRelatedField(slug_field="slug", read_only=True, allow_null=True)
+    progress_fraction = serializers.FloatField(read_only=True, allow_null=True)
+
+    class Meta:
+        model = Job
+        fields = [
+            "id",
+            "kind",
+            "status",
+            "study",
+            "queue",
+            "parent_id",
+            "progress_step",
+            "progress_total",
+            "progress_fraction",
+            "progress_message",
+            "error",
+            "attempts",
+            "cancel_requested",
+            "created_at",
+            "started_at",
+            "finished_at",
+        ]
+        read_only_fields = fields
+
+
+class JobSerializer(JobSummarySerializer):
+    metrics = serializers.ListField(
+        child=serializers.DictField(), read_only=True, help_text='[{"step", "time", <name>: value}]'
+    )
+
+    class Meta(JobSummarySerializer.Meta):
+        fields = [
+            *JobSummarySerializer.Meta.fields,
+            "params",
+            "result",
+            "metrics",
+            "log_tail",
+            "worker",
+            "heartbeat_at",
+        ]
+        read_only_fields = fields
+
+
+class QueryFilterSerializer(serializers.Serializer):
+    """Query-string filters: a filter given empty (``?status=``) is refused, not read as absent."""
+
+    def to_internal_value(self, data: Any) -> dict[str, Any]:
+        blank = [name for name in self.fields if name in data and data.get(name) == ""]
+        if blank:
+            raise serializers.ValidationError({name: ["This filter may not be empty."] for name in blank})
+        return super().to_internal_value(data)
+
+
+class JobFilterSerializer(QueryFilterSerializer):
+    study = serializers.SlugField(required=False)
+    kind = serializers.ChoiceField(choices=Job._meta.get_field("kind").choices, required=False)
+    status = serializers.ChoiceField(choices=JobStatus.choices, required=False)
+
+
+class GenerateStartSerializer(serializers.Serializer):
+    version_ids = serializers.ListField(child=Identifier(), min_length=1, max_length=100)
+    split = serializers.ChoiceField(choices=[*PromptSplit.choices, ("all", "all")], default=PromptSplit.TRAIN)
+    samples_per_prompt = Integer(min_value=1, max_value=64, default=2)
+    decoding = JsonObject(required=False, default=dict)
+
+
+class PairSelectionStartSerializer(serializers.Serializer):
+    strategy = serializers.ChoiceField(choices=PairSelection.choices, required=False, allow_null=True)
+    pairs_per_prompt = Integer(min_value=1, max_value=100, default=2)
+    seed = Integer(min_value=0, max_value=2**31 - 1, default=0)
+
+
+class RewardModelStartSerializer(serializers.Serializer):
+    snapshot_id = Identifier(required=False, allow_null=True)
+    config = JsonObject(required=False, default=dict)
+
+
+class PolicyStartSerializer(serializers.Serializer):
+    parent_version_id = Identifier(required=False, allow_null=True)
+    method = serializers.ChoiceField(choices=[("dpo", "dpo"), ("rloo", "rloo")])
+    snapshot_id = Identifier(required=False, allow_null=True)
+    reward_model_id = Identifier(required=False, allow_null=True)
+    config = JsonObject(required=False, default=dict)
+
+
+class EvaluationStartSerializer(serializers.Serializer):
+    version_id = Identifier()
+
+
+class ExportStartSerializer(serializers.Serializer):
+    kind = serializers.ChoiceField(choices=[(kind, kind) for kind in EXPORT_KINDS])
+    snapshot_id = Identifier(required=False, allow_null=True)
+
+
+class ExportFileSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    size = serializers.IntegerField(help_text="Bytes.")
+    url = serializers.CharField(help_text="Where to download it (same authentication).")
+
+
+class ExportSerializer(serializers.Serializer):
+    job = JobSummarySerializer()
+    files = ExportFileSerializer(many=True)

@@ -1,0 +1,475 @@
+"""Reads behind the dashboard: one study's progress, leaderboard, raters, jobs, models, evaluations.
+
+Everything here returns plain data (dataclasses, dicts, lists) that the templates render and the
+page's script reads through ``json_script``; nothing here writes.
+
+The estimate of time to the target interval width (``ci_width_eta``) is documented there.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db.models import Count, F, Max, Q, QuerySet, Sum, Value
+from django.db.models.functions import Least, TruncDay, TruncHour
+from django.utils import timezone
+
+from server.core.exceptions import NotFound
+from server.evaluations.models import LeaderboardSnapshot
+from server.evaluations.reports import latest_evaluations, novelty_value_series, scalar_metric_names
+from server.evaluations.selectors import leaderboard_latest
+from server.generators.models import GeneratorVersion, Sample
+from server.jobs.models import Job, JobKind, JobStatus
+from server.ratings.models import Comparison, ComparisonKind, Judgment, Rater, RaterStatus
+from server.studies.models import PromptSplit, Study
+from server.training.exports import DATASET_FOLDER
+from server.training.models import PreferenceSnapshot, RewardModel
+
+RECENT_JOBS = 25
+METRIC_POINTS_SHOWN = 400  # per job curve: enough for the shape, small enough to poll every few seconds
+RATE_WINDOW = timedelta(hours=24)
+RATE_FALLBACK_WINDOW = timedelta(days=7)
+RATE_MIN_JUDGMENTS = 10  # fewer than this in the last 24 h: use the 7-day average instead
+RATERS_SHOWN = 500
+
+
+# --- The estimate -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CiEstimate:
+    """How far the leaderboard's intervals are from the study's target width, and when they get there.
+
+    ``state``: "reached" (the mean width is at or below the target), "estimated" (an ETA exists),
+    "no_leaderboard" (no snapshot with intervals yet), "no_rate" (no judgments lately, so no ETA).
+    """
+
+    state: str
+    target_width: float
+    mean_width: float | None = None
+    snapshot_judgments: int | None = None
+    counted_judgments: int | None = None
+    judgments_needed: int | None = None  # total counted judgments at which the target is met
+    rate_per_hour: float | None = None
+    eta_hours: float | None = None
+
+
+def ci_width_eta(
+    *,
+    mean_width: float | None,
+    snapshot_judgments: int,
+    counted_judgments: int,
+    target_width: float,
+    rate_per_hour: float | None,
+) -> CiEstimate:
+    """Estimate when the leaderboard's mean interval width reaches ``target_width``.
+
+    Model: a bootstrap interval of a Bradley–Terry rating shrinks like the standard error of a
+    mean, 1/sqrt(n) in the number of judgments n. From the latest snapshot's mean width W0 at n0
+    judgments, W(n) = W0 · sqrt(n0 / n), so the target width T is met at
+    n* = n0 · (W0 / T)². The judgments still needed, n* − n_now (n_now counted the same way as
+    the snapshot's, since judgments may have arrived after it), divided by the recent judgment
+    rate, give the ETA. The rate is that of the last 24 hours, or the 7-day average when the last
+    24 hours had fewer than 10 judgments.
+
+    What it ignores, on purpose: new versions joining (more parameters, wider intervals), pair
+    selection that concentrates judgments (faster for the pairs it targets), and ties. It is an
+    order of magnitude to plan rater time with, not a promise.
+    """
+    if mean_width is None or snapshot_judgments <= 0 or not math.isfinite(mean_width):
+        return CiEstimate(state="no_leaderboard", target_width=target_width)
+    common = {
+        "target_width": target_width,
+        "mean_width": mean_width,
+        "snapshot_judgments": snapshot_judgments,
+        "counted_judgments": counted_judgments,
+        "rate_per_hour": rate_per_hour,
+    }
+    if mean_width <= target_width:
+        return CiEstimate(state="reached", judgments_needed=snapshot_judgments, eta_hours=0.0, **common)
+    if target_width <= 0:
+        return CiEstimate(state="no_rate", **common)  # a zero width is never reached
+    needed = math.ceil(snapshot_judgments * (mean_width / target_width) ** 2)
+    remaining = max(0, needed - counted_judgments)
+    if remaining == 0:
+        return CiEstimate(state="estimated", judgments_needed=needed, eta_hours=0.0, **common)
+    if not rate_per_hour:
+        return CiEstimate(state="no_rate", judgments_needed=needed, **common)
+    return CiEstimate(
+        state="estimated", judgments_needed=needed, eta_hours=remaining / rate_per_hour, **common
+    )
+
+
+def mean_interval_width(rows: list[dict[str, Any]]) -> float | None:
+    widths = [
+        row["upper"] - row["lower"]
+        for row in rows
+        if isinstance(row.get("upper"), int | float)
+        and isinstance(row.get("lower"), int | float)
+        and row.get("battles", 0) > 0
+    ]
+    return sum(widths) / len(widths) if widths else None
+
+
+# --- Counting ------------------------------------------------------------------------------------------
+
+
+def live_judgments(*, study: Study) -> QuerySet[Judgment]:
+    return Judgment.objects.filter(assignment__comparison__study=study, revoked_at__isnull=True)
+
+
+def counted_judgments(*, study: Study, split: str | None) -> QuerySet[Judgment]:
+    """Judgments counted the way a leaderboard counts them (see server/evaluations/leaderboard.py):
+    live, unflagged, by raters not paused, on regular comparisons, on ``split`` when given."""
+    judgments = (
+        live_judgments(study=study)
+        .filter(is_flagged=False, assignment__comparison__kind=ComparisonKind.REGULAR)
+        .exclude(assignment__rater__status=RaterStatus.PAUSED)
+    )
+    if split in PromptSplit.values:
+        judgments = judgments.filter(assignment__comparison__prompt__split=split)
+    return judgments
+
+
+def judgment_rate_per_hour(*, judgments: QuerySet[Judgment], now: datetime) -> float | None:
+    recent = judgments.filter(submitted_at__gt=now - RATE_WINDOW).count()
+    if recent >= RATE_MIN_JUDGMENTS:
+        return recent / (RATE_WINDOW.total_seconds() / 3600)
+    week = judgments.filter(submitted_at__gt=now - RATE_FALLBACK_WINDOW).count()
+    return week / (RATE_FALLBACK_WINDOW.total_seconds() / 3600) if week else None
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Progress to the study's target: each regular comparison judged by ``overlap`` raters."""
+
+    comparisons: int
+    overlap: int
+    target: int
+    done: int  # completed assignments, each comparison counted up to the overlap
+
+    @property
+    def fraction(self) -> float | None:
+        return self.done / self.target if self.target else None
+
+
+def study_progress(*, study: Study) -> Progress:
+    totals = Comparison.objects.filter(study=study, kind=ComparisonKind.REGULAR).aggregate(
+        comparisons=Count("id"),
+        done=Sum(Least(F("completed_assignments"), Value(study.overlap))),
+    )
+    comparisons = totals["comparisons"] or 0
+    return Progress(
+        comparisons=comparisons,
+        overlap=study.overlap,
+        target=comparisons * study.overlap,
+        done=int(totals["done"] or 0),
+    )
+
+
+def judgments_over_time(*, study: Study, now: datetime) -> dict[str, Any]:
+    """Live judgments per hour (a study whose first vote is under three days old) or per day, from
+    the first vote to now with quiet periods as zeros, and the running total."""
+    judgments = live_judgments(study=study)
+    first = judgments.order_by("submitted_at").values_list("submitted_at", flat=True).first()
+    if first is None:
+        return {"unit": "day", "labels": [], "counts": [], "cumulative": []}
+    hourly = now - first < timedelta(days=3)
+    step = timedelta(hours=1) if hourly else timedelta(days=1)
+    bucket = TruncHour("submitted_at") if hourly else TruncDay("submitted_at")
+    counted = dict(
+        judgments.annotate(bucket=bucket)
+        .values("bucket")
+        .annotate(count=Count("id"))
+        .values_list("bucket", "count")
+    )
+    start = min(counted)
+    end = now.replace(minute=0, second=0, microsecond=0)
+    if not hourly:
+        end = end.replace(hour=0)
+    labels, counts, cumulative, total = [], [], [], 0
+    moment = start
+    while moment <= max(end, max(counted)):
+        total += counted.get(moment, 0)
+        labels.append(moment.strftime("%Y-%m-%d %H:00" if hourly else "%Y-%m-%d"))
+        counts.append(counted.get(moment, 0))
+        cumulative.append(total)
+        moment += step
+    return {"unit": "hour" if hourly else "day", "labels": labels, "counts": counts, "cumulative": cumulative}
+
+
+# --- Sections -----------------------------------------------------------------------------------------
+
+
+def leaderboard_payload(board: LeaderboardSnapshot | None) -> dict[str, Any] | None:
+    if board is None:
+        return None
+    matrices = board.matrices or {}
+    return {
+        "id": board.id,
+        "created_at": board.created_at.isoformat(),
+        "created_display": board.created_at.strftime("%Y-%m-%d %H:%M"),
+        "judgment_count": board.judgment_count,
+        "split": (board.params or {}).get("split", "all"),
+        "rows": board.rows,
+        "version_ids": matrices.get("version_ids", []),
+        "labels": matrices.get("labels", []),
+        "win_rate": matrices.get("win_rate", []),
+        "battles": matrices.get("battles", []),
+    }
+
+
+@dataclass(frozen=True)
+class RaterRow:
+    id: int
+    name: str
+    platform: str
+    status: str
+    paused_reason: str
+    judgments: int
+    flagged: int
+    quality: dict[str, Any]
+
+
+def rater_rows(*, study: Study) -> list[RaterRow]:
+    live = Q(assignments__judgments__revoked_at__isnull=True)
+    raters = (
+        Rater.objects.filter(study=study)
+        .select_related("user")
+        .annotate(
+            judgment_count=Count("assignments__judgments", filter=live),
+            flagged_count=Count(
+                "assignments__judgments", filter=live & Q(assignments__judgments__is_flagged=True)
+            ),
+        )
+        .order_by("status", "-judgment_count", "id")[:RATERS_SHOWN]
+    )
+    return [
+        RaterRow(
+            id=rater.id,
+            name=rater.user.get_username() if rater.user_id else f"{rater.platform}:{rater.external_id}",
+            platform=rater.platform,
+            status=rater.status,
+            paused_reason=rater.paused_reason,
+            judgments=rater.judgment_count,
+            flagged=rater.flagged_count,
+            quality=rater.quality or {},
+        )
+        for rater in raters
+    ]
+
+
+def _thinned(points: list[dict[str, Any]], limit: int) -> list[dict[str, Any]]:
+    if len(points) <= limit:
+        return points
+    # Evenly spaced, first and last kept: the curve's shape at a fixed cost.
+    last = len(points) - 1
+    return [points[round(index * last / (limit - 1))] for index in range(limit)]
+
+
+def job_payload(job: Job, *, with_metrics: bool) -> dict[str, Any]:
+    payload: dict[str, Any] = {
+        "id": job.id,
+        "kind": job.kind,
+        "status": job.status,
+        "step": job.progress_step,
+        "total": job.progress_total,
+        "fraction": job.progress_fraction,
+        "message": job.progress_message,
+        "error": job.error,
+        "cancel_requested": job.cancel_requested,
+        "created_at": job.created_at.isoformat(),
+        "started_at": job.started_at.isoformat() if job.started_at else None,
+        "finished_at": job.finished_at.isoformat() if job.finished_at else None,
+        "is_finished": job.is_finished,
+        # Downloadable files only: the saved dataset is a folder (its zip is in the list).
+        "files": sorted(name for name in (job.result or {}).get("files", {}) if name != DATASET_FOLDER)
+        if job.kind == JobKind.EXPORT
+        else [],
+    }
+    if with_metrics:
+        points = [point for point in job.metrics or [] if isinstance(point, dict)]
+        names = sorted({key for point in points for key in point if key not in ("step", "time")})
+        payload["metrics"] = {
+            "names": names,
+            "points": [
+                {"step": point.get("step"), **{name: point.get(name) for name in names}}
+                for point in _thinned(points, METRIC_POINTS_SHOWN)
+            ],
+        }
+    return payload
+
+
+def study_jobs(*, study: Study) -> list[dict[str, Any]]:
+    """The study's recent jobs, newest first, with the metric curves of those that have any."""
+    jobs = Job.objects.filter(study=study).order_by("-created_at", "-id")[:RECENT_JOBS]
+    return [job_payload(job, with_metrics=bool(job.metrics)) for job in jobs]
+
+
+def reward_models_payload(*, study: Study) -> list[dict[str, Any]]:
+    models = RewardModel.objects.filter(study=study).order_by("created_at", "id")
+    return [
+        {
+            "id": model.id,
+            "label": f"RM {model.id}",
+            "snapshot_id": model.snapshot_id,
+            "backbone": model.backbone,
+            "ensemble_size": model.ensemble_size,
+            "validation_accuracy": model.validation_accuracy,
+            "human_agreement_ceiling": model.human_agreement_ceiling,
+            "expected_calibration_error": model.expected_calibration_error,
+            "created_at": model.created_at.isoformat(),
+        }
+        for model in models
+    ]
+
+
+def evaluations_payload(*, study: Study) -> dict[str, Any]:
+    """Latest evaluation per version: the metrics table, and the novelty–value scatter with fronts."""
+    evaluations = latest_evaluations(study=study)
+    names = scalar_metric_names(evaluations)
+    versions = []
+    for evaluation in evaluations:
+        points, front = novelty_value_series(evaluation)
+        versions.append(
+            {
+                "evaluation_id": evaluation.id,
+                "version_id": evaluation.version_id,
+                "label": str(evaluation.version),
+                "created_at": evaluation.created_at.isoformat(),
+                "points": [{"x": x, "y": y} for x, y in points],
+                "front": [{"x": x, "y": y} for x, y in sorted(front)],
+                "metrics": {
+                    name: evaluation.metrics[name]
+                    for name in names
+                    if isinstance(evaluation.metrics.get(name), dict)
+                },
+            }
+        )
+    return {"metric_names": names, "versions": versions}
+
+
+@dataclass
+class StudyDashboard:
+    study: Study
+    progress: Progress
+    estimate: CiEstimate
+    live_judgment_count: int
+    over_time: dict[str, Any]
+    leaderboard: dict[str, Any] | None
+    raters: list[RaterRow]
+    jobs: list[dict[str, Any]]
+    reward_models: list[dict[str, Any]]
+    evaluations: dict[str, Any]
+    versions: list[GeneratorVersion]
+    snapshots: list[PreferenceSnapshot]
+    sample_counts: dict[int, int] = field(default_factory=dict)
+
+
+def study_dashboard(*, study: Study, now: datetime | None = None) -> StudyDashboard:
+    now = now or timezone.now()
+    board = leaderboard_latest(study=study)
+    split = (board.params or {}).get("split") if board else None
+    counted = counted_judgments(study=study, split=split)
+    estimate = ci_width_eta(
+        mean_width=mean_interval_width(board.rows) if board else None,
+        snapshot_judgments=board.judgment_count if board else 0,
+        counted_judgments=counted.count(),
+        target_width=study.target_ci_width,
+        rate_per_hour=judgment_rate_per_hour(judgments=counted, now=now),
+    )
+    sample_counts = dict(
+        Sample.objects.filter(prompt__study=study)
+        .values("version_id")
+        .annotate(n=Count("id"))
+        .values_list("version_id", "n")
+    )
+    return StudyDashboard(
+        study=study,
+        progress=study_progress(study=study),
+        estimate=estimate,
+        live_judgment_count=live_judgments(study=study).count(),
+        over_time=judgments_over_time(study=study, now=now),
+        leaderboard=leaderboard_payload(board),
+        raters=rater_rows(study=study),
+        jobs=study_jobs(study=study),
+        reward_models=reward_models_payload(study=study),
+        evaluations=evaluations_payload(study=study),
+        versions=list(study.versions.select_related("generator").order_by("id")),
+        snapshots=list(PreferenceSnapshot.objects.filter(study=study).order_by("-created_at", "-id")[:20]),
+        sample_counts=sample_counts,
+    )
+
+
+@dataclass(frozen=True)
+class StudySummary:
+    study: Study
+    judgments: int
+    raters: int
+    versions: int
+    active_jobs: int
+    leaderboard_at: datetime | None
+
+
+def study_summaries() -> list[StudySummary]:
+    studies = Study.objects.order_by("-is_active", "-created_at").annotate(
+        rater_count=Count("raters", distinct=True), version_count=Count("versions", distinct=True)
+    )
+    judgments = dict(
+        Judgment.objects.filter(revoked_at__isnull=True)
+        .values("assignment__comparison__study_id")
+        .annotate(n=Count("id"))
+        .values_list("assignment__comparison__study_id", "n")
+    )
+    active = dict(
+        Job.objects.filter(status__in=[JobStatus.QUEUED, JobStatus.RUNNING], study__isnull=False)
+        .values("study_id")
+        .annotate(n=Count("id"))
+        .values_list("study_id", "n")
+    )
+    boards = dict(
+        LeaderboardSnapshot.objects.values("study_id")
+        .annotate(last=Max("created_at"))
+        .values_list("study_id", "last")
+    )
+    return [
+        StudySummary(
+            study=study,
+            judgments=judgments.get(study.id, 0),
+            raters=study.rater_count,
+            versions=study.version_count,
+            active_jobs=active.get(study.id, 0),
+            leaderboard_at=boards.get(study.id),
+        )
+        for study in studies
+    ]
+
+
+def study_get(*, slug: str) -> Study:
+    study = Study.objects.filter(slug=slug).first()
+    if study is None:
+        raise NotFound("There is no such study.")
+    return study
+
+
+def export_job_get(*, job_id: int) -> Job:
+    job = Job.objects.filter(id=job_id, kind=JobKind.EXPORT).first()
+    if job is None:
+        raise NotFound(f"There is no export {job_id}.")
+    return job
+
+
+def job_get(*, job_id: int) -> Job:
+    job = Job.objects.select_related("study").filter(id=job_id).first()
+    if job is None:
+        raise NotFound(f"There is no job {job_id}.")
+    return job
+
+
+def user_has_token(*, user: Any) -> bool:
+    from rest_framework.authtoken.models import Token
+
+    return Token.objects.filter(user=user).exists()

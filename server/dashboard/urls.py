@@ -1,0 +1,22 @@
+"""URL map of the staff dashboard (mounted at ``/dashboard/``)."""
+
+from __future__ import annotations
+
+from django.urls import path
+
+from server.dashboard import views
+
+app_name = "dashboard"
+
+urlpatterns = [
+    path("", views.home, name="home"),
+    path("token/", views.api_token, name="token"),
+    path("studies/<slug:slug>/", views.study_page, name="study"),
+    path("studies/<slug:slug>/jobs.json", views.study_jobs_json, name="study-jobs"),
+    path("studies/<slug:slug>/actions/<slug:action>/", views.study_action, name="action"),
+    path("studies/<slug:slug>/import/", views.study_import, name="import"),
+    path("studies/<slug:slug>/raters/<int:rater_id>/pause/", views.rater_pause, name="rater-pause"),
+    path("studies/<slug:slug>/raters/<int:rater_id>/resume/", views.rater_resume, name="rater-resume"),
+    path("jobs/<int:job_id>/cancel/", views.job_cancel_view, name="job-cancel"),
+    path("exports/<int:job_id>/files/<str:name>", views.export_download, name="export-file"),
+]

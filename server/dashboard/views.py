@@ -1,0 +1,291 @@
+"""The staff dashboard: pages that read through selectors, and POST actions that call one service
+each and redirect back (a refusal re-renders the page with the message next to its form)."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from django.contrib import messages
+from django.contrib.auth.views import redirect_to_login
+from django.core.exceptions import PermissionDenied
+from django.db import transaction
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
+from django.shortcuts import render
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from server.api.services import api_token_issue
+from server.core.exceptions import ApplicationError, NotFound
+from server.dashboard import forms, selectors
+from server.evaluations.services import evaluation_start, leaderboard_recompute_start
+from server.generators.services import generate_start, samples_import_file
+from server.jobs.services import job_cancel
+from server.ratings import services as rating_services
+from server.ratings.pair_selection import pair_selection_start
+from server.studies.models import Study
+from server.training.exports import export_file_path, export_start
+from server.training.services import policy_train_start, reward_model_train_start
+
+
+def staff_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """Anonymous visitors go to the login page; signed-in non-staff get 403."""
+
+    @functools.wraps(view)
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if not request.user.is_authenticated:
+            return redirect_to_login(request.get_full_path())
+        if not (request.user.is_active and request.user.is_staff):
+            raise PermissionDenied("The dashboard is for staff.")
+        try:
+            return view(request, *args, **kwargs)
+        except NotFound as error:
+            raise Http404(error.message) from None
+
+    return wrapper
+
+
+@dataclass(frozen=True)
+class Action:
+    slug: str
+    title: str
+    description: str
+    form: type[forms.StudyForm]
+    service: Callable[..., Any]
+    button: str
+
+
+ACTIONS = {
+    action.slug: action
+    for action in [
+        Action(
+            "generate",
+            "Generate samples",
+            "k samples per prompt per model version (GPU queue).",
+            forms.GenerateForm,
+            generate_start,
+            "Start generation",
+        ),
+        Action(
+            "select-pairs",
+            "Select pairs",
+            "New comparisons from the samples, with gold checks at the study's rate.",
+            forms.PairSelectionForm,
+            pair_selection_start,
+            "Select pairs",
+        ),
+        Action(
+            "train-reward-model",
+            "Train a reward model",
+            "An ensemble on a preference snapshot; accuracy is reported against the human ceiling.",
+            forms.RewardModelForm,
+            reward_model_train_start,
+            "Start training",
+        ),
+        Action(
+            "train-policy",
+            "Train a policy",
+            "A child version of a model: DPO on a snapshot or RLOO against a reward model.",
+            forms.PolicyForm,
+            policy_train_start,
+            "Start training",
+        ),
+        Action(
+            "evaluate",
+            "Evaluate a version",
+            "Novelty, diversity, surprise and value on the holdout prompts.",
+            forms.EvaluationForm,
+            evaluation_start,
+            "Start evaluation",
+        ),
+        Action(
+            "recompute-leaderboard",
+            "Recompute the leaderboard",
+            "Bradley–Terry ratings with bootstrap intervals from the current judgments.",
+            forms.LeaderboardForm,
+            leaderboard_recompute_start,
+            "Recompute",
+        ),
+        Action(
+            "export",
+            "Export",
+            "Files appear under Exports when the job has finished.",
+            forms.ExportForm,
+            export_start,
+            "Start export",
+        ),
+    ]
+}
+
+
+def _study_url(study: Study, anchor: str = "") -> str:
+    return reverse("dashboard:study", kwargs={"slug": study.slug}) + (f"#{anchor}" if anchor else "")
+
+
+def _redirect(url: str) -> HttpResponseRedirect:
+    response = HttpResponseRedirect(url)
+    response.status_code = 303  # after a POST, the browser GETs the page
+    return response
+
+
+def _render_study(
+    request: HttpRequest,
+    study: Study,
+    *,
+    bound: dict[str, forms.StudyForm] | None = None,
+    import_form: forms.ImportForm | None = None,
+    import_errors: list[dict[str, Any]] | None = None,
+    status: int = 200,
+) -> HttpResponse:
+    bound = bound or {}
+    actions = [
+        {"action": action, "form": bound.get(slug) or action.form(study=study), "open": slug in bound}
+        for slug, action in ACTIONS.items()
+    ]
+    context = {
+        "data": selectors.study_dashboard(study=study),
+        "actions": actions,
+        "import_form": import_form or forms.ImportForm(),
+        "import_errors": import_errors or [],
+    }
+    return render(request, "dashboard/study.html", context, status=status)
+
+
+@require_GET
+@staff_required
+def home(request: HttpRequest) -> HttpResponse:
+    return render(request, "dashboard/home.html", {"studies": selectors.study_summaries()})
+
+
+@require_GET
+@staff_required
+def study_page(request: HttpRequest, slug: str) -> HttpResponse:
+    return _render_study(request, selectors.study_get(slug=slug))
+
+
+@require_GET
+@staff_required
+def study_jobs_json(request: HttpRequest, slug: str) -> JsonResponse:
+    """Polled by the page every few seconds: the recent jobs with progress and metric curves."""
+    return JsonResponse({"jobs": selectors.study_jobs(study=selectors.study_get(slug=slug))})
+
+
+@require_POST
+@staff_required
+def study_action(request: HttpRequest, slug: str, action: str) -> HttpResponse:
+    spec = ACTIONS.get(action)
+    if spec is None:
+        raise Http404("No such action.")
+    study = selectors.study_get(slug=slug)
+    form = spec.form(request.POST, study=study)
+    if form.is_valid():
+        try:
+            with transaction.atomic():
+                job = spec.service(study=study, created_by_id=request.user.id, **form.arguments())
+        except ApplicationError as error:
+            form.add_error(None, error.message)
+        else:
+            messages.success(request, f"{spec.title}: job #{job.id} is queued.")
+            return _redirect(_study_url(study, "jobs"))
+    return _render_study(request, study, bound={action: form}, status=400)
+
+
+@require_POST
+@staff_required
+def study_import(request: HttpRequest, slug: str) -> HttpResponse:
+    study = selectors.study_get(slug=slug)
+    form = forms.ImportForm(request.POST, request.FILES)
+    errors: list[dict[str, Any]] = []
+    if form.is_valid():
+        upload = form.cleaned_data["file"]
+        try:
+            result = samples_import_file(
+                study_slug=study.slug,
+                data=upload.read(),
+                filename=upload.name or "upload",
+                declared_format=form.cleaned_data["format"] or None,
+            )
+        except ApplicationError as error:
+            form.add_error(None, error.message)
+            errors = list(error.extra.get("errors", []))
+        else:
+            skipped = (
+                f"; duplicates skipped on lines {', '.join(map(str, result.duplicates[:20]))}"
+                if result.duplicates
+                else ""
+            )
+            messages.success(
+                request,
+                f"Imported {result.created} samples and {result.prompts_created} new prompts "
+                f"({', '.join(result.versions)}){skipped}.",
+            )
+            return _redirect(_study_url(study, "import"))
+    return _render_study(request, study, import_form=form, import_errors=errors, status=400)
+
+
+@require_POST
+@staff_required
+def rater_pause(request: HttpRequest, slug: str, rater_id: int) -> HttpResponse:
+    study = selectors.study_get(slug=slug)
+    form = forms.PauseForm(request.POST)
+    reason = form.cleaned_data["reason"] if form.is_valid() else ""
+    if rating_services.rater_pause(rater_id=_rater_of(study, rater_id), reason=reason or "Paused by staff."):
+        messages.success(request, "The rater is paused; its judgments are flagged and left out.")
+    else:
+        messages.warning(request, "The rater was not active, so nothing changed.")
+    return _redirect(_study_url(study, "raters"))
+
+
+@require_POST
+@staff_required
+def rater_resume(request: HttpRequest, slug: str, rater_id: int) -> HttpResponse:
+    study = selectors.study_get(slug=slug)
+    try:
+        rating_services.rater_resume(rater_id=_rater_of(study, rater_id))
+    except ApplicationError as error:
+        messages.warning(request, error.message)
+    else:
+        messages.success(request, "The rater is active again; its judgments count again.")
+    return _redirect(_study_url(study, "raters"))
+
+
+def _rater_of(study: Study, rater_id: int) -> int:
+    if not study.raters.filter(id=rater_id).exists():
+        raise Http404("The study has no such rater.")
+    return rater_id
+
+
+@require_POST
+@staff_required
+def job_cancel_view(request: HttpRequest, job_id: int) -> HttpResponse:
+    job = selectors.job_get(job_id=job_id)
+    try:
+        job_cancel(job_id=job.id)
+    except ApplicationError as error:
+        messages.warning(request, error.message)
+    else:
+        messages.success(request, f"Job #{job.id}: cancel requested.")
+    return _redirect(_study_url(job.study, "jobs") if job.study else reverse("dashboard:home"))
+
+
+@require_GET
+@staff_required
+def export_download(request: HttpRequest, job_id: int, name: str) -> FileResponse:
+    try:
+        path = export_file_path(job=selectors.export_job_get(job_id=job_id), name=name)
+    except ApplicationError as error:
+        raise Http404(error.message) from None
+    return FileResponse(open(path, "rb"), as_attachment=True, filename=path.name)
+
+
+@require_http_methods(["GET", "POST"])
+@staff_required
+def api_token(request: HttpRequest) -> HttpResponse:
+    """Staff create (or rotate) their own API token for programs."""
+    token = None
+    if request.method == "POST":
+        token = api_token_issue(user=request.user, rotate=request.POST.get("rotate") == "1")
+    has_token = token is not None or selectors.user_has_token(user=request.user)
+    return render(request, "dashboard/token.html", {"token": token, "has_token": has_token})

@@ -1,0 +1,485 @@
+"""The evaluation report: one self-contained HTML page, its plots drawn here as inline SVG.
+
+The page needs nothing else (no script, no stylesheet, no font, no image file), so it can be
+mailed, archived or opened offline. Every piece of generated or user-supplied text (sample texts,
+prompts, version labels, metric names, protocol values) goes through ``escape`` before it reaches
+the page. The families of metrics are shown side by side with their intervals and never folded
+into one "creativity score": automatic metrics correlate only weakly with human judgments.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from html import escape
+from typing import Any
+
+from django.utils import timezone
+
+from server.evaluations.models import Evaluation
+from server.evaluations.selectors import leaderboard_latest
+from server.generators.models import Sample
+from server.studies.models import Study
+
+# Okabe–Ito: distinguishable with the common colour-vision deficiencies.
+PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000")
+STRUCTURED_METRICS = {"novelty_curve", "points", "pareto_sample_ids"}
+PARETO_SAMPLES_SHOWN = 5  # per version
+
+
+def colour(index: int) -> str:
+    return PALETTE[index % len(PALETTE)]
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _number(value: Any, digits: int = 3) -> str:
+    return f"{value:.{digits}f}" if _finite(value) else "–"
+
+
+@dataclass(frozen=True)
+class Interval:
+    label: str
+    mean: float | None
+    lower: float | None
+    upper: float | None
+
+
+@dataclass(frozen=True)
+class Series:
+    label: str
+    points: list[tuple[float, float]]
+    band: list[tuple[float, float, float]] | None = None  # (x, lower, upper)
+
+
+class _Frame:
+    """Maps data coordinates into an SVG plot area with margins for the axes."""
+
+    def __init__(
+        self,
+        *,
+        width: int,
+        height: int,
+        x_range: tuple[float, float],
+        y_range: tuple[float, float],
+        left: int = 64,
+        right: int = 16,
+        top: int = 16,
+        bottom: int = 44,
+    ) -> None:
+        self.width, self.height = width, height
+        self.left, self.right, self.top, self.bottom = left, right, top, bottom
+        self.x0, self.x1 = _padded(*x_range)
+        self.y0, self.y1 = _padded(*y_range)
+
+    def x(self, value: float) -> float:
+        span = self.width - self.left - self.right
+        return self.left + (value - self.x0) / (self.x1 - self.x0) * span
+
+    def y(self, value: float) -> float:
+        span = self.height - self.top - self.bottom
+        return self.height - self.bottom - (value - self.y0) / (self.y1 - self.y0) * span
+
+    def axes(self, *, x_label: str, y_label: str, x_ticks: Sequence[float] | None = None) -> list[str]:
+        parts = [
+            f'<rect x="{self.left}" y="{self.top}" width="{self.width - self.left - self.right}" '
+            f'height="{self.height - self.top - self.bottom}" fill="#fff" stroke="#d0d7de"/>'
+        ]
+        for tick in x_ticks if x_ticks is not None else _ticks(self.x0, self.x1):
+            x = self.x(tick)
+            parts.append(
+                f'<line x1="{x:.1f}" y1="{self.top}" x2="{x:.1f}" y2="{self.height - self.bottom}" '
+                f'stroke="#eef1f4"/><text x="{x:.1f}" y="{self.height - self.bottom + 16}" '
+                f'text-anchor="middle">{escape(_tick_text(tick))}</text>'
+            )
+        for tick in _ticks(self.y0, self.y1):
+            y = self.y(tick)
+            parts.append(
+                f'<line x1="{self.left}" y1="{y:.1f}" x2="{self.width - self.right}" y2="{y:.1f}" '
+                f'stroke="#eef1f4"/><text x="{self.left - 6}" y="{y + 4:.1f}" '
+                f'text-anchor="end">{escape(_tick_text(tick))}</text>'
+            )
+        parts.append(
+            f'<text x="{(self.left + self.width - self.right) / 2:.1f}" y="{self.height - 6}" '
+            f'text-anchor="middle" class="axis">{escape(x_label)}</text>'
+            f'<text transform="translate(14 {(self.top + self.height - self.bottom) / 2:.1f}) rotate(-90)" '
+            f'text-anchor="middle" class="axis">{escape(y_label)}</text>'
+        )
+        return parts
+
+
+def _padded(low: float, high: float) -> tuple[float, float]:
+    if not (_finite(low) and _finite(high)):
+        return 0.0, 1.0
+    if high - low < 1e-12:
+        return low - 0.5, high + 0.5
+    pad = (high - low) * 0.06
+    return low - pad, high + pad
+
+
+def _ticks(low: float, high: float, count: int = 5) -> list[float]:
+    raw = (high - low) / count
+    magnitude = 10 ** math.floor(math.log10(raw))
+    step = min((m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw), default=raw)
+    first = math.ceil(low / step) * step
+    return [first + i * step for i in range(int((high - first) / step) + 1)]
+
+
+def _tick_text(value: float) -> str:
+    return f"{value:.0f}" if abs(value) >= 100 else f"{value:.3g}"
+
+
+def _svg(width: int, height: int, title: str, parts: list[str]) -> str:
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" width="{width}" '
+        f'height="{height}" role="img" aria-label="{escape(title)}"><title>{escape(title)}</title>'
+        + "".join(parts)
+        + "</svg>"
+    )
+
+
+def svg_interval_plot(intervals: list[Interval], *, title: str, x_label: str) -> str:
+    """Dot-and-whisker plot: one row per label, the mean as a dot and the interval as a bar."""
+    shown = [item for item in intervals if _finite(item.mean)]
+    if not shown:
+        return ""
+    values = [v for item in shown for v in (item.mean, item.lower, item.upper) if _finite(v)]
+    row_height, width = 26, 640
+    label_width = min(260, 12 + 7 * max(len(item.label) for item in shown))
+    height = 16 + 44 + row_height * len(shown)
+    frame = _Frame(
+        width=width,
+        height=height,
+        x_range=(min(values), max(values)),
+        y_range=(0, len(shown)),
+        left=label_width,
+    )
+    parts = frame.axes(x_label=x_label, y_label="")[:1]  # the box only; rows are labelled below
+    for tick in _ticks(frame.x0, frame.x1):
+        x = frame.x(tick)
+        parts.append(
+            f'<line x1="{x:.1f}" y1="{frame.top}" x2="{x:.1f}" y2="{height - frame.bottom}" '
+            f'stroke="#eef1f4"/>'
+            f'<text x="{x:.1f}" y="{height - frame.bottom + 16}" text-anchor="middle">'
+            f"{escape(_tick_text(tick))}</text>"
+        )
+    parts.append(
+        f'<text x="{(label_width + width - frame.right) / 2:.1f}" y="{height - 6}" text-anchor="middle" '
+        f'class="axis">{escape(x_label)}</text>'
+    )
+    for index, item in enumerate(shown):
+        y = frame.top + row_height * (index + 0.5)
+        parts.append(
+            f'<text x="{label_width - 8}" y="{y + 4:.1f}" text-anchor="end">{escape(item.label)}</text>'
+        )
+        if _finite(item.lower) and _finite(item.upper):
+            parts.append(
+                f'<line x1="{frame.x(item.lower):.1f}" y1="{y:.1f}" x2="{frame.x(item.upper):.1f}" '
+                f'y2="{y:.1f}" stroke="{colour(index)}" stroke-width="3" stroke-linecap="round"/>'
+            )
+        parts.append(
+            f'<circle cx="{frame.x(item.mean):.1f}" cy="{y:.1f}" r="5" fill="{colour(index)}">'
+            f"<title>{escape(item.label)}: {_number(item.mean)} [{_number(item.lower)}, "
+            f"{_number(item.upper)}]</title></circle>"
+        )
+    return _svg(width, height, title, parts)
+
+
+def svg_line_plot(series: list[Series], *, title: str, x_label: str, y_label: str) -> str:
+    """Lines with optional shaded interval bands (e.g. the novelty curve over n)."""
+    xs = [x for s in series for x, _ in s.points]
+    ys = [y for s in series for _, y in s.points] + [
+        v for s in series for _, lo, hi in (s.band or []) for v in (lo, hi)
+    ]
+    if not xs:
+        return ""
+    width, height = 640, 300
+    frame = _Frame(width=width, height=height, x_range=(min(xs), max(xs)), y_range=(min(ys), max(ys)))
+    integer_ticks = sorted({x for x in xs if float(x).is_integer()})
+    parts = frame.axes(x_label=x_label, y_label=y_label, x_ticks=integer_ticks or None)
+    for index, item in enumerate(series):
+        if item.band:
+            upper = " ".join(f"{frame.x(x):.1f},{frame.y(hi):.1f}" for x, _, hi in item.band)
+            lower = " ".join(f"{frame.x(x):.1f},{frame.y(lo):.1f}" for x, lo, _ in reversed(item.band))
+            parts.append(f'<polygon points="{upper} {lower}" fill="{colour(index)}" fill-opacity="0.15"/>')
+        line = " ".join(f"{frame.x(x):.1f},{frame.y(y):.1f}" for x, y in item.points)
+        parts.append(f'<polyline points="{line}" fill="none" stroke="{colour(index)}" stroke-width="2"/>')
+    parts.extend(_legend(series, width=width))
+    return _svg(width, height, title, parts)
+
+
+def svg_scatter(
+    series: list[Series], fronts: list[list[tuple[float, float]]], *, title: str, x_label: str, y_label: str
+) -> str:
+    """Points per series, and each series' Pareto front as a step line through its front points."""
+    xs = [x for s in series for x, _ in s.points]
+    ys = [y for s in series for _, y in s.points]
+    if not xs:
+        return ""
+    width, height = 640, 360
+    frame = _Frame(width=width, height=height, x_range=(min(xs), max(xs)), y_range=(min(ys), max(ys)))
+    parts = frame.axes(x_label=x_label, y_label=y_label)
+    for index, item in enumerate(series):
+        for x, y in item.points:
+            parts.append(
+                f'<circle cx="{frame.x(x):.1f}" cy="{frame.y(y):.1f}" r="3" fill="{colour(index)}" '
+                f'fill-opacity="0.45"/>'
+            )
+        front = sorted(fronts[index]) if index < len(fronts) else []
+        if front:
+            # Sorted by novelty, the front's value falls. The boundary of what the front dominates
+            # drops from each point to the next one's value, then runs across to it.
+            steps = [front[0]]
+            for x, y in front[1:]:
+                steps += [(steps[-1][0], y), (x, y)]
+            line = " ".join(f"{frame.x(x):.1f},{frame.y(y):.1f}" for x, y in steps)
+            parts.append(f'<polyline points="{line}" fill="none" stroke="{colour(index)}" stroke-width="2"/>')
+            parts.extend(
+                f'<circle cx="{frame.x(x):.1f}" cy="{frame.y(y):.1f}" r="4.5" fill="{colour(index)}" '
+                f'stroke="#fff"/>'
+                for x, y in front
+            )
+    parts.extend(_legend(series, width=width))
+    return _svg(width, height, title, parts)
+
+
+def _legend(series: list[Series], *, width: int) -> list[str]:
+    parts = []
+    for index, item in enumerate(series):
+        y = 28 + 16 * index
+        parts.append(
+            f'<rect x="{width - 190}" y="{y - 9}" width="10" height="10" fill="{colour(index)}"/>'
+            f'<text x="{width - 175}" y="{y}">{escape(item.label[:28])}</text>'
+        )
+    return parts
+
+
+# --- The report -----------------------------------------------------------------------------------
+
+
+def latest_evaluations(*, study: Study) -> list[Evaluation]:
+    """The newest evaluation of each version of the study, ordered by version id."""
+    latest: dict[int, Evaluation] = {}
+    for evaluation in (
+        Evaluation.objects.filter(study=study)
+        .select_related("version__generator")
+        .order_by("-created_at", "-id")
+    ):
+        latest.setdefault(evaluation.version_id, evaluation)
+    return [latest[version_id] for version_id in sorted(latest)]
+
+
+def scalar_metric_names(evaluations: list[Evaluation]) -> list[str]:
+    """Names of the metrics with a mean (not the curve or the scatter), alphabetically."""
+    return sorted(
+        {
+            name
+            for evaluation in evaluations
+            for name, value in evaluation.metrics.items()
+            if name not in STRUCTURED_METRICS and isinstance(value, dict)
+        }
+    )
+
+
+def novelty_value_series(
+    evaluation: Evaluation,
+) -> tuple[list[tuple[float, float]], list[tuple[float, float]]]:
+    """(all points, Pareto-front points) of an evaluation's novelty–value scatter."""
+    points = [
+        point
+        for point in evaluation.metrics.get("points", [])
+        if isinstance(point, dict) and _finite(point.get("novelty")) and _finite(point.get("value"))
+    ]
+    front_ids = set(evaluation.metrics.get("pareto_sample_ids", []))
+    return (
+        [(p["novelty"], p["value"]) for p in points],
+        [(p["novelty"], p["value"]) for p in points if p.get("sample_id") in front_ids],
+    )
+
+
+def _metrics_table(evaluations: list[Evaluation], names: list[str]) -> str:
+    header = "".join(f"<th>{escape(str(e.version))}</th>" for e in evaluations)
+    rows = []
+    for name in names:
+        cells = []
+        for evaluation in evaluations:
+            value = evaluation.metrics.get(name)
+            if not isinstance(value, dict) or not _finite(value.get("mean")):
+                cells.append("<td>–</td>")
+            elif _finite(value.get("lower")) and _finite(value.get("upper")):
+                cells.append(
+                    f"<td>{_number(value['mean'])} <span class=ci>[{_number(value['lower'])}, "
+                    f"{_number(value['upper'])}]</span></td>"
+                )
+            else:
+                cells.append(f"<td>{_number(value['mean'])}</td>")
+        rows.append(f"<tr><th scope=row>{escape(name)}</th>{''.join(cells)}</tr>")
+    return f"<table><thead><tr><th>metric</th>{header}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+
+
+def _leaderboard_section(study: Study) -> str:
+    board = leaderboard_latest(study=study)
+    if board is None:
+        return "<p>No leaderboard has been computed for this study yet.</p>"
+    rows = "".join(
+        f"<tr><td>{escape(str(row.get('rank', '')))}</td><td>{escape(str(row.get('label', '')))}</td>"
+        f"<td>{_number(row.get('rating'), 1)}</td><td>{_number(row.get('lower'), 1)} – "
+        f"{_number(row.get('upper'), 1)}</td><td>{escape(str(row.get('battles', '')))}</td>"
+        f"<td>{_number(row.get('win_rate'), 3)}</td></tr>"
+        for row in board.rows
+    )
+    plot = svg_interval_plot(
+        [
+            Interval(str(row.get("label", "")), row.get("rating"), row.get("lower"), row.get("upper"))
+            for row in board.rows
+        ],
+        title="Bradley–Terry ratings with 95% intervals",
+        x_label="rating",
+    )
+    return (
+        f"<p>{board.judgment_count} judgments, computed "
+        f"{escape(board.created_at.strftime('%Y-%m-%d %H:%M'))} "
+        f"UTC on the {escape(str(board.params.get('split', 'all')))} split.</p>"
+        "<table><thead><tr><th>rank</th><th>version</th><th>rating</th><th>95% interval</th>"
+        f"<th>battles</th><th>win rate</th></tr></thead><tbody>{rows}</tbody></table>{plot}"
+    )
+
+
+def _pareto_samples(evaluations: list[Evaluation]) -> str:
+    wanted = {
+        sample_id
+        for evaluation in evaluations
+        for sample_id in evaluation.metrics.get("pareto_sample_ids", [])[:PARETO_SAMPLES_SHOWN]
+    }
+    samples = {
+        sample.id: sample
+        for sample in Sample.objects.filter(id__in=[i for i in wanted if isinstance(i, int)]).select_related(
+            "prompt"
+        )
+    }
+    blocks = []
+    for evaluation in evaluations:
+        points = {p.get("sample_id"): p for p in evaluation.metrics.get("points", []) if isinstance(p, dict)}
+        items = []
+        for sample_id in evaluation.metrics.get("pareto_sample_ids", [])[:PARETO_SAMPLES_SHOWN]:
+            sample = samples.get(sample_id)
+            if sample is None:
+                continue
+            point = points.get(sample_id, {})
+            items.append(
+                f"<li><p class=meta>novelty {_number(point.get('novelty'))} · value "
+                f"{_number(point.get('value'))} · prompt: {escape(sample.prompt.text)}</p>"
+                f"<blockquote>{escape(sample.text)}</blockquote></li>"
+            )
+        if items:
+            blocks.append(
+                f"<h3>{escape(str(evaluation.version))}</h3><ul class=samples>{''.join(items)}</ul>"
+            )
+    return "".join(blocks) or "<p>No Pareto-front samples (no reward model or reference corpus yet).</p>"
+
+
+REPORT_STYLE = """
+body{font:14px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:#1f2328;margin:0;
+background:#f6f8fa}
+main{max-width:980px;margin:0 auto;padding:24px 32px 48px;background:#fff}
+h1{font-size:24px;margin:0 0 4px}h2{font-size:18px;margin:32px 0 8px;border-bottom:1px solid #d0d7de}
+h3{font-size:15px;margin:16px 0 4px}
+table{border-collapse:collapse;margin:8px 0;font-variant-numeric:tabular-nums}
+th,td{border-bottom:1px solid #e6e9ed;padding:4px 10px;text-align:left;vertical-align:top}
+thead th{background:#f6f8fa}.ci{color:#656d76;font-size:12px}.meta{color:#656d76;margin:0;font-size:12px}
+blockquote{margin:2px 0 10px;padding:6px 10px;border-left:3px solid #d0d7de;white-space:pre-wrap}
+svg{display:block;margin:8px 0;max-width:100%;height:auto;font-size:11px;fill:#1f2328}
+svg .axis{font-size:12px}
+ul.samples{list-style:none;padding:0}pre{background:#f6f8fa;padding:8px;overflow:auto;font-size:12px}
+.note{color:#656d76}
+"""
+
+
+def evaluation_report_html(*, study: Study) -> str:
+    """The whole report page for a study's latest evaluation of each version."""
+    evaluations = latest_evaluations(study=study)
+    names = scalar_metric_names(evaluations)
+    labels = [str(evaluation.version) for evaluation in evaluations]
+
+    metric_plots = []
+    for name in names:
+        intervals = [
+            Interval(label, value.get("mean"), value.get("lower"), value.get("upper"))
+            for label, evaluation in zip(labels, evaluations, strict=True)
+            if isinstance(value := evaluation.metrics.get(name), dict)
+        ]
+        if any(_finite(item.lower) for item in intervals):
+            metric_plots.append(
+                f"<h3>{escape(name)}</h3>" + svg_interval_plot(intervals, title=name, x_label=name)
+            )
+
+    curves = []
+    for label, evaluation in zip(labels, evaluations, strict=True):
+        curve = evaluation.metrics.get("novelty_curve") or {}
+        ns, means = curve.get("n", []), curve.get("mean", [])
+        lowers, uppers = curve.get("lower", []), curve.get("upper", [])
+        points = [(n, m) for n, m in zip(ns, means, strict=False) if _finite(n) and _finite(m)]
+        band = [
+            (n, lo, hi)
+            for n, lo, hi in zip(ns, lowers, uppers, strict=False)
+            if _finite(n) and _finite(lo) and _finite(hi)
+        ]
+        if points:
+            curves.append(Series(label, points, band))
+    novelty_plot = svg_line_plot(
+        curves, title="n-gram novelty curve", x_label="n (n-gram order)", y_label="share of novel n-grams"
+    )
+
+    scatter_series, fronts = [], []
+    for label, evaluation in zip(labels, evaluations, strict=True):
+        points, front = novelty_value_series(evaluation)
+        if points:
+            scatter_series.append(Series(label, points))
+            fronts.append(front)
+    scatter = svg_scatter(
+        scatter_series,
+        fronts,
+        title="novelty–value scatter with each version's Pareto front",
+        x_label="novelty (4-gram)",
+        y_label="value (reward-model score)",
+    )
+
+    protocols = "".join(
+        f"<h3>{escape(label)} (evaluation {evaluation.id}, "
+        f"{escape(evaluation.created_at.strftime('%Y-%m-%d %H:%M'))} UTC)</h3>"
+        f"<pre>{escape(json.dumps(evaluation.protocol, indent=2, sort_keys=True, default=str))}</pre>"
+        for label, evaluation in zip(labels, evaluations, strict=True)
+    )
+    body = f"""
+<h1>Evaluation report: {escape(study.name)}</h1>
+<p class=meta>{escape(study.question)}</p>
+<p class=meta>Generated {escape(timezone.now().strftime("%Y-%m-%d %H:%M"))} UTC ·
+{len(evaluations)} versions ·
+intervals are 95% bootstrap intervals over prompts.</p>
+<p class=note>Novelty, diversity, surprise and value are reported side by side, each with its uncertainty;
+they are not combined into one score, because automatic metrics agree only weakly with human judgments.</p>
+<h2>Leaderboard (human judgments)</h2>
+{_leaderboard_section(study)}
+<h2>Metrics</h2>
+{_metrics_table(evaluations, names) if evaluations else "<p>No evaluations yet.</p>"}
+<h2>Novelty curve</h2>
+{novelty_plot or "<p>No novelty curve (no reference corpus).</p>"}
+<h2>Novelty and value</h2>
+{scatter or "<p>No per-sample values yet (a reward model is needed).</p>"}
+<h3>Pareto-front samples</h3>
+{_pareto_samples(evaluations)}
+<h2>Each metric across versions</h2>
+{"".join(metric_plots) or "<p>No metric has an interval yet.</p>"}
+<h2>Protocol</h2>
+{protocols}
+"""
+    return (
+        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>Evaluation report: {escape(study.name)}</title><style>{REPORT_STYLE}</style></head>"
+        f"<body><main>{body}</main></body></html>"
+    )

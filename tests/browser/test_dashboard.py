@@ -1,0 +1,195 @@
+"""The staff dashboard in a real headless Chromium: every chart drawn by the vendored Chart.js (no
+network), job progress updating live from the polled endpoint, rater pause, the import form's
+line-numbered errors, and markup in generated text shown as text, never run. Screenshots go to
+test-artifacts/browser/."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from server.jobs.models import Job
+from server.ratings.models import RaterStatus
+from tests.server.api.world import World, build_world
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+CHARTS = ["overTime", "intervals", "heatmap", "metrics", "rewardModels", "scatter"]
+WIDE = {"width": 1440, "height": 900}
+
+
+@pytest.fixture
+def world(settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> World:  # type: ignore[no-untyped-def]
+    settings.VAR_DIR = tmp_path
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    # Jobs started from the page are queued rows; no broker message leaves this test.
+    monkeypatch.setattr("server.jobs.services._dispatch", lambda job_id, kind, queue: None)
+    return build_world(hostile_text=True)
+
+
+def sign_in(page, live_server, next_path: str) -> None:  # type: ignore[no-untyped-def]
+    page.goto(f"{live_server.url}/admin/login/?next={next_path}")
+    page.fill("#id_username", "operator")
+    page.fill("#id_password", "operator-password-1")
+    page.click("input[type=submit]")
+    page.wait_for_url(f"{live_server.url}{next_path}")
+
+
+def watch_errors(page) -> list[str]:  # type: ignore[no-untyped-def]
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    # "Failed to load resource" console lines repeat what the response handler below records,
+    # except for a page answered 400 on purpose (a form re-rendered with its errors).
+    page.on(
+        "console",
+        lambda message: (
+            errors.append(message.text)
+            if message.type == "error" and not message.text.startswith("Failed to load resource")
+            else None
+        ),
+    )
+    page.on("requestfailed", lambda request: errors.append(f"request failed: {request.url}"))
+    page.on(
+        "response",
+        lambda response: (
+            errors.append(f"{response.status} {response.url}")
+            if response.status >= 400 and response.request.resource_type != "document"
+            else None
+        ),
+    )
+    return errors
+
+
+def test_the_study_dashboard_draws_every_chart_and_follows_jobs_live(
+    live_server, open_page, screenshot, world: World
+) -> None:  # type: ignore[no-untyped-def]
+    page = open_page(viewport=WIDE)
+    errors = watch_errors(page)
+    requested: list[str] = []
+    page.on("request", lambda request: requested.append(request.url))
+    sign_in(page, live_server, "/dashboard/studies/poems/")
+
+    page.wait_for_function(
+        "names => window.lovelaceCharts && names.every((name) => window.lovelaceCharts[name])", arg=CHARTS
+    )
+    counts = page.evaluate(
+        """() => {
+          const c = window.lovelaceCharts;
+          return {
+            overTime: c.overTime.data.datasets[0].data.reduce((a, b) => a + b, 0),
+            intervals: c.intervals.data.labels.length,
+            heatmap: c.heatmap.data.datasets[0].data.length,
+            metrics: c.metrics.data.datasets[0].data.length,
+            rewardModels: c.rewardModels.data.datasets.map((d) => d.data[0]),
+            scatter: c.scatter.data.datasets.map((d) => d.data.length),
+          };
+        }"""
+    )
+    assert counts == {
+        "overTime": 23,
+        "intervals": 3,
+        "heatmap": 6,
+        "metrics": 11,
+        "rewardModels": [0.68, 0.74],
+        "scatter": [5, 2],
+    }
+    # Every canvas has pixels on it (a chart that failed would leave it blank).
+    drawn = page.evaluate(
+        """() => [...document.querySelectorAll('canvas')].map((canvas) => {
+          const data = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
+          let painted = 0;
+          for (let i = 3; i < data.length; i += 4) if (data[i] > 0) painted++;
+          return painted;
+        })"""
+    )
+    assert len(drawn) == 6 and all(painted > 500 for painted in drawn), drawn
+    # Markup in labels, prompts and messages is text on the page, never code.
+    assert page.evaluate("() => window.__pwned") is None
+    assert page.locator("#leaderboard-table img").count() == 0
+    assert "<script>window.__pwned = 1</script>" in page.locator("#leaderboard-table").inner_text()
+
+    screenshot(page, "dashboard-study", full_page=True)
+    page.locator("#leaderboard").screenshot(path=str(_artifact("dashboard-leaderboard")))
+    page.locator("#evaluations").screenshot(path=str(_artifact("dashboard-evaluations")))
+
+    # Live progress: the worker moves the job on; the page follows without a reload.
+    row = page.locator(f'#jobs-body tr[data-job-id="{world.running_job.id}"]')
+    assert "40 / 100" in row.inner_text()
+    now_metrics = [
+        *world.running_job.metrics,
+        {"step": 80, "time": "2026-01-01T00:00:00+00:00", "loss": 0.41},
+    ]
+    Job.objects.filter(id=world.running_job.id).update(
+        progress_step=80, progress_message="epoch 2 of 3", metrics=now_metrics
+    )
+    page.wait_for_function(
+        "id => document.querySelector(`#jobs-body tr[data-job-id='${id}']`).innerText.includes('80 / 100')",
+        arg=world.running_job.id,
+    )
+    page.wait_for_function("() => window.lovelaceCharts.metrics.data.datasets[0].data.length === 12")
+    assert "epoch 2 of 3" in row.inner_text()
+    page.locator("#jobs").screenshot(path=str(_artifact("dashboard-jobs")))
+
+    # Everything came from this server: the charting library is vendored.
+    assert all(url.startswith(live_server.url) for url in requested), [
+        u for u in requested if not u.startswith(live_server.url)
+    ]
+    assert errors == []
+
+
+def test_pausing_a_rater_and_a_bad_import_from_the_page(
+    live_server, open_page, screenshot, world: World
+) -> None:  # type: ignore[no-untyped-def]
+    page = open_page(viewport=WIDE)
+    errors = watch_errors(page)
+    sign_in(page, live_server, "/dashboard/studies/poems/")
+
+    page.locator(f'#raters-table tr[data-rater-id="{world.rater_a.id}"] button', has_text="Pause").click()
+    page.wait_for_url(f"{live_server.url}/dashboard/studies/poems/#raters")
+    assert "The rater is paused" in page.locator(".dash-messages").inner_text()
+    assert (
+        page.locator(f'#raters-table tr[data-rater-id="{world.rater_a.id}"] .dash-badge').inner_text()
+        == "paused"
+    )
+    world.rater_a.refresh_from_db()
+    assert world.rater_a.status == RaterStatus.PAUSED
+    page.locator("#raters").screenshot(path=str(_artifact("dashboard-raters")))
+
+    bad = _artifact("bad-import").with_suffix(".jsonl")
+    bad.write_text(
+        '{"prompt": "p", "text": "t", "generator": "g"}\n{"prompt": "p", "generator": "g"}\nnot json\n'
+    )
+    page.set_input_files("#id_file", str(bad))
+    page.click("#import-form button[type=submit]")
+    page.wait_for_selector("#import-errors")
+    cells = page.locator("#import-errors tbody tr").all_inner_texts()
+    assert [cell.split("\t")[0] for cell in cells] == ["2", "3"]
+    page.locator("#import").scroll_into_view_if_needed()
+    page.locator("#import").screenshot(path=str(_artifact("dashboard-import-errors")))
+    bad.unlink()
+
+    page.goto(f"{live_server.url}/dashboard/")
+    screenshot(page, "dashboard-home")
+    assert errors == []
+
+
+def test_the_api_docs_render_from_vendored_assets(live_server, open_page, screenshot, world: World) -> None:  # type: ignore[no-untyped-def]
+    page = open_page(viewport=WIDE)
+    errors = watch_errors(page)
+    requested: list[str] = []
+    page.on("request", lambda request: requested.append(request.url))
+    page.goto(f"{live_server.url}/api/docs/")
+    page.wait_for_selector(".swagger-ui .opblock-tag-section")
+    assert "Lovelace API" in page.locator(".swagger-ui .info .title").inner_text()
+    assert page.locator(".swagger-ui .opblock").count() == 35
+    screenshot(page, "api-docs")
+    assert all(url.startswith(live_server.url) or url.startswith("data:") for url in requested), requested
+    assert errors == []
+
+
+def _artifact(name: str) -> Path:
+    from tests.browser.conftest import ARTIFACTS
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    return ARTIFACTS / f"{name}.png"

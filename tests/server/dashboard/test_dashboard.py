@@ -1,0 +1,400 @@
+"""The staff dashboard: access, what each section shows, escaping, the actions (POST + CSRF), the
+import form, rater pause / resume, the polled jobs endpoint, downloads, tokens, and the estimate
+of time to the target interval width."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import re
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from django.test import Client
+from django.utils import timezone
+from rest_framework.authtoken.models import Token
+
+from server.dashboard.selectors import ci_width_eta, study_dashboard
+from server.generators.models import Sample
+from server.jobs.models import Job, JobStatus
+from server.ratings.models import RaterStatus
+from server.studies.models import Prompt
+from tests import factories
+from tests.server.api.world import HOSTILE, World, build_world
+
+STUDY_URL = "/dashboard/studies/poems/"
+
+
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(settings) -> None:  # type: ignore[no-untyped-def]
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture
+def world(db: None, settings, tmp_path: Path) -> World:  # type: ignore[no-untyped-def]
+    settings.VAR_DIR = tmp_path
+    return build_world()
+
+
+@pytest.fixture
+def staff(world: World) -> Client:
+    client = Client()
+    client.force_login(world.staff)
+    return client
+
+
+# --- The estimate ---------------------------------------------------------------------------------
+
+
+def test_eta_follows_the_inverse_square_root_law_and_the_recent_rate() -> None:
+    # W0 = 100 at n0 = 100; the target 50 needs n* = 100 · (100/50)² = 400 judgments.
+    estimate = ci_width_eta(
+        mean_width=100.0, snapshot_judgments=100, counted_judgments=150, target_width=50.0, rate_per_hour=10.0
+    )
+    assert (estimate.state, estimate.judgments_needed, estimate.eta_hours) == ("estimated", 400, 25.0)
+
+
+@pytest.mark.parametrize(
+    ("arguments", "state", "needed", "eta"),
+    [
+        (
+            {"mean_width": 40.0, "snapshot_judgments": 100, "counted_judgments": 100, "rate_per_hour": 5.0},
+            "reached",
+            100,
+            0.0,
+        ),
+        (
+            {"mean_width": None, "snapshot_judgments": 0, "counted_judgments": 9, "rate_per_hour": 5.0},
+            "no_leaderboard",
+            None,
+            None,
+        ),
+        (
+            {"mean_width": 100.0, "snapshot_judgments": 100, "counted_judgments": 100, "rate_per_hour": None},
+            "no_rate",
+            400,
+            None,
+        ),
+        (
+            {"mean_width": 100.0, "snapshot_judgments": 100, "counted_judgments": 500, "rate_per_hour": None},
+            "estimated",
+            400,
+            0.0,
+        ),
+    ],
+)
+def test_eta_edge_cases(arguments, state, needed, eta) -> None:  # type: ignore[no-untyped-def]
+    estimate = ci_width_eta(target_width=50.0, **arguments)
+    assert (estimate.state, estimate.judgments_needed, estimate.eta_hours) == (state, needed, eta)
+
+
+def test_study_dashboard_numbers(world: World) -> None:
+    data = study_dashboard(study=world.study_a)
+    # 11 pairs judged twice, one once; 13 regular comparisons at overlap 3.
+    assert (data.progress.done, data.progress.target, data.progress.comparisons) == (23, 39, 13)
+    assert data.live_judgment_count == 23
+    estimate = data.estimate
+    assert estimate.mean_width == pytest.approx((89.2 + 96.7 + 99.1) / 3)
+    assert estimate.judgments_needed == math.ceil(22 * (estimate.mean_width / 50.0) ** 2) == 80
+    # 13 judgments in the last 24 hours (12 spread ones and the recent one).
+    assert estimate.rate_per_hour == pytest.approx(13 / 24)
+    assert estimate.eta_hours == pytest.approx((80 - 23) / (13 / 24))
+    assert data.over_time["unit"] == "hour" and sum(data.over_time["counts"]) == 23
+    assert data.over_time["cumulative"][-1] == 23
+
+
+# --- Access ---------------------------------------------------------------------------------------
+
+
+def test_anonymous_visitors_are_sent_to_login_and_raters_are_refused(world: World) -> None:
+    response = Client().get(STUDY_URL)
+    assert response.status_code == 302 and response["Location"] == f"/accounts/login/?next={STUDY_URL}"
+    rater = Client()
+    rater.force_login(world.rater_a_user)
+    for url in ["/dashboard/", STUDY_URL, f"{STUDY_URL}jobs.json", "/dashboard/token/"]:
+        assert rater.get(url).status_code == 403
+    assert rater.post(f"{STUDY_URL}actions/recompute-leaderboard/").status_code == 403
+    assert not Job.objects.filter(kind="recompute_leaderboard").exists()
+
+
+def test_unknown_study_and_action_are_404(staff: Client) -> None:
+    assert staff.get("/dashboard/studies/nope/").status_code == 404
+    assert staff.post(f"{STUDY_URL}actions/bake/").status_code == 404
+
+
+def test_home_lists_studies_with_counts(staff: Client) -> None:
+    response = staff.get("/dashboard/")
+    assert response.status_code == 200
+    rows = re.findall(
+        r'<a class="dash-strong" href="/dashboard/studies/([a-z-]+)/">', response.content.decode()
+    )
+    assert rows == ["stories", "poems"]
+    assert [(s.study.slug, s.judgments, s.raters, s.active_jobs) for s in response.context["studies"]] == [
+        ("stories", 0, 1, 0),
+        ("poems", 23, 3, 1),
+    ]
+
+
+# --- The study page -------------------------------------------------------------------------------
+
+
+def test_the_study_page_has_every_section_and_its_chart_data(world: World, staff: Client) -> None:
+    response = staff.get(STUDY_URL)
+    assert response.status_code == 200
+    page = response.content.decode()
+    for canvas in [
+        "chart-over-time",
+        "chart-intervals",
+        "chart-heatmap",
+        "chart-metrics",
+        "chart-reward-models",
+        "chart-scatter",
+    ]:
+        assert f'id="{canvas}"' in page
+    assert '<script src="/static/vendor/chart.js/chart.umd.min.js">' in page
+    assert '<script src="/static/vendor/chartjs-chart-matrix/chartjs-chart-matrix.min.js">' in page
+    leaderboard = json.loads(
+        re.search(r'<script id="leaderboard-data" type="application/json">(.*?)</script>', page).group(1)
+    )
+    assert leaderboard["rows"] == world.leaderboard.rows
+    evaluations = json.loads(
+        re.search(r'<script id="evaluations-data" type="application/json">(.*?)</script>', page).group(1)
+    )
+    assert len(evaluations["versions"][0]["points"]) == 5 and len(evaluations["versions"][0]["front"]) == 2
+    # Raters: pause for the active ones, resume for the paused one, each a CSRF-protected POST.
+    assert page.count('action="/dashboard/studies/poems/raters/') == 3
+    assert f'action="/dashboard/studies/poems/raters/{world.paused_rater.id}/resume/"' in page
+    assert page.count('name="csrfmiddlewaretoken"') >= 12
+    assert "Gold accuracy 1 of 4." in page
+    # All seven actions and the import form.
+    for slug in [
+        "generate",
+        "select-pairs",
+        "train-reward-model",
+        "train-policy",
+        "evaluate",
+        "recompute-leaderboard",
+        "export",
+    ]:
+        assert f'id="action-{slug}"' in page
+    assert 'enctype="multipart/form-data"' in page
+
+
+def test_every_generated_string_is_escaped(settings, db: None, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    settings.VAR_DIR = tmp_path
+    world = build_world(hostile_text=True)
+    client = Client()
+    client.force_login(world.staff)
+    for url in ["/dashboard/", STUDY_URL]:
+        page = client.get(url).content.decode()
+        assert HOSTILE not in page
+        assert "<script>window.__pwned" not in page and "<img src=x" not in page
+        assert "&lt;script&gt;window.__pwned = 1&lt;/script&gt;" in page
+    jobs = client.get(f"{STUDY_URL}jobs.json").json()
+    assert any(
+        HOSTILE in job["error"] for job in jobs["jobs"]
+    )  # JSON carries it as data; the page's script sets textContent
+
+
+def test_jobs_endpoint_reports_progress_metrics_and_export_files(world: World, staff: Client) -> None:
+    jobs = {job["id"]: job for job in staff.get(f"{STUDY_URL}jobs.json").json()["jobs"]}
+    running = jobs[world.running_job.id]
+    assert (running["status"], running["step"], running["total"], running["fraction"]) == (
+        "running",
+        40,
+        100,
+        0.4,
+    )
+    assert running["metrics"]["names"] == ["loss"]
+    assert [point["loss"] for point in running["metrics"]["points"]][:3] == [0.7, 0.684, 0.668]
+    assert jobs[world.export_job.id]["files"] == ["leaderboard.csv"]
+    Job.objects.filter(id=world.running_job.id).update(progress_step=90)
+    again = {job["id"]: job for job in staff.get(f"{STUDY_URL}jobs.json").json()["jobs"]}
+    assert again[world.running_job.id]["step"] == 90
+
+
+def test_long_metric_timelines_are_thinned_for_polling(world: World, staff: Client) -> None:
+    now = timezone.now().isoformat()
+    Job.objects.filter(id=world.running_job.id).update(
+        metrics=[{"step": step, "time": now, "loss": 1.0 / (step + 1)} for step in range(5000)]
+    )
+    running = next(
+        job for job in staff.get(f"{STUDY_URL}jobs.json").json()["jobs"] if job["id"] == world.running_job.id
+    )
+    steps = [point["step"] for point in running["metrics"]["points"]]
+    assert len(steps) == 400 and steps[0] == 0 and steps[-1] == 4999
+
+
+# --- Actions --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("slug", "data", "kind", "params"),
+    [
+        (
+            "generate",
+            {
+                "versions": "BASE",
+                "split": "all",
+                "samples_per_prompt": "3",
+                "decoding": '{"temperature": 0.8}',
+            },
+            "generate",
+            {"split": "all", "samples_per_prompt": 3, "decoding": {"temperature": 0.8}, "then": []},
+        ),
+        (
+            "select-pairs",
+            {"strategy": "random", "pairs_per_prompt": "4", "seed": "9"},
+            "select_pairs",
+            {"strategy": "random", "pairs_per_prompt": 4, "seed": 9},
+        ),
+        (
+            "train-reward-model",
+            {"snapshot": "", "config": '{"ensemble_size": 2}'},
+            "train_reward_model",
+            {"config": {"ensemble_size": 2}, "then": []},
+        ),
+        (
+            "train-policy",
+            {"parent_version": "BASE", "method": "dpo", "config": ""},
+            "train_policy",
+            {"method": "dpo", "config": {}, "then": []},
+        ),
+        (
+            "evaluate",
+            {"version": "EXTERNAL"},
+            "evaluate",
+            {"split": "holdout", "samples_per_prompt": 4, "seed": 0},
+        ),
+        ("recompute-leaderboard", {}, "recompute_leaderboard", {"rounds": 1000, "seed": 0}),
+        ("export", {"kind": "leaderboard"}, "export", {"kind": "leaderboard", "snapshot_id": None}),
+    ],
+)
+def test_each_action_starts_its_job_and_redirects_to_jobs(
+    world: World, staff: Client, slug, data, kind, params
+) -> None:  # type: ignore[no-untyped-def]
+    replacements = {"BASE": str(world.base_version.id), "EXTERNAL": str(world.versions[0].id)}
+    form = {key: replacements.get(value, value) for key, value in data.items()}
+    response = staff.post(f"{STUDY_URL}actions/{slug}/", form)
+    assert response.status_code == 303
+    assert response["Location"] == f"{STUDY_URL}#jobs"
+    job = Job.objects.filter(kind=kind, status=JobStatus.QUEUED).get()
+    assert {key: job.params[key] for key in params} == params
+    assert job.created_by_id == world.staff.id
+    page = staff.get(STUDY_URL).content.decode()
+    assert f"job #{job.id} is queued" in page
+
+
+def test_an_invalid_form_rerenders_the_page_with_the_error_and_starts_nothing(
+    world: World, staff: Client
+) -> None:
+    response = staff.post(
+        f"{STUDY_URL}actions/generate/", {"split": "train", "samples_per_prompt": "500", "decoding": "[1]"}
+    )
+    assert response.status_code == 400
+    page = response.content.decode()
+    assert "Ensure this value is less than or equal to 64." in page
+    assert "This field is required." in page
+    assert "Decoding must be a JSON object" in page
+    assert not Job.objects.filter(kind="generate", status=JobStatus.QUEUED).exists()
+
+
+def test_a_service_refusal_is_shown_next_to_its_form(world: World, staff: Client) -> None:
+    response = staff.post("/dashboard/studies/stories/actions/export/", {"kind": "leaderboard"})
+    assert response.status_code == 400
+    assert "The study has no leaderboard yet; recompute it first." in response.content.decode()
+    assert not Job.objects.filter(kind="export", status=JobStatus.QUEUED).exists()
+
+
+def test_actions_require_the_csrf_token(world: World) -> None:
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(world.staff)
+    assert client.post(f"{STUDY_URL}actions/recompute-leaderboard/").status_code == 403
+    assert client.post(f"{STUDY_URL}raters/{world.rater_a.id}/pause/").status_code == 403
+    assert not Job.objects.filter(kind="recompute_leaderboard").exists()
+
+
+# --- Import ---------------------------------------------------------------------------------------
+
+
+def _upload(content: bytes, name: str) -> io.BytesIO:
+    upload = io.BytesIO(content)
+    upload.name = name
+    return upload
+
+
+def test_import_of_a_good_file_reports_what_it_did(world: World, staff: Client) -> None:
+    content = (
+        b'{"prompt": "Fog", "text": "Grey", "generator": "fog-bot"}\n'
+        b'{"prompt": "Fog", "text": "Soft", "generator": "fog-bot"}\n'
+    )
+    response = staff.post(f"{STUDY_URL}import/", {"file": _upload(content, "fog.jsonl")}, follow=True)
+    assert response.redirect_chain == [(f"{STUDY_URL}#import", 303)]
+    assert "Imported 2 samples and 1 new prompts (fog-bot/external)." in response.content.decode()
+    assert Sample.objects.filter(version__generator__name="fog-bot").count() == 2
+
+
+def test_import_errors_are_listed_by_line_and_nothing_is_imported(world: World, staff: Client) -> None:
+    before = (Sample.objects.count(), Prompt.objects.count())
+    content = b"prompt,text,generator\nFog,Grey,bot\nFog,,bot\nRain,Wet,bot,extra\n"
+    response = staff.post(f"{STUDY_URL}import/", {"file": _upload(content, "fog.csv")})
+    assert response.status_code == 400
+    rows = re.findall(
+        r'<tr><td class="num">(\d+)</td><td>([^<]*)</td><td>([^<]*)</td></tr>',
+        re.search(
+            r'<table class="dash-table dash-errors" id="import-errors">(.*?)</table>',
+            response.content.decode(),
+            re.S,
+        ).group(1),
+    )
+    assert rows == [("3", "text", "is missing or empty"), ("4", "–", "has more cells than the header")]
+    assert (Sample.objects.count(), Prompt.objects.count()) == before
+
+
+# --- Raters, jobs, downloads, tokens --------------------------------------------------------------
+
+
+def test_pause_and_resume_from_the_rater_table(world: World, staff: Client) -> None:
+    response = staff.post(f"{STUDY_URL}raters/{world.rater_a.id}/pause/", {"reason": "Clicks left only."})
+    assert response.status_code == 303 and response["Location"] == f"{STUDY_URL}#raters"
+    world.rater_a.refresh_from_db()
+    assert (world.rater_a.status, world.rater_a.paused_reason) == (RaterStatus.PAUSED, "Clicks left only.")
+    staff.post(f"{STUDY_URL}raters/{world.rater_a.id}/resume/")
+    world.rater_a.refresh_from_db()
+    assert world.rater_a.status == RaterStatus.ACTIVE
+    other = factories.rater(study=world.study_b, user=factories.user())
+    assert staff.post(f"{STUDY_URL}raters/{other.id}/pause/").status_code == 404
+
+
+def test_cancel_a_job_from_the_dashboard(world: World, staff: Client) -> None:
+    response = staff.post(f"/dashboard/jobs/{world.running_job.id}/cancel/")
+    assert response.status_code == 303 and response["Location"] == f"{STUDY_URL}#jobs"
+    world.running_job.refresh_from_db()
+    assert world.running_job.cancel_requested is True
+
+
+def test_download_an_export_file(world: World, staff: Client) -> None:
+    response = staff.get(f"/dashboard/exports/{world.export_job.id}/files/leaderboard.csv")
+    assert response.status_code == 200
+    assert b"".join(response.streaming_content) == b"rank,version_id,label\n1,1,a\n"
+    assert staff.get(f"/dashboard/exports/{world.export_job.id}/files/other.csv").status_code == 404
+
+
+def test_staff_create_and_rotate_their_api_token(world: World, staff: Client) -> None:
+    assert "You have no token yet." in staff.get("/dashboard/token/").content.decode()
+    created = staff.post("/dashboard/token/")
+    key = Token.objects.get(user=world.staff).key
+    assert key in created.content.decode()
+    rotated = staff.post("/dashboard/token/", {"rotate": "1"})
+    new_key = Token.objects.get(user=world.staff).key
+    assert new_key != key and new_key in rotated.content.decode()
+
+
+def test_over_time_uses_days_for_an_older_study(world: World) -> None:
+    from server.ratings.models import Judgment
+
+    Judgment.objects.filter(idempotency_key="world-1").update(submitted_at=timezone.now() - timedelta(days=9))
+    over_time = study_dashboard(study=world.study_a).over_time
+    assert over_time["unit"] == "day" and over_time["cumulative"][-1] == 23

@@ -1,0 +1,213 @@
+"""Exports: the preference dataset (JSONL and Hugging Face ``datasets``, loadable by TRL as is),
+the leaderboard CSV and the evaluation report, each run as a job in-process."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import re
+import zipfile
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+
+from server.core.exceptions import ApplicationError, Conflict, NotFound
+from server.jobs.models import Job, JobStatus
+from server.ratings.models import AssignmentStatus, Judgment
+from server.training.exports import (
+    DATASET_COLUMNS,
+    LEADERBOARD_COLUMNS,
+    export_run,
+    export_start,
+)
+from server.training.models import PreferenceSnapshot
+from server.training.snapshots import snapshot_rows
+from tests import factories
+from tests.server.api.world import World, build_world
+from workers.runner import run_job
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def world(settings, tmp_path: Path) -> World:  # type: ignore[no-untyped-def]
+    settings.VAR_DIR = tmp_path
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    return build_world()
+
+
+@pytest.fixture
+def hostile_world(settings, tmp_path: Path) -> World:  # type: ignore[no-untyped-def]
+    """Every generated string carries markup that would run if it were not escaped."""
+    settings.VAR_DIR = tmp_path
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    return build_world(hostile_text=True)
+
+
+def run_export(**arguments) -> Job:  # type: ignore[no-untyped-def]
+    job = export_start(**arguments)
+    assert run_job(job.id, export_run) == "succeeded", Job.objects.get(id=job.id).error
+    job.refresh_from_db()
+    return job
+
+
+def test_preferences_export_round_trips_through_jsonl_and_datasets(world: World) -> None:
+    from datasets import load_from_disk
+
+    job = run_export(study=world.study_a, kind="preferences", snapshot_id=world.snapshot.id)
+    folder = Path(settings.VAR_DIR) / "exports" / f"job-{job.id}"
+    assert job.status == JobStatus.SUCCEEDED
+    assert job.result["files"] == {
+        "preferences.jsonl": str(folder / "preferences.jsonl"),
+        "dataset": str(folder / "dataset"),
+        "preferences-dataset.zip": str(folder / "preferences-dataset.zip"),
+    }
+    assert (job.result["snapshot_id"], job.result["rows"]) == (world.snapshot.id, 23)
+    expected = snapshot_rows(snapshot=world.snapshot)
+
+    lines = (folder / "preferences.jsonl").read_text(encoding="utf-8").splitlines()
+    assert [json.loads(line) for line in lines] == expected
+
+    dataset = load_from_disk(str(folder / "dataset"))
+    assert dataset.column_names == list(DATASET_COLUMNS)
+    assert dataset.to_list() == [{name: row[name] for name in DATASET_COLUMNS} for row in expected]
+    assert set(dataset["split"]) == {"train"}
+
+    with zipfile.ZipFile(folder / "preferences-dataset.zip") as archive:
+        names = set(archive.namelist())
+    assert {"dataset/dataset_info.json", "dataset/state.json"} <= names
+
+
+def test_the_saved_dataset_trains_trl_reward_trainer_as_is(world: World, tmp_path: Path) -> None:
+    from datasets import load_from_disk
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from trl import RewardConfig, RewardTrainer
+
+    from tests.workers.ml.tiny_models import build_tiny_gpt2
+
+    job = run_export(study=world.study_a, kind="preferences")
+    dataset = load_from_disk(str(Path(job.result["files"]["dataset"])))
+    model_dir = build_tiny_gpt2(tmp_path / "tiny")
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForSequenceClassification.from_pretrained(model_dir, num_labels=1)
+    model.config.pad_token_id = tokenizer.pad_token_id
+    trainer = RewardTrainer(
+        model=model,
+        args=RewardConfig(
+            output_dir=str(tmp_path / "out"),
+            bf16=False,
+            gradient_checkpointing=False,
+            use_cpu=True,
+            max_steps=1,
+            report_to=[],
+            per_device_train_batch_size=4,
+            max_length=128,
+            save_strategy="no",
+            logging_steps=1,
+        ),
+        train_dataset=dataset.filter(lambda row: row["split"] == "train"),
+        processing_class=tokenizer,
+    )
+    before = [parameter.detach().clone() for parameter in model.score.parameters()]
+    result = trainer.train()
+    assert trainer.state.global_step == 1
+    assert math.isfinite(result.training_loss)
+    assert any(
+        not parameter.equal(old) for parameter, old in zip(model.score.parameters(), before, strict=True)
+    )
+
+
+def test_a_preferences_export_without_a_snapshot_freezes_one(settings, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    settings.VAR_DIR = tmp_path
+    comparison = factories.comparison()
+    assignment = factories.assignment(comparison=comparison, status=AssignmentStatus.COMPLETED)
+    Judgment.objects.create(
+        assignment=assignment,
+        outcome="B",
+        idempotency_key="only-vote",
+        submitted_at=assignment.reserved_at,
+        strength=3,
+    )
+    job = run_export(study=comparison.study, kind="preferences")
+    snapshot = PreferenceSnapshot.objects.get(study=comparison.study)
+    assert job.result["snapshot_id"] == snapshot.id
+    row = json.loads(Path(job.result["files"]["preferences.jsonl"]).read_text(encoding="utf-8"))
+    assert (row["chosen"], row["rejected"], row["margin"]) == (
+        comparison.sample_b.text,
+        comparison.sample_a.text,
+        1.0,
+    )
+
+
+def _typed(value: str, column: str) -> object:
+    if value == "":
+        return None
+    if column in ("rank", "version_id", "battles"):
+        return int(value)
+    if column == "label":
+        return value
+    return float(value)
+
+
+def test_leaderboard_csv_parses_back_to_the_leaderboard_rows(world: World) -> None:
+    job = run_export(study=world.study_a, kind="leaderboard")
+    text = Path(job.result["files"]["leaderboard.csv"]).read_text(encoding="utf-8")
+    reader = csv.DictReader(io.StringIO(text))
+    assert tuple(reader.fieldnames or ()) == LEADERBOARD_COLUMNS
+    parsed = [{column: _typed(row[column], column) for column in LEADERBOARD_COLUMNS} for row in reader]
+    assert parsed == [
+        {column: row[column] for column in LEADERBOARD_COLUMNS} for row in world.leaderboard.rows
+    ]
+    assert job.result["leaderboard_id"] == world.leaderboard.id
+
+
+def test_evaluation_report_is_one_self_contained_page_with_escaped_text(hostile_world: World) -> None:
+    world = hostile_world
+    job = run_export(study=world.study_a, kind="evaluation_report")
+    html = Path(job.result["files"]["evaluation-report.html"]).read_text(encoding="utf-8")
+    assert job.result["evaluation_ids"] == [world.evaluation.id]
+    assert html.count("<svg") == 5  # ratings, novelty curve, scatter, two metrics with intervals
+    assert "<script" not in html and "<img" not in html
+    assert "&lt;script&gt;window.__pwned = 1&lt;/script&gt;" in html
+    assert re.search(r"<[a-z]+[^<>]*\s(src|href)=", html) is None  # nothing loaded from anywhere
+    assert "http://" not in html.replace('xmlns="http://www.w3.org/2000/svg"', "")
+
+
+@pytest.mark.parametrize(
+    ("arguments", "error", "message"),
+    [
+        ({"kind": "parquet"}, ApplicationError, "Unknown export kind 'parquet'"),
+        (
+            {"kind": "leaderboard", "snapshot_id": 1},
+            ApplicationError,
+            "A snapshot is chosen only for a preferences",
+        ),
+        ({"kind": "preferences", "snapshot_id": 10**9}, NotFound, "The study has no snapshot 1000000000."),
+    ],
+)
+def test_export_start_refuses_what_cannot_be_exported(world: World, arguments, error, message) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(error, match=message):
+        export_start(study=world.study_a, **arguments)
+    assert not Job.objects.filter(kind="export", status=JobStatus.QUEUED).exists()
+
+
+def test_export_start_refuses_a_study_with_nothing_to_export(world: World) -> None:
+    for kind, message in [
+        ("preferences", "no eligible judgments"),
+        ("leaderboard", "no leaderboard yet"),
+        ("evaluation_report", "no evaluation yet"),
+    ]:
+        with pytest.raises(Conflict, match=message):
+            export_start(study=world.study_b, kind=kind)
+
+
+def test_export_start_queues_a_validated_job(world: World) -> None:
+    job = export_start(
+        study=world.study_a, kind="preferences", snapshot_id=world.snapshot.id, created_by_id=world.staff.id
+    )
+    assert (job.kind, job.queue, job.status) == ("export", "cpu", "queued")
+    assert job.params == {"kind": "preferences", "snapshot_id": world.snapshot.id}
+    assert job.created_by_id == world.staff.id
