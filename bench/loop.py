@@ -59,7 +59,7 @@ HOLDOUT_PROMPTS = [
     "A map of the town",
 ]
 SAMPLES_PER_PROMPT = 4
-PAIRS_PER_PROMPT = 2
+PAIRS_PER_PROMPT = 3
 RATERS = 3
 
 
@@ -230,7 +230,9 @@ def run_strategy(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--strategies", default="random,active", help="comma-separated")
     arguments = parser.parse_args()
+    strategies = arguments.strategies.split(",")
     _create_database()
     import django
 
@@ -259,7 +261,7 @@ def main() -> None:
         time.sleep(3)
         results = {
             strategy: run_strategy(strategy, arguments.rounds, model_dir, f"http://127.0.0.1:{port}")
-            for strategy in ("random", "active")
+            for strategy in strategies
         }
     finally:
         server.terminate()
@@ -274,6 +276,8 @@ def main() -> None:
             top = max(scores.values())
             best.setdefault(strategy, []).append((labels, top))
             print(f"  round {round_number}: labels {labels:4d}  best {top:.4f}  | {ranked}")
+    if not {"random", "active"} <= set(best):
+        return
     random_final_labels, random_final = best["random"][-1]
     rises = all(b[1] >= a[1] for a, b in zip(best["random"], best["random"][1:], strict=False))
     print(
