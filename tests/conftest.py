@@ -3,6 +3,7 @@ from __future__ import annotations
 import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see workers/celery_app.py
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 from pathlib import Path

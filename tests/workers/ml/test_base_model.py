@@ -1,0 +1,176 @@
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from tests.workers.ml.conftest import TINY_CORPUS
+from workers.ml.base_model import (
+    BUILD_INFO_FILE,
+    CHECKPOINT_FILE,
+    END_OF_TEXT,
+    TINY_BUILD_CONFIG,
+    BuildResult,
+    build_base_model,
+    in_corpus_word_share,
+    normalize_word,
+    split_corpus,
+)
+from workers.ml.checkpoint import load_if_exists
+from workers.ml.progress import Cancelled
+
+
+def test_build_saves_a_model_and_tokenizer_that_transformers_loads(tiny_build: BuildResult) -> None:
+    # Given the tiny model built in the session fixture
+    # When it is loaded with the Auto classes, as any hub model would be
+    tokenizer = AutoTokenizer.from_pretrained(tiny_build.output_dir)
+    model = AutoModelForCausalLM.from_pretrained(tiny_build.output_dir)
+
+    # Then it is a GPT-2 of the configured shape, with END_OF_TEXT as BOS, EOS and padding
+    assert model.config.model_type == "gpt2"
+    assert (model.config.n_layer, model.config.n_embd, model.config.n_positions) == (2, 32, 64)
+    assert model.config.vocab_size == len(tokenizer) == tiny_build.vocab_size
+    assert tokenizer.eos_token == tokenizer.bos_token == tokenizer.pad_token == END_OF_TEXT
+    assert model.config.eos_token_id == tokenizer.eos_token_id
+    text = "The tide came in at dawn,\nand wrote its name."
+    assert tokenizer.decode(tokenizer(text)["input_ids"]) == text
+    info = json.loads((tiny_build.output_dir / BUILD_INFO_FILE).read_text())
+    assert info["steps"] == TINY_BUILD_CONFIG.steps
+
+
+def test_build_loss_falls(tiny_build: BuildResult) -> None:
+    # Then the first loss is near chance (ln of the vocabulary) and the last steps are far below it
+    losses = tiny_build.losses
+    assert len(losses) == TINY_BUILD_CONFIG.steps
+    assert losses[0] == pytest.approx(math.log(tiny_build.vocab_size), abs=0.5)
+    assert sum(losses[-5:]) / 5 < sum(losses[:5]) / 5 - 1.5
+
+
+def test_progress_reports_steps_and_loss(tmp_path: Path) -> None:
+    # Given a recording reporter
+    calls: list[tuple[int, int, dict[str, float] | None]] = []
+
+    def record(*, step: int, total: int, message: str = "", metrics: dict[str, float] | None = None) -> None:
+        calls.append((step, total, metrics))
+
+    # When the tiny model is built
+    build_base_model(
+        corpus=TINY_CORPUS,
+        output_dir=tmp_path / "model",
+        checkpoint_dir=tmp_path / "checkpoints",
+        config=TINY_BUILD_CONFIG,
+        reporter=record,
+    )
+
+    # Then it reports the start and every 5 steps, with the loss
+    assert [(step, total) for step, total, _ in calls] == [(step, 40) for step in range(0, 41, 5)]
+    assert calls[0][2] is None
+    assert all(metrics is not None and set(metrics) == {"loss"} for _, _, metrics in calls[1:])
+
+
+def test_interrupted_build_resumes_from_its_checkpoint(tmp_path: Path, tiny_build: BuildResult) -> None:
+    # Given a build cancelled at step 15 (checkpoints every 10 steps)
+    def cancel_at_15(
+        *, step: int, total: int, message: str = "", metrics: dict[str, float] | None = None
+    ) -> None:
+        if step == 15:
+            raise Cancelled
+
+    arguments = {
+        "corpus": TINY_CORPUS,
+        "output_dir": tmp_path / "model",
+        "checkpoint_dir": tmp_path / "checkpoints",
+        "config": TINY_BUILD_CONFIG,
+    }
+    with pytest.raises(Cancelled):
+        build_base_model(**arguments, reporter=cancel_at_15)  # type: ignore[arg-type]
+    checkpoint = load_if_exists(tmp_path / "checkpoints" / CHECKPOINT_FILE)
+    assert checkpoint is not None
+    assert checkpoint["step"] == 10
+    assert not (tmp_path / "model").exists()
+
+    # When the build is started again
+    result = build_base_model(**arguments)  # type: ignore[arg-type]
+
+    # Then it continues from step 10 to the end, with the loss history of an uninterrupted build
+    # and bit-for-bit the same weights
+    assert (result.resumed_from_step, result.steps) == (10, TINY_BUILD_CONFIG.steps)
+    assert result.losses == tiny_build.losses
+    resumed = load_file(result.output_dir / "model.safetensors")
+    uninterrupted = load_file(tiny_build.output_dir / "model.safetensors")
+    assert resumed.keys() == uninterrupted.keys()
+    assert all(torch.equal(resumed[name], uninterrupted[name]) for name in resumed)
+
+
+def test_finished_build_started_again_only_rewrites_the_model(tmp_path: Path) -> None:
+    # Given a finished build
+    arguments = {
+        "corpus": TINY_CORPUS,
+        "output_dir": tmp_path / "model",
+        "checkpoint_dir": tmp_path / "checkpoints",
+        "config": TINY_BUILD_CONFIG,
+    }
+    first = build_base_model(**arguments)  # type: ignore[arg-type]
+
+    # When it is started again (a redelivered task)
+    again = build_base_model(**arguments)  # type: ignore[arg-type]
+
+    # Then it trains no further and leaves one model directory and no temporary ones behind
+    assert (again.resumed_from_step, again.steps, again.losses) == (40, 40, first.losses)
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["checkpoints", "model"]
+    assert (tmp_path / "model" / "model.safetensors").exists()
+
+
+def test_checkpoint_of_another_config_is_refused(tmp_path: Path) -> None:
+    # Given a checkpoint of the tiny config
+    def cancel(*, step: int, total: int, message: str = "", metrics: dict[str, float] | None = None) -> None:
+        if step == 10:
+            raise Cancelled
+
+    with pytest.raises(Cancelled):
+        build_base_model(
+            corpus=TINY_CORPUS,
+            output_dir=tmp_path / "model",
+            checkpoint_dir=tmp_path / "checkpoints",
+            config=TINY_BUILD_CONFIG,
+            reporter=cancel,
+        )
+
+    # When / then: resuming it with more steps, or on another corpus, fails
+    with pytest.raises(ValueError, match="another config"):
+        build_base_model(
+            corpus=TINY_CORPUS,
+            output_dir=tmp_path / "model",
+            checkpoint_dir=tmp_path / "checkpoints",
+            config=dataclasses.replace(TINY_BUILD_CONFIG, steps=80),
+        )
+    with pytest.raises(ValueError, match="another corpus"):
+        build_base_model(
+            corpus=TINY_CORPUS + "\n\nOne more piece.",
+            output_dir=tmp_path / "model",
+            checkpoint_dir=tmp_path / "checkpoints",
+            config=TINY_BUILD_CONFIG,
+        )
+
+
+def test_split_corpus_splits_at_blank_lines() -> None:
+    text = "\n\nRoses are red,\nviolets are blue.\n\n \t\nThe sea.\n\n\n\nLast one  \n"
+    assert split_corpus(text) == ["Roses are red,\nviolets are blue.", "The sea.", "Last one"]
+    assert split_corpus(" \n\n \n") == []
+
+
+def test_in_corpus_word_share_counts_normalised_words() -> None:
+    # Given a corpus and texts with case, punctuation and one invented word
+    corpus = "The tide came in.\n\nIt's the moon's hour — \"quiet\" now."
+    texts = ["THE tide, came...", "it's (quiet) zorblat", "— !"]
+
+    # Then 5 of the 6 words occur in the corpus; pure punctuation is no word
+    assert in_corpus_word_share(texts, corpus) == pytest.approx(5 / 6)
+    assert normalize_word('"Moon\'s,"') == "moon's"
+    assert math.isnan(in_corpus_word_share(["..."], corpus))
