@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import pytest
@@ -47,7 +48,7 @@ def test_evaluation_generates_holdout_samples_and_stores_metrics_with_protocol(t
     # (n-grams longer than every sample are undefined: None at the end of the curve)
     defined = [value for value in curve["mean"] if value is not None]
     assert len(defined) >= 4
-    assert all(a <= b + 1e-9 for a, b in zip(defined, defined[1:], strict=False))
+    assert all(a <= b + 1e-9 for a, b in itertools.pairwise(defined))
     for name in ("embedding_novelty", "self_bleu", "longest_copied_span", "novelty_4gram"):
         interval = evaluation.metrics[name]
         assert interval["lower"] <= interval["mean"] <= interval["upper"], name
