@@ -16,7 +16,13 @@ CELERY = str(Path(sys.executable).with_name("celery"))
 
 
 def environment(**overrides: str) -> dict[str, str]:
-    env = {key: value for key, value in os.environ.items() if not key.startswith("PYTEST")}
+    # The browser tests allow Django's sync ORM inside Playwright's event loop in this process
+    # only; a subprocess must not inherit that (it would also fail the deploy checks).
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith("PYTEST") and key != "DJANGO_ALLOW_ASYNC_UNSAFE"
+    }
     env.update(overrides)
     env["PYTHONPATH"] = str(ROOT)
     return env
