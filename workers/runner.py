@@ -8,10 +8,12 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from django.db import connection
+from django.db import close_old_connections, connection
 
 from server.jobs.models import Job
 from server.jobs.services import (
+    LostClaim,
+    Owner,
     describe_exception,
     job_claim,
     job_fail,
@@ -31,16 +33,21 @@ JobHandler = Callable[..., dict[str, Any] | None]
 
 
 class _Heartbeat(threading.Thread):
-    def __init__(self, job_id: int) -> None:
+    def __init__(self, job_id: int, owner: Owner) -> None:
         super().__init__(name=f"heartbeat-{job_id}", daemon=True)
         self.job_id = job_id
+        self.owner = owner
         self.stopped = threading.Event()
 
     def run(self) -> None:
         try:
             while not self.stopped.wait(HEARTBEAT_SECONDS):
-                if not job_heartbeat(job_id=self.job_id):
-                    return
+                try:
+                    if not job_heartbeat(job_id=self.job_id, owner=self.owner):
+                        return  # the job ended or another attempt owns it
+                except Exception:  # a locked SQLite file, a fail-over: try again next beat
+                    logger.exception("heartbeat of job %s failed", self.job_id)
+                    close_old_connections()
         finally:
             connection.close()  # this thread's own database connection
 
@@ -57,30 +64,41 @@ def run_job(job_id: int, handler: JobHandler) -> str:
     A job that is not queued (another worker has it, it ended, it was cancelled) is left alone: a
     redelivered message is a no-op. The handler's return value becomes the job's result.
     """
-    if not job_claim(job_id=job_id, worker=worker_name()):
+    worker = worker_name()
+    if not job_claim(job_id=job_id, worker=worker):
         logger.info("job %s was not claimable: already taken, finished or cancelled", job_id)
         return "skipped"
     job = Job.objects.get(id=job_id)
+    # Every later write of this attempt is conditional on still owning the job, so an attempt the
+    # reaper gave up on cannot cancel, fail or finish the attempt that replaced it.
+    owner: Owner = (worker, job.attempts)
 
     def report(*, step: int, total: int, message: str = "", metrics: dict[str, float] | None = None) -> None:
-        job_report_progress(job_id=job_id, step=step, total=total, message=message, metrics=metrics)
+        job_report_progress(
+            job_id=job_id, step=step, total=total, message=message, metrics=metrics, owner=owner
+        )
 
     reporter: ProgressReporter = report
-    heartbeat = _Heartbeat(job_id)
+    heartbeat = _Heartbeat(job_id, owner)
     heartbeat.start()
     try:
         result = handler(job=job, report=reporter)
+    except LostClaim:
+        logger.warning("job %s: attempt %s lost its claim and stops without writing", job_id, owner[1])
+        return "lost"
     except Cancelled:
-        job_mark_cancelled(job_id=job_id)
-        job_log(job_id=job_id, line="cancelled at the request of staff")
+        if job_mark_cancelled(job_id=job_id, owner=owner):
+            job_log(job_id=job_id, line="cancelled at the request of staff")
         return "cancelled"
     except Exception as error:
         summary, details = describe_exception(error)
         logger.exception("job %s failed", job_id)
-        job_fail(job_id=job_id, error=summary, details=details)
+        job_fail(job_id=job_id, error=summary, details=details, owner=owner)
         return "failed"
     finally:
         heartbeat.stopped.set()
         heartbeat.join(timeout=5)
-    job_succeed(job_id=job_id, result=result or {})
+    if not job_succeed(job_id=job_id, result=result or {}, owner=owner):
+        logger.warning("job %s finished after losing its claim; its result is not recorded", job_id)
+        return "lost"
     return "succeeded"

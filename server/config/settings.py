@@ -117,9 +117,9 @@ WHITENOISE_AUTOREFRESH = DEBUG
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/"
-# Sessions are read on every rating request: cache them in-process in front of the database
-# (writes go to both), which saves one query per request on a cache hit.
-SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
+# Database sessions: an in-process session cache (cached_db) would save a query per request but
+# let a logged-out session live on in other gunicorn workers' caches; it needs a shared cache first.
+SESSION_ENGINE = "django.contrib.sessions.backends.db"
 
 # Uploads: the import form refuses larger files with a message; Django refuses larger bodies.
 LOVELACE_MAX_UPLOAD_BYTES = env.integer("LOVELACE_MAX_UPLOAD_BYTES", default=20 * 1024 * 1024)

@@ -247,7 +247,7 @@ def evaluation_run(*, job: Job, report: ProgressReporter) -> dict[str, Any]:
         }  # type: ignore[union-attr]
     if version.parent_id is not None:
         judgments = list(
-            counted_judgments(study=study, split=None)
+            counted_judgments(study=study, split=params["split"])
             .filter(
                 assignment__comparison__sample_a__version_id__in=[version.id, version.parent_id],
                 assignment__comparison__sample_b__version_id__in=[version.id, version.parent_id],

@@ -66,11 +66,16 @@ def leaderboard_compute(
     """Fit and store a leaderboard snapshot of the study (all numbers come from evaluation/)."""
     if not 0 <= rounds <= 10_000:
         raise ApplicationError("Bootstrap rounds must be between 0 and 10,000.", extra={"field": "rounds"})
+    # Read the newest judgment id first and count up to it: a vote arriving during the bootstrap
+    # is then neither counted nor marked as seen, so the scheduler recomputes for it.
+    last_seen = last_judgment_id(study=study)
     split = leaderboard_split(study=study)
     versions = list(study.versions.order_by("id"))
     index_of = {version.id: index for index, version in enumerate(versions)}
     rows = list(
-        counted_judgments(study=study, split=split).values_list(
+        counted_judgments(study=study, split=split)
+        .filter(id__lte=last_seen)
+        .values_list(
             "outcome",
             "assignment__comparison__sample_a__version_id",
             "assignment__comparison__sample_b__version_id",
@@ -135,7 +140,7 @@ def leaderboard_compute(
             "split": split or "all",
             "ties": "half a win",
             "both_bad": "tie",
-            "last_judgment_id": _last_judgment_id(study),
+            "last_judgment_id": last_seen,
         },
         rows=entries,
         matrices={
@@ -146,10 +151,6 @@ def leaderboard_compute(
             "diagnostics": diagnostics,
         },
     )
-
-
-def _last_judgment_id(study: Study) -> int:
-    return last_judgment_id(study=study)
 
 
 def leaderboard_recompute_run(*, job: Job, report) -> dict[str, Any]:  # type: ignore[no-untyped-def]

@@ -38,6 +38,18 @@ class JobCancelled(Cancelled):
     """
 
 
+class LostClaim(Exception):
+    """The job is no longer this worker's: the reaper re-queued it (the heartbeat looked dead)
+    and another attempt owns it now. The old attempt must stop without writing anything."""
+
+
+Owner = tuple[str, int]  # (worker, attempt) of a claim; later writes of that attempt filter on it
+
+
+def _owned(owner: Owner | None) -> dict[str, Any]:
+    return {} if owner is None else {"worker": owner[0][:255], "attempts": owner[1]}
+
+
 def _dispatch(job_id: int, kind: str, queue: str) -> None:
     from workers.celery_app import app  # the Celery app is light: no ML imports
 
@@ -86,9 +98,14 @@ def job_claim(*, job_id: int, worker: str) -> bool:
     return claimed == 1
 
 
-def job_heartbeat(*, job_id: int) -> bool:
-    """Record that the worker is alive. False when the job is no longer running."""
-    return Job.objects.filter(id=job_id, status=JobStatus.RUNNING).update(heartbeat_at=timezone.now()) == 1
+def job_heartbeat(*, job_id: int, owner: Owner | None = None) -> bool:
+    """Record that the worker is alive. False when the job is no longer running (for ``owner``)."""
+    return (
+        Job.objects.filter(id=job_id, status=JobStatus.RUNNING, **_owned(owner)).update(
+            heartbeat_at=timezone.now()
+        )
+        == 1
+    )
 
 
 def job_report_progress(
@@ -98,15 +115,24 @@ def job_report_progress(
     total: int,
     message: str = "",
     metrics: dict[str, float] | None = None,
+    owner: Owner | None = None,
 ) -> None:
-    """Record progress (and a metrics point). Raises JobCancelled when a cancel was requested."""
+    """Record progress (and a metrics point). Raises JobCancelled when a cancel was requested (or
+    the job ended), LostClaim when ``owner`` no longer owns the job."""
     if step < 0 or total < 0:
         raise ApplicationError("Progress step and total must be non-negative.")
     total = max(total, step)
     with transaction.atomic():
         job = (
-            Job.objects.select_for_update().only("id", "status", "metrics", "cancel_requested").get(id=job_id)
+            Job.objects.select_for_update()
+            .only("id", "status", "metrics", "cancel_requested", "worker", "attempts")
+            .get(id=job_id)
         )
+        if owner is not None and (
+            job.status == JobStatus.QUEUED
+            or (job.status == JobStatus.RUNNING and (job.worker, job.attempts) != (owner[0][:255], owner[1]))
+        ):
+            raise LostClaim(f"job {job_id} was re-queued; attempt {owner[1]} of {owner[0]} stops")
         if job.status != JobStatus.RUNNING:
             raise JobCancelled(f"job {job_id} is {job.status}, not running")
         update: dict[str, Any] = {
@@ -140,10 +166,10 @@ def job_log(*, job_id: int, line: str) -> None:
         Job.objects.filter(id=job_id).update(log_tail=tail[-LOG_TAIL_CHARACTERS:])
 
 
-def job_succeed(*, job_id: int, result: dict[str, Any] | None = None) -> bool:
+def job_succeed(*, job_id: int, result: dict[str, Any] | None = None, owner: Owner | None = None) -> bool:
     now = timezone.now()
     return (
-        Job.objects.filter(id=job_id, status=JobStatus.RUNNING).update(
+        Job.objects.filter(id=job_id, status=JobStatus.RUNNING, **_owned(owner)).update(
             status=JobStatus.SUCCEEDED,
             result=result or {},
             finished_at=now,
@@ -154,11 +180,13 @@ def job_succeed(*, job_id: int, result: dict[str, Any] | None = None) -> bool:
     )
 
 
-def job_fail(*, job_id: int, error: str, details: str = "") -> bool:
-    """Fail a queued or running job with an error summary (and details for the log tail)."""
+def job_fail(*, job_id: int, error: str, details: str = "", owner: Owner | None = None) -> bool:
+    """Fail a queued or running job with an error summary (and details for the log tail); with
+    ``owner``, only while that attempt still runs it."""
     summary = (error.strip() or "failed without a message")[:2000]
+    statuses = [JobStatus.RUNNING] if owner is not None else [JobStatus.QUEUED, JobStatus.RUNNING]
     updated = (
-        Job.objects.filter(id=job_id, status__in=[JobStatus.QUEUED, JobStatus.RUNNING]).update(
+        Job.objects.filter(id=job_id, status__in=statuses, **_owned(owner)).update(
             status=JobStatus.FAILED, error=summary, finished_at=timezone.now()
         )
         == 1
@@ -168,9 +196,10 @@ def job_fail(*, job_id: int, error: str, details: str = "") -> bool:
     return updated
 
 
-def job_mark_cancelled(*, job_id: int) -> bool:
+def job_mark_cancelled(*, job_id: int, owner: Owner | None = None) -> bool:
+    statuses = [JobStatus.RUNNING] if owner is not None else [JobStatus.QUEUED, JobStatus.RUNNING]
     return (
-        Job.objects.filter(id=job_id, status__in=[JobStatus.QUEUED, JobStatus.RUNNING]).update(
+        Job.objects.filter(id=job_id, status__in=statuses, **_owned(owner)).update(
             status=JobStatus.CANCELLED, finished_at=timezone.now()
         )
         == 1
@@ -209,12 +238,18 @@ def job_reap_stale(
             "id", "attempts", "kind", "queue"
         )[:limit]
     )
-    requeued = failed = 0
+    requeued = failed = cancelled = 0
     for job_id, attempts, kind, queue in stale:
+        # Staff asked it to stop and its worker is gone: it is cancelled, not run again.
+        if Job.objects.filter(id=job_id, status=JobStatus.RUNNING, cancel_requested=True).update(
+            status=JobStatus.CANCELLED, finished_at=timezone.now()
+        ):
+            cancelled += 1
+            continue
         if attempts < max_attempts:
             with transaction.atomic():
                 moved = Job.objects.filter(
-                    id=job_id, status=JobStatus.RUNNING, heartbeat_at__lt=cutoff
+                    id=job_id, status=JobStatus.RUNNING, heartbeat_at__lt=cutoff, cancel_requested=False
                 ).update(status=JobStatus.QUEUED, started_at=None, worker="")
                 if moved:
                     job_log(
@@ -230,7 +265,7 @@ def job_reap_stale(
             ),
         ):
             failed += 1
-    return {"requeued": requeued, "failed": failed}
+    return {"requeued": requeued, "failed": failed, "cancelled": cancelled}
 
 
 def job_run_noop(*, job: Job, report) -> dict[str, Any]:  # type: ignore[no-untyped-def]
@@ -258,6 +293,7 @@ def describe_exception(error: BaseException) -> tuple[str, str]:
 __all__ = [
     "FINISHED_STATUSES",
     "JobCancelled",
+    "LostClaim",
     "describe_exception",
     "job_cancel",
     "job_claim",

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import json
+import secrets
 from collections.abc import Callable
 from typing import Any
 
@@ -88,10 +89,23 @@ def _message_page(
     )
 
 
+def _check_crowd_link(study: Study, token: str) -> None:
+    """Crowd platforms open the study URL with the participant's id in the query; that id is no
+    secret, so the URL given to the platform carries the study's invite token as ``t`` too:
+    ``/rate/<slug>/?t=<invite token>&PROLIFIC_PID={{%PROLIFIC_PID%}}&…``. Rotating the invite
+    token closes the study to old links."""
+    if not secrets.compare_digest(token.encode(), study.invite_token.encode()):
+        raise ApplicationError(
+            "This study link is not valid: ask the study's staff for the current link.", status=404
+        )
+
+
 def _rater_from_entry(request: HttpRequest, study: Study) -> Rater | None:
     """The rater a page request arrives as: crowd-platform parameters first, then the session,
     then the login."""
     query = request.GET
+    if query.get("PROLIFIC_PID") or query.get("workerId"):
+        _check_crowd_link(study, query.get("t", ""))
     if query.get("PROLIFIC_PID"):
         return services.rater_join_platform(
             study=study,
@@ -124,6 +138,10 @@ def rate_page(request: HttpRequest, slug: str) -> HttpResponse:
         return _message_page(request, None, "Study not found", error.message, error.status)
     if request.GET.get("assignmentId") == MTURK_PREVIEW:
         # MTurk's preview before a worker accepts the HIT: show what the task is, record nothing.
+        try:
+            _check_crowd_link(study, request.GET.get("t", ""))
+        except ApplicationError as error:
+            return _message_page(request, study, "You cannot rate in this study", error.message, error.status)
         return _frameable_for_mturk(render(request, "ratings/preview.html", {"study": study}))
     try:
         rater = _rater_from_entry(request, study)

@@ -35,7 +35,6 @@ from workers.ml.reward_model import load_reward_ensemble, score_texts
 CANDIDATE_FACTOR = 10
 
 
-@transaction.atomic
 def comparisons_select_active(
     *, study: Study, pairs_per_prompt: int, seed: int, job_id: int | None = None
 ) -> SelectionResult:
@@ -79,9 +78,12 @@ def comparisons_select_active(
         chosen.append((prompt_id, a, b))
         if len(chosen) >= budget:
             break
-    regular = comparisons_create(study=study, pairs=chosen, job_id=job_id)
-    gold_wanted = max(1, round(regular * study.gold_rate)) if study.gold_rate > 0 and regular else 0
-    gold = gold_comparisons_create(study=study, count=gold_wanted, seed=seed, job_id=job_id)
+    # Only the writes hold a transaction: scoring with torch takes seconds, and on SQLite an open
+    # write transaction would lock out every vote meanwhile.
+    with transaction.atomic():
+        regular = comparisons_create(study=study, pairs=chosen, job_id=job_id)
+        gold_wanted = max(1, round(regular * study.gold_rate)) if study.gold_rate > 0 and regular else 0
+        gold = gold_comparisons_create(study=study, count=gold_wanted, seed=seed, job_id=job_id)
     return SelectionResult(
         regular_created=regular, gold_created=gold, prompts_considered=prompts_with_candidates
     )

@@ -229,10 +229,12 @@ def policy_train_run(*, job: Job, report: ProgressReporter) -> dict[str, Any]:
     )
     shutil.rmtree(_checkpoint_path(job, "policy.pt").parent, ignore_errors=True)
     if "generate" in params.get("then", []):
+        # All prompts: the leaderboard is reported on holdout prompts, and the child must be
+        # judged there against its parent; snapshots never take holdout judgments for training.
         generate_start(
             study=job.study,
             version_ids=[child.id],
-            split=PromptSplit.TRAIN,
+            split="all",
             samples_per_prompt=CHILD_SAMPLES_PER_PROMPT,
             then=["select_pairs"],
             parent_id=job.id,

@@ -208,7 +208,9 @@ def test_a_prolific_participant_gets_the_completion_code_and_is_sent_back(
     pair(study)
     pair(study, left="Another left.", right="Another right.", prompt="Rain on the city")
     page = open_page()
-    page.goto(f"{live_server.url}/rate/{study.slug}/?PROLIFIC_PID=pid-77&STUDY_ID=st-1&SESSION_ID=se-1")
+    page.goto(
+        f"{live_server.url}/rate/{study.slug}/?t={study.invite_token}&PROLIFIC_PID=pid-77&STUDY_ID=st-1&SESSION_ID=se-1"
+    )
     wait_for_pair(page)
     assert page.text_content("#progress-label") == "0 of 1"
 
@@ -234,7 +236,9 @@ def test_a_rater_paused_by_a_failed_check_sees_why_instead_of_pairs(
     gold = factories.gold_comparison(study=study, gold_answer="A")
     assignment = factories.assignment(comparison=gold, rater=rater, left_is_a=True)  # reserved for it
     page = open_page()
-    page.goto(f"{live_server.url}/rate/{study.slug}/?PROLIFIC_PID=pid-5&STUDY_ID=s&SESSION_ID=x")
+    page.goto(
+        f"{live_server.url}/rate/{study.slug}/?t={study.invite_token}&PROLIFIC_PID=pid-5&STUDY_ID=s&SESSION_ID=x"
+    )
     wait_for_pair(page)
 
     page.keyboard.press("2" if assignment.left_is_a else "1")  # the side of the broken sample

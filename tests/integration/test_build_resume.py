@@ -44,7 +44,7 @@ def test_killed_builder_resumes_from_its_checkpoint(production_env: dict[str, st
     assert status_of(job) == JobStatus.RUNNING  # nobody told the database
 
     time.sleep(2.5)
-    assert job_reap_stale(timeout_seconds=2) == {"requeued": 1, "failed": 0}
+    assert job_reap_stale(timeout_seconds=2) == {"requeued": 1, "failed": 0, "cancelled": 0}
     second_log = tmp_path / "second.log"
     with celery_worker(env, log_path=second_log):
         wait_for(

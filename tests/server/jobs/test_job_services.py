@@ -11,10 +11,13 @@ from server.core.exceptions import ApplicationError, Conflict
 from server.jobs.models import Job, JobStatus
 from server.jobs.services import (
     JobCancelled,
+    LostClaim,
     job_cancel,
     job_claim,
     job_enqueue,
+    job_fail,
     job_log,
+    job_mark_cancelled,
     job_reap_stale,
     job_report_progress,
     job_succeed,
@@ -169,14 +172,18 @@ def test_reaper_requeues_a_silent_job_then_fails_it_after_the_last_attempt(
     Job.objects.filter(id=job.id).update(heartbeat_at=long_ago)
 
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
-        assert job_reap_stale(timeout_seconds=60, max_attempts=2) == {"requeued": 1, "failed": 0}
+        assert job_reap_stale(timeout_seconds=60, max_attempts=2) == {
+            "requeued": 1,
+            "failed": 0,
+            "cancelled": 0,
+        }
     job.refresh_from_db()
     assert job.status == JobStatus.QUEUED
     assert len(callbacks) == 1  # the task is sent again
 
     job_claim(job_id=job.id, worker="dead again")
     Job.objects.filter(id=job.id).update(heartbeat_at=long_ago)
-    assert job_reap_stale(timeout_seconds=60, max_attempts=2) == {"requeued": 0, "failed": 1}
+    assert job_reap_stale(timeout_seconds=60, max_attempts=2) == {"requeued": 0, "failed": 1, "cancelled": 0}
     job.refresh_from_db()
     assert job.status == JobStatus.FAILED
     assert "stopped sending heartbeats" in job.error
@@ -186,6 +193,48 @@ def test_reaper_requeues_a_silent_job_then_fails_it_after_the_last_attempt(
 def test_reaper_leaves_jobs_with_a_recent_heartbeat_alone() -> None:
     job = Job.objects.create(kind="noop", queue="default")
     job_claim(job_id=job.id, worker="alive")
-    assert job_reap_stale(timeout_seconds=60) == {"requeued": 0, "failed": 0}
+    assert job_reap_stale(timeout_seconds=60) == {"requeued": 0, "failed": 0, "cancelled": 0}
     job.refresh_from_db()
     assert job.status == JobStatus.RUNNING
+
+
+@pytest.mark.django_db
+def test_an_attempt_the_reaper_gave_up_on_cannot_touch_the_attempt_that_replaced_it(
+    django_capture_on_commit_callbacks,
+) -> None:  # type: ignore[no-untyped-def]
+    job = Job.objects.create(kind="noop", queue="default")
+    job_claim(job_id=job.id, worker="old")
+    old = ("old", 1)
+    Job.objects.filter(id=job.id).update(heartbeat_at=timezone.now() - timedelta(hours=1))
+    with django_capture_on_commit_callbacks(execute=False):
+        job_reap_stale(timeout_seconds=60)
+
+    with pytest.raises(LostClaim):  # re-queued: the old attempt stops, and is not "cancelled"
+        job_report_progress(job_id=job.id, step=1, total=2, owner=old)
+    job_claim(job_id=job.id, worker="new")
+    with pytest.raises(LostClaim):
+        job_report_progress(job_id=job.id, step=1, total=2, owner=old)
+    assert job_succeed(job_id=job.id, result={"by": "old"}, owner=old) is False
+    assert job_fail(job_id=job.id, error="old failure", owner=old) is False
+    assert job_mark_cancelled(job_id=job.id, owner=old) is False
+
+    job_report_progress(job_id=job.id, step=2, total=2, owner=("new", 2))
+    assert job_succeed(job_id=job.id, result={"by": "new"}, owner=("new", 2)) is True
+    job.refresh_from_db()
+    assert (job.status, job.result, job.worker, job.attempts) == (
+        JobStatus.SUCCEEDED,
+        {"by": "new"},
+        "new",
+        2,
+    )
+
+
+@pytest.mark.django_db
+def test_reaper_cancels_a_silent_job_that_staff_asked_to_stop() -> None:
+    job = Job.objects.create(kind="noop", queue="default")
+    job_claim(job_id=job.id, worker="dead")
+    job_cancel(job_id=job.id)
+    Job.objects.filter(id=job.id).update(heartbeat_at=timezone.now() - timedelta(hours=1))
+    assert job_reap_stale(timeout_seconds=60) == {"requeued": 0, "failed": 0, "cancelled": 1}
+    job.refresh_from_db()
+    assert job.status == JobStatus.CANCELLED

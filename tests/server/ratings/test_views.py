@@ -116,7 +116,10 @@ def test_a_prolific_participant_gets_a_session_and_a_rater_without_an_account() 
     make_comparisons(study, 1)
     client = Client()
 
-    response = client.get(page_url(study), {"PROLIFIC_PID": "pid-1", "STUDY_ID": "s-9", "SESSION_ID": "x-3"})
+    response = client.get(
+        page_url(study),
+        {"t": study.invite_token, "PROLIFIC_PID": "pid-1", "STUDY_ID": "s-9", "SESSION_ID": "x-3"},
+    )
 
     assert response.status_code == 200
     rater = Rater.objects.get()
@@ -127,9 +130,15 @@ def test_a_prolific_participant_gets_a_session_and_a_rater_without_an_account() 
 
 def test_a_returning_prolific_participant_keeps_its_rater() -> None:
     study = make_study()
-    Client().get(page_url(study), {"PROLIFIC_PID": "pid-1", "STUDY_ID": "s-9", "SESSION_ID": "x-3"})
+    Client().get(
+        page_url(study),
+        {"t": study.invite_token, "PROLIFIC_PID": "pid-1", "STUDY_ID": "s-9", "SESSION_ID": "x-3"},
+    )
 
-    Client().get(page_url(study), {"PROLIFIC_PID": "pid-1", "STUDY_ID": "s-9", "SESSION_ID": "x-4"})
+    Client().get(
+        page_url(study),
+        {"t": study.invite_token, "PROLIFIC_PID": "pid-1", "STUDY_ID": "s-9", "SESSION_ID": "x-4"},
+    )
 
     rater = Rater.objects.get()
     assert rater.session_info == {"study_id": "s-9", "session_id": "x-4"}
@@ -140,7 +149,8 @@ def test_mturk_preview_shows_the_task_and_records_nothing() -> None:
     make_comparisons(study, 2)
 
     response = Client().get(
-        page_url(study), {"assignmentId": "ASSIGNMENT_ID_NOT_AVAILABLE", "hitId": "hit-1"}
+        page_url(study),
+        {"t": study.invite_token, "assignmentId": "ASSIGNMENT_ID_NOT_AVAILABLE", "hitId": "hit-1"},
     )
 
     assert response.status_code == 200
@@ -154,6 +164,7 @@ def test_mturk_preview_shows_the_task_and_records_nothing() -> None:
 def test_an_mturk_worker_who_accepted_gets_a_rater_and_a_frameable_page() -> None:
     study = make_study()
     query = {
+        "t": study.invite_token,
         "assignmentId": "a-1",
         "hitId": "h-1",
         "workerId": "w-1",
@@ -186,7 +197,10 @@ def test_other_pages_cannot_be_framed() -> None:
 
 def finished_prolific_client(study) -> Client:  # type: ignore[no-untyped-def]
     client = Client()
-    client.get(page_url(study), {"PROLIFIC_PID": "pid-1", "STUDY_ID": "s", "SESSION_ID": "x"})
+    client.get(
+        page_url(study),
+        {"t": study.invite_token, "PROLIFIC_PID": "pid-1", "STUDY_ID": "s", "SESSION_ID": "x"},
+    )
     pair = api(client, study, "next").json()["pair"]
     api(client, study, "vote", {"token": pair["token"], "choice": "tie", "idempotency_key": "key-00001"})
     return client
@@ -231,7 +245,13 @@ def test_a_finished_mturk_worker_gets_the_form_that_submits_the_hit() -> None:
     client = Client()
     client.get(
         page_url(study),
-        {"assignmentId": "a-1", "hitId": "h-1", "workerId": "w-1", "turkSubmitTo": "https://www.mturk.com"},
+        {
+            "t": study.invite_token,
+            "assignmentId": "a-1",
+            "hitId": "h-1",
+            "workerId": "w-1",
+            "turkSubmitTo": "https://www.mturk.com",
+        },
     )
     pair = api(client, study, "next").json()["pair"]
     api(client, study, "vote", {"token": pair["token"], "choice": "tie", "idempotency_key": "key-00001"})
@@ -477,3 +497,17 @@ def test_an_account_rater_signs_in_and_lands_on_the_rating_page() -> None:
     assert signed_in.status_code == 302
     assert signed_in["Location"] == page_url(study)
     assert client.get(page_url(study)).context["rater"] == rater
+
+
+def test_a_crowd_link_without_the_study_token_creates_nobody() -> None:
+    study = make_study()
+    make_comparisons(study, 1)
+    for query in (
+        {"PROLIFIC_PID": "anyone", "STUDY_ID": "s", "SESSION_ID": "x"},
+        {"t": "guess", "PROLIFIC_PID": "anyone"},
+        {"workerId": "w-9", "assignmentId": "a-9", "hitId": "h-9"},
+    ):
+        response = Client().get(page_url(study), query)
+        assert response.status_code == 404
+        assert b"This study link is not valid" in response.content
+    assert Rater.objects.count() == 0
