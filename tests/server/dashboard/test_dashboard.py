@@ -398,3 +398,17 @@ def test_over_time_uses_days_for_an_older_study(world: World) -> None:
     Judgment.objects.filter(idempotency_key="world-1").update(submitted_at=timezone.now() - timedelta(days=9))
     over_time = study_dashboard(study=world.study_a).over_time
     assert over_time["unit"] == "day" and over_time["cumulative"][-1] == 23
+
+
+def test_the_study_page_lists_the_invite_and_crowd_links_with_the_study_token() -> None:
+    from django.test import Client
+
+    from tests import factories
+
+    study = factories.study()
+    staff = factories.user(is_staff=True, is_superuser=True)
+    client = Client()
+    client.force_login(staff)
+    page = client.get(f"/dashboard/studies/{study.slug}/").content.decode()
+    assert f"/rate/{study.slug}/join/{study.invite_token}/" in page
+    assert f"/rate/{study.slug}/?t={study.invite_token}&amp;PROLIFIC_PID={{{{%PROLIFIC_PID%}}}}" in page
