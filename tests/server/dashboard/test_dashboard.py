@@ -400,11 +400,8 @@ def test_over_time_uses_days_for_an_older_study(world: World) -> None:
     assert over_time["unit"] == "day" and over_time["cumulative"][-1] == 23
 
 
+@pytest.mark.django_db
 def test_the_study_page_lists_the_invite_and_crowd_links_with_the_study_token() -> None:
-    from django.test import Client
-
-    from tests import factories
-
     study = factories.study()
     staff = factories.user(is_staff=True, is_superuser=True)
     client = Client()
