@@ -186,7 +186,7 @@ def run_strategy(
         pending = study.comparisons.filter(completed_assignments=0).count()
         for index, client in enumerate(clients):
             share = pending // RATERS + (1 if index < pending % RATERS else 0)
-            rate(
+            stats = rate(
                 client=client,
                 study_slug=study.slug,
                 oracle=theme_oracle,
@@ -194,6 +194,8 @@ def run_strategy(
                 noise=0.1,
                 rng=random.Random(round_number * 100 + index),
             )
+            if stats.errors:
+                raise RuntimeError(f"simulated rater {index}: {'; '.join(stats.errors)}")
         snapshot_job = snapshot_start(study=study)
         _run(snapshot_job)
         snapshot_job.refresh_from_db()

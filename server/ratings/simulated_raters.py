@@ -144,7 +144,9 @@ def rate(
         words = len(left.split()) + len(right.split())
         vote = {
             "choice": choice,
-            "idempotency_key": uuid.UUID(int=rng.getrandbits(128)).hex,
+            # Unique per vote, never derived from the seed: keys are global, and two runs with the
+            # same seed must not collide. A retry below reuses it, so a retried vote counts once.
+            "idempotency_key": uuid.uuid4().hex,
             "active_seconds": round(3.0 + words / 4.0 + rng.random() * 4.0, 2),  # ~240 words a minute
         }
         status, body = client.post(f"{base}/assignments/{assignment['id']}/judgment/", vote)
