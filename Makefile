@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(PY) manage.py demo
+	$(PY) manage.py demo $(if $(CORPUS),--corpus $(CORPUS))
 
 # Test tools from Debian: Chromium for the browser tests; docker-compose to validate
 # docker-compose.yml where a docker client is installed but not its compose plugin.

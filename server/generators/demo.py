@@ -9,9 +9,8 @@ from django.conf import settings
 from django.db import transaction
 
 from server.generators.models import VersionKind
-from server.generators.services import generate_start, generator_version_register
+from server.generators.services import base_model_build_start, generate_start, generator_version_register
 from server.jobs.models import Job, JobKind, JobStatus
-from server.jobs.services import job_enqueue
 from server.ratings.models import Comparison
 from server.studies.models import Study
 
@@ -26,8 +25,10 @@ DEMO_VERSIONS = {
 DEMO_SAMPLES_PER_PROMPT = 3
 
 
-def demo_model_dir() -> Path:
-    return Path(settings.VAR_DIR) / "models" / DEMO_GENERATOR
+def demo_model_dir(corpus: Path = DEMO_CORPUS) -> Path:
+    """Where the demo model of ``corpus`` is cached; another corpus gets its own folder."""
+    name = DEMO_GENERATOR if corpus.resolve() == DEMO_CORPUS.resolve() else f"{DEMO_GENERATOR}-{corpus.stem}"
+    return Path(settings.VAR_DIR) / "models" / name
 
 
 def demo_versions_enrol_and_generate(
@@ -35,7 +36,8 @@ def demo_versions_enrol_and_generate(
 ) -> Job:
     versions = [
         generator_version_register(
-            generator_name=DEMO_GENERATOR,
+            # The model folder names the generator: a demo built on another corpus is another one.
+            generator_name=Path(model_path).name,
             label=label,
             kind=VersionKind.BASE,
             model_path=model_path,
@@ -56,7 +58,7 @@ def demo_versions_enrol_and_generate(
 
 
 @transaction.atomic
-def demo_generation_start(*, study: Study) -> str:
+def demo_generation_start(*, study: Study, corpus: Path | None = None) -> str:
     """Start what the demo still lacks; say what was started ('' when nothing was needed)."""
     if Comparison.objects.filter(study=study).exists():
         return ""
@@ -67,23 +69,19 @@ def demo_generation_start(*, study: Study) -> str:
     )
     if busy.exists():
         return ""
-    model_dir = demo_model_dir()
+    corpus = (corpus or DEMO_CORPUS).resolve()
+    model_dir = demo_model_dir(corpus)
     if (model_dir / "config.json").exists():
         job = demo_versions_enrol_and_generate(
-            study=study, model_path=str(model_dir), corpus_path=str(DEMO_CORPUS)
+            study=study, model_path=str(model_dir), corpus_path=str(corpus)
         )
         return f"generate job {job.id} (then pair selection)"
-    job = job_enqueue(
-        kind=JobKind.BUILD_BASE_MODEL,
-        study_id=study.id,
-        params={
-            "corpus_path": str(DEMO_CORPUS),
-            "output_dir": str(model_dir),
-            "generator": DEMO_GENERATOR,
-            "label": "base",
-            "size": "demo",
-            "enrol": False,
-            "then": ["demo_versions"],
-        },
+    job = base_model_build_start(
+        corpus_path=str(corpus),
+        generator_name=model_dir.name,
+        label="base",
+        output_dir=str(model_dir),
+        study=study,
+        then=["demo_versions"],
     )
     return f"base-model build job {job.id} (then two versions, generation and pair selection)"

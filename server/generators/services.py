@@ -246,3 +246,59 @@ def generate_start(
 
 def samples_per_version(*, study: Study) -> dict[int, int]:
     return dict(Counter(Sample.objects.filter(prompt__study=study).values_list("version_id", flat=True)))
+
+
+MAX_CORPUS_BYTES = 500 * 1024 * 1024  # a larger corpus belongs on a bigger machine than the builder's
+
+
+def base_model_build_start(
+    *,
+    corpus_path: str,
+    generator_name: str,
+    label: str,
+    output_dir: str,
+    size: str = "demo",
+    study: Study | None = None,
+    enrol: bool = False,
+    then: list[str] | None = None,
+    created_by_id: int | None = None,
+) -> Job:
+    """Start building a small GPT-2 and its tokenizer from a UTF-8 text corpus (pieces separated
+    by blank lines). The file is checked here, so a bad path fails now and not in a worker."""
+    from pathlib import Path
+
+    if size not in ("demo", "tiny"):
+        raise ApplicationError("Size must be 'demo' or 'tiny'.", extra={"field": "size"})
+    path = Path(corpus_path).expanduser().resolve()
+    if not path.is_file():
+        raise ApplicationError(f"There is no corpus file {corpus_path}.", extra={"field": "corpus"})
+    if path.stat().st_size > MAX_CORPUS_BYTES:
+        raise ApplicationError(
+            f"The corpus is larger than {MAX_CORPUS_BYTES:,} bytes.", extra={"field": "corpus"}
+        )
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data[: error.start].count(b"\n") + 1
+        raise ApplicationError(
+            f"The corpus is not valid UTF-8 (line {line}, byte {error.start}).", extra={"field": "corpus"}
+        ) from None
+    if not text.strip():
+        raise ApplicationError("The corpus is empty.", extra={"field": "corpus"})
+    if not generator_name.strip() or not label.strip():
+        raise ApplicationError("A build needs a generator name and a label.")
+    return job_enqueue(
+        kind=JobKind.BUILD_BASE_MODEL,
+        study_id=study.id if study else None,
+        created_by_id=created_by_id,
+        params={
+            "corpus_path": str(path),
+            "output_dir": output_dir,
+            "generator": generator_name.strip(),
+            "label": label.strip(),
+            "size": size,
+            "enrol": enrol,
+            "then": then or [],
+        },
+    )

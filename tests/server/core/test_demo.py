@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import re
+
 import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
@@ -42,3 +44,34 @@ def test_a_cached_model_skips_the_build_and_enrols_two_decoding_versions(setting
     assert (generate.params["split"], generate.params["then"]) == ("all", ["select_pairs"])
     assert not Job.objects.filter(kind=JobKind.BUILD_BASE_MODEL).exists()
     assert demo_generation_start(study=study) == ""  # generation already queued
+
+
+def test_another_corpus_builds_its_own_demo_generator(settings, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    settings.VAR_DIR = tmp_path
+    corpus = tmp_path / "verse.txt"
+    corpus.write_text("The tide came in.\n\nThe lamp went out.\n", encoding="utf-8")
+    call_command("demo", "--no-serve", "--corpus", str(corpus))
+    build = Job.objects.get(kind=JobKind.BUILD_BASE_MODEL)
+    assert build.params["corpus_path"] == str(corpus.resolve())
+    assert build.params["output_dir"] == str(tmp_path / "models" / "lovelace-tiny-verse")
+    assert build.params["generator"] == "lovelace-tiny-verse"
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, "There is no corpus file"),
+        (b"caf\xe9\n", "not valid UTF-8 (line 1"),
+        (b"  \n\n", "The corpus is empty"),
+    ],
+)
+def test_a_bad_corpus_is_refused_before_any_job(settings, tmp_path, content, message) -> None:  # type: ignore[no-untyped-def]
+    from django.core.management import CommandError
+
+    settings.VAR_DIR = tmp_path
+    corpus = tmp_path / "corpus.txt"
+    if content is not None:
+        corpus.write_bytes(content)
+    with pytest.raises(CommandError, match=re.escape(message)):
+        call_command("build_base_model", "--corpus", str(corpus), "--generator", "g")
+    assert not Job.objects.exists()

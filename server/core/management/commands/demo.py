@@ -15,9 +15,10 @@ from typing import Any
 
 from django.conf import settings
 from django.core.management import call_command
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from server.core.demo import DEMO_ADMIN, DEMO_RATER, demo_seed
+from server.core.exceptions import ApplicationError
 from server.generators.demo import demo_generation_start
 
 
@@ -27,11 +28,21 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--port", type=int, default=int(os.environ.get("LOVELACE_DEMO_PORT", "8000")))
         parser.add_argument("--no-serve", action="store_true", help="seed only, start no process")
+        parser.add_argument(
+            "--corpus",
+            type=Path,
+            default=None,
+            help="train the demo generator on this UTF-8 text instead of the shipped corpus "
+            "(e.g. ../shared/data/tinyshakespeare.txt)",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         call_command("migrate", verbosity=0, interactive=False)
         seed = demo_seed()
-        started = demo_generation_start(study=seed.study)
+        try:
+            started = demo_generation_start(study=seed.study, corpus=options["corpus"])
+        except ApplicationError as error:
+            raise CommandError(error.message) from None
         if started:
             self.stdout.write(f"Started the demo pipeline: {started}.")
         port = options["port"]
