@@ -10,7 +10,8 @@ Outcome mapping: A or B → chosen / rejected; a tie or "both bad" states no pre
 two and is dropped (the leaderboard still counts ties as half wins). Strength becomes a margin:
 none or 1 → 0, 2 → 0.5, 3 → 1.0 (in reward units, added inside the reward-model loss).
 Split: by prompt, so no prompt is on both sides; a prompt is in validation when a hash of (study,
-prompt) falls below the validation fraction, which keeps the split stable as judgments arrive.
+prompt) falls below the validation fraction, which keeps the split stable as judgments arrive (when
+no prompt falls below it, the lowest-hashed one is validation, so small studies get one too).
 """
 
 from __future__ import annotations
@@ -51,10 +52,25 @@ def eligible_judgments(*, study: Study, after_id: int = 0):  # type: ignore[no-u
     ).exclude(assignment__rater__status=RaterStatus.PAUSED)
 
 
-def prompt_split(*, study_id: int, prompt_id: int, validation_fraction: float) -> str:
+def prompt_position(*, study_id: int, prompt_id: int) -> float:
+    """A prompt's fixed pseudo-random position in [0, 1): the split compares it to the fraction."""
     digest = hashlib.sha256(f"lovelace-split:{study_id}:{prompt_id}".encode()).digest()
-    position = int.from_bytes(digest[:8], "big") / 2**64
-    return "validation" if position < validation_fraction else "train"
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def prompt_splits(*, study_id: int, prompt_ids: set[int], validation_fraction: float) -> dict[int, str]:
+    """Validation prompts: those whose position falls below the fraction. When none does but the
+    fraction is positive and there are two prompts or more, the lowest-positioned prompt is
+    validation, so a small study still gets a validation set (reward-model accuracy needs one)."""
+    positions = {
+        prompt_id: prompt_position(study_id=study_id, prompt_id=prompt_id) for prompt_id in prompt_ids
+    }
+    splits = {
+        prompt_id: "validation" if p < validation_fraction else "train" for prompt_id, p in positions.items()
+    }
+    if validation_fraction > 0 and len(splits) >= 2 and "validation" not in splits.values():
+        splits[min(positions, key=positions.__getitem__)] = "validation"
+    return splits
 
 
 def frozen_pairs(*, study: Study, validation_fraction: float) -> list[FrozenPair]:
@@ -70,6 +86,10 @@ def frozen_pairs(*, study: Study, validation_fraction: float) -> list[FrozenPair
         )
         .order_by("id")
     )
+    rows = list(rows)
+    splits = prompt_splits(
+        study_id=study.id, prompt_ids={row[3] for row in rows}, validation_fraction=validation_fraction
+    )
     pairs = []
     for judgment_id, outcome, strength, prompt_id, sample_a, sample_b in rows:
         chosen, rejected = (sample_a, sample_b) if outcome == Outcome.A else (sample_b, sample_a)
@@ -80,9 +100,7 @@ def frozen_pairs(*, study: Study, validation_fraction: float) -> list[FrozenPair
                 chosen_id=chosen,
                 rejected_id=rejected,
                 margin=MARGIN_OF_STRENGTH[strength],
-                split=prompt_split(
-                    study_id=study.id, prompt_id=prompt_id, validation_fraction=validation_fraction
-                ),
+                split=splits[prompt_id],
             )
         )
     return pairs

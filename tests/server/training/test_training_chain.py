@@ -172,3 +172,19 @@ def test_rloo_child_records_the_reward_model_it_was_trained_against(
     )
     assert child.training_config["method"] == "rloo"
     assert child.training_config["iterations"] == 2
+
+
+def test_a_small_study_still_gets_one_validation_prompt() -> None:
+    from server.training.snapshots import prompt_position, prompt_splits
+
+    ids = {11, 12, 13, 14}
+    lowest = min(ids, key=lambda prompt_id: prompt_position(study_id=7, prompt_id=prompt_id))
+    splits = prompt_splits(study_id=7, prompt_ids=ids, validation_fraction=1e-12)
+    assert [prompt_id for prompt_id, split in splits.items() if split == "validation"] == [lowest]
+    assert set(prompt_splits(study_id=7, prompt_ids=ids, validation_fraction=0).values()) == {"train"}
+    # A single prompt is never forced out of training.
+    assert prompt_splits(study_id=7, prompt_ids={11}, validation_fraction=1e-12) == {11: "train"}
+    # Stable: the same prompts give the same split.
+    assert prompt_splits(study_id=7, prompt_ids=ids, validation_fraction=0.3) == prompt_splits(
+        study_id=7, prompt_ids=ids, validation_fraction=0.3
+    )
