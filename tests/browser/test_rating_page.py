@@ -254,3 +254,12 @@ def test_a_rater_paused_by_a_failed_check_sees_why_instead_of_pairs(
     page.reload()
     assert "0 of 2 check questions" in page.text_content("#state-text")
     assert Rater.objects.get().status == RaterStatus.PAUSED
+
+
+def test_the_space_a_continuation_starts_with_is_not_shown(live_server, open_page) -> None:  # type: ignore[no-untyped-def]
+    study = rating_study()
+    pair(study, left=" the tide came in\nslowly", right="\n  the lamp went out")
+    page = open_page()
+    join(page, live_server, study)
+    texts = {page.text_content("#left-text"), page.text_content("#right-text")}
+    assert texts == {"the tide came in\nslowly", "the lamp went out"}

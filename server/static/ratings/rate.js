@@ -206,8 +206,9 @@
     ui.state.hidden = true;
     current = { token: pair.token, shownAt: Date.now(), firstInputAt: null, key: null, submitting: false };
     ui.prompt.textContent = pair.prompt;
-    ui.left.textContent = pair.left;
-    ui.right.textContent = pair.right;
+    // A generated continuation starts with the space that followed the prompt: not part of the read.
+    ui.left.textContent = pair.left.replace(/^\s+/, "");
+    ui.right.textContent = pair.right.replace(/^\s+/, "");
     resetVote();
     ui.task.hidden = false;
     ui.task.setAttribute("aria-busy", "false");
