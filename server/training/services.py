@@ -75,6 +75,12 @@ def _check_options(config: dict[str, Any] | None, allowed: set[str], what: str) 
     return config
 
 
+def _of_study(model, *, study: Study, object_id: int | None):  # type: ignore[no-untyped-def]
+    """The study's row of ``model`` with ``object_id``, or its newest when no id is given."""
+    rows = model.objects.filter(study=study)
+    return rows.filter(id=object_id).first() if object_id else rows.order_by("-created_at", "-id").first()
+
+
 def snapshot_start(
     *,
     study: Study,
@@ -107,11 +113,7 @@ def reward_model_train_start(
 ) -> Job:
     """Train a reward-model ensemble on a snapshot (the study's latest when none is given)."""
     config = _check_options(config, REWARD_MODEL_OPTIONS, "reward-model")
-    snapshot = (
-        PreferenceSnapshot.objects.filter(study=study, id=snapshot_id).first()
-        if snapshot_id
-        else PreferenceSnapshot.objects.filter(study=study).order_by("-created_at").first()
-    )
+    snapshot = _of_study(PreferenceSnapshot, study=study, object_id=snapshot_id)
     if snapshot is None:
         raise ApplicationError(
             "Take a preference snapshot of the study first."
@@ -178,11 +180,7 @@ def policy_train_start(
     params: dict[str, Any] = {"parent_version_id": parent.id, "method": method, "then": then or []}
     if method == "dpo":
         params["config"] = _check_options(config, DPO_OPTIONS, "DPO")
-        snapshot = (
-            PreferenceSnapshot.objects.filter(study=study, id=snapshot_id).first()
-            if snapshot_id
-            else PreferenceSnapshot.objects.filter(study=study).order_by("-created_at").first()
-        )
+        snapshot = _of_study(PreferenceSnapshot, study=study, object_id=snapshot_id)
         if snapshot is None:
             raise ApplicationError(
                 "DPO needs a preference snapshot of the study.", extra={"field": "snapshot_id"}
@@ -190,11 +188,7 @@ def policy_train_start(
         params["snapshot_id"] = snapshot.id
     else:
         params["config"] = _check_options(config, RLOO_OPTIONS, "RLOO")
-        reward_model = (
-            RewardModel.objects.filter(study=study, id=reward_model_id).first()
-            if reward_model_id
-            else RewardModel.objects.filter(study=study).order_by("-created_at").first()
-        )
+        reward_model = _of_study(RewardModel, study=study, object_id=reward_model_id)
         if reward_model is None:
             raise ApplicationError(
                 "RLOO needs a reward model of the study.", extra={"field": "reward_model_id"}
