@@ -13,6 +13,7 @@ import importlib
 import json
 import random
 import re
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,6 +21,8 @@ from urllib import error as urlerror
 from urllib import request as urlrequest
 
 Oracle = Callable[[str, str], float]
+EMPTY_RETRIES = 3
+EMPTY_RETRY_SECONDS = 0.3
 
 THEME_WORDS = frozenset(
     [
@@ -123,6 +126,7 @@ def rate(
     """Vote up to ``votes`` times (fewer when the study runs out of pairs for this rater)."""
     stats = RaterStats()
     base = f"/api/studies/{study_slug}"
+    empty_answers = 0
     while stats.votes < votes:
         status, body = client.post(f"{base}/assignments/next/")
         if status != 200:
@@ -130,8 +134,15 @@ def rate(
             break
         assignment = body.get("assignment")
         if not isinstance(assignment, dict):
+            # "empty" can be momentary: the last free pair was locked by another rater taking it
+            # (assignment skips locked rows rather than wait). A person would look again.
+            if body.get("no_work") == "empty" and empty_answers < EMPTY_RETRIES:
+                empty_answers += 1
+                time.sleep(EMPTY_RETRY_SECONDS)
+                continue
             stats.no_work_reason = str(body.get("no_work") or "")
             break
+        empty_answers = 0
         prompt, left, right = str(assignment["prompt"]), str(assignment["left"]), str(assignment["right"])
         left_score, right_score = oracle(prompt, left), oracle(prompt, right)
         preferred = "left" if left_score > right_score else "right" if right_score > left_score else "tie"
