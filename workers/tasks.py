@@ -143,19 +143,6 @@ def start_training_loops() -> list[int]:
 
 @app.task(name="lovelace.refresh_rater_quality", **DEFAULT_TASK)
 def refresh_rater_quality() -> int:
-    """Agreement with the majority moves as other raters vote: recompute every rater of the
-    active studies that received judgments in the last interval (bounded to 20 studies)."""
-    from datetime import timedelta
+    from server.ratings.services import rater_quality_refresh_recent
 
-    from django.utils import timezone
-
-    from server.ratings.models import Judgment
-    from server.ratings.services import rater_quality_refresh_study
-
-    since = timezone.now() - timedelta(minutes=15)
-    study_ids = list(
-        Judgment.objects.filter(submitted_at__gte=since, assignment__comparison__study__is_active=True)
-        .values_list("assignment__comparison__study_id", flat=True)
-        .distinct()[:20]
-    )
-    return sum(rater_quality_refresh_study(study_id=study_id) for study_id in study_ids)
+    return rater_quality_refresh_recent(within_minutes=15, max_studies=20)

@@ -601,29 +601,44 @@ def _submission(judgment: Judgment, *, created: bool, rater: Rater, judged: int)
     )
 
 
+def _lock_own_live_judgment(*, rater: Rater, idempotency_key: str, action: str, revoked: str) -> Judgment:
+    """The rater's live judgment with this key, locked with its assignment (inside a transaction)."""
+    judgment = (
+        Judgment.objects.select_for_update(of=("self", "assignment"))
+        .select_related("assignment")
+        .filter(idempotency_key=idempotency_key)
+        .first()
+    )
+    if judgment is None or judgment.assignment.rater_id != rater.id:
+        raise NotFound(f"There is no such vote of yours to {action}.")
+    if judgment.revoked_at is not None:
+        raise Conflict(revoked)
+    return judgment
+
+
+def _revoke(judgment: Judgment, *, reason: str, now: datetime) -> None:
+    judgment.revoked_at = now
+    judgment.revoked_reason = reason
+    judgment.save(update_fields=["revoked_at", "revoked_reason"])
+
+
 def judgment_undo(*, rater: Rater, idempotency_key: str) -> Assignment:
     """Take back the rater's vote within UNDO_WINDOW_SECONDS: the judgment is revoked (kept as a
     record) and the pair is reserved again, so the next vote on it replaces the revoked one."""
     now = timezone.now()
     with transaction.atomic():
-        judgment = (
-            Judgment.objects.select_for_update(of=("self", "assignment"))
-            .select_related("assignment")
-            .filter(idempotency_key=idempotency_key)
-            .first()
+        judgment = _lock_own_live_judgment(
+            rater=rater,
+            idempotency_key=idempotency_key,
+            action="undo",
+            revoked="This vote was already taken back.",
         )
-        if judgment is None or judgment.assignment.rater_id != rater.id:
-            raise NotFound("There is no such vote of yours to undo.")
-        if judgment.revoked_at is not None:
-            raise Conflict("This vote was already taken back.")
         if (now - judgment.submitted_at).total_seconds() > UNDO_WINDOW_SECONDS:
             raise ApplicationError(
                 f"Too late to undo: a vote can be taken back within {UNDO_WINDOW_SECONDS} seconds.",
                 status=409,
             )
-        judgment.revoked_at = now
-        judgment.revoked_reason = "undo"
-        judgment.save(update_fields=["revoked_at", "revoked_reason"])
+        _revoke(judgment, reason="undo", now=now)
         assignment = judgment.assignment
         assignment.status = AssignmentStatus.RESERVED
         assignment.reserved_at = now
@@ -651,20 +666,14 @@ def judgment_correct(
     _check_vote(choice=choice, strength=strength, idempotency_key=new_idempotency_key, rationale=rationale)
     now = timezone.now()
     with transaction.atomic():
-        old = (
-            Judgment.objects.select_for_update(of=("self", "assignment"))
-            .select_related("assignment")
-            .filter(idempotency_key=idempotency_key)
-            .first()
+        old = _lock_own_live_judgment(
+            rater=rater,
+            idempotency_key=idempotency_key,
+            action="correct",
+            revoked="This vote was taken back or corrected already; correct the newest one.",
         )
-        if old is None or old.assignment.rater_id != rater.id:
-            raise NotFound("There is no such vote of yours to correct.")
-        if old.revoked_at is not None:
-            raise Conflict("This vote was taken back or corrected already; correct the newest one.")
         outcome, chose_left = outcome_for_choice(choice=choice, left_is_a=old.assignment.left_is_a)
-        old.revoked_at = now
-        old.revoked_reason = "correction"
-        old.save(update_fields=["revoked_at", "revoked_reason"])
+        _revoke(old, reason="correction", now=now)
         flags = _flags(rater=rater, study=rater.study, active_seconds=None)
         corrected = Judgment(
             assignment=old.assignment,
@@ -718,6 +727,18 @@ def rater_quality_update(*, rater_id: int, study: Study | None = None) -> qualit
     return quality.QualityUpdate(signals=signals, status=rater.status, paused_reason=rater.paused_reason)
 
 
+def rater_quality_refresh_recent(*, within_minutes: int = 15, max_studies: int = 20) -> int:
+    """Refresh every rater of the active studies that received judgments recently (agreement with
+    the majority moves as other raters vote); bounded to ``max_studies``. Returns raters refreshed."""
+    since = timezone.now() - timedelta(minutes=within_minutes)
+    study_ids = list(
+        Judgment.objects.filter(submitted_at__gte=since, assignment__comparison__study__is_active=True)
+        .values_list("assignment__comparison__study_id", flat=True)
+        .distinct()[:max_studies]
+    )
+    return sum(rater_quality_refresh_study(study_id=study_id) for study_id in study_ids)
+
+
 def rater_quality_refresh_study(*, study_id: int) -> int:
     """Recompute every rater of a study (agreement moves when other raters vote); the count."""
     rater_ids = list(Rater.objects.filter(study_id=study_id).values_list("id", flat=True))
@@ -742,6 +763,7 @@ __all__ = [
     "rater_join_invite",
     "rater_join_platform",
     "rater_pause",
+    "rater_quality_refresh_recent",
     "rater_quality_refresh_study",
     "rater_quality_update",
     "rater_resume",

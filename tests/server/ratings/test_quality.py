@@ -304,3 +304,26 @@ def test_quality_update_of_a_rater_without_judgments_stores_empty_signals() -> N
     rater.refresh_from_db()
     assert rater.quality["judgments"] == 0
     assert rater.quality["gold_accuracy"] is None
+
+
+@pytest.mark.django_db
+def test_scheduled_refresh_covers_only_active_studies_with_recent_judgments() -> None:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from server.ratings.services import rater_quality_refresh_recent
+
+    recent = factories.study()
+    factories.judgment(comparison=factories.comparison(study=recent), rater=factories.rater(study=recent))
+    factories.rater(study=recent)  # a second rater of the same study, no judgment yet
+    old = factories.study()
+    factories.judgment(
+        comparison=factories.comparison(study=old),
+        rater=factories.rater(study=old),
+        submitted_at=timezone.now() - timedelta(hours=2),
+    )
+    closed = factories.study(is_active=False)
+    factories.judgment(comparison=factories.comparison(study=closed), rater=factories.rater(study=closed))
+
+    assert rater_quality_refresh_recent(within_minutes=15) == 2
