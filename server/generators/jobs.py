@@ -11,9 +11,11 @@ from typing import Any
 
 from django.conf import settings
 
+from server.generators.demo import demo_versions_enrol_and_generate
 from server.generators.models import GeneratorVersion, Sample, VersionKind
 from server.generators.services import generator_version_register
 from server.jobs.models import Job
+from server.ratings.pair_selection import pair_selection_start
 from server.studies.models import Prompt
 from workers.ml.base_model import TINY_BUILD_CONFIG, BaseModelConfig, build_base_model
 from workers.ml.progress import ProgressReporter
@@ -50,8 +52,6 @@ def base_model_build_run(*, job: Job, report: ProgressReporter) -> dict[str, Any
     )
     shutil.rmtree(checkpoints, ignore_errors=True)
     if "demo_versions" in params.get("then", []) and job.study is not None:
-        from server.generators.demo import demo_versions_enrol_and_generate
-
         demo_versions_enrol_and_generate(
             study=job.study, model_path=str(output_dir), corpus_path=str(corpus_path), parent_id=job.id
         )
@@ -172,7 +172,5 @@ def generate_run(*, job: Job, report: ProgressReporter) -> dict[str, Any]:
         created += made
         out_of_memory += events
     if "select_pairs" in params.get("then", []) and job.study is not None:
-        from server.ratings.pair_selection import pair_selection_start
-
         pair_selection_start(study=job.study, parent_id=job.id)
     return {"created": created, "total": total, "out_of_memory_events": out_of_memory}

@@ -14,10 +14,14 @@ from dataclasses import dataclass
 
 from django.db import transaction
 
+from server.core.exceptions import ApplicationError
 from server.generators.models import Sample, VersionKind
 from server.generators.services import generator_version_register
+from server.jobs.models import Job, JobKind
+from server.jobs.services import job_enqueue
 from server.ratings.models import Comparison, ComparisonKind
-from server.studies.models import Study
+from server.studies.models import PairSelection, Study
+from workers.ml.progress import ProgressReporter
 
 GOLD_GENERATOR = "lovelace-gold"
 GOLD_LABEL = "broken"
@@ -171,13 +175,8 @@ def pair_selection_start(
     seed: int = 0,
     parent_id: int | None = None,
     created_by_id: int | None = None,
-):  # type: ignore[no-untyped-def]
+) -> Job:
     """Start a ``select_pairs`` job with the study's strategy (or the one given)."""
-    from server.core.exceptions import ApplicationError
-    from server.jobs.models import JobKind
-    from server.jobs.services import job_enqueue
-    from server.studies.models import PairSelection
-
     strategy = strategy or study.pair_selection
     if strategy not in PairSelection.values:
         raise ApplicationError(
@@ -196,7 +195,7 @@ def pair_selection_start(
     )
 
 
-def pair_selection_run(*, job, report) -> dict[str, int]:  # type: ignore[no-untyped-def]
+def pair_selection_run(*, job: Job, report: ProgressReporter) -> dict[str, int]:
     """The ``select_pairs`` job."""
     study = job.study
     strategy = job.params.get("strategy", "random")
