@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from django.db.models import QuerySet
 
 from evaluation.bradley_terry import (
     bootstrap_bradley_terry,
@@ -27,7 +28,8 @@ from server.core.exceptions import ApplicationError
 from server.evaluations.models import LeaderboardSnapshot
 from server.evaluations.selectors import last_judgment_id
 from server.jobs.models import Job
-from server.ratings.models import ComparisonKind, Judgment, Outcome, RaterStatus
+from server.ratings.models import Judgment, Outcome
+from server.ratings.selectors import judgments_trusted
 from server.studies.models import PromptSplit, Study
 
 OUTCOME_CODES = {
@@ -39,13 +41,8 @@ OUTCOME_CODES = {
 DEFAULT_ROUNDS = 1000
 
 
-def counted_judgments(*, study: Study, split: str | None):  # type: ignore[no-untyped-def]
-    judgments = Judgment.objects.filter(
-        assignment__comparison__study=study,
-        assignment__comparison__kind=ComparisonKind.REGULAR,
-        revoked_at__isnull=True,
-        is_flagged=False,
-    ).exclude(assignment__rater__status=RaterStatus.PAUSED)
+def counted_judgments(*, study: Study, split: str | None) -> QuerySet[Judgment]:
+    judgments = judgments_trusted(study=study)
     if split is not None:
         judgments = judgments.filter(assignment__comparison__prompt__split=split)
     return judgments

@@ -5,8 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from django.db.models import QuerySet
+
 from server.core.exceptions import NotFound
-from server.ratings.models import Platform, Rater
+from server.ratings.models import ComparisonKind, Judgment, Platform, Rater, RaterStatus
 from server.studies.models import Study
 
 # MTurk posts the finished HIT back to one of these hosts only; anything else would make the
@@ -57,3 +59,16 @@ def completion_for_rater(*, rater: Rater) -> Completion:
     return Completion(
         code=study.completion_code, url=url, mturk_submit_url=submit_to, mturk_assignment_id=assignment_id
     )
+
+
+def judgments_trusted(*, study: Study) -> QuerySet[Judgment]:
+    """The judgments every statistic and every training run may use: live (not undone or
+    corrected), not flagged (too fast, or made while the rater was paused), from raters who are
+    not paused now, on regular comparisons (gold checks test raters, not generators; swapped
+    repeats would count one rater's opinion twice)."""
+    return Judgment.objects.filter(
+        assignment__comparison__study=study,
+        assignment__comparison__kind=ComparisonKind.REGULAR,
+        revoked_at__isnull=True,
+        is_flagged=False,
+    ).exclude(assignment__rater__status=RaterStatus.PAUSED)

@@ -14,7 +14,8 @@ from django.conf import settings
 from server.generators.models import GeneratorVersion, Sample, VersionKind
 from server.generators.services import generate_start
 from server.jobs.models import Job
-from server.ratings.models import ComparisonKind, Judgment, Outcome
+from server.ratings.models import Outcome
+from server.ratings.selectors import judgments_trusted
 from server.studies.models import PromptSplit
 from server.training.models import PreferenceSnapshot, RewardModel
 from server.training.services import policy_train_start, reward_model_train_start
@@ -77,13 +78,12 @@ def human_agreement_ceiling(*, snapshot: PreferenceSnapshot) -> tuple[float | No
         )
     )
     outcomes: dict[int, list[str]] = defaultdict(list)
-    for comparison_id, outcome in Judgment.objects.filter(
-        assignment__comparison_id__in=comparison_ids,
-        assignment__comparison__kind=ComparisonKind.REGULAR,
-        revoked_at__isnull=True,
-        is_flagged=False,
-        outcome__in=[Outcome.A, Outcome.B],
-    ).values_list("assignment__comparison_id", "outcome"):
+    # The same judgments training may use (a paused rater's votes set no ceiling either).
+    for comparison_id, outcome in (
+        judgments_trusted(study=snapshot.study)
+        .filter(assignment__comparison_id__in=comparison_ids, outcome__in=[Outcome.A, Outcome.B])
+        .values_list("assignment__comparison_id", "outcome")
+    ):
         outcomes[comparison_id].append(outcome)
     agree = total = used = 0
     for votes in outcomes.values():

@@ -20,9 +20,11 @@ import hashlib
 from dataclasses import dataclass
 
 from django.db import transaction
+from django.db.models import QuerySet
 
 from server.core.exceptions import ApplicationError
-from server.ratings.models import ComparisonKind, Judgment, Outcome, RaterStatus
+from server.ratings.models import Judgment, Outcome
+from server.ratings.selectors import judgments_trusted
 from server.studies.models import PromptSplit, Study
 from server.training.models import PreferenceSnapshot, SnapshotPair
 
@@ -40,16 +42,13 @@ class FrozenPair:
     split: str
 
 
-def eligible_judgments(*, study: Study, after_id: int = 0):  # type: ignore[no-untyped-def]
-    return Judgment.objects.filter(
-        assignment__comparison__study=study,
-        assignment__comparison__kind=ComparisonKind.REGULAR,
+def eligible_judgments(*, study: Study, after_id: int = 0) -> QuerySet[Judgment]:
+    """Trusted judgments on train prompts that prefer one side, newer than ``after_id``."""
+    return judgments_trusted(study=study).filter(
         assignment__comparison__prompt__split=PromptSplit.TRAIN,
-        revoked_at__isnull=True,
-        is_flagged=False,
         outcome__in=[Outcome.A, Outcome.B],
         id__gt=after_id,
-    ).exclude(assignment__rater__status=RaterStatus.PAUSED)
+    )
 
 
 def prompt_position(*, study_id: int, prompt_id: int) -> float:
