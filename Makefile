@@ -45,9 +45,11 @@ test: $(STAMP) chromium lint types
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 \
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+# The loop bench takes several minutes more: `$(PY) -m bench.loop`.
 bench: $(STAMP)
 	$(PY) -m bench.leaderboard
 	$(PY) -m bench.generation
+	$(PY) -m bench.rating_load
 
 clean:
 	rm -rf var test-artifacts .pytest_cache .mypy_cache .ruff_cache
