@@ -1,18 +1,22 @@
 """Load test of the rating hot path: concurrent raters voting over HTTP against gunicorn.
 
-    .venv/bin/python -m bench.rating_load [--raters 32] [--seconds 20] [--workers 2] [--threads 4]
+    .venv/bin/python -m bench.rating_load [--raters 12] [--seconds 20] [--workers 2] [--threads 4]
+                                          [--no-baseline]
 
 What it does:
 1. drops and re-creates a PostgreSQL database (``lovelace_bench`` unless BENCH_DATABASE_URL says
    otherwise), migrates it and seeds one study: regular comparisons, a few gold ones, repeats on;
 2. serves the app under gunicorn in production mode (DEBUG off) with the given workers / threads;
 3. runs ``--raters`` simulated participants for ``--seconds``, each with its own session and a
-   keep-alive connection: invite link, rating page, then "next pair" + "vote" as fast as answers
-   come (no think time: this measures capacity, not a realistic crowd). About 1 % of the votes
-   are sent twice with the same idempotency key, as a flaky network would;
-4. prints judgments/s and p50 / p99 latencies, then reconciles the database with what the
-   clients saw acknowledged: every acknowledged vote stored once, nothing stored that was not
-   acknowledged, no comparison past its overlap, counters equal to the rows.
+   keep-alive connection: invite link, rating page, then votes as fast as answers come (no think
+   time: this measures capacity, not a realistic crowd). About 1 % of the votes are sent twice
+   with the same idempotency key, as a flaky network would. Two runs, each after a warm-up:
+   the baseline asks "next pair" and sends "vote" as two requests; the second does what the
+   rating page does, one vote request whose answer carries the next pair;
+4. prints judgments/s, p50 / p99 latencies and CPU per judgment of each run, then reconciles
+   the database with what the clients saw acknowledged: every acknowledged vote stored once,
+   nothing stored that was not acknowledged, no comparison past its overlap, counters equal to
+   the rows.
 
 The simulated rater answers gold pairs right (it recognises the broken sample) and prefers the
 sample whose text hashes higher, so it is consistent on repeats and unbiased on sides: quality
@@ -234,6 +238,25 @@ def postgres_pids(database: str) -> list[int]:
         return [row[0] for row in cursor.fetchall()]
 
 
+def autovacuum_is_off() -> bool:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW autovacuum")
+        return cursor.fetchone()[0] == "off"
+
+
+def refresh_statistics() -> None:
+    """What autovacuum does on a PostgreSQL with default settings (it analyses a table once a tenth
+    of it changed). On a server with autovacuum off, the tables that start empty would keep
+    "empty" statistics all run long, and the planner would pick plans for empty tables."""
+    from django.db import connection
+
+    if autovacuum_is_off():
+        with connection.cursor() as cursor:
+            cursor.execute("ANALYZE")
+
+
 def cpu_snapshot(master: int, database: str) -> dict[str, dict[int, float]]:
     return {
         "server": {pid: process_cpu_seconds(pid) for pid in gunicorn_pids(master)},
@@ -303,22 +326,33 @@ def choose(pair: dict) -> str:
     return "left" if left_hash > right_hash else "right"
 
 
-def run_rater(port: int, invite_token: str, deadline: float, stats: RaterStats, seed: int) -> None:
+def run_rater(
+    port: int, invite_token: str, deadline: float, stats: RaterStats, seed: int, *, combined: bool
+) -> None:
+    """One participant voting until ``deadline``. ``combined``: each vote asks for the next pair in
+    the same request (what the rating page does); otherwise "next" and "vote" are two requests."""
     import random
 
     rng = random.Random(seed)
     participant = Participant(port, invite_token)
+    vote_path, next_path = f"/rate/{STUDY_SLUG}/api/vote", f"/rate/{STUDY_SLUG}/api/next"
     try:
         participant.join()
+        answer: dict | None = None
         while time.monotonic() < deadline:
-            started = time.perf_counter()
-            status, answer = participant.request("POST", f"/rate/{STUDY_SLUG}/api/next", {})
-            stats.next_latencies.append(time.perf_counter() - started)
-            if status == 200 and answer is not None and answer.get("status") in ("paused", "done", "empty"):
+            if answer is None:
+                started = time.perf_counter()
+                status, answer = participant.request("POST", next_path, {})
+                stats.next_latencies.append(time.perf_counter() - started)
+                if status != 200:
+                    stats.errors.append(f"next: {status} {answer}")
+                    return
+            assert answer is not None
+            if answer.get("status") in ("paused", "done", "empty"):
                 stats.stopped = answer["status"]
                 return
-            if status != 200 or answer is None or answer.get("status") != "pair":
-                stats.errors.append(f"next: {status} {answer}")
+            if answer.get("status") != "pair":
+                stats.errors.append(f"next: {answer}")
                 return
             pair = answer["pair"]
             now_ms = int(time.time() * 1000)
@@ -330,22 +364,31 @@ def run_rater(port: int, invite_token: str, deadline: float, stats: RaterStats, 
                 "first_input_at": now_ms - 3000,
                 "sent_at": now_ms,
                 "active_seconds": round(rng.uniform(3.0, 15.0), 2),
+                "next": combined,
             }
             started = time.perf_counter()
-            status, answer = participant.request("POST", f"/rate/{STUDY_SLUG}/api/vote", vote)
+            status, reply = participant.request("POST", vote_path, vote)
             stats.vote_latencies.append(time.perf_counter() - started)
-            if status != 200 or answer is None or answer.get("status") != "saved":
-                stats.errors.append(f"vote: {status} {answer}")
+            answer = None
+            if status != 200 or reply is None or reply.get("status") != "saved":
+                stats.errors.append(f"vote: {status} {reply}")
                 continue
-            stats.acknowledged.add(answer["key"])
+            stats.acknowledged.add(reply["key"])
+            if combined:
+                answer = reply.get("next")
+                if answer is None:
+                    stats.errors.append(f"vote without its next pair: {reply}")
+                    return
             if rng.random() < DUPLICATE_SHARE:
                 stats.duplicates_sent += 1
-                status, again = participant.request("POST", f"/rate/{STUDY_SLUG}/api/vote", vote)
+                status, again = participant.request("POST", vote_path, vote)
                 if (
                     status == 200
                     and again
                     and again.get("created") is False
                     and again["key"] == vote["idempotency_key"]
+                    # The resent vote's next pair is the reservation the first answer made.
+                    and (not combined or again.get("next") == answer)
                 ):
                     stats.duplicates_answered_existing += 1
                 else:
@@ -407,18 +450,133 @@ def reconcile(acknowledged: set[str]) -> list[str]:
     return problems
 
 
+# --- Runs -------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Run:
+    name: str
+    stats: list[RaterStats]
+    warm: list[RaterStats]
+    elapsed: float
+    cpu: dict[str, float]  # CPU milliseconds per judgment: server, database, load generator
+
+
+def run_raters(
+    port: int, invite_token: str, *, raters: int, seconds: float, combined: bool, seed: int
+) -> list[RaterStats]:
+    stats = [RaterStats() for _ in range(raters)]
+    deadline = time.monotonic() + seconds
+    threads = [
+        threading.Thread(
+            target=run_rater,
+            args=(port, invite_token, deadline, stats[n], seed + n),
+            kwargs={"combined": combined},
+        )
+        for n in range(raters)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return stats
+
+
+def measure(
+    name: str,
+    *,
+    port: int,
+    master: int,
+    database: str,
+    invite_token: str,
+    arguments: argparse.Namespace,
+    combined: bool,
+    seed: int,
+) -> Run:
+    """A warm-up with its own participants, then ``--seconds`` of load with new ones."""
+    warm = []
+    if arguments.warmup > 0:
+        warm = run_raters(
+            port,
+            invite_token,
+            raters=arguments.raters,
+            seconds=arguments.warmup,
+            combined=combined,
+            seed=seed + 10_000,
+        )
+    refresh_statistics()
+    before, cpu_before = cpu_snapshot(master, database), os.times()
+    begin = time.monotonic()
+    stats = run_raters(
+        port, invite_token, raters=arguments.raters, seconds=arguments.seconds, combined=combined, seed=seed
+    )
+    elapsed = time.monotonic() - begin
+    cpu_after, after = os.times(), cpu_snapshot(master, database)
+    votes = max(sum(len(rater.acknowledged) for rater in stats), 1)
+    client = (cpu_after.user - cpu_before.user) + (cpu_after.system - cpu_before.system)
+    cpu = {
+        "server": cpu_used(before, after, "server") / votes * 1000,
+        "database": cpu_used(before, after, "database") / votes * 1000,
+        "load generator": client / votes * 1000,
+    }
+    return Run(name=name, stats=stats, warm=warm, elapsed=elapsed, cpu=cpu)
+
+
+def report(run: Run) -> None:
+    stats = run.stats
+    votes = sum(len(rater.acknowledged) for rater in stats)
+    print(f"\n{run.name}")
+    print(f"  judgments/s        {votes / run.elapsed:8.1f}   ({votes} acknowledged in {run.elapsed:.1f} s)")
+    for label, latencies in (
+        ("next pair alone", [value for rater in stats for value in rater.next_latencies]),
+        ("vote", [value for rater in stats for value in rater.vote_latencies]),
+    ):
+        if not latencies:
+            continue
+        p50, p99 = percentile(latencies, 0.5) * 1000, percentile(latencies, 0.99) * 1000
+        print(
+            f"  {label:<18} p50 {p50:6.1f} ms   p99 {p99:6.1f} ms"
+            f"   mean {statistics.fmean(latencies) * 1000:6.1f} ms   ({len(latencies)} requests)"
+        )
+    print(
+        "  CPU per judgment   "
+        + ", ".join(f"{name} {milliseconds:.1f} ms" for name, milliseconds in run.cpu.items())
+        + f"  (machine load average {os.getloadavg()[0]:.1f})"
+    )
+    total = run.cpu["server"] + run.cpu["database"]
+    cores = os.cpu_count() or 1
+    with_client = cores * 1000 / (total + run.cpu["load generator"])
+    print(
+        f"  capacity estimate  {cores * 1000 / total:8.0f} judgments/s on {cores} idle cores for server + "
+        f"database ({with_client:.0f} with this load generator beside them)"
+    )
+    duplicates = sum(rater.duplicates_sent for rater in stats)
+    answered = sum(rater.duplicates_answered_existing for rater in stats)
+    print(f"  resent votes       {duplicates:8d}   answered with the stored judgment: {answered}")
+    errors = [error for rater in stats + run.warm for error in rater.errors]
+    print(f"  client errors      {len(errors):8d}" + (f"   first: {errors[0]}" if errors else ""))
+    stopped = [rater.stopped for rater in stats if rater.stopped]
+    if stopped:
+        print(f"  raters stopped     {len(stopped):8d}   ({', '.join(sorted(set(stopped)))})")
+
+
 # --- Main -------------------------------------------------------------------------------------------
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--raters", type=int, default=12, help="concurrent raters, no think time")
-    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--seconds", type=float, default=20.0, help="measured seconds of each run")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=4)
     parser.add_argument("--comparisons", type=int, default=8000)
     parser.add_argument("--golds", type=int, default=60)
     parser.add_argument("--warmup", type=float, default=3.0, help="seconds of load before measuring")
+    parser.add_argument(
+        "--no-baseline",
+        action="store_true",
+        help="skip the baseline run (next pair and vote as two requests)",
+    )
     arguments = parser.parse_args()
 
     url = os.environ.get("BENCH_DATABASE_URL", DEFAULT_DATABASE_URL)
@@ -436,101 +594,62 @@ def main() -> None:
     )
     seconds = time.monotonic() - started
     print(f"database ready: {arguments.comparisons} comparisons + {arguments.golds} gold ({seconds:.0f} s)")
+    print(
+        f"{arguments.raters} raters, no think time, {arguments.seconds:.0f} s a run, gunicorn "
+        f"{arguments.workers} workers x {arguments.threads} threads, {os.cpu_count()} CPUs"
+    )
 
+    if autovacuum_is_off():
+        print("autovacuum is off on this PostgreSQL: each run analyses the tables after its warm-up")
     port = free_port()
+    database = urlsplit(url).path.lstrip("/")
     server = start_gunicorn(env, port=port, workers=arguments.workers, threads=arguments.threads)
+    runs = []
     try:
-        if arguments.warmup > 0:
-            warm = [RaterStats() for _ in range(arguments.raters)]
-            warm_deadline = time.monotonic() + arguments.warmup
-            warm_threads = [
-                threading.Thread(
-                    target=run_rater, args=(port, invite_token, warm_deadline, stats, 10_000 + n)
+        common = {"port": port, "master": server.pid, "database": database, "invite_token": invite_token}
+        if not arguments.no_baseline:
+            runs.append(
+                measure(
+                    "baseline: next pair and vote as two requests",
+                    **common,
+                    arguments=arguments,
+                    combined=False,
+                    seed=0,
                 )
-                for n, stats in enumerate(warm)
-            ]
-            for thread in warm_threads:
-                thread.start()
-            for thread in warm_threads:
-                thread.join()
-        else:
-            warm = []
-        all_stats = [RaterStats() for _ in range(arguments.raters)]
-        database_name = urlsplit(url).path.lstrip("/")
-        snapshot_before = cpu_snapshot(server.pid, database_name)
-        cpu_before = os.times()
-        begin = time.monotonic()
-        deadline = begin + arguments.seconds
-        threads = [
-            threading.Thread(target=run_rater, args=(port, invite_token, deadline, stats, n))
-            for n, stats in enumerate(all_stats)
-        ]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        elapsed = time.monotonic() - begin
-        cpu_after = os.times()
-        snapshot_after = cpu_snapshot(server.pid, database_name)
+            )
+        runs.append(
+            measure(
+                "rating page: each vote answered with the next pair (one request per judgment)",
+                **common,
+                arguments=arguments,
+                combined=True,
+                seed=1000,
+            )
+        )
     finally:
         server.terminate()
         server.wait(timeout=30)
+    for run in runs:
+        report(run)
+    if len(runs) == 2:
+        rates = [sum(len(rater.acknowledged) for rater in run.stats) / run.elapsed for run in runs]
+        print(f"\none request per judgment: {rates[1] / rates[0]:.2f}x the baseline's judgments/s")
 
-    votes = sum(len(stats.acknowledged) for stats in all_stats)
-    next_latencies = [value for stats in all_stats for value in stats.next_latencies]
-    vote_latencies = [value for stats in all_stats for value in stats.vote_latencies]
-    errors = [error for stats in all_stats + warm for error in stats.errors]
-    client_cpu = (cpu_after.user - cpu_before.user) + (cpu_after.system - cpu_before.system)
-    print(
-        f"\n{arguments.raters} raters, {arguments.seconds:.0f} s, gunicorn {arguments.workers} workers x "
-        f"{arguments.threads} threads, {os.cpu_count()} CPUs"
-    )
-    print(f"judgments/s        {votes / elapsed:8.1f}   ({votes} acknowledged in {elapsed:.1f} s)")
-    for name, latencies in (("next pair", next_latencies), ("vote", vote_latencies)):
-        p50, p99 = percentile(latencies, 0.5) * 1000, percentile(latencies, 0.99) * 1000
-        print(
-            f"{name:<18} p50 {p50:6.1f} ms   p99 {p99:6.1f} ms"
-            f"   mean {statistics.fmean(latencies) * 1000:6.1f} ms   ({len(latencies)} requests)"
-        )
-    server_cpu = cpu_used(snapshot_before, snapshot_after, "server")
-    database_cpu = cpu_used(snapshot_before, snapshot_after, "database")
-    per_judgment = {
-        "server": server_cpu / max(votes, 1) * 1000,
-        "database": database_cpu / max(votes, 1) * 1000,
-        "load generator": client_cpu / max(votes, 1) * 1000,
-    }
-    print(
-        "CPU per judgment   "
-        + ", ".join(f"{name} {milliseconds:.1f} ms" for name, milliseconds in per_judgment.items())
-        + f"  (machine load average {os.getloadavg()[0]:.1f})"
-    )
-    total = per_judgment["server"] + per_judgment["database"]
-    print(
-        f"capacity estimate  {2000 / total:8.0f} judgments/s on two idle cores for server + database "
-        f"({2000 / (total + per_judgment['load generator']):.0f} with this load generator beside them)"
-    )
-    duplicates = sum(stats.duplicates_sent for stats in all_stats)
-    answered = sum(stats.duplicates_answered_existing for stats in all_stats)
-    print(f"resent votes       {duplicates:8d}   answered with the stored judgment: {answered}")
-    print(f"client errors      {len(errors):8d}" + (f"   first: {errors[0]}" if errors else ""))
-    stopped = [stats.stopped for stats in all_stats if stats.stopped]
-    if stopped:
-        print(f"raters stopped     {len(stopped):8d}   ({', '.join(sorted(set(stopped)))})")
-
-    acknowledged = set().union(*(stats.acknowledged for stats in all_stats + warm))
+    everyone = [rater for run in runs for rater in run.stats + run.warm]
+    acknowledged = set().union(*(rater.acknowledged for rater in everyone))
     problems = reconcile(acknowledged)
     from server.ratings.models import Judgment, Rater
 
     print(
-        f"reconciliation     {Judgment.objects.count()} judgments stored, {len(acknowledged)} acknowledged "
-        f"(warm-up included); paused raters: {Rater.objects.filter(status='paused').count()}"
+        f"\nreconciliation     {Judgment.objects.count()} judgments stored, {len(acknowledged)} acknowledged "
+        f"(warm-ups included); paused raters: {Rater.objects.filter(status='paused').count()}"
     )
     print(
         "                   "
         + ("OK: nothing lost, nothing duplicated" if not problems else "; ".join(problems[:5]))
     )
     shutil.rmtree(var_dir, ignore_errors=True)
-    if problems or errors:
+    if problems or any(rater.errors for rater in everyone):
         raise SystemExit(1)
 
 

@@ -112,7 +112,7 @@ class Environment:
             # Persistent connections: one per worker thread, re-checked before reuse.
             "CONN_MAX_AGE": 60,
             "CONN_HEALTH_CHECKS": True,
-            "OPTIONS": dict(parse_qsl(parts.query)),
+            "OPTIONS": _postgres_options(name, dict(parse_qsl(parts.query))),
         }
 
     def broker(self, name: str, *, default: str) -> str:
@@ -130,6 +130,40 @@ class Environment:
             if not parts.hostname:
                 raise ImproperlyConfigured(f"{name} must name a host: redis://host:6379/0.")
         return value
+
+
+def _postgres_options(name: str, given: dict[str, str]) -> dict[str, Any]:
+    """libpq options pass through as strings; the two that psycopg wants typed are converted.
+
+    By default statements bind their parameters on the server and a statement run five times on
+    a connection is prepared there, so PostgreSQL stops planning the rating path's dozen
+    statements on every request (Django turns both off by default for the sake of connection
+    poolers). Behind a transaction-mode pooler that cannot keep prepared statements, add
+    ``?prepare_threshold=off`` to the URL.
+    """
+    options: dict[str, Any] = {"server_side_binding": True, "prepare_threshold": 5}
+    for key, value in given.items():
+        if key == "server_side_binding":
+            if value.lower() not in _TRUE | _FALSE:
+                raise ImproperlyConfigured(
+                    f"{name}: server_side_binding must be true or false, got {value!r}."
+                )
+            options[key] = value.lower() in _TRUE
+        elif key == "prepare_threshold":
+            if value.lower() in {"off", "none"}:
+                options[key] = None
+                continue
+            try:
+                options[key] = int(value)
+            except ValueError:
+                options[key] = -1
+            if options[key] < 0:
+                raise ImproperlyConfigured(
+                    f"{name}: prepare_threshold must be a whole number of runs or 'off', got {value!r}."
+                )
+        else:
+            options[key] = value
+    return options
 
 
 def _sqlite(path: Path) -> dict[str, Any]:

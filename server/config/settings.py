@@ -119,7 +119,8 @@ LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/"
 # Database sessions: an in-process session cache (cached_db) would save a query per request but
 # let a logged-out session live on in other gunicorn workers' caches; it needs a shared cache first.
-SESSION_ENGINE = "django.contrib.sessions.backends.db"
+# Ours is Django's database backend with its per-request read in plain SQL (see the module).
+SESSION_ENGINE = "server.core.sessions"
 
 # Uploads: the import form refuses larger files with a message; Django refuses larger bodies.
 LOVELACE_MAX_UPLOAD_BYTES = env.integer("LOVELACE_MAX_UPLOAD_BYTES", default=20 * 1024 * 1024)

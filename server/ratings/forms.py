@@ -28,6 +28,8 @@ class VoteForm(forms.Form):
     first_input_at = forms.IntegerField(required=False, min_value=0)
     sent_at = forms.IntegerField(required=False, min_value=0)
     active_seconds = forms.FloatField(required=False, min_value=0.0, max_value=MAX_ACTIVE_SECONDS)
+    # Answer with the rater's next pair too: one request per judgment instead of two.
+    next = forms.BooleanField(required=False)
 
     def client_time(self, field: str) -> datetime | None:
         """A client timestamp moved onto the server's clock; None when missing or implausible."""

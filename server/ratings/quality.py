@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import asdict, dataclass
-from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -34,7 +33,7 @@ class QualityRow:
     outcome: str
     chose_left: bool | None
     active_seconds: float | None
-    submitted_at: datetime
+    since_resume: bool  # submitted after staff last resumed the rater (always, if never)
 
 
 @dataclass(frozen=True)

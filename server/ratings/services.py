@@ -27,7 +27,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import IntegrityError, transaction
-from django.db.models import Exists, F, Min, OuterRef, Q
+from django.db.models import F, Min, Q
 from django.utils import timezone
 
 from server.core.exceptions import ApplicationError, Conflict, NotFound
@@ -331,20 +331,10 @@ def _reserve_regular(*, rater: Rater, study: Study, now: datetime, rng: random.R
 
 
 def _reserve_gold(*, rater: Rater, study: Study, now: datetime, rng: random.Random) -> Assignment | None:
-    seen_by_rater = Assignment.objects.filter(comparison_id=OuterRef("pk"), rater_id=rater.id)
-    # Gold sets are small (tens of items), so a random order is cheap here.
-    comparison = (
-        Comparison.objects.select_for_update(skip_locked=True, of=("self",))
-        .select_related("prompt", "sample_a", "sample_b")
-        .only("id", "kind", "study_id", "active_assignments", *CONTENT_FIELDS)
-        .filter(study_id=study.id, kind=ComparisonKind.GOLD)
-        .filter(~Exists(seen_by_rater))
-        .order_by("?")
-        .first()
-    )
+    comparison = sql.lock_gold_candidate(study_id=study.id, rater_id=rater.id)
     if comparison is None:
         return None
-    Comparison.objects.filter(id=comparison.id).update(active_assignments=F("active_assignments") + 1)
+    sql.comparison_take_slot(comparison_id=comparison.id, overlap=None)  # gold is exempt from overlap
     return _create_assignment(
         comparison=comparison, rater=rater, left_is_a=rng.random() < 0.5, study=study, now=now
     )
@@ -352,27 +342,13 @@ def _reserve_gold(*, rater: Rater, study: Study, now: datetime, rng: random.Rand
 
 def _reserve_repeat(*, rater: Rater, study: Study, now: datetime) -> Assignment | None:
     """A new repeat comparison (samples swapped) of a regular pair this rater judged before."""
-    recent = Assignment.objects.filter(rater_id=rater.id, status=AssignmentStatus.COMPLETED).order_by("-id")
-    recent_ids = list(recent.values_list("id", flat=True)[:REPEAT_MIN_DISTANCE])
-    already_repeated = Comparison.objects.filter(
-        kind=ComparisonKind.REPEAT, repeat_of_id=OuterRef("comparison_id"), assignments__rater_id=rater.id
-    )
-    original = (
-        Assignment.objects.filter(
-            rater_id=rater.id,
-            status=AssignmentStatus.COMPLETED,
-            comparison__kind=ComparisonKind.REGULAR,
-        )
-        .exclude(id__in=recent_ids)
-        .filter(~Exists(already_repeated))
-        .select_related("comparison")
-        .order_by("?")
-        .first()
-    )
-    if original is None:
+    found = sql.repeat_original(rater_id=rater.id, skip_latest=REPEAT_MIN_DISTANCE)
+    if found is None:
         return None
-    source = original.comparison
-    repeat = Comparison(
+    source, source_left_is_a = found
+    # The swapped copy of a valid comparison is valid (two different samples of one prompt; the
+    # database's constraints and trigger check again), so no model validation round trips here.
+    repeat = Comparison.objects.create(
         study_id=source.study_id,
         prompt_id=source.prompt_id,
         sample_a_id=source.sample_b_id,
@@ -381,13 +357,11 @@ def _reserve_repeat(*, rater: Rater, study: Study, now: datetime) -> Assignment 
         repeat_of=source,
         active_assignments=1,
     )
-    repeat.full_clean()  # rare path: the full validation is affordable here
-    repeat.save()
-    repeat = Comparison.objects.select_related("prompt", "sample_a", "sample_b").get(id=repeat.id)
+    repeat.prompt, repeat.sample_a, repeat.sample_b = source.prompt, source.sample_b, source.sample_a
     # The repeat's A is the original's B; showing A on the left exactly when the original showed
     # its A on the left puts every sample on the side opposite to where the rater first saw it.
     return _create_assignment(
-        comparison=repeat, rater=rater, left_is_a=original.left_is_a, study=study, now=now
+        comparison=repeat, rater=rater, left_is_a=source_left_is_a, study=study, now=now
     )
 
 
@@ -706,16 +680,15 @@ def rater_quality_update(*, rater_id: int, study: Study | None = None) -> qualit
         study = rater.study
     else:
         rater = Rater.objects.only(*fields).get(id=rater_id)
-    rows = sql.quality_rows(rater_id=rater_id)
-    others = sql.other_outcomes(
-        rater_id=rater_id, comparison_ids=[row.comparison_id for row in rows if row.kind == "regular"]
-    )
-    signals = quality.compute_signals(rows, other_outcomes=others)
     resumed_at = rater.quality.get("resumed_at")
+    rows = sql.quality_rows(
+        rater_id=rater_id, since=datetime.fromisoformat(resumed_at) if resumed_at else None
+    )
+    others = sql.other_outcomes(rater_id=rater_id)
+    signals = quality.compute_signals(rows, other_outcomes=others)
     decisive = signals
     if resumed_at:
-        since = datetime.fromisoformat(resumed_at)
-        recent = [row for row in rows if row.submitted_at > since]
+        recent = [row for row in rows if row.since_resume]
         decisive = quality.compute_signals(recent, other_outcomes=others)
     stored: dict[str, Any] = {**signals.as_dict(), "computed_at": timezone.now().isoformat()}
     if resumed_at:

@@ -7,10 +7,10 @@ every write included, goes through the ORM.
 
 The SQL runs on PostgreSQL and SQLite alike; only the row-lock clause differs, and it is added
 where the database has one (SQLite serialises writers instead, see ``services``). Rows become
-real model instances through ``Model.from_db`` (as a queryset builds them), so a field that is not
-selected here loads lazily on access instead of reading as a wrong default. The ORM's converters
-do not run on these rows, so only ids, integers, floats, texts and booleans (0/1 on SQLite,
-turned into ``bool`` here) are selected; timestamps are compared inside the SQL.
+real model instances through ``Model.from_db`` (as a queryset builds them; see ``_instance``), so
+a field that is not selected here loads lazily on access instead of reading as a wrong default.
+The ORM's converters do not run on these rows, so only ids, integers, floats, texts and booleans
+(0/1 on SQLite, turned into ``bool`` here) are selected; timestamps are compared inside the SQL.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from django.db import connection
-from django.utils import timezone
+from django.db.models import Model
 
 from server.generators.models import Sample
 from server.ratings.models import Assignment, AssignmentStatus, Comparison, ComparisonKind, Judgment, Rater
@@ -46,6 +46,12 @@ STUDY_COLUMNS = (
     "reservation_seconds",
     "show_progress",
     "fast_judgment_seconds",
+    # Quality thresholds: the vote's quality check reads them (deferred, each would cost a query).
+    "min_gold_accuracy",
+    "min_self_consistency",
+    "max_position_bias",
+    "min_quality_judgments",
+    "min_gold_checks",
 )
 STUDY_BOOLEANS = (STUDY_COLUMNS.index("is_active"), STUDY_COLUMNS.index("show_progress"))
 
@@ -76,6 +82,46 @@ WHERE c.study_id = %s AND c.kind = %s AND c.active_assignments < %s
   AND NOT EXISTS (SELECT 1 FROM {ASSIGNMENT} x WHERE x.comparison_id = c.id AND x.rater_id = %s)
 ORDER BY c.active_assignments DESC
 LIMIT 1
+"""
+
+# Gold sets are small (tens of items), so a random order is cheap here.
+_GOLD_SQL = f"""
+SELECT c.id, c.study_id, c.prompt_id, c.sample_a_id, c.sample_b_id, c.kind, c.active_assignments,
+       p.text, a.text, b.text
+FROM {COMPARISON} c
+INNER JOIN {PROMPT} p ON p.id = c.prompt_id
+INNER JOIN {SAMPLE} a ON a.id = c.sample_a_id
+INNER JOIN {SAMPLE} b ON b.id = c.sample_b_id
+WHERE c.study_id = %s AND c.kind = %s
+  AND NOT EXISTS (SELECT 1 FROM {ASSIGNMENT} x WHERE x.comparison_id = c.id AND x.rater_id = %s)
+ORDER BY RANDOM()
+LIMIT 1
+"""
+
+# A random regular pair the rater judged, neither among its last few judgments nor repeated for it
+# already; the id is drawn first so that only the winner's texts are read. Both exclusions are
+# sets computed once (a correlated NOT EXISTS here was quadratic in the rater's history).
+_REPEAT_SQL = f"""
+SELECT o.left_is_a, c.id, c.study_id, c.prompt_id, c.sample_a_id, c.sample_b_id, c.kind, c.active_assignments,
+       p.text, a.text, b.text
+FROM {ASSIGNMENT} o
+INNER JOIN {COMPARISON} c ON c.id = o.comparison_id
+INNER JOIN {PROMPT} p ON p.id = c.prompt_id
+INNER JOIN {SAMPLE} a ON a.id = c.sample_a_id
+INNER JOIN {SAMPLE} b ON b.id = c.sample_b_id
+WHERE o.id = (
+    SELECT d.id FROM {ASSIGNMENT} d INNER JOIN {COMPARISON} dc ON dc.id = d.comparison_id
+    WHERE d.rater_id = %s AND d.status = %s AND dc.kind = %s
+      AND d.id NOT IN (
+          SELECT r.id FROM {ASSIGNMENT} r WHERE r.rater_id = %s AND r.status = %s ORDER BY r.id DESC LIMIT %s
+      )
+      AND d.comparison_id NOT IN (
+          SELECT x.repeat_of_id FROM {ASSIGNMENT} y INNER JOIN {COMPARISON} x ON x.id = y.comparison_id
+          WHERE y.rater_id = %s AND x.kind = %s AND x.repeat_of_id IS NOT NULL
+      )
+    ORDER BY RANDOM()
+    LIMIT 1
+)
 """
 
 # The assignment a vote is for, locked, with what the vote needs to know in the same round trip:
@@ -110,6 +156,15 @@ def _timestamp(moment: datetime) -> Any:
     return connection.ops.adapt_datetimefield_value(moment)
 
 
+def _instance(model: type[Model], names: tuple[str, ...], values: tuple[Any, ...] | list[Any]) -> Any:
+    """A model instance from columns selected in any order. ``Model.from_db`` takes the values in
+    the model's field order (it fills the unselected ones with "deferred" by position), so they
+    are put in that order here instead of relying on each SELECT to follow it."""
+    given = dict(zip(names, values, strict=True))
+    ordered = [field.attname for field in model._meta.concrete_fields if field.attname in given]
+    return model.from_db(connection.alias, ordered, [given[name] for name in ordered])
+
+
 def _fetchone(sql: str, params: list[Any]) -> tuple[Any, ...] | None:
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
@@ -121,11 +176,11 @@ def rater_with_study(*, rater_id: int, study_slug: str) -> Rater | None:
     row = _fetchone(_RATER_SQL, [rater_id, study_slug])
     if row is None:
         return None
-    rater = Rater.from_db(connection.alias, RATER_COLUMNS, row[: len(RATER_COLUMNS)])
+    rater: Rater = _instance(Rater, RATER_COLUMNS, row[: len(RATER_COLUMNS)])
     study_values = list(row[len(RATER_COLUMNS) :])
     for position in STUDY_BOOLEANS:
         study_values[position] = bool(study_values[position])
-    rater.study = Study.from_db(connection.alias, STUDY_COLUMNS, study_values)
+    rater.study = _instance(Study, STUDY_COLUMNS, study_values)
     return rater
 
 
@@ -138,21 +193,44 @@ def assignment_counts(*, rater_id: int, now: datetime) -> tuple[int, int, int | 
     return int(row[0]), int(row[1]), row[2]
 
 
-def lock_regular_candidate(*, study_id: int, rater_id: int, overlap: int) -> Comparison | None:
-    """The fullest regular comparison with room that the rater has not seen, locked, with texts."""
-    row = _fetchone(_CANDIDATE_SQL + _lock("c"), [study_id, ComparisonKind.REGULAR, overlap, rater_id])
-    if row is None:
-        return None
-    alias = connection.alias
-    comparison = Comparison.from_db(
-        alias,
+def _comparison_with_content(row: tuple[Any, ...]) -> Comparison:
+    comparison: Comparison = _instance(
+        Comparison,
         ("id", "study_id", "prompt_id", "sample_a_id", "sample_b_id", "kind", "active_assignments"),
         row[:7],
     )
-    comparison.prompt = Prompt.from_db(alias, ("id", "text"), (row[2], row[7]))
-    comparison.sample_a = Sample.from_db(alias, ("id", "text"), (row[3], row[8]))
-    comparison.sample_b = Sample.from_db(alias, ("id", "text"), (row[4], row[9]))
+    comparison.prompt = _instance(Prompt, ("id", "text"), (row[2], row[7]))
+    comparison.sample_a = _instance(Sample, ("id", "text"), (row[3], row[8]))
+    comparison.sample_b = _instance(Sample, ("id", "text"), (row[4], row[9]))
     return comparison
+
+
+def lock_regular_candidate(*, study_id: int, rater_id: int, overlap: int) -> Comparison | None:
+    """The fullest regular comparison with room that the rater has not seen, locked, with texts."""
+    row = _fetchone(_CANDIDATE_SQL + _lock("c"), [study_id, ComparisonKind.REGULAR, overlap, rater_id])
+    return None if row is None else _comparison_with_content(row)
+
+
+def lock_gold_candidate(*, study_id: int, rater_id: int) -> Comparison | None:
+    """A random gold comparison the rater has not seen, locked, with texts."""
+    row = _fetchone(_GOLD_SQL + _lock("c"), [study_id, ComparisonKind.GOLD, rater_id])
+    return None if row is None else _comparison_with_content(row)
+
+
+def repeat_original(*, rater_id: int, skip_latest: int) -> tuple[Comparison, bool] | None:
+    """A regular comparison to show the rater again, with texts, and whether it showed A on the left."""
+    completed = AssignmentStatus.COMPLETED
+    row = _fetchone(
+        _REPEAT_SQL,
+        [
+            *(rater_id, completed, ComparisonKind.REGULAR),
+            *(rater_id, completed, skip_latest),
+            *(rater_id, ComparisonKind.REPEAT),
+        ],
+    )
+    if row is None:
+        return None
+    return _comparison_with_content(row[1:]), bool(row[0])
 
 
 def lock_assignment_for_vote(*, assignment_id: int, now: datetime) -> Assignment | None:
@@ -160,11 +238,12 @@ def lock_assignment_for_vote(*, assignment_id: int, now: datetime) -> Assignment
     row = _fetchone(_VOTE_SQL + _lock("a"), [_timestamp(now), AssignmentStatus.COMPLETED, assignment_id])
     if row is None:
         return None
-    alias = connection.alias
-    assignment = Assignment.from_db(
-        alias, ("id", "comparison_id", "rater_id", "left_is_a", "status"), (*row[:3], bool(row[3]), row[4])
+    assignment: Assignment = _instance(
+        Assignment,
+        ("id", "comparison_id", "rater_id", "left_is_a", "status"),
+        (*row[:3], bool(row[3]), row[4]),
     )
-    assignment.comparison = Comparison.from_db(alias, ("id", "kind"), (row[1], row[5]))
+    assignment.comparison = _instance(Comparison, ("id", "kind"), (row[1], row[5]))
     assignment.expired = bool(row[6])  # type: ignore[attr-defined]
     assignment.undone_id = row[7]  # type: ignore[attr-defined]
     assignment.judged = int(row[8])  # type: ignore[attr-defined]
@@ -173,33 +252,41 @@ def lock_assignment_for_vote(*, assignment_id: int, now: datetime) -> Assignment
 
 # --- Quality control (after a gold or repeat vote, and every tenth vote) -------------------------
 
+# Both start from the rater's completed assignments (a live judgment's assignment is always
+# completed) and reach each judgment by its assignment, so they read the rater's rows through
+# indexes. Their texts never change, so PostgreSQL keeps them prepared; a list of ids in the SQL
+# would make each call a new statement to parse and plan.
 _QUALITY_ROWS_SQL = f"""
 SELECT a.comparison_id, c.kind, c.gold_answer, c.repeat_of_id, j.outcome, j.chose_left,
-       j.active_seconds, j.submitted_at
-FROM {JUDGMENT} j
-INNER JOIN {ASSIGNMENT} a ON a.id = j.assignment_id
+       j.active_seconds, CASE WHEN j.submitted_at > %s THEN 1 ELSE 0 END
+FROM {ASSIGNMENT} a
+INNER JOIN {JUDGMENT} j ON j.assignment_id = a.id
 INNER JOIN {COMPARISON} c ON c.id = a.comparison_id
-WHERE a.rater_id = %s AND j.revoked_at IS NULL
+WHERE a.rater_id = %s AND a.status = %s AND j.revoked_at IS NULL
 ORDER BY j.id
 """
 
+# The other raters' live outcomes on the regular comparisons this rater judged.
 _OTHER_OUTCOMES_SQL = f"""
-SELECT a.comparison_id, j.outcome
-FROM {JUDGMENT} j
-INNER JOIN {ASSIGNMENT} a ON a.id = j.assignment_id
-WHERE a.comparison_id IN ({{placeholders}}) AND a.rater_id <> %s AND j.revoked_at IS NULL
+SELECT o.comparison_id, oj.outcome
+FROM {ASSIGNMENT} a
+INNER JOIN {COMPARISON} c ON c.id = a.comparison_id
+INNER JOIN {ASSIGNMENT} o ON o.comparison_id = a.comparison_id
+INNER JOIN {JUDGMENT} oj ON oj.assignment_id = o.id
+WHERE a.rater_id = %s AND a.status = %s AND c.kind = %s
+  AND o.rater_id <> a.rater_id AND o.status = %s AND oj.revoked_at IS NULL
 """
 
-
-def _aware(moment: datetime) -> datetime:
-    # SQLite hands back naive UTC datetimes (the ORM's converter would make them aware).
-    return moment if timezone.is_aware(moment) else timezone.make_aware(moment, UTC)
+_LONG_AGO = datetime(2000, 1, 1, tzinfo=UTC)
 
 
-def quality_rows(*, rater_id: int) -> list[QualityRow]:
-    """The rater's live judgments with what their comparisons are, oldest first."""
+def quality_rows(*, rater_id: int, since: datetime | None = None) -> list[QualityRow]:
+    """The rater's live judgments with what their comparisons are, oldest first; ``since_resume``
+    tells whether each came after ``since`` (when staff resumed the rater)."""
     with connection.cursor() as cursor:
-        cursor.execute(_QUALITY_ROWS_SQL, [rater_id])
+        cursor.execute(
+            _QUALITY_ROWS_SQL, [_timestamp(since or _LONG_AGO), rater_id, AssignmentStatus.COMPLETED]
+        )
         rows = cursor.fetchall()
     return [
         QualityRow(
@@ -210,21 +297,18 @@ def quality_rows(*, rater_id: int) -> list[QualityRow]:
             outcome=row[4],
             chose_left=None if row[5] is None else bool(row[5]),
             active_seconds=row[6],
-            submitted_at=_aware(row[7]),
+            since_resume=bool(row[7]),
         )
         for row in rows
     ]
 
 
-def other_outcomes(*, rater_id: int, comparison_ids: list[int]) -> dict[int, list[str]]:
-    """Live outcomes of the other raters on the given comparisons."""
+def other_outcomes(*, rater_id: int) -> dict[int, list[str]]:
+    """Live outcomes of the other raters on the regular comparisons the rater judged."""
+    completed = AssignmentStatus.COMPLETED
     outcomes: dict[int, list[str]] = {}
-    unique_ids = sorted(set(comparison_ids))
-    if not unique_ids:
-        return outcomes
     with connection.cursor() as cursor:
-        sql = _OTHER_OUTCOMES_SQL.format(placeholders=", ".join(["%s"] * len(unique_ids)))
-        cursor.execute(sql, [*unique_ids, rater_id])
+        cursor.execute(_OTHER_OUTCOMES_SQL, [rater_id, completed, ComparisonKind.REGULAR, completed])
         for comparison_id, outcome in cursor.fetchall():
             outcomes.setdefault(comparison_id, []).append(outcome)
     return outcomes
@@ -240,16 +324,15 @@ def _execute(sql: str, params: list[Any]) -> int:
         return cursor.rowcount
 
 
-def comparison_take_slot(*, comparison_id: int, overlap: int) -> bool:
-    """One more live assignment on the comparison, unless it is full; whether it was taken."""
-    return (
-        _execute(
-            f"UPDATE {COMPARISON} SET active_assignments = active_assignments + 1"
-            " WHERE id = %s AND active_assignments < %s",
-            [comparison_id, overlap],
-        )
-        == 1
-    )
+def comparison_take_slot(*, comparison_id: int, overlap: int | None) -> bool:
+    """One more live assignment on the comparison, unless it holds ``overlap`` already (None: no
+    limit); whether it was taken."""
+    sql = f"UPDATE {COMPARISON} SET active_assignments = active_assignments + 1 WHERE id = %s"
+    params: list[Any] = [comparison_id]
+    if overlap is not None:
+        sql += " AND active_assignments < %s"
+        params.append(overlap)
+    return _execute(sql, params) == 1
 
 
 def comparison_count_completed(*, comparison_id: int) -> None:

@@ -251,6 +251,7 @@ def _pair(assignment: Assignment) -> dict[str, str]:
     }
 
 
+EMPTY_RETRY_SECONDS = 10  # how soon the page asks again after "no pairs right now"
 NO_WORK_MESSAGES = {
     services.NoWork.EMPTY: "There are no pairs for you right now. Thank you! Check back later.",
     services.NoWork.QUOTA: "You have judged all the pairs this study asks of one person. Thank you!",
@@ -258,8 +259,7 @@ NO_WORK_MESSAGES = {
 }
 
 
-@json_endpoint
-def api_next(request: HttpRequest, rater: Rater, payload: dict[str, Any]) -> dict[str, Any]:
+def _next_answer(rater: Rater) -> dict[str, Any]:
     result = services.assignment_next_for_rater(rater=rater)
     progress = _progress(rater, result.judged, result.quota)
     if result.assignment is not None:
@@ -268,11 +268,21 @@ def api_next(request: HttpRequest, rater: Rater, payload: dict[str, Any]) -> dic
         return {"status": "paused", "message": rater.paused_reason}
     if result.no_work == services.NoWork.FINISHED:
         return {"status": "done", "redirect": reverse("ratings:done", args=[rater.study.slug])}
-    return {"status": "empty", "message": NO_WORK_MESSAGES[result.no_work or services.NoWork.EMPTY]}
+    answer = {"status": "empty", "message": NO_WORK_MESSAGES[result.no_work or services.NoWork.EMPTY]}
+    if result.no_work == services.NoWork.EMPTY:
+        answer["retry_seconds"] = EMPTY_RETRY_SECONDS  # pairs come back as reservations expire
+    return answer
+
+
+@json_endpoint
+def api_next(request: HttpRequest, rater: Rater, payload: dict[str, Any]) -> dict[str, Any]:
+    return _next_answer(rater)
 
 
 @json_endpoint
 def api_vote(request: HttpRequest, rater: Rater, payload: dict[str, Any]) -> dict[str, Any]:
+    """Store a vote; with ``"next": true`` the answer carries the rater's next pair as ``next``
+    (what ``api/next`` would answer), so the page needs one request per judgment."""
     form = _form(VoteForm, payload)
     data = form.cleaned_data
     submission = services.judgment_submit(
@@ -286,13 +296,20 @@ def api_vote(request: HttpRequest, rater: Rater, payload: dict[str, Any]) -> dic
         first_input_at=form.client_time("first_input_at"),
         active_seconds=data["active_seconds"],
     )
-    return {
+    answer = {
         "status": "saved",
         "created": submission.created,
         "key": submission.judgment.idempotency_key,
         "progress": _progress(rater, submission.judged, submission.quota),
         "rater": {"status": submission.rater_status, "message": submission.paused_reason},
     }
+    if data["next"]:
+        # The vote is committed; a failure here must not look like a failed vote to the page.
+        try:
+            answer["next"] = _next_answer(rater)
+        except ApplicationError as error:
+            answer["next"] = {"status": "error", "message": error.message}
+    return answer
 
 
 @json_endpoint

@@ -75,6 +75,8 @@ def test_keyboard_vote_stores_the_outcome_of_the_side_shown_left(live_server, op
     page.keyboard.press("1")
     page.keyboard.press("w")
     screenshot(page, "desktop-choice-made")
+    requests: list[str] = []
+    page.on("request", lambda request: requests.append(request.url))
     page.keyboard.press("Enter")
     page.wait_for_selector("#toast:not([hidden])")
     wait_for_judgments(1)
@@ -88,7 +90,28 @@ def test_keyboard_vote_stores_the_outcome_of_the_side_shown_left(live_server, op
     assert 0.2 < judgment.active_seconds < 30
     wait_for_pair(page)
     assert page.text_content("#left-text") != shown_left  # auto-advanced to the other pair
+    # One request per judgment: the vote's answer carried the next pair.
+    assert [url.rsplit("/", 1)[-1] for url in requests if "/api/" in url] == ["vote"]
     screenshot(page, "desktop-after-vote")
+
+
+def test_with_nothing_to_rate_the_page_asks_again_and_shows_new_pairs(
+    live_server, open_page, screenshot, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    from server.ratings import views
+
+    monkeypatch.setattr(views, "EMPTY_RETRY_SECONDS", 1)
+    study = rating_study()
+    page = open_page()
+    page.goto(f"{live_server.url}/rate/{study.slug}/join/{study.invite_token}/")
+    page.wait_for_selector("#state-message:not([hidden])")
+    assert "There are no pairs for you right now" in page.text_content("#state-message")
+    screenshot(page, "nothing-to-rate")
+
+    pair(study)  # staff add a pair (or another rater's reservation runs out)
+
+    wait_for_pair(page)
+    assert page.text_content("#left-text") in {POEM_LEFT, POEM_RIGHT}
 
 
 def test_undo_takes_the_vote_back_and_shows_the_pair_again(live_server, open_page, screenshot) -> None:  # type: ignore[no-untyped-def]

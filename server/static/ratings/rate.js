@@ -225,7 +225,13 @@
   }
 
   // --- Flow -------------------------------------------------------------------------------------
+  let retryTimer = null;
+
   async function handle(data) {
+    if (retryTimer !== null) {
+      clearTimeout(retryTimer);
+      retryTimer = null;
+    }
     if (data.status === "pair") {
       showPair(data.pair);
       showProgress(data.progress);
@@ -233,8 +239,12 @@
       showState("Your rating is paused", data.message, true);
     } else if (data.status === "done") {
       window.location.assign(data.redirect);
+    } else if (data.status === "error") {
+      await loadNext(); // the vote was saved but its next pair was not: ask for it on its own
     } else {
       showState("Nothing to rate right now", data.message, false);
+      // Pairs come back when other raters' reservations run out or staff add more: ask again.
+      if (data.retry_seconds) retryTimer = setTimeout(loadNext, data.retry_seconds * 1000);
     }
   }
 
@@ -287,6 +297,7 @@
         first_input_at: vote.firstInputAt,
         sent_at: Date.now(),
         active_seconds: activeSeconds,
+        next: true, // the answer carries the next pair: one request per judgment
       });
       startUndoWindow(data.key);
       showProgress(data.progress);
@@ -295,7 +306,8 @@
         showState("Your rating is paused", data.rater.message, true);
         return;
       }
-      await loadNext(); // stays busy until the next pair is on screen
+      await handle(data.next); // stays busy until the next pair is on screen
+      setBusy(false);
     } catch (error) {
       vote.submitting = false;
       clock.update();

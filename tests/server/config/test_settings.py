@@ -125,8 +125,41 @@ def test_postgres_url_is_parsed_into_connection_settings() -> None:
         "PASSWORD": "p@ss",
         "HOST": "db.local",
         "PORT": "6543",
-        "OPTIONS": {"sslmode": "require"},
+        "OPTIONS": {"sslmode": "require", "server_side_binding": True, "prepare_threshold": 5},
     }
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("prepare_threshold=off", {"server_side_binding": True, "prepare_threshold": None}),
+        (
+            "prepare_threshold=2&server_side_binding=false",
+            {"server_side_binding": False, "prepare_threshold": 2},
+        ),
+    ],
+)
+def test_postgres_url_options_are_typed(query: str, expected: dict[str, object]) -> None:
+    database = Environment({"DATABASE_URL": f"postgres://db.local/lovelace?{query}"}).database(
+        "DATABASE_URL", sqlite_path=Path("/unused")
+    )
+    assert database["OPTIONS"] == expected
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ("prepare_threshold=soon", "prepare_threshold must be a whole number of runs or 'off', got 'soon'"),
+        ("prepare_threshold=-1", "prepare_threshold must be a whole number"),
+        ("server_side_binding=maybe", "server_side_binding must be true or false, got 'maybe'"),
+    ],
+)
+def test_postgres_url_options_with_wrong_types_are_refused(query: str, message: str) -> None:
+    with pytest.raises(ImproperlyConfigured, match=message) as raised:
+        Environment({"DATABASE_URL": f"postgres://db.local/lovelace?{query}"}).database(
+            "DATABASE_URL", sqlite_path=Path("/unused")
+        )
+    assert str(raised.value).startswith("DATABASE_URL:")
 
 
 def test_postgres_url_without_database_name_is_refused() -> None:

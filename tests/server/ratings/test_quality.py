@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-from datetime import UTC, datetime
 
 import pytest
 
@@ -14,11 +13,9 @@ from server.ratings.services import judgment_submit, rater_pause, rater_quality_
 from tests import factories
 from tests.server.ratings.conftest import make_study
 
-MOMENT = datetime(2025, 1, 1, tzinfo=UTC)
-
 
 def row(comparison_id, kind, outcome, chose_left, *, gold="", repeat_of=None, seconds=None):  # type: ignore[no-untyped-def]
-    return QualityRow(comparison_id, kind, gold, repeat_of, outcome, chose_left, seconds, MOMENT)
+    return QualityRow(comparison_id, kind, gold, repeat_of, outcome, chose_left, seconds, True)
 
 
 HAND_COMPUTED_ROWS = [

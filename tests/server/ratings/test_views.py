@@ -11,6 +11,7 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
+from server.ratings import services
 from server.ratings.models import Assignment, Judgment, Outcome, Platform, Rater, RaterStatus
 from server.ratings.views import assignment_token
 from tests import factories
@@ -480,6 +481,107 @@ def test_next_pair_and_vote_take_a_few_queries(django_assert_max_num_queries) ->
     # session, rater + study, locked assignment with counts, insert, 2 updates (+ 2 savepoints)
     with django_assert_max_num_queries(8):
         api(client, study, "vote", {"token": pair["token"], "choice": "tie", "idempotency_key": "key-00001"})
+
+
+def test_vote_and_next_pair_in_one_request_take_a_few_queries(django_assert_max_num_queries) -> None:  # type: ignore[no-untyped-def]
+    study = make_study(per_rater_cap=50)
+    make_comparisons(study, 3)
+    client = invited(study)
+    client.get(page_url(study))
+    pair = api(client, study, "next").json()["pair"]
+    vote = {"token": pair["token"], "choice": "tie", "idempotency_key": "key-00001", "next": True}
+
+    # session, rater + study, the vote (locked assignment, insert, 2 updates), then the next pair
+    # (counts, candidate, counter, insert), and 4 savepoints around the two transactions
+    with django_assert_max_num_queries(14):
+        answer = api(client, study, "vote", vote).json()
+
+    assert answer["status"] == "saved"
+    assert answer["next"]["status"] == "pair"
+
+
+def test_a_vote_can_carry_the_next_pair_which_is_then_reserved() -> None:
+    study = make_study(per_rater_cap=10)
+    make_comparisons(study, 3)
+    client = invited(study)
+    first = api(client, study, "next").json()["pair"]
+
+    answer = api(
+        client,
+        study,
+        "vote",
+        {"token": first["token"], "choice": "left", "idempotency_key": "key-00001", "next": True},
+    ).json()
+
+    following = answer["next"]
+    assert answer["status"] == "saved"
+    assert following["status"] == "pair"
+    assert following["pair"]["token"] != first["token"]
+    assert following["progress"] == {"judged": 1, "quota": 10}
+    # The page's next request (a reload, say) gets the same reservation, not another one.
+    assert api(client, study, "next").json()["pair"] == following["pair"]
+    assert Assignment.objects.filter(status="reserved").count() == 1
+    # Without the flag the answer has no next pair and reserves nothing.
+    plain = api(
+        client,
+        study,
+        "vote",
+        {"token": following["pair"]["token"], "choice": "tie", "idempotency_key": "key-00002"},
+    ).json()
+    assert "next" not in plain
+    assert Assignment.objects.filter(status="reserved").count() == 0
+
+
+def test_a_resent_vote_with_next_answers_the_same_next_pair() -> None:
+    study = make_study()
+    make_comparisons(study, 3)
+    client = invited(study)
+    pair = api(client, study, "next").json()["pair"]
+    vote = {"token": pair["token"], "choice": "right", "idempotency_key": "key-00001", "next": True}
+
+    first, again = api(client, study, "vote", vote).json(), api(client, study, "vote", vote).json()
+
+    assert (first["created"], again["created"]) == (True, False)
+    assert again["next"] == first["next"]
+    assert Judgment.objects.count() == 1
+    assert Assignment.objects.filter(status="reserved").count() == 1
+
+
+def test_the_vote_that_pauses_a_rater_answers_paused_instead_of_a_pair() -> None:
+    study = make_study(min_quality_judgments=5, max_position_bias=0.9)
+    make_comparisons(study, 12)
+    client = invited(study)
+    answer = api(client, study, "next").json()
+
+    for number in range(services.QUALITY_EVERY):  # always the left side; the tenth vote is checked
+        vote = {"token": answer["pair"]["token"], "choice": "left", "idempotency_key": f"key-{number:05d}"}
+        reply = api(client, study, "vote", {**vote, "next": True}).json()
+        answer = reply["next"]
+
+    assert reply["rater"]["status"] == RaterStatus.PAUSED
+    assert answer["status"] == "paused"
+    assert "The left side was chosen in 100% of 10 votes" in answer["message"]
+    assert Assignment.objects.filter(status="reserved").count() == 0
+
+
+def test_with_no_pair_left_the_vote_answers_empty_with_a_time_to_ask_again() -> None:
+    study = make_study()
+    make_comparisons(study, 1)
+    client = Client()  # an account rater waits for more pairs; a crowd participant would be done
+    client.force_login(factories.rater(study=study).user)
+    client.get(page_url(study))
+    pair = api(client, study, "next").json()["pair"]
+
+    answer = api(
+        client,
+        study,
+        "vote",
+        {"token": pair["token"], "choice": "tie", "idempotency_key": "key-00001", "next": True},
+    ).json()
+
+    assert answer["status"] == "saved"
+    assert answer["next"]["status"] == "empty"
+    assert answer["next"]["retry_seconds"] > 0
 
 
 def test_an_account_rater_signs_in_and_lands_on_the_rating_page() -> None:
