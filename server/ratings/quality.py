@@ -1,6 +1,6 @@
 """Per-rater quality signals and the study thresholds that pause a rater.
 
-Pure functions over plain rows (no queries here; ``selectors.py`` loads the rows), so each signal
+Pure functions over plain rows (no queries here; ``sql.py`` loads the rows), so each signal
 can be pinned by a hand-computed test. Outcomes are in comparison terms: "A", "B", "tie",
 "both_bad"; a repeat comparison has its samples swapped, so its "A" is the original's "B".
 """
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -22,9 +22,9 @@ MIN_FAIR_CHECKS = 2
 _SWAP = {"A": "B", "B": "A", "tie": "tie", "both_bad": "both_bad"}
 
 
-@dataclass(frozen=True)
-class QualityRow:
-    """One live judgment of the rater, with what its comparison is."""
+class QualityRow(NamedTuple):
+    """One live judgment of the rater, with what its comparison is. A named tuple: the check after
+    a vote builds one per judgment of the rater (hundreds), a frozen dataclass cost 2.5 µs each."""
 
     comparison_id: int
     kind: str  # regular / gold / repeat

@@ -306,13 +306,14 @@ def _reserve(*, rater: Rater, study: Study, now: datetime, rng: random.Random) -
 def _create_assignment(
     *, comparison: Comparison, rater: Rater, left_is_a: bool, study: Study, now: datetime
 ) -> Assignment:
-    assignment = Assignment.objects.create(
+    assignment = Assignment(
         comparison=comparison,
         rater=rater,
         left_is_a=left_is_a,
         reserved_at=now,
         expires_at=now + timedelta(seconds=study.reservation_seconds),
     )
+    sql.insert(assignment)
     assignment.comparison = comparison  # keeps the prompt and samples loaded with it
     return assignment
 
@@ -514,7 +515,7 @@ def judgment_submit(
             else:
                 outcome, chose_left = outcome_for_choice(choice=choice, left_is_a=assignment.left_is_a)
                 flags = _flags(rater=rater, study=study, active_seconds=active_seconds)
-                judgment = Judgment.objects.create(
+                judgment = Judgment(
                     assignment=assignment,
                     outcome=outcome,
                     chose_left=chose_left,
@@ -529,6 +530,7 @@ def judgment_submit(
                     flag_reasons=flags,
                     replaces_id=assignment.undone_id,
                 )
+                sql.insert(judgment)
                 sql.assignment_complete(assignment_id=assignment.id)
                 sql.comparison_count_completed(comparison_id=assignment.comparison_id)
     except IntegrityError:
@@ -555,7 +557,7 @@ def judgment_submit(
     kind = assignment.comparison.kind
     if kind != ComparisonKind.REGULAR or judged % QUALITY_EVERY == 0:
         try:
-            signals = rater_quality_update(rater_id=rater.id, study=study)
+            signals = rater_quality_update(rater_id=rater.id, study=study, with_agreement=False)
             rater.status, rater.paused_reason = signals.status, signals.paused_reason
         except Exception:
             # The vote is committed; a failed quality check must not make the rater send it again.
@@ -669,10 +671,18 @@ def judgment_correct(
 # --- Quality control ---------------------------------------------------------------------------
 
 
-def rater_quality_update(*, rater_id: int, study: Study | None = None) -> quality.QualityUpdate:
+AGREEMENT_SIGNALS = ("majority_comparisons", "majority_agreement")
+
+
+def rater_quality_update(
+    *, rater_id: int, study: Study | None = None, with_agreement: bool = True
+) -> quality.QualityUpdate:
     """Recompute the rater's quality signals, store them, and pause it when below a threshold.
 
     ``study`` saves loading the rules again when the caller has them (the vote does).
+    ``with_agreement=False`` (the vote's check) leaves agreement with the other raters as last
+    computed: it reads every other vote on the rater's pairs, moves as others vote (the scheduled
+    refresh recomputes it) and pauses no one, while the vote's check exists to pause promptly.
     """
     fields = ("id", "study_id", "status", "paused_reason", "quality")
     if study is None:
@@ -684,13 +694,15 @@ def rater_quality_update(*, rater_id: int, study: Study | None = None) -> qualit
     rows = sql.quality_rows(
         rater_id=rater_id, since=datetime.fromisoformat(resumed_at) if resumed_at else None
     )
-    others = sql.other_outcomes(rater_id=rater_id)
+    others = sql.other_outcomes(rater_id=rater_id) if with_agreement else {}
     signals = quality.compute_signals(rows, other_outcomes=others)
     decisive = signals
     if resumed_at:
         recent = [row for row in rows if row.since_resume]
         decisive = quality.compute_signals(recent, other_outcomes=others)
     stored: dict[str, Any] = {**signals.as_dict(), "computed_at": timezone.now().isoformat()}
+    if not with_agreement:
+        stored.update({name: rater.quality.get(name) for name in AGREEMENT_SIGNALS})
     if resumed_at:
         stored["resumed_at"] = resumed_at
     Rater.objects.filter(id=rater_id).update(quality=stored)

@@ -7,7 +7,7 @@ import random
 import pytest
 
 from server.core.exceptions import ApplicationError
-from server.ratings.models import ComparisonKind, Judgment, Rater, RaterStatus
+from server.ratings.models import ComparisonKind, Judgment, Outcome, Rater, RaterStatus
 from server.ratings.quality import QualityRow, compute_signals, pause_reason
 from server.ratings.services import judgment_submit, rater_pause, rater_quality_update, rater_resume
 from tests import factories
@@ -192,6 +192,33 @@ def test_a_rater_passing_gold_checks_stays_active_with_its_signals_stored() -> N
     assert rater.quality["gold_accuracy"] == pytest.approx(2 / 3)
     assert rater.quality["median_active_seconds"] == 5.0
     assert Judgment.objects.filter(is_flagged=True).count() == 0
+
+
+@pytest.mark.django_db
+def test_the_votes_check_keeps_agreement_as_last_refreshed_and_the_refresh_recomputes_it() -> None:
+    study = quality_study()
+    rater, other = factories.rater(study=study), factories.rater(study=study)
+    for number in range(2):  # both raters judged two regular pairs: the same on one, opposite on the other
+        comparison = factories.comparison(study=study)
+        factories.judgment(rater=other, comparison=comparison, outcome=Outcome.A)
+        own = Outcome.A if number == 0 else Outcome.B
+        factories.judgment(rater=rater, comparison=comparison, outcome=own)
+    rater_quality_update(rater_id=rater.id)  # what the scheduled refresh does
+    rater.refresh_from_db()
+    assert (rater.quality["majority_comparisons"], rater.quality["majority_agreement"]) == (2, 0.5)
+
+    answer_gold(rater, correct=True, key="k-1")  # a gold vote runs the vote's check
+
+    rater.refresh_from_db()
+    assert rater.quality["gold_checks"] == 1  # recomputed by the vote's check
+    assert (rater.quality["majority_comparisons"], rater.quality["majority_agreement"]) == (2, 0.5)
+    comparison = factories.comparison(study=study)  # a third pair on which the two agree
+    factories.judgment(rater=other, comparison=comparison, outcome=Outcome.B)
+    factories.judgment(rater=rater, comparison=comparison, outcome=Outcome.B)
+    rater_quality_update(rater_id=rater.id)
+    rater.refresh_from_db()
+    assert rater.quality["majority_comparisons"] == 3
+    assert rater.quality["majority_agreement"] == pytest.approx(2 / 3)
 
 
 @pytest.mark.django_db

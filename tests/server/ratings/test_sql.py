@@ -84,3 +84,39 @@ def test_a_repeat_original_is_an_older_judged_regular_pair_not_repeated_before()
     comparison, _ = next(iter(found))  # type: ignore[misc]
     assert comparison.sample_b.text == Comparison.objects.get(id=comparison.id).sample_b.text
     assert sql.repeat_original(rater_id=rater.id, skip_latest=10) is None
+
+
+def test_insert_stores_every_field_as_the_orm_would() -> None:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from server.ratings.models import Judgment
+
+    assignment = factories.assignment()
+    now = timezone.now()
+    judgment = Judgment(
+        assignment=assignment,
+        outcome=Outcome.B,
+        chose_left=False,
+        strength=3,
+        rationale="the second one scans",
+        idempotency_key="key-insert-1",
+        shown_at=now - timedelta(seconds=9),
+        first_input_at=now - timedelta(seconds=4),
+        submitted_at=now,
+        active_seconds=7.25,
+        is_flagged=True,
+        flag_reasons=["fast", "rater_paused"],
+    )
+
+    sql.insert(judgment)
+
+    stored = Judgment.objects.get(id=judgment.id)
+    assert judgment.id is not None and not judgment._state.adding
+    fields = [field.attname for field in Judgment._meta.concrete_fields]
+    assert {name: getattr(stored, name) for name in fields} == {
+        name: getattr(judgment, name) for name in fields
+    }
+    assert stored.flag_reasons == ["fast", "rater_paused"]
+    assert (stored.revoked_at, stored.revoked_reason, stored.replaces_id) == (None, "", None)
