@@ -684,13 +684,13 @@ def rater_quality_update(
     computed: it reads every other vote on the rater's pairs, moves as others vote (the scheduled
     refresh recomputes it) and pauses no one, while the vote's check exists to pause promptly.
     """
-    fields = ("id", "study_id", "status", "paused_reason", "quality")
+    state = sql.rater_quality_state(rater_id=rater_id)
+    if state is None:
+        raise NotFound("This rater does not exist.")
     if study is None:
-        rater = Rater.objects.select_related("study").only(*fields, "study").get(id=rater_id)
-        study = rater.study
-    else:
-        rater = Rater.objects.only(*fields).get(id=rater_id)
-    resumed_at = rater.quality.get("resumed_at")
+        study = Study.objects.get(raters__id=rater_id)
+    status, paused_reason, previous = state
+    resumed_at = previous.get("resumed_at")
     rows = sql.quality_rows(
         rater_id=rater_id, since=datetime.fromisoformat(resumed_at) if resumed_at else None
     )
@@ -702,14 +702,14 @@ def rater_quality_update(
         decisive = quality.compute_signals(recent, other_outcomes=others)
     stored: dict[str, Any] = {**signals.as_dict(), "computed_at": timezone.now().isoformat()}
     if not with_agreement:
-        stored.update({name: rater.quality.get(name) for name in AGREEMENT_SIGNALS})
+        stored.update({name: previous.get(name) for name in AGREEMENT_SIGNALS})
     if resumed_at:
         stored["resumed_at"] = resumed_at
-    Rater.objects.filter(id=rater_id).update(quality=stored)
-    reason = quality.pause_reason(decisive, study) if rater.status == RaterStatus.ACTIVE else None
+    sql.rater_store_quality(rater_id=rater_id, signals=stored)
+    reason = quality.pause_reason(decisive, study) if status == RaterStatus.ACTIVE else None
     if reason and rater_pause(rater_id=rater_id, reason=reason):
         return quality.QualityUpdate(signals=signals, status=RaterStatus.PAUSED, paused_reason=reason)
-    return quality.QualityUpdate(signals=signals, status=rater.status, paused_reason=rater.paused_reason)
+    return quality.QualityUpdate(signals=signals, status=status, paused_reason=paused_reason)
 
 
 def rater_quality_refresh_recent(*, within_minutes: int = 15, max_studies: int = 20) -> int:

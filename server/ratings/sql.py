@@ -15,6 +15,7 @@ The ORM's converters do not run on these rows, so only ids, integers, floats, te
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -159,13 +160,21 @@ def _timestamp(moment: datetime) -> Any:
     return connection.ops.adapt_datetimefield_value(moment)
 
 
+_FIELD_ORDER: dict[tuple[type[Model], tuple[str, ...]], tuple[list[str], list[int]]] = {}
+
+
 def _instance(model: type[Model], names: tuple[str, ...], values: tuple[Any, ...] | list[Any]) -> Any:
     """A model instance from columns selected in any order. ``Model.from_db`` takes the values in
     the model's field order (it fills the unselected ones with "deferred" by position), so they
     are put in that order here instead of relying on each SELECT to follow it."""
-    given = dict(zip(names, values, strict=True))
-    ordered = [field.attname for field in model._meta.concrete_fields if field.attname in given]
-    return model.from_db(connection.alias, ordered, [given[name] for name in ordered])
+    key = (model, names)
+    if key not in _FIELD_ORDER:
+        ordered = [field.attname for field in model._meta.concrete_fields if field.attname in names]
+        if len(ordered) != len(names):
+            raise ValueError(f"{model.__name__} has no field among {sorted(set(names) - set(ordered))}")
+        _FIELD_ORDER[key] = (ordered, [names.index(name) for name in ordered])
+    ordered, positions = _FIELD_ORDER[key]
+    return model.from_db(connection.alias, ordered, [values[position] for position in positions])
 
 
 def _fetchone(sql: str, params: list[Any]) -> tuple[Any, ...] | None:
@@ -308,6 +317,27 @@ def other_outcomes(*, rater_id: int) -> dict[int, list[str]]:
         for comparison_id, outcome in cursor.fetchall():
             outcomes.setdefault(comparison_id, []).append(outcome)
     return outcomes
+
+
+# --- The rater's stored quality (read and written by every quality check) ----------------------
+
+_QUALITY_FIELD = Rater._meta.get_field("quality")
+
+
+def rater_quality_state(*, rater_id: int) -> tuple[str, str, dict[str, Any]] | None:
+    """(status, paused reason, stored quality signals) of the rater."""
+    row = _fetchone(f"SELECT status, paused_reason, quality FROM {RATER} WHERE id = %s", [rater_id])
+    if row is None:
+        return None
+    stored = row[2]  # Django reads JSON as text, on PostgreSQL too, and decodes it in the field
+    return row[0], row[1], json.loads(stored) if isinstance(stored, str) else stored
+
+
+def rater_store_quality(*, rater_id: int, signals: dict[str, Any]) -> None:
+    _execute(
+        f"UPDATE {RATER} SET quality = %s WHERE id = %s",
+        [_QUALITY_FIELD.get_db_prep_save(signals, connection), rater_id],
+    )
 
 
 # --- Inserts of the hot path -------------------------------------------------------------------

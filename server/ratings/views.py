@@ -27,7 +27,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from server.core.exceptions import ApplicationError
 from server.ratings import selectors, services, sql
-from server.ratings.forms import SkipForm, UndoForm, VoteForm
+from server.ratings.forms import SkipForm, UndoForm, VoteInput
 from server.ratings.models import Assignment, Platform, Rater, RaterStatus
 from server.studies.models import Study
 
@@ -283,18 +283,19 @@ def api_next(request: HttpRequest, rater: Rater, payload: dict[str, Any]) -> dic
 def api_vote(request: HttpRequest, rater: Rater, payload: dict[str, Any]) -> dict[str, Any]:
     """Store a vote; with ``"next": true`` the answer carries the rater's next pair as ``next``
     (what ``api/next`` would answer), so the page needs one request per judgment."""
-    form = _form(VoteForm, payload)
-    data = form.cleaned_data
+    vote, errors = VoteInput.parse(payload)
+    if vote is None:
+        raise ApplicationError("Some fields are not valid.", extra={"fields": errors})
     submission = services.judgment_submit(
         rater=rater,
-        assignment_id=assignment_id_from_token(data["token"]),
-        choice=data["choice"],
-        idempotency_key=data["idempotency_key"],
-        strength=data["strength"],
-        rationale=data["rationale"],
-        shown_at=form.client_time("shown_at"),
-        first_input_at=form.client_time("first_input_at"),
-        active_seconds=data["active_seconds"],
+        assignment_id=assignment_id_from_token(vote.token),
+        choice=vote.choice,
+        idempotency_key=vote.idempotency_key,
+        strength=vote.strength,
+        rationale=vote.rationale,
+        shown_at=vote.client_time("shown_at"),
+        first_input_at=vote.client_time("first_input_at"),
+        active_seconds=vote.active_seconds,
     )
     answer = {
         "status": "saved",
@@ -303,7 +304,7 @@ def api_vote(request: HttpRequest, rater: Rater, payload: dict[str, Any]) -> dic
         "progress": _progress(rater, submission.judged, submission.quota),
         "rater": {"status": submission.rater_status, "message": submission.paused_reason},
     }
-    if data["next"]:
+    if vote.next:
         # The vote is committed; a failure here must not look like a failed vote to the page.
         try:
             answer["next"] = _next_answer(rater)
