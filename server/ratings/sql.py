@@ -1,9 +1,10 @@
-"""Hand-written SQL for the reads that every rating request makes, and for quality control.
+"""Hand-written SQL for the statements every rating request runs, and for quality control.
 
 Why: built by the ORM, each of these cost 2,400–5,100 Python function calls per request (query
 compilation, not the database, dominated: measured with cProfile on the bench database), about
-three quarters of a next-pair + vote cycle; written out they cost a few hundred. Everything else,
-every write included, goes through the ORM.
+three quarters of a next-pair + vote cycle; written out they cost a few hundred. The hot path's
+inserts and counter updates are here for the same reason; every other write goes through the
+ORM. Each statement's text is fixed (no lists of ids spliced in), so PostgreSQL keeps it prepared.
 
 The SQL runs on PostgreSQL and SQLite alike; only the row-lock clause differs, and it is added
 where the database has one (SQLite serialises writers instead, see ``services``). Rows become
