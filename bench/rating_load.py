@@ -12,7 +12,8 @@ What it does:
    time: this measures capacity, not a realistic crowd). About 1 % of the votes are sent twice
    with the same idempotency key, as a flaky network would. Two runs, each after a warm-up:
    the baseline asks "next pair" and sends "vote" as two requests; the second does what the
-   rating page does, one vote request whose answer carries the next pair;
+   rating page does, one vote request whose answer carries the next pair. The second run meets
+   the tables the first one filled, which if anything slows it;
 4. prints judgments/s, p50 / p99 latencies and CPU per judgment of each run, then reconciles
    the database with what the clients saw acknowledged: every acknowledged vote stored once,
    nothing stored that was not acknowledged, no comparison past its overlap, counters equal to
@@ -30,6 +31,7 @@ import hashlib
 import http.client
 import json
 import os
+import re
 import secrets
 import shutil
 import socket
@@ -228,14 +230,24 @@ def gunicorn_pids(master: int) -> list[int]:
     return [master, *map(int, children)]
 
 
-def postgres_pids(database: str) -> list[int]:
-    from django.db import connection
+_BACKEND_TITLE = re.compile(rb"^postgres: (?:\S+: )?\S+ (\S+) (?:\S+\(\d+\)|\[local\])")
 
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()", [database]
-        )
-        return [row[0] for row in cursor.fetchall()]
+
+def postgres_pids(database: str) -> list[int]:
+    """The server processes of connections to ``database``, from their process titles (no query:
+    the monitor must not add connections of its own to what it measures)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            title = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        match = _BACKEND_TITLE.match(title)
+        if match and match.group(1).decode(errors="replace") == database:
+            pids.append(int(entry.name))
+    return pids
 
 
 def autovacuum_is_off() -> bool:
@@ -257,15 +269,43 @@ def refresh_statistics() -> None:
             cursor.execute("ANALYZE")
 
 
-def cpu_snapshot(master: int, database: str) -> dict[str, dict[int, float]]:
-    return {
-        "server": {pid: process_cpu_seconds(pid) for pid in gunicorn_pids(master)},
-        "database": {pid: process_cpu_seconds(pid) for pid in postgres_pids(database)},
-    }
+class CpuMonitor:
+    """CPU seconds of the server's and the database's processes over a run, sampled every quarter
+    second: processes that start during the run (a new database connection) count from zero, and
+    those that end (a connection closed after CONN_MAX_AGE) keep what they used until then."""
 
+    def __init__(self, master: int, database: str) -> None:
+        self.master, self.database = master, database
+        self.first: dict[tuple[str, int], float] = {}
+        self.last: dict[tuple[str, int], float] = {}
+        self.stopping = threading.Event()
+        self._sample(initial=True)
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
 
-def cpu_used(before: dict[str, dict[int, float]], after: dict[str, dict[int, float]], part: str) -> float:
-    return sum(value - before[part].get(pid, 0.0) for pid, value in after[part].items())
+    def _sample(self, *, initial: bool = False) -> None:
+        for part, pids in (
+            ("server", gunicorn_pids(self.master)),
+            ("database", postgres_pids(self.database)),
+        ):
+            for pid in pids:
+                used = process_cpu_seconds(pid)
+                self.first.setdefault((part, pid), used if initial else 0.0)
+                self.last[(part, pid)] = max(used, self.last.get((part, pid), 0.0))
+
+    def _run(self) -> None:
+        while not self.stopping.wait(0.25):
+            self._sample()
+
+    def stop(self) -> dict[str, float]:
+        """CPU seconds used by each part since the monitor started."""
+        self.stopping.set()
+        self.thread.join()
+        self._sample()
+        used = {"server": 0.0, "database": 0.0}
+        for (part, pid), last in self.last.items():
+            used[part] += last - self.first[(part, pid)]
+        return used
 
 
 # --- Simulated raters -------------------------------------------------------------------------
@@ -505,18 +545,18 @@ def measure(
             seed=seed + 10_000,
         )
     refresh_statistics()
-    before, cpu_before = cpu_snapshot(master, database), os.times()
+    monitor, cpu_before = CpuMonitor(master, database), os.times()
     begin = time.monotonic()
     stats = run_raters(
         port, invite_token, raters=arguments.raters, seconds=arguments.seconds, combined=combined, seed=seed
     )
     elapsed = time.monotonic() - begin
-    cpu_after, after = os.times(), cpu_snapshot(master, database)
+    cpu_after, used = os.times(), monitor.stop()
     votes = max(sum(len(rater.acknowledged) for rater in stats), 1)
     client = (cpu_after.user - cpu_before.user) + (cpu_after.system - cpu_before.system)
     cpu = {
-        "server": cpu_used(before, after, "server") / votes * 1000,
-        "database": cpu_used(before, after, "database") / votes * 1000,
+        "server": used["server"] / votes * 1000,
+        "database": used["database"] / votes * 1000,
         "load generator": client / votes * 1000,
     }
     return Run(name=name, stats=stats, warm=warm, elapsed=elapsed, cpu=cpu)

@@ -71,8 +71,11 @@ class Environment:
             raise ImproperlyConfigured(f"{name} must list at least one value (comma-separated).")
         return items
 
-    def database(self, name: str, *, sqlite_path: Path) -> dict[str, Any]:
+    def database(self, name: str, *, sqlite_path: Path, health_checks: bool = True) -> dict[str, Any]:
         """A Django DATABASES entry from a URL; SQLite at ``sqlite_path`` when unset.
+
+        ``health_checks``: check a persistent PostgreSQL connection before its first use in each
+        request or task (one more round trip each time; see ``server/config/wsgi.py``).
 
         Accepted: ``postgres://user:password@host:port/name?option=value`` and
         ``sqlite:////absolute/path.sqlite3``.
@@ -109,13 +112,9 @@ class Environment:
             "PASSWORD": unquote(parts.password or ""),
             "HOST": parts.hostname,
             "PORT": str(port or ""),
-            # Persistent connections: one per worker thread. No health check before each request:
-            # it is one more round trip on every request (6 % of a rating request's time on the
-            # load bench). After a database restart a worker's first request fails once (500,
-            # which the rating page retries; votes are idempotent) and Django drops the broken
-            # connection at the end of that request.
+            # Persistent connections: one per worker thread.
             "CONN_MAX_AGE": 60,
-            "CONN_HEALTH_CHECKS": False,
+            "CONN_HEALTH_CHECKS": health_checks,
             "OPTIONS": _postgres_options(name, dict(parse_qsl(parts.query))),
         }
 
@@ -139,13 +138,14 @@ class Environment:
 def _postgres_options(name: str, given: dict[str, str]) -> dict[str, Any]:
     """libpq options pass through as strings; the two that psycopg wants typed are converted.
 
-    By default statements bind their parameters on the server and a statement run five times on
-    a connection is prepared there, so PostgreSQL stops planning the rating path's dozen
-    statements on every request (Django turns both off by default for the sake of connection
-    poolers). Behind a transaction-mode pooler that cannot keep prepared statements, add
-    ``?prepare_threshold=off`` to the URL.
+    ``prepare_threshold`` (default 5): a statement run that many times on a connection is prepared
+    on the server. Only statements that bind their parameters on the server can be prepared: the
+    rating path's hand-written ones (``server.core.db``); the ORM binds on the client. Behind a
+    transaction-mode pooler that cannot keep prepared statements, add ``?prepare_threshold=off``.
+    ``server_side_binding=true`` would make the ORM bind on the server too; then a query takes at
+    most 65,535 parameters, which large ``id__in`` lookups exceed, so it stays off by default.
     """
-    options: dict[str, Any] = {"server_side_binding": True, "prepare_threshold": 5}
+    options: dict[str, Any] = {"prepare_threshold": 5}
     for key, value in given.items():
         if key == "server_side_binding":
             if value.lower() not in _TRUE | _FALSE:

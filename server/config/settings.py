@@ -83,7 +83,14 @@ TEMPLATES = [
     },
 ]
 
-DATABASES = {"default": env.database("DATABASE_URL", sqlite_path=VAR_DIR / "lovelace.sqlite3")}
+DATABASES = {
+    "default": env.database(
+        "DATABASE_URL",
+        sqlite_path=VAR_DIR / "lovelace.sqlite3",
+        # On by default (workers, commands); the web process turns it off, see wsgi.py.
+        health_checks=env.boolean("LOVELACE_DB_HEALTH_CHECKS", default=True),
+    )
+}
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

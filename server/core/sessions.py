@@ -14,6 +14,8 @@ from django.contrib.sessions.backends import db
 from django.db import connections, router
 from django.utils import timezone
 
+from server.core.db import hot_cursor
+
 
 class SessionStore(db.SessionStore):
     def _get_session_from_db(self) -> Any:
@@ -23,7 +25,7 @@ class SessionStore(db.SessionStore):
         model = self.model
         connection = connections[router.db_for_read(model)]
         now = connection.ops.adapt_datetimefield_value(timezone.now())
-        with connection.cursor() as cursor:
+        with hot_cursor(connection) as cursor:
             table = model._meta.db_table
             cursor.execute(
                 f"SELECT session_data FROM {table} WHERE session_key = %s AND expire_date > %s", [key, now]

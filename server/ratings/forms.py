@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -82,6 +83,9 @@ class _Fields:
         if not isinstance(value, str):
             self.errors[name] = "Enter text."
             return ""
+        if "\x00" in value:  # PostgreSQL text cannot hold it; Django's forms refuse it too
+            self.errors[name] = "Null characters are not allowed."
+            return ""
         value = value.strip()
         if not min_length <= len(value) <= max_length:
             self.errors[name] = f"Use {min_length} to {max_length} characters (this has {len(value)})."
@@ -103,26 +107,43 @@ class _Fields:
             return None
         return int(value)
 
+    def _number(self, name: str) -> float | None:
+        """A JSON number, or a string holding one (as Django's number fields accept); NaN and
+        infinities are not numbers here."""
+        value = self.payload[name]
+        if isinstance(value, bool):
+            return None
+        if isinstance(value, str):
+            try:
+                value = float(value.strip())
+            except ValueError:
+                return None
+        if not isinstance(value, int | float) or not math.isfinite(value):
+            return None
+        return value
+
     def milliseconds(self, name: str) -> int | None:
         if self._missing(name):
             return None
-        value = self.payload[name]
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        value = self._number(name)
+        if value is None or value < 0 or value != int(value):
             self.errors[name] = "Enter a whole number of milliseconds, 0 or more."
             return None
-        return value
+        return int(value)
 
     def seconds(self, name: str, *, maximum: float) -> float | None:
         if self._missing(name):
             return None
-        value = self.payload[name]
-        if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 <= value <= maximum:
+        value = self._number(name)
+        if value is None or not 0.0 <= value <= maximum:
             self.errors[name] = f"Enter a number of seconds from 0 to {maximum:.0f}."
             return None
         return float(value)
 
     def flag(self, name: str) -> bool:
-        value = self.payload.get(name, False)
+        value = self.payload.get(name)
+        if value is None:
+            return False
         if not isinstance(value, bool):
             self.errors[name] = "Use true or false."
             return False

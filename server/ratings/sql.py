@@ -4,7 +4,8 @@ Why: built by the ORM, each of these cost 2,400–5,100 Python function calls pe
 compilation, not the database, dominated: measured with cProfile on the bench database), about
 three quarters of a next-pair + vote cycle; written out they cost a few hundred. The hot path's
 inserts and counter updates are here for the same reason; every other write goes through the
-ORM. Each statement's text is fixed (no lists of ids spliced in), so PostgreSQL keeps it prepared.
+ORM. Each statement's text is fixed (no lists of ids spliced in), so PostgreSQL keeps it prepared
+(``server.core.db.hot_cursor``).
 
 The SQL runs on PostgreSQL and SQLite alike; only the row-lock clause differs, and it is added
 where the database has one (SQLite serialises writers instead, see ``services``). Rows become
@@ -23,6 +24,7 @@ from typing import Any
 from django.db import connection
 from django.db.models import Model
 
+from server.core.db import hot_cursor
 from server.generators.models import Sample
 from server.ratings.models import Assignment, AssignmentStatus, Comparison, ComparisonKind, Judgment, Rater
 from server.ratings.quality import QualityRow
@@ -179,7 +181,7 @@ def _instance(model: type[Model], names: tuple[str, ...], values: tuple[Any, ...
 
 
 def _fetchone(sql: str, params: list[Any]) -> tuple[Any, ...] | None:
-    with connection.cursor() as cursor:
+    with hot_cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.fetchone()
 
@@ -296,7 +298,7 @@ _LONG_AGO = datetime(2000, 1, 1, tzinfo=UTC)
 def quality_rows(*, rater_id: int, since: datetime | None = None) -> list[QualityRow]:
     """The rater's live judgments with what their comparisons are, oldest first; ``since_resume``
     tells whether each came after ``since`` (when staff resumed the rater)."""
-    with connection.cursor() as cursor:
+    with hot_cursor() as cursor:
         cursor.execute(
             _QUALITY_ROWS_SQL, [_timestamp(since or _LONG_AGO), rater_id, AssignmentStatus.COMPLETED]
         )
@@ -313,7 +315,7 @@ def other_outcomes(*, rater_id: int) -> dict[int, list[str]]:
     """Live outcomes of the other raters on the regular comparisons the rater judged."""
     completed = AssignmentStatus.COMPLETED
     outcomes: dict[int, list[str]] = {}
-    with connection.cursor() as cursor:
+    with hot_cursor() as cursor:
         cursor.execute(_OTHER_OUTCOMES_SQL, [rater_id, completed, ComparisonKind.REGULAR, completed])
         for comparison_id, outcome in cursor.fetchall():
             outcomes.setdefault(comparison_id, []).append(outcome)
@@ -352,20 +354,19 @@ _INSERT_SQL: dict[tuple[type[Model], str], tuple[str, list[Any]]] = {}
 def insert(instance: Model) -> None:
     """Insert a new instance (defaults already set, no save signals in this app) and set its id."""
     model = type(instance)
+    returning = connection.features.can_return_columns_from_insert  # SQLite before 3.35 cannot
     key = (model, connection.vendor)
     if key not in _INSERT_SQL:
         fields = [field for field in model._meta.concrete_fields if not field.primary_key]
         columns = ", ".join(connection.ops.quote_name(field.column) for field in fields)
         placeholders = ", ".join(["%s"] * len(fields))
-        _INSERT_SQL[key] = (
-            f"INSERT INTO {model._meta.db_table} ({columns}) VALUES ({placeholders}) RETURNING id",
-            fields,
-        )
+        statement = f"INSERT INTO {model._meta.db_table} ({columns}) VALUES ({placeholders})"
+        _INSERT_SQL[key] = (statement + (" RETURNING id" if returning else ""), fields)
     statement, fields = _INSERT_SQL[key]
     values = [field.get_db_prep_save(field.pre_save(instance, True), connection) for field in fields]
-    row = _fetchone(statement, values)
-    assert row is not None  # RETURNING answers the new row
-    instance.pk = row[0]
+    with hot_cursor() as cursor:
+        cursor.execute(statement, values)
+        instance.pk = cursor.fetchone()[0] if returning else cursor.lastrowid
     instance._state.adding = False
     instance._state.db = connection.alias
 
@@ -375,7 +376,7 @@ def insert(instance: Model) -> None:
 
 
 def _execute(sql: str, params: list[Any]) -> int:
-    with connection.cursor() as cursor:
+    with hot_cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.rowcount
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import secrets
 from collections.abc import Callable
 from typing import Any
@@ -30,6 +31,8 @@ from server.ratings import selectors, services, sql
 from server.ratings.forms import SkipForm, UndoForm, VoteInput
 from server.ratings.models import Assignment, Platform, Rater, RaterStatus
 from server.studies.models import Study
+
+logger = logging.getLogger(__name__)
 
 SESSION_RATERS = "ratings.raters"  # {study slug: rater id}
 MTURK_PREVIEW = "ASSIGNMENT_ID_NOT_AVAILABLE"
@@ -305,11 +308,15 @@ def api_vote(request: HttpRequest, rater: Rater, payload: dict[str, Any]) -> dic
         "rater": {"status": submission.rater_status, "message": submission.paused_reason},
     }
     if vote.next:
-        # The vote is committed; a failure here must not look like a failed vote to the page.
+        # The vote is committed: a failure to find the next pair must not read as a failed vote
+        # (the page then asks api/next on its own).
         try:
             answer["next"] = _next_answer(rater)
         except ApplicationError as error:
             answer["next"] = {"status": "error", "message": error.message}
+        except Exception:
+            logger.exception("rater %s: vote saved, next pair failed", rater.id)
+            answer["next"] = {"status": "error", "message": "The next pair could not be loaded."}
     return answer
 
 

@@ -108,10 +108,25 @@ def test_with_nothing_to_rate_the_page_asks_again_and_shows_new_pairs(
     assert "There are no pairs for you right now" in page.text_content("#state-message")
     screenshot(page, "nothing-to-rate")
 
+    # The next try fails for good (the page's own retries included): the page shows the error
+    # and asks again later instead of waiting for a reload.
+    refused = {"left": 3}
+
+    def refuse_three_times(route) -> None:  # type: ignore[no-untyped-def]
+        if refused["left"] > 0:
+            refused["left"] -= 1
+            route.abort()
+        else:
+            route.continue_()
+
+    page.route("**/api/next", refuse_three_times)
+    page.wait_for_function("document.getElementById('error-banner').textContent.length > 0")
     pair(study)  # staff add a pair (or another rater's reservation runs out)
 
     wait_for_pair(page)
+    assert refused["left"] == 0
     assert page.text_content("#left-text") in {POEM_LEFT, POEM_RIGHT}
+    assert page.text_content("#error-banner") == ""
 
 
 def test_undo_takes_the_vote_back_and_shows_the_pair_again(live_server, open_page, screenshot) -> None:  # type: ignore[no-untyped-def]

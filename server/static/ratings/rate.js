@@ -225,13 +225,27 @@
   }
 
   // --- Flow -------------------------------------------------------------------------------------
+  // "Nothing to rate right now" asks again after the server's retry_seconds, also after a failed
+  // try (a network blip must not leave the page waiting until it is reloaded).
   let retryTimer = null;
+  let retrySeconds = 0;
+
+  function scheduleRetry() {
+    if (retrySeconds > 0 && retryTimer === null) {
+      retryTimer = setTimeout(() => {
+        retryTimer = null;
+        clearError();
+        loadNext();
+      }, retrySeconds * 1000);
+    }
+  }
 
   async function handle(data) {
     if (retryTimer !== null) {
       clearTimeout(retryTimer);
       retryTimer = null;
     }
+    retrySeconds = 0;
     if (data.status === "pair") {
       showPair(data.pair);
       showProgress(data.progress);
@@ -243,8 +257,9 @@
       await loadNext(); // the vote was saved but its next pair was not: ask for it on its own
     } else {
       showState("Nothing to rate right now", data.message, false);
-      // Pairs come back when other raters' reservations run out or staff add more: ask again.
-      if (data.retry_seconds) retryTimer = setTimeout(loadNext, data.retry_seconds * 1000);
+      // Pairs come back when other raters' reservations run out or staff add more.
+      retrySeconds = data.retry_seconds || 0;
+      scheduleRetry();
     }
   }
 
@@ -254,6 +269,7 @@
       await handle(await post(config.nextUrl, {}));
     } catch (error) {
       showError(error.message);
+      if (!current) scheduleRetry();
     } finally {
       setBusy(false);
     }

@@ -125,14 +125,14 @@ def test_postgres_url_is_parsed_into_connection_settings() -> None:
         "PASSWORD": "p@ss",
         "HOST": "db.local",
         "PORT": "6543",
-        "OPTIONS": {"sslmode": "require", "server_side_binding": True, "prepare_threshold": 5},
+        "OPTIONS": {"sslmode": "require", "prepare_threshold": 5},
     }
 
 
 @pytest.mark.parametrize(
     ("query", "expected"),
     [
-        ("prepare_threshold=off", {"server_side_binding": True, "prepare_threshold": None}),
+        ("prepare_threshold=off", {"prepare_threshold": None}),
         (
             "prepare_threshold=2&server_side_binding=false",
             {"server_side_binding": False, "prepare_threshold": 2},
@@ -173,3 +173,38 @@ def test_sqlite_default_uses_wal_mode(tmp_path: Path) -> None:
     database = Environment({}).database("DATABASE_URL", sqlite_path=tmp_path / "x.sqlite3")
     assert "journal_mode=WAL" in database["OPTIONS"]["init_command"]
     assert database["NAME"] == str(tmp_path / "x.sqlite3")
+
+
+def test_connection_health_checks_are_on_unless_asked_off() -> None:
+    url = {"DATABASE_URL": "postgres://db.local/lovelace"}
+    assert (
+        Environment(url).database("DATABASE_URL", sqlite_path=Path("/unused"))["CONN_HEALTH_CHECKS"] is True
+    )
+    database = Environment(url).database("DATABASE_URL", sqlite_path=Path("/unused"), health_checks=False)
+    assert database["CONN_HEALTH_CHECKS"] is False
+
+
+@pytest.mark.parametrize(
+    ("entry", "expected"),
+    [("import server.config.wsgi", "False"), ("import django; django.setup()", "True")],
+)
+def test_the_web_process_skips_connection_health_checks_and_other_processes_keep_them(
+    entry: str, expected: str
+) -> None:
+    import os
+    import subprocess
+    import sys
+
+    show = "from django.conf import settings\nprint(settings.DATABASES['default']['CONN_HEALTH_CHECKS'])"
+    code = f"{entry}\n{show}"
+    environment = {key: value for key, value in os.environ.items() if key != "LOVELACE_DB_HEALTH_CHECKS"}
+    environment["DJANGO_SETTINGS_MODULE"] = "server.config.settings"
+    finished = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env=environment,
+        cwd=Path(__file__).parents[3],
+    )
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    assert finished.stdout.strip().splitlines()[-1] == expected

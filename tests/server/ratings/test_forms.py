@@ -77,9 +77,13 @@ def test_optional_fields_may_be_missing_or_null() -> None:
         ("idempotency_key", "", "This field is required."),
         ("shown_at", -1, "Enter a whole number of milliseconds, 0 or more."),
         ("sent_at", 12.5, "Enter a whole number of milliseconds, 0 or more."),
-        ("sent_at", "1700000000000", "Enter a whole number of milliseconds, 0 or more."),
+        ("sent_at", "soon", "Enter a whole number of milliseconds, 0 or more."),
+        ("sent_at", float("inf"), "Enter a whole number of milliseconds, 0 or more."),
         ("active_seconds", -0.1, f"Enter a number of seconds from 0 to {MAX_ACTIVE_SECONDS:.0f}."),
-        ("active_seconds", "7", f"Enter a number of seconds from 0 to {MAX_ACTIVE_SECONDS:.0f}."),
+        ("active_seconds", float("nan"), f"Enter a number of seconds from 0 to {MAX_ACTIVE_SECONDS:.0f}."),
+        ("active_seconds", "a while", f"Enter a number of seconds from 0 to {MAX_ACTIVE_SECONDS:.0f}."),
+        ("rationale", "fine\x00", "Null characters are not allowed."),
+        ("idempotency_key", "key-\x00-00001", "Null characters are not allowed."),
         ("next", "yes", "Use true or false."),
     ],
 )
@@ -88,6 +92,22 @@ def test_each_invalid_field_gets_its_own_message(field: str, value: object, mess
 
     assert vote is None
     assert errors == {field: message}
+
+
+def test_numbers_sent_as_strings_or_whole_floats_are_read_as_before() -> None:
+    loose = {"shown_at": "1700000000000", "sent_at": 1.700000009e12, "active_seconds": "7.5", "next": None}
+
+    vote, errors = VoteInput.parse({**VALID, **loose})
+
+    assert errors == {}
+    assert vote is not None
+    assert (vote.shown_at, vote.sent_at, vote.active_seconds, vote.next) == (
+        1_700_000_000_000,
+        1_700_000_009_000,
+        7.5,
+        False,
+    )
+    assert isinstance(vote.sent_at, int)
 
 
 def test_client_times_move_onto_the_server_clock_and_implausible_ones_are_dropped() -> None:

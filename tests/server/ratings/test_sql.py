@@ -120,3 +120,27 @@ def test_insert_stores_every_field_as_the_orm_would() -> None:
     }
     assert stored.flag_reasons == ["fast", "rater_paused"]
     assert (stored.revoked_at, stored.revoked_reason, stored.replaces_id) == (None, "", None)
+
+
+def test_insert_without_returning_reads_the_new_id_from_the_cursor(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from django.db import connection
+
+    if connection.vendor != "sqlite":
+        pytest.skip("the fallback is for SQLite before 3.35, which has no RETURNING")
+    monkeypatch.setattr(connection.features, "can_return_columns_from_insert", False)
+    monkeypatch.setattr(sql, "_INSERT_SQL", {})
+    comparison = factories.comparison()
+    first = factories.assignment(comparison=comparison)
+    from server.ratings.models import Assignment
+
+    second = Assignment(
+        comparison=comparison,
+        rater=factories.rater(study=comparison.study),
+        left_is_a=False,
+        reserved_at=first.reserved_at,
+        expires_at=first.expires_at,
+    )
+
+    sql.insert(second)
+
+    assert second.id == Assignment.objects.latest("id").id != first.id

@@ -500,6 +500,43 @@ def test_vote_and_next_pair_in_one_request_take_a_few_queries(django_assert_max_
     assert answer["next"]["status"] == "pair"
 
 
+def test_a_null_character_in_a_vote_is_a_field_error_and_stores_nothing() -> None:
+    study = make_study()
+    make_comparisons(study, 2)
+    client = invited(study)
+    pair = api(client, study, "next").json()["pair"]
+
+    answer = api(
+        client,
+        study,
+        "vote",
+        {"token": pair["token"], "choice": "left", "idempotency_key": "key-00001", "rationale": "nice\x00"},
+    )
+
+    assert answer.status_code == 400
+    assert answer.json()["fields"] == {"rationale": "Null characters are not allowed."}
+    assert Judgment.objects.count() == 0
+
+
+def test_a_saved_vote_whose_next_pair_fails_still_answers_saved(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    study = make_study()
+    make_comparisons(study, 2)
+    client = invited(study)
+    pair = api(client, study, "next").json()["pair"]
+
+    def broken(**_: object) -> None:
+        raise RuntimeError("the database went away")
+
+    monkeypatch.setattr(services, "assignment_next_for_rater", broken)
+    vote = {"token": pair["token"], "choice": "tie", "idempotency_key": "key-00001", "next": True}
+    answer = api(client, study, "vote", vote)
+
+    assert answer.status_code == 200
+    assert answer.json()["status"] == "saved"
+    assert answer.json()["next"] == {"status": "error", "message": "The next pair could not be loaded."}
+    assert Judgment.objects.count() == 1
+
+
 def test_a_vote_can_carry_the_next_pair_which_is_then_reserved() -> None:
     study = make_study(per_rater_cap=10)
     make_comparisons(study, 3)
