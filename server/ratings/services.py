@@ -702,10 +702,11 @@ def rater_quality_update(
         decisive = quality.compute_signals(recent, other_outcomes=others)
     stored: dict[str, Any] = {**signals.as_dict(), "computed_at": timezone.now().isoformat()}
     if not with_agreement:
-        stored.update({name: previous.get(name) for name in AGREEMENT_SIGNALS})
-    if resumed_at:
-        stored["resumed_at"] = resumed_at
-    sql.rater_store_quality(rater_id=rater_id, signals=stored)
+        for name in AGREEMENT_SIGNALS:
+            del stored[name]
+    # A merge: ``resumed_at`` (staff's) and, from the vote's check, the agreement signals (the
+    # refresh's) stay as they are in the row now, even if they changed since the read above.
+    sql.rater_merge_quality(rater_id=rater_id, signals=stored)
     reason = quality.pause_reason(decisive, study) if status == RaterStatus.ACTIVE else None
     if reason and rater_pause(rater_id=rater_id, reason=reason):
         return quality.QualityUpdate(signals=signals, status=RaterStatus.PAUSED, paused_reason=reason)

@@ -21,7 +21,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models import Model
 
 from server.core.db import hot_cursor
@@ -336,11 +336,24 @@ def rater_quality_state(*, rater_id: int) -> tuple[str, str, dict[str, Any]] | N
     return row[0], row[1], json.loads(stored) if isinstance(stored, str) else stored
 
 
-def rater_store_quality(*, rater_id: int, signals: dict[str, Any]) -> None:
-    _execute(
-        f"UPDATE {RATER} SET quality = %s WHERE id = %s",
-        [_QUALITY_FIELD.get_db_prep_save(signals, connection), rater_id],
-    )
+def rater_merge_quality(*, rater_id: int, signals: dict[str, Any]) -> None:
+    """Write these keys of the rater's stored quality and keep the others as they are now, not as
+    they were when the caller read them: a concurrent resume (``resumed_at``) or refresh of the
+    agreement signals is never written back over."""
+    if connection.vendor == "postgresql":
+        _execute(
+            f"UPDATE {RATER} SET quality = quality || %s WHERE id = %s",
+            [_QUALITY_FIELD.get_db_prep_save(signals, connection), rater_id],
+        )
+        return
+    # SQLite runs one writing transaction at a time (they start IMMEDIATE), so read, merge, write.
+    with transaction.atomic():
+        state = rater_quality_state(rater_id=rater_id)
+        merged = {**(state[2] if state else {}), **signals}
+        _execute(
+            f"UPDATE {RATER} SET quality = %s WHERE id = %s",
+            [_QUALITY_FIELD.get_db_prep_save(merged, connection), rater_id],
+        )
 
 
 # --- Inserts of the hot path -------------------------------------------------------------------

@@ -351,3 +351,25 @@ def test_scheduled_refresh_covers_only_active_studies_with_recent_judgments() ->
     factories.judgment(comparison=factories.comparison(study=closed), rater=factories.rater(study=closed))
 
     assert rater_quality_refresh_recent(within_minutes=15) == 2
+
+
+@pytest.mark.django_db
+def test_a_resume_during_a_quality_check_is_not_written_over(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from server.ratings import sql
+
+    rater = factories.rater(study=quality_study())
+    rater_pause(rater_id=rater.id, reason="staff")
+    read_rows = sql.quality_rows
+
+    def rows_while_staff_resume(**arguments):  # type: ignore[no-untyped-def]
+        rows = read_rows(**arguments)
+        rater_resume(rater_id=rater.id)  # lands after the check read the stored quality
+        return rows
+
+    monkeypatch.setattr(sql, "quality_rows", rows_while_staff_resume)
+    rater_quality_update(rater_id=rater.id)
+
+    rater.refresh_from_db()
+    assert rater.status == RaterStatus.ACTIVE
+    assert "resumed_at" in rater.quality  # the check merged its signals, it did not replace the row
+    assert rater.quality["judgments"] == 0
