@@ -14,7 +14,8 @@ What it does:
    the baseline asks "next pair" and sends "vote" as two requests; the second does what the
    rating page does, one vote request whose answer carries the next pair. The second run meets
    the tables the first one filled, which if anything slows it;
-4. prints judgments/s, p50 / p99 latencies and CPU per judgment of each run, then reconciles
+4. prints judgments/s, p50 / p99 latencies (of each request, and per judgment: what a rater waits
+   between two votes) and CPU per judgment of each run, then reconciles
    the database with what the clients saw acknowledged: every acknowledged vote stored once,
    nothing stored that was not acknowledged, no comparison past its overlap, counters equal to
    the rows.
@@ -315,6 +316,8 @@ class CpuMonitor:
 class RaterStats:
     next_latencies: list[float] = field(default_factory=list)
     vote_latencies: list[float] = field(default_factory=list)
+    # What the rater waits between two votes: "next pair" + "vote", or the one vote request.
+    judgment_latencies: list[float] = field(default_factory=list)
     acknowledged: set[str] = field(default_factory=set)  # idempotency keys answered "saved"
     duplicates_sent: int = 0
     duplicates_answered_existing: int = 0
@@ -380,10 +383,12 @@ def run_rater(
         participant.join()
         answer: dict | None = None
         while time.monotonic() < deadline:
+            waited = 0.0
             if answer is None:
                 started = time.perf_counter()
                 status, answer = participant.request("POST", next_path, {})
-                stats.next_latencies.append(time.perf_counter() - started)
+                waited = time.perf_counter() - started
+                stats.next_latencies.append(waited)
                 if status != 200:
                     stats.errors.append(f"next: {status} {answer}")
                     return
@@ -409,6 +414,10 @@ def run_rater(
             started = time.perf_counter()
             status, reply = participant.request("POST", vote_path, vote)
             stats.vote_latencies.append(time.perf_counter() - started)
+            # The first pair came with the page; after that the rater waits for the vote's answer
+            # and, in the baseline, for the next pair too.
+            first = len(stats.vote_latencies) == 1
+            stats.judgment_latencies.append(stats.vote_latencies[-1] + (0.0 if first else waited))
             answer = None
             if status != 200 or reply is None or reply.get("status") != "saved":
                 stats.errors.append(f"vote: {status} {reply}")
@@ -570,13 +579,15 @@ def report(run: Run) -> None:
     for label, latencies in (
         ("next pair alone", [value for rater in stats for value in rater.next_latencies]),
         ("vote", [value for rater in stats for value in rater.vote_latencies]),
+        ("per judgment", [value for rater in stats for value in rater.judgment_latencies]),
     ):
         if not latencies:
             continue
         p50, p99 = percentile(latencies, 0.5) * 1000, percentile(latencies, 0.99) * 1000
         print(
             f"  {label:<18} p50 {p50:6.1f} ms   p99 {p99:6.1f} ms"
-            f"   mean {statistics.fmean(latencies) * 1000:6.1f} ms   ({len(latencies)} requests)"
+            f"   mean {statistics.fmean(latencies) * 1000:6.1f} ms   ({len(latencies)} "
+            + ("judgments)" if label == "per judgment" else "requests)")
         )
     print(
         "  CPU per judgment   "
