@@ -74,17 +74,24 @@ FROM {ASSIGNMENT}
 WHERE rater_id = %s
 """
 
+# A pair as the rating page shows it: the comparison's ids with the prompt's and samples' texts
+# (read by ``_comparison_with_content``).
+_PAIR_COLUMNS = (
+    "c.id, c.study_id, c.prompt_id, c.sample_a_id, c.sample_b_id, c.kind, c.active_assignments, "
+    "p.text, a.text, b.text"
+)
+_PAIR_TEXTS = f"""
+INNER JOIN {PROMPT} p ON p.id = c.prompt_id
+INNER JOIN {SAMPLE} a ON a.id = c.sample_a_id
+INNER JOIN {SAMPLE} b ON b.id = c.sample_b_id
+"""
+
 # Fullest first, served by the (study, kind, active_assignments) index scanned backwards. "Not
 # seen by this rater" is a set built once per query (a hashed subplan), not a probe per candidate:
 # with a correlated NOT EXISTS the planner, misled by stale statistics, re-read the rater's whole
 # history for every full pair it skipped (23 ms against 1 ms on the load bench).
 _CANDIDATE_SQL = f"""
-SELECT c.id, c.study_id, c.prompt_id, c.sample_a_id, c.sample_b_id, c.kind, c.active_assignments,
-       p.text, a.text, b.text
-FROM {COMPARISON} c
-INNER JOIN {PROMPT} p ON p.id = c.prompt_id
-INNER JOIN {SAMPLE} a ON a.id = c.sample_a_id
-INNER JOIN {SAMPLE} b ON b.id = c.sample_b_id
+SELECT {_PAIR_COLUMNS} FROM {COMPARISON} c {_PAIR_TEXTS}
 WHERE c.study_id = %s AND c.kind = %s AND c.active_assignments < %s
   AND c.id NOT IN (SELECT x.comparison_id FROM {ASSIGNMENT} x WHERE x.rater_id = %s)
 ORDER BY c.active_assignments DESC
@@ -93,12 +100,7 @@ LIMIT 1
 
 # Gold sets are small (tens of items), so a random order is cheap here.
 _GOLD_SQL = f"""
-SELECT c.id, c.study_id, c.prompt_id, c.sample_a_id, c.sample_b_id, c.kind, c.active_assignments,
-       p.text, a.text, b.text
-FROM {COMPARISON} c
-INNER JOIN {PROMPT} p ON p.id = c.prompt_id
-INNER JOIN {SAMPLE} a ON a.id = c.sample_a_id
-INNER JOIN {SAMPLE} b ON b.id = c.sample_b_id
+SELECT {_PAIR_COLUMNS} FROM {COMPARISON} c {_PAIR_TEXTS}
 WHERE c.study_id = %s AND c.kind = %s
   AND c.id NOT IN (SELECT x.comparison_id FROM {ASSIGNMENT} x WHERE x.rater_id = %s)
 ORDER BY RANDOM()
@@ -106,16 +108,12 @@ LIMIT 1
 """
 
 # A random regular pair the rater judged, neither among its last few judgments nor repeated for it
-# already; the id is drawn first so that only the winner's texts are read. Both exclusions are
-# sets computed once (a correlated NOT EXISTS here was quadratic in the rater's history).
+# already, and the side its A was shown on; the assignment is drawn first so that only the winner's
+# texts are read. Both exclusions are sets computed once (a correlated NOT EXISTS here was
+# quadratic in the rater's history).
 _REPEAT_SQL = f"""
-SELECT o.left_is_a, c.id, c.study_id, c.prompt_id, c.sample_a_id, c.sample_b_id, c.kind, c.active_assignments,
-       p.text, a.text, b.text
-FROM {ASSIGNMENT} o
-INNER JOIN {COMPARISON} c ON c.id = o.comparison_id
-INNER JOIN {PROMPT} p ON p.id = c.prompt_id
-INNER JOIN {SAMPLE} a ON a.id = c.sample_a_id
-INNER JOIN {SAMPLE} b ON b.id = c.sample_b_id
+SELECT {_PAIR_COLUMNS}, o.left_is_a
+FROM {ASSIGNMENT} o INNER JOIN {COMPARISON} c ON c.id = o.comparison_id {_PAIR_TEXTS}
 WHERE o.id = (
     SELECT d.id FROM {ASSIGNMENT} d INNER JOIN {COMPARISON} dc ON dc.id = d.comparison_id
     WHERE d.rater_id = %s AND d.status = %s AND dc.kind = %s
@@ -245,7 +243,7 @@ def repeat_original(*, rater_id: int, skip_latest: int) -> tuple[Comparison, boo
     )
     if row is None:
         return None
-    return _comparison_with_content(row[1:]), bool(row[0])
+    return _comparison_with_content(row[:10]), bool(row[10])
 
 
 def lock_assignment_for_vote(*, assignment_id: int, now: datetime) -> Assignment | None:
