@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.db import connection as default_connection
+from django.db.backends.postgresql.base import ServerBindingCursor
 from django.db.backends.utils import CursorDebugWrapper, CursorWrapper
 
 
@@ -21,8 +22,6 @@ def hot_cursor(connection: Any = default_connection) -> Any:
     PostgreSQL; the ordinary cursor on other databases."""
     if connection.vendor != "postgresql":
         return connection.cursor()
-    from django.db.backends.postgresql.base import ServerBindingCursor
-
     connection.close_if_health_check_failed()
     connection.ensure_connection()
     connection.validate_thread_sharing()
