@@ -27,19 +27,13 @@ def _configure() -> None:
     embedded = broker_url.startswith("filesystem")
     options: dict[str, object] = {}
     if embedded:
-        # kombu's filesystem transport: one folder of message files shared by every process on
-        # this machine. The worker polls it (1 s), which is fine for jobs that take seconds.
-        folder = settings.CELERY_BROKER_FOLDER
-        for sub in ("queue", "processed", "control"):
-            (folder / sub).mkdir(parents=True, exist_ok=True)
-        options = {
-            "data_folder_in": str(folder / "queue"),
-            "data_folder_out": str(folder / "queue"),
-            "processed_folder": str(folder / "processed"),
-            "control_folder": str(folder / "control"),
-            "store_processed": False,
-            "polling_interval": 0.5,
-        }
+        # Our atomic variant of kombu's filesystem transport (workers/broker.py): one folder of
+        # message files shared by every process on this machine. The worker polls it (0.5 s),
+        # which is fine for jobs that take seconds.
+        from workers import broker
+
+        broker_url = f"{broker.SCHEME}://"
+        options = broker.transport_options(settings.CELERY_BROKER_FOLDER)
     app.conf.update(
         broker_url=broker_url,
         broker_transport_options=options,

@@ -9,7 +9,8 @@ from workers.queues import Queue
 
 BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     # A worker that died mid-job stops sending heartbeats; its job is re-queued (it resumes from
-    # its checkpoint) or failed. Every minute keeps the worst-case detection near the timeout.
+    # its checkpoint) or failed. Queued jobs whose message may be lost are sent again. Every
+    # minute keeps the worst-case detection near the timeouts.
     "reap-stale-jobs": {
         "task": "lovelace.reap_stale_jobs",
         "schedule": float(settings.LOVELACE_REAPER_INTERVAL),

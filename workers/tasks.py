@@ -52,7 +52,7 @@ def noop_job(job_id: int) -> str:
 
 @app.task(name="lovelace.reap_stale_jobs", **DEFAULT_TASK)
 def reap_stale_jobs() -> dict[str, int]:
-    return job_services.job_reap_stale()
+    return {**job_services.job_reap_stale(), "resent": job_services.job_resend_queued()}
 
 
 # Handlers of ML jobs import torch: they are imported inside the task, when a worker runs it, so

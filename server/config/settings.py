@@ -139,6 +139,11 @@ LOVELACE_JOB_HEARTBEAT_TIMEOUT = env.integer("LOVELACE_JOB_HEARTBEAT_TIMEOUT", d
 # Seconds between reaper runs (beat); tests shorten it to watch beat drive the reaper.
 LOVELACE_REAPER_INTERVAL = env.integer("LOVELACE_REAPER_INTERVAL", default=60, minimum=1)
 LOVELACE_JOB_MAX_ATTEMPTS = env.integer("LOVELACE_JOB_MAX_ATTEMPTS", default=3)
+# A queued job whose task message was sent this long ago is sent again by the reaper: a broker
+# restart or a crash between commit and send must not leave it queued forever. The wait doubles
+# with each resend (up to an hour), so a job waiting behind a long one collects few duplicates;
+# the claim makes every duplicate a no-op.
+LOVELACE_JOB_RESEND_AFTER = env.integer("LOVELACE_JOB_RESEND_AFTER", default=120, minimum=1)  # seconds
 
 # --- REST API -----------------------------------------------------------------------------------
 # Programs authenticate with a token (``manage.py api_token USERNAME`` or the dashboard), pages with

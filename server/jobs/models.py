@@ -86,6 +86,11 @@ class Job(models.Model):
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     cancel_requested = models.BooleanField(default=False)
     error = models.TextField(blank=True)
+    # The task message is only a wake-up call; the row is the record. While the job is queued,
+    # the reaper sends the message again at ``resend_at`` (set when the row is written, so a crash
+    # between commit and send is covered too), backing off with each of ``sends``.
+    sends = models.PositiveSmallIntegerField(default=0)
+    resend_at = models.DateTimeField(null=True, blank=True)
 
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -98,6 +103,7 @@ class Job(models.Model):
         ordering = ["-created_at", "-id"]
         indexes = [
             models.Index(fields=["status", "heartbeat_at"]),
+            models.Index(fields=["status", "resend_at"]),
             models.Index(fields=["study", "kind", "-created_at"]),
         ]
         constraints = [

@@ -50,14 +50,37 @@ def _owned(owner: Owner | None) -> dict[str, Any]:
     return {} if owner is None else {"worker": owner[0][:255], "attempts": owner[1]}
 
 
+RESEND_BACKOFF_LIMIT = 3600  # seconds: the longest wait between two sends of a queued job
+
+
+def _resend_delay(sends: int) -> timedelta:
+    """The wait before a queued job that has been sent ``sends`` times is sent again."""
+    base = settings.LOVELACE_JOB_RESEND_AFTER
+    return timedelta(seconds=min(base * 2 ** max(sends - 1, 0), max(base, RESEND_BACKOFF_LIMIT)))
+
+
 def _dispatch(job_id: int, kind: str, queue: str) -> None:
+    """Send the job's task. A failure leaves the job queued with a log line: the reaper sends it
+    again (a broker restart must not fail the work queued meanwhile)."""
     from workers.celery_app import app  # the Celery app is light: no ML imports
 
+    error: Exception | None = None
     try:
         app.send_task(task_name_for_job_kind(kind), args=[job_id], queue=queue)
-    except Exception as error:  # the broker is down: say so on the job instead of losing it
+    except Exception as caught:  # the broker is down
         logger.exception("could not send job %s", job_id)
-        job_fail(job_id=job_id, error=f"Could not send the task to the broker: {error}")
+        error = caught
+    now = timezone.now()
+    sends = Job.objects.filter(id=job_id).values_list("sends", flat=True).first()
+    if sends is None:
+        return
+    Job.objects.filter(id=job_id, status=JobStatus.QUEUED).update(
+        sends=F("sends") + 1, resend_at=now + _resend_delay(sends + 1)
+    )
+    if error is not None:
+        job_log(
+            job_id=job_id, line=f"could not send the task to the broker ({error}); the reaper will try again"
+        )
 
 
 def job_enqueue(
@@ -78,6 +101,7 @@ def job_enqueue(
         created_by_id=created_by_id,
         parent_id=parent_id,
         queue=QUEUE_OF_JOB_KIND[kind],
+        resend_at=timezone.now() + _resend_delay(0),  # in case this process dies before sending
     )
     job.full_clean()
     job.save()
@@ -268,6 +292,25 @@ def job_reap_stale(
     return {"requeued": requeued, "failed": failed, "cancelled": cancelled}
 
 
+def job_resend_queued(*, limit: int = 100) -> int:
+    """Send the task again for queued jobs whose message may be lost; return how many were sent.
+
+    A message can vanish with a broker restart, a worker killed after taking it, or a process that
+    died between committing the job and sending it. The job's claim is conditional, so a resent
+    job that was only waiting its turn runs once all the same. Bounded to ``limit`` jobs per call,
+    oldest due first.
+    """
+    due = list(
+        Job.objects.filter(status=JobStatus.QUEUED, cancel_requested=False, resend_at__lte=timezone.now())
+        .order_by("resend_at")
+        .values_list("id", "kind", "queue", "sends")[:limit]
+    )
+    for job_id, kind, queue, sends in due:
+        job_log(job_id=job_id, line=f"still queued: task sent again (send {sends + 1})")
+        _dispatch(job_id, kind, queue)
+    return len(due)
+
+
 def job_run_noop(*, job: Job, report) -> dict[str, Any]:  # type: ignore[no-untyped-def]
     """The ``noop`` job: counts to ``steps`` with ``sleep`` seconds per step; fails on request.
 
@@ -304,6 +347,7 @@ __all__ = [
     "job_mark_cancelled",
     "job_reap_stale",
     "job_report_progress",
+    "job_resend_queued",
     "job_run_noop",
     "job_succeed",
 ]

@@ -108,3 +108,27 @@ def test_beat_inside_the_worker_reaps_a_job_whose_worker_died(
             log_path=log,
         )
     assert "stopped sending heartbeats" in str(job_row(database, job["id"])["error"])
+
+
+def test_a_queued_job_whose_message_was_lost_is_sent_again_and_runs_once(
+    embedded: dict[str, str], tmp_path: Path
+) -> None:
+    database = tmp_path / "var" / "lovelace.sqlite3"
+    log = tmp_path / "worker.log"
+    env = {**embedded, "LOVELACE_JOB_RESEND_AFTER": "1"}
+    job = json.loads(manage(env, "job", "start", "noop", "--params", '{"steps": 2}'))
+    messages = list((tmp_path / "var" / "broker" / "queue").iterdir())
+    assert len(messages) == 1
+    messages[0].unlink()  # the broker lost it (a restart, a killed worker that had taken it)
+
+    with celery_worker(env, beat=True, log_path=log):
+        wait_for(
+            lambda: job_row(database, job["id"])["status"] == "succeeded",
+            timeout=90,
+            what="the reaper to send the lost job again and a worker to run it",
+            log_path=log,
+        )
+    row = job_row(database, job["id"])
+    assert row["attempts"] == 1
+    assert int(row["sends"]) >= 2
+    assert "still queued: task sent again" in str(row["log_tail"])

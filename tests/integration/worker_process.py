@@ -30,7 +30,12 @@ def environment(**overrides: str) -> dict[str, str]:
 
 @contextmanager
 def celery_worker(
-    env: dict[str, str], *, queues: str = "gpu,cpu,default", beat: bool = False, log_path: Path
+    env: dict[str, str],
+    *,
+    queues: str = "gpu,cpu,default",
+    beat: bool = False,
+    log_path: Path,
+    extra: list[str] | None = None,
 ) -> Iterator[subprocess.Popen[bytes]]:
     command = [
         CELERY,
@@ -47,6 +52,7 @@ def celery_worker(
     ]
     if beat:
         command += ["-B", "--schedule", str(log_path.with_suffix(".beat"))]
+    command += extra or []
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
             command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True

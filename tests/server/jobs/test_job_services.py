@@ -12,6 +12,7 @@ from server.jobs.models import Job, JobStatus
 from server.jobs.services import (
     JobCancelled,
     LostClaim,
+    _resend_delay,
     job_cancel,
     job_claim,
     job_enqueue,
@@ -20,6 +21,7 @@ from server.jobs.services import (
     job_mark_cancelled,
     job_reap_stale,
     job_report_progress,
+    job_resend_queued,
     job_succeed,
 )
 from workers.runner import run_job
@@ -238,3 +240,98 @@ def test_reaper_cancels_a_silent_job_that_staff_asked_to_stop() -> None:
     assert job_reap_stale(timeout_seconds=60) == {"requeued": 0, "failed": 0, "cancelled": 1}
     job.refresh_from_db()
     assert job.status == JobStatus.CANCELLED
+
+
+def queued_messages(queue: str) -> int:
+    """How many messages the test broker holds in ``queue`` (the real broker, either topology)."""
+    from workers.celery_app import app
+
+    with app.connection_for_read() as broker:
+        return broker.default_channel.queue_declare(queue, passive=True).message_count
+
+
+@pytest.mark.django_db
+def test_a_job_row_is_due_for_a_resend_even_if_its_first_send_never_happens(
+    django_capture_on_commit_callbacks, settings
+) -> None:
+    settings.LOVELACE_JOB_RESEND_AFTER = 120
+    before = timezone.now()
+    with django_capture_on_commit_callbacks(execute=False):  # the process dies before sending
+        job = job_enqueue(kind="noop")
+    job.refresh_from_db()
+    assert job.sends == 0
+    assert before + timedelta(seconds=120) <= job.resend_at <= timezone.now() + timedelta(seconds=120)
+
+
+@pytest.mark.django_db
+def test_reaper_sends_a_still_queued_job_again_with_backoff(
+    django_capture_on_commit_callbacks, settings
+) -> None:
+    settings.LOVELACE_JOB_RESEND_AFTER = 60
+    with django_capture_on_commit_callbacks(execute=True):
+        job = job_enqueue(kind="noop")
+    job.refresh_from_db()
+    assert job.sends == 1
+    assert job_resend_queued() == 0  # not due yet
+
+    Job.objects.filter(id=job.id).update(resend_at=timezone.now() - timedelta(seconds=1))  # message lost
+    waiting = queued_messages("default")
+    assert job_resend_queued() == 1
+    assert queued_messages("default") == waiting + 1
+    job.refresh_from_db()
+    assert job.status == JobStatus.QUEUED
+    assert job.sends == 2
+    assert timezone.now() + timedelta(seconds=110) < job.resend_at <= timezone.now() + timedelta(seconds=120)
+    assert "still queued: task sent again (send 2)" in job.log_tail
+    assert job_resend_queued() == 0
+
+
+def test_resend_waits_double_with_each_send_up_to_an_hour(settings) -> None:
+    settings.LOVELACE_JOB_RESEND_AFTER = 120
+    assert [_resend_delay(sends).total_seconds() for sends in range(7)] == [
+        120,
+        120,
+        240,
+        480,
+        960,
+        1920,
+        3600,
+    ]
+    settings.LOVELACE_JOB_RESEND_AFTER = 7200  # a longer setting is never shortened by the cap
+    assert _resend_delay(5).total_seconds() == 7200
+
+
+@pytest.mark.django_db
+def test_only_queued_jobs_that_nobody_cancelled_are_sent_again() -> None:
+    past = timezone.now() - timedelta(minutes=5)
+    running = Job.objects.create(kind="noop", queue="default")
+    job_claim(job_id=running.id, worker="busy")
+    cancelled = Job.objects.create(kind="noop", queue="default")
+    job_cancel(job_id=cancelled.id)
+    finished = Job.objects.create(kind="noop", queue="default")
+    job_claim(job_id=finished.id, worker="done")
+    job_succeed(job_id=finished.id)
+    Job.objects.update(resend_at=past)
+
+    assert job_resend_queued() == 0
+    assert list(Job.objects.order_by("id").values_list("sends", flat=True)) == [0, 0, 0]
+
+
+@pytest.mark.django_db
+def test_a_job_whose_task_cannot_be_sent_stays_queued_for_the_reaper(
+    django_capture_on_commit_callbacks, monkeypatch, settings
+) -> None:
+    from workers.celery_app import app
+
+    settings.LOVELACE_JOB_RESEND_AFTER = 60
+
+    def broker_down(*args: object, **kwargs: object) -> None:  # the broker is another process
+        raise ConnectionRefusedError("[Errno 111] Connection refused")
+
+    monkeypatch.setattr(app, "send_task", broker_down)
+    with django_capture_on_commit_callbacks(execute=True):
+        job = job_enqueue(kind="noop")
+    job.refresh_from_db()
+    assert (job.status, job.error, job.sends) == (JobStatus.QUEUED, "", 1)
+    assert "could not send the task to the broker ([Errno 111] Connection refused)" in job.log_tail
+    assert job.resend_at > timezone.now()
