@@ -125,6 +125,13 @@ class Job(models.Model):
             models.CheckConstraint(
                 condition=~Q(status=JobStatus.FAILED) | ~Q(error=""), name="job_failure_has_error"
             ),
+            # A chain step starts at most one next step of each kind: a step re-run after a kill
+            # or a reaper re-queue finds the step it started before instead of starting another.
+            models.UniqueConstraint(
+                fields=["parent", "kind"],
+                condition=Q(parent__isnull=False),
+                name="job_one_next_step_per_kind",
+            ),
         ]
 
     def __str__(self) -> str:

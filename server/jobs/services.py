@@ -14,7 +14,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -91,9 +91,17 @@ def job_enqueue(
     created_by_id: int | None = None,
     parent_id: int | None = None,
 ) -> Job:
-    """Create a queued job and send its task once the surrounding transaction commits."""
+    """Create a queued job and send its task once the surrounding transaction commits.
+
+    A chain step (``parent_id`` given) starts each kind of next step once: when the parent already
+    started a job of ``kind`` (it ran before, was killed and runs again), that job is returned.
+    """
     if kind not in JobKind.values:
         raise ApplicationError(f"Unknown job kind {kind!r}.", extra={"field": "kind"})
+    if parent_id is not None:
+        started = Job.objects.filter(parent_id=parent_id, kind=kind).first()
+        if started is not None:
+            return started
     job = Job(
         kind=kind,
         params=params or {},
@@ -103,8 +111,16 @@ def job_enqueue(
         queue=QUEUE_OF_JOB_KIND[kind],
         resend_at=timezone.now() + _resend_delay(0),  # in case this process dies before sending
     )
-    job.full_clean()
-    job.save()
+    job.full_clean(validate_constraints=False)  # the database checks them, race-free
+    try:
+        with transaction.atomic():
+            job.save()
+    except IntegrityError:
+        # Two attempts of the parent raced (the reaper re-queued one that was still alive).
+        started = Job.objects.filter(parent_id=parent_id, kind=kind).first() if parent_id else None
+        if started is None:
+            raise
+        return started
     transaction.on_commit(lambda: _dispatch(job.id, job.kind, job.queue))
     return job
 

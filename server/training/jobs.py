@@ -41,7 +41,8 @@ def _checkpoint_path(job: Job, name: str) -> Path:
 
 def snapshot_run(*, job: Job, report: ProgressReporter) -> dict[str, Any]:
     report(step=0, total=1, message="freezing eligible judgments")
-    snapshot = snapshot_create(
+    # A re-run keeps the snapshot its first run froze, even if judgments arrived since.
+    snapshot = PreferenceSnapshot.objects.filter(job=job).first() or snapshot_create(
         study=job.study, validation_fraction=float(job.params["validation_fraction"]), job_id=job.id
     )
     report(
@@ -112,6 +113,30 @@ def _pairs(snapshot: PreferenceSnapshot) -> tuple[list[PreferencePair], list[Pre
 
 
 def reward_model_train_run(*, job: Job, report: ProgressReporter) -> dict[str, Any]:
+    # A re-run of a job whose model is recorded (killed before it could finish) trains nothing
+    # again: it only makes sure the next step was started.
+    reward_model = RewardModel.objects.filter(job=job).first()
+    if reward_model is None:
+        reward_model = _reward_model_train(job=job, report=report)
+    if "policy" in job.params.get("then", []):
+        policy_train_start(
+            study=job.study,
+            parent_version_id=None,
+            method=job.study.auto_train_policy,
+            snapshot_id=reward_model.snapshot_id,
+            reward_model_id=reward_model.id,
+            parent_id=job.id,
+            then=["generate"],
+        )
+    return {
+        "reward_model_id": reward_model.id,
+        "validation_accuracy": reward_model.validation_accuracy,
+        "human_agreement_ceiling": reward_model.human_agreement_ceiling,
+        "expected_calibration_error": reward_model.expected_calibration_error,
+    }
+
+
+def _reward_model_train(*, job: Job, report: ProgressReporter) -> RewardModel:
     snapshot = PreferenceSnapshot.objects.get(id=job.params["snapshot_id"])
     train, validation = _pairs(snapshot)
     reference = list(
@@ -157,22 +182,7 @@ def reward_model_train_run(*, job: Job, report: ProgressReporter) -> dict[str, A
         job=job,
     )
     shutil.rmtree(_checkpoint_path(job, "reward_model.pt").parent, ignore_errors=True)
-    if "policy" in job.params.get("then", []):
-        policy_train_start(
-            study=job.study,
-            parent_version_id=None,
-            method=job.study.auto_train_policy,
-            snapshot_id=snapshot.id,
-            reward_model_id=reward_model.id,
-            parent_id=job.id,
-            then=["generate"],
-        )
-    return {
-        "reward_model_id": reward_model.id,
-        "validation_accuracy": result.validation_accuracy,
-        "human_agreement_ceiling": ceiling,
-        "expected_calibration_error": result.expected_calibration_error,
-    }
+    return reward_model
 
 
 def _child_label(parent: GeneratorVersion, job: Job, method: str) -> str:
@@ -180,6 +190,25 @@ def _child_label(parent: GeneratorVersion, job: Job, method: str) -> str:
 
 
 def policy_train_run(*, job: Job, report: ProgressReporter) -> dict[str, Any]:
+    # As for reward models: a re-run finds the child it registered and trains nothing again.
+    child = GeneratorVersion.objects.filter(training_job=job, kind=VersionKind.TRAINED).first()
+    if child is None:
+        child = _policy_train(job=job, report=report)
+    if "generate" in job.params.get("then", []):
+        # All prompts: the leaderboard is reported on holdout prompts, and the child must be
+        # judged there against its parent; snapshots never take holdout judgments for training.
+        generate_start(
+            study=job.study,
+            version_ids=[child.id],
+            split="all",
+            samples_per_prompt=CHILD_SAMPLES_PER_PROMPT,
+            then=["select_pairs"],
+            parent_id=job.id,
+        )
+    return {"child_version_id": child.id, "method": job.params["method"], **child.metadata.get("result", {})}
+
+
+def _policy_train(*, job: Job, report: ProgressReporter) -> GeneratorVersion:
     params = job.params
     parent = GeneratorVersion.objects.select_related("generator").get(id=params["parent_version_id"])
     method = params["method"]
@@ -228,18 +257,7 @@ def policy_train_run(*, job: Job, report: ProgressReporter) -> dict[str, Any]:
         summary=summary,
     )
     shutil.rmtree(_checkpoint_path(job, "policy.pt").parent, ignore_errors=True)
-    if "generate" in params.get("then", []):
-        # All prompts: the leaderboard is reported on holdout prompts, and the child must be
-        # judged there against its parent; snapshots never take holdout judgments for training.
-        generate_start(
-            study=job.study,
-            version_ids=[child.id],
-            split="all",
-            samples_per_prompt=CHILD_SAMPLES_PER_PROMPT,
-            then=["select_pairs"],
-            parent_id=job.id,
-        )
-    return {"child_version_id": child.id, "method": method, **summary}
+    return child
 
 
 def _register_child(

@@ -74,6 +74,10 @@ class RewardModel(models.Model):
         ordering = ["-created_at"]
         constraints = [
             models.CheckConstraint(condition=Q(ensemble_size__gte=1), name="reward_model_ensemble_positive"),
+            # One reward model per training job, so a re-run job finds the one it made.
+            models.UniqueConstraint(
+                fields=["job"], condition=Q(job__isnull=False), name="reward_model_one_per_job"
+            ),
         ]
 
     def __str__(self) -> str:

@@ -221,6 +221,9 @@ def training_loops_start_due(*, limit: int = 10) -> list[int]:
     for study in studies:
         if len(started) >= limit:
             break
+        # The study's row lock makes a second scheduler (two beats, a beat and staff) wait here
+        # until this transaction commits, and then see the loop in flight.
+        list(Study.objects.select_for_update().filter(id=study.id).values_list("id"))
         if loop_active(study=study):
             continue
         last = PreferenceSnapshot.objects.filter(study=study).order_by("-created_at").first()

@@ -188,3 +188,50 @@ def test_a_small_study_still_gets_one_validation_prompt() -> None:
     assert prompt_splits(study_id=7, prompt_ids=ids, validation_fraction=0.3) == prompt_splits(
         study_id=7, prompt_ids=ids, validation_fraction=0.3
     )
+
+
+def test_a_chain_step_run_again_after_a_kill_makes_no_duplicates(
+    tiny_model_dir: Path, django_capture_on_commit_callbacks
+) -> None:  # type: ignore[no-untyped-def]
+    """A worker killed after a step recorded its result but before the job succeeded: the reaper
+    re-queues the job and it runs again. Each handler runs twice here, as the two attempts would."""
+    study, *_ = judged_study(tiny_model_dir, prompts=6)
+
+    def silent(**_: object) -> None:
+        return None
+
+    with django_capture_on_commit_callbacks(execute=False):
+        snapshot_job = snapshot_start(study=study, then=["reward_model", "policy"])
+        first = snapshot_run(job=snapshot_job, report=silent)
+        factories.judgment(  # a judgment arrives between the two attempts
+            comparison=study.comparisons.first(), rater=factories.rater(study=study), outcome="B"
+        )
+        assert snapshot_run(job=snapshot_job, report=silent) == first
+        reward_job = Job.objects.get(parent=snapshot_job, kind=JobKind.TRAIN_REWARD_MODEL)
+        reward_job.params["config"] = {"ensemble_size": 1, "epochs": 2}
+        reward_job.save(update_fields=["params"])
+        first = reward_model_train_run(job=reward_job, report=silent)
+        assert reward_model_train_run(job=reward_job, report=silent) == first
+        policy_job = Job.objects.get(parent=reward_job, kind=JobKind.TRAIN_POLICY)
+        policy_job.params["config"] = {"epochs": 1}
+        policy_job.save(update_fields=["params"])
+        first = policy_train_run(job=policy_job, report=silent)
+        assert policy_train_run(job=policy_job, report=silent) == first
+
+    assert PreferenceSnapshot.objects.filter(study=study).count() == 1
+    assert RewardModel.objects.filter(study=study).count() == 1
+    assert GeneratorVersion.objects.filter(kind=VersionKind.TRAINED).count() == 1
+    assert sorted(Job.objects.filter(study=study).values_list("kind", flat=True)) == sorted(
+        [JobKind.SNAPSHOT, JobKind.TRAIN_REWARD_MODEL, JobKind.TRAIN_POLICY, JobKind.GENERATE]
+    )
+
+
+def test_the_database_refuses_a_second_next_step_of_one_kind() -> None:
+    from django.db import IntegrityError, transaction
+
+    parent = Job.objects.create(kind=JobKind.SNAPSHOT, queue="cpu")
+    Job.objects.create(kind=JobKind.TRAIN_REWARD_MODEL, queue="gpu", parent=parent)
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Job.objects.create(kind=JobKind.TRAIN_REWARD_MODEL, queue="gpu", parent=parent)
+    Job.objects.create(kind=JobKind.TRAIN_POLICY, queue="gpu", parent=parent)  # another kind is fine
+    assert Job.objects.filter(parent=parent).count() == 2
