@@ -30,6 +30,7 @@ DATABASE = "lovelace_bench_loop"
 os.environ["DATABASE_URL"] = f"postgres://postgres@127.0.0.1:5432/{DATABASE}"
 os.environ.setdefault("LOVELACE_VAR_DIR", str(ROOT / "var" / "bench-loop"))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "server.config.settings")
+os.environ.setdefault("DJANGO_DEBUG", "true")  # development mode on PostgreSQL (off by default there)
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 TRAIN_PROMPTS = [

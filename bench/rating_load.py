@@ -73,6 +73,7 @@ def setup_django(url: str, var_dir: Path) -> None:
     os.environ["DATABASE_URL"] = url
     os.environ["LOVELACE_VAR_DIR"] = str(var_dir)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "server.config.settings")
+    os.environ.setdefault("DJANGO_DEBUG", "true")  # this process seeds; the server runs production mode
     os.environ.setdefault("LOVELACE_LOG_LEVEL", "WARNING")
     import django
 
@@ -94,7 +95,7 @@ def seed(*, comparisons: int, golds: int) -> str:
         repeat_rate=0.05,
         reservation_seconds=600,
         fast_judgment_seconds=1.0,
-        # The bot picks sides at random; 95 % of 20 keeps a fair coin from being paused by chance.
+        # The bot picks sides at random: a fair coin is never paused for position bias at 95 %.
         max_position_bias=0.95,
         min_quality_judgments=20,
     )

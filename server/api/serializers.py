@@ -132,6 +132,12 @@ class StudySerializer(serializers.ModelSerializer):
             "per_rater_cap",
             "reservation_seconds",
             "pair_selection",
+            "min_gold_accuracy",
+            "min_self_consistency",
+            "max_position_bias",
+            "min_quality_judgments",
+            "quality_alpha",
+            "quality_min_checks",
             "target_ci_width",
             "auto_train_min_judgments",
             "auto_train_policy",
@@ -152,6 +158,13 @@ class StudyCreateSerializer(serializers.Serializer):
     per_rater_cap = Integer(min_value=1, max_value=1_000_000, required=False, allow_null=True)
     reservation_seconds = Integer(min_value=10, max_value=86_400, required=False)
     pair_selection = serializers.ChoiceField(choices=PairSelection.choices, required=False)
+    # Rater quality: each threshold is the null hypothesis of a binomial test at quality_alpha.
+    min_gold_accuracy = Number(min_value=0.0, max_value=1.0, required=False)
+    min_self_consistency = Number(min_value=0.0, max_value=1.0, required=False)
+    max_position_bias = Number(min_value=0.5, max_value=1.0, required=False)
+    min_quality_judgments = Integer(min_value=0, max_value=1_000_000, required=False)
+    quality_alpha = Number(min_value=0.0001, max_value=0.2, required=False)
+    quality_min_checks = Integer(min_value=2, max_value=1_000_000, required=False)
     target_ci_width = Number(min_value=0.0, max_value=10_000.0, required=False)
     auto_train_min_judgments = Integer(min_value=1, max_value=1_000_000, required=False, allow_null=True)
 

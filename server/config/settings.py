@@ -2,34 +2,73 @@
 
 The defaults give the embedded single-machine topology: SQLite under ``var/`` (WAL mode), Celery
 on kombu's filesystem transport under ``var/broker`` (no server), models and checkpoints under
-``var/``. Production sets ``DATABASE_URL`` (PostgreSQL) and ``CELERY_BROKER_URL`` (Redis) and turns
-debug off, which makes ``DJANGO_SECRET_KEY`` and ``DJANGO_ALLOWED_HOSTS`` mandatory.
+``var/``, debug on. Production sets ``DATABASE_URL`` (PostgreSQL) and ``CELERY_BROKER_URL``
+(Redis); then debug is off unless ``DJANGO_DEBUG`` says otherwise, which makes
+``DJANGO_SECRET_KEY`` and ``DJANGO_ALLOWED_HOSTS`` mandatory.
 Every variable is listed in ``.env.example`` and in the README.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from server.config.environment import Environment, ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parents[2]
 env = Environment()
 
-DEBUG = env.boolean("DJANGO_DEBUG", default=True)
 VAR_DIR = Path(env.string("LOVELACE_VAR_DIR", default=str(BASE_DIR / "var"))).resolve()
+DATABASES = {
+    "default": env.database(
+        "DATABASE_URL",
+        sqlite_path=VAR_DIR / "lovelace.sqlite3",
+        # On by default (workers, commands); the web process turns it off, see wsgi.py.
+        health_checks=env.boolean("LOVELACE_DB_HEALTH_CHECKS", default=True),
+    )
+}
+CELERY_BROKER_URL = env.broker("CELERY_BROKER_URL", default="filesystem://")
+
+# Debug is the default only for the embedded topology (SQLite and the filesystem broker: one
+# machine, nobody else reaching it). A server database or broker means a deployment, where a
+# forgotten DJANGO_DEBUG must not leave debug pages, a known secret key and any Host open.
+_SQLITE = DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3"
+_FILESYSTEM_BROKER = urlsplit(CELERY_BROKER_URL).scheme.lower() == "filesystem"
+EMBEDDED_TOPOLOGY = _SQLITE and _FILESYSTEM_BROKER
+DEBUG = env.boolean("DJANGO_DEBUG", default=EMBEDDED_TOPOLOGY)
+
+
+def _why_production_mode() -> str:
+    """What start-up says after naming a missing variable: why production mode is on."""
+    if env.string("DJANGO_DEBUG"):
+        return "They are required because DJANGO_DEBUG is off (production mode)."
+    topology = {"DATABASE_URL": _SQLITE, "CELERY_BROKER_URL": _FILESYSTEM_BROKER}
+    servers = " and ".join(f"{name} names a server" for name, embedded in topology.items() if not embedded)
+    return (
+        f"They are required in production mode, which is on because {servers} and DJANGO_DEBUG is "
+        "not set (it defaults to true only in the embedded topology: SQLite and the filesystem "
+        "broker). On a development machine, set DJANGO_DEBUG=true."
+    )
+
 
 if DEBUG:
     # A fixed key is fine for the embedded demo: sessions never leave this machine.
     SECRET_KEY = env.string("DJANGO_SECRET_KEY", default="lovelace-embedded-insecure-development-key")
     ALLOWED_HOSTS = env.string_list("DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
 else:
-    SECRET_KEY = env.string("DJANGO_SECRET_KEY", required=True)
-    if len(SECRET_KEY) < 50:
-        raise ImproperlyConfigured(
-            "DJANGO_SECRET_KEY must be at least 50 characters when DJANGO_DEBUG is off."
+    SECRET_KEY = env.string("DJANGO_SECRET_KEY")
+    ALLOWED_HOSTS = env.string_list("DJANGO_ALLOWED_HOSTS")
+    _problems = []
+    if not SECRET_KEY:
+        _problems.append("DJANGO_SECRET_KEY must be set (50 or more random characters).")
+    elif len(SECRET_KEY) < 50:
+        _problems.append("DJANGO_SECRET_KEY must be at least 50 characters when DJANGO_DEBUG is off.")
+    if not ALLOWED_HOSTS:
+        _problems.append(
+            "DJANGO_ALLOWED_HOSTS must be set (comma-separated host names, e.g. lovelace.example.org)."
         )
-    ALLOWED_HOSTS = env.string_list("DJANGO_ALLOWED_HOSTS", required=True)
+    if _problems:
+        raise ImproperlyConfigured(" ".join([*_problems, _why_production_mode()]))
 
 CSRF_TRUSTED_ORIGINS = env.string_list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
 
@@ -55,8 +94,13 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: /healthz answers before anything checks the Host header or redirects to https, so a
+    # health check on 127.0.0.1 over plain HTTP passes (see the middleware).
+    "server.core.middleware.HealthCheckMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    # Outside sessions and CSRF: it edits the cookies they set (LOVELACE_ALLOW_MTURK_IFRAME).
+    "server.core.middleware.RatingPageCookiesMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -82,15 +126,6 @@ TEMPLATES = [
         },
     },
 ]
-
-DATABASES = {
-    "default": env.database(
-        "DATABASE_URL",
-        sqlite_path=VAR_DIR / "lovelace.sqlite3",
-        # On by default (workers, commands); the web process turns it off, see wsgi.py.
-        health_checks=env.boolean("LOVELACE_DB_HEALTH_CHECKS", default=True),
-    )
-}
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -203,14 +238,33 @@ SPECTACULAR_SETTINGS = {
 }
 
 # --- Celery -------------------------------------------------------------------------------------
-CELERY_BROKER_URL = env.broker("CELERY_BROKER_URL", default="filesystem://")
+# CELERY_BROKER_URL is read at the top (it decides the topology).
 CELERY_BROKER_FOLDER = VAR_DIR / "broker"
 CELERY_TASK_ALWAYS_EAGER = False
 CELERY_GPU_TIME_LIMIT = env.integer("LOVELACE_GPU_TIME_LIMIT", default=6 * 3600)  # seconds
 
-# --- Security in production mode ------------------------------------------------------------------
-if not DEBUG:
+# --- Proxies ---------------------------------------------------------------------------------------
+# How many reverse proxies stand between the clients and gunicorn. X-Forwarded-Proto is trusted
+# (https behind a TLS proxy) and the client address taken from X-Forwarded-For (the API's
+# per-address rate limits) only when it is above 0; each proxy must set X-Forwarded-Proto itself
+# and append to X-Forwarded-For. 0 in debug: the embedded setup has no proxy, and a header any
+# client can send is then trusted from no one. 1 in production: the documented deployment is one
+# TLS-terminating proxy in front of gunicorn, whose port docker-compose.yml publishes on the
+# host's loopback only, so that proxy is the only client able to set those headers.
+LOVELACE_TRUSTED_PROXY_COUNT = env.integer("LOVELACE_TRUSTED_PROXY_COUNT", default=0 if DEBUG else 1)
+if LOVELACE_TRUSTED_PROXY_COUNT > 0:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# Django REST framework: 0 = the connection's address; N = the N-th address from the right.
+REST_FRAMEWORK["NUM_PROXIES"] = LOVELACE_TRUSTED_PROXY_COUNT
+
+# --- Security in production mode ------------------------------------------------------------------
+# MTurk shows the rating page inside an iframe on its own site, where the browser sends the
+# session and CSRF cookies only if they are SameSite=None (which requires Secure: production
+# only). RatingPageCookiesMiddleware gives that attribute to the cookies that rating pages set for
+# participants without an account; every other cookie (staff, dashboard, admin) stays Lax, so no
+# other page is reachable with its cookies from another site. CSRF tokens still protect every vote.
+LOVELACE_ALLOW_MTURK_IFRAME = env.boolean("LOVELACE_ALLOW_MTURK_IFRAME", default=False) and not DEBUG
+if not DEBUG:
     SECURE_SSL_REDIRECT = env.boolean("DJANGO_SECURE_SSL_REDIRECT", default=True)
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
@@ -219,12 +273,6 @@ if not DEBUG:
     SECURE_HSTS_PRELOAD = True
     SECURE_CONTENT_TYPE_NOSNIFF = True
     SECURE_REFERRER_POLICY = "same-origin"
-    # MTurk shows the rating page inside an iframe on its own site: the browser sends the session
-    # and CSRF cookies there only with SameSite=None (which requires Secure, set above). CSRF tokens
-    # still protect every vote.
-    if env.boolean("LOVELACE_ALLOW_MTURK_IFRAME", default=False):
-        SESSION_COOKIE_SAMESITE = "None"
-        CSRF_COOKIE_SAMESITE = "None"
 
 LOGGING = {
     "version": 1,

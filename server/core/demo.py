@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import transaction
 
+from server.core.exceptions import ApplicationError
 from server.ratings.models import Rater
 from server.studies.models import PromptSplit, Study
 from server.studies.services import PromptInput, prompt_bulk_create, study_create
@@ -47,9 +49,25 @@ class DemoSeed:
     created: bool
 
 
+def demo_check_allowed() -> None:
+    """Refuse in production mode: the demo creates a superuser whose password the README prints."""
+    if settings.DEBUG:
+        return
+    database = settings.DATABASES["default"]
+    raise ApplicationError(
+        "The demo runs only in development mode (DJANGO_DEBUG on, the default of the embedded "
+        "SQLite topology): it creates the accounts admin / lovelace-admin and rater / lovelace-rater, "
+        "whose passwords are public. DJANGO_DEBUG is off here, so the database "
+        f"({database['ENGINE'].rsplit('.', 1)[-1]} {database['NAME']}) is treated as a production "
+        "one and nothing was changed. Create real accounts with `manage.py createsuperuser`."
+    )
+
+
 @transaction.atomic
 def demo_seed() -> DemoSeed:
-    """Create the demo accounts and study. Safe to run again: it changes nothing that exists."""
+    """Create the demo accounts and study. Safe to run again: it changes nothing that exists.
+    Refused in production mode (``demo_check_allowed``)."""
+    demo_check_allowed()
     users = get_user_model()
     admin_name, admin_password = DEMO_ADMIN
     if not users.objects.filter(username=admin_name).exists():

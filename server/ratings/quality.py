@@ -1,8 +1,14 @@
-"""Per-rater quality signals and the study thresholds that pause a rater.
+"""Per-rater quality signals and the tests that pause a rater.
 
 Pure functions over plain rows (no queries here; ``sql.py`` loads the rows), so each signal
 can be pinned by a hand-computed test. Outcomes are in comparison terms: "A", "B", "tie",
 "both_bad"; a repeat comparison has its samples swapped, so its "A" is the original's "B".
+
+A study's thresholds (60 % of gold checks right, ...) are what an acceptable rater achieves, not
+what each handful of answers must show: an honest rater at 70 % misses 2 of 3 checks one time in
+five. So a rater is paused only when an exact binomial test rejects "this rater meets the
+threshold" at the study's significance level (``Study.quality_alpha``), and only once the study's
+minimum number of checks of that kind is reached (``Study.quality_min_checks``).
 """
 
 from __future__ import annotations
@@ -13,11 +19,18 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+# The exact binomial tails that scipy.stats.binomtest's one-sided p-values are (the tests pin them
+# against binomtest). scipy.special, not scipy.stats: this module is loaded by every web worker,
+# and scipy.stats would add 0.6 s and ~70 MB to each (scipy.special: 0.08 s, ~16 MB).
+from scipy.special import bdtr, bdtrc
+
 FLAG_FAST = "fast"
 FLAG_RATER_PAUSED = "rater_paused"
 # Fairness: never pause on fewer than two checks of a kind, whatever the study says
 # (Prolific's rule for attention checks; one slip is not evidence).
 MIN_FAIR_CHECKS = 2
+# How each reason ends: the rating page adds that the study's staff will look at it.
+_PAUSED = "is too many to be bad luck, so it has paused your rating."
 
 _SWAP = {"A": "B", "B": "A", "tie": "tie", "both_bad": "both_bad"}
 
@@ -109,43 +122,77 @@ def compute_signals(rows: list[QualityRow], *, other_outcomes: dict[int, list[st
     )
 
 
-def pause_reason(signals: Signals, study: Any) -> str | None:
-    """Why the study's thresholds pause this rater, in words for the rater; None when they don't.
+def p_value_below(successes: int, trials: int, threshold: float) -> float:
+    """One-sided exact binomial test of H0 "the success rate is at least ``threshold``".
 
-    Gold accuracy counts after ``min_gold_checks`` gold answers (at least two); self-consistency
-    and position bias count once the rater has ``min_quality_judgments`` judgments (and at least
-    two repeats for consistency).
+    The probability of ``successes`` or fewer in ``trials`` at rate ``threshold``: P(X <= k).
+    A threshold of 0 is always met (1.0); at 1, any miss rejects (0.0). No trials: 1.0.
     """
-    enough_gold = max(study.min_gold_checks, MIN_FAIR_CHECKS)
-    if (
-        signals.gold_accuracy is not None
-        and signals.gold_checks >= enough_gold
-        and signals.gold_accuracy < study.min_gold_accuracy
-    ):
+    if trials <= 0:
+        return 1.0
+    return float(bdtr(successes, trials, threshold))
+
+
+def p_value_above(successes: int, trials: int, threshold: float) -> float:
+    """One-sided exact binomial test of H0 "the success rate is at most ``threshold``": P(X >= k)."""
+    if trials <= 0 or successes <= 0:
+        return 1.0
+    return float(bdtrc(successes - 1, trials, threshold))
+
+
+def p_value_outside(successes: int, trials: int, low: float, high: float) -> float:
+    """Two-sided exact binomial test of H0 "the success rate lies within [low, high]".
+
+    Each side is tested at its own bound and the smaller p-value doubled (each side gets half the
+    level), so the test never rejects more often than its level for any rate inside the interval.
+    With low = high = 0.5 this is binomtest's two-sided test of a fair coin.
+    """
+    return min(1.0, 2.0 * min(p_value_above(successes, trials, high), p_value_below(successes, trials, low)))
+
+
+def _count(share: float | None, trials: int) -> int:
+    return 0 if share is None else round(share * trials)
+
+
+def pause_reason(signals: Signals, study: Any) -> str | None:
+    """Why the study pauses this rater, in plain words for the rater; None when it does not.
+
+    Each signal is a binomial test whose null hypothesis is the study's threshold; it may pause
+    only once the rater has ``study.quality_min_checks`` (at least two) checks of its kind: gold
+    answers, repeated pairs, and for position bias ``min_quality_judgments`` votes for a side.
+    """
+    level = study.quality_alpha
+    enough = max(study.quality_min_checks, MIN_FAIR_CHECKS)
+
+    checks = signals.gold_checks
+    right = _count(signals.gold_accuracy, checks)
+    if checks >= enough and p_value_below(right, checks, study.min_gold_accuracy) <= level:
         return (
-            f"{round(signals.gold_accuracy * signals.gold_checks)} of {signals.gold_checks} check questions "
-            f"were answered as expected ({signals.gold_accuracy:.0%}); this study needs "
-            f"{study.min_gold_accuracy:.0%}."
+            f"Your answers on {checks - right} of {checks} check pairs disagreed with their known "
+            f"answers. This study expects at least {study.min_gold_accuracy:.0%} right, and that "
+            f"many misses {_PAUSED}"
         )
-    if signals.judgments < study.min_quality_judgments:
-        return None
-    if (
-        signals.self_consistency is not None
-        and signals.repeat_pairs >= MIN_FAIR_CHECKS
-        and signals.self_consistency < study.min_self_consistency
-    ):
+
+    repeats = signals.repeat_pairs
+    same = _count(signals.self_consistency, repeats)
+    if repeats >= enough and p_value_below(same, repeats, study.min_self_consistency) <= level:
         return (
-            f"Pairs shown twice got the same answer {signals.self_consistency:.0%} of the time "
-            f"({signals.repeat_pairs} pairs); this study needs {study.min_self_consistency:.0%}."
+            f"Of the {repeats} pairs shown to you twice (sides swapped), {repeats - same} got a "
+            f"different answer the second time. This study expects at least "
+            f"{study.min_self_consistency:.0%} the same, and that many changes {_PAUSED}"
         )
+
+    votes = signals.decisive_judgments
+    left = _count(signals.left_rate, votes)
+    bias = study.max_position_bias
     if (
-        signals.position_bias is not None
-        and signals.decisive_judgments >= study.min_quality_judgments
-        and signals.position_bias > study.max_position_bias
+        votes >= max(study.min_quality_judgments, enough)
+        and p_value_outside(left, votes, 1.0 - bias, bias) <= level
     ):
-        side = "left" if (signals.left_rate or 0.0) >= 0.5 else "right"
+        side, count = ("left", left) if left * 2 >= votes else ("right", votes - left)
         return (
-            f"The {side} side was chosen in {signals.position_bias:.0%} of {signals.decisive_judgments} "
-            f"votes; this study allows at most {study.max_position_bias:.0%} for one side."
+            f"You chose the {side} side in {count} of {votes} votes, though the two pieces are "
+            f"placed at random. This study expects at most {bias:.0%} on one side, and that many "
+            f"{_PAUSED}"
         )
     return None

@@ -168,7 +168,7 @@ def rater_resume(*, rater_id: int) -> Rater:
     """Staff let a paused rater continue.
 
     Staff resuming a rater is a verdict that its work is fine, so the ``rater_paused`` flags are
-    removed (other flags such as ``fast`` stay). The automatic thresholds then judge only the
+    removed (other flags such as ``fast`` stay). The automatic quality tests then judge only the
     judgments submitted after the resume, so one old bad streak cannot pause the rater again.
     """
     with transaction.atomic():
@@ -677,7 +677,7 @@ AGREEMENT_SIGNALS = ("majority_comparisons", "majority_agreement")
 def rater_quality_update(
     *, rater_id: int, study: Study | None = None, with_agreement: bool = True
 ) -> quality.QualityUpdate:
-    """Recompute the rater's quality signals, store them, and pause it when below a threshold.
+    """Recompute the rater's quality signals, store them, and pause it when a quality test fails.
 
     ``study`` saves loading the rules again when the caller has them (the vote does).
     ``with_agreement=False`` (the vote's check) leaves agreement with the other raters as last

@@ -55,7 +55,8 @@ STUDY_COLUMNS = (
     "min_self_consistency",
     "max_position_bias",
     "min_quality_judgments",
-    "min_gold_checks",
+    "quality_alpha",
+    "quality_min_checks",
 )
 STUDY_BOOLEANS = (STUDY_COLUMNS.index("is_active"), STUDY_COLUMNS.index("show_progress"))
 

@@ -49,7 +49,8 @@ class Study(models.Model):
     )
     show_progress = models.BooleanField(default=True)
 
-    # Quality control: a rater below a threshold (after min_quality_judgments) is paused.
+    # Quality control (server/ratings/quality.py): each threshold is the null hypothesis of an
+    # exact binomial test; a rater is paused only when the test rejects it at ``quality_alpha``.
     min_gold_accuracy = models.FloatField(
         default=0.6, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)]
     )
@@ -59,8 +60,20 @@ class Study(models.Model):
     max_position_bias = models.FloatField(
         default=0.9, validators=[MinValueValidator(0.5), MaxValueValidator(1.0)]
     )
+    # Votes for a side before position bias is tested.
     min_quality_judgments = models.PositiveIntegerField(default=10)
-    min_gold_checks = models.PositiveIntegerField(default=2)  # fair: at least two checks before a pause
+    # Significance level: the most often a rater who meets a threshold is paused anyway, per test.
+    # 1 %: a clearly bad rater (1 of 8 gold checks right at 60 %: p = 0.009) is still paused. At most
+    # 20 %: above that, pausing honest raters would be routine.
+    quality_alpha = models.FloatField(
+        default=0.01, validators=[MinValueValidator(0.0001), MaxValueValidator(0.2)]
+    )
+    # Checks of a kind (gold answers, repeated pairs) before that kind may pause. Six: the fewest at
+    # which the default gold threshold can be rejected at the default level at all (0 of 6 right at
+    # 60 %: p = 0.4^6 = 0.004; 0 of 5: 0.0102), so it never delays a pause the test supports, and it
+    # keeps a study that loosens the level or raises a threshold from pausing on two or three
+    # unlucky answers. Never fewer than two (quality.MIN_FAIR_CHECKS).
+    quality_min_checks = models.PositiveIntegerField(default=6, validators=[MinValueValidator(2)])
     fast_judgment_seconds = models.FloatField(default=2.0, validators=[MinValueValidator(0.0)])
 
     # Crowd platforms
@@ -92,6 +105,11 @@ class Study(models.Model):
                 condition=Q(repeat_rate__gte=0, repeat_rate__lte=0.5), name="study_repeat_rate_range"
             ),
             models.CheckConstraint(condition=Q(reservation_seconds__gte=10), name="study_reservation_min"),
+            models.CheckConstraint(
+                condition=Q(quality_alpha__gte=0.0001, quality_alpha__lte=0.2),
+                name="study_quality_alpha_range",
+            ),
+            models.CheckConstraint(condition=Q(quality_min_checks__gte=2), name="study_quality_min_checks"),
         ]
 
     def __str__(self) -> str:

@@ -15,7 +15,7 @@ from server.api.throttling import ScopedThrottle
 from server.generators.models import Sample
 from server.jobs.models import Job, JobStatus
 from server.ratings.models import Assignment, AssignmentStatus, Judgment, RaterStatus
-from server.studies.models import Prompt
+from server.studies.models import Prompt, Study
 from tests.server.api.conftest import token_client
 from tests.server.api.world import World
 
@@ -391,3 +391,37 @@ def test_rater_status_is_reported_after_a_vote(world: World, rater_client: APICl
         format="json",
     )
     assert (response.json()["choice"], response.json()["rater_status"]) == ("tie", "active")
+
+
+def test_a_study_is_created_with_its_quality_tests_and_shows_them(staff_client: APIClient) -> None:
+    body = {"name": "Strict", "slug": "strict", "question": "Which is better?"}
+    rules = {"min_gold_accuracy": 0.8, "quality_alpha": 0.05, "quality_min_checks": 8}
+
+    created = staff_client.post("/api/studies/", {**body, **rules}, format="json")
+
+    assert created.status_code == 201, created.json()
+    shown = staff_client.get("/api/studies/strict/").json()
+    assert {name: shown[name] for name in (*rules, "min_self_consistency", "max_position_bias")} == {
+        **rules,
+        "min_self_consistency": 0.5,
+        "max_position_bias": 0.9,
+    }
+
+
+@pytest.mark.parametrize(
+    ("rule", "value", "message"),
+    [
+        ("quality_alpha", 0.5, "quality_alpha: Ensure this value is less than or equal to 0.2."),
+        ("quality_min_checks", 1, "quality_min_checks: Ensure this value is greater than or equal to 2."),
+    ],
+)
+def test_a_quality_rule_out_of_range_is_refused_by_name(
+    staff_client: APIClient, rule: str, value: float, message: str
+) -> None:
+    body = {"name": "Loose", "slug": "loose", "question": "Which is better?", rule: value}
+
+    response = staff_client.post("/api/studies/", body, format="json")
+
+    assert response.status_code == 400
+    assert response.json()["error"] == f"The request is not valid: {message}"
+    assert not Study.objects.filter(slug="loose").exists()

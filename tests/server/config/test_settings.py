@@ -15,7 +15,8 @@ from tests.integration.worker_process import ROOT, environment
 PRODUCTION_KEY = "k" * 30 + "-production-secret-key-0123456789"
 
 
-def load_settings(**variables: str) -> subprocess.CompletedProcess[str]:
+def load_settings(*, show: str = "settings.DEBUG", **variables: str) -> subprocess.CompletedProcess[str]:
+    """Start Django with only these of the variables below set; print ``show``."""
     env = environment(**variables)
     for name in (
         "DATABASE_URL",
@@ -23,6 +24,8 @@ def load_settings(**variables: str) -> subprocess.CompletedProcess[str]:
         "DJANGO_DEBUG",
         "DJANGO_SECRET_KEY",
         "DJANGO_ALLOWED_HOSTS",
+        "LOVELACE_TRUSTED_PROXY_COUNT",
+        "LOVELACE_ALLOW_MTURK_IFRAME",
     ):
         if name not in variables:
             env.pop(name, None)
@@ -30,7 +33,7 @@ def load_settings(**variables: str) -> subprocess.CompletedProcess[str]:
         [
             sys.executable,
             "-c",
-            "import django; django.setup(); from django.conf import settings; print(settings.DEBUG)",
+            f"import django; django.setup(); from django.conf import settings; print({show})",
         ],
         cwd=ROOT,
         env={**env, "DJANGO_SETTINGS_MODULE": "server.config.settings"},
@@ -50,6 +53,109 @@ def test_production_mode_without_allowed_hosts_stops_with_its_name() -> None:
     completed = load_settings(DJANGO_DEBUG="false", DJANGO_SECRET_KEY=PRODUCTION_KEY)
     assert completed.returncode != 0
     assert "DJANGO_ALLOWED_HOSTS must be set" in completed.stderr
+
+
+POSTGRES = "postgres://lovelace@db.invalid:5432/lovelace"  # never connected to: settings only parse it
+PRODUCTION = {"DJANGO_SECRET_KEY": PRODUCTION_KEY, "DJANGO_ALLOWED_HOSTS": "lovelace.example.org"}
+
+
+def test_a_server_database_turns_debug_off_by_default_and_start_up_says_what_is_missing() -> None:
+    completed = load_settings(DATABASE_URL=POSTGRES)
+
+    assert completed.returncode != 0
+    assert completed.stderr.strip().splitlines()[-1] == (
+        "django.core.exceptions.ImproperlyConfigured: "
+        "DJANGO_SECRET_KEY must be set (50 or more random characters). "
+        "DJANGO_ALLOWED_HOSTS must be set (comma-separated host names, e.g. lovelace.example.org). "
+        "They are required in production mode, which is on because DATABASE_URL names a server and "
+        "DJANGO_DEBUG is not set (it defaults to true only in the embedded topology: SQLite and the "
+        "filesystem broker). On a development machine, set DJANGO_DEBUG=true."
+    )
+
+
+def test_a_server_broker_alone_turns_debug_off_too() -> None:
+    completed = load_settings(CELERY_BROKER_URL="redis://127.0.0.1:6379/0", DJANGO_ALLOWED_HOSTS="a.org")
+
+    assert completed.returncode != 0
+    last = completed.stderr.strip().splitlines()[-1]
+    assert "DJANGO_SECRET_KEY must be set" in last and "DJANGO_ALLOWED_HOSTS" not in last
+    assert "because CELERY_BROKER_URL names a server and DJANGO_DEBUG is not set" in last
+
+
+@pytest.mark.parametrize(
+    ("variables", "debug"),
+    [
+        ({}, "True"),  # embedded
+        ({"DATABASE_URL": "sqlite:////tmp/lovelace-settings-test.sqlite3"}, "True"),  # still embedded
+        ({"DATABASE_URL": POSTGRES, **PRODUCTION}, "False"),
+        ({"DATABASE_URL": POSTGRES, "CELERY_BROKER_URL": "redis://127.0.0.1:6379/0", **PRODUCTION}, "False"),
+        ({"DATABASE_URL": POSTGRES, "DJANGO_DEBUG": "true"}, "True"),  # a developer's explicit choice
+        ({"DJANGO_DEBUG": "false", **PRODUCTION}, "False"),
+    ],
+)
+def test_debug_defaults_on_only_in_the_embedded_topology(variables: dict[str, str], debug: str) -> None:
+    completed = load_settings(**variables)
+
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout.strip() == debug
+
+
+def test_explicit_production_mode_says_why_the_variables_are_required() -> None:
+    completed = load_settings(DJANGO_DEBUG="false", DJANGO_SECRET_KEY="short", DJANGO_ALLOWED_HOSTS="a.org")
+
+    assert completed.stderr.strip().splitlines()[-1] == (
+        "django.core.exceptions.ImproperlyConfigured: DJANGO_SECRET_KEY must be at least 50 characters "
+        "when DJANGO_DEBUG is off. They are required because DJANGO_DEBUG is off (production mode)."
+    )
+
+
+PROXY_SETTINGS = (
+    "settings.LOVELACE_TRUSTED_PROXY_COUNT, getattr(settings, 'SECURE_PROXY_SSL_HEADER', None), "
+    "settings.REST_FRAMEWORK['NUM_PROXIES']"
+)
+
+
+@pytest.mark.parametrize(
+    ("variables", "expected"),
+    [
+        ({}, "0 None 0"),  # embedded: no proxy, no forwarded header trusted
+        ({"DJANGO_DEBUG": "false", **PRODUCTION}, "1 ('HTTP_X_FORWARDED_PROTO', 'https') 1"),
+        ({"DJANGO_DEBUG": "false", "LOVELACE_TRUSTED_PROXY_COUNT": "0", **PRODUCTION}, "0 None 0"),
+        ({"LOVELACE_TRUSTED_PROXY_COUNT": "2"}, "2 ('HTTP_X_FORWARDED_PROTO', 'https') 2"),
+    ],
+)
+def test_forwarded_headers_are_trusted_only_from_the_configured_proxies(
+    variables: dict[str, str], expected: str
+) -> None:
+    completed = load_settings(show=PROXY_SETTINGS, **variables)
+
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout.strip() == expected
+
+
+def test_a_negative_proxy_count_is_refused_by_name() -> None:
+    completed = load_settings(LOVELACE_TRUSTED_PROXY_COUNT="-1")
+
+    assert "LOVELACE_TRUSTED_PROXY_COUNT must be at least 0, got -1" in completed.stderr
+
+
+@pytest.mark.parametrize(
+    ("variables", "expected"),
+    [
+        ({"DJANGO_DEBUG": "false", "LOVELACE_ALLOW_MTURK_IFRAME": "true", **PRODUCTION}, "True Lax Lax"),
+        ({"LOVELACE_ALLOW_MTURK_IFRAME": "true"}, "False Lax Lax"),  # needs Secure cookies: production only
+    ],
+)
+def test_the_mturk_iframe_leaves_the_site_wide_cookies_lax(variables: dict[str, str], expected: str) -> None:
+    show = (
+        "settings.LOVELACE_ALLOW_MTURK_IFRAME, settings.SESSION_COOKIE_SAMESITE, "
+        "settings.CSRF_COOKIE_SAMESITE"
+    )
+
+    completed = load_settings(show=show, **variables)
+
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout.strip() == expected
 
 
 def test_malformed_database_url_stops_with_its_name() -> None:

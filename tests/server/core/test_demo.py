@@ -6,12 +6,42 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
 
+from server.core.exceptions import ApplicationError
 from server.generators.demo import DEMO_VERSIONS, demo_generation_start
 from server.jobs.models import Job, JobKind
 from server.ratings.models import Rater
 from server.studies.models import Study
 
 pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def development_mode(settings):  # type: ignore[no-untyped-def]
+    settings.DEBUG = True  # what DJANGO_DEBUG gives the demo (pytest-django turns it off for tests)
+
+
+def test_the_demo_refuses_production_mode_and_changes_nothing(settings, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from django.core.management import CommandError
+
+    from server.core.demo import demo_seed
+
+    settings.DEBUG = False
+    settings.VAR_DIR = tmp_path
+    with pytest.raises(CommandError) as refused:
+        call_command("demo", "--no-serve")
+
+    database = settings.DATABASES["default"]
+    assert str(refused.value) == (
+        "The demo runs only in development mode (DJANGO_DEBUG on, the default of the embedded SQLite "
+        "topology): it creates the accounts admin / lovelace-admin and rater / lovelace-rater, whose "
+        "passwords are public. DJANGO_DEBUG is off here, so the database "
+        f"({database['ENGINE'].rsplit('.', 1)[-1]} {database['NAME']}) is treated as a production one "
+        "and nothing was changed. Create real accounts with `manage.py createsuperuser`."
+    )
+    with pytest.raises(ApplicationError, match="The demo runs only in development mode"):
+        demo_seed()  # the service refuses too, whoever calls it
+    assert (get_user_model().objects.count(), Study.objects.count(), Job.objects.count()) == (0, 0, 0)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_demo_seeds_accounts_study_and_starts_the_model_build_once(settings, tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]

@@ -1,15 +1,25 @@
-"""Quality signals (pure, hand-computed) and the thresholds that pause and flag a rater."""
+"""Quality signals (pure, hand-computed), the binomial tests that pause a rater, and flagging."""
 
 from __future__ import annotations
 
 import random
+from types import SimpleNamespace
 
 import pytest
+from scipy.stats import binomtest
 
 from server.core.exceptions import ApplicationError
 from server.ratings.models import ComparisonKind, Judgment, Outcome, Rater, RaterStatus
-from server.ratings.quality import QualityRow, compute_signals, pause_reason
+from server.ratings.quality import (
+    QualityRow,
+    compute_signals,
+    p_value_above,
+    p_value_below,
+    p_value_outside,
+    pause_reason,
+)
 from server.ratings.services import judgment_submit, rater_pause, rater_quality_update, rater_resume
+from server.studies.models import Study
 from tests import factories
 from tests.server.ratings.conftest import make_study
 
@@ -87,62 +97,184 @@ def test_majority_agreement_matches_the_evaluation_library() -> None:
             assert ours.majority_agreement == pytest.approx(library.agreement[position])
 
 
-class Thresholds:
-    min_gold_accuracy = 0.6
-    min_gold_checks = 1  # below the fair minimum of two: two are required anyway
-    min_self_consistency = 0.5
-    max_position_bias = 0.9
-    min_quality_judgments = 4
+def rules(**changes: float) -> SimpleNamespace:
+    """A study's quality rules: the model's defaults unless a test changes one."""
+    defaults = {
+        name: Study._meta.get_field(name).default
+        for name in (
+            "min_gold_accuracy",
+            "min_self_consistency",
+            "max_position_bias",
+            "min_quality_judgments",
+            "quality_alpha",
+            "quality_min_checks",
+        )
+    }
+    return SimpleNamespace(**{**defaults, **changes})
 
 
-def test_one_failed_gold_check_never_pauses_even_when_the_study_asks_for_one() -> None:
-    signals = compute_signals([row(1, "gold", "B", False, gold="A")], other_outcomes={})
-
-    assert pause_reason(signals, Thresholds) is None
-
-
-def test_two_failed_gold_checks_pause_with_the_reason_in_words() -> None:
-    rows = [row(1, "gold", "B", False, gold="A"), row(2, "gold", "tie", None, gold="B")]
-
-    reason = pause_reason(compute_signals(rows, other_outcomes={}), Thresholds)
-
-    assert reason == "0 of 2 check questions were answered as expected (0%); this study needs 60%."
-
-
-def test_inconsistent_repeats_pause_after_the_minimum_number_of_judgments() -> None:
-    rows = [
-        row(1, "regular", "A", True),
-        row(2, "regular", "A", False),
-        row(3, "repeat", "A", True, repeat_of=1),  # A swapped back is B: inconsistent
-        row(4, "repeat", "A", False, repeat_of=2),
+def gold_rows(right: int, wrong: int) -> list[QualityRow]:
+    return [row(number, "gold", "A", True, gold="A") for number in range(right)] + [
+        row(100 + number, "gold", "B", False, gold="A") for number in range(wrong)
     ]
 
-    reason = pause_reason(compute_signals(rows, other_outcomes={}), Thresholds)
 
-    assert reason == "Pairs shown twice got the same answer 0% of the time (2 pairs); this study needs 50%."
-    assert pause_reason(compute_signals(rows[:3], other_outcomes={}), Thresholds) is None
+def repeat_rows(consistent: int, changed: int, *, regular: int = 0) -> list[QualityRow]:
+    """``regular`` unrepeated votes, then pairs judged twice: the same verdict, or the other one."""
+    rows = [row(500 + number, "regular", "tie", None) for number in range(regular)]
+    for number in range(consistent + changed):
+        rows.append(row(number, "regular", "A", True))
+        # The repeat shows the samples swapped: "B" is the original's "A" (the same verdict).
+        rows.append(
+            row(1000 + number, "repeat", "B" if number < consistent else "A", False, repeat_of=number)
+        )
+    return rows
 
 
-def test_always_choosing_one_side_pauses_for_position_bias() -> None:
-    rows = [row(number, "regular", "A", False) for number in range(4)]
+@pytest.mark.parametrize("trials", [1, 2, 6, 10, 37])
+@pytest.mark.parametrize("threshold", [0.05, 0.5, 0.6, 0.9])
+def test_p_values_are_scipys_exact_binomial_test(trials: int, threshold: float) -> None:
+    for successes in range(trials + 1):
+        less = binomtest(successes, trials, threshold, alternative="less").pvalue
+        greater = binomtest(successes, trials, threshold, alternative="greater").pvalue
+        assert p_value_below(successes, trials, threshold) == pytest.approx(less, rel=1e-9, abs=1e-15)
+        assert p_value_above(successes, trials, threshold) == pytest.approx(greater, rel=1e-9, abs=1e-15)
+        fair = binomtest(successes, trials, 0.5).pvalue  # two-sided
+        assert p_value_outside(successes, trials, 0.5, 0.5) == pytest.approx(fair, rel=1e-9, abs=1e-15)
 
-    reason = pause_reason(compute_signals(rows, other_outcomes={}), Thresholds)
 
-    assert (
-        reason == "The right side was chosen in 100% of 4 votes; this study allows at most 90% for one side."
+def test_p_values_at_the_edges() -> None:
+    assert p_value_below(0, 10, 0.0) == 1.0  # a threshold of 0 is always met
+    assert p_value_below(9, 10, 1.0) == 0.0  # at 1, one miss rejects
+    assert p_value_below(10, 10, 1.0) == 1.0
+    assert p_value_outside(10, 10, 0.0, 1.0) == 1.0  # any share of one side is allowed
+    assert p_value_below(0, 0, 0.6) == p_value_above(0, 0, 0.6) == 1.0  # nothing observed
+    assert p_value_outside(10, 10, 0.1, 0.9) == pytest.approx(2 * 0.9**10)  # the nearer bound's tail
+    assert p_value_outside(1, 10, 0.1, 0.9) == 1.0  # a side's tail doubled is capped at 1
+
+
+def test_the_demo_raters_three_repeats_with_one_consistent_do_not_pause() -> None:
+    # The demo's rater: 21 votes, 3 of them repeats, 1 of which agreed with the first answer.
+    # 33 % is below the study's 50 %, but an honest rater at 50 % does as badly half the time.
+    signals = compute_signals(repeat_rows(consistent=1, changed=2, regular=15), other_outcomes={})
+    assert (signals.judgments, signals.repeat_pairs) == (21, 3)
+    assert signals.self_consistency == pytest.approx(1 / 3)
+
+    assert pause_reason(signals, rules()) is None
+    assert pause_reason(signals, rules(quality_min_checks=2)) is None  # not significant either
+
+
+def test_a_rater_with_one_of_ten_gold_checks_right_is_paused_with_what_happened_in_words() -> None:
+    signals = compute_signals(gold_rows(right=1, wrong=9), other_outcomes={})
+
+    assert pause_reason(signals, rules()) == (
+        "Your answers on 9 of 10 check pairs disagreed with their known answers. This study expects "
+        "at least 60% right, and that many misses is too many to be bad luck, so it has paused your "
+        "rating."
     )
+
+
+def test_a_gold_pause_waits_for_the_studys_minimum_number_of_checks() -> None:
+    loose = rules(quality_alpha=0.1)  # 0 of 5 at 60 %: p = 0.0102, significant at this level
+
+    assert pause_reason(compute_signals(gold_rows(right=0, wrong=5), other_outcomes={}), loose) is None
+    six = pause_reason(compute_signals(gold_rows(right=0, wrong=6), other_outcomes={}), loose)
+    assert six is not None and six.startswith("Your answers on 6 of 6 check pairs")
+
+
+def test_a_gold_pause_needs_a_significant_result() -> None:
+    # 1 of 7 right: p = 0.019 at the default 1 % level; 1 of 8: p = 0.0085.
+    assert pause_reason(compute_signals(gold_rows(right=1, wrong=6), other_outcomes={}), rules()) is None
+    assert pause_reason(compute_signals(gold_rows(right=1, wrong=7), other_outcomes={}), rules()) is not None
+
+
+def test_one_failed_check_never_pauses_even_when_the_study_asks_for_one() -> None:
+    strict = rules(min_gold_accuracy=1.0, quality_min_checks=1)  # one miss rejects 100 %: p = 0
+
+    assert pause_reason(compute_signals(gold_rows(right=0, wrong=1), other_outcomes={}), strict) is None
+    assert pause_reason(compute_signals(gold_rows(right=1, wrong=1), other_outcomes={}), strict) == (
+        "Your answers on 1 of 2 check pairs disagreed with their known answers. This study expects "
+        "at least 100% right, and that many misses is too many to be bad luck, so it has paused your "
+        "rating."
+    )
+
+
+def test_inconsistent_repeats_pause_once_significant() -> None:
+    # None of 7 the same at 50 %: p = 0.5^7 = 0.0078; none of 6: 0.0156.
+    six = compute_signals(repeat_rows(consistent=0, changed=6), other_outcomes={})
+    seven = compute_signals(repeat_rows(consistent=0, changed=7), other_outcomes={})
+
+    assert pause_reason(six, rules()) is None
+    assert pause_reason(seven, rules()) == (
+        "Of the 7 pairs shown to you twice (sides swapped), 7 got a different answer the second time. "
+        "This study expects at least 50% the same, and that many changes is too many to be bad luck, "
+        "so it has paused your rating."
+    )
+
+
+def test_always_choosing_one_side_pauses_once_significant() -> None:
+    # Allowed: 10 % to 90 % left. All of n on one side: p = 2 * 0.9^n, below 1 % from n = 51.
+    fifty = compute_signals([row(number, "regular", "A", False) for number in range(50)], other_outcomes={})
+    fifty_one = compute_signals(
+        [row(number, "regular", "A", False) for number in range(51)], other_outcomes={}
+    )
+
+    assert pause_reason(fifty, rules()) is None
+    assert pause_reason(fifty_one, rules()) == (
+        "You chose the right side in 51 of 51 votes, though the two pieces are placed at random. This "
+        "study expects at most 90% on one side, and that many is too many to be bad luck, so it has "
+        "paused your rating."
+    )
+
+
+def test_position_bias_waits_for_the_minimum_number_of_votes() -> None:
+    signals = compute_signals([row(number, "regular", "A", True) for number in range(9)], other_outcomes={})
+
+    assert pause_reason(signals, rules(max_position_bias=0.5, min_quality_judgments=10)) is None
+    assert pause_reason(signals, rules(max_position_bias=0.5, min_quality_judgments=9)) is not None
+
+
+def test_thresholds_of_zero_never_pause() -> None:
+    rows = gold_rows(right=0, wrong=40) + repeat_rows(consistent=0, changed=40)
+    signals = compute_signals(rows, other_outcomes={})
+
+    off = rules(min_gold_accuracy=0.0, min_self_consistency=0.0, max_position_bias=1.0, quality_alpha=0.2)
+    assert pause_reason(signals, off) is None
+
+
+def test_every_reason_fits_the_stored_reason() -> None:
+    longest = [
+        pause_reason(compute_signals(gold_rows(right=0, wrong=99_999), other_outcomes={}), rules()),
+        pause_reason(compute_signals(repeat_rows(consistent=0, changed=9_999), other_outcomes={}), rules()),
+        pause_reason(
+            compute_signals([row(n, "regular", "A", True) for n in range(99_999)], other_outcomes={}),
+            rules(max_position_bias=0.55),
+        ),
+    ]
+    limit = Rater._meta.get_field("paused_reason").max_length
+    assert [reason is not None and len(reason) <= limit for reason in longest] == [True, True, True]
 
 
 # --- The service: stored signals, pausing, flagging, resuming -------------------------------------
 
 
 def quality_study(**rules: object):  # type: ignore[no-untyped-def]
-    rules.setdefault("min_gold_accuracy", 0.6)
-    rules.setdefault("min_gold_checks", 2)
-    rules.setdefault("min_quality_judgments", 10)
-    rules.setdefault("max_position_bias", 0.9)
-    rules.setdefault("min_self_consistency", 0.5)
+    """A study whose quality rules are the model's defaults unless a test changes one."""
+    for name in (
+        "min_gold_accuracy",
+        "min_self_consistency",
+        "max_position_bias",
+        "min_quality_judgments",
+        "quality_alpha",
+        "quality_min_checks",
+    ):
+        rules.setdefault(name, Study._meta.get_field(name).default)
     return make_study(**rules)
+
+
+def strict_study():  # type: ignore[no-untyped-def]
+    """Two missed checks pause: 0 of 2 at 95 % has p = 0.0025, 0 of 1 has 0.05."""
+    return quality_study(min_gold_accuracy=0.95, quality_min_checks=2)
 
 
 def answer_gold(rater: Rater, *, correct: bool, key: str, active_seconds: float = 5.0):  # type: ignore[no-untyped-def]
@@ -157,26 +289,70 @@ def answer_gold(rater: Rater, *, correct: bool, key: str, active_seconds: float 
     )
 
 
+def judge_twice(rater: Rater, *, number: int, same: bool) -> None:
+    """A regular pair judged "left", then shown again with its samples swapped."""
+    study = rater.study
+    original = factories.comparison(study=study)
+    first = factories.assignment(comparison=original, rater=rater, left_is_a=True)
+    judgment_submit(rater=rater, assignment_id=first.id, choice="left", idempotency_key=f"o-{number}")
+    repeat = factories.comparison(
+        study=study,
+        prompt=original.prompt,
+        sample_a=original.sample_b,
+        sample_b=original.sample_a,
+        kind=ComparisonKind.REPEAT,
+        repeat_of=original,
+    )
+    second = factories.assignment(comparison=repeat, rater=rater, left_is_a=True)
+    # Left is now the other sample: "right" keeps the first verdict, "left" reverses it.
+    choice = "right" if same else "left"
+    judgment_submit(rater=rater, assignment_id=second.id, choice=choice, idempotency_key=f"r-{number}")
+
+
 @pytest.mark.django_db
-def test_a_rater_failing_two_gold_checks_is_paused_and_its_judgments_flagged() -> None:
+def test_a_rater_with_one_of_eight_gold_checks_right_is_paused_and_its_judgments_flagged() -> None:
     rater = factories.rater(study=quality_study())
-    first = answer_gold(rater, correct=False, key="k-1")
-    assert first.rater_status == RaterStatus.ACTIVE
+    statuses = [answer_gold(rater, correct=True, key="k-0").rater_status]
+    for number in range(1, 7):
+        statuses.append(answer_gold(rater, correct=False, key=f"k-{number}").rater_status)
+    assert statuses == [RaterStatus.ACTIVE] * 7  # 1 of 7 right: p = 0.019, not significant at 1 %
 
-    second = answer_gold(rater, correct=False, key="k-2", active_seconds=0.5)
+    eighth = answer_gold(rater, correct=False, key="k-7", active_seconds=0.5)
 
-    assert second.rater_status == RaterStatus.PAUSED
+    assert eighth.rater_status == RaterStatus.PAUSED
     rater.refresh_from_db()
     assert rater.status == RaterStatus.PAUSED
-    assert (
-        rater.paused_reason == "0 of 2 check questions were answered as expected (0%); this study needs 60%."
+    assert rater.paused_reason == (
+        "Your answers on 7 of 8 check pairs disagreed with their known answers. This study expects "
+        "at least 60% right, and that many misses is too many to be bad luck, so it has paused your "
+        "rating."
     )
+    assert eighth.paused_reason == rater.paused_reason
     assert rater.paused_at is not None
-    assert rater.quality["gold_checks"] == 2
-    assert rater.quality["gold_accuracy"] == 0.0
+    assert (rater.quality["gold_checks"], rater.quality["gold_accuracy"]) == (8, 0.125)
     flags = dict(Judgment.objects.values_list("idempotency_key", "flag_reasons"))
-    assert flags == {"k-1": ["rater_paused"], "k-2": ["fast", "rater_paused"]}
-    assert Judgment.objects.filter(is_flagged=True).count() == 2
+    assert flags == {**{f"k-{n}": ["rater_paused"] for n in range(7)}, "k-7": ["fast", "rater_paused"]}
+    assert Judgment.objects.filter(is_flagged=True).count() == 8
+
+
+@pytest.mark.django_db
+def test_the_demo_rater_with_one_of_three_repeats_consistent_stays_active() -> None:
+    # What paused the demo's own rater: 21 votes, 3 repeats, 1 answered the same (33 % < 50 %).
+    rater = factories.rater(study=quality_study())
+    for number in range(15):
+        assignment = factories.assignment(comparison=factories.comparison(study=rater.study), rater=rater)
+        choice = ("left", "right", "tie")[number % 3]
+        judgment_submit(
+            rater=rater, assignment_id=assignment.id, choice=choice, idempotency_key=f"v-{number}"
+        )
+    for number, same in enumerate([True, False, False]):
+        judge_twice(rater, number=number, same=same)
+
+    rater.refresh_from_db()
+    assert (rater.status, rater.paused_reason) == (RaterStatus.ACTIVE, "")
+    assert (rater.quality["judgments"], rater.quality["repeat_pairs"]) == (21, 3)
+    assert rater.quality["self_consistency"] == pytest.approx(1 / 3)
+    assert Judgment.objects.filter(is_flagged=True).count() == 0
 
 
 @pytest.mark.django_db
@@ -223,7 +399,7 @@ def test_the_votes_check_keeps_agreement_as_last_refreshed_and_the_refresh_recom
 
 @pytest.mark.django_db
 def test_position_bias_is_checked_every_tenth_regular_judgment() -> None:
-    study = quality_study(min_quality_judgments=10)
+    study = quality_study(min_quality_judgments=10, max_position_bias=0.55)  # 10 of 10: p = 0.005
     rater = factories.rater(study=study)
     statuses = []
     for number in range(10):
@@ -236,39 +412,31 @@ def test_position_bias_is_checked_every_tenth_regular_judgment() -> None:
     assert statuses == [RaterStatus.ACTIVE] * 9 + [RaterStatus.PAUSED]
     rater.refresh_from_db()
     assert rater.paused_reason == (
-        "The left side was chosen in 100% of 10 votes; this study allows at most 90% for one side."
+        "You chose the left side in 10 of 10 votes, though the two pieces are placed at random. This "
+        "study expects at most 55% on one side, and that many is too many to be bad luck, so it has "
+        "paused your rating."
     )
 
 
 @pytest.mark.django_db
-def test_inconsistent_repeats_pause_the_rater() -> None:
-    study = quality_study(min_quality_judgments=4)
-    rater = factories.rater(study=study)
-    for number in range(2):
-        original = factories.comparison(study=study)
-        first = factories.assignment(comparison=original, rater=rater, left_is_a=True)
-        judgment_submit(rater=rater, assignment_id=first.id, choice="left", idempotency_key=f"o-{number}")
-        repeat = factories.comparison(
-            study=study,
-            prompt=original.prompt,
-            sample_a=original.sample_b,
-            sample_b=original.sample_a,
-            kind=ComparisonKind.REPEAT,
-            repeat_of=original,
-        )
-        second = factories.assignment(comparison=repeat, rater=rater, left_is_a=True)
-        # Left again, but left is now the other sample: the opposite verdict.
-        judgment_submit(rater=rater, assignment_id=second.id, choice="left", idempotency_key=f"r-{number}")
+def test_inconsistent_repeats_pause_the_rater_once_significant() -> None:
+    rater = factories.rater(study=quality_study())
+    for number in range(6):
+        judge_twice(rater, number=number, same=False)
+    rater.refresh_from_db()
+    assert rater.status == RaterStatus.ACTIVE  # none of 6 the same: p = 0.016
+
+    judge_twice(rater, number=6, same=False)  # none of 7: p = 0.0078
 
     rater.refresh_from_db()
     assert rater.status == RaterStatus.PAUSED
-    assert rater.quality["repeat_pairs"] == 2
-    assert rater.quality["self_consistency"] == 0.0
+    assert rater.paused_reason.startswith("Of the 7 pairs shown to you twice (sides swapped), 7 got")
+    assert (rater.quality["repeat_pairs"], rater.quality["self_consistency"]) == (7, 0.0)
 
 
 @pytest.mark.django_db
 def test_resume_clears_the_pause_and_its_flags_but_keeps_other_flags() -> None:
-    rater = factories.rater(study=quality_study())
+    rater = factories.rater(study=strict_study())
     answer_gold(rater, correct=False, key="k-1", active_seconds=0.5)
     answer_gold(rater, correct=False, key="k-2")
 
@@ -282,7 +450,7 @@ def test_resume_clears_the_pause_and_its_flags_but_keeps_other_flags() -> None:
 
 @pytest.mark.django_db
 def test_after_a_resume_only_new_judgments_count_toward_a_new_pause() -> None:
-    rater = factories.rater(study=quality_study())
+    rater = factories.rater(study=strict_study())
     answer_gold(rater, correct=False, key="k-1")
     answer_gold(rater, correct=False, key="k-2")
     rater = rater_resume(rater_id=rater.id)

@@ -28,7 +28,8 @@ def test_the_rater_comes_with_every_study_rule_it_selects_and_each_in_its_place(
         min_self_consistency=0.62,
         max_position_bias=0.83,
         min_quality_judgments=17,
-        min_gold_checks=5,
+        quality_alpha=0.037,
+        quality_min_checks=5,
     )
     rater = factories.rater(study=study)
 

@@ -584,8 +584,9 @@ def test_a_resent_vote_with_next_answers_the_same_next_pair() -> None:
     assert Assignment.objects.filter(status="reserved").count() == 1
 
 
-def test_the_vote_that_pauses_a_rater_answers_paused_instead_of_a_pair() -> None:
-    study = make_study(min_quality_judgments=5, max_position_bias=0.9)
+def test_the_vote_that_pauses_a_rater_answers_paused_instead_of_a_pair_and_the_page_says_why() -> None:
+    # At most 55 % on one side: 10 of 10 left has p = 2 * 0.55^10 = 0.005, below the 1 % level.
+    study = make_study(min_quality_judgments=5, max_position_bias=0.55)
     make_comparisons(study, 12)
     client = invited(study)
     answer = api(client, study, "next").json()
@@ -595,10 +596,18 @@ def test_the_vote_that_pauses_a_rater_answers_paused_instead_of_a_pair() -> None
         reply = api(client, study, "vote", {**vote, "next": True}).json()
         answer = reply["next"]
 
-    assert reply["rater"]["status"] == RaterStatus.PAUSED
-    assert answer["status"] == "paused"
-    assert "The left side was chosen in 100% of 10 votes" in answer["message"]
+    message = (
+        "You chose the left side in 10 of 10 votes, though the two pieces are placed at random. This "
+        "study expects at most 55% on one side, and that many is too many to be bad luck, so it has "
+        "paused your rating."
+    )
+    assert reply["rater"] == {"status": RaterStatus.PAUSED, "message": message}
+    assert answer == {"status": "paused", "message": message}
     assert Assignment.objects.filter(status="reserved").count() == 0
+    page = client.get(page_url(study)).content.decode()
+    assert "Your rating is paused" in page
+    assert message in page
+    assert "The study's staff will look at it" in page
 
 
 def test_with_no_pair_left_the_vote_answers_empty_with_a_time_to_ask_again() -> None:

@@ -17,7 +17,7 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from server.core.demo import DEMO_ADMIN, DEMO_RATER, demo_seed
+from server.core.demo import DEMO_ADMIN, DEMO_RATER, demo_check_allowed, demo_seed
 from server.core.exceptions import ApplicationError
 from server.generators.demo import demo_generation_start
 
@@ -37,9 +37,10 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        call_command("migrate", verbosity=0, interactive=False)
-        seed = demo_seed()
         try:
+            demo_check_allowed()  # before migrating: a refused demo touches nothing
+            call_command("migrate", verbosity=0, interactive=False)
+            seed = demo_seed()
             started = demo_generation_start(study=seed.study, corpus=options["corpus"])
         except ApplicationError as error:
             raise CommandError(error.message) from None
