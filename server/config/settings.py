@@ -154,8 +154,9 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "server.api.schema.AutoSchema",
     "EXCEPTION_HANDLER": "server.api.exception_handler.exception_handler",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    # JSON bodies only; the sample import also takes a multipart file upload (it says so itself).
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    # JSON bodies only, read as untrusted (depth, NUL, lone surrogates, NaN: see server/api/parsers.py);
+    # the sample import also takes a multipart file upload (it says so itself).
+    "DEFAULT_PARSER_CLASSES": ["server.api.parsers.JSONParser"],
     # Every API view names a scope; the rates are per user (per IP when anonymous). The counters live
     # in Django's cache: per process with the default local-memory cache, shared once CACHES points
     # at Redis.

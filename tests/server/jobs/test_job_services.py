@@ -4,6 +4,7 @@ import threading
 from datetime import timedelta
 
 import pytest
+from django.core.management import CommandError, call_command
 from django.db import connection
 from django.utils import timezone
 
@@ -238,3 +239,20 @@ def test_reaper_cancels_a_silent_job_that_staff_asked_to_stop() -> None:
     assert job_reap_stale(timeout_seconds=60) == {"requeued": 0, "failed": 0, "cancelled": 1}
     job.refresh_from_db()
     assert job.status == JobStatus.CANCELLED
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ("[" * 10_000 + "]" * 10_000, "--params nests arrays and objects deeper than 64 levels."),
+        ('{"steps": NaN}', "--params is not valid JSON (NaN is not a number)."),
+        ('{"note": "\\u0000"}', "--params note contains a NUL character (\\u0000), which cannot be stored."),
+    ],
+)
+def test_the_job_command_refuses_params_it_cannot_store(params: str, message: str) -> None:
+    with pytest.raises(CommandError) as raised:
+        call_command("job", "start", "noop", "--params", params)
+
+    assert str(raised.value) == message
+    assert Job.objects.count() == 0
