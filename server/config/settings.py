@@ -193,6 +193,10 @@ SPECTACULAR_SETTINGS = {
         "PairSelectionEnum": "server.studies.models.PairSelection",
         "ExportKindEnum": "server.api.schema.EXPORT_KIND_CHOICES",
     },
+    # Row ids in paths (server/core/converters.py): 64-bit integers from 1.
+    "PATH_CONVERTER_OVERRIDES": {
+        "id": {"type": "integer", "format": "int64", "minimum": 1, "maximum": 2**63 - 1}
+    },
     # The docs page loads Swagger UI from the app's own static files (vendored), never a CDN.
     "SWAGGER_UI_DIST": f"/{STATIC_URL}vendor/swagger-ui",
     "SWAGGER_UI_FAVICON_HREF": f"/{STATIC_URL}vendor/swagger-ui/favicon-32x32.png",

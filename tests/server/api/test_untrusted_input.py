@@ -192,3 +192,26 @@ def test_training_options_in_range_start_the_job(world: World, staff_client: API
     assert response.status_code == 202, response.json()
     assert Job.objects.get(id=response.json()["id"]).params["config"] == config
 
+
+@pytest.mark.parametrize("row_id", ["0", str(2**63), "1" + "0" * 30])
+def test_a_row_id_outside_64_bits_is_a_json_404(
+    world: World, staff_client: APIClient, rater_client: APIClient, row_id: str
+) -> None:
+    # SQLite cannot bind such a number (OverflowError): the path must not reach a query.
+    before = stored()
+    answers = [
+        rater_client.post(
+            f"{STUDY}/assignments/{row_id}/judgment/",
+            {"choice": "left", "idempotency_key": "key-00000001"},
+            format="json",
+        ),
+        rater_client.post(f"{STUDY}/assignments/{row_id}/skip/", {"reason": "no"}, format="json"),
+        staff_client.get(f"/api/jobs/{row_id}/"),
+        staff_client.post(f"/api/jobs/{row_id}/cancel/"),
+        staff_client.get(f"/api/exports/{row_id}/files/leaderboard.csv"),
+        staff_client.post(f"{STUDY}/raters/{row_id}/pause/", {}, format="json"),
+    ]
+
+    assert [answer.status_code for answer in answers] == [404] * len(answers)
+    assert {answer.json()["error"] for answer in answers} == {"There is no such API endpoint."}
+    assert stored() == before
