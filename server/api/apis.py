@@ -19,7 +19,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import generics, serializers, status
 from rest_framework.negotiation import BaseContentNegotiation
-from rest_framework.parsers import JSONParser, MultiPartParser
+from rest_framework.parsers import MultiPartParser
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
@@ -28,6 +28,7 @@ from rest_framework.views import APIView
 
 from server.api import selectors
 from server.api import serializers as s
+from server.api.parsers import JSONParser
 from server.api.permissions import IsStaff, StudyAccess, is_staff
 from server.core.exceptions import NotFound
 from server.evaluations.selectors import leaderboard_latest

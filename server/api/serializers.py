@@ -7,6 +7,7 @@ from typing import Any
 
 from rest_framework import serializers
 
+from server.core.untrusted_json import json_value_problem
 from server.evaluations.models import Evaluation, LeaderboardSnapshot
 from server.generators.models import GeneratorVersion, Sample, VersionKind
 from server.jobs.models import Job, JobStatus
@@ -20,22 +21,14 @@ MAX_ID = 2**63 - 1  # ids are 64-bit: a larger number can match nothing
 MAX_BULK = 10_000  # prompts or sample rows in one request
 
 
-def _check_json_text(value: Any, path: str = "") -> None:
-    """PostgreSQL's jsonb refuses NUL characters and lone surrogates anywhere in a value."""
-    if isinstance(value, str):
-        if "\x00" in value:
-            raise serializers.ValidationError(f"{path or 'value'} contains a NUL character.")
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            raise serializers.ValidationError(f"{path or 'value'} is not valid Unicode text.") from None
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            _check_json_text(key, path)
-            _check_json_text(item, f"{path}.{key}" if path else str(key))
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            _check_json_text(item, f"{path}[{index}]")
+def _check_json_value(value: Any) -> None:
+    """Refuse what the database cannot store (a NUL character or a lone surrogate in any string,
+    a non-finite number, nesting too deep). JSON bodies were checked by the parser already; this
+    also covers values that arrive another way (form data, a direct call)."""
+    problem = json_value_problem(value)
+    if problem is not None:
+        path, message = problem
+        raise serializers.ValidationError(f"{path + ' ' if path else 'This value '}{message}.")
 
 
 class Text(serializers.CharField):
@@ -48,7 +41,7 @@ class Text(serializers.CharField):
         if self.max_length is not None and len(data) > self.max_length:  # before trimming, as documented
             self.fail("max_length", max_length=self.max_length, length=len(data))
         value = super().to_internal_value(data)
-        _check_json_text(value)
+        _check_json_value(value)
         return value
 
 
@@ -82,7 +75,7 @@ class JsonObject(serializers.DictField):
 
     def to_internal_value(self, data: Any) -> dict[str, Any]:
         value = super().to_internal_value(data)
-        _check_json_text(value)
+        _check_json_value(value)
         return value
 
 

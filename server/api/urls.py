@@ -6,6 +6,7 @@ from django.urls import path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from server.api import apis
+from server.core import converters  # noqa: F401  (registers <id:...>)
 
 app_name = "api"
 
@@ -24,23 +25,23 @@ urlpatterns = [
     path(f"{study}assignments/", apis.AssignmentListApi.as_view(), name="assignments"),
     path(f"{study}assignments/next/", apis.NextAssignmentApi.as_view(), name="assignment-next"),
     path(
-        f"{study}assignments/<int:assignment_id>/judgment/",
+        f"{study}assignments/<id:assignment_id>/judgment/",
         apis.JudgmentSubmitApi.as_view(),
         name="judgment-submit",
     ),
     path(
-        f"{study}assignments/<int:assignment_id>/skip/",
+        f"{study}assignments/<id:assignment_id>/skip/",
         apis.AssignmentSkipApi.as_view(),
         name="assignment-skip",
     ),
     path(f"{study}judgments/undo/", apis.JudgmentUndoApi.as_view(), name="judgment-undo"),
     # Raters and results
     path(f"{study}raters/", apis.RaterListApi.as_view(), name="raters"),
-    path(f"{study}raters/<int:rater_id>/pause/", apis.RaterPauseApi.as_view(), name="rater-pause"),
-    path(f"{study}raters/<int:rater_id>/resume/", apis.RaterResumeApi.as_view(), name="rater-resume"),
+    path(f"{study}raters/<id:rater_id>/pause/", apis.RaterPauseApi.as_view(), name="rater-pause"),
+    path(f"{study}raters/<id:rater_id>/resume/", apis.RaterResumeApi.as_view(), name="rater-resume"),
     path(f"{study}leaderboard/", apis.LeaderboardApi.as_view(), name="leaderboard"),
     path(f"{study}evaluations/", apis.EvaluationListApi.as_view(), name="evaluations"),
-    path(f"{study}evaluations/<int:evaluation_id>/", apis.EvaluationDetailApi.as_view(), name="evaluation"),
+    path(f"{study}evaluations/<id:evaluation_id>/", apis.EvaluationDetailApi.as_view(), name="evaluation"),
     path(f"{study}snapshots/", apis.SnapshotListCreateApi.as_view(), name="snapshots"),
     path(f"{study}reward-models/", apis.RewardModelListApi.as_view(), name="reward-models"),
     # Jobs
@@ -56,10 +57,10 @@ urlpatterns = [
     ),
     path(f"{study}exports/", apis.ExportStartApi.as_view(), name="start-export"),
     path("jobs/", apis.JobListApi.as_view(), name="jobs"),
-    path("jobs/<int:job_id>/", apis.JobDetailApi.as_view(), name="job"),
-    path("jobs/<int:job_id>/cancel/", apis.JobCancelApi.as_view(), name="job-cancel"),
-    path("exports/<int:job_id>/", apis.ExportDetailApi.as_view(), name="export"),
-    path("exports/<int:job_id>/files/<str:name>", apis.ExportFileApi.as_view(), name="export-file"),
+    path("jobs/<id:job_id>/", apis.JobDetailApi.as_view(), name="job"),
+    path("jobs/<id:job_id>/cancel/", apis.JobCancelApi.as_view(), name="job-cancel"),
+    path("exports/<id:job_id>/", apis.ExportDetailApi.as_view(), name="export"),
+    path("exports/<id:job_id>/files/<str:name>", apis.ExportFileApi.as_view(), name="export-file"),
     # Last: whatever did not match (a malformed id or slug included) is a JSON 404.
     re_path(r"^(?P<unmatched>[\s\S]*)$", apis.not_found, name="not-found"),
 ]

@@ -194,8 +194,9 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "server.api.schema.AutoSchema",
     "EXCEPTION_HANDLER": "server.api.exception_handler.exception_handler",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    # JSON bodies only; the sample import also takes a multipart file upload (it says so itself).
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    # JSON bodies only, read as untrusted (depth, NUL, lone surrogates, NaN: see server/api/parsers.py);
+    # the sample import also takes a multipart file upload (it says so itself).
+    "DEFAULT_PARSER_CLASSES": ["server.api.parsers.JSONParser"],
     # Every API view names a scope; the rates are per user (per IP when anonymous). The counters live
     # in Django's cache: per process with the default local-memory cache, shared once CACHES points
     # at Redis.
@@ -231,6 +232,10 @@ SPECTACULAR_SETTINGS = {
         "GenerateSplitEnum": "server.api.schema.GENERATE_SPLITS",
         "PairSelectionEnum": "server.studies.models.PairSelection",
         "ExportKindEnum": "server.api.schema.EXPORT_KIND_CHOICES",
+    },
+    # Row ids in paths (server/core/converters.py): 64-bit integers from 1.
+    "PATH_CONVERTER_OVERRIDES": {
+        "id": {"type": "integer", "format": "int64", "minimum": 1, "maximum": 2**63 - 1}
     },
     # The docs page loads Swagger UI from the app's own static files (vendored), never a CDN.
     "SWAGGER_UI_DIST": f"/{STATIC_URL}vendor/swagger-ui",

@@ -7,7 +7,9 @@ from typing import Any
 
 from django import forms
 from django.conf import settings
+from django.forms.fields import InvalidJSONInput
 
+from server.core.untrusted_json import UntrustedJSONError, json_loads_untrusted
 from server.generators.models import GeneratorVersion, VersionKind
 from server.studies.models import PairSelection, Study
 from server.training.exports import EXPORT_KINDS
@@ -39,7 +41,28 @@ class RewardModelChoiceField(forms.ModelChoiceField):
 
 
 class OptionalJSONField(forms.JSONField):
-    """An optional JSON field whose empty widget is empty (Django's shows "null")."""
+    """An optional JSON field whose empty widget is empty (Django's shows "null"), read as
+    untrusted JSON: Django's own field lets deep nesting crash the request and lets through
+    NaN, NUL characters and lone surrogates that the database then fails on."""
+
+    def to_python(self, value: Any) -> Any:
+        if self.disabled or not isinstance(value, str) or value in self.empty_values:
+            return super().to_python(value)
+        try:
+            return json_loads_untrusted(value)
+        except UntrustedJSONError as error:
+            where = f"{error.path} " if error.path else ""
+            raise forms.ValidationError(
+                f"Enter valid JSON: {where}{error.message}.", code="invalid"
+            ) from None
+
+    def bound_data(self, data: Any, initial: Any) -> Any:
+        if self.disabled or not isinstance(data, str):
+            return super().bound_data(data, initial)
+        try:
+            return json_loads_untrusted(data)
+        except UntrustedJSONError:
+            return InvalidJSONInput(data)  # shown again as typed
 
     def prepare_value(self, value: Any) -> str:
         return "" if value is None else super().prepare_value(value)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.urls import path
 
+from server.core import converters  # noqa: F401  (registers <id:...>)
 from server.dashboard import views
 
 app_name = "dashboard"
@@ -15,8 +16,8 @@ urlpatterns = [
     path("studies/<slug:slug>/jobs.json", views.study_jobs_json, name="study-jobs"),
     path("studies/<slug:slug>/actions/<slug:action>/", views.study_action, name="action"),
     path("studies/<slug:slug>/import/", views.study_import, name="import"),
-    path("studies/<slug:slug>/raters/<int:rater_id>/pause/", views.rater_pause, name="rater-pause"),
-    path("studies/<slug:slug>/raters/<int:rater_id>/resume/", views.rater_resume, name="rater-resume"),
-    path("jobs/<int:job_id>/cancel/", views.job_cancel_view, name="job-cancel"),
-    path("exports/<int:job_id>/files/<str:name>", views.export_download, name="export-file"),
+    path("studies/<slug:slug>/raters/<id:rater_id>/pause/", views.rater_pause, name="rater-pause"),
+    path("studies/<slug:slug>/raters/<id:rater_id>/resume/", views.rater_resume, name="rater-resume"),
+    path("jobs/<id:job_id>/cancel/", views.job_cancel_view, name="job-cancel"),
+    path("exports/<id:job_id>/files/<str:name>", views.export_download, name="export-file"),
 ]

@@ -8,16 +8,17 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
 from server.core.exceptions import ApplicationError
+from server.core.untrusted_json import UntrustedJSONError, json_loads_untrusted, json_value_problem
 
 REQUIRED_FIELDS = ("prompt", "text", "generator")
 OPTIONAL_FIELDS = ("version", "split", "metadata", "prompt_id")
 MAX_TEXT_CHARACTERS = 100_000
 MAX_ERRORS_REPORTED = 50
+JSON_WHITESPACE = " \t\r"  # a JSONL line of only these is blank and skipped
 
 
 @dataclass(frozen=True)
@@ -94,9 +95,20 @@ def decode_utf8(data: bytes, *, max_bytes: int) -> str:
     return text.removeprefix("\ufeff")
 
 
+def _subfield(name: str, path: str) -> str:
+    return f"{name}{path if path.startswith('[') else '.' + path}" if path else name
+
+
 def _validate(line: int, record: dict[str, Any], problems: list[ImportProblem]) -> ImportRow | None:
     before = len(problems)
     values: dict[str, Any] = {}
+    for name, value in record.items():
+        # A CSV cell can hold a NUL character (a JSONL line was checked when it was read).
+        problem = json_value_problem(value)
+        if problem is not None:
+            problems.append(ImportProblem(line, _subfield(name, problem[0]), problem[1]))
+    if len(problems) > before:
+        return None
     for name in REQUIRED_FIELDS:
         value = record.get(name)
         if value is None or (isinstance(value, str) and not value.strip()):
@@ -120,9 +132,9 @@ def _validate(line: int, record: dict[str, Any], problems: list[ImportProblem]) 
     metadata = record.get("metadata", {})
     if isinstance(metadata, str):  # CSV carries metadata as a JSON object in one cell
         try:
-            metadata = json.loads(metadata) if metadata.strip() else {}
-        except json.JSONDecodeError as error:
-            problems.append(ImportProblem(line, "metadata", f"is not valid JSON ({error.msg})"))
+            metadata = json_loads_untrusted(metadata) if metadata.strip() else {}
+        except UntrustedJSONError as error:
+            problems.append(ImportProblem(line, _subfield("metadata", error.path), error.message))
             metadata = {}
     if not isinstance(metadata, dict):
         problems.append(ImportProblem(line, "metadata", "must be a JSON object"))
@@ -144,15 +156,17 @@ def _validate(line: int, record: dict[str, Any], problems: list[ImportProblem]) 
 def parse_jsonl(text: str) -> list[ImportRow]:
     rows: list[ImportRow] = []
     problems: list[ImportProblem] = []
-    for number, raw in enumerate(text.splitlines(), start=1):
-        if not raw.strip():
+    # Physical lines: "\n" ends a line ("\r\n" too). ``str.splitlines`` would also split at U+2028,
+    # U+0085, form feeds and more, which JSON allows inside a string, and count lines that a text
+    # editor does not show.
+    for number, raw in enumerate(text.split("\n"), start=1):
+        raw = raw.removesuffix("\r")
+        if not raw.strip(JSON_WHITESPACE):
             continue
         try:
-            record = json.loads(raw)
-        except json.JSONDecodeError as error:
-            problems.append(
-                ImportProblem(number, "", f"is not valid JSON ({error.msg} at column {error.colno})")
-            )
+            record = json_loads_untrusted(raw)
+        except UntrustedJSONError as error:
+            problems.append(ImportProblem(number, error.path, error.message))
             continue
         if not isinstance(record, dict):
             problems.append(ImportProblem(number, "", "must be a JSON object"))

@@ -10,6 +10,7 @@ from typing import Any
 from django import forms
 from django.utils import timezone
 
+from server.core.untrusted_json import text_problem
 from server.ratings.services import CHOICES
 
 # Client clocks drift; timings further than this from the server's clock are dropped, not stored.
@@ -60,9 +61,11 @@ class VoteInput:
         value, sent_at = getattr(self, field), self.sent_at
         if value is None or sent_at is None or value > sent_at:
             return None
-        now = timezone.now()
-        moment = now - timedelta(milliseconds=sent_at - value)
-        return moment if now - moment <= MAX_CLOCK_SKEW else None
+        # Compared as integers first: a gap of 1e15 ms is no timing, and as a timedelta it would
+        # carry the date past year 1 (OverflowError).
+        if sent_at - value > MAX_CLOCK_SKEW // timedelta(milliseconds=1):
+            return None
+        return timezone.now() - timedelta(milliseconds=sent_at - value)
 
 
 class _Fields:
@@ -83,8 +86,9 @@ class _Fields:
         if not isinstance(value, str):
             self.errors[name] = "Enter text."
             return ""
-        if "\x00" in value:  # PostgreSQL text cannot hold it; Django's forms refuse it too
-            self.errors[name] = "Null characters are not allowed."
+        problem = text_problem(value)  # a NUL or a lone surrogate: the database cannot store it
+        if problem:
+            self.errors[name] = f"This value {problem}."
             return ""
         value = value.strip()
         if not min_length <= len(value) <= max_length:

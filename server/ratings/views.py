@@ -12,7 +12,6 @@ login, and the API checks that the login still matches the rater.
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import secrets
 from collections.abc import Callable
@@ -27,6 +26,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from server.core.exceptions import ApplicationError
+from server.core.untrusted_json import UntrustedJSONError, json_loads_untrusted
 from server.ratings import selectors, services, sql
 from server.ratings.forms import SkipForm, UndoForm, VoteInput
 from server.ratings.models import Assignment, Platform, Rater, RaterStatus
@@ -201,6 +201,22 @@ def done(request: HttpRequest, slug: str) -> HttpResponse:
 # --- JSON endpoints -------------------------------------------------------------------------------
 
 
+def _json_body(request: HttpRequest) -> Any:
+    """The request's JSON, refused whole when it is not JSON or holds what cannot be stored
+    (see ``json_loads_untrusted``); a bad value is a field error of the top-level field it is in."""
+    try:
+        return json_loads_untrusted((request.body or b"{}").decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ApplicationError("The request body is not JSON: it is not UTF-8 text.") from None
+    except UntrustedJSONError as error:
+        field = error.path.split(".")[0].split("[")[0]
+        if not field:
+            raise ApplicationError(f"The request body {error.message}.") from None
+        raise ApplicationError(
+            "Some fields are not valid.", extra={"fields": {field: f"This value {error.message}."}}
+        ) from None
+
+
 def json_endpoint(view: Callable[..., dict[str, Any]]) -> Callable[..., JsonResponse]:
     """POST only (CSRF-checked by the middleware), a JSON body, the session's rater; maps
     ApplicationError to a JSON error with its status and message."""
@@ -214,10 +230,7 @@ def json_endpoint(view: Callable[..., dict[str, Any]]) -> Callable[..., JsonResp
                 raise ApplicationError(
                     "Your rating session has ended. Reload the page to continue.", status=401
                 )
-            try:
-                payload = json.loads(request.body or b"{}")
-            except ValueError:
-                raise ApplicationError("The request body is not JSON.") from None
+            payload = _json_body(request)
             if not isinstance(payload, dict):
                 raise ApplicationError("The request body must be a JSON object.")
             return JsonResponse(view(request, rater, payload))

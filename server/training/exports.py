@@ -20,7 +20,6 @@ The web process imports this module (for ``export_start``); ``datasets`` is impo
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 import os
@@ -31,6 +30,7 @@ from typing import Any
 
 from django.conf import settings
 
+from server.core.csv_export import CSVWriter
 from server.core.exceptions import ApplicationError, Conflict, NotFound
 from server.evaluations.models import Evaluation
 from server.evaluations.selectors import leaderboard_latest
@@ -167,9 +167,10 @@ def _zip_folder(source: Path, target: Path) -> None:
 
 
 def leaderboard_csv(rows: list[dict[str, Any]]) -> str:
-    """The leaderboard rows as CSV (header ``LEADERBOARD_COLUMNS``; a missing number is empty)."""
+    """The leaderboard rows as CSV (header ``LEADERBOARD_COLUMNS``; a missing number is empty; a
+    label that would start a spreadsheet formula is quoted, see ``CSVWriter``)."""
     buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
+    writer = CSVWriter(buffer, lineterminator="\n")
     writer.writerow(LEADERBOARD_COLUMNS)
     for row in rows:
         writer.writerow(["" if row.get(column) is None else row[column] for column in LEADERBOARD_COLUMNS])

@@ -8,6 +8,8 @@ stops where the failure is shown.
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
 from typing import Any
 
 from django.db import transaction
@@ -26,51 +28,113 @@ LOOP_KINDS = [
     JobKind.GENERATE,
     JobKind.SELECT_PAIRS,
 ]
-REWARD_MODEL_OPTIONS = {
-    "ensemble_size",
-    "freeze_backbone",
-    "epochs",
-    "backbone_path",
-    "learning_rate",
-    "batch_size",
-    "max_length",
-    "seed",
+
+
+@dataclass(frozen=True)
+class Whole:
+    """An option that is a JSON integer in [low, high]."""
+
+    low: int
+    high: int
+
+    def problem(self, value: Any) -> str | None:
+        if isinstance(value, bool) or not isinstance(value, int) or not self.low <= value <= self.high:
+            return f"must be a whole number from {self.low:,} to {self.high:,}"
+        return None
+
+
+@dataclass(frozen=True)
+class Positive:
+    """An option that is a finite JSON number in (0, high]."""
+
+    high: float
+
+    def problem(self, value: Any) -> str | None:
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not math.isfinite(value)
+            or not 0 < value <= self.high
+        ):
+            return f"must be a number greater than 0 and at most {self.high:g}"
+        return None
+
+
+@dataclass(frozen=True)
+class Flag:
+    def problem(self, value: Any) -> str | None:
+        return None if isinstance(value, bool) else "must be true or false"
+
+
+@dataclass(frozen=True)
+class PathOrHubId:
+    def problem(self, value: Any) -> str | None:
+        if not isinstance(value, str) or not value.strip() or len(value) > 500:
+            return "must be a local path or hub id (1 to 500 characters)"
+        return None
+
+
+Option = Whole | Positive | Flag | PathOrHubId
+
+# The options an operator may set per trainer (the rest of each config dataclass in workers/ml is
+# fixed by the deployment), with ranges that keep a typo from occupying a GPU for a year: epochs
+# 1e9 is refused here, not discovered in a worker. Seeds stay below 2**31 as everywhere else.
+SEED = Whole(0, 2**31 - 1)
+LEARNING_RATE = Positive(1.0)
+BATCH_SIZE = Whole(1, 4096)
+REWARD_MODEL_OPTIONS: dict[str, Option] = {
+    "ensemble_size": Whole(1, 32),  # Christiano et al. used 3; each member is a head or a backbone copy
+    "freeze_backbone": Flag(),
+    "epochs": Whole(1, 1000),  # heads on frozen features default to 20 cheap passes
+    "backbone_path": PathOrHubId(),
+    "learning_rate": LEARNING_RATE,
+    "batch_size": BATCH_SIZE,
+    "max_length": Whole(8, 32_768),  # tokens; capped again at the backbone's position limit
+    "seed": SEED,
 }
-DPO_OPTIONS = {"beta", "learning_rate", "epochs", "batch_size", "max_length", "seed", "lora"}
-RLOO_OPTIONS = {
-    "beta",
-    "learning_rate",
-    "iterations",
-    "samples_per_prompt",
-    "prompts_per_iteration",
-    "max_new_tokens",
-    "seed",
-    "lora",
+DPO_OPTIONS: dict[str, Option] = {
+    "beta": Positive(10.0),  # 0.1 is the paper's default; beyond 10 the policy can hardly move
+    "learning_rate": LEARNING_RATE,
+    "epochs": Whole(1, 100),  # DPO overfits after a few passes
+    "batch_size": BATCH_SIZE,
+    # Tokens of prompt + response: more than the trainer's fixed max_prompt_length (256), so the
+    # response has room (the trainer refuses less).
+    "max_length": Whole(257, 32_768),
+    "seed": SEED,
+    "lora": Flag(),
+}
+RLOO_OPTIONS: dict[str, Option] = {
+    "beta": Positive(10.0),  # the KL penalty must be positive (the trainer refuses 0)
+    "learning_rate": LEARNING_RATE,
+    "iterations": Whole(1, 100_000),
+    "samples_per_prompt": Whole(2, 64),  # the leave-one-out baseline needs 2
+    "prompts_per_iteration": Whole(1, 4096),
+    "max_new_tokens": Whole(1, 4096),  # as a generate job's decoding allows
+    "seed": SEED,
+    "lora": Flag(),
 }
 
 
-def _check_options(config: dict[str, Any] | None, allowed: set[str], what: str) -> dict[str, Any]:
+def _shown(value: Any) -> str:
+    shown = repr(value)
+    return shown if len(shown) <= 60 else shown[:57] + "..."
+
+
+def _check_options(config: dict[str, Any] | None, allowed: dict[str, Option], what: str) -> dict[str, Any]:
+    """The options, checked by name, type and range; the first bad one is named in the error."""
     config = dict(config or {})
-    unknown = sorted(set(config) - allowed)
+    unknown = sorted(set(config) - set(allowed))
     if unknown:
         raise ApplicationError(
             f"Unknown {what} option {unknown[0]!r}; known: {', '.join(sorted(allowed))}.",
             extra={"field": "config"},
         )
     for key, value in config.items():
-        if key in ("lora", "freeze_backbone"):
-            if not isinstance(value, bool):
-                raise ApplicationError(
-                    f"{what} option {key!r} must be true or false.", extra={"field": "config"}
-                )
-        elif key == "backbone_path":
-            if not isinstance(value, str) or not value:
-                raise ApplicationError(
-                    "backbone_path must be a local path or hub id.", extra={"field": "config"}
-                )
-        elif isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        problem = allowed[key].problem(value)
+        if problem:
             raise ApplicationError(
-                f"{what} option {key!r} must be a non-negative number.", extra={"field": "config"}
+                f"The {what} option {key!r} {problem} (got {_shown(value)}).",
+                extra={"field": f"config.{key}"},
             )
     return config
 

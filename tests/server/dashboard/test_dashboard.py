@@ -353,6 +353,46 @@ def test_import_errors_are_listed_by_line_and_nothing_is_imported(world: World, 
     assert (Sample.objects.count(), Prompt.objects.count()) == before
 
 
+def test_import_of_a_deeply_nested_file_is_refused_by_line_and_nothing_is_imported(
+    world: World, staff: Client
+) -> None:
+    before = (Sample.objects.count(), Prompt.objects.count())
+    deep = '{"a": ' * 10_000 + "1" + "}" * 10_000
+    content = f'{{"prompt": "Fog", "text": "Grey", "generator": "bot", "metadata": {deep}}}\n'.encode()
+
+    response = staff.post(f"{STUDY_URL}import/", {"file": _upload(content, "fog.jsonl")})
+
+    assert response.status_code == 400
+    assert "line 1: nests arrays and objects deeper than 64 levels" in response.content.decode()
+    assert (Sample.objects.count(), Prompt.objects.count()) == before
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        (
+            '{"epochs": 1e9}',
+            "The reward-model option &#x27;epochs&#x27; must be a whole number from 1 to 1,000",
+        ),
+        ('{"epochs": NaN}', "Enter valid JSON: is not valid JSON (NaN is not a number)."),
+        ('{"learning_rate": Infinity}', "Enter valid JSON: is not valid JSON (Infinity is not a number)."),
+        ('{"learning_rate": 1e400}', "Enter valid JSON: learning_rate is not a finite number."),
+        ('{"backbone_path": "a\\u0000b"}', "Enter valid JSON: backbone_path contains a NUL character"),
+        ("[" * 10_000 + "]" * 10_000, "Enter valid JSON: nests arrays and objects deeper than 64 levels."),
+    ],
+)
+def test_training_options_are_refused_on_the_form_and_start_nothing(
+    world: World, staff: Client, config: str, message: str
+) -> None:
+    jobs = Job.objects.count()
+
+    response = staff.post(f"{STUDY_URL}actions/train-reward-model/", {"snapshot": "", "config": config})
+
+    assert response.status_code == 400
+    assert message in response.content.decode()
+    assert Job.objects.count() == jobs
+
+
 # --- Raters, jobs, downloads, tokens --------------------------------------------------------------
 
 

@@ -151,3 +151,119 @@ def test_management_command_imports_and_reports_errors_with_lines(tmp_path) -> N
     with pytest.raises(CommandError, match="line 1, field 'text': is missing or empty"):
         call_command("import_samples", study.slug, str(bad))
     assert Sample.objects.count() == 1
+
+
+# --- Untrusted content: every line is read as untrusted JSON, every cell checked -----------------
+
+ROW = '{"prompt": "a", "text": "b", "generator": "g"'
+DEEP_METADATA = '{"a": ' * 10_000 + "1" + "}" * 10_000
+DEEP_METADATA_CELL = DEEP_METADATA.replace('"', '""')  # quotes doubled inside a quoted CSV cell
+
+
+@pytest.mark.parametrize(
+    ("data", "filename", "message"),
+    [
+        (
+            f'{ROW}}}\n{ROW}, "metadata": {DEEP_METADATA}}}'.encode(),
+            "x.jsonl",
+            "line 2: nests arrays and objects deeper than 64 levels",
+        ),
+        (
+            f'prompt,text,generator,metadata\na,b,g,"{DEEP_METADATA_CELL}"\n'.encode(),
+            "x.csv",
+            "line 2, field 'metadata': nests arrays and objects deeper than 64 levels",
+        ),
+        (
+            b'{"prompt": "a", "text": "lone \\ud800 surrogate", "generator": "g"}',
+            "x.jsonl",
+            "line 1, field 'text': contains a lone surrogate (\\ud800), which is not a character",
+        ),
+        (
+            b'{"prompt": "a", "text": "b", "generator": "g", "metadata": {"k": ["\\udc00"]}}',
+            "x.jsonl",
+            "line 1, field 'metadata.k[0]': contains a lone surrogate (\\udc00), which is not a character",
+        ),
+        (
+            b'{"prompt": "a", "text": "nul \\u0000 here", "generator": "g"}',
+            "x.jsonl",
+            "line 1, field 'text': contains a NUL character (\\u0000), which cannot be stored",
+        ),
+        (
+            b'{"prompt": "a", "text": "b", "generator": "g", "metadata": {"k": "\\u0000"}}',
+            "x.jsonl",
+            "line 1, field 'metadata.k': contains a NUL character (\\u0000), which cannot be stored",
+        ),
+        (
+            b"prompt,text,generator\na,nul \x00 here,g\n",
+            "x.csv",
+            "line 2, field 'text': contains a NUL character (\\u0000), which cannot be stored",
+        ),
+        (
+            b'prompt,text,generator,metadata\na,b,g,"{""k"": ""\\u0000""}"\n',
+            "x.csv",
+            "line 2, field 'metadata.k': contains a NUL character (\\u0000), which cannot be stored",
+        ),
+        (
+            b'{"prompt": "a", "text": "b", "generator": "g", "metadata": {"t": NaN}}',
+            "x.jsonl",
+            "line 1: is not valid JSON (NaN is not a number)",
+        ),
+        (
+            b'{"prompt": "a", "text": "b", "generator": "g", "metadata": {"t": 1e999}}',
+            "x.jsonl",
+            "line 1, field 'metadata.t': is not a finite number",
+        ),
+    ],
+)
+def test_content_the_database_cannot_store_is_refused_by_line_and_field(
+    data: bytes, filename: str, message: str
+) -> None:
+    study = factories.study()
+
+    with pytest.raises(ApplicationError) as raised:
+        samples_import_file(study_slug=study.slug, data=data, filename=filename)
+
+    assert raised.value.message == f"The file was not imported: {message}."
+    assert nothing_imported()
+
+
+def test_a_line_separator_inside_a_string_is_text_and_lines_are_physical_lines() -> None:
+    study = factories.study()
+    # U+2028, U+2029 and U+0085 are line breaks to str.splitlines but plain characters in JSON.
+    data = (
+        '{"prompt": "a", "text": "one\u2028two\u0085three\u2029four", "generator": "g"}\r\n'
+        "\r\n"
+        '{"prompt": "a", "text": "second", "generator": "g"}\r\n'
+        '{"prompt": "a", "text": "second", "generator": "g"}\n'
+    ).encode()
+
+    result = samples_import_file(study_slug=study.slug, data=data, filename="x.jsonl")
+
+    assert (result.created, result.duplicates) == (2, [4])
+    assert Sample.objects.filter(text="one\u2028two\u0085three\u2029four").count() == 1
+
+
+def test_an_error_after_a_line_separator_names_the_physical_line() -> None:
+    study = factories.study()
+    data = f'{ROW.replace(chr(98), "x" + chr(0x2028) + "y")}}}\r\n{ROW}, "colour": 1}}\n'.encode()
+
+    with pytest.raises(ApplicationError) as raised:
+        samples_import_file(study_slug=study.slug, data=data, filename="x.jsonl")
+
+    assert raised.value.extra["errors"] == [
+        {"line": 2, "field": "colour", "message": raised.value.extra["errors"][0]["message"]}
+    ]
+    assert raised.value.message.startswith(
+        "The file was not imported: line 2, field 'colour': is not a known field"
+    )
+    assert nothing_imported()
+
+
+def test_management_command_refuses_a_deeply_nested_line(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    study = factories.study()
+    deep = tmp_path / "deep.jsonl"
+    deep.write_text(f'{ROW}, "metadata": {DEEP_METADATA}}}\n', encoding="utf-8")
+
+    with pytest.raises(CommandError, match="line 1: nests arrays and objects deeper than 64 levels"):
+        call_command("import_samples", study.slug, str(deep))
+    assert nothing_imported()

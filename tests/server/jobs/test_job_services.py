@@ -4,6 +4,7 @@ import threading
 from datetime import timedelta
 
 import pytest
+from django.core.management import CommandError, call_command
 from django.db import connection
 from django.utils import timezone
 
@@ -335,3 +336,20 @@ def test_a_job_whose_task_cannot_be_sent_stays_queued_for_the_reaper(
     assert (job.status, job.error, job.sends) == (JobStatus.QUEUED, "", 1)
     assert "could not send the task to the broker ([Errno 111] Connection refused)" in job.log_tail
     assert job.resend_at > timezone.now()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ("[" * 10_000 + "]" * 10_000, "--params nests arrays and objects deeper than 64 levels."),
+        ('{"steps": NaN}', "--params is not valid JSON (NaN is not a number)."),
+        ('{"note": "\\u0000"}', "--params note contains a NUL character (\\u0000), which cannot be stored."),
+    ],
+)
+def test_the_job_command_refuses_params_it_cannot_store(params: str, message: str) -> None:
+    with pytest.raises(CommandError) as raised:
+        call_command("job", "start", "noop", "--params", params)
+
+    assert str(raised.value) == message
+    assert Job.objects.count() == 0

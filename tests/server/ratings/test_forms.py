@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.utils import timezone
 
 from server.ratings.forms import MAX_ACTIVE_SECONDS, VoteInput
 
@@ -82,8 +84,17 @@ def test_optional_fields_may_be_missing_or_null() -> None:
         ("active_seconds", -0.1, f"Enter a number of seconds from 0 to {MAX_ACTIVE_SECONDS:.0f}."),
         ("active_seconds", float("nan"), f"Enter a number of seconds from 0 to {MAX_ACTIVE_SECONDS:.0f}."),
         ("active_seconds", "a while", f"Enter a number of seconds from 0 to {MAX_ACTIVE_SECONDS:.0f}."),
-        ("rationale", "fine\x00", "Null characters are not allowed."),
-        ("idempotency_key", "key-\x00-00001", "Null characters are not allowed."),
+        ("rationale", "fine\x00", "This value contains a NUL character (\\u0000), which cannot be stored."),
+        (
+            "idempotency_key",
+            "key-\x00-00001",
+            "This value contains a NUL character (\\u0000), which cannot be stored.",
+        ),
+        (
+            "rationale",
+            "fine\ud800",
+            "This value contains a lone surrogate (\\ud800), which is not a character.",
+        ),
         ("next", "yes", "Use true or false."),
     ],
 )
@@ -124,3 +135,22 @@ def test_client_times_move_onto_the_server_clock_and_implausible_ones_are_droppe
     assert later is not None and later.client_time("shown_at") is None
     ancient, _ = VoteInput.parse({**VALID, "shown_at": 0})  # more than a day of clock skew
     assert ancient is not None and ancient.client_time("shown_at") is None
+
+
+@pytest.mark.parametrize("sent_at", [1e15, 10**300, 86_400_002])
+def test_a_gap_larger_than_the_clock_skew_gives_no_time_whatever_its_size(sent_at: float) -> None:
+    vote, errors = VoteInput.parse({**VALID, "shown_at": 0, "first_input_at": 1, "sent_at": sent_at})
+
+    assert errors == {}
+    assert vote is not None
+    assert (vote.client_time("shown_at"), vote.client_time("first_input_at")) == (None, None)
+
+
+def test_a_gap_within_the_clock_skew_is_moved_onto_the_server_clock() -> None:
+    vote, errors = VoteInput.parse({**VALID, "shown_at": 0, "sent_at": 86_400_000})
+
+    assert errors == {}
+    assert vote is not None
+    shown = vote.client_time("shown_at")
+    assert shown is not None
+    assert abs((timezone.now() - shown) - timedelta(days=1)) < timedelta(seconds=5)

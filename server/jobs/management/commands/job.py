@@ -9,6 +9,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 
 from server.core.exceptions import ApplicationError
+from server.core.untrusted_json import UntrustedJSONError, json_loads_untrusted
 from server.jobs.models import Job
 from server.jobs.services import job_cancel, job_enqueue
 
@@ -46,9 +47,10 @@ class Command(BaseCommand):
         try:
             if options["action"] == "start":
                 try:
-                    params = json.loads(options["params"])
-                except json.JSONDecodeError as error:
-                    raise CommandError(f"--params is not valid JSON: {error}") from None
+                    params = json_loads_untrusted(options["params"])
+                except UntrustedJSONError as error:
+                    where = f"--params {error.path}" if error.path else "--params"
+                    raise CommandError(f"{where} {error.message}.") from None
                 if not isinstance(params, dict):
                     raise CommandError("--params must be a JSON object.")
                 with transaction.atomic():
