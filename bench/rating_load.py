@@ -10,7 +10,9 @@ What it does:
 3. runs ``--raters`` simulated participants for ``--seconds``, each with its own session and a
    keep-alive connection: invite link, rating page, then votes as fast as answers come (no think
    time: this measures capacity, not a realistic crowd). About 1 % of the votes are sent twice
-   with the same idempotency key, as a flaky network would. Two runs, each after a warm-up:
+   with the same idempotency key, as a flaky network would. A request that fails (no connection,
+   or a 5xx answer: the database restarting) is resent as it was, same idempotency key, with
+   exponential backoff; only a 2xx answer counts as acknowledged. Two runs, each after a warm-up:
    the baseline asks "next pair" and sends "vote" as two requests; the second does what the
    rating page does, one vote request whose answer carries the next pair. The second run meets
    the tables the first one filled, which if anything slows it;
@@ -53,6 +55,9 @@ DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/lovelace_bench"
 STUDY_SLUG = "bench"
 BROKEN_MARK = "[broken]"
 DUPLICATE_SHARE = 0.01  # votes resent with the same idempotency key
+# A failed request is resent after 0.05 s, then 0.1, 0.2 ... up to 2 s between tries, for at most
+# 30 s in all: long enough to ride out a database restart, short enough to end a run that is broken.
+RETRY_FIRST_DELAY, RETRY_MAX_DELAY, RETRY_BUDGET = 0.05, 2.0, 30.0
 
 
 # --- Database -------------------------------------------------------------------------------------
@@ -323,6 +328,7 @@ class RaterStats:
     duplicates_sent: int = 0
     duplicates_answered_existing: int = 0
     errors: list[str] = field(default_factory=list)
+    retries: int = 0  # requests resent after a connection error or a 5xx answer
     stopped: str = ""  # why the server stopped giving this rater pairs (paused, done, empty)
 
 
@@ -331,8 +337,31 @@ class Participant:
         self.connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
         self.cookies: dict[str, str] = {}
         self.invite_token = invite_token
+        self.retries = 0
 
     def request(self, method: str, path: str, body: dict | None = None) -> tuple[int, dict | None]:
+        """Send until answered below 500: the same request each time (a vote keeps its idempotency
+        key, so a vote that was stored but whose answer was lost comes back as the stored one).
+        After RETRY_BUDGET seconds the last 5xx answer is returned, or the last error raised."""
+        delay, give_up = RETRY_FIRST_DELAY, time.monotonic() + RETRY_BUDGET
+        while True:
+            failure: Exception | None = None
+            try:
+                status, data = self._send(method, path, body)
+                if status < 500:
+                    return status, data
+            except (OSError, http.client.HTTPException) as error:
+                self.connection.close()  # the next try opens a new connection
+                status, data, failure = 0, None, error
+            if time.monotonic() + delay > give_up:
+                if failure is not None:
+                    raise failure
+                return status, data
+            self.retries += 1
+            time.sleep(delay)
+            delay = min(delay * 2, RETRY_MAX_DELAY)
+
+    def _send(self, method: str, path: str, body: dict | None) -> tuple[int, dict | None]:
         headers = {"Cookie": "; ".join(f"{k}={v}" for k, v in self.cookies.items())}
         payload = None
         if body is not None:
@@ -429,6 +458,11 @@ def run_rater(
                 if answer is None:
                     stats.errors.append(f"vote without its next pair: {reply}")
                     return
+                if answer.get("status") == "error":
+                    # The vote is stored but its next pair failed (the database went away in
+                    # between): ask api/next, as the rating page does.
+                    stats.retries += 1
+                    answer = None
             if rng.random() < DUPLICATE_SHARE:
                 stats.duplicates_sent += 1
                 status, again = participant.request("POST", vote_path, vote)
@@ -437,8 +471,14 @@ def run_rater(
                     and again
                     and again.get("created") is False
                     and again["key"] == vote["idempotency_key"]
-                    # The resent vote's next pair is the reservation the first answer made.
-                    and (not combined or again.get("next") == answer)
+                    # The resent vote's next pair is the reservation the first answer made
+                    # (unless either answer could not load it).
+                    and (
+                        not combined
+                        or again.get("next") == answer
+                        or answer is None
+                        or again.get("next", {}).get("status") == "error"
+                    )
                 ):
                     stats.duplicates_answered_existing += 1
                 else:
@@ -446,6 +486,7 @@ def run_rater(
     except Exception as error:  # reported with the figures; one broken client must not hide the rest
         stats.errors.append(f"{type(error).__name__}: {error}")
     finally:
+        stats.retries += participant.retries
         participant.connection.close()
 
 
@@ -605,6 +646,9 @@ def report(run: Run) -> None:
     duplicates = sum(rater.duplicates_sent for rater in stats)
     answered = sum(rater.duplicates_answered_existing for rater in stats)
     print(f"  resent votes       {duplicates:8d}   answered with the stored judgment: {answered}")
+    retries = sum(rater.retries for rater in stats + run.warm)
+    if retries:
+        print(f"  retried requests   {retries:8d}   (after a connection error or a 5xx answer)")
     errors = [error for rater in stats + run.warm for error in rater.errors]
     print(f"  client errors      {len(errors):8d}" + (f"   first: {errors[0]}" if errors else ""))
     stopped = [rater.stopped for rater in stats if rater.stopped]
@@ -692,6 +736,11 @@ def main() -> None:
 
     everyone = [rater for run in runs for rater in run.stats + run.warm]
     acknowledged = set().union(*(rater.acknowledged for rater in everyone))
+    from django.db import connection
+
+    # A fresh connection: the one this process opened to seed is broken if the database server
+    # restarted during the runs (tests/integration/test_faults_database.py does that).
+    connection.close()
     problems = reconcile(acknowledged)
     from server.ratings.models import Judgment, Rater
 

@@ -49,3 +49,4 @@ def test_a_short_load_run_reconciles_with_nothing_lost_or_duplicated() -> None:
     assert "rating page: each vote answered with the next pair" in output
     assert "OK: nothing lost, nothing duplicated" in output
     assert "client errors             0" in output
+    assert "retried requests" not in output  # nothing failed, so nothing was resent
