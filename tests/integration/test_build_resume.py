@@ -18,7 +18,11 @@ from tests.integration.worker_process import celery_worker, stop, wait_for
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
 
-def test_killed_builder_resumes_from_its_checkpoint(production_env: dict[str, str], tmp_path: Path) -> None:  # noqa: F811
+def test_killed_builder_resumes_from_its_checkpoint(
+    production_env: dict[str, str],  # noqa: F811
+    tmp_path: Path,
+    fault_table,  # type: ignore[no-untyped-def]
+) -> None:
     env = {**production_env, "LOVELACE_VAR_DIR": str(tmp_path / "var")}
     job = job_enqueue(
         kind=JobKind.BUILD_BASE_MODEL,
@@ -54,6 +58,12 @@ def test_killed_builder_resumes_from_its_checkpoint(production_env: dict[str, st
             log_path=second_log,
         )
     job.refresh_from_db()
+    fault_table.record(
+        "worker SIGKILLed during a build_base_model job",
+        "re-queued by the reaper, resumed from its last checkpoint",
+        f"killed at step {killed_at}/400; then {job.status} after {job.attempts} attempt(s), "
+        f"resumed from step {job.result.get('resumed_from_step')}",
+    )
     assert job.status == JobStatus.SUCCEEDED, job.error
     assert job.attempts == 2
     assert 20 <= job.result["resumed_from_step"] <= killed_at
