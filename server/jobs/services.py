@@ -19,6 +19,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from server.core.exceptions import ApplicationError, Conflict, NotFound
+from server.core.paths import job_params_check_paths
 from server.jobs.models import FINISHED_STATUSES, Job, JobKind, JobStatus
 from workers.ml.progress import Cancelled
 from workers.queues import QUEUE_OF_JOB_KIND, task_name_for_job_kind
@@ -71,6 +72,7 @@ def job_enqueue(
     """Create a queued job and send its task once the surrounding transaction commits."""
     if kind not in JobKind.values:
         raise ApplicationError(f"Unknown job kind {kind!r}.", extra={"field": "kind"})
+    job_params_check_paths(params or {})
     job = Job(
         kind=kind,
         params=params or {},
