@@ -95,9 +95,13 @@ def test_generation_then_pair_selection_creates_cross_version_pairs_and_gold(
     assert gold.count() == round(6 * 0.2)
     for comparison in gold:
         real = comparison.sample_a if comparison.gold_answer == "A" else comparison.sample_b
-        broken = comparison.sample_b if comparison.gold_answer == "A" else comparison.sample_a
+        off_topic = comparison.sample_b if comparison.gold_answer == "A" else comparison.sample_a
         assert real.version_id in {v.id for v in versions}
-        assert broken.metadata == {"broken_from": real.id}
+        donor = Sample.objects.get(id=off_topic.metadata["off_topic_from"])
+        # A real sample of another prompt, filed under this one.
+        assert donor.version_id in {v.id for v in versions}
+        assert donor.prompt_id != comparison.prompt_id == off_topic.prompt_id
+        assert donor.text == off_topic.text
 
 
 def test_generate_refuses_external_and_unenrolled_versions() -> None:

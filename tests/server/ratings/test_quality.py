@@ -150,7 +150,7 @@ def answer_gold(rater: Rater, *, correct: bool, key: str, active_seconds: float 
     assignment = factories.assignment(comparison=gold, rater=rater, left_is_a=True)
     return judgment_submit(
         rater=rater,
-        assignment_id=assignment.id,
+        token=assignment.token,
         choice="left" if correct else "right",
         idempotency_key=key,
         active_seconds=active_seconds,
@@ -229,7 +229,7 @@ def test_position_bias_is_checked_every_tenth_regular_judgment() -> None:
     for number in range(10):
         assignment = factories.assignment(comparison=factories.comparison(study=study), rater=rater)
         submission = judgment_submit(
-            rater=rater, assignment_id=assignment.id, choice="left", idempotency_key=f"k-{number}"
+            rater=rater, token=assignment.token, choice="left", idempotency_key=f"k-{number}"
         )
         statuses.append(submission.rater_status)
 
@@ -247,7 +247,7 @@ def test_inconsistent_repeats_pause_the_rater() -> None:
     for number in range(2):
         original = factories.comparison(study=study)
         first = factories.assignment(comparison=original, rater=rater, left_is_a=True)
-        judgment_submit(rater=rater, assignment_id=first.id, choice="left", idempotency_key=f"o-{number}")
+        judgment_submit(rater=rater, token=first.token, choice="left", idempotency_key=f"o-{number}")
         repeat = factories.comparison(
             study=study,
             prompt=original.prompt,
@@ -258,7 +258,7 @@ def test_inconsistent_repeats_pause_the_rater() -> None:
         )
         second = factories.assignment(comparison=repeat, rater=rater, left_is_a=True)
         # Left again, but left is now the other sample: the opposite verdict.
-        judgment_submit(rater=rater, assignment_id=second.id, choice="left", idempotency_key=f"r-{number}")
+        judgment_submit(rater=rater, token=second.token, choice="left", idempotency_key=f"r-{number}")
 
     rater.refresh_from_db()
     assert rater.status == RaterStatus.PAUSED
