@@ -123,8 +123,7 @@ def evaluation_run(*, job: Job, report: ProgressReporter) -> dict[str, Any]:
     elif root.kind != VersionKind.EXTERNAL:
         reference_model = version_model_check(version=root, field="reference_model_path")
     reward_model = RewardModel.objects.filter(study=study).order_by("-created_at").first()
-    if reward_model is not None:
-        model_path_check(reward_model.path, field="reward model path")
+    reward_model_path = model_path_check(reward_model.path, field="reward model path") if reward_model else ""
     prompts = list(Prompt.objects.filter(study=study, split=params["split"]).order_by("id"))
     k = int(params["samples_per_prompt"])
     seed = int(params.get("seed", 0))
@@ -293,7 +292,7 @@ def evaluation_run(*, job: Job, report: ProgressReporter) -> dict[str, Any]:
     if reward_model is not None:
         from workers.ml.reward_model import load_reward_ensemble, score_texts
 
-        ensemble = load_reward_ensemble(Path(reward_model.path))
+        ensemble = load_reward_ensemble(Path(reward_model_path))
         scores = score_texts(ensemble, texts, prompts=[sample.prompt.text for sample in samples])
         values = scores.mean.detach().cpu().numpy().astype(np.float64)
         metrics["reward_model_score"] = {**mean_ci(values), "reward_model_id": reward_model.id}

@@ -193,8 +193,7 @@ def policy_train_run(*, job: Job, report: ProgressReporter) -> dict[str, Any]:
     reward_model = RewardModel.objects.filter(id=params.get("reward_model_id")).first()
     # Checked at the start and again here, before loading (see server.core.paths).
     parent_model = version_model_check(version=parent, field="parent_version_id")
-    if reward_model is not None:
-        model_path_check(reward_model.path, field="reward_model_id")
+    reward_model_path = model_path_check(reward_model.path, field="reward_model_id") if reward_model else ""
     if method == "dpo":
         train, validation = _pairs(snapshot)
         config: DPOConfig | RLOOConfig = DPOConfig(**options, lora=lora)
@@ -211,7 +210,7 @@ def policy_train_run(*, job: Job, report: ProgressReporter) -> dict[str, Any]:
         assert reward_model is not None
         prompts = list(job.study.prompts.filter(split=PromptSplit.TRAIN).values_list("text", flat=True))
         config = RLOOConfig(**options, lora=lora)
-        ensemble = load_reward_ensemble(Path(reward_model.path))
+        ensemble = load_reward_ensemble(Path(reward_model_path))
         result = train_online_rl(
             prompts,
             parent_model,

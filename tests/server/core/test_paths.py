@@ -230,3 +230,20 @@ def test_the_shell_commands_copy_a_corpus_from_elsewhere_into_var(var: Path, tmp
     demo_build = Job.objects.filter(params__then=["demo_versions"]).get()
     assert demo_build.params["corpus_path"] == str(copy)
     assert demo_build.params["generator"] == "lovelace-tiny-verse"  # named after the file, as before
+
+
+def test_active_selection_loads_no_reward_model_from_outside_the_roots(var: Path) -> None:
+    from server.training.active import comparisons_select_active
+    from server.training.models import PreferenceSnapshot, RewardModel
+
+    study = factories.study()
+    prompt = factories.prompt(study=study)
+    for _ in range(2):
+        factories.sample(prompt=prompt, version=factories.version(enrol_in=study))
+    snapshot = PreferenceSnapshot.objects.create(study=study, content_hash="0" * 64, rule="documented")
+    # A row pointed elsewhere after training (the Django admin edits reward models).
+    RewardModel.objects.create(study=study, snapshot=snapshot, backbone="b", ensemble_size=2, path="/etc")
+    with pytest.raises(ApplicationError) as raised:
+        comparisons_select_active(study=study, pairs_per_prompt=1, seed=0)
+    assert raised.value.extra == {"field": "reward model path"}
+    assert not study.comparisons.exists()
