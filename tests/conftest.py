@@ -26,3 +26,10 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
         config=TINY_BUILD_CONFIG,
     )
     return root / "model"
+
+
+@pytest.fixture
+def tiny_model_allowed(tiny_model_dir: Path, settings) -> Path:  # type: ignore[no-untyped-def]
+    """The tiny model, in a folder that jobs may load models from (``LOVELACE_MODEL_ROOTS``)."""
+    settings.LOVELACE_MODEL_ROOTS = [*settings.LOVELACE_MODEL_ROOTS, tiny_model_dir.parent]
+    return tiny_model_dir

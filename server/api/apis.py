@@ -36,6 +36,7 @@ from server.evaluations.services import evaluation_start, leaderboard_recompute_
 from server.generators.services import generate_start, generator_version_register, samples_import_file
 from server.jobs.services import job_cancel
 from server.ratings import services as rating_services
+from server.ratings.gold_import import gold_pairs_import, gold_pairs_import_file, gold_rows_from_records
 from server.ratings.models import Judgment
 from server.ratings.pair_selection import pair_selection_start
 from server.studies.models import Study
@@ -225,6 +226,41 @@ class SampleImportApi(StudyAPI):
         return Response(s.ImportResultSerializer(result).data, status=status.HTTP_201_CREATED)
 
 
+class GoldImportApi(StudyAPI):
+    schema_tag = "data"
+    throttle_scope = "import"
+    parser_classes = [JSONParser, MultiPartParser]
+
+    @extend_schema(
+        summary="Add gold checks with their expected answers (staff): JSON pairs or a JSONL/CSV file",
+        description=(
+            'Either a JSON body `{"pairs": [...]}` (a pair has the fields of a JSONL line: `prompt`, '
+            "`text_a`, `text_b`, `expected` = A, B or tie, optional `split`; errors name the pair as its "
+            "1-based line) or a multipart upload of a `.jsonl` / `.csv` file. Any error imports nothing; "
+            "checks the study already has are skipped and listed."
+        ),
+        request={
+            "application/json": s.GoldImportRowsSerializer,
+            "multipart/form-data": s.GoldImportFileSerializer,
+        },
+        responses={201: s.GoldImportResultSerializer},
+    )
+    def post(self, request: Request, slug: str) -> Response:
+        if request.content_type.startswith("multipart/"):
+            data = _valid(s.GoldImportFileSerializer, request.data)
+            upload = data["file"]
+            result = gold_pairs_import_file(
+                study=self.study,
+                data=upload.read(),
+                filename=upload.name or "upload",
+                declared_format=data.get("format"),
+            )
+        else:
+            data = _valid(s.GoldImportRowsSerializer, request.data)
+            result = gold_pairs_import(study=self.study, rows=gold_rows_from_records(data["pairs"]))
+        return Response(s.GoldImportResultSerializer(result).data, status=status.HTTP_201_CREATED)
+
+
 # --- Rating (programmatic raters) -------------------------------------------------------------------
 
 
@@ -276,15 +312,13 @@ class JudgmentSubmitApi(RaterStudyAPI):
         request=s.JudgmentSubmitSerializer,
         responses={201: s.JudgmentResultSerializer, 200: s.JudgmentResultSerializer},
     )
-    def post(self, request: Request, slug: str, assignment_id: int) -> Response:
+    def post(self, request: Request, slug: str, token: str) -> Response:
         data = _valid(s.JudgmentSubmitSerializer, request.data)
-        submission = rating_services.judgment_submit(
-            rater=self.rater(request), assignment_id=assignment_id, **data
-        )
+        submission = rating_services.judgment_submit(rater=self.rater(request), token=token, **data)
         judgment = submission.judgment
         body = {
             "id": judgment.id,
-            "assignment_id": judgment.assignment_id,
+            "assignment": token,
             "choice": _choice_of(judgment),
             "strength": judgment.strength,
             "rationale": judgment.rationale,
@@ -306,10 +340,10 @@ class AssignmentSkipApi(RaterStudyAPI):
     @extend_schema(
         summary="Pass on your pair, saying why", request=s.SkipSerializer, responses=s.AssignmentSerializer
     )
-    def post(self, request: Request, slug: str, assignment_id: int) -> Response:
+    def post(self, request: Request, slug: str, token: str) -> Response:
         data = _valid(s.SkipSerializer, request.data)
         assignment = rating_services.assignment_skip(
-            rater=self.rater(request), assignment_id=assignment_id, reason=data["reason"]
+            rater=self.rater(request), token=token, reason=data["reason"]
         )
         return Response(s.AssignmentSerializer(assignment).data)
 

@@ -12,6 +12,7 @@ from server.evaluations.models import Evaluation, LeaderboardSnapshot
 from server.generators.models import GeneratorVersion, Sample, VersionKind
 from server.jobs.models import Job, JobStatus
 from server.ratings.models import Assignment, Rater
+from server.ratings.selectors import assignment_texts
 from server.ratings.services import CHOICES, NoWork
 from server.studies.models import Modality, PairSelection, Prompt, PromptSplit, Study
 from server.training.exports import EXPORT_KINDS
@@ -273,29 +274,57 @@ class ImportResultSerializer(serializers.Serializer):
     versions = serializers.ListField(child=serializers.CharField())
 
 
+class GoldImportRowsSerializer(serializers.Serializer):
+    pairs = serializers.ListField(
+        child=JsonObject(),
+        min_length=1,
+        max_length=MAX_BULK,
+        help_text="Objects with prompt, text_a, text_b, expected (A, B or tie) and optionally split; "
+        "errors name the pair as its 1-based line.",
+    )
+
+
+class GoldImportFileSerializer(serializers.Serializer):
+    file = serializers.FileField(help_text="A .jsonl or .csv file (UTF-8) with one gold pair a line.")
+    format = serializers.ChoiceField(
+        choices=[("jsonl", "jsonl"), ("csv", "csv")], required=False, help_text="Default: from the file name."
+    )
+
+
+class GoldImportResultSerializer(serializers.Serializer):
+    created = serializers.IntegerField(help_text="Gold checks added.")
+    duplicates = serializers.ListField(
+        child=serializers.IntegerField(), help_text="Lines of checks the study already has (skipped)."
+    )
+    prompts_created = serializers.IntegerField()
+
+
 # --- Rating ----------------------------------------------------------------------------------------
 
 
 class AssignmentSerializer(serializers.ModelSerializer):
-    """A pair as a rater sees it: texts only. Nothing names a generator, version or sample, and
-    the comparison's kind (regular, gold check, repeat) is not revealed either."""
+    """A pair as a rater sees it: texts only (as the rating page shows them). Nothing names a
+    generator, version or sample, the comparison's kind (regular, gold check, repeat) is not
+    revealed either, and the pair is addressed by a random token, not a sequential id."""
 
-    prompt = serializers.CharField(source="comparison.prompt.text", read_only=True)
+    token = serializers.CharField(read_only=True, help_text="Addresses the pair in vote and skip.")
+    prompt = serializers.SerializerMethodField()
     left = serializers.SerializerMethodField()
     right = serializers.SerializerMethodField()
 
     class Meta:
         model = Assignment
-        fields = ["id", "status", "prompt", "left", "right", "reserved_at", "expires_at"]
+        fields = ["token", "status", "prompt", "left", "right", "reserved_at", "expires_at"]
         read_only_fields = fields
 
+    def get_prompt(self, assignment: Assignment) -> str:
+        return assignment_texts(assignment=assignment)["prompt"]
+
     def get_left(self, assignment: Assignment) -> str:
-        comparison = assignment.comparison
-        return (comparison.sample_a if assignment.left_is_a else comparison.sample_b).text
+        return assignment_texts(assignment=assignment)["left"]
 
     def get_right(self, assignment: Assignment) -> str:
-        comparison = assignment.comparison
-        return (comparison.sample_b if assignment.left_is_a else comparison.sample_a).text
+        return assignment_texts(assignment=assignment)["right"]
 
 
 class NextAssignmentSerializer(serializers.Serializer):
@@ -321,7 +350,7 @@ class JudgmentSubmitSerializer(serializers.Serializer):
 
 class JudgmentResultSerializer(serializers.Serializer):
     id = serializers.IntegerField()
-    assignment_id = serializers.IntegerField()
+    assignment = serializers.CharField(help_text="The token of the pair voted on.")
     choice = serializers.ChoiceField(choices=[(choice, choice) for choice in CHOICES])
     strength = serializers.IntegerField(allow_null=True)
     rationale = serializers.CharField(allow_blank=True)

@@ -21,16 +21,17 @@ urlpatterns = [
     path(f"{study}versions/", apis.VersionListCreateApi.as_view(), name="versions"),
     path(f"{study}samples/", apis.SampleListApi.as_view(), name="samples"),
     path(f"{study}samples/import/", apis.SampleImportApi.as_view(), name="samples-import"),
+    path(f"{study}gold/import/", apis.GoldImportApi.as_view(), name="gold-import"),
     # Rating, for programmatic raters
     path(f"{study}assignments/", apis.AssignmentListApi.as_view(), name="assignments"),
     path(f"{study}assignments/next/", apis.NextAssignmentApi.as_view(), name="assignment-next"),
     path(
-        f"{study}assignments/<id:assignment_id>/judgment/",
+        f"{study}assignments/<str:token>/judgment/",
         apis.JudgmentSubmitApi.as_view(),
         name="judgment-submit",
     ),
     path(
-        f"{study}assignments/<id:assignment_id>/skip/",
+        f"{study}assignments/<str:token>/skip/",
         apis.AssignmentSkipApi.as_view(),
         name="assignment-skip",
     ),

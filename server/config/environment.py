@@ -71,6 +71,22 @@ class Environment:
             raise ImproperlyConfigured(f"{name} must list at least one value (comma-separated).")
         return items
 
+    def path_list(self, name: str) -> list[Path]:
+        """Absolute folders separated by ``:`` (as in PATH); a relative one is a configuration error,
+        since web and worker processes need not share a working directory."""
+        value = self._raw(name, required=False)
+        if value is None:
+            return []
+        folders = []
+        for item in value.split(":"):
+            if not item.strip():
+                continue
+            folder = Path(item.strip())
+            if not folder.is_absolute():
+                raise ImproperlyConfigured(f"{name} must list absolute folders, got {item.strip()!r}.")
+            folders.append(folder)
+        return folders
+
     def database(self, name: str, *, sqlite_path: Path, health_checks: bool = True) -> dict[str, Any]:
         """A Django DATABASES entry from a URL; SQLite at ``sqlite_path`` when unset.
 

@@ -180,6 +180,16 @@ LOVELACE_JOB_MAX_ATTEMPTS = env.integer("LOVELACE_JOB_MAX_ATTEMPTS", default=3)
 # the claim makes every duplicate a no-op.
 LOVELACE_JOB_RESEND_AFTER = env.integer("LOVELACE_JOB_RESEND_AFTER", default=120, minimum=1)  # seconds
 
+# Files and folders that jobs may read or write, when a path comes from staff (API, dashboard,
+# ``manage.py job start``): the var folder always, the shipped corpus (data) and the shipped
+# sentence-embedding model (models) always, plus these absolute folders (``:``-separated). See
+# ``server/core/paths.py``.
+LOVELACE_MODEL_ROOTS = env.path_list("LOVELACE_MODEL_ROOTS")
+LOVELACE_DATA_ROOTS = env.path_list("LOVELACE_DATA_ROOTS")
+# Hugging Face hub ids as model paths. Off by default: the product runs offline, and a hub id makes
+# a worker download and run whatever the hub serves under that name.
+LOVELACE_ALLOW_HUB = env.boolean("LOVELACE_ALLOW_HUB", default=False)
+
 # --- REST API -----------------------------------------------------------------------------------
 # Programs authenticate with a token (``manage.py api_token USERNAME`` or the dashboard), pages with
 # the session. The token authenticator comes first so an anonymous request gets 401, not 403.

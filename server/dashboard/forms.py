@@ -248,5 +248,15 @@ class ImportForm(forms.Form):
         return upload
 
 
+class GoldImportForm(ImportForm):
+    prefix = "gold"  # the page has the sample import's form too: distinct field names and ids
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields[
+            "file"
+        ].help_text = "JSONL or CSV, UTF-8; fields prompt, text_a, text_b, expected (A, B or tie) (+ split)."
+
+
 class PauseForm(forms.Form):
     reason = forms.CharField(max_length=300, required=False)

@@ -24,6 +24,7 @@ from server.evaluations.selectors import leaderboard_latest
 from server.generators.models import GeneratorVersion, Sample
 from server.jobs.models import Job, JobKind, JobStatus
 from server.ratings.models import Comparison, ComparisonKind, Judgment, Rater, RaterStatus
+from server.ratings.pair_selection import GOLD_GENERATOR, STAFF_GOLD_LABEL
 from server.studies.models import PromptSplit, Study
 from server.training.exports import DATASET_FOLDER
 from server.training.models import PreferenceSnapshot, RewardModel
@@ -367,6 +368,16 @@ class StudyDashboard:
     versions: list[GeneratorVersion]
     snapshots: list[PreferenceSnapshot]
     sample_counts: dict[int, int] = field(default_factory=dict)
+    gold_checks: dict[str, int] = field(default_factory=dict)  # {"generated": n, "staff": n}
+
+
+def gold_check_counts(*, study: Study) -> dict[str, int]:
+    """The study's gold checks: generated from its samples, and supplied by staff."""
+    staff = Q(sample_a__version__generator__name=GOLD_GENERATOR, sample_a__version__label=STAFF_GOLD_LABEL)
+    counts = Comparison.objects.filter(study=study, kind=ComparisonKind.GOLD).aggregate(
+        total=Count("id"), staff=Count("id", filter=staff)
+    )
+    return {"generated": counts["total"] - counts["staff"], "staff": counts["staff"]}
 
 
 def study_dashboard(*, study: Study, now: datetime | None = None) -> StudyDashboard:
@@ -401,6 +412,7 @@ def study_dashboard(*, study: Study, now: datetime | None = None) -> StudyDashbo
         versions=list(study.versions.select_related("generator").order_by("id")),
         snapshots=list(PreferenceSnapshot.objects.filter(study=study).order_by("-created_at", "-id")[:20]),
         sample_counts=sample_counts,
+        gold_checks=gold_check_counts(study=study),
     )
 
 

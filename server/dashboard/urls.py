@@ -16,6 +16,7 @@ urlpatterns = [
     path("studies/<slug:slug>/jobs.json", views.study_jobs_json, name="study-jobs"),
     path("studies/<slug:slug>/actions/<slug:action>/", views.study_action, name="action"),
     path("studies/<slug:slug>/import/", views.study_import, name="import"),
+    path("studies/<slug:slug>/gold/", views.study_gold_import, name="gold-import"),
     path("studies/<slug:slug>/raters/<id:rater_id>/pause/", views.rater_pause, name="rater-pause"),
     path("studies/<slug:slug>/raters/<id:rater_id>/resume/", views.rater_resume, name="rater-resume"),
     path("jobs/<id:job_id>/cancel/", views.job_cancel_view, name="job-cancel"),

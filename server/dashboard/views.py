@@ -24,6 +24,7 @@ from server.evaluations.services import evaluation_start, leaderboard_recompute_
 from server.generators.services import generate_start, samples_import_file
 from server.jobs.services import job_cancel
 from server.ratings import services as rating_services
+from server.ratings.gold_import import gold_pairs_import_file
 from server.ratings.pair_selection import pair_selection_start
 from server.studies.models import Study
 from server.training.exports import export_file_path, export_start
@@ -137,6 +138,8 @@ def _render_study(
     bound: dict[str, forms.StudyForm] | None = None,
     import_form: forms.ImportForm | None = None,
     import_errors: list[dict[str, Any]] | None = None,
+    gold_form: forms.GoldImportForm | None = None,
+    gold_errors: list[dict[str, Any]] | None = None,
     status: int = 200,
 ) -> HttpResponse:
     bound = bound or {}
@@ -149,6 +152,8 @@ def _render_study(
         "actions": actions,
         "import_form": import_form or forms.ImportForm(),
         "import_errors": import_errors or [],
+        "gold_form": gold_form or forms.GoldImportForm(),
+        "gold_errors": gold_errors or [],
     }
     return render(request, "dashboard/study.html", context, status=status)
 
@@ -223,6 +228,38 @@ def study_import(request: HttpRequest, slug: str) -> HttpResponse:
             )
             return _redirect(_study_url(study, "import"))
     return _render_study(request, study, import_form=form, import_errors=errors, status=400)
+
+
+@require_POST
+@staff_required
+def study_gold_import(request: HttpRequest, slug: str) -> HttpResponse:
+    study = selectors.study_get(slug=slug)
+    form = forms.GoldImportForm(request.POST, request.FILES)
+    errors: list[dict[str, Any]] = []
+    if form.is_valid():
+        upload = form.cleaned_data["file"]
+        try:
+            result = gold_pairs_import_file(
+                study=study,
+                data=upload.read(),
+                filename=upload.name or "upload",
+                declared_format=form.cleaned_data["format"] or None,
+            )
+        except ApplicationError as error:
+            form.add_error(None, error.message)
+            errors = list(error.extra.get("errors", []))
+        else:
+            skipped = (
+                f"; already there, skipped: lines {', '.join(map(str, result.duplicates[:20]))}"
+                if result.duplicates
+                else ""
+            )
+            messages.success(
+                request,
+                f"Added {result.created} gold checks and {result.prompts_created} new prompts{skipped}.",
+            )
+            return _redirect(_study_url(study, "gold"))
+    return _render_study(request, study, gold_form=form, gold_errors=errors, status=400)
 
 
 @require_POST

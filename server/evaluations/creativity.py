@@ -31,15 +31,18 @@ from evaluation.pareto import novel_and_valuable_share, pareto_front
 from evaluation.surprise import compare_surprisal
 from evaluation.value import win_rate_against
 from server.core.exceptions import ApplicationError
+from server.core.paths import model_path_check
 from server.evaluations.leaderboard import OUTCOME_CODES, counted_judgments
 from server.evaluations.models import Evaluation
 from server.evaluations.selectors import leaderboard_latest
 from server.generators.jobs import samples_generate_missing
 from server.generators.models import GeneratorVersion, Sample, VersionKind
+from server.generators.services import version_corpus_check, version_model_check
 from server.jobs.models import Job
 from server.studies.models import Prompt
 from server.training.models import RewardModel
 from workers.ml.base_model import split_corpus
+from workers.ml.embeddings import default_model_path, embed_texts
 from workers.ml.progress import ProgressReporter
 
 BOOTSTRAP_ROUNDS = 1000
@@ -107,6 +110,20 @@ def evaluation_run(*, job: Job, report: ProgressReporter) -> dict[str, Any]:
     params = job.params
     study = job.study
     version = GeneratorVersion.objects.select_related("generator").get(id=params["version_id"])
+    # Every file this job reads, checked before any work (see server.core.paths): the version rows
+    # may have changed since the start, and the parameters may come from ``manage.py job start``.
+    root = lineage_root(version)
+    corpus = version_corpus_check(version=version if version.reference_corpus_path else root, field="corpus")
+    embedding_model = model_path_check(
+        params.get("embedding_model_path") or str(default_model_path()), field="embedding_model_path"
+    )
+    reference_model = ""
+    if params.get("reference_model_path"):
+        reference_model = model_path_check(params["reference_model_path"], field="reference_model_path")
+    elif root.kind != VersionKind.EXTERNAL:
+        reference_model = version_model_check(version=root, field="reference_model_path")
+    reward_model = RewardModel.objects.filter(study=study).order_by("-created_at").first()
+    reward_model_path = model_path_check(reward_model.path, field="reward model path") if reward_model else ""
     prompts = list(Prompt.objects.filter(study=study, split=params["split"]).order_by("id"))
     k = int(params["samples_per_prompt"])
     seed = int(params.get("seed", 0))
@@ -144,9 +161,8 @@ def evaluation_run(*, job: Job, report: ProgressReporter) -> dict[str, Any]:
 
     # --- novelty against the reference corpus
     report(step=1, total=STEPS, message="novelty")
-    root = lineage_root(version)
-    corpus_path = version.reference_corpus_path or root.reference_corpus_path
-    corpus_text = Path(corpus_path).read_text(encoding="utf-8") if corpus_path else ""
+    corpus_path = str(corpus) if corpus else ""
+    corpus_text = corpus.read_text(encoding="utf-8") if corpus else ""
     sample_tokens = [tokenize_words(text) for text in texts]
     vocabulary = build_vocabulary(sample_tokens)
     novelty_4 = np.full(len(samples), np.nan)
@@ -172,9 +188,6 @@ def evaluation_run(*, job: Job, report: ProgressReporter) -> dict[str, Any]:
 
     # --- embeddings: embedding novelty and Vendi diversity
     report(step=2, total=STEPS, message="embeddings")
-    from workers.ml.embeddings import default_model_path, embed_texts
-
-    embedding_model = str(params.get("embedding_model_path") or default_model_path())
     sample_embeddings = embed_texts(texts, model_path=embedding_model)
     if corpus_text:
         pieces = split_corpus(corpus_text)
@@ -212,9 +225,6 @@ def evaluation_run(*, job: Job, report: ProgressReporter) -> dict[str, Any]:
 
     # --- surprise under a reference model, relative to human text of the corpus
     report(step=4, total=STEPS, message="surprise")
-    reference_model = str(
-        params.get("reference_model_path") or (root.model_path if root.kind != "external" else "")
-    )
     if reference_model and corpus_text:
         baseline = split_corpus(corpus_text)
         random.Random(seed).shuffle(baseline)
@@ -278,12 +288,11 @@ def evaluation_run(*, job: Job, report: ProgressReporter) -> dict[str, Any]:
                 "ties": rate.ties,
                 "losses": rate.losses,
             }
-    reward_model = RewardModel.objects.filter(study=study).order_by("-created_at").first()
     values = np.full(len(samples), np.nan)
     if reward_model is not None:
         from workers.ml.reward_model import load_reward_ensemble, score_texts
 
-        ensemble = load_reward_ensemble(Path(reward_model.path))
+        ensemble = load_reward_ensemble(Path(reward_model_path))
         scores = score_texts(ensemble, texts, prompts=[sample.prompt.text for sample in samples])
         values = scores.mean.detach().cpu().numpy().astype(np.float64)
         metrics["reward_model_score"] = {**mean_ci(values), "reward_model_id": reward_model.id}

@@ -68,7 +68,8 @@ def evaluation_start(
     parent_id: int | None = None,
 ) -> Job:
     """Start the creativity evaluation of one version on the study's prompts of ``split``."""
-    from server.generators.models import GeneratorVersion
+    from server.generators.models import GeneratorVersion, VersionKind
+    from server.generators.services import version_corpus_check, version_model_check
     from server.studies.models import Prompt, PromptSplit
 
     if split not in PromptSplit.values:
@@ -88,6 +89,13 @@ def evaluation_start(
         raise ApplicationError(f"{version} is not enrolled in the study.", extra={"field": "version_id"})
     if not Prompt.objects.filter(study=study, split=split).exists():
         raise ApplicationError(f"The study has no {split} prompts.", extra={"field": "split"})
+    # The files the evaluation reads: the corpus and the reference model of the lineage's root.
+    root = version
+    while root.parent_id is not None:
+        root = root.parent  # type: ignore[assignment]
+    version_corpus_check(version=version if version.reference_corpus_path else root, field="version_id")
+    if root.kind != VersionKind.EXTERNAL:
+        version_model_check(version=root, field="version_id")
     return job_enqueue(
         kind=JobKind.EVALUATE,
         study_id=study.id,

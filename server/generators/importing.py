@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from server.core.exceptions import ApplicationError
 from server.core.untrusted_json import UntrustedJSONError, json_loads_untrusted, json_value_problem
@@ -44,7 +45,9 @@ class ImportProblem:
         return f"{where}: {self.message}"
 
 
-def _refuse(problems: list[ImportProblem]) -> ApplicationError:
+def import_refused(problems: list[ImportProblem]) -> ApplicationError:
+    """The one error of a refused file: the first problems in the message, all (up to a limit)
+    with their line and field in ``extra``."""
     shown = problems[:MAX_ERRORS_REPORTED]
     more = len(problems) - len(shown)
     summary = "; ".join(str(problem) for problem in shown[:3])
@@ -89,7 +92,7 @@ def decode_utf8(data: bytes, *, max_bytes: int) -> str:
         text = data.decode("utf-8")
     except UnicodeDecodeError as error:
         line = data[: error.start].count(b"\n") + 1
-        raise _refuse(
+        raise import_refused(
             [ImportProblem(line, "", f"not valid UTF-8 (byte {error.start}); save the file as UTF-8")]
         ) from None
     return text.removeprefix("\ufeff")
@@ -153,8 +156,13 @@ def _validate(line: int, record: dict[str, Any], problems: list[ImportProblem]) 
     return ImportRow(line=line, metadata=metadata, **values)
 
 
-def parse_jsonl(text: str) -> list[ImportRow]:
-    rows: list[ImportRow] = []
+Row = TypeVar("Row")
+# Checks one record of a file (its line, its fields); appends what is wrong, returns the row or None.
+Validator = Callable[[int, dict[str, Any], list[ImportProblem]], Row | None]
+
+
+def parse_jsonl(text: str, validate: Validator[Row] = _validate) -> list[Row]:  # type: ignore[assignment]
+    rows: list[Row] = []
     problems: list[ImportProblem] = []
     # Physical lines: "\n" ends a line ("\r\n" too). ``str.splitlines`` would also split at U+2028,
     # U+0085, form feeds and more, which JSON allows inside a string, and count lines that a text
@@ -171,21 +179,27 @@ def parse_jsonl(text: str) -> list[ImportRow]:
         if not isinstance(record, dict):
             problems.append(ImportProblem(number, "", "must be a JSON object"))
             continue
-        row = _validate(number, record, problems)
+        row = validate(number, record, problems)
         if row is not None:
             rows.append(row)
     if problems:
-        raise _refuse(problems)
+        raise import_refused(problems)
     return rows
 
 
-def parse_csv(text: str) -> list[ImportRow]:
+def parse_csv(
+    text: str,
+    validate: Validator[Row] = _validate,  # type: ignore[assignment]
+    required: tuple[str, ...] = REQUIRED_FIELDS,
+) -> list[Row]:
     reader = csv.DictReader(io.StringIO(text, newline=""))
     header = reader.fieldnames or []
-    missing = [name for name in REQUIRED_FIELDS if name not in header]
+    missing = [name for name in required if name not in header]
     if missing:
-        raise _refuse([ImportProblem(1, name, "column is missing from the header") for name in missing])
-    rows: list[ImportRow] = []
+        raise import_refused(
+            [ImportProblem(1, name, "column is missing from the header") for name in missing]
+        )
+    rows: list[Row] = []
     problems: list[ImportProblem] = []
     try:
         for record in reader:
@@ -194,13 +208,13 @@ def parse_csv(text: str) -> list[ImportRow]:
                 problems.append(ImportProblem(line, "", "has more cells than the header"))
                 continue
             cleaned = {key: value for key, value in record.items() if value not in (None, "")}
-            row = _validate(line, cleaned, problems)
+            row = validate(line, cleaned, problems)
             if row is not None:
                 rows.append(row)
     except csv.Error as error:
         problems.append(ImportProblem(reader.line_num, "", f"is not valid CSV ({error})"))
     if problems:
-        raise _refuse(problems)
+        raise import_refused(problems)
     return rows
 
 

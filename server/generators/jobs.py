@@ -11,9 +11,10 @@ from typing import Any
 
 from django.conf import settings
 
+from server.core.paths import corpus_path_check, output_dir_check
 from server.generators.demo import demo_versions_enrol_and_generate
 from server.generators.models import GeneratorVersion, Sample, VersionKind
-from server.generators.services import generator_version_register
+from server.generators.services import generator_version_register, version_model_check
 from server.jobs.models import Job
 from server.ratings.pair_selection import pair_selection_start
 from server.studies.models import Prompt
@@ -28,8 +29,9 @@ def checkpoint_dir_for(job: Job) -> Path:
 
 def base_model_build_run(*, job: Job, report: ProgressReporter) -> dict[str, Any]:
     params = job.params
-    corpus_path = Path(params["corpus_path"])
-    output_dir = Path(params["output_dir"])
+    # Checked at the start and again here, where the files are touched (see server.core.paths).
+    corpus_path = corpus_path_check(params["corpus_path"], field="corpus_path")
+    output_dir = output_dir_check(params["output_dir"], field="output_dir")
     base = TINY_BUILD_CONFIG if params.get("size") == "tiny" else BaseModelConfig()
     config = BaseModelConfig(**{**base.__dict__, **params.get("config", {})})
     checkpoints = checkpoint_dir_for(job)
@@ -92,7 +94,9 @@ def samples_generate_missing(
     if "stop" in decoding:
         decoding["stop"] = tuple(decoding["stop"])
     config = SamplingConfig(**decoding)
-    model = load_model(version.model_path, device=config.device, dtype=config.dtype)
+    model = load_model(
+        version_model_check(version=version, field="model_path"), device=config.device, dtype=config.dtype
+    )
     recorded = {key: value for key, value in decoding.items() if key not in ("device", "dtype", "batch_size")}
     if "stop" in recorded:
         recorded["stop"] = list(recorded["stop"])

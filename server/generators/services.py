@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from django.conf import settings
@@ -11,6 +14,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
 from server.core.exceptions import ApplicationError, NotFound
+from server.core.paths import corpus_path_check, data_roots, model_path_check, output_dir_check
 from server.generators.importing import ImportRow, parse_import
 from server.generators.models import Generator, GeneratorVersion, Sample, VersionKind, sample_text_hash
 from server.jobs.models import Job, JobKind
@@ -46,6 +50,25 @@ def validate_decoding(decoding: dict[str, Any]) -> dict[str, Any]:
     return decoding
 
 
+def version_model_check(*, version: GeneratorVersion, field: str) -> str:
+    """The version's model as a job may load it (see ``server.core.paths``), else an error naming
+    the version and ``field``."""
+    try:
+        return model_path_check(version.model_path)
+    except ApplicationError as error:
+        raise ApplicationError(f"{version}: {error.message}", extra={"field": field}) from None
+
+
+def version_corpus_check(*, version: GeneratorVersion, field: str) -> Path | None:
+    """The version's reference corpus as a job may read it (None when it has none)."""
+    if not version.reference_corpus_path:
+        return None
+    try:
+        return corpus_path_check(version.reference_corpus_path, field="reference_corpus_path")
+    except ApplicationError as error:
+        raise ApplicationError(f"{version}: {error.message}", extra={"field": field}) from None
+
+
 def generator_version_register(
     *,
     generator_name: str,
@@ -63,6 +86,13 @@ def generator_version_register(
     generator, _ = Generator.objects.get_or_create(name=generator_name.strip())
     version = GeneratorVersion.objects.filter(generator=generator, label=label.strip()).first()
     if version is None:
+        # Stored resolved: the row names the folder that was checked, not a symlink to re-point.
+        if model_path:
+            model_path = model_path_check(model_path, field="model_path")
+        if reference_corpus_path:
+            reference_corpus_path = str(
+                corpus_path_check(reference_corpus_path, field="reference_corpus_path")
+            )
         version = GeneratorVersion(
             generator=generator,
             label=label.strip(),
@@ -229,6 +259,8 @@ def generate_start(
     prompts = Prompt.objects.filter(study=study)
     if not (prompts if split == "all" else prompts.filter(split=split)).exists():
         raise ApplicationError(f"The study has no {split} prompts.", extra={"field": "split"})
+    for version in versions:  # a row the Django admin edited is refused here, not only in the worker
+        version_model_check(version=version, field="version_ids")
     return job_enqueue(
         kind=JobKind.GENERATE,
         study_id=study.id,
@@ -251,6 +283,32 @@ def samples_per_version(*, study: Study) -> dict[int, int]:
 MAX_CORPUS_BYTES = 500 * 1024 * 1024  # a larger corpus belongs on a bigger machine than the builder's
 
 
+def corpus_import_local(*, source: Path) -> Path:
+    """A corpus file named on the command line (``manage.py demo --corpus``, ``build_base_model``),
+    as a path that jobs may read: the file itself when it lies in the allowed data folders, else a
+    copy at ``var/corpora/<sha256 prefix>/<name>``. The shell user may read any file the server can;
+    staff through the API may not, so jobs only ever read from the data folders. The copy is named
+    by its content, so importing the same file again reuses it and a version's corpus cannot change
+    under its evaluations."""
+    path = source.expanduser().resolve()
+    if not path.is_file():
+        raise ApplicationError(f"There is no corpus file {source}.", extra={"field": "corpus"})
+    if any(path.is_relative_to(root) for root in data_roots()):
+        return path
+    if path.stat().st_size > MAX_CORPUS_BYTES:
+        raise ApplicationError(
+            f"The corpus is larger than {MAX_CORPUS_BYTES:,} bytes.", extra={"field": "corpus"}
+        )
+    data = path.read_bytes()
+    target = Path(settings.VAR_DIR) / "corpora" / hashlib.sha256(data).hexdigest()[:16] / path.name
+    if not target.is_file():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        temporary.write_bytes(data)
+        os.replace(temporary, target)  # atomic: a reader sees no half-written corpus
+    return target
+
+
 def base_model_build_start(
     *,
     corpus_path: str,
@@ -265,13 +323,10 @@ def base_model_build_start(
 ) -> Job:
     """Start building a small GPT-2 and its tokenizer from a UTF-8 text corpus (pieces separated
     by blank lines). The file is checked here, so a bad path fails now and not in a worker."""
-    from pathlib import Path
-
     if size not in ("demo", "tiny"):
         raise ApplicationError("Size must be 'demo' or 'tiny'.", extra={"field": "size"})
-    path = Path(corpus_path).expanduser().resolve()
-    if not path.is_file():
-        raise ApplicationError(f"There is no corpus file {corpus_path}.", extra={"field": "corpus"})
+    path = corpus_path_check(corpus_path, field="corpus")
+    output_dir_check(output_dir, field="output_dir")
     if path.stat().st_size > MAX_CORPUS_BYTES:
         raise ApplicationError(
             f"The corpus is larger than {MAX_CORPUS_BYTES:,} bytes.", extra={"field": "corpus"}

@@ -19,6 +19,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from server.core.exceptions import ApplicationError, Conflict, NotFound
+from server.core.paths import job_params_check_paths
 from server.jobs.models import FINISHED_STATUSES, Job, JobKind, JobStatus
 from workers.ml.progress import Cancelled
 from workers.queues import QUEUE_OF_JOB_KIND, task_name_for_job_kind
@@ -98,6 +99,7 @@ def job_enqueue(
     """
     if kind not in JobKind.values:
         raise ApplicationError(f"Unknown job kind {kind!r}.", extra={"field": "kind"})
+    job_params_check_paths(params or {})
     if parent_id is not None:
         started = Job.objects.filter(parent_id=parent_id, kind=kind).first()
         if started is not None:

@@ -110,7 +110,7 @@ class AssignmentAdmin(admin.ModelAdmin):
         "skip_reason",
     ]
     list_filter = ["status", "comparison__study"]
-    search_fields = ["rater__user__username", "rater__external_id", "skip_reason"]
+    search_fields = ["=token", "rater__user__username", "rater__external_id", "skip_reason"]
     raw_id_fields = ["comparison", "rater"]
 
 

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import secrets
+
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
@@ -69,13 +71,18 @@ class Rater(models.Model):
 
 class ComparisonKind(models.TextChoices):
     REGULAR = "regular"
-    GOLD = "gold"  # the answer is known (a good sample against a deliberately broken one)
+    # The answer is known: a real sample against a real sample of another prompt (generated), or
+    # a pair with its expected answer supplied by staff.
+    GOLD = "gold"
     REPEAT = "repeat"  # the same pair again, sides swapped, for self-consistency
 
 
-class Side(models.TextChoices):
+class GoldAnswer(models.TextChoices):
+    """The expected outcome of a gold check, in the outcome's own terms (see ``Outcome``)."""
+
     A = "A"
     B = "B"
+    TIE = "tie"  # staff's checks only: two texts that should be judged equal
 
 
 COMPARISON_PROMPT_TRIGGER = Trigger(
@@ -96,7 +103,7 @@ class Comparison(models.Model):
     sample_a = models.ForeignKey("generators.Sample", on_delete=models.CASCADE, related_name="+")
     sample_b = models.ForeignKey("generators.Sample", on_delete=models.CASCADE, related_name="+")
     kind = models.CharField(max_length=16, choices=ComparisonKind.choices, default=ComparisonKind.REGULAR)
-    gold_answer = models.CharField(max_length=1, choices=Side.choices, blank=True)
+    gold_answer = models.CharField(max_length=3, choices=GoldAnswer.choices, blank=True)
     repeat_of = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.CASCADE, related_name="repeats"
     )
@@ -118,7 +125,7 @@ class Comparison(models.Model):
             ),
             models.CheckConstraint(condition=Q(kind__in=ComparisonKind.values), name="comparison_kind_valid"),
             models.CheckConstraint(
-                condition=(Q(kind=ComparisonKind.GOLD) & Q(gold_answer__in=Side.values))
+                condition=(Q(kind=ComparisonKind.GOLD) & Q(gold_answer__in=GoldAnswer.values))
                 | (~Q(kind=ComparisonKind.GOLD) & Q(gold_answer="")),
                 name="gold_comparison_has_answer",
             ),
@@ -155,9 +162,17 @@ class AssignmentStatus(models.TextChoices):
     SKIPPED = "skipped"
 
 
+def assignment_token_new() -> str:
+    """128 random bits, URL-safe (22 characters)."""
+    return secrets.token_urlsafe(16)
+
+
 class Assignment(models.Model):
     """A comparison given to one rater, with the side each sample is shown on."""
 
+    # How the rater's page and programs address the pair. Random, not derived from the id: an id
+    # (even signed) tells its holder how many pairs were handed out before and between its own.
+    token = models.CharField(max_length=32, unique=True, default=assignment_token_new, editable=False)
     comparison = models.ForeignKey(Comparison, on_delete=models.CASCADE, related_name="assignments")
     rater = models.ForeignKey(Rater, on_delete=models.CASCADE, related_name="assignments")
     left_is_a = models.BooleanField()

@@ -8,6 +8,7 @@ Active selection (pairs the reward-model ensemble is least sure about) lives in
 from __future__ import annotations
 
 import random
+import re
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -15,16 +16,28 @@ from dataclasses import dataclass
 from django.db import transaction
 
 from server.core.exceptions import ApplicationError
-from server.generators.models import Sample, VersionKind
+from server.generators.models import Sample, VersionKind, sample_text_hash
 from server.generators.services import generator_version_register
 from server.jobs.models import Job, JobKind
 from server.jobs.services import job_enqueue
-from server.ratings.models import Comparison, ComparisonKind
+from server.ratings.models import Comparison, ComparisonKind, GoldAnswer
 from server.studies.models import PairSelection, Study
 from workers.ml.progress import ProgressReporter
 
-GOLD_GENERATOR = "lovelace-gold"
-GOLD_LABEL = "broken"
+GOLD_GENERATOR = "lovelace-gold"  # the external generator every gold-check sample is filed under
+GOLD_LABEL = "off-topic"  # generated checks: real samples of other prompts
+STAFF_GOLD_LABEL = "staff"  # checks that staff supplied with their expected answers
+DONOR_DRAWS = 24  # samples of other prompts drawn per check; the least related one is used
+# Function words of four letters or more: they say nothing about what a text is about.
+_FUNCTION_WORDS = frozenset(
+    {
+        "about", "also", "been", "could", "each", "from", "have", "into", "just", "more", "most",
+        "must", "only", "over", "shall", "should", "some", "such", "than", "that", "their", "them",
+        "then", "there", "they", "this", "very", "were", "what", "when", "which", "will", "with",
+        "would", "your",
+    }
+)  # fmt: skip
+_WORD = re.compile(r"[^\W\d_]{4,}")
 
 
 @dataclass(frozen=True)
@@ -34,17 +47,9 @@ class SelectionResult:
     prompts_considered: int
 
 
-def break_text(text: str, *, rng: random.Random) -> str:
-    """A deliberately broken copy of a sample for a gold check: its words in reversed, then
-    shuffled, order. It keeps the vocabulary and length (so neither gives it away) but not the sense."""
-    words = text.split()
-    if len(words) < 3:
-        return " ".join(["the"] * 6 + words[::-1])
-    broken = words[::-1]
-    rng.shuffle(broken)
-    if broken == words:
-        broken = words[::-1]
-    return " ".join(broken)
+def content_words(text: str) -> frozenset[str]:
+    """The words (four letters or more, not function words) that say what ``text`` is about."""
+    return frozenset(word for word in _WORD.findall(text.lower()) if word not in _FUNCTION_WORDS)
 
 
 def candidate_pairs_by_prompt(*, study: Study) -> dict[int, list[tuple[int, int]]]:
@@ -94,15 +99,34 @@ def comparisons_create(
 
 
 def gold_comparisons_create(*, study: Study, count: int, seed: int, job_id: int | None = None) -> int:
-    """Create ``count`` gold comparisons: a real sample against a broken copy of itself."""
+    """Create up to ``count`` gold checks: a real sample of a prompt against a real sample of
+    another prompt (the expected answer), filed under the first prompt.
+
+    Why off-topic and not a corrupted copy: both sides are texts the generators wrote, so nothing
+    in their form (spacing, length, punctuation, vocabulary shared between the two sides) tells a
+    check from a regular pair; only reading the prompt and the texts does, which is what the check
+    measures. To keep the expected answer clear, the real side is the sample that shares the most
+    words with its prompt, and the other side the least related of a few samples of other prompts
+    (preferably of another version, as in regular pairs). A study with one prompt gets no
+    generated checks; staff can supply their own (``gold_pairs_import``).
+    """
     if count <= 0:
         return 0
     rng = random.Random(seed)
+    real = list(
+        Sample.objects.filter(prompt__study=study, version__in=study.versions.all())
+        .exclude(version__generator__name=GOLD_GENERATOR)
+        .select_related("prompt")
+        .only("id", "prompt_id", "version_id", "text", "prompt__text")
+        .order_by("id")
+    )
+    if len({sample.prompt_id for sample in real}) < 2:
+        return 0
     gold_version = generator_version_register(
         generator_name=GOLD_GENERATOR,
         label=GOLD_LABEL,
         kind=VersionKind.EXTERNAL,
-        metadata={"purpose": "deliberately broken samples for gold checks"},
+        metadata={"purpose": "real samples of other prompts: the expected loser of generated gold checks"},
     )
     used = set(
         Comparison.objects.filter(study=study, kind=ComparisonKind.GOLD).values_list(
@@ -110,38 +134,71 @@ def gold_comparisons_create(*, study: Study, count: int, seed: int, job_id: int 
         )
     )
     used_ids = {sample_id for pair in used for sample_id in pair}
-    originals = list(
-        Sample.objects.filter(prompt__study=study, version__in=study.versions.all())
-        .exclude(version=gold_version)
-        .exclude(id__in=used_ids)
-        .order_by("id")
-        .only("id", "prompt_id", "text")
-    )
-    rng.shuffle(originals)
+    prompt_texts = {sample.prompt_id: sample.prompt.text for sample in real}
+    prompt_words = {prompt_id: content_words(text) for prompt_id, text in prompt_texts.items()}
+    originals = [sample for sample in real if sample.id not in used_ids]
+    rng.shuffle(originals)  # then a stable sort: among equally on-topic samples the order is random
+    originals.sort(key=lambda sample: -len(content_words(sample.text) & prompt_words[sample.prompt_id]))
     created = 0
-    for original in originals[:count]:
-        broken = Sample.objects.filter(
-            version=gold_version, prompt_id=original.prompt_id, metadata__broken_from=original.id
+    for original in originals:
+        if created == count:
+            break
+        donor = _off_topic_donor(original, real, prompt_words[original.prompt_id], rng)
+        if donor is None:
+            continue
+        off_topic = Sample.objects.filter(
+            version=gold_version,
+            prompt_id=original.prompt_id,
+            text_hash=sample_text_hash(donor.text),
+            seed__isnull=True,
         ).first()
-        if broken is None:
-            broken = Sample.objects.create(
+        if off_topic is None:
+            off_topic = Sample.objects.create(
                 version=gold_version,
                 prompt_id=original.prompt_id,
-                text=break_text(original.text, rng=rng),
-                metadata={"broken_from": original.id},
+                text=donor.text,
+                metadata={"off_topic_from": donor.id},
             )
         real_on_a = rng.random() < 0.5
         Comparison.objects.create(
             study=study,
             prompt_id=original.prompt_id,
             kind=ComparisonKind.GOLD,
-            sample_a=original if real_on_a else broken,
-            sample_b=broken if real_on_a else original,
-            gold_answer="A" if real_on_a else "B",
+            sample_a=original if real_on_a else off_topic,
+            sample_b=off_topic if real_on_a else original,
+            gold_answer=GoldAnswer.A if real_on_a else GoldAnswer.B,
             selected_by_job_id=job_id,
         )
         created += 1
     return created
+
+
+def _off_topic_donor(
+    original: Sample, real: list[Sample], words: frozenset[str], rng: random.Random
+) -> Sample | None:
+    """Of a few random samples of other prompts with another text, the one sharing the fewest
+    words with the original's prompt; another version than the original's wins a tie."""
+    draws = [rng.choice(real) for _ in range(DONOR_DRAWS)]
+    candidates = [
+        sample
+        for sample in draws
+        if sample.prompt_id != original.prompt_id and sample.text.strip() != original.text.strip()
+    ]
+    if not candidates:
+        candidates = [
+            sample
+            for sample in real
+            if sample.prompt_id != original.prompt_id and sample.text.strip() != original.text.strip()
+        ]
+        if not candidates:
+            return None
+    return min(
+        candidates,
+        key=lambda sample: (
+            len(content_words(sample.text) & words),
+            sample.version_id == original.version_id,
+        ),
+    )
 
 
 @transaction.atomic

@@ -41,7 +41,7 @@ class QualityRow(NamedTuple):
 
     comparison_id: int
     kind: str  # regular / gold / repeat
-    gold_answer: str  # "A" / "B" for gold, "" otherwise
+    gold_answer: str  # "A" / "B" / "tie" for gold, "" otherwise
     repeat_of_id: int | None
     outcome: str
     chose_left: bool | None

@@ -8,7 +8,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from django.db.models import QuerySet
 
 from server.core.exceptions import NotFound
-from server.ratings.models import ComparisonKind, Judgment, Platform, Rater, RaterStatus
+from server.ratings.models import Assignment, ComparisonKind, Judgment, Platform, Rater, RaterStatus
 from server.studies.models import Study
 
 # MTurk posts the finished HIT back to one of these hosts only; anything else would make the
@@ -21,6 +21,28 @@ def study_get_by_slug(*, slug: str) -> Study:
     if study is None:
         raise NotFound("There is no such study.")
     return study
+
+
+def shown_text(text: str) -> str:
+    """A text as raters see it. Surrounding whitespace is dropped: generated samples often begin
+    with the space that followed the prompt, typed or imported texts do not, and such a margin
+    would tell one kind of text (or a check question) from another without reading it."""
+    return text.strip()
+
+
+def assignment_texts(*, assignment: Assignment) -> dict[str, str]:
+    """The prompt and the two texts of an assignment, on the sides the rater sees them."""
+    comparison = assignment.comparison
+    left, right = (
+        (comparison.sample_a, comparison.sample_b)
+        if assignment.left_is_a
+        else (comparison.sample_b, comparison.sample_a)
+    )
+    return {
+        "prompt": shown_text(comparison.prompt.text),
+        "left": shown_text(left.text),
+        "right": shown_text(right.text),
+    }
 
 
 def rater_get(*, rater_id: int, study_slug: str) -> Rater | None:

@@ -222,6 +222,7 @@ CONTENT_FIELDS = ("prompt__text", "sample_a__text", "sample_b__text")
 def _with_content(queryset):  # type: ignore[no-untyped-def]
     return queryset.select_related("comparison__prompt", "comparison__sample_a", "comparison__sample_b").only(
         "id",
+        "token",
         "comparison_id",
         "rater_id",
         "left_is_a",
@@ -398,7 +399,7 @@ def assignment_expire_stale(*, limit: int = 1000) -> int:
     return _expire_reservations(Q(), now=timezone.now(), limit=limit)
 
 
-def assignment_skip(*, rater: Rater, assignment_id: int, reason: str) -> Assignment:
+def assignment_skip(*, rater: Rater, token: str, reason: str) -> Assignment:
     """The rater passes on a pair, saying why; the slot goes to another rater."""
     reason = reason.strip()
     if not reason:
@@ -406,7 +407,7 @@ def assignment_skip(*, rater: Rater, assignment_id: int, reason: str) -> Assignm
     if len(reason) > 300:
         raise ApplicationError("The reason is too long (300 characters at most).", extra={"field": "reason"})
     with transaction.atomic():
-        assignment = _lock_own_assignment(rater=rater, assignment_id=assignment_id)
+        assignment = _lock_own_assignment(rater=rater, token=token)
         if assignment.status == AssignmentStatus.SKIPPED:
             return assignment  # a retried request
         if assignment.status != AssignmentStatus.RESERVED:
@@ -420,8 +421,8 @@ def assignment_skip(*, rater: Rater, assignment_id: int, reason: str) -> Assignm
     return assignment
 
 
-def _lock_own_assignment(*, rater: Rater, assignment_id: int) -> Assignment:
-    assignment = Assignment.objects.select_for_update().filter(id=assignment_id).first()
+def _lock_own_assignment(*, rater: Rater, token: str) -> Assignment:
+    assignment = Assignment.objects.select_for_update().filter(token=token).first()
     if assignment is None:
         raise NotFound("This pair does not exist.")
     if assignment.rater_id != rater.id:
@@ -473,7 +474,7 @@ def _flags(*, rater: Rater, study: Study, active_seconds: float | None) -> list[
 def judgment_submit(
     *,
     rater: Rater,
-    assignment_id: int,
+    token: str,
     choice: str,
     idempotency_key: str,
     strength: int | None = None,
@@ -482,7 +483,8 @@ def judgment_submit(
     first_input_at: datetime | None = None,
     active_seconds: float | None = None,
 ) -> JudgmentSubmission:
-    """Record a vote on the rater's own, unexpired assignment, in one transaction.
+    """Record a vote on the rater's own, unexpired assignment (the one with ``token``), in one
+    transaction.
 
     The same idempotency key sent again (a double click, a retried request) returns the judgment
     stored the first time. A vote on someone else's pair, an expired reservation or a skipped pair
@@ -498,7 +500,7 @@ def judgment_submit(
         with transaction.atomic():
             # One round trip: the locked assignment, its comparison's kind, whether it expired, the
             # judgment an undo left behind (this vote replaces it) and the rater's completed count.
-            assignment = sql.lock_assignment_for_vote(assignment_id=assignment_id, now=now)
+            assignment = sql.lock_assignment_for_vote(token=token, now=now)
             if assignment is None:
                 raise NotFound("This pair does not exist.")
             if assignment.rater_id != rater.id:
@@ -541,14 +543,14 @@ def judgment_submit(
         )
         if (
             existing is not None
-            and existing.assignment_id == assignment_id
+            and existing.assignment.token == token
             and existing.assignment.rater_id == rater.id
         ):
             judged = Assignment.objects.filter(rater_id=rater.id, status=AssignmentStatus.COMPLETED).count()
             return _submission(existing, created=False, rater=rater, judged=judged)
         raise Conflict("This vote could not be stored; reload the page and vote again.") from None
     if expired:
-        _expire_reservations(Q(id=assignment_id), now=now, limit=1)
+        _expire_reservations(Q(id=assignment.id), now=now, limit=1)
         raise Conflict(
             "This pair was reserved for you for a limited time and the reservation ran out, so it went "
             "back to the pool. Your vote was not recorded; here is a new pair."

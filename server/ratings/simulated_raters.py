@@ -160,10 +160,10 @@ def rate(
             "idempotency_key": uuid.uuid4().hex,
             "active_seconds": round(3.0 + words / 4.0 + rng.random() * 4.0, 2),  # ~240 words a minute
         }
-        status, body = client.post(f"{base}/assignments/{assignment['id']}/judgment/", vote)
+        status, body = client.post(f"{base}/assignments/{assignment['token']}/judgment/", vote)
         if status >= 500 or status == 0:  # a retried request with the same key stores one vote
             stats.retried += 1
-            status, body = client.post(f"{base}/assignments/{assignment['id']}/judgment/", vote)
+            status, body = client.post(f"{base}/assignments/{assignment['token']}/judgment/", vote)
         if status not in (200, 201):
             stats.errors.append(f"vote: HTTP {status} {body.get('error', '')}")
             break

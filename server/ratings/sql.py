@@ -130,9 +130,10 @@ WHERE o.id = (
 )
 """
 
-# The assignment a vote is for, locked, with what the vote needs to know in the same round trip:
-# its comparison's kind, whether its reservation ran out, the judgment an undo left behind (the
-# vote replaces it) and how many pairs the rater has completed.
+# The assignment a vote is for (found through the unique index on its token), locked, with what the
+# vote needs to know in the same round trip: its comparison's kind, whether its reservation ran
+# out, the judgment an undo left behind (the vote replaces it) and how many pairs the rater has
+# completed.
 _VOTE_SQL = f"""
 SELECT a.id, a.comparison_id, a.rater_id, a.left_is_a, a.status, c.kind,
        CASE WHEN a.expires_at <= %s THEN 1 ELSE 0 END,
@@ -142,7 +143,7 @@ SELECT a.id, a.comparison_id, a.rater_id, a.left_is_a, a.status, c.kind,
        (SELECT COUNT(*) FROM {ASSIGNMENT} d WHERE d.rater_id = a.rater_id AND d.status = %s)
 FROM {ASSIGNMENT} a
 INNER JOIN {COMPARISON} c ON c.id = a.comparison_id
-WHERE a.id = %s
+WHERE a.token = %s
 """
 
 
@@ -247,9 +248,9 @@ def repeat_original(*, rater_id: int, skip_latest: int) -> tuple[Comparison, boo
     return _comparison_with_content(row[:10]), bool(row[10])
 
 
-def lock_assignment_for_vote(*, assignment_id: int, now: datetime) -> Assignment | None:
-    """The assignment, row-locked, with ``expired``, ``undone_id`` and ``judged`` set on it."""
-    row = _fetchone(_VOTE_SQL + _lock("a"), [_timestamp(now), AssignmentStatus.COMPLETED, assignment_id])
+def lock_assignment_for_vote(*, token: str, now: datetime) -> Assignment | None:
+    """The assignment with ``token``, row-locked, with ``expired``, ``undone_id`` and ``judged`` set."""
+    row = _fetchone(_VOTE_SQL + _lock("a"), [_timestamp(now), AssignmentStatus.COMPLETED, token])
     if row is None:
         return None
     assignment: Assignment = _instance(

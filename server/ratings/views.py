@@ -1,8 +1,9 @@
 """The rating interface: pages for people, small JSON endpoints for the page's script.
 
 Blindness: nothing sent to the browser before the vote names a generator, a version or a sample.
-A pair is addressed by an opaque token (the assignment id signed with the secret key, so a token
-cannot be forged or pointed at another rater's pair), and the payload holds only texts.
+A pair is addressed by its assignment's token (128 random bits: nothing in it counts pairs or can
+be guessed; a token of another rater's pair is refused), and the payload holds only texts, each
+stripped of surrounding whitespace so that no side differs from another by its margins.
 
 Identity: the session maps a study's slug to the rater id. Crowd participants (invite links,
 Prolific, MTurk) have nothing but that session; account holders have a session that is also a
@@ -18,7 +19,6 @@ from collections.abc import Callable
 from typing import Any
 
 from django.contrib.auth.views import redirect_to_login
-from django.core import signing
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.middleware.csrf import get_token
 from django.shortcuts import render
@@ -37,18 +37,6 @@ logger = logging.getLogger(__name__)
 SESSION_RATERS = "ratings.raters"  # {study slug: rater id}
 MTURK_PREVIEW = "ASSIGNMENT_ID_NOT_AVAILABLE"
 MTURK_FRAME_ANCESTORS = "frame-ancestors https://www.mturk.com https://workersandbox.mturk.com"
-_token_signer = signing.Signer(salt="ratings.assignment")
-
-
-def assignment_token(assignment_id: int) -> str:
-    return _token_signer.sign(format(assignment_id, "x"))
-
-
-def assignment_id_from_token(token: str) -> int:
-    try:
-        return int(_token_signer.unsign(token), 16)
-    except (signing.BadSignature, ValueError):
-        raise ApplicationError("This pair token is not valid; reload the page.", status=400) from None
 
 
 # --- Session identity -----------------------------------------------------------------------------
@@ -253,18 +241,7 @@ def _progress(rater: Rater, judged: int, quota: int | None) -> dict[str, Any] | 
 
 
 def _pair(assignment: Assignment) -> dict[str, str]:
-    comparison = assignment.comparison
-    left, right = (
-        (comparison.sample_a, comparison.sample_b)
-        if assignment.left_is_a
-        else (comparison.sample_b, comparison.sample_a)
-    )
-    return {
-        "token": assignment_token(assignment.id),
-        "prompt": comparison.prompt.text,
-        "left": left.text,
-        "right": right.text,
-    }
+    return {"token": assignment.token, **selectors.assignment_texts(assignment=assignment)}
 
 
 EMPTY_RETRY_SECONDS = 10  # how soon the page asks again after "no pairs right now"
@@ -304,7 +281,7 @@ def api_vote(request: HttpRequest, rater: Rater, payload: dict[str, Any]) -> dic
         raise ApplicationError("Some fields are not valid.", extra={"fields": errors})
     submission = services.judgment_submit(
         rater=rater,
-        assignment_id=assignment_id_from_token(vote.token),
+        token=vote.token,
         choice=vote.choice,
         idempotency_key=vote.idempotency_key,
         strength=vote.strength,
@@ -345,7 +322,7 @@ def api_skip(request: HttpRequest, rater: Rater, payload: dict[str, Any]) -> dic
     form = _form(SkipForm, payload)
     services.assignment_skip(
         rater=rater,
-        assignment_id=assignment_id_from_token(form.cleaned_data["token"]),
+        token=form.cleaned_data["token"],
         reason=form.cleaned_data["reason"],
     )
     return {"status": "skipped"}

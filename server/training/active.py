@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 from django.db import transaction
 
+from server.core.paths import model_path_check
 from server.generators.models import Sample
 from server.ratings.pair_selection import (
     SelectionResult,
@@ -62,7 +63,8 @@ def comparisons_select_active(
     position = {sample_id: index for index, sample_id in enumerate(sample_ids)}
     rows = dict(Sample.objects.filter(id__in=sample_ids).values_list("id", "text"))
     prompts = dict(Sample.objects.filter(id__in=sample_ids).values_list("id", "prompt__text"))
-    ensemble = load_reward_ensemble(Path(reward_model.path))
+    # The row may have been edited (Django admin): load only from the allowed model folders.
+    ensemble = load_reward_ensemble(Path(model_path_check(reward_model.path, field="reward model path")))
     scores = score_texts(ensemble, [rows[i] for i in sample_ids], prompts=[prompts[i] for i in sample_ids])
     member_scores = scores.member_scores.detach().cpu().numpy()
     index_pairs = np.array([[position[a], position[b]] for _, a, b in candidates], dtype=np.int64)

@@ -11,8 +11,9 @@ from typing import Any
 
 from django.conf import settings
 
+from server.core.paths import model_path_check
 from server.generators.models import GeneratorVersion, Sample, VersionKind
-from server.generators.services import generate_start
+from server.generators.services import generate_start, version_model_check
 from server.jobs.models import Job
 from server.ratings.models import Outcome
 from server.ratings.selectors import judgments_trusted
@@ -145,6 +146,7 @@ def _reward_model_train(*, job: Job, report: ProgressReporter) -> RewardModel:
         .values_list("text", "prompt__text")[:REFERENCE_TEXTS]
     )
     config = RewardModelConfig(**job.params.get("config", {}))
+    model_path_check(config.backbone_path, field="config.backbone_path")  # again, before loading it
     output_dir = Path(settings.VAR_DIR) / "reward_models" / f"job-{job.id}"
     result = train_reward_model(
         train,
@@ -218,12 +220,15 @@ def _policy_train(*, job: Job, report: ProgressReporter) -> GeneratorVersion:
     output_dir = Path(settings.VAR_DIR) / "models" / f"{parent.generator.name}-{label}".replace("/", "_")
     snapshot = PreferenceSnapshot.objects.get(id=params["snapshot_id"])
     reward_model = RewardModel.objects.filter(id=params.get("reward_model_id")).first()
+    # Checked at the start and again here, before loading (see server.core.paths).
+    parent_model = version_model_check(version=parent, field="parent_version_id")
+    reward_model_path = model_path_check(reward_model.path, field="reward_model_id") if reward_model else ""
     if method == "dpo":
         train, validation = _pairs(snapshot)
         config: DPOConfig | RLOOConfig = DPOConfig(**options, lora=lora)
         result = train_dpo(
             train,
-            parent.model_path,
+            parent_model,
             output_dir,
             config,
             _checkpoint_path(job, "policy.pt"),
@@ -234,10 +239,10 @@ def _policy_train(*, job: Job, report: ProgressReporter) -> GeneratorVersion:
         assert reward_model is not None
         prompts = list(job.study.prompts.filter(split=PromptSplit.TRAIN).values_list("text", flat=True))
         config = RLOOConfig(**options, lora=lora)
-        ensemble = load_reward_ensemble(Path(reward_model.path))
+        ensemble = load_reward_ensemble(Path(reward_model_path))
         result = train_online_rl(
             prompts,
-            parent.model_path,
+            parent_model,
             reward_function(ensemble),
             output_dir,
             config,

@@ -15,7 +15,9 @@ from typing import Any
 from django.db import transaction
 
 from server.core.exceptions import ApplicationError, NotFound
+from server.core.paths import model_path_check
 from server.generators.models import GeneratorVersion, VersionKind
+from server.generators.services import version_model_check
 from server.jobs.models import Job, JobKind, JobStatus
 from server.jobs.services import job_enqueue
 from server.studies.models import Study
@@ -241,6 +243,7 @@ def policy_train_start(
         raise ApplicationError(
             f"{parent} is not enrolled in the study.", extra={"field": "parent_version_id"}
         )
+    version_model_check(version=parent, field="parent_version_id")
     params: dict[str, Any] = {"parent_version_id": parent.id, "method": method, "then": then or []}
     if method == "dpo":
         params["config"] = _check_options(config, DPO_OPTIONS, "DPO")
@@ -257,6 +260,7 @@ def policy_train_start(
             raise ApplicationError(
                 "RLOO needs a reward model of the study.", extra={"field": "reward_model_id"}
             )
+        model_path_check(reward_model.path, field="reward_model_id")
         params["reward_model_id"] = reward_model.id
         params["snapshot_id"] = reward_model.snapshot_id
     return job_enqueue(

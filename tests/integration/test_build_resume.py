@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -21,14 +22,17 @@ pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 def test_killed_builder_resumes_from_its_checkpoint(
     production_env: dict[str, str],  # noqa: F811
     tmp_path: Path,
+    settings: Any,
     fault_table,  # type: ignore[no-untyped-def]
 ) -> None:
     env = {**production_env, "LOVELACE_VAR_DIR": str(tmp_path / "var")}
+    settings.VAR_DIR = tmp_path / "var"  # the output folder must lie in it here as in the worker
+    output = tmp_path / "var" / "models" / "resumable"
     job = job_enqueue(
         kind=JobKind.BUILD_BASE_MODEL,
         params={
             "corpus_path": str(DEMO_CORPUS),
-            "output_dir": str(tmp_path / "model"),
+            "output_dir": str(output),
             "generator": "resumable",
             "label": "base",
             "size": "tiny",
@@ -68,5 +72,5 @@ def test_killed_builder_resumes_from_its_checkpoint(
     assert job.attempts == 2
     assert 20 <= job.result["resumed_from_step"] <= killed_at
     assert job.result["steps"] == 400
-    assert (tmp_path / "model" / "config.json").is_file()
-    assert GeneratorVersion.objects.get(generator__name="resumable").model_path == str(tmp_path / "model")
+    assert (output / "config.json").is_file()
+    assert GeneratorVersion.objects.get(generator__name="resumable").model_path == str(output)

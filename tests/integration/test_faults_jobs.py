@@ -137,12 +137,13 @@ def _started(study_id: int, kind: str, *, timeout: float) -> Job:
 def test_a_worker_killed_in_each_kind_of_job_resumes_it_or_fails_it_cleanly(
     production_env: dict[str, str],  # noqa: F811
     tmp_path: Path,
-    tiny_model_dir: Path,
+    tiny_model_allowed: Path,
     fault_table,  # type: ignore[no-untyped-def]
 ) -> None:
     from server.evaluations.services import evaluation_start, leaderboard_recompute_start
     from server.training.exports import export_start
 
+    tiny_model_dir = tiny_model_allowed  # the service here and the workers may load it
     study, *_ = judged_study(tiny_model_dir, prompts=8)
     holdout = study.prompts.order_by("id").first()
     holdout.split = "holdout"
@@ -150,6 +151,7 @@ def test_a_worker_killed_in_each_kind_of_job_resumes_it_or_fails_it_cleanly(
     env = {
         **production_env,
         "LOVELACE_VAR_DIR": str(tmp_path / "var"),
+        "LOVELACE_MODEL_ROOTS": str(tiny_model_dir.parent),
         "LOVELACE_JOB_HEARTBEAT_TIMEOUT": "3",
         "LOVELACE_REAPER_INTERVAL": "1",
         "LOVELACE_JOB_RESEND_AFTER": "5",

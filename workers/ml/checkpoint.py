@@ -30,7 +30,12 @@ def save_atomic(state: dict[str, Any], path: Path) -> None:
 
 
 def load_if_exists(path: Path) -> dict[str, Any] | None:
-    """Return the checkpoint at ``path``, or None when there is none yet."""
+    """Return the checkpoint at ``path``, or None when there is none yet.
+
+    ``weights_only=True``: only tensors and plain containers are unpickled, so a checkpoint file
+    someone else wrote cannot run code in the worker. What the trainers save fits that (the numpy
+    generator state is stored as a tensor, configs as plain dicts).
+    """
     if not path.exists():
         return None
-    return torch.load(path, map_location="cpu", weights_only=False)
+    return torch.load(path, map_location="cpu", weights_only=True)

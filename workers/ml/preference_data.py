@@ -58,9 +58,13 @@ def seed_everything(seed: int) -> None:
 
 def capture_rng_state() -> dict[str, Any]:
     """The state of every global generator, for a checkpoint (dropout draws from these)."""
+    legacy: tuple[str, np.ndarray, int, int, float] = np.random.get_state(legacy=True)  # type: ignore[assignment]
+    kind, keys, position, has_gauss, cached_gaussian = legacy
     state: dict[str, Any] = {
         "python": random.getstate(),
-        "numpy": np.random.get_state(),
+        # As a tensor, not an ndarray: checkpoints are read with ``weights_only=True``, which
+        # refuses numpy objects (their unpickling could run arbitrary code).
+        "numpy": (kind, torch.from_numpy(keys.astype(np.int64)), position, has_gauss, cached_gaussian),
         "torch": torch.get_rng_state(),
     }
     if torch.cuda.is_available():
@@ -71,7 +75,8 @@ def capture_rng_state() -> dict[str, Any]:
 def restore_rng_state(state: dict[str, Any]) -> None:
     """Put back what ``capture_rng_state`` saved (the CUDA part only where CUDA exists now)."""
     random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    kind, keys, position, has_gauss, cached_gaussian = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), position, has_gauss, cached_gaussian))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -92,7 +97,8 @@ def fingerprint(items: Sequence[Any]) -> str:
 
 
 def config_for_checkpoint(config: Any) -> dict[str, Any]:
-    """A config dataclass as a plain dict that ``torch.load(weights_only=False)`` restores."""
+    """A config dataclass as a plain dict (of strings, numbers, lists and dicts), which
+    ``torch.load(weights_only=True)`` restores."""
     return {
         key: (str(value) if isinstance(value, Path) else value)
         for key, value in dataclasses.asdict(config).items()

@@ -148,12 +148,13 @@ def test_the_next_pair_shows_texts_only_and_never_the_generator(
     body = response.json()
     comparison = world.open_assignment.comparison
     assert body["assignment"] == {
-        "id": world.open_assignment.id,
+        "token": world.open_assignment.token,
         "status": "reserved",
-        "prompt": comparison.prompt.text,
+        # As the rating page shows them: without surrounding whitespace.
+        "prompt": comparison.prompt.text.strip(),
         # left_is_a is False: sample B is on the left
-        "left": comparison.sample_b.text,
-        "right": comparison.sample_a.text,
+        "left": comparison.sample_b.text.strip(),
+        "right": comparison.sample_a.text.strip(),
         "reserved_at": body["assignment"]["reserved_at"],
         "expires_at": body["assignment"]["expires_at"],
     }
@@ -168,7 +169,7 @@ def test_the_next_pair_shows_texts_only_and_never_the_generator(
 def test_a_vote_is_recorded_once_and_a_retry_returns_the_stored_vote(
     world: World, rater_client: APIClient
 ) -> None:
-    url = f"{STUDY}/assignments/{world.open_assignment.id}/judgment/"
+    url = f"{STUDY}/assignments/{world.open_assignment.token}/judgment/"
     vote = {
         "choice": "left",
         "idempotency_key": "api-vote-0001",
@@ -197,7 +198,7 @@ def test_undo_revokes_the_vote_and_gives_the_pair_back(world: World, rater_clien
 
 
 def test_skip_needs_a_reason(world: World, rater_client: APIClient) -> None:
-    url = f"{STUDY}/assignments/{world.open_assignment.id}/skip/"
+    url = f"{STUDY}/assignments/{world.open_assignment.token}/skip/"
     assert rater_client.post(url, {"reason": ""}, format="json").status_code == 400
     response = rater_client.post(url, {"reason": "Not my language."}, format="json")
     assert response.status_code == 200
@@ -386,7 +387,7 @@ def test_the_schema_is_served_and_the_docs_load_swagger_from_our_own_static_file
 def test_rater_status_is_reported_after_a_vote(world: World, rater_client: APIClient) -> None:
     world.rater_a.status = RaterStatus.ACTIVE
     response = rater_client.post(
-        f"{STUDY}/assignments/{world.open_assignment.id}/judgment/",
+        f"{STUDY}/assignments/{world.open_assignment.token}/judgment/",
         {"choice": "tie", "idempotency_key": "api-vote-0002"},
         format="json",
     )

@@ -234,10 +234,18 @@ def test_fuzz_page_vote_skip_and_undo(world: World) -> None:
 
 @pytest.mark.django_db
 def test_fuzz_api_vote_skip_and_undo(world: World, rater_client: APIClient) -> None:
-    assignment = world.open_assignment.id
+    assignment = world.open_assignment.token
     statuses: list[int] = []
     ids = st.sampled_from(
-        [assignment, assignment, assignment, world.recent_judgment.assignment_id, 2**63, 10**30]
+        [
+            assignment,
+            assignment,
+            assignment,
+            world.recent_judgment.assignment.token,
+            str(2**63),
+            "x" * 300,
+            "..%2F",
+        ]
     )
     vote = bodies(
         {"choice": st.sampled_from(CHOICES), "idempotency_key": keys},
@@ -255,9 +263,9 @@ def test_fuzz_api_vote_skip_and_undo(world: World, rater_client: APIClient) -> N
         name_and_body=st.one_of(
             *(st.tuples(st.just(n), b) for n, b in [("judgment", vote), ("skip", skip), ("undo", undo)])
         ),
-        assignment_id=ids,
+        token=ids,
     )
-    def fuzz(name_and_body: tuple[str, str], assignment_id: int) -> None:
+    def fuzz(name_and_body: tuple[str, str], token: str) -> None:
         name, body = name_and_body
         with rolled_back():
             if name == "undo":
@@ -269,7 +277,7 @@ def test_fuzz_api_vote_skip_and_undo(world: World, rater_client: APIClient) -> N
                 assert saved.status_code == 201, saved.content
                 path = f"{STUDY}/judgments/undo/"
             else:
-                path = f"{STUDY}/assignments/{assignment_id}/{name}/"
+                path = f"{STUDY}/assignments/{token}/{name}/"
             check(lambda: rater_client.post(path, body, content_type="application/json"), statuses)
 
     fuzz()

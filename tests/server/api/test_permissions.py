@@ -73,14 +73,14 @@ ENDPOINTS = [
     Endpoint(
         "submit judgment",
         "post",
-        lambda w: f"{STUDY}/assignments/{w.open_assignment.id}/judgment/",
+        lambda w: f"{STUDY}/assignments/{w.open_assignment.token}/judgment/",
         (401, 201, 404, 403),
         lambda w: {"choice": "left", "idempotency_key": "matrix-vote-1"},
     ),
     Endpoint(
         "skip assignment",
         "post",
-        lambda w: f"{STUDY}/assignments/{w.open_assignment.id}/skip/",
+        lambda w: f"{STUDY}/assignments/{w.open_assignment.token}/skip/",
         (401, 200, 404, 403),
         lambda w: {"reason": "I cannot read this language."},
     ),
@@ -203,12 +203,12 @@ def test_a_second_rater_of_the_same_study_cannot_touch_another_raters_pair(world
     intruder = factories.rater(study=world.study_a, user=factories.user(username="intruder"))
     client = token_client(intruder.user)
     vote = client.post(
-        f"{STUDY}/assignments/{world.open_assignment.id}/judgment/",
+        f"{STUDY}/assignments/{world.open_assignment.token}/judgment/",
         {"choice": "left", "idempotency_key": "intruder-1"},
         format="json",
     )
     skip = client.post(
-        f"{STUDY}/assignments/{world.open_assignment.id}/skip/", {"reason": "no"}, format="json"
+        f"{STUDY}/assignments/{world.open_assignment.token}/skip/", {"reason": "no"}, format="json"
     )
     undo = client.post(f"{STUDY}/judgments/undo/", {"idempotency_key": world.recent_judgment.idempotency_key})
     listed = client.get(f"{STUDY}/assignments/")

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
+from django.conf import settings
 from django.utils import timezone
 
 from server.evaluations.models import Evaluation, LeaderboardSnapshot
@@ -91,8 +92,11 @@ def build_world(*, hostile_text: bool = False) -> World:
         factories.version(enrol_in=study_a, label=f"external-{i}{mark}", kind=VersionKind.EXTERNAL)
         for i in range(3)
     ]
+    # Jobs may load models only from the allowed folders (server.core.paths): the var folder here.
+    model_dir = Path(settings.VAR_DIR) / "models" / "tiny"
+    model_dir.mkdir(parents=True, exist_ok=True)
     base_version = factories.version(
-        enrol_in=study_a, label="tiny-base", kind=VersionKind.BASE, model_path="/models/tiny"
+        enrol_in=study_a, label="tiny-base", kind=VersionKind.BASE, model_path=str(model_dir)
     )
     samples = {
         (version.id, prompt.id): Sample.objects.create(
@@ -216,12 +220,14 @@ def build_world(*, hostile_text: bool = False) -> World:
         },
     )
     snapshot = snapshot_create(study=study_a, validation_fraction=0.0)
+    reward_model_dir = Path(settings.VAR_DIR) / "reward_models" / "rm-1"
+    reward_model_dir.mkdir(parents=True, exist_ok=True)
     reward_model = RewardModel.objects.create(
         study=study_a,
         snapshot=snapshot,
-        backbone="/models/tiny",
+        backbone=str(model_dir),
         ensemble_size=3,
-        path="/models/rm-1",
+        path=str(reward_model_dir),
         validation_accuracy=0.68,
         human_agreement_ceiling=0.74,
         expected_calibration_error=0.041,

@@ -314,3 +314,17 @@ def test_the_web_process_skips_connection_health_checks_and_other_processes_keep
     )
     assert finished.returncode == 0, finished.stderr[-2000:]
     assert finished.stdout.strip().splitlines()[-1] == expected
+
+
+def test_root_folders_are_absolute_and_colon_separated() -> None:
+    reader = Environment({"LOVELACE_MODEL_ROOTS": "/srv/models: /mnt/weights:", "EMPTY": ""})
+    assert reader.path_list("LOVELACE_MODEL_ROOTS") == [Path("/srv/models"), Path("/mnt/weights")]
+    assert reader.path_list("EMPTY") == []
+    assert reader.path_list("UNSET") == []
+
+
+def test_a_relative_root_folder_is_refused_with_its_name() -> None:
+    with pytest.raises(
+        ImproperlyConfigured, match=r"LOVELACE_DATA_ROOTS must list absolute folders, got 'data/corpora'\."
+    ):
+        Environment({"LOVELACE_DATA_ROOTS": "/srv/data:data/corpora"}).path_list("LOVELACE_DATA_ROOTS")

@@ -18,14 +18,16 @@ from workers.runner import run_job
 pytestmark = pytest.mark.django_db
 
 
-def test_evaluation_generates_holdout_samples_and_stores_metrics_with_protocol(tiny_model_dir: Path) -> None:
+def test_evaluation_generates_holdout_samples_and_stores_metrics_with_protocol(
+    tiny_model_allowed: Path,
+) -> None:
     study = factories.study()
     for text in ("The sea at night", "A lamp", "Bread"):
         factories.prompt(study=study, text=text, split=PromptSplit.HOLDOUT)
     factories.prompt(study=study, text="Train only")
     version = factories.version(
         kind=VersionKind.BASE,
-        model_path=str(tiny_model_dir),
+        model_path=str(tiny_model_allowed),
         enrol_in=study,
         reference_corpus_path=str(DEMO_CORPUS),
         decoding={"max_new_tokens": 12, "batch_size": 8},
@@ -41,7 +43,7 @@ def test_evaluation_generates_holdout_samples_and_stores_metrics_with_protocol(t
     assert (protocol["split"], protocol["samples_per_prompt"], protocol["sample_count"]) == ("holdout", 3, 9)
     assert protocol["seeds"] == [0, 1, 2]
     assert protocol["corpus"] == str(DEMO_CORPUS)
-    assert protocol["reference_model"] == str(tiny_model_dir)
+    assert protocol["reference_model"] == str(tiny_model_allowed)
     curve = evaluation.metrics["novelty_curve"]
     assert curve["n"] == [1, 2, 3, 4, 5, 6, 7, 8]
     # Novelty can only grow with n: an n-gram absent from the corpus stays absent when extended.

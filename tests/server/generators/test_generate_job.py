@@ -35,8 +35,8 @@ def make_study(model_dir: Path):  # type: ignore[no-untyped-def]
     return study, [first, second]
 
 
-def test_generate_stores_every_sample_with_provenance(tiny_model_dir: Path) -> None:
-    study, versions = make_study(tiny_model_dir)
+def test_generate_stores_every_sample_with_provenance(tiny_model_allowed: Path) -> None:
+    study, versions = make_study(tiny_model_allowed)
     job = generate_start(study=study, version_ids=[v.id for v in versions], samples_per_prompt=2)
     assert run_job(job.id, generate_run) == "succeeded"
     job.refresh_from_db()
@@ -51,8 +51,8 @@ def test_generate_stores_every_sample_with_provenance(tiny_model_dir: Path) -> N
     assert 1 <= sample.token_count <= 8 and sample.logprob_sum < 0 and sample.latency_seconds > 0
 
 
-def test_rerun_after_a_crash_adds_no_duplicate(tiny_model_dir: Path) -> None:
-    study, versions = make_study(tiny_model_dir)
+def test_rerun_after_a_crash_adds_no_duplicate(tiny_model_allowed: Path) -> None:
+    study, versions = make_study(tiny_model_allowed)
     first = generate_start(study=study, version_ids=[v.id for v in versions], samples_per_prompt=2)
     run_job(first.id, generate_run)
     Sample.objects.filter(version=versions[0], seed=1).delete()  # as if the worker died half-way
@@ -63,8 +63,8 @@ def test_rerun_after_a_crash_adds_no_duplicate(tiny_model_dir: Path) -> None:
     assert Sample.objects.count() == 12
 
 
-def test_same_seed_gives_the_same_text_across_jobs(tiny_model_dir: Path) -> None:
-    study, versions = make_study(tiny_model_dir)
+def test_same_seed_gives_the_same_text_across_jobs(tiny_model_allowed: Path) -> None:
+    study, versions = make_study(tiny_model_allowed)
     job = generate_start(study=study, version_ids=[versions[0].id], samples_per_prompt=1)
     run_job(job.id, generate_run)
     before = dict(Sample.objects.values_list("prompt_id", "text"))
@@ -75,9 +75,9 @@ def test_same_seed_gives_the_same_text_across_jobs(tiny_model_dir: Path) -> None
 
 
 def test_generation_then_pair_selection_creates_cross_version_pairs_and_gold(
-    tiny_model_dir: Path, django_capture_on_commit_callbacks
+    tiny_model_allowed: Path, django_capture_on_commit_callbacks
 ) -> None:  # type: ignore[no-untyped-def]
-    study, versions = make_study(tiny_model_dir)
+    study, versions = make_study(tiny_model_allowed)
     job = generate_start(
         study=study, version_ids=[v.id for v in versions], samples_per_prompt=2, then=["select_pairs"]
     )
@@ -95,9 +95,13 @@ def test_generation_then_pair_selection_creates_cross_version_pairs_and_gold(
     assert gold.count() == round(6 * 0.2)
     for comparison in gold:
         real = comparison.sample_a if comparison.gold_answer == "A" else comparison.sample_b
-        broken = comparison.sample_b if comparison.gold_answer == "A" else comparison.sample_a
+        off_topic = comparison.sample_b if comparison.gold_answer == "A" else comparison.sample_a
         assert real.version_id in {v.id for v in versions}
-        assert broken.metadata == {"broken_from": real.id}
+        donor = Sample.objects.get(id=off_topic.metadata["off_topic_from"])
+        # A real sample of another prompt, filed under this one.
+        assert donor.version_id in {v.id for v in versions}
+        assert donor.prompt_id != comparison.prompt_id == off_topic.prompt_id
+        assert donor.text == off_topic.text
 
 
 def test_generate_refuses_external_and_unenrolled_versions() -> None:

@@ -32,7 +32,7 @@ pytestmark = pytest.mark.django_db
 
 def vote(rater, assignment, choice="tie", key=None):  # type: ignore[no-untyped-def]
     return judgment_submit(
-        rater=rater, assignment_id=assignment.id, choice=choice, idempotency_key=key or f"key-{assignment.id}"
+        rater=rater, token=assignment.token, choice=choice, idempotency_key=key or f"key-{assignment.id}"
     )
 
 
@@ -384,7 +384,7 @@ def test_skipping_frees_the_slot_and_the_rater_never_sees_the_pair_again() -> No
     rater, other = factories.rater(study=study), factories.rater(study=study)
     assignment = assignment_next_for_rater(rater=rater).assignment
 
-    skipped = assignment_skip(rater=rater, assignment_id=assignment.id, reason="I cannot judge this topic")
+    skipped = assignment_skip(rater=rater, token=assignment.token, reason="I cannot judge this topic")
 
     assert skipped.status == AssignmentStatus.SKIPPED
     assert skipped.skip_reason == "I cannot judge this topic"
@@ -401,6 +401,6 @@ def test_a_skip_needs_a_reason() -> None:
     assignment = assignment_next_for_rater(rater=rater).assignment
 
     with pytest.raises(ApplicationError, match="Say why you skip this pair"):
-        assignment_skip(rater=rater, assignment_id=assignment.id, reason="  ")
+        assignment_skip(rater=rater, token=assignment.token, reason="  ")
     assignment.refresh_from_db()
     assert assignment.status == AssignmentStatus.RESERVED

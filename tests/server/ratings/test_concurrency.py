@@ -82,7 +82,7 @@ def rate_until_done(rater_id: int, seed: int) -> None:
             continue
         judgment_submit(
             rater=rater,
-            assignment_id=result.assignment.id,
+            token=result.assignment.token,
             choice=rng.choice(["left", "right", "tie", "both_bad"]),
             idempotency_key=f"{rater_id}-{result.assignment.id}",
         )
@@ -150,7 +150,7 @@ def test_a_vote_sent_ten_times_at_once_is_stored_once() -> None:
     def submit() -> None:
         rater_here = Rater.objects.select_related("study").get(id=rater.id)
         submission = judgment_submit(
-            rater=rater_here, assignment_id=assignment.id, choice="left", idempotency_key="same-key-1"
+            rater=rater_here, token=assignment.token, choice="left", idempotency_key="same-key-1"
         )
         answers.append(submission.judgment.id)
 

@@ -48,9 +48,7 @@ def reserved(*, left_is_a: bool = True, **rules: object):  # type: ignore[no-unt
 def test_the_outcome_is_stored_in_comparison_terms(choice, left_is_a, outcome, chose_left) -> None:  # type: ignore[no-untyped-def]
     rater, assignment = reserved(left_is_a=left_is_a)
 
-    submission = judgment_submit(
-        rater=rater, assignment_id=assignment.id, choice=choice, idempotency_key="k-1"
-    )
+    submission = judgment_submit(rater=rater, token=assignment.token, choice=choice, idempotency_key="k-1")
 
     judgment = Judgment.objects.get()
     assert (judgment.outcome, judgment.chose_left) == (outcome, chose_left)
@@ -67,7 +65,7 @@ def test_strength_rationale_and_timings_are_stored() -> None:
 
     judgment_submit(
         rater=rater,
-        assignment_id=assignment.id,
+        token=assignment.token,
         choice="right",
         idempotency_key="k-1",
         strength=3,
@@ -89,9 +87,9 @@ def test_strength_rationale_and_timings_are_stored() -> None:
 
 def test_the_same_idempotency_key_twice_stores_one_judgment_and_returns_it() -> None:
     rater, assignment = reserved()
-    first = judgment_submit(rater=rater, assignment_id=assignment.id, choice="left", idempotency_key="k-1")
+    first = judgment_submit(rater=rater, token=assignment.token, choice="left", idempotency_key="k-1")
 
-    again = judgment_submit(rater=rater, assignment_id=assignment.id, choice="left", idempotency_key="k-1")
+    again = judgment_submit(rater=rater, token=assignment.token, choice="left", idempotency_key="k-1")
 
     assert again.created is False
     assert again.judgment.id == first.judgment.id
@@ -101,10 +99,10 @@ def test_the_same_idempotency_key_twice_stores_one_judgment_and_returns_it() -> 
 
 def test_a_second_vote_with_another_key_on_a_judged_pair_is_refused() -> None:
     rater, assignment = reserved()
-    judgment_submit(rater=rater, assignment_id=assignment.id, choice="left", idempotency_key="k-1")
+    judgment_submit(rater=rater, token=assignment.token, choice="left", idempotency_key="k-1")
 
     with pytest.raises(ApplicationError, match=re.escape("You have already judged this pair.")) as refused:
-        judgment_submit(rater=rater, assignment_id=assignment.id, choice="right", idempotency_key="k-2")
+        judgment_submit(rater=rater, token=assignment.token, choice="right", idempotency_key="k-2")
 
     assert refused.value.status == 409
     assert list(Judgment.objects.values_list("outcome", flat=True)) == [Outcome.A]
@@ -115,7 +113,7 @@ def test_a_vote_on_someone_elses_pair_is_refused() -> None:
     intruder = factories.rater(study=rater.study)
 
     with pytest.raises(ApplicationError, match=re.escape("This pair was given to someone else.")) as refused:
-        judgment_submit(rater=intruder, assignment_id=assignment.id, choice="left", idempotency_key="k-1")
+        judgment_submit(rater=intruder, token=assignment.token, choice="left", idempotency_key="k-1")
 
     assert refused.value.status == 403
     assert Judgment.objects.count() == 0
@@ -126,7 +124,7 @@ def test_a_vote_on_an_expired_reservation_is_refused_and_the_slot_is_freed() -> 
     expire(assignment.id)
 
     with pytest.raises(ApplicationError, match="the reservation ran out") as refused:
-        judgment_submit(rater=rater, assignment_id=assignment.id, choice="left", idempotency_key="k-1")
+        judgment_submit(rater=rater, token=assignment.token, choice="left", idempotency_key="k-1")
 
     assert refused.value.status == 409
     assert Judgment.objects.count() == 0
@@ -140,16 +138,16 @@ def test_a_vote_on_an_assignment_already_marked_expired_is_refused() -> None:
     Assignment.objects.filter(id=assignment.id).update(status=AssignmentStatus.EXPIRED)
 
     with pytest.raises(ApplicationError, match="the reservation ran out"):
-        judgment_submit(rater=rater, assignment_id=assignment.id, choice="left", idempotency_key="k-1")
+        judgment_submit(rater=rater, token=assignment.token, choice="left", idempotency_key="k-1")
     assert Judgment.objects.count() == 0
 
 
 def test_a_vote_on_a_skipped_pair_is_refused() -> None:
     rater, assignment = reserved()
-    assignment_skip(rater=rater, assignment_id=assignment.id, reason="Offensive or harmful content")
+    assignment_skip(rater=rater, token=assignment.token, reason="Offensive or harmful content")
 
     with pytest.raises(ApplicationError, match="You skipped this pair"):
-        judgment_submit(rater=rater, assignment_id=assignment.id, choice="left", idempotency_key="k-1")
+        judgment_submit(rater=rater, token=assignment.token, choice="left", idempotency_key="k-1")
     assert Judgment.objects.count() == 0
 
 
@@ -157,15 +155,13 @@ def test_a_strength_with_a_tie_is_refused() -> None:
     rater, assignment = reserved()
 
     with pytest.raises(ApplicationError, match=re.escape("A strength goes with a preference for one side.")):
-        judgment_submit(
-            rater=rater, assignment_id=assignment.id, choice="tie", strength=2, idempotency_key="k-1"
-        )
+        judgment_submit(rater=rater, token=assignment.token, choice="tie", strength=2, idempotency_key="k-1")
     assert Judgment.objects.count() == 0
 
 
 def test_undo_within_ten_seconds_revokes_the_vote_and_reserves_the_pair_again() -> None:
     rater, assignment = reserved()
-    judgment_submit(rater=rater, assignment_id=assignment.id, choice="left", idempotency_key="k-1")
+    judgment_submit(rater=rater, token=assignment.token, choice="left", idempotency_key="k-1")
 
     again = judgment_undo(rater=rater, idempotency_key="k-1")
 
@@ -181,10 +177,10 @@ def test_undo_within_ten_seconds_revokes_the_vote_and_reserves_the_pair_again() 
 
 def test_the_vote_after_an_undo_replaces_the_undone_judgment() -> None:
     rater, assignment = reserved(left_is_a=True)
-    judgment_submit(rater=rater, assignment_id=assignment.id, choice="left", idempotency_key="k-1")
+    judgment_submit(rater=rater, token=assignment.token, choice="left", idempotency_key="k-1")
     judgment_undo(rater=rater, idempotency_key="k-1")
 
-    second = judgment_submit(rater=rater, assignment_id=assignment.id, choice="right", idempotency_key="k-2")
+    second = judgment_submit(rater=rater, token=assignment.token, choice="right", idempotency_key="k-2")
 
     first = Judgment.objects.get(idempotency_key="k-1")
     assert second.judgment.replaces_id == first.id
@@ -196,10 +192,10 @@ def test_the_vote_after_an_undo_replaces_the_undone_judgment() -> None:
 
 def test_a_retry_of_an_undone_vote_returns_the_stored_judgment_and_creates_nothing() -> None:
     rater, assignment = reserved()
-    judgment_submit(rater=rater, assignment_id=assignment.id, choice="left", idempotency_key="k-1")
+    judgment_submit(rater=rater, token=assignment.token, choice="left", idempotency_key="k-1")
     judgment_undo(rater=rater, idempotency_key="k-1")
 
-    retried = judgment_submit(rater=rater, assignment_id=assignment.id, choice="left", idempotency_key="k-1")
+    retried = judgment_submit(rater=rater, token=assignment.token, choice="left", idempotency_key="k-1")
 
     assert retried.created is False
     assert retried.judgment.revoked_reason == "undo"
@@ -208,7 +204,7 @@ def test_a_retry_of_an_undone_vote_returns_the_stored_judgment_and_creates_nothi
 
 def test_undo_after_ten_seconds_is_refused() -> None:
     rater, assignment = reserved()
-    judgment_submit(rater=rater, assignment_id=assignment.id, choice="left", idempotency_key="k-1")
+    judgment_submit(rater=rater, token=assignment.token, choice="left", idempotency_key="k-1")
     Judgment.objects.update(submitted_at=timezone.now() - timedelta(seconds=11))
 
     with pytest.raises(
@@ -224,7 +220,7 @@ def test_undo_after_ten_seconds_is_refused() -> None:
 
 def test_undo_of_someone_elses_vote_is_refused() -> None:
     rater, assignment = reserved()
-    judgment_submit(rater=rater, assignment_id=assignment.id, choice="left", idempotency_key="k-1")
+    judgment_submit(rater=rater, token=assignment.token, choice="left", idempotency_key="k-1")
 
     with pytest.raises(ApplicationError, match=re.escape("There is no such vote of yours to undo.")):
         judgment_undo(rater=factories.rater(study=rater.study), idempotency_key="k-1")
@@ -233,7 +229,7 @@ def test_undo_of_someone_elses_vote_is_refused() -> None:
 
 def test_a_correction_revokes_the_old_judgment_and_chains_the_new_one() -> None:
     rater, assignment = reserved(left_is_a=False)
-    judgment_submit(rater=rater, assignment_id=assignment.id, choice="left", idempotency_key="k-1")
+    judgment_submit(rater=rater, token=assignment.token, choice="left", idempotency_key="k-1")
 
     corrected = judgment_correct(rater=rater, idempotency_key="k-1", choice="tie", new_idempotency_key="k-2")
     twice = judgment_correct(
@@ -257,7 +253,7 @@ def test_a_correction_revokes_the_old_judgment_and_chains_the_new_one() -> None:
 
 def test_correcting_a_revoked_judgment_is_refused() -> None:
     rater, assignment = reserved()
-    judgment_submit(rater=rater, assignment_id=assignment.id, choice="left", idempotency_key="k-1")
+    judgment_submit(rater=rater, token=assignment.token, choice="left", idempotency_key="k-1")
     judgment_correct(rater=rater, idempotency_key="k-1", choice="tie", new_idempotency_key="k-2")
 
     with pytest.raises(ApplicationError, match="correct the newest one"):
@@ -269,7 +265,7 @@ def test_an_implausibly_fast_judgment_is_flagged_fast() -> None:
     rater, assignment = reserved(fast_judgment_seconds=2.0)
 
     judgment_submit(
-        rater=rater, assignment_id=assignment.id, choice="left", idempotency_key="k-1", active_seconds=1.2
+        rater=rater, token=assignment.token, choice="left", idempotency_key="k-1", active_seconds=1.2
     )
 
     judgment = Judgment.objects.get()
@@ -280,7 +276,7 @@ def test_a_judgment_at_the_fast_threshold_is_not_flagged() -> None:
     rater, assignment = reserved(fast_judgment_seconds=2.0)
 
     judgment_submit(
-        rater=rater, assignment_id=assignment.id, choice="left", idempotency_key="k-1", active_seconds=2.0
+        rater=rater, token=assignment.token, choice="left", idempotency_key="k-1", active_seconds=2.0
     )
 
     assert Judgment.objects.get().is_flagged is False
@@ -292,7 +288,7 @@ def test_a_judgment_of_a_paused_rater_is_stored_and_flagged() -> None:
     rater.save()
 
     judgment_submit(
-        rater=rater, assignment_id=assignment.id, choice="left", idempotency_key="k-1", active_seconds=0.5
+        rater=rater, token=assignment.token, choice="left", idempotency_key="k-1", active_seconds=0.5
     )
 
     judgment = Judgment.objects.get()

@@ -282,7 +282,7 @@ def answer_gold(rater: Rater, *, correct: bool, key: str, active_seconds: float 
     assignment = factories.assignment(comparison=gold, rater=rater, left_is_a=True)
     return judgment_submit(
         rater=rater,
-        assignment_id=assignment.id,
+        token=assignment.token,
         choice="left" if correct else "right",
         idempotency_key=key,
         active_seconds=active_seconds,
@@ -294,7 +294,7 @@ def judge_twice(rater: Rater, *, number: int, same: bool) -> None:
     study = rater.study
     original = factories.comparison(study=study)
     first = factories.assignment(comparison=original, rater=rater, left_is_a=True)
-    judgment_submit(rater=rater, assignment_id=first.id, choice="left", idempotency_key=f"o-{number}")
+    judgment_submit(rater=rater, token=first.token, choice="left", idempotency_key=f"o-{number}")
     repeat = factories.comparison(
         study=study,
         prompt=original.prompt,
@@ -306,7 +306,7 @@ def judge_twice(rater: Rater, *, number: int, same: bool) -> None:
     second = factories.assignment(comparison=repeat, rater=rater, left_is_a=True)
     # Left is now the other sample: "right" keeps the first verdict, "left" reverses it.
     choice = "right" if same else "left"
-    judgment_submit(rater=rater, assignment_id=second.id, choice=choice, idempotency_key=f"r-{number}")
+    judgment_submit(rater=rater, token=second.token, choice=choice, idempotency_key=f"r-{number}")
 
 
 @pytest.mark.django_db
@@ -342,9 +342,7 @@ def test_the_demo_rater_with_one_of_three_repeats_consistent_stays_active() -> N
     for number in range(15):
         assignment = factories.assignment(comparison=factories.comparison(study=rater.study), rater=rater)
         choice = ("left", "right", "tie")[number % 3]
-        judgment_submit(
-            rater=rater, assignment_id=assignment.id, choice=choice, idempotency_key=f"v-{number}"
-        )
+        judgment_submit(rater=rater, token=assignment.token, choice=choice, idempotency_key=f"v-{number}")
     for number, same in enumerate([True, False, False]):
         judge_twice(rater, number=number, same=same)
 
@@ -405,7 +403,7 @@ def test_position_bias_is_checked_every_tenth_regular_judgment() -> None:
     for number in range(10):
         assignment = factories.assignment(comparison=factories.comparison(study=study), rater=rater)
         submission = judgment_submit(
-            rater=rater, assignment_id=assignment.id, choice="left", idempotency_key=f"k-{number}"
+            rater=rater, token=assignment.token, choice="left", idempotency_key=f"k-{number}"
         )
         statuses.append(submission.rater_status)
 

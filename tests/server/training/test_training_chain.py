@@ -78,9 +78,9 @@ def test_snapshot_of_a_study_without_judgments_is_refused() -> None:
 
 
 def test_chain_snapshot_reward_model_policy_generate_with_full_lineage(
-    tiny_model_dir: Path, django_capture_on_commit_callbacks
+    tiny_model_allowed: Path, django_capture_on_commit_callbacks
 ) -> None:  # type: ignore[no-untyped-def]
-    study, good_version, bad_version = judged_study(tiny_model_dir)
+    study, good_version, bad_version = judged_study(tiny_model_allowed)
     with django_capture_on_commit_callbacks(execute=False):
         snapshot_job = snapshot_start(study=study, then=["reward_model", "policy"])
         assert run_job(snapshot_job.id, snapshot_run) == "succeeded"
@@ -139,9 +139,9 @@ def test_loop_starts_for_studies_with_enough_new_judgments(django_capture_on_com
 
 
 def test_rloo_child_records_the_reward_model_it_was_trained_against(
-    tiny_model_dir: Path, django_capture_on_commit_callbacks
+    tiny_model_allowed: Path, django_capture_on_commit_callbacks
 ) -> None:  # type: ignore[no-untyped-def]
-    study, good_version, _ = judged_study(tiny_model_dir, prompts=6)
+    study, good_version, _ = judged_study(tiny_model_allowed, prompts=6)
     with django_capture_on_commit_callbacks(execute=False):
         snapshot = snapshot_create(study=study)
         reward_job = Job.objects.create(
@@ -191,11 +191,11 @@ def test_a_small_study_still_gets_one_validation_prompt() -> None:
 
 
 def test_a_chain_step_run_again_after_a_kill_makes_no_duplicates(
-    tiny_model_dir: Path, django_capture_on_commit_callbacks
+    tiny_model_allowed: Path, django_capture_on_commit_callbacks
 ) -> None:  # type: ignore[no-untyped-def]
     """A worker killed after a step recorded its result but before the job succeeded: the reaper
     re-queues the job and it runs again. Each handler runs twice here, as the two attempts would."""
-    study, *_ = judged_study(tiny_model_dir, prompts=6)
+    study, *_ = judged_study(tiny_model_allowed, prompts=6)
 
     def silent(**_: object) -> None:
         return None

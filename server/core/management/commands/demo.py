@@ -20,6 +20,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from server.core.demo import DEMO_ADMIN, DEMO_RATER, demo_check_allowed, demo_seed
 from server.core.exceptions import ApplicationError
 from server.generators.demo import demo_generation_start
+from server.generators.services import corpus_import_local
 
 
 class Command(BaseCommand):
@@ -41,7 +42,9 @@ class Command(BaseCommand):
             demo_check_allowed()  # before migrating: a refused demo touches nothing
             call_command("migrate", verbosity=0, interactive=False)
             seed = demo_seed()
-            started = demo_generation_start(study=seed.study, corpus=options["corpus"])
+            # A file of the shell user's choosing: copied into var/ unless jobs may read it already.
+            corpus = corpus_import_local(source=options["corpus"]) if options["corpus"] else None
+            started = demo_generation_start(study=seed.study, corpus=corpus)
         except ApplicationError as error:
             raise CommandError(error.message) from None
         if started:

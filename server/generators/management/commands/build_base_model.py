@@ -11,7 +11,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 
 from server.core.exceptions import ApplicationError
-from server.generators.services import base_model_build_start
+from server.generators.services import base_model_build_start, corpus_import_local
 from server.studies.models import Study
 
 
@@ -38,9 +38,11 @@ class Command(BaseCommand):
                 raise CommandError(f"There is no study {options['study']!r}.")
         output = options["output"] or Path(settings.VAR_DIR) / "models" / options["generator"]
         try:
+            # A file of the shell user's choosing: copied into var/ unless jobs may read it already.
+            corpus = corpus_import_local(source=options["corpus"])
             with transaction.atomic():
                 job = base_model_build_start(
-                    corpus_path=str(options["corpus"]),
+                    corpus_path=str(corpus),
                     generator_name=options["generator"],
                     label=options["label"],
                     output_dir=str(output),

@@ -1,0 +1,230 @@
+"""Gold checks that staff supply: a prompt, two texts and the expected answer (A, B or tie).
+
+A file (JSONL, or CSV with the same columns) has the fields ``prompt``, ``text_a``, ``text_b``,
+``expected`` and optionally ``split`` (for a prompt the study does not have yet). It is checked
+line by line like a sample import, and any error names its line and imports nothing. Then, in one
+transaction: prompts are matched by normalised text (created when new, and generated for like any
+other prompt), both texts are filed as samples of the external version ``lovelace-gold/staff`` (never
+paired in regular comparisons), and each line becomes one gold comparison. A pair the study already
+has as a gold check (same prompt and texts, either order, same answer) is reported and skipped, so
+importing a file again changes nothing.
+
+Raters see a staff check exactly as any pair: texts without surrounding whitespace, sides drawn at
+random. Whether it reads like the generated texts around it is up to whoever wrote it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+
+from server.core.exceptions import ApplicationError
+from server.generators.importing import (
+    MAX_TEXT_CHARACTERS,
+    ImportProblem,
+    decode_utf8,
+    detect_format,
+    import_refused,
+    parse_csv,
+    parse_jsonl,
+)
+from server.generators.models import Sample, VersionKind, sample_text_hash
+from server.generators.services import generator_version_register
+from server.ratings.models import Comparison, ComparisonKind, GoldAnswer
+from server.ratings.pair_selection import GOLD_GENERATOR, STAFF_GOLD_LABEL
+from server.studies.models import Prompt, PromptSplit, Study, prompt_text_hash
+
+REQUIRED_FIELDS = ("prompt", "text_a", "text_b", "expected")
+OPTIONAL_FIELDS = ("split",)
+EXPECTED = {"a": GoldAnswer.A, "b": GoldAnswer.B, "tie": GoldAnswer.TIE}
+SWAPPED = {GoldAnswer.A: GoldAnswer.B, GoldAnswer.B: GoldAnswer.A, GoldAnswer.TIE: GoldAnswer.TIE}
+
+
+@dataclass(frozen=True)
+class GoldRow:
+    line: int
+    prompt: str
+    text_a: str  # without surrounding whitespace: raters see it so (``shown_text``)
+    text_b: str
+    expected: str  # a GoldAnswer value
+    split: str = PromptSplit.TRAIN
+
+
+@dataclass
+class GoldImportResult:
+    created: int = 0
+    duplicates: list[int] = field(default_factory=list)  # lines of checks the study already has
+    prompts_created: int = 0
+
+
+def _validate(line: int, record: dict[str, Any], problems: list[ImportProblem]) -> GoldRow | None:
+    before = len(problems)
+    values: dict[str, str] = {}
+    for name in ("prompt", "text_a", "text_b"):
+        value = record.get(name)
+        if value is None or (isinstance(value, str) and not value.strip()):
+            problems.append(ImportProblem(line, name, "is missing or empty"))
+        elif not isinstance(value, str):
+            problems.append(ImportProblem(line, name, f"must be text, not {type(value).__name__}"))
+        elif len(value) > MAX_TEXT_CHARACTERS:
+            problems.append(ImportProblem(line, name, f"is longer than {MAX_TEXT_CHARACTERS:,} characters"))
+        elif "\x00" in value:
+            problems.append(ImportProblem(line, name, "contains a NUL character"))
+        else:
+            values[name] = value.strip()
+    if "text_a" in values and values.get("text_b") == values["text_a"]:
+        problems.append(ImportProblem(line, "text_b", "is the same text as text_a"))
+    expected = record.get("expected")
+    if not isinstance(expected, str) or expected.strip().lower() not in EXPECTED:
+        problems.append(ImportProblem(line, "expected", "must be A, B or tie"))
+    split = record.get("split") or PromptSplit.TRAIN
+    if split not in PromptSplit.values:
+        problems.append(ImportProblem(line, "split", "must be 'train' or 'holdout'"))
+    unknown = sorted(set(record) - set(REQUIRED_FIELDS) - set(OPTIONAL_FIELDS))
+    if unknown:
+        known = ", ".join(REQUIRED_FIELDS + OPTIONAL_FIELDS)
+        problems.append(ImportProblem(line, unknown[0], f"is not a known field (known: {known})"))
+    if len(problems) > before:
+        return None
+    return GoldRow(line=line, expected=EXPECTED[str(expected).strip().lower()], split=split, **values)
+
+
+def gold_rows_parse(*, data: bytes, filename: str, declared_format: str | None = None) -> list[GoldRow]:
+    """Rows of a JSONL or CSV file; any problem refuses the whole file, naming lines and fields."""
+    file_format = detect_format(filename, declared_format)
+    text = decode_utf8(data, max_bytes=settings.LOVELACE_MAX_UPLOAD_BYTES)
+    if file_format == "jsonl":
+        rows = parse_jsonl(text, _validate)
+    else:
+        rows = parse_csv(text, _validate, REQUIRED_FIELDS)
+    if not rows:
+        raise ApplicationError("The file has no rows.", extra={"field": "file"})
+    return rows
+
+
+def gold_rows_from_records(records: list[dict[str, Any]]) -> list[GoldRow]:
+    """Rows of a JSON request (``records[0]`` is line 1), checked as a file's lines are."""
+    problems: list[ImportProblem] = []
+    rows = [_validate(number, record, problems) for number, record in enumerate(records, start=1)]
+    if problems:
+        raise import_refused(problems)
+    if not rows:
+        raise ApplicationError("There are no gold pairs to import.", extra={"field": "pairs"})
+    return [row for row in rows if row is not None]
+
+
+def gold_pairs_import_file(
+    *, study: Study, data: bytes, filename: str, declared_format: str | None = None
+) -> GoldImportResult:
+    return gold_pairs_import(
+        study=study, rows=gold_rows_parse(data=data, filename=filename, declared_format=declared_format)
+    )
+
+
+def _unordered(prompt_id: int, first: str, second: str) -> tuple[int, frozenset[str]]:
+    return prompt_id, frozenset((first, second))
+
+
+@transaction.atomic
+def gold_pairs_import(*, study: Study, rows: list[GoldRow]) -> GoldImportResult:
+    """Import checked rows in one transaction (see the module's docstring)."""
+    problems: list[ImportProblem] = []
+    result = GoldImportResult()
+
+    # Prompts: the study's, matched by normalised text; new ones with one split each.
+    prompts = {prompt.text_hash: prompt for prompt in Prompt.objects.filter(study=study)}
+    new_prompts: dict[str, GoldRow] = {}
+    for row in rows:
+        key = prompt_text_hash(row.prompt)
+        if key in prompts:
+            continue
+        first = new_prompts.setdefault(key, row)
+        if first.split != row.split:
+            problems.append(
+                ImportProblem(row.line, "split", f"the prompt has split {first.split!r} on line {first.line}")
+            )
+
+    # The same check twice in the file, or against a check the study has with another answer.
+    existing: dict[tuple[int, frozenset[str]], tuple[str, str, str]] = {}
+    for prompt_id, hash_a, hash_b, answer in Comparison.objects.filter(
+        study=study, kind=ComparisonKind.GOLD
+    ).values_list("prompt_id", "sample_a__text_hash", "sample_b__text_hash", "gold_answer"):
+        existing[_unordered(prompt_id, hash_a, hash_b)] = (hash_a, hash_b, answer)
+    seen: dict[tuple[str, frozenset[str]], int] = {}
+    skipped: set[int] = set()
+    for row in rows:
+        hash_a, hash_b = sample_text_hash(row.text_a), sample_text_hash(row.text_b)
+        in_file = (prompt_text_hash(row.prompt), frozenset((hash_a, hash_b)))
+        if in_file in seen:
+            problems.append(ImportProblem(row.line, "", f"repeats the pair of line {seen[in_file]}"))
+            continue
+        seen[in_file] = row.line
+        prompt = prompts.get(prompt_text_hash(row.prompt))
+        stored = existing.get(_unordered(prompt.id, hash_a, hash_b)) if prompt else None
+        if stored is None:
+            continue
+        answer = stored[2] if stored[0] == hash_a else SWAPPED[GoldAnswer(stored[2])]
+        if answer != row.expected:
+            problems.append(
+                ImportProblem(row.line, "expected", f"the study has this check with the answer {answer}")
+            )
+        else:
+            skipped.add(row.line)
+    if problems:
+        raise import_refused(sorted(problems, key=lambda problem: problem.line))
+
+    created_prompts = Prompt.objects.bulk_create(
+        [
+            Prompt(study=study, text=row.prompt.strip(), text_hash=key, split=row.split)
+            for key, row in new_prompts.items()
+        ]
+    )
+    for prompt in created_prompts:
+        prompts[prompt.text_hash] = prompt
+    result.prompts_created = len(created_prompts)
+
+    version = generator_version_register(
+        generator_name=GOLD_GENERATOR,
+        label=STAFF_GOLD_LABEL,
+        kind=VersionKind.EXTERNAL,
+        metadata={"purpose": "texts of gold checks that staff supplied with their expected answers"},
+    )
+    todo = [row for row in rows if row.line not in skipped]
+    samples = {
+        (sample.prompt_id, sample.text_hash): sample
+        for sample in Sample.objects.filter(version=version, prompt__study=study, seed__isnull=True)
+    }
+    missing: dict[tuple[int, str], Sample] = {}
+    for row in todo:
+        prompt = prompts[prompt_text_hash(row.prompt)]
+        for text in (row.text_a, row.text_b):
+            key = (prompt.id, sample_text_hash(text))
+            if key not in samples and key not in missing:
+                missing[key] = Sample(prompt=prompt, version=version, text=text, text_hash=key[1])
+    comparisons = []
+    try:
+        for sample in Sample.objects.bulk_create(list(missing.values())):
+            samples[(sample.prompt_id, sample.text_hash)] = sample
+        for row in todo:
+            prompt = prompts[prompt_text_hash(row.prompt)]
+            comparisons.append(
+                Comparison(
+                    study=study,
+                    prompt=prompt,
+                    kind=ComparisonKind.GOLD,
+                    sample_a=samples[(prompt.id, sample_text_hash(row.text_a))],
+                    sample_b=samples[(prompt.id, sample_text_hash(row.text_b))],
+                    gold_answer=row.expected,
+                )
+            )
+        Comparison.objects.bulk_create(comparisons)
+    except IntegrityError:  # a concurrent import of the same texts: refuse whole, keep nothing
+        raise ApplicationError(
+            "Another import of the same gold pairs ran at the same time; try again."
+        ) from None
+    result.created = len(comparisons)
+    result.duplicates = sorted(skipped)
+    return result
