@@ -212,7 +212,10 @@ def test_a_build_job_checks_its_files_again_before_reading(var: Path) -> None:
     assert not GeneratorVersion.objects.exists()
 
 
-def test_the_shell_commands_copy_a_corpus_from_elsewhere_into_var(var: Path, tmp_path: Path) -> None:
+def test_the_shell_commands_copy_a_corpus_from_elsewhere_into_var(
+    var: Path, tmp_path: Path, settings
+) -> None:  # type: ignore[no-untyped-def]
+    settings.DEBUG = True  # what DJANGO_DEBUG gives the demo (pytest-django turns it off for tests)
     elsewhere = tmp_path / "shared" / "verse.txt"
     elsewhere.parent.mkdir()
     elsewhere.write_text("The tide came in.\n\nThe lamp went out.\n", encoding="utf-8")

@@ -4,6 +4,7 @@ addresses a pair is random (it carries no id and no count)."""
 from __future__ import annotations
 
 import json
+import random
 import re
 from collections import Counter
 
@@ -87,7 +88,9 @@ def test_a_study_with_one_prompt_gets_no_generated_gold() -> None:
     assert not Sample.objects.filter(version__generator__name=GOLD_GENERATOR).exists()
 
 
-def test_gold_and_regular_pairs_reach_the_page_in_the_same_shape_without_margins() -> None:
+def test_gold_and_regular_pairs_reach_the_page_in_the_same_shape_without_margins(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    # Which pairs are gold is drawn at random per request; a fixed draw shows both checks.
+    monkeypatch.setattr("server.ratings.services._random", random.Random(1))
     study = topical_study(gold_rate=0.5)
     comparisons_select_random(study=study, pairs_per_prompt=1, seed=7)
     client = Client()

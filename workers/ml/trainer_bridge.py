@@ -1,0 +1,97 @@
+"""One ``TrainerCallback`` that bridges a Hugging Face / TRL trainer into a Lovelace job.
+
+Every trainer of ``workers/ml`` runs a ``transformers.Trainer`` subclass (TRL's DPO, RLOO, GRPO
+and reward trainers). This callback turns the trainer's steps and logs into calls of the job's
+``ProgressReporter`` (progress, metrics, heartbeat) and turns a ``Cancelled`` raised by the
+reporter into a clean stop: the trainer saves a checkpoint and returns, and ``run_bridged``
+raises ``Cancelled`` afterwards, so the job is marked cancelled and a later run resumes from
+that checkpoint.
+
+Callbacks run on every rank of a multi-process run; only the main process reports (the others
+have no job to write to). A cancel reaches every rank through the supervisor's SIGTERM.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
+from transformers.trainer_utils import get_last_checkpoint
+
+from workers.ml.progress import Cancelled, ProgressReporter
+
+REPORT_EVERY_SECONDS = 2.0  # progress between logs; the job's heartbeat needs one per minute or so
+
+
+class JobBridge(TrainerCallback):
+    """Reports progress and metrics; stops the trainer (saving first) when the job is cancelled."""
+
+    def __init__(self, report: ProgressReporter, *, label: str) -> None:
+        self.report = report
+        self.label = label
+        self.cancelled: Cancelled | None = None
+        self._last_report = 0.0
+
+    def _send(
+        self, state: TrainerState, control: TrainerControl, metrics: dict[str, float] | None = None
+    ) -> None:
+        if not state.is_world_process_zero or self.cancelled is not None:
+            return
+        try:
+            self.report(
+                step=state.global_step,
+                total=max(state.max_steps, state.global_step),
+                message=f"{self.label}: step {state.global_step} of {state.max_steps}",
+                metrics=metrics,
+            )
+        except Cancelled as cancelled:
+            # Stop at the end of this step, and save it so that a later run resumes from here.
+            self.cancelled = cancelled
+            control.should_save = True
+            control.should_training_stop = True
+        self._last_report = time.monotonic()
+
+    def on_train_begin(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
+        self._send(state, control)
+
+    def on_step_end(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
+        if time.monotonic() - self._last_report >= REPORT_EVERY_SECONDS:
+            self._send(state, control)
+
+    def on_log(
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
+        logs: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        metrics = {
+            key: float(value)
+            for key, value in (logs or {}).items()
+            if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+        }
+        self._send(state, control, metrics or None)
+
+
+def last_checkpoint(folder: Path) -> str | None:
+    """The newest ``checkpoint-N`` folder the trainer wrote under ``folder``, if any."""
+    if not folder.is_dir():
+        return None
+    return get_last_checkpoint(str(folder))
+
+
+def run_bridged(trainer: Any, bridge: JobBridge, *, checkpoints: Path) -> Any:
+    """``trainer.train()``, resumed from the newest checkpoint in ``checkpoints``; raises
+    ``Cancelled`` after the trainer stopped and saved, when the job was cancelled."""
+    output = trainer.train(resume_from_checkpoint=last_checkpoint(checkpoints))
+    if bridge.cancelled is not None:
+        raise bridge.cancelled
+    return output
