@@ -483,12 +483,13 @@ def judgment_submit(
     first_input_at: datetime | None = None,
     active_seconds: float | None = None,
 ) -> JudgmentSubmission:
-    """Record a vote on the rater's own, unexpired assignment (the one with ``token``), in one
-    transaction.
+    """Record a vote on the rater's own assignment (the one with ``token``), in one transaction.
 
     The same idempotency key sent again (a double click, a retried request) returns the judgment
-    stored the first time. A vote on someone else's pair, an expired reservation or a skipped pair
-    is refused with a message for the rater.
+    stored the first time. A vote that arrives after its reservation ran out is kept while the
+    pair still has a free slot for it (a slow rater, a vote resent after a network failure). A
+    vote on someone else's pair, on a pair whose slot another rater took meanwhile, or on a
+    skipped pair is refused with a message for the rater.
     """
     _check_vote(choice=choice, strength=strength, idempotency_key=idempotency_key, rationale=rationale)
     study = rater.study
@@ -512,7 +513,13 @@ def judgment_submit(
                 raise Conflict("You have already judged this pair.")
             if assignment.status == AssignmentStatus.SKIPPED:
                 raise Conflict("You skipped this pair, so it can no longer be judged.")
-            if assignment.status == AssignmentStatus.EXPIRED or assignment.expired:
+            # A reservation past its time that nobody swept yet still holds its slot. One the
+            # sweeper returned to the pool takes a slot again if the pair has room (gold and
+            # repeat pairs are not bound by the overlap); if not, another rater has it.
+            if assignment.status == AssignmentStatus.EXPIRED and not sql.comparison_take_slot(
+                comparison_id=assignment.comparison_id,
+                overlap=study.overlap if assignment.comparison.kind == ComparisonKind.REGULAR else None,
+            ):
                 expired = True
             else:
                 outcome, chose_left = outcome_for_choice(choice=choice, left_is_a=assignment.left_is_a)
@@ -550,10 +557,9 @@ def judgment_submit(
             return _submission(existing, created=False, rater=rater, judged=judged)
         raise Conflict("This vote could not be stored; reload the page and vote again.") from None
     if expired:
-        _expire_reservations(Q(id=assignment.id), now=now, limit=1)
         raise Conflict(
-            "This pair was reserved for you for a limited time and the reservation ran out, so it went "
-            "back to the pool. Your vote was not recorded; here is a new pair."
+            "This pair was reserved for you for a limited time and the reservation ran out; another "
+            "rater has taken it since. Your vote was not recorded; here is a new pair."
         )
     judged = assignment.judged + 1
     kind = assignment.comparison.kind

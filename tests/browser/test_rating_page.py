@@ -308,3 +308,66 @@ def test_the_space_a_continuation_starts_with_is_not_shown(live_server, open_pag
     join(page, live_server, study)
     texts = {page.text_content("#left-text"), page.text_content("#right-text")}
     assert texts == {"the tide came in\nslowly", "the lamp went out"}
+
+
+def test_a_vote_the_network_drops_is_kept_and_resent_until_it_is_stored(
+    live_server, open_page, screenshot
+) -> None:  # type: ignore[no-untyped-def]
+    study = rating_study()
+    pair(study)
+    pair(study, left="A second left text.", right="A second right text.", prompt="Rain on the city")
+    page = open_page()
+    join(page, live_server, study)
+    shown_left = page.text_content("#left-text")
+    dropped = {"left": 4}  # more failures than the old page's two retries
+
+    def drop_votes(route) -> None:  # type: ignore[no-untyped-def]
+        if dropped["left"] > 0:
+            dropped["left"] -= 1
+            route.abort()
+        else:
+            route.continue_()
+
+    page.route("**/api/vote", drop_votes)
+    page.keyboard.press("1")
+    page.keyboard.press("Enter")
+    page.wait_for_function(
+        "document.getElementById('error-banner').textContent.includes('kept on this device')"
+    )
+    screenshot(page, "vote-kept-while-offline")
+    assert Judgment.objects.count() == 0
+    # The fifth try goes through, after 0.5 + 1 + 2 + 4 s of pauses. (Waiting in the page lets
+    # Playwright run the route handler meanwhile.)
+    page.wait_for_function(
+        f"document.getElementById('left-text').textContent !== {shown_left!r}", timeout=30_000
+    )
+    wait_for_pair(page)
+    wait_for_judgments(1)
+    assert page.text_content("#error-banner") == ""
+    assert Judgment.objects.get().chose_left is True
+    assert page.evaluate("Object.keys(localStorage).filter((k) => k.startsWith('lovelace-pending'))") == []
+
+
+def test_a_vote_still_unsent_at_a_reload_is_sent_when_the_page_opens_again(live_server, open_page) -> None:  # type: ignore[no-untyped-def]
+    study = rating_study()
+    pair(study)
+    pair(study, left="A second left text.", right="A second right text.", prompt="Rain on the city")
+    page = open_page()
+    join(page, live_server, study)
+    page.route("**/api/vote", lambda route: route.abort())  # offline
+    page.keyboard.press("2")
+    page.keyboard.press("Enter")
+    page.wait_for_function(
+        "document.getElementById('error-banner').textContent.includes('kept on this device')"
+    )
+    page.unroute("**/api/vote")
+    page.reload()  # before the next resend: the vote lives only in this browser's storage
+    wait_for_pair(page)
+    wait_for_judgments(1)
+
+    judgment = Judgment.objects.get()
+    assert judgment.chose_left is False
+    # The page moved on to the other pair; it did not show the judged one again.
+    assert Assignment.objects.filter(status=AssignmentStatus.RESERVED).get().comparison_id != (
+        judgment.assignment.comparison_id
+    )

@@ -102,8 +102,12 @@
 
   // Network failures and server errors are retried: every endpoint is safe to repeat (a vote
   // carries its idempotency key, "next" returns the open reservation, a skip is a no-op twice).
-  async function post(url, body, retries = 2) {
+  // A persistent request (a vote) is retried until the server answers, with pauses that double
+  // from half a second up to 30 s; ``onWait(seconds)`` is told of each pause.
+  async function post(url, body, { retries = 2, persistent = false, onWait = null } = {}) {
     for (let attempt = 0; ; attempt += 1) {
+      const pause = Math.min(500 * 2 ** attempt, 30000);
+      const again = persistent || attempt < retries;
       let response;
       try {
         response = await fetch(url, {
@@ -113,8 +117,9 @@
           body: JSON.stringify(body),
         });
       } catch (networkError) {
-        if (attempt < retries) {
-          await sleep(500 * (attempt + 1));
+        if (again) {
+          if (onWait) onWait(pause / 1000);
+          await sleep(pause);
           continue;
         }
         throw new RatingError("The server cannot be reached. Check your connection, then try again.", 0);
@@ -126,13 +131,47 @@
         data = null;
       }
       if (response.ok) return data;
-      if (response.status >= 500 && attempt < retries) {
-        await sleep(500 * (attempt + 1));
+      if (response.status >= 500 && again) {
+        if (onWait) onWait(pause / 1000);
+        await sleep(pause);
         continue;
       }
       const message = data && data.error ? data.error : `The server answered with an error (${response.status}).`;
       throw new RatingError(message, response.status);
     }
+  }
+
+  // A vote that could not be sent yet is kept on this device until the server stores it or
+  // refuses it for good, so neither a dropped connection nor a reload loses it.
+  const pendingVote = {
+    key: `lovelace-pending-vote:${config.voteUrl}`,
+    save(body) {
+      try {
+        localStorage.setItem(this.key, JSON.stringify(body));
+      } catch (unavailable) {
+        // private mode or a full store: the vote is still retried while the page is open
+      }
+    },
+    load() {
+      try {
+        return JSON.parse(localStorage.getItem(this.key) || "null");
+      } catch (unreadable) {
+        return null;
+      }
+    },
+    clear() {
+      try {
+        localStorage.removeItem(this.key);
+      } catch (unavailable) {
+        // nothing was kept
+      }
+    },
+  };
+
+  function showResending(seconds) {
+    showError(
+      `Your vote could not be sent yet. It is kept on this device and sent again in ${Math.ceil(seconds)} s.`,
+    );
   }
 
   // --- Display ----------------------------------------------------------------------------------
@@ -302,36 +341,64 @@
     clock.update();
     setBusy(true);
     clearError();
+    const body = {
+      token: vote.token,
+      choice,
+      strength,
+      rationale: ui.rationale.value.trim(),
+      idempotency_key: vote.key,
+      shown_at: vote.shownAt,
+      first_input_at: vote.firstInputAt,
+      sent_at: Date.now(),
+      active_seconds: activeSeconds,
+      next: true, // the answer carries the next pair: one request per judgment
+    };
+    pendingVote.save(body);
     try {
-      const data = await post(config.voteUrl, {
-        token: vote.token,
-        choice,
-        strength,
-        rationale: ui.rationale.value.trim(),
-        idempotency_key: vote.key,
-        shown_at: vote.shownAt,
-        first_input_at: vote.firstInputAt,
-        sent_at: Date.now(),
-        active_seconds: activeSeconds,
-        next: true, // the answer carries the next pair: one request per judgment
-      });
-      startUndoWindow(data.key);
-      showProgress(data.progress);
-      if (data.rater && data.rater.status === "paused") {
-        setBusy(false);
-        showState("Your rating is paused", data.rater.message, true);
-        return;
-      }
-      await handle(data.next); // stays busy until the next pair is on screen
-      setBusy(false);
+      const data = await post(config.voteUrl, body, { persistent: true, onWait: showResending });
+      pendingVote.clear();
+      clearError();
+      await voted(data);
     } catch (error) {
+      // Refused for good (taken by another rater, skipped, someone else's): say why, move on.
+      pendingVote.clear();
       vote.submitting = false;
       clock.update();
       setBusy(false);
       showError(error.message);
-      // Refused for good (expired, skipped, someone else's): move on. Otherwise keep the vote on
-      // screen so that Enter retries it with the same key.
-      if (error.status >= 400 && error.status < 500) await loadNext();
+      await loadNext();
+    }
+  }
+
+  async function voted(data) {
+    startUndoWindow(data.key);
+    showProgress(data.progress);
+    if (data.rater && data.rater.status === "paused") {
+      setBusy(false);
+      showState("Your rating is paused", data.rater.message, true);
+      return;
+    }
+    await handle(data.next); // stays busy until the next pair is on screen
+    setBusy(false);
+  }
+
+  // A vote kept from before a reload goes first; then the rater carries on from its answer.
+  async function resendPendingVote() {
+    const body = pendingVote.load();
+    if (!body) return false;
+    setBusy(true);
+    showError("Sending the vote you gave before the page was reloaded…");
+    try {
+      const data = await post(config.voteUrl, { ...body, next: true }, { persistent: true, onWait: showResending });
+      pendingVote.clear();
+      clearError();
+      await voted(data);
+      return true;
+    } catch (error) {
+      pendingVote.clear();
+      setBusy(false);
+      showError(error.message);
+      return false;
     }
   }
 
@@ -482,5 +549,6 @@
   ui.drawerBackdrop.addEventListener("click", () => setDrawer(false));
   ui.rationale.addEventListener("input", markInput);
 
-  if (ui.state.hidden) loadNext(); // a paused rater or a closed study shows its message instead
+  // A paused rater or a closed study shows its message instead.
+  if (ui.state.hidden) resendPendingVote().then((resent) => resent || loadNext());
 })();

@@ -11,6 +11,7 @@ from django.utils import timezone
 from server.core.exceptions import ApplicationError
 from server.ratings.models import Assignment, AssignmentStatus, Comparison, Judgment, Outcome, RaterStatus
 from server.ratings.services import (
+    assignment_expire_stale,
     assignment_next_for_rater,
     assignment_skip,
     judgment_correct,
@@ -119,27 +120,50 @@ def test_a_vote_on_someone_elses_pair_is_refused() -> None:
     assert Judgment.objects.count() == 0
 
 
-def test_a_vote_on_an_expired_reservation_is_refused_and_the_slot_is_freed() -> None:
+def test_a_late_vote_on_a_reservation_not_yet_returned_to_the_pool_is_kept() -> None:
     rater, assignment = reserved()
-    expire(assignment.id)
+    expire(assignment.id)  # its time ran out a second ago; the sweeper has not run
 
-    with pytest.raises(ApplicationError, match="the reservation ran out") as refused:
+    submission = judgment_submit(rater=rater, token=assignment.token, choice="left", idempotency_key="k-1")
+
+    assert submission.created is True
+    assignment.refresh_from_db()
+    comparison = Comparison.objects.get()
+    assert assignment.status == AssignmentStatus.COMPLETED
+    assert (comparison.active_assignments, comparison.completed_assignments) == (1, 1)
+
+
+def test_a_late_vote_takes_its_slot_again_when_the_pair_still_has_room() -> None:
+    rater, assignment = reserved()  # overlap 2
+    expire(assignment.id)
+    assert assignment_expire_stale() == 1  # back in the pool
+    assert Comparison.objects.get().active_assignments == 0
+
+    judgment_submit(rater=rater, token=assignment.token, choice="left", idempotency_key="k-1")
+
+    assignment.refresh_from_db()
+    comparison = Comparison.objects.get()
+    assert assignment.status == AssignmentStatus.COMPLETED
+    assert (comparison.active_assignments, comparison.completed_assignments) == (1, 1)
+    assert Judgment.objects.get().assignment_id == assignment.id
+
+
+def test_a_late_vote_is_refused_when_other_raters_took_the_pairs_slots() -> None:
+    rater, assignment = reserved()  # overlap 2
+    expire(assignment.id)
+    assignment_expire_stale()
+    others = [factories.rater(study=rater.study) for _ in range(2)]
+    for other in others:
+        assert assignment_next_for_rater(rater=other).assignment.comparison_id == assignment.comparison_id
+
+    with pytest.raises(ApplicationError, match="another rater has taken it since") as refused:
         judgment_submit(rater=rater, token=assignment.token, choice="left", idempotency_key="k-1")
 
     assert refused.value.status == 409
     assert Judgment.objects.count() == 0
     assignment.refresh_from_db()
     assert assignment.status == AssignmentStatus.EXPIRED
-    assert Comparison.objects.get().active_assignments == 0
-
-
-def test_a_vote_on_an_assignment_already_marked_expired_is_refused() -> None:
-    rater, assignment = reserved()
-    Assignment.objects.filter(id=assignment.id).update(status=AssignmentStatus.EXPIRED)
-
-    with pytest.raises(ApplicationError, match="the reservation ran out"):
-        judgment_submit(rater=rater, token=assignment.token, choice="left", idempotency_key="k-1")
-    assert Judgment.objects.count() == 0
+    assert Comparison.objects.get().active_assignments == 2
 
 
 def test_a_vote_on_a_skipped_pair_is_refused() -> None:

@@ -344,12 +344,13 @@ def test_progress_is_left_out_when_the_study_hides_it() -> None:
     assert b'id="progress"' not in client.get(page_url(study)).content
 
 
-def test_a_vote_on_an_expired_pair_answers_409_with_the_message() -> None:
-    study = make_study()
+def test_a_late_vote_on_a_pair_another_rater_took_answers_409_with_the_message() -> None:
+    study = make_study(overlap=1)
     make_comparisons(study, 1)
     client = invited(study)
     pair = api(client, study, "next").json()["pair"]
     expire(Assignment.objects.get().id)
+    assert api(invited(study), study, "next").json()["pair"] is not None  # takes the freed slot
 
     answer = api(
         client, study, "vote", {"token": pair["token"], "choice": "tie", "idempotency_key": "key-00001"}
