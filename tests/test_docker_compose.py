@@ -148,6 +148,7 @@ def test_the_web_health_check_passes_against_gunicorn_in_production_mode(tmp_pat
         # redirects to https unless the proxy says the request came over https.
         health = _ask(port, "/healthz", Host="not-allowed.example")
         assert health.status == 200
+        assert _ask(port, "/readyz", Host="not-allowed.example").status == 200
         assert _ask(port, "/api/studies/", Host=f"127.0.0.1:{port}").status == 400
         plain = _ask(port, "/api/studies/", Host="lovelace.example.org")
         assert (plain.status, plain.getheader("Location")) == (

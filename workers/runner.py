@@ -10,6 +10,7 @@ from typing import Any
 
 from django.db import close_old_connections, connection
 
+from server.core import log_context
 from server.jobs.models import Job
 from server.jobs.services import (
     LostClaim,
@@ -81,6 +82,7 @@ def run_job(job_id: int, handler: JobHandler) -> str:
     reporter: ProgressReporter = report
     heartbeat = _Heartbeat(job_id, owner)
     heartbeat.start()
+    context = log_context.job_id.set(job_id)  # every log line of this job names it
     try:
         result = handler(job=job, report=reporter)
     except LostClaim:
@@ -96,6 +98,7 @@ def run_job(job_id: int, handler: JobHandler) -> str:
         job_fail(job_id=job_id, error=summary, details=details, owner=owner)
         return "failed"
     finally:
+        log_context.job_id.reset(context)
         heartbeat.stopped.set()
         heartbeat.join(timeout=5)
     if not job_succeed(job_id=job_id, result=result or {}, owner=owner):

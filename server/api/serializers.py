@@ -484,6 +484,8 @@ class RewardModelSerializer(serializers.ModelSerializer):
 class JobSummarySerializer(serializers.ModelSerializer):
     study = serializers.SlugRelatedField(slug_field="slug", read_only=True, allow_null=True)
     progress_fraction = serializers.FloatField(read_only=True, allow_null=True)
+    steps_per_second = serializers.FloatField(read_only=True, allow_null=True)
+    eta_seconds = serializers.FloatField(read_only=True, allow_null=True)
 
     class Meta:
         model = Job
@@ -497,6 +499,8 @@ class JobSummarySerializer(serializers.ModelSerializer):
             "progress_step",
             "progress_total",
             "progress_fraction",
+            "steps_per_second",
+            "eta_seconds",
             "progress_message",
             "error",
             "attempts",

@@ -14,6 +14,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from server.config.environment import Environment, ImproperlyConfigured
+from server.core.log_context import logging_config
 
 BASE_DIR = Path(__file__).resolve().parents[2]
 env = Environment()
@@ -97,6 +98,9 @@ MIDDLEWARE = [
     # First: /healthz answers before anything checks the Host header or redirects to https, so a
     # health check on 127.0.0.1 over plain HTTP passes (see the middleware).
     "server.core.middleware.HealthCheckMiddleware",
+    # An id per request (the client's X-Request-ID when it sends a sane one) in every log line
+    # and in the answer's X-Request-ID.
+    "server.core.middleware.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     # Outside sessions and CSRF: it edits the cookies they set (LOVELACE_ALLOW_MTURK_IFRAME).
@@ -289,9 +293,9 @@ if not DEBUG:
     SECURE_CONTENT_TYPE_NOSNIFF = True
     SECURE_REFERRER_POLICY = "same-origin"
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "root": {"handlers": ["console"], "level": env.string("LOVELACE_LOG_LEVEL", default="INFO")},
-}
+# Every line carries time, level, logger and the request or job it belongs to; JSON lines for a
+# log collector with LOVELACE_LOG_JSON (server/core/log_context.py).
+LOGGING = logging_config(
+    level=env.string("LOVELACE_LOG_LEVEL", default="INFO"),
+    json_lines=env.boolean("LOVELACE_LOG_JSON", default=False),
+)

@@ -1,21 +1,29 @@
-"""Middleware of the whole site: the health check, and the cookies of rating pages inside MTurk."""
+"""Middleware of the whole site: health and readiness checks, request ids, and the cookies of rating
+pages inside MTurk."""
 
 from __future__ import annotations
 
+import re
+import uuid
 from collections.abc import Callable
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 
-from server.core.views import health
+from server.core import log_context
+from server.core.views import health, ready
 
 HEALTH_PATH = "/healthz"
+READY_PATH = "/readyz"
+PROBES = {HEALTH_PATH: health, READY_PATH: ready}
+# A client's own request id is kept when it is this plain (a proxy's or a load balancer's).
+SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 Handler = Callable[[HttpRequest], HttpResponse]
 
 
 class HealthCheckMiddleware:
-    """Answer ``GET /healthz`` before host validation and the https redirect.
+    """Answer ``GET /healthz`` and ``GET /readyz`` before host validation and the https redirect.
 
     A container's health check asks ``http://127.0.0.1:8000/healthz``: plain HTTP to a host name
     that is not in ALLOWED_HOSTS, so SecurityMiddleware would redirect it to https (301) and the
@@ -28,9 +36,29 @@ class HealthCheckMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        if request.path_info == HEALTH_PATH and request.method in ("GET", "HEAD"):
-            return health(request)
+        probe = PROBES.get(request.path_info)
+        if probe is not None and request.method in ("GET", "HEAD"):
+            return probe(request)
         return self.get_response(request)
+
+
+class RequestIdMiddleware:
+    """Gives each request an id for its log lines (``server.core.log_context``) and answers it in
+    ``X-Request-ID``; a sane id sent by the client or a proxy is kept, so logs join up."""
+
+    def __init__(self, get_response: Handler) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        sent = request.headers.get("X-Request-ID", "")
+        identifier = sent if SANE_REQUEST_ID.fullmatch(sent) else uuid.uuid4().hex
+        token = log_context.request_id.set(identifier)
+        try:
+            response = self.get_response(request)
+        finally:
+            log_context.request_id.reset(token)
+        response["X-Request-ID"] = identifier
+        return response
 
 
 class RatingPageCookiesMiddleware:

@@ -279,6 +279,8 @@ def job_payload(job: Job, *, with_metrics: bool) -> dict[str, Any]:
         "step": job.progress_step,
         "total": job.progress_total,
         "fraction": job.progress_fraction,
+        "steps_per_second": job.steps_per_second,
+        "eta_seconds": job.eta_seconds,
         "message": job.progress_message,
         "error": job.error,
         "cancel_requested": job.cancel_requested,

@@ -3,6 +3,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
+from django.utils import timezone
 
 from server.core.triggers import Trigger
 
@@ -146,3 +147,19 @@ class Job(models.Model):
         if not self.progress_total:
             return None
         return self.progress_step / self.progress_total
+
+    @property
+    def steps_per_second(self) -> float | None:
+        """Progress steps per second of this attempt (until now, or until it finished)."""
+        if self.started_at is None or self.progress_step <= 0:
+            return None
+        seconds = ((self.finished_at or timezone.now()) - self.started_at).total_seconds()
+        return self.progress_step / seconds if seconds > 0 else None
+
+    @property
+    def eta_seconds(self) -> float | None:
+        """Seconds left at the attempt's rate so far; None unless it runs with a known total."""
+        rate = self.steps_per_second
+        if self.status != JobStatus.RUNNING or not self.progress_total or not rate:
+            return None
+        return max(self.progress_total - self.progress_step, 0) / rate

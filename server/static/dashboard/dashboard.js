@@ -27,6 +27,18 @@
     return element ? JSON.parse(element.textContent) : null;
   }
 
+  function formatRate(perSecond) {
+    return perSecond >= 10 ? perSecond.toFixed(0) : perSecond >= 1 ? perSecond.toFixed(1) : perSecond.toPrecision(2);
+  }
+
+  function formatDuration(seconds) {
+    const whole = Math.max(0, Math.round(seconds));
+    const hours = Math.floor(whole / 3600);
+    const minutes = Math.floor((whole % 3600) / 60);
+    const rest = String(whole % 60).padStart(2, "0");
+    return hours ? `${hours}:${String(minutes).padStart(2, "0")}:${rest}` : `${minutes}:${rest}`;
+  }
+
   function element(tag, options) {
     const node = document.createElement(tag);
     const settings = options || {};
@@ -327,7 +339,11 @@
     const progress = cells[3].firstChild;
     progress.className = `dash-progress dash-progress-${job.status}`;
     progress.firstChild.style.width = `${Math.round(fraction * 100)}%`;
-    cells[3].lastChild.textContent = job.total ? `${job.step} / ${job.total} (${Math.round(fraction * 100)}%)` : "";
+    const pace = job.steps_per_second ? ` · ${formatRate(job.steps_per_second)} steps/s` : "";
+    const eta = job.eta_seconds !== null && job.eta_seconds !== undefined ? ` · ETA ${formatDuration(job.eta_seconds)}` : "";
+    cells[3].lastChild.textContent = job.total
+      ? `${job.step} / ${job.total} (${Math.round(fraction * 100)}%)${pace}${eta}`
+      : "";
     cells[4].textContent = job.status === "failed" ? job.error : job.message;
     cells[4].classList.toggle("dash-fielderror", job.status === "failed");
     const actions = cells[6];

@@ -4,7 +4,6 @@ only to the cookies of rating pages for participants without an account."""
 from __future__ import annotations
 
 import pytest
-from django.db import connection
 from django.test import Client
 from django.urls import reverse
 
@@ -26,7 +25,51 @@ def test_the_health_path_answers_any_host_over_plain_http(production_security, p
     response = Client().get(path, HTTP_HOST="127.0.0.1:8000")
 
     assert response.status_code == 200
-    assert response.json() == {"status": "ok", "database": connection.vendor}
+    assert response.json() == {"status": "ok"}
+
+
+def test_the_readiness_path_reports_the_database_and_the_broker_over_plain_http(production_security) -> None:  # type: ignore[no-untyped-def]
+    response = Client().get("/readyz", HTTP_HOST="127.0.0.1:8000")
+
+    assert response.status_code == 200
+    assert response.json() == {"status": "ready", "database": "ok", "broker": "ok"}
+
+
+def test_readiness_answers_503_and_names_a_broker_that_is_down(production_security) -> None:  # type: ignore[no-untyped-def]
+    import socket
+
+    with socket.socket() as probe:  # a port where nothing listens
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    production_security.CELERY_BROKER_URL = f"redis://127.0.0.1:{port}/0"
+
+    response = Client().get("/readyz", HTTP_HOST="127.0.0.1:8000")
+
+    assert response.status_code == 503
+    assert response.json() == {"status": "not ready", "database": "ok", "broker": "unavailable"}
+
+
+def test_the_embedded_broker_is_ready_when_its_folder_is_writable(settings, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    settings.CELERY_BROKER_URL = "filesystem://"
+    settings.CELERY_BROKER_FOLDER = tmp_path / "broker"
+
+    missing = Client().get("/readyz")
+    (tmp_path / "broker" / "queue").mkdir(parents=True)
+    present = Client().get("/readyz")
+
+    assert (missing.status_code, missing.json()["broker"]) == (503, "unavailable")
+    assert (present.status_code, present.json()["broker"]) == (200, "ok")
+
+
+def test_every_answer_carries_a_request_id_and_keeps_a_sane_one_from_the_client() -> None:
+    first = Client().get("/accounts/login/")
+    second = Client().get("/accounts/login/")
+    kept = Client().get("/accounts/login/", HTTP_X_REQUEST_ID="lb-1234.abc")
+    replaced = Client().get("/accounts/login/", HTTP_X_REQUEST_ID="x" * 65)
+
+    assert len(first["X-Request-ID"]) == 32 and first["X-Request-ID"] != second["X-Request-ID"]
+    assert kept["X-Request-ID"] == "lb-1234.abc"
+    assert replaced["X-Request-ID"] != "x" * 65
 
 
 @pytest.mark.parametrize(
@@ -38,7 +81,7 @@ def test_the_health_path_answers_any_host_over_plain_http(production_security, p
         ("get", "/healthzz", "lovelace.example.org", 301),
     ],
 )
-def test_only_the_health_check_is_exempt(
+def test_only_the_probes_are_exempt(
     production_security, method: str, path: str, host: str, status: int
 ) -> None:  # type: ignore[no-untyped-def]
     response = getattr(Client(), method)(path, HTTP_HOST=host)

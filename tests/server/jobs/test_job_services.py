@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from datetime import timedelta
 
 import pytest
@@ -353,3 +354,53 @@ def test_the_job_command_refuses_params_it_cannot_store(params: str, message: st
 
     assert str(raised.value) == message
     assert Job.objects.count() == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_job_status_follow_shows_progress_until_the_job_ends(monkeypatch) -> None:
+    import io
+    import json
+
+    from server.jobs.management.commands import job as job_command
+
+    monkeypatch.setattr(job_command, "FOLLOW_POLL_SECONDS", 0.05)
+    job = Job.objects.create(kind="noop", queue="default")
+    job_claim(job_id=job.id, worker="w")
+
+    def work() -> None:
+        try:
+            for step in (1, 2, 3, 4):
+                time.sleep(0.3)
+                job_report_progress(job_id=job.id, step=step, total=4, message=f"step {step}")
+            job_succeed(job_id=job.id, result={"done": True})
+        finally:
+            connection.close()
+
+    worker = threading.Thread(target=work)
+    worker.start()
+    out = io.StringIO()
+    call_command("job", "status", str(job.id), "--follow", stdout=out)
+    worker.join(timeout=10)
+
+    lines = out.getvalue().splitlines()
+    bars = [line for line in lines if line.startswith(f"job {job.id} noop [")]
+    assert bars[0].startswith(f"job {job.id} noop [{'-' * 30}]   0.0% · running")
+    assert any(" · running · 2/4 · " in line and "steps/s · ETA 0:0" in line for line in bars)
+    assert bars[-1].startswith(f"job {job.id} noop [{'#' * 30}] 100.0% · succeeded · 4/4")
+    final = json.loads(lines[-1])
+    assert (final["status"], final["result"], final["eta_seconds"]) == ("succeeded", {"done": True}, None)
+    assert final["steps_per_second"] > 0
+
+
+@pytest.mark.django_db
+def test_a_running_job_knows_its_pace_and_time_left() -> None:
+    job = Job.objects.create(kind="noop", queue="default")
+    job_claim(job_id=job.id, worker="w")
+    Job.objects.filter(id=job.id).update(
+        started_at=timezone.now() - timedelta(seconds=10), progress_step=5, progress_total=20
+    )
+    job.refresh_from_db()
+
+    assert job.steps_per_second == pytest.approx(0.5, rel=0.05)
+    assert job.eta_seconds == pytest.approx(30, rel=0.05)
+    assert Job(kind="noop", queue="default").eta_seconds is None
