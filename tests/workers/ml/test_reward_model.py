@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from evaluation.proportions import wilson_interval
 from tests.workers.ml.tiny_models import (
     RecordingReporter,
     build_tiny_gpt2,
@@ -18,7 +19,6 @@ from tests.workers.ml.tiny_models import (
 )
 from workers.ml.preference_data import PreferencePair
 from workers.ml.progress import Cancelled
-from evaluation.proportions import wilson_interval
 from workers.ml.reward_model import (
     RewardModelConfig,
     RewardModelResult,
