@@ -135,6 +135,7 @@ class StudySerializer(serializers.ModelSerializer):
             "target_ci_width",
             "auto_train_min_judgments",
             "auto_train_policy",
+            "min_training_pairs",
             "created_at",
         ]
         read_only_fields = fields
@@ -161,6 +162,8 @@ class StudyCreateSerializer(serializers.Serializer):
     quality_min_checks = Integer(min_value=2, max_value=1_000_000, required=False)
     target_ci_width = Number(min_value=0.0, max_value=10_000.0, required=False)
     auto_train_min_judgments = Integer(min_value=1, max_value=1_000_000, required=False, allow_null=True)
+    # Fewer training pairs than this: a reward model still trains, with a warning.
+    min_training_pairs = Integer(min_value=1, max_value=1_000_000, required=False)
 
 
 # --- Prompts, versions, samples ---------------------------------------------------------------------
@@ -516,10 +519,15 @@ class JobSerializer(JobSummarySerializer):
     metrics = serializers.ListField(
         child=serializers.DictField(), read_only=True, help_text='[{"step", "time", <name>: value}]'
     )
+    warnings = serializers.SerializerMethodField(
+        help_text="What the start found questionable but allowed (e.g. fewer training pairs than the "
+        "study's minimum); empty when nothing."
+    )
 
     class Meta(JobSummarySerializer.Meta):
         fields = [
             *JobSummarySerializer.Meta.fields,
+            "warnings",
             "params",
             "result",
             "metrics",
@@ -528,6 +536,10 @@ class JobSerializer(JobSummarySerializer):
             "heartbeat_at",
         ]
         read_only_fields = fields
+
+    def get_warnings(self, job: Job) -> list[str]:
+        warnings = (job.params or {}).get("warnings", [])
+        return [str(warning) for warning in warnings] if isinstance(warnings, list) else []
 
 
 class QueryFilterSerializer(serializers.Serializer):

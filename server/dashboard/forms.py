@@ -133,7 +133,12 @@ class RewardModelForm(StudyForm):
     snapshot = SnapshotChoiceField(
         queryset=PreferenceSnapshot.objects.none(), required=False, empty_label="latest snapshot"
     )
-    config = OptionalJSONField(required=False, help_text='e.g. {"ensemble_size": 3, "epochs": 2}')
+    config = OptionalJSONField(
+        required=False,
+        help_text='e.g. {"ensemble_size": 3, "epochs": 2}, or on a GPU {"kind": "sequence_classification", '
+        '"backbone_path": "/models/base", "lora": {"rank": 16, "alpha": 32}, "dtype": "bfloat16", '
+        '"gradient_checkpointing": true, "max_length": 1024}. Each option is checked by type and range.',
+    )
 
     def setup(self) -> None:
         self.fields["snapshot"].queryset = PreferenceSnapshot.objects.filter(study=self.study).order_by(

@@ -313,21 +313,34 @@ def study_jobs(*, study: Study) -> list[dict[str, Any]]:
 
 
 def reward_models_payload(*, study: Study) -> list[dict[str, Any]]:
+    """The study's reward models; accuracy with the number of validation pairs it rests on and its
+    95 % Wilson interval (both None for models trained before they were recorded)."""
     models = RewardModel.objects.filter(study=study).order_by("created_at", "id")
-    return [
-        {
-            "id": model.id,
-            "label": f"RM {model.id}",
-            "snapshot_id": model.snapshot_id,
-            "backbone": model.backbone,
-            "ensemble_size": model.ensemble_size,
-            "validation_accuracy": model.validation_accuracy,
-            "human_agreement_ceiling": model.human_agreement_ceiling,
-            "expected_calibration_error": model.expected_calibration_error,
-            "created_at": model.created_at.isoformat(),
-        }
-        for model in models
-    ]
+    payload = []
+    for model in models:
+        metrics = model.metrics if isinstance(model.metrics, dict) else {}
+        interval = metrics.get("validation_accuracy_interval")
+        low, high = interval if isinstance(interval, list) and len(interval) == 2 else (None, None)
+        payload.append(
+            {
+                "id": model.id,
+                "label": f"RM {model.id}",
+                "snapshot_id": model.snapshot_id,
+                "backbone": model.backbone,
+                "kind": metrics.get("kind", "embedding_heads"),
+                "ensemble_size": model.ensemble_size,
+                "validation_accuracy": model.validation_accuracy,
+                "validation_pairs": metrics.get("validation_pairs"),
+                "validation_accuracy_low": low,
+                "validation_accuracy_high": high,
+                "human_agreement_ceiling": model.human_agreement_ceiling,
+                "ceiling_comparisons": metrics.get("ceiling_comparisons"),
+                "expected_calibration_error": model.expected_calibration_error,
+                "warnings": metrics.get("warnings", []),
+                "created_at": model.created_at.isoformat(),
+            }
+        )
+    return payload
 
 
 def evaluations_payload(*, study: Study) -> dict[str, Any]:

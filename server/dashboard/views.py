@@ -193,6 +193,8 @@ def study_action(request: HttpRequest, slug: str, action: str) -> HttpResponse:
             form.add_error(None, error.message)
         else:
             messages.success(request, f"{spec.title}: job #{job.id} is queued.")
+            for warning in (job.params or {}).get("warnings", []):
+                messages.warning(request, f"{spec.title}, job #{job.id}: {warning}")
             return _redirect(_study_url(study, "jobs"))
     return _render_study(request, study, bound={action: form}, status=400)
 

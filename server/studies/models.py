@@ -83,6 +83,9 @@ class Study(models.Model):
 
     # Automatic loop: snapshot → reward model → policy → generate when this many new judgments exist.
     auto_train_min_judgments = models.PositiveIntegerField(null=True, blank=True)
+    # A reward model trained on fewer pairs than this still trains, with a warning: at 50 pairs a
+    # validation accuracy of 80 % has a 95 % interval about ±20 points wide on its validation share.
+    min_training_pairs = models.PositiveIntegerField(default=50)
     auto_train_policy = models.CharField(
         max_length=16, choices=[("dpo", "DPO"), ("rloo", "RLOO")], default="dpo"
     )

@@ -15,6 +15,7 @@ from server.core.paths import model_path_check
 from server.generators.models import GeneratorVersion, Sample, VersionKind
 from server.generators.services import generate_start, version_model_check
 from server.jobs.models import Job
+from server.jobs.services import job_log
 from server.ratings.models import Outcome
 from server.ratings.selectors import judgments_trusted
 from server.studies.models import PromptSplit
@@ -132,12 +133,16 @@ def reward_model_train_run(*, job: Job, report: ProgressReporter) -> dict[str, A
     return {
         "reward_model_id": reward_model.id,
         "validation_accuracy": reward_model.validation_accuracy,
+        "validation_accuracy_interval": reward_model.metrics.get("validation_accuracy_interval"),
+        "validation_pairs": reward_model.metrics.get("validation_pairs"),
         "human_agreement_ceiling": reward_model.human_agreement_ceiling,
         "expected_calibration_error": reward_model.expected_calibration_error,
     }
 
 
 def _reward_model_train(*, job: Job, report: ProgressReporter) -> RewardModel:
+    for warning in job.params.get("warnings", []):  # from the start: too few pairs, ...
+        job_log(job_id=job.id, line=f"warning: {warning}")
     snapshot = PreferenceSnapshot.objects.get(id=job.params["snapshot_id"])
     train, validation = _pairs(snapshot)
     reference = list(
@@ -148,13 +153,15 @@ def _reward_model_train(*, job: Job, report: ProgressReporter) -> RewardModel:
     config = RewardModelConfig(**job.params.get("config", {}))
     model_path_check(config.backbone_path, field="config.backbone_path")  # again, before loading it
     output_dir = Path(settings.VAR_DIR) / "reward_models" / f"job-{job.id}"
+    # The trainers' checkpoints live in the job's folder: a re-run of the job (a killed worker,
+    # a cancel and restart) resumes from them.
     result = train_reward_model(
         train,
         validation,
         [text for text, _ in reference],
         config,
         output_dir,
-        _checkpoint_path(job, "reward_model.pt"),
+        _checkpoint_path(job, "reward_model"),
         report,
         reference_prompts=[prompt for _, prompt in reference],
     )
@@ -170,6 +177,10 @@ def _reward_model_train(*, job: Job, report: ProgressReporter) -> RewardModel:
         human_agreement_ceiling=ceiling,
         expected_calibration_error=result.expected_calibration_error,
         metrics={
+            "kind": result.kind,
+            "validation_accuracy_interval": (
+                list(result.validation_accuracy_interval) if result.validation_accuracy_interval else None
+            ),
             "member_validation_accuracy": result.member_validation_accuracy,
             "validation_loss": result.validation_loss,
             "first_train_loss": result.first_train_loss,
@@ -177,13 +188,16 @@ def _reward_model_train(*, job: Job, report: ProgressReporter) -> RewardModel:
             "train_pairs": result.train_pairs,
             "validation_pairs": result.validation_pairs,
             "truncated_pairs": result.truncated_pairs,
+            "dropped_pairs": result.dropped_pairs,
+            "provenance": result.provenance,
+            "warnings": job.params.get("warnings", []),
             "ceiling_comparisons": ceiling_comparisons,
             "steps": result.steps,
             "resumed_from_step": result.resumed_from_step,
         },
         job=job,
     )
-    shutil.rmtree(_checkpoint_path(job, "reward_model.pt").parent, ignore_errors=True)
+    shutil.rmtree(_checkpoint_path(job, "reward_model").parent, ignore_errors=True)
     return reward_model
 
 

@@ -9,6 +9,7 @@ stops where the failure is shown.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -76,7 +77,65 @@ class PathOrHubId:
         return None
 
 
-Option = Whole | Positive | Flag | PathOrHubId
+@dataclass(frozen=True)
+class Choice:
+    """An option that is one of a few strings."""
+
+    values: tuple[str, ...]
+
+    def problem(self, value: Any) -> str | None:
+        if not isinstance(value, str) or value not in self.values:
+            return "must be one of " + ", ".join(repr(choice) for choice in self.values)
+        return None
+
+
+@dataclass(frozen=True)
+class Fraction:
+    """An option that is a JSON number in [0, 1)."""
+
+    def problem(self, value: Any) -> str | None:
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < 1:
+            return "must be a number from 0 up to (not including) 1"
+        return None
+
+
+@dataclass(frozen=True)
+class Revision:
+    """A hub revision: a branch, tag or commit name."""
+
+    def problem(self, value: Any) -> str | None:
+        if not isinstance(value, str) or not REVISION.fullmatch(value):
+            return "must be a branch, tag or commit name (letters, digits, '.', '_', '-', '/'; at most 200)"
+        return None
+
+
+@dataclass(frozen=True)
+class ModuleNames:
+    """LoRA target modules: "all-linear", or a list of 1 to 64 module names."""
+
+    def problem(self, value: Any) -> str | None:
+        if value == "all-linear":
+            return None
+        if (
+            not isinstance(value, list)
+            or not 1 <= len(value) <= 64
+            or not all(isinstance(name, str) and MODULE_NAME.fullmatch(name) for name in value)
+        ):
+            return 'must be "all-linear" or a list of 1 to 64 module names (like ["q_proj", "v_proj"])'
+        return None
+
+
+@dataclass(frozen=True)
+class Adapters:
+    """LoRA: true (the defaults), false, or an object of LORA_OPTIONS (checked one by one after)."""
+
+    def problem(self, value: Any) -> str | None:
+        if isinstance(value, bool | dict):
+            return None
+        return 'must be true, false or an object like {"rank": 16, "alpha": 32}'
+
+
+Option = Whole | Positive | Flag | PathOrHubId | Choice | Fraction | Revision | ModuleNames | Adapters
 
 # The options an operator may set per trainer (the rest of each config dataclass in workers/ml is
 # fixed by the deployment), with ranges that keep a typo from occupying a GPU for a year: epochs
@@ -84,16 +143,50 @@ Option = Whole | Positive | Flag | PathOrHubId
 SEED = Whole(0, 2**31 - 1)
 LEARNING_RATE = Positive(1.0)
 BATCH_SIZE = Whole(1, 4096)
+REVISION = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]{0,199}")
+MODULE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.]{0,99}")
+# The reward-model options (workers.ml.reward_model.RewardModelConfig documents each).
 REWARD_MODEL_OPTIONS: dict[str, Option] = {
-    "ensemble_size": Whole(1, 32),  # Christiano et al. used 3; each member is a head or a backbone copy
-    "freeze_backbone": Flag(),
+    "kind": Choice(("embedding_heads", "sequence_classification")),
+    "ensemble_size": Whole(1, 32),  # Christiano et al. used 3; each member is a head or a model
     "epochs": Whole(1, 1000),  # heads on frozen features default to 20 cheap passes
+    "max_steps": Whole(1, 1_000_000),  # optimizer steps per member; replaces epochs
     "backbone_path": PathOrHubId(),
+    "backbone_revision": Revision(),
+    "pooling": Choice(("auto", "mean", "cls", "last_token")),
+    "bootstrap": Flag(),
     "learning_rate": LEARNING_RATE,
-    "batch_size": BATCH_SIZE,
+    "lr_scheduler": Choice(("linear", "cosine", "constant", "constant_with_warmup")),
+    "warmup_ratio": Fraction(),
+    "batch_size": BATCH_SIZE,  # per device and forward pass for sequence classifiers
+    "gradient_accumulation_steps": Whole(1, 1024),
     "max_length": Whole(8, 32_768),  # tokens; capped again at the backbone's position limit
+    "dtype": Choice(("auto", "float32", "bfloat16")),  # bfloat16 needs a CUDA GPU (checked there)
+    "gradient_checkpointing": Flag(),
+    "lora": Adapters(),
+    "qlora_4bit": Flag(),  # needs lora, a CUDA GPU and bitsandbytes (the last two checked there)
+    "center_rewards_coefficient": Positive(1.0),  # 0.01 recommended (Eisenstein et al. 2023)
+    "checkpoint_every": Whole(1, 1_000_000),
     "seed": SEED,
 }
+REWARD_LORA_OPTIONS: dict[str, Option] = {
+    "rank": Whole(1, 1024),
+    "alpha": Whole(1, 4096),
+    "dropout": Fraction(),
+    "target_modules": ModuleNames(),
+}
+# Options that only a sequence classifier has, and the one only heads have.
+SEQUENCE_CLASSIFICATION_ONLY = (
+    "lora",
+    "qlora_4bit",
+    "dtype",
+    "gradient_checkpointing",
+    "gradient_accumulation_steps",
+    "lr_scheduler",
+    "warmup_ratio",
+    "center_rewards_coefficient",
+)
+EMBEDDING_HEADS_ONLY = ("pooling",)
 DPO_OPTIONS: dict[str, Option] = {
     "beta": Positive(10.0),  # 0.1 is the paper's default; beyond 10 the policy can hardly move
     "learning_rate": LEARNING_RATE,
@@ -122,22 +215,49 @@ def _shown(value: Any) -> str:
     return shown if len(shown) <= 60 else shown[:57] + "..."
 
 
-def _check_options(config: dict[str, Any] | None, allowed: dict[str, Option], what: str) -> dict[str, Any]:
+def _check_options(
+    config: dict[str, Any] | None, allowed: dict[str, Option], what: str, *, field: str = "config"
+) -> dict[str, Any]:
     """The options, checked by name, type and range; the first bad one is named in the error."""
     config = dict(config or {})
     unknown = sorted(set(config) - set(allowed))
     if unknown:
         raise ApplicationError(
             f"Unknown {what} option {unknown[0]!r}; known: {', '.join(sorted(allowed))}.",
-            extra={"field": "config"},
+            extra={"field": field},
         )
     for key, value in config.items():
         problem = allowed[key].problem(value)
         if problem:
             raise ApplicationError(
                 f"The {what} option {key!r} {problem} (got {_shown(value)}).",
+                extra={"field": f"{field}.{key}"},
+            )
+    return config
+
+
+def _check_reward_model_options(config: dict[str, Any] | None) -> dict[str, Any]:
+    """REWARD_MODEL_OPTIONS one by one, then the LoRA object, then the options' combinations."""
+    config = _check_options(config, REWARD_MODEL_OPTIONS, "reward-model")
+    if isinstance(config.get("lora"), dict):
+        config["lora"] = _check_options(
+            config["lora"], REWARD_LORA_OPTIONS, "reward-model LoRA", field="config.lora"
+        )
+    kind = config.get("kind", "embedding_heads")
+    wrong_kind = SEQUENCE_CLASSIFICATION_ONLY if kind == "embedding_heads" else EMBEDDING_HEADS_ONLY
+    for key in wrong_kind:
+        if key in config:
+            other = "sequence_classification" if kind == "embedding_heads" else "embedding_heads"
+            raise ApplicationError(
+                f"The reward-model option {key!r} applies to kind {other!r} only (this run is {kind!r}).",
                 extra={"field": f"config.{key}"},
             )
+    if config.get("qlora_4bit") and not config.get("lora"):
+        raise ApplicationError(
+            "The reward-model option 'qlora_4bit' needs the option 'lora': a 4-bit base trains "
+            "adapters only.",
+            extra={"field": "config.qlora_4bit"},
+        )
     return config
 
 
@@ -177,8 +297,13 @@ def reward_model_train_start(
     parent_id: int | None = None,
     then: list[str] | None = None,
 ) -> Job:
-    """Train a reward-model ensemble on a snapshot (the study's latest when none is given)."""
-    config = _check_options(config, REWARD_MODEL_OPTIONS, "reward-model")
+    """Train a reward-model ensemble on a snapshot (the study's latest when none is given).
+
+    A snapshot with fewer training pairs than the study's ``min_training_pairs`` still trains, with
+    a warning in the job's ``params["warnings"]`` (shown by the API and the dashboard, and written
+    to the job's log when it runs): a young study may want a first model anyway.
+    """
+    config = _check_reward_model_options(config)
     snapshot = _of_study(PreferenceSnapshot, study=study, object_id=snapshot_id)
     if snapshot is None:
         raise ApplicationError(
@@ -189,12 +314,26 @@ def reward_model_train_start(
         )
     if snapshot.train_count == 0:
         raise ApplicationError("The snapshot has no training pairs.", extra={"field": "snapshot_id"})
+    params: dict[str, Any] = {"snapshot_id": snapshot.id, "config": config, "then": then or []}
+    warning = too_few_pairs_warning(study=study, train_pairs=snapshot.train_count)
+    if warning:
+        params["warnings"] = [warning]
     return job_enqueue(
         kind=JobKind.TRAIN_REWARD_MODEL,
         study_id=study.id,
         created_by_id=created_by_id,
         parent_id=parent_id,
-        params={"snapshot_id": snapshot.id, "config": config, "then": then or []},
+        params=params,
+    )
+
+
+def too_few_pairs_warning(*, study: Study, train_pairs: int) -> str | None:
+    """The warning for a reward model trained on fewer pairs than the study asks for, or None."""
+    if train_pairs >= study.min_training_pairs:
+        return None
+    return (
+        f"The snapshot has {train_pairs} training pairs, fewer than the study's minimum of "
+        f"{study.min_training_pairs}: the reward model's accuracy will rest on little data."
     )
 
 

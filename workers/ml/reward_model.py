@@ -1,29 +1,46 @@
 """A reward-model ensemble trained on human preference pairs (Christiano et al. 2017).
 
-Each member is a transformer backbone with a scalar head, trained with the Bradley–Terry loss
-``−log σ(r_chosen − r_rejected − margin)`` on its own bootstrap resample of the training pairs.
-After training, every member is normalised on a reference set of texts (reference-policy samples,
-as in Ziegler et al. 2019) so that a reward of 1 means "one standard deviation better than what the
-reference policy writes", which keeps a KL coefficient meaningful across reward models. The spread
-of the members' normalised scores is the uncertainty that active pair selection uses.
+Each of the K members scores a (prompt, response) with a scalar and is trained with the
+Bradley–Terry loss ``−log σ(r_chosen − r_rejected − margin)`` on its own bootstrap resample of the
+training pairs. After training, every member is normalised on a reference set of texts
+(reference-policy samples, as in Ziegler et al. 2019) so that a reward of 1 means "one standard
+deviation better than what the reference policy writes", which keeps a KL coefficient meaningful
+across reward models. The spread of the members' normalised scores is the uncertainty that active
+pair selection uses.
 
-A plain torch loop rather than TRL's ``RewardTrainer``: it truncates instead of dropping long pairs,
-trains K bootstrap members in one loop, and resumes exactly from an atomic checkpoint.
+Two kinds of member (``RewardModelConfig.kind``):
+
+- ``"sequence_classification"``: an ``AutoModelForSequenceClassification`` (``num_labels=1``) over
+  any Hugging Face backbone, the policy's own causal-LM base included, trained with TRL's
+  ``RewardTrainer`` (full fine-tuning, LoRA or QLoRA; bf16 and gradient checkpointing on GPUs).
+  Progress, cancel and resume go through ``workers.ml.trainer_bridge``: each member resumes from
+  its newest ``checkpoint-N`` in the run's checkpoint folder.
+- ``"embedding_heads"``: K linear heads over the pooled features of one frozen encoder (MiniLM by
+  default), trained by the small loop below on features computed once. TRL has no trainer for
+  "many heads over one frozen feature matrix"; this is the cheap option that trains in seconds on
+  a CPU, and the default of the embedded demo for that reason.
+
+What stays our own code, and why: the ensemble (TRL trains one model), bootstrap resampling,
+normalisation on reference texts, the spread across members, and the calibration metrics.
 
 On-disk layout of a trained ensemble (``output_dir``)::
 
-    reward_model.json      pooling, max length, normalisation, config, metrics
-    heads.pt               the K linear heads (state dicts)
+    reward_model.json      kind, text format, max length, normalisation, config, metrics, provenance
+    provenance.json        the backbone: path, revision or content hash, dtype
     tokenizer/             the backbone's tokenizer
-    backbone/              the frozen backbone shared by all members, or
-    member_0/ ... member_{K-1}/   one fine-tuned backbone per member
+    heads.pt               embedding_heads: the K linear heads (the frozen encoder is referenced
+                           by path, never copied)
+    member_0/ ... member_{K-1}/   sequence_classification: a LoRA adapter (with the trained
+                           ``score`` head) that references the base model by path, or a full model
 """
 
 from __future__ import annotations
 
-import copy
+import hashlib
 import json
 import math
+import os
+import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -35,6 +52,7 @@ import torch.nn.functional as functional
 from torch import nn
 from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedModel
 
+from evaluation.proportions import wilson_interval
 from workers.ml.checkpoint import load_if_exists, save_atomic
 from workers.ml.preference_data import (
     PreferencePair,
@@ -51,11 +69,19 @@ from workers.ml.preference_data import (
 from workers.ml.progress import Cancelled, ProgressReporter, null_reporter
 
 Pooling = Literal["auto", "mean", "cls", "last_token"]
+RewardModelKind = Literal["embedding_heads", "sequence_classification"]
+Dtype = Literal["auto", "float32", "bfloat16"]
+LrSchedule = Literal["linear", "cosine", "constant", "constant_with_warmup"]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 # Texts per forward pass when nothing needs gradients (features, scoring): ~40 MB of activations
 # for MiniLM at 256 tokens.
 SCORING_BATCH_SIZE = 64
+# Weight files whose bytes identify a local base model (the content hash of the provenance).
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf")
+# Next to the base model's weights: their SHA-256, keyed by name, size and mtime, so a 15 GB base is
+# hashed once, not at every load. Skipped where the folder is read-only.
+CONTENT_HASH_CACHE = ".lovelace-content-hash.json"
 
 
 def default_backbone_path() -> Path:
@@ -69,50 +95,126 @@ def default_backbone_path() -> Path:
 
 
 @dataclass
+class RewardLora:
+    """Low-rank adapters (PEFT) on a sequence-classification backbone; the base stays frozen."""
+
+    # Rank of the update; 16 is the common choice for 1–8 B models (~0.1–1 % of the parameters).
+    rank: int = 16
+    # Scale α (the update is multiplied by α / rank); 2 × rank is the usual pairing.
+    alpha: int = 32
+    # Dropout on the adapter's input; 0.05 is PEFT's examples' value for models of this size.
+    dropout: float = 0.05
+    # Module names to adapt, or "all-linear"; None = PEFT's default for the architecture (GPT-2
+    # ``c_attn``, Llama / Qwen2 ``q_proj, v_proj``). The ``score`` head is always trained in full
+    # (``modules_to_save``): on a causal-LM base it starts random, and frozen it would stay so.
+    target_modules: list[str] | str | None = None
+
+
+@dataclass
 class RewardModelConfig:
     """Every setting of one reward-model training run; stored in the checkpoint and the output."""
 
-    # Local folder (or hub id, outside tests) of a Hugging Face model. Encoders are pooled over
-    # tokens, causal LMs read the hidden state of the last non-pad token. Default: MiniLM-L6 (22 M
-    # parameters, ships with the package, a forward pass of 64 short texts takes ~0.2 s on 2 cores).
+    # "embedding_heads": K linear heads on one frozen encoder's pooled features (seconds on a CPU;
+    # the default because the embedded setup runs on 2 CPU cores). "sequence_classification": K
+    # AutoModelForSequenceClassification members trained by TRL's RewardTrainer (use a GPU for
+    # real models).
+    kind: RewardModelKind = "embedding_heads"
+    # Local folder (or hub id, outside tests) of a Hugging Face model. Referenced, never copied into
+    # the reward model. Default: MiniLM-L6 (22 M parameters, ships with a package; a forward pass
+    # of 64 short texts takes ~0.2 s on 2 cores). For sequence_classification use the policy's base
+    # (a causal LM gets a fresh ``score`` head) or an encoder.
     backbone_path: str = field(default_factory=lambda: str(default_backbone_path()))
-    # "auto" = "last_token" for causal LMs (architectures named *ForCausalLM / *LMHeadModel) and
-    # "mean" otherwise: MiniLM was trained as a sentence encoder with mean pooling.
+    # Hub revision (branch, tag or commit) of ``backbone_path``; None = the default branch, or a
+    # local folder, whose weight files' SHA-256 is recorded in the provenance instead.
+    backbone_revision: str | None = None
+    # embedding_heads only. "auto" = "last_token" for causal LMs and "mean" otherwise (MiniLM was
+    # trained as a sentence encoder with mean pooling). Sequence classifiers read the last token.
     pooling: Pooling = "auto"
     # K members; Christiano et al. used 3, enough for a variance that ranks pairs by uncertainty.
     ensemble_size: int = 3
     # Each member trains on n pairs drawn with replacement from the n training pairs (Christiano);
-    # False gives every member all pairs, so members differ only by head initialisation and order.
+    # False gives every member all pairs, so members differ only by initialisation and order.
     bootstrap: bool = True
-    # True: the backbone stays frozen, its pooled features are computed once and only the K linear
-    # heads train (seconds on a CPU; the default because the embedded setup runs on 2 CPU cores).
-    # False: each member fine-tunes its own copy of the backbone (K × memory; use a GPU).
-    freeze_backbone: bool = True
-    # Passes over each member's training pairs. None: 1 when fine-tuning (InstructGPT found that a
-    # reward model overfits after one epoch) and 20 for heads on frozen features (~1 ms a step, and
-    # a linear head from scratch needs many small steps).
+    # Passes over each member's training pairs. None: 1 for sequence_classification (InstructGPT
+    # found that a reward model overfits after one epoch) and 20 for heads on frozen features
+    # (~1 ms a step, and a linear head from scratch needs many small steps).
     epochs: int | None = None
-    # AdamW learning rate of the heads (trained from scratch, hence large).
-    learning_rate: float = 1e-3
-    # AdamW learning rate of the backbone when it is fine-tuned: the usual range for BERT-sized
-    # models (1e-5 .. 5e-5); larger rates erase what the pretrained encoder knows.
-    backbone_learning_rate: float = 2e-5
-    # Pairs per optimizer step and member (each pair is two forward passes). 16 fits a 2-core CPU.
+    # sequence_classification: optimizer steps per member; when set it replaces ``epochs``.
+    max_steps: int | None = None
+    # AdamW learning rate. None: 1e-3 for heads (trained from scratch, hence large), 1e-4 with
+    # LoRA (adapters need ~10× a full fine-tune's rate), 1e-5 for full fine-tuning (the
+    # InstructGPT / TRL range; larger rates erase what the pretrained backbone knows).
+    learning_rate: float | None = None
+    # sequence_classification: learning-rate schedule after warmup (transformers' names).
+    lr_scheduler: LrSchedule = "linear"
+    # sequence_classification: share of the steps spent warming the rate up linearly from 0, in
+    # [0, 1). 0.03 is the usual value for reward models on real backbones.
+    warmup_ratio: float = 0.0
+    # Pairs per optimizer step and member (heads), or per device and forward pass
+    # (sequence_classification; each pair is two sequences). 16 fits a 2-core CPU.
     batch_size: int = 16
-    # Tokens per (prompt, response) input. Longer inputs are truncated (the longer of prompt and
-    # response loses tokens first), never dropped. Capped at the backbone's position limit.
-    # 256 is what all-MiniLM-L6-v2 was trained with.
+    # sequence_classification: forward passes per optimizer step; the effective batch is
+    # batch_size × gradient_accumulation_steps × devices.
+    gradient_accumulation_steps: int = 1
+    # Tokens per (prompt, response) input. Longer inputs are truncated before training (the longer
+    # of prompt and response loses tokens first: the prompt from its start, the response from its
+    # end), never dropped; capped at the backbone's position limit. 256 is what all-MiniLM-L6-v2
+    # was trained with; raise it for real responses.
     max_length: int = 256
-    # Seeds head initialisation, bootstrap resamples, batch order and dropout.
+    # sequence_classification: "auto" = bfloat16 on a CUDA GPU that supports it, else float32;
+    # "bfloat16" elsewhere is refused (CPU bf16 is slow and transformers refuses it in training).
+    # With LoRA the frozen base is loaded in this dtype; full fine-tuning keeps float32 master
+    # weights and computes in bf16 autocast.
+    dtype: Dtype = "auto"
+    # sequence_classification: recompute activations in the backward pass (~30 % slower, a
+    # fraction of the activation memory); for long inputs on real models.
+    gradient_checkpointing: bool = False
+    # sequence_classification: LoRA adapters instead of full fine-tuning (None = full).
+    lora: RewardLora | None = None
+    # sequence_classification with LoRA: load the frozen base in 4-bit NF4 (QLoRA); needs the
+    # bitsandbytes package and a CUDA GPU, refused otherwise.
+    qlora_4bit: bool = False
+    # sequence_classification: weight of the penalty mean((r_c + r_r)²) that keeps rewards centred
+    # (Eisenstein et al. 2023); 0.01 is their and TRL's recommendation. None: no penalty.
+    center_rewards_coefficient: float | None = 0.01
+    # Seeds head initialisation, bootstrap resamples, batch order and dropout (member m uses a
+    # seed derived from (seed, m)).
     seed: int = 0
-    # Optimizer steps between checkpoints; a checkpoint of heads only is a few kB, of K fine-tuned
-    # MiniLMs with AdamW state ~800 MB, so raise this when fine-tuning.
+    # Optimizer steps between checkpoints. A heads checkpoint is a few kB; a member checkpoint of a
+    # full fine-tune is ~16 bytes per parameter (weights and AdamW state), so raise this then.
     checkpoint_every: int = 50
     # Equal-width confidence bins of the expected calibration error (Guo et al. 2017 use 10 on
     # [0, 1]; a pair's confidence max(p, 1 − p) is ≥ 0.5, so only the upper five are populated).
     calibration_bins: int = 10
     # "cpu", "cuda", "cuda:1", ...; None = the first GPU when present. May differ on resume.
     device: str | None = None
+
+    def __post_init__(self) -> None:
+        # From JSON (job parameters, a saved manifest) the adapters arrive as a dict or as true.
+        if self.lora is True:  # type: ignore[comparison-overlap]
+            self.lora = RewardLora()
+        elif isinstance(self.lora, dict):
+            self.lora = RewardLora(**self.lora)
+        elif self.lora is False:  # type: ignore[comparison-overlap]
+            self.lora = None
+        if self.kind not in ("embedding_heads", "sequence_classification"):
+            raise ValueError(f"unknown reward-model kind {self.kind!r}")
+        if self.qlora_4bit and self.lora is None:
+            raise ValueError("qlora_4bit needs lora: a 4-bit base can only train adapters")
+        if not 0.0 <= self.warmup_ratio < 1.0:
+            raise ValueError("warmup_ratio must be in [0, 1)")
+
+    def resolved_learning_rate(self) -> float:
+        if self.learning_rate is not None:
+            return self.learning_rate
+        if self.kind == "embedding_heads":
+            return 1e-3
+        return 1e-4 if self.lora is not None else 1e-5
+
+    def resolved_epochs(self) -> int:
+        if self.epochs is not None:
+            return self.epochs
+        return 20 if self.kind == "embedding_heads" else 1
 
 
 @dataclass
@@ -148,101 +250,57 @@ class RewardModelResult:
     """What a training run reports; accuracies and losses are on the validation pairs."""
 
     output_dir: str
+    kind: str
+    # Optimizer steps of all members together, and how many of them were done before this run
+    # started (0 when it started fresh; a resumed run continues after them).
     steps: int
-    resumed_from_step: int  # 0 when the run started fresh
-    train_pairs: int  # every training pair is used; none is dropped
+    resumed_from_step: int
+    train_pairs: int
     validation_pairs: int
     truncated_pairs: int  # training + validation pairs with at least one side truncated
-    # Share of validation pairs whose chosen side gets the higher ensemble reward (None: no pairs).
+    dropped_pairs: int  # training pairs the trainer left out (0: long pairs are truncated first)
+    # Share of validation pairs whose chosen side gets the higher ensemble reward (None: no pairs),
+    # with its 95 % Wilson interval over ``validation_pairs`` pairs.
     validation_accuracy: float | None
+    validation_accuracy_interval: tuple[float, float] | None
     member_validation_accuracy: list[float]
     # ECE of P(chosen preferred) = mean over members of σ(r_c − r_r), ``calibration_bins`` bins.
     expected_calibration_error: float | None
     # Mean over members of the margin loss on the validation pairs.
     validation_loss: float | None
-    first_train_loss: float  # mean over members, first step of the run
-    last_train_loss: float  # mean over members, last step
+    first_train_loss: float  # mean over members, first logged step
+    last_train_loss: float  # mean over members, last logged step
     normalisation: Normalisation
+    provenance: dict[str, Any]
+
+
+# --- The ensemble at scoring time --------------------------------------------------------------
 
 
 class RewardEnsemble:
-    """K reward members over one tokenizer: a shared frozen backbone or one backbone per member."""
+    """K reward members over one tokenizer; subclasses say how a member scores a batch.
+
+    ``raw_scores`` gives the members' un-normalised rewards [K, N]; ``normalise`` maps them with
+    the normalisation measured on reference texts (see ``score_texts``).
+    """
+
+    kind: str = ""
 
     def __init__(
-        self,
-        *,
-        tokenizer: Any,
-        backbones: list[PreTrainedModel],
-        heads: nn.ModuleList,
-        pooling: Pooling,
-        max_length: int,
-        normalisation: Normalisation | None,
-        device: torch.device,
+        self, *, tokenizer: Any, max_length: int, normalisation: Normalisation | None, device: torch.device
     ) -> None:
-        if len(backbones) not in (1, len(heads)):
-            raise ValueError("need one shared backbone or one backbone per head")
         self.tokenizer = tokenizer
-        self.backbones = backbones
-        self.heads = heads
-        self.pooling = pooling
         self.max_length = max_length
         self.normalisation = normalisation
         self.device = device
 
     @property
     def size(self) -> int:
-        return len(self.heads)
+        raise NotImplementedError
 
-    @property
-    def shares_backbone(self) -> bool:
-        return len(self.backbones) == 1
-
-    def backbone(self, member: int) -> PreTrainedModel:
-        return self.backbones[0 if self.shares_backbone else member]
-
-    def encode(self, prompts: Sequence[str], responses: Sequence[str]) -> list[dict[str, list[int]]]:
-        """Token ids of (prompt, response) inputs, truncated to ``max_length`` (never dropped)."""
-        if not responses:
-            return []  # the tokenizer fails on an empty batch
-        encoded = self.tokenizer(
-            list(prompts), list(responses), truncation="longest_first", max_length=self.max_length
-        )
-        keys = [key for key in ("input_ids", "token_type_ids", "attention_mask") if key in encoded]
-        return [{key: encoded[key][index] for key in keys} for index in range(len(prompts))]
-
-    def pooled(self, member: int, encodings: Sequence[dict[str, list[int]]]) -> torch.Tensor:
-        """Pooled hidden states [B, H] of one member's backbone (gradients flow when enabled)."""
-        batch = self.tokenizer.pad(list(encodings), padding=True, return_tensors="pt")
-        batch = {key: value.to(self.device) for key, value in batch.items()}
-        hidden = self.backbone(member)(**batch).last_hidden_state
-        mask = batch["attention_mask"]
-        if self.pooling == "mean":
-            weights = mask.unsqueeze(-1).to(hidden.dtype)
-            return (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
-        if self.pooling == "cls":
-            return hidden[:, 0]
-        # last_token: the tokenizer pads on the right, so the last real token sits at length − 1.
-        last = mask.sum(dim=1) - 1
-        return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
-
-    @torch.no_grad()
     def raw_scores(self, prompts: Sequence[str], responses: Sequence[str]) -> torch.Tensor:
         """Un-normalised rewards [K, N] on the CPU."""
-        was_training = [backbone.training for backbone in self.backbones]
-        for backbone in self.backbones:
-            backbone.eval()
-        encodings = self.encode(prompts, responses)
-        scores = torch.zeros(self.size, len(encodings))
-        for start in range(0, len(encodings), SCORING_BATCH_SIZE):
-            chunk = encodings[start : start + SCORING_BATCH_SIZE]
-            shared = self.pooled(0, chunk) if self.shares_backbone else None
-            for member in range(self.size):
-                features = shared if shared is not None else self.pooled(member, chunk)
-                head_output = self.heads[member](features).squeeze(-1).float().cpu()
-                scores[member, start : start + len(chunk)] = head_output
-        for backbone, training in zip(self.backbones, was_training, strict=True):
-            backbone.train(training)
-        return scores
+        raise NotImplementedError
 
     def normalise(self, raw: torch.Tensor) -> EnsembleScores:
         if self.normalisation is None:
@@ -255,6 +313,132 @@ class RewardEnsemble:
         # Population std over members (0 for one member), in the units of ``mean``.
         std = member_scores.std(dim=0, unbiased=False) / norm.ensemble_std
         return EnsembleScores(mean=mean, std=std, member_scores=member_scores)
+
+
+class HeadsEnsemble(RewardEnsemble):
+    """K linear heads over the pooled features of one frozen backbone (``embedding_heads``)."""
+
+    kind = "embedding_heads"
+
+    def __init__(
+        self,
+        *,
+        tokenizer: Any,
+        backbone: PreTrainedModel,
+        heads: nn.ModuleList,
+        pooling: Pooling,
+        max_length: int,
+        normalisation: Normalisation | None,
+        device: torch.device,
+    ) -> None:
+        super().__init__(
+            tokenizer=tokenizer, max_length=max_length, normalisation=normalisation, device=device
+        )
+        self.backbone = backbone
+        self.heads = heads
+        self.pooling = pooling
+
+    @property
+    def size(self) -> int:
+        return len(self.heads)
+
+    def encode(self, prompts: Sequence[str], responses: Sequence[str]) -> list[dict[str, list[int]]]:
+        """Token ids of (prompt, response) inputs, truncated to ``max_length`` (never dropped)."""
+        if not responses:
+            return []  # the tokenizer fails on an empty batch
+        encoded = self.tokenizer(
+            list(prompts), list(responses), truncation="longest_first", max_length=self.max_length
+        )
+        keys = [key for key in ("input_ids", "token_type_ids", "attention_mask") if key in encoded]
+        return [{key: encoded[key][index] for key in keys} for index in range(len(prompts))]
+
+    @torch.no_grad()
+    def pooled(self, encodings: Sequence[dict[str, list[int]]]) -> torch.Tensor:
+        """Pooled hidden states [B, H] of the frozen backbone."""
+        batch = self.tokenizer.pad(list(encodings), padding=True, return_tensors="pt")
+        batch = {key: value.to(self.device) for key, value in batch.items()}
+        hidden = self.backbone(**batch).last_hidden_state
+        mask = batch["attention_mask"]
+        if self.pooling == "mean":
+            weights = mask.unsqueeze(-1).to(hidden.dtype)
+            return (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
+        if self.pooling == "cls":
+            return hidden[:, 0]
+        # last_token: the tokenizer pads on the right, so the last real token sits at length − 1.
+        last = mask.sum(dim=1) - 1
+        return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
+
+    def features(self, encodings: Sequence[dict[str, list[int]]]) -> torch.Tensor:
+        parts = [
+            self.pooled(encodings[start : start + SCORING_BATCH_SIZE])
+            for start in range(0, len(encodings), SCORING_BATCH_SIZE)
+        ]
+        return torch.cat(parts) if parts else torch.zeros(0)
+
+    @torch.no_grad()
+    def raw_scores(self, prompts: Sequence[str], responses: Sequence[str]) -> torch.Tensor:
+        encodings = self.encode(prompts, responses)
+        if not encodings:
+            return torch.zeros(self.size, 0)
+        features = self.features(encodings)
+        return torch.stack([head(features).squeeze(-1).float().cpu() for head in self.heads])
+
+
+class SequenceClassificationEnsemble(RewardEnsemble):
+    """K sequence classifiers: K full models, or K LoRA adapters on one shared frozen base."""
+
+    kind = "sequence_classification"
+
+    def __init__(
+        self,
+        *,
+        tokenizer: Any,
+        models: list[Any],
+        adapters: list[str] | None,
+        chat: bool,
+        max_length: int,
+        normalisation: Normalisation | None,
+        device: torch.device,
+    ) -> None:
+        super().__init__(
+            tokenizer=tokenizer, max_length=max_length, normalisation=normalisation, device=device
+        )
+        if adapters is not None and len(models) != 1:
+            raise ValueError("adapters share one base model")
+        self.models = models
+        self.adapters = adapters
+        self.chat = chat
+
+    @property
+    def size(self) -> int:
+        return len(self.adapters) if self.adapters is not None else len(self.models)
+
+    def member_model(self, member: int) -> Any:
+        if self.adapters is None:
+            return self.models[member]
+        model = self.models[0]
+        model.set_adapter(self.adapters[member])
+        return model
+
+    def encode(self, prompts: Sequence[str], responses: Sequence[str]) -> list[list[int]]:
+        return [
+            encode_conversation(self.tokenizer, prompt, response, self.max_length, chat=self.chat)[0]
+            for prompt, response in zip(prompts, responses, strict=True)
+        ]
+
+    @torch.no_grad()
+    def raw_scores(self, prompts: Sequence[str], responses: Sequence[str]) -> torch.Tensor:
+        encodings = self.encode(prompts, responses)
+        scores = torch.zeros(self.size, len(encodings))
+        for member in range(self.size):
+            model = self.member_model(member)
+            for start in range(0, len(encodings), SCORING_BATCH_SIZE):
+                chunk = encodings[start : start + SCORING_BATCH_SIZE]
+                batch = self.tokenizer.pad({"input_ids": chunk}, padding=True, return_tensors="pt")
+                batch = {key: value.to(self.device) for key, value in batch.items()}
+                logits = model(**batch).logits[:, 0]
+                scores[member, start : start + len(chunk)] = logits.float().cpu()
+        return scores
 
 
 def score_texts(
@@ -277,13 +461,81 @@ def reward_function(ensemble: RewardEnsemble) -> Callable[[Sequence[str], Sequen
     return rewards
 
 
+# --- Inputs of sequence classifiers --------------------------------------------------------------
+
+
+def uses_chat_template(tokenizer: Any) -> bool:
+    """Chat models read (prompt, response) as a user turn and an assistant turn."""
+    return bool(getattr(tokenizer, "chat_template", None))
+
+
+def _chat_text(tokenizer: Any, prompt: str, response: str) -> str:
+    # TODO(chat_format): use workers.ml.chat_format once the policy side has it, so that the
+    # reward model reads exactly what the policy was prompted with.
+    messages = [{"role": "user", "content": prompt}, {"role": "assistant", "content": response}]
+    return str(tokenizer.apply_chat_template(messages, tokenize=False))
+
+
+def _longest_first(
+    prompt_ids: list[int], response_ids: list[int], budget: int
+) -> tuple[list[int], list[int]]:
+    """Cut the longer side first until both fit ``budget`` tokens: the prompt loses its start (the
+    end is the context the response answers), the response its end."""
+    keep_prompt, keep_response = len(prompt_ids), len(response_ids)
+    while keep_prompt + keep_response > max(budget, 0):
+        if keep_prompt > keep_response:
+            keep_prompt -= 1
+        else:
+            keep_response -= 1
+    return prompt_ids[len(prompt_ids) - keep_prompt :], response_ids[:keep_response]
+
+
+def encode_conversation(
+    tokenizer: Any, prompt: str, response: str, max_length: int, *, chat: bool
+) -> tuple[list[int], bool]:
+    """Token ids a sequence classifier reads for (prompt, response), at most ``max_length``, and
+    whether they were truncated. The same function feeds training and scoring.
+
+    Plain text: the prompt as the policy sees it (with the tokenizer's special tokens), then the
+    response as its continuation. Chat models: the tokenizer's chat template with a user and an
+    assistant turn; when too long, prompt and response are cut (longest first) and re-templated.
+    """
+    prompt_ids: list[int] = tokenizer(prompt, add_special_tokens=True)["input_ids"] if prompt else []
+    response_ids: list[int] = tokenizer(response, add_special_tokens=False)["input_ids"]
+    if chat:
+        ids: list[int] = tokenizer(_chat_text(tokenizer, prompt, response), add_special_tokens=False)[
+            "input_ids"
+        ]
+        if len(ids) <= max_length:
+            return ids, False
+        overhead = max(len(ids) - len(prompt_ids) - len(response_ids), 0)
+        prompt_ids, response_ids = _longest_first(prompt_ids, response_ids, max_length - overhead)
+        text = _chat_text(
+            tokenizer,
+            tokenizer.decode(prompt_ids, skip_special_tokens=True),
+            tokenizer.decode(response_ids, skip_special_tokens=True),
+        )
+        return tokenizer(text, add_special_tokens=False)["input_ids"][:max_length], True
+    truncated = len(prompt_ids) + len(response_ids) > max_length
+    if truncated:
+        prompt_ids, response_ids = _longest_first(prompt_ids, response_ids, max_length)
+    ids = prompt_ids + response_ids
+    if not ids:  # an empty prompt and response: one token for the classifier to read
+        ids = [tokenizer.eos_token_id if tokenizer.eos_token_id is not None else tokenizer.pad_token_id]
+    return ids, truncated
+
+
+# --- Losses and metrics ----------------------------------------------------------------------------
+
+
 def preference_loss(
     chosen_rewards: torch.Tensor, rejected_rewards: torch.Tensor, margins: torch.Tensor
 ) -> torch.Tensor:
     """Mean Bradley–Terry loss −log σ(r_chosen − r_rejected − margin).
 
     A margin m > 0 asks the chosen reward to exceed the rejected one by m before the loss becomes
-    small (Llama 2 reward models); m = 0 is the plain Christiano / InstructGPT loss.
+    small (Llama 2 reward models); m = 0 is the plain Christiano / InstructGPT loss. TRL's
+    ``RewardTrainer`` computes the same loss from the ``margin`` column.
     """
     return -functional.logsigmoid(chosen_rewards - rejected_rewards - margins).mean()
 
@@ -309,6 +561,133 @@ def expected_calibration_error(probabilities: torch.Tensor, bins: int) -> float:
     return error
 
 
+def _normalisation(reference_raw: torch.Tensor) -> Normalisation:
+    """Mean/std per member, then of the members' average, on the reference texts (std 0 → 1)."""
+
+    def safe(std: torch.Tensor) -> torch.Tensor:
+        return torch.where(std > 1e-8, std, torch.ones_like(std))
+
+    member_mean = reference_raw.mean(dim=1)
+    member_std = safe(reference_raw.std(dim=1, unbiased=False))
+    average = ((reference_raw - member_mean[:, None]) / member_std[:, None]).mean(dim=0)
+    return Normalisation(
+        member_mean=member_mean.tolist(),
+        member_std=member_std.tolist(),
+        ensemble_mean=float(average.mean()),
+        ensemble_std=float(safe(average.std(unbiased=False))),
+    )
+
+
+def _evaluate(ensemble: RewardEnsemble, pairs: Sequence[PreferencePair], bins: int) -> dict[str, Any]:
+    if not pairs:
+        return {"accuracy": None, "interval": None, "member_accuracy": [], "ece": None, "loss": None}
+    prompts = [pair.prompt for pair in pairs]
+    raw = ensemble.raw_scores(prompts + prompts, [p.chosen for p in pairs] + [p.rejected for p in pairs])
+    raw_chosen, raw_rejected = raw[:, : len(pairs)], raw[:, len(pairs) :]
+    scores = ensemble.normalise(raw)
+    margins = torch.tensor([pair.margin for pair in pairs])
+    probabilities = torch.sigmoid(raw_chosen - raw_rejected).mean(dim=0)
+    correct = int((scores.mean[: len(pairs)] > scores.mean[len(pairs) :]).sum())
+    return {
+        "accuracy": correct / len(pairs),
+        "interval": wilson_interval(correct, len(pairs)),
+        "member_accuracy": (raw_chosen > raw_rejected).float().mean(dim=1).tolist(),
+        "ece": expected_calibration_error(probabilities, bins),
+        "loss": float(
+            sum(preference_loss(raw_chosen[m], raw_rejected[m], margins) for m in range(ensemble.size))
+            / ensemble.size
+        ),
+    }
+
+
+def _flat_metrics(result: RewardModelResult) -> dict[str, float]:
+    values = {
+        "validation_accuracy": result.validation_accuracy,
+        "expected_calibration_error": result.expected_calibration_error,
+        "validation_loss": result.validation_loss,
+        "last_train_loss": result.last_train_loss,
+    }
+    return {key: float(value) for key, value in values.items() if value is not None and math.isfinite(value)}
+
+
+# --- Provenance of the backbone --------------------------------------------------------------------
+
+
+def weights_content_hash(folder: Path) -> str | None:
+    """SHA-256 over the names and bytes of a local model folder's weight files (None: no folder,
+    or no weight file). Cached in ``CONTENT_HASH_CACHE`` next to the weights, keyed by each file's
+    name, size and modification time, where the folder is writable."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return None
+    files = sorted(
+        path for path in folder.iterdir() if path.is_file() and path.name.endswith(WEIGHT_SUFFIXES)
+    )
+    if not files:
+        return None
+    stamp = {path.name: [path.stat().st_size, path.stat().st_mtime_ns] for path in files}
+    cache = folder / CONTENT_HASH_CACHE
+    try:
+        cached = json.loads(cache.read_text())
+        if cached.get("files") == stamp and isinstance(cached.get("sha256"), str):
+            return str(cached["sha256"])
+    except (OSError, ValueError):
+        pass
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(path.name.encode() + b"\0")
+        with path.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    value = digest.hexdigest()
+    try:
+        temporary = cache.with_name(f"{cache.name}.{os.getpid()}.tmp")
+        temporary.write_text(json.dumps({"files": stamp, "sha256": value}))
+        os.replace(temporary, cache)
+    except OSError:
+        pass  # a read-only model folder: hash again next time
+    return value
+
+
+def backbone_provenance(
+    path: str, revision: str | None, dtype: str, commit: str | None = None
+) -> dict[str, Any]:
+    """What identifies the backbone a reward model was trained on: its path, the hub revision and
+    commit (hub models) or the content hash of its weights (local folders), and the dtype."""
+    import peft
+    import transformers
+    import trl
+
+    return {
+        "backbone_path": path,
+        "revision": revision,
+        "commit": commit,
+        "content_sha256": weights_content_hash(Path(path)),
+        "dtype": dtype,
+        "versions": {
+            "transformers": transformers.__version__,
+            "trl": trl.__version__,
+            "peft": peft.__version__,
+        },
+    }
+
+
+def check_backbone_unchanged(provenance: dict[str, Any]) -> None:
+    """Refuse a referenced backbone whose weights changed since training (scores would drift)."""
+    expected = provenance.get("content_sha256")
+    if not expected:
+        return
+    actual = weights_content_hash(Path(provenance["backbone_path"]))
+    if actual != expected:
+        raise ValueError(
+            f"the backbone at {provenance['backbone_path']} changed since the reward model was trained "
+            f"(weights sha256 {actual} != {expected})"
+        )
+
+
+# --- Loading -----------------------------------------------------------------------------------------
+
+
 def resolve_pooling(backbone_path: str, pooling: Pooling) -> Pooling:
     if pooling != "auto":
         return pooling
@@ -318,8 +697,8 @@ def resolve_pooling(backbone_path: str, pooling: Pooling) -> Pooling:
     return "last_token" if causal or getattr(config, "is_decoder", False) else "mean"
 
 
-def _load_tokenizer(path: str | Path) -> Any:
-    tokenizer = AutoTokenizer.from_pretrained(path)
+def _load_tokenizer(path: str | Path, revision: str | None = None) -> Any:
+    tokenizer = AutoTokenizer.from_pretrained(path, revision=revision)
     tokenizer.padding_side = "right"  # last-token pooling relies on it
     if tokenizer.pad_token is None:
         # GPT-2-style tokenizers have no pad token; padded positions are masked out anyway.
@@ -327,22 +706,32 @@ def _load_tokenizer(path: str | Path) -> Any:
     return tokenizer
 
 
-def _load_backbone(path: str | Path, device: torch.device) -> PreTrainedModel:
+def _position_limit(path: str | Path, revision: str | None = None) -> int | None:
+    config = AutoConfig.from_pretrained(path, revision=revision)
+    for name in ("max_position_embeddings", "n_positions"):
+        limit = getattr(config, name, None)
+        if isinstance(limit, int):
+            return limit
+    return None
+
+
+def _capped_length(config: RewardModelConfig) -> int:
+    limit = _position_limit(config.backbone_path, config.backbone_revision)
+    return min(config.max_length, limit) if limit else config.max_length
+
+
+# --- embedding_heads: K linear heads on frozen features --------------------------------------------
+
+
+def _build_heads_ensemble(config: RewardModelConfig, device: torch.device) -> HeadsEnsemble:
+    """The frozen backbone and freshly initialised heads; member m's head is seeded by (seed, m)."""
+    tokenizer = _load_tokenizer(config.backbone_path, config.backbone_revision)
     # float32 on purpose: no silent bf16 (a TRL trap), and heads on frozen features are cheap.
-    return AutoModel.from_pretrained(path, dtype=torch.float32).to(device)
-
-
-def _position_limit(backbone: PreTrainedModel) -> int | None:
-    limit = getattr(backbone.config, "max_position_embeddings", None)
-    return int(limit) if isinstance(limit, int) else None
-
-
-def _build_ensemble(config: RewardModelConfig, device: torch.device) -> RewardEnsemble:
-    """Backbone(s) and freshly initialised heads; member m's head is seeded by (seed, m)."""
-    tokenizer = _load_tokenizer(config.backbone_path)
-    base = _load_backbone(config.backbone_path, device)
-    limit = _position_limit(base)
-    max_length = min(config.max_length, limit) if limit else config.max_length
+    base = AutoModel.from_pretrained(
+        config.backbone_path, revision=config.backbone_revision, dtype=torch.float32
+    ).to(device)
+    base.requires_grad_(False)
+    base.eval()
     hidden_size = int(base.config.hidden_size)
     heads = nn.ModuleList()
     for member in range(config.ensemble_size):
@@ -353,86 +742,59 @@ def _build_ensemble(config: RewardModelConfig, device: torch.device) -> RewardEn
         nn.init.normal_(head.weight, std=1.0 / math.sqrt(hidden_size + 1), generator=generator)
         nn.init.zeros_(head.bias)
         heads.append(head)
-    heads.to(device)
-    if config.freeze_backbone:
-        base.requires_grad_(False)
-        base.eval()
-        backbones = [base]
-    else:
-        backbones = [base] + [copy.deepcopy(base) for _ in range(config.ensemble_size - 1)]
-    return RewardEnsemble(
+    return HeadsEnsemble(
         tokenizer=tokenizer,
-        backbones=backbones,
-        heads=heads,
+        backbone=base,
+        heads=heads.to(device),
         pooling=resolve_pooling(config.backbone_path, config.pooling),
-        max_length=max_length,
+        max_length=_capped_length(config),
         normalisation=None,
         device=device,
     )
 
 
 class _PairTable:
-    """Training or validation pairs as indices into one list of unique (prompt, response) inputs."""
+    """Pairs as indices into one feature matrix of the unique (prompt, response) inputs."""
 
-    def __init__(
-        self, ensemble: RewardEnsemble, pairs: Sequence[PreferencePair], *, precompute_features: bool
-    ) -> None:
+    def __init__(self, ensemble: HeadsEnsemble, pairs: Sequence[PreferencePair]) -> None:
         keys: dict[tuple[str, str], int] = {}
         chosen, rejected = [], []
         for pair in pairs:
             chosen.append(keys.setdefault((pair.prompt, pair.chosen), len(keys)))
             rejected.append(keys.setdefault((pair.prompt, pair.rejected), len(keys)))
         texts = list(keys)
-        self.encodings = ensemble.encode([prompt for prompt, _ in texts], [text for _, text in texts])
+        encodings = ensemble.encode([prompt for prompt, _ in texts], [text for _, text in texts])
         self.chosen = torch.tensor(chosen, dtype=torch.long)
         self.rejected = torch.tensor(rejected, dtype=torch.long)
         self.margins = torch.tensor([pair.margin for pair in pairs], dtype=torch.float32)
-        # Frozen backbone: pooled features of every input, computed once ([unique inputs, H]).
-        self.features: torch.Tensor | None = None
-        if precompute_features:
-            with torch.no_grad():
-                parts = [
-                    ensemble.pooled(0, self.encodings[start : start + SCORING_BATCH_SIZE])
-                    for start in range(0, len(self.encodings), SCORING_BATCH_SIZE)
-                ]
-            self.features = torch.cat(parts) if parts else torch.zeros(0)
+        self.features = ensemble.features(encodings)  # [unique inputs, H], computed once
 
     def __len__(self) -> int:
         return len(self.margins)
 
     def rewards(
-        self, ensemble: RewardEnsemble, member: int, pair_indices: torch.Tensor
+        self, ensemble: HeadsEnsemble, member: int, pair_indices: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """(chosen rewards, rejected rewards) of one member on the given pairs."""
         text_indices = torch.cat([self.chosen[pair_indices], self.rejected[pair_indices]])
-        if self.features is not None:
-            features = self.features[text_indices.to(self.features.device)]
-        else:
-            features = ensemble.pooled(member, [self.encodings[i] for i in text_indices.tolist()])
-        rewards = ensemble.heads[member](features).squeeze(-1)
+        rewards = ensemble.heads[member](self.features[text_indices.to(self.features.device)]).squeeze(-1)
         return rewards[: len(pair_indices)], rewards[len(pair_indices) :]
+
+
+def _bootstrap_indices(config: RewardModelConfig, member: int, pair_count: int) -> torch.Tensor:
+    """Member ``member``'s resample of the training pairs: n draws with replacement (or all)."""
+    if not config.bootstrap:
+        return torch.arange(pair_count)
+    return torch.randint(pair_count, (pair_count,), generator=derived_generator(config.seed, member, -1))
 
 
 def _member_order(config: RewardModelConfig, member: int, epoch: int, pair_count: int) -> torch.Tensor:
     """Pair indices member ``member`` visits in ``epoch``: its bootstrap resample, shuffled."""
-    if config.bootstrap:
-        resample = torch.randint(
-            pair_count, (pair_count,), generator=derived_generator(config.seed, member, -1)
-        )
-    else:
-        resample = torch.arange(pair_count)
+    resample = _bootstrap_indices(config, member, pair_count)
     return resample[torch.randperm(pair_count, generator=derived_generator(config.seed, member, epoch))]
 
 
-def _trainable_state(ensemble: RewardEnsemble, fine_tuned: bool) -> dict[str, Any]:
-    # A frozen backbone is the file at backbone_path: the checkpoint holds only what training changes.
-    return {
-        "heads": ensemble.heads.state_dict(),
-        "backbones": [b.state_dict() for b in ensemble.backbones] if fine_tuned else None,
-    }
-
-
-def _truncated_pairs(ensemble: RewardEnsemble, pairs: Sequence[PreferencePair]) -> int:
+def _truncated_heads_pairs(ensemble: HeadsEnsemble, pairs: Sequence[PreferencePair]) -> int:
     """Pairs with a side longer than ``max_length`` tokens: they are truncated, and counted."""
     if not pairs:
         return 0
@@ -443,63 +805,33 @@ def _truncated_pairs(ensemble: RewardEnsemble, pairs: Sequence[PreferencePair]) 
     return sum(1 for i in range(count) if max(lengths[i], lengths[i + count]) > ensemble.max_length)
 
 
-def _load_trainable_state(ensemble: RewardEnsemble, state: dict[str, Any]) -> None:
-    ensemble.heads.load_state_dict(state["heads"])
-    if state["backbones"] is not None:
-        for backbone, backbone_state in zip(ensemble.backbones, state["backbones"], strict=True):
-            backbone.load_state_dict(backbone_state)
-
-
-def train_reward_model(
-    pairs_train: Sequence[PreferencePair],
-    pairs_validation: Sequence[PreferencePair],
-    reference_texts: Sequence[str],
+def _train_heads(
+    train_pairs: Sequence[PreferencePair],
     config: RewardModelConfig,
-    output_dir: Path,
-    checkpoint_path: Path,
-    reporter: ProgressReporter = null_reporter,
-    *,
-    reference_prompts: Sequence[str] | None = None,
-) -> RewardModelResult:
-    """Train the K-member ensemble, normalise it on ``reference_texts``, save it to ``output_dir``.
-
-    ``reference_texts`` are responses of the reference policy (its prompts in ``reference_prompts``,
-    or none); at least two are needed for a standard deviation. Progress goes to ``reporter`` after
-    every optimizer step with the mean member loss; a checkpoint is written atomically every
-    ``config.checkpoint_every`` steps, when the reporter raises ``Cancelled`` (then re-raised), and
-    at the end. A rerun with the same ``checkpoint_path``, config and training pairs continues from
-    the checkpoint; a finished checkpoint makes a rerun only re-evaluate and re-save.
-    """
-    if not pairs_train:
-        raise ValueError("no training pairs")
-    if len(reference_texts) < 2:
-        raise ValueError("normalisation needs at least two reference texts")
-    if reference_prompts is not None and len(reference_prompts) != len(reference_texts):
-        raise ValueError("one reference prompt per reference text")
-    device = resolve_device(config.device)
+    checkpoint_dir: Path,
+    reporter: ProgressReporter,
+    device: torch.device,
+) -> tuple[HeadsEnsemble, dict[str, Any]]:
+    """The K heads, trained on the frozen features; an atomic checkpoint every
+    ``checkpoint_every`` steps, at a cancel and at the end."""
     seed_everything(config.seed)
-    ensemble = _build_ensemble(config, device)
-
-    train = _PairTable(ensemble, pairs_train, precompute_features=config.freeze_backbone)
-    epochs = config.epochs if config.epochs is not None else (20 if config.freeze_backbone else 1)
+    ensemble = _build_heads_ensemble(config, device)
+    train = _PairTable(ensemble, train_pairs)
+    epochs = config.resolved_epochs()
     steps_per_epoch = math.ceil(len(train) / config.batch_size)
-    total_steps = epochs * steps_per_epoch
-    parameter_groups: list[dict[str, Any]] = [
-        {"params": ensemble.heads.parameters(), "lr": config.learning_rate}
-    ]
-    if not config.freeze_backbone:
-        backbone_parameters = [p for backbone in ensemble.backbones for p in backbone.parameters()]
-        parameter_groups.append({"params": backbone_parameters, "lr": config.backbone_learning_rate})
+    total_steps = config.max_steps or epochs * steps_per_epoch
     # weight_decay=0: AdamW's default 0.01 would pull the randomly initialised heads toward zero.
-    optimizer = torch.optim.AdamW(parameter_groups, weight_decay=0.0)
-
-    data_fingerprint = fingerprint(list(pairs_train))
+    optimizer = torch.optim.AdamW(
+        ensemble.heads.parameters(), lr=config.resolved_learning_rate(), weight_decay=0.0
+    )
+    checkpoint_path = Path(checkpoint_dir) / "heads.pt"
+    data_fingerprint = fingerprint(list(train_pairs))
     step = 0
     losses: list[float] = []
     checkpoint = load_if_exists(checkpoint_path)
     if checkpoint is not None:
         check_resumable(checkpoint, config, data_fingerprint)
-        _load_trainable_state(ensemble, checkpoint["trainable"])
+        ensemble.heads.load_state_dict(checkpoint["heads"])
         optimizer.load_state_dict(checkpoint["optimizer"])
         restore_rng_state(checkpoint["rng"])
         step = int(checkpoint["step"])
@@ -512,7 +844,8 @@ def train_reward_model(
             "config": config_for_checkpoint(config),
             "data_fingerprint": data_fingerprint,
             "step": step,
-            "trainable": _trainable_state(ensemble, fine_tuned=not config.freeze_backbone),
+            # The frozen backbone is the folder at backbone_path: only the heads change.
+            "heads": ensemble.heads.state_dict(),
             "optimizer": optimizer.state_dict(),
             "rng": capture_rng_state(),
             "losses": losses,
@@ -524,9 +857,6 @@ def train_reward_model(
         total=total_steps,
         message=f"resumed from step {step}" if step else "training reward model",
     )
-    if not config.freeze_backbone:
-        for backbone in ensemble.backbones:
-            backbone.train()
     while step < total_steps:
         epoch, position = divmod(step, steps_per_epoch)
         optimizer.zero_grad(set_to_none=True)
@@ -550,135 +880,554 @@ def train_reward_model(
             raise
     if step % config.checkpoint_every != 0:  # else the periodic checkpoint holds the last step
         save_checkpoint()
-    for backbone in ensemble.backbones:
-        backbone.eval()
+    return ensemble, {
+        "steps": step,
+        "resumed_from_step": resumed_from_step,
+        "losses": losses,
+        "dropped": 0,
+        "total_steps": total_steps,
+    }
 
-    reporter(step=step, total=total_steps, message="normalising and evaluating")
+
+# --- sequence_classification: TRL's RewardTrainer per member ---------------------------------------
+
+RUN_FILE = "run.json"  # in the checkpoint folder: the config and data a checkpoint belongs to
+MEMBER_FILE = "member.json"  # in a finished member's folder: its steps and losses
+
+
+def _resolve_dtype(config: RewardModelConfig, device: torch.device) -> torch.dtype:
+    """bfloat16 only on a CUDA GPU (that supports it); float32 elsewhere."""
+    cuda_bf16 = device.type == "cuda" and torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if config.dtype == "bfloat16" and not cuda_bf16:
+        raise ValueError(f"dtype bfloat16 needs a CUDA GPU with bf16 support; this run is on {device}")
+    if config.dtype == "auto":
+        return torch.bfloat16 if cuda_bf16 else torch.float32
+    return torch.bfloat16 if config.dtype == "bfloat16" else torch.float32
+
+
+def _quantization(config: RewardModelConfig, device: torch.device) -> Any:
+    """The 4-bit NF4 config of QLoRA, or None; refused without bitsandbytes or CUDA."""
+    if not config.qlora_4bit:
+        return None
+    import importlib.util
+
+    if device.type != "cuda" or not torch.cuda.is_available():
+        raise ValueError(f"qlora_4bit needs a CUDA GPU; this run is on {device}")
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise ValueError("qlora_4bit needs the bitsandbytes package, which is not installed")
+    from transformers import BitsAndBytesConfig
+
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=torch.bfloat16,
+    )
+
+
+def _head_name(model: Any) -> str:
+    """The classification head's module name (``score`` on decoders, ``classifier`` on encoders)."""
+    for name in ("score", "classifier"):
+        if isinstance(getattr(model, name, None), nn.Module):
+            return name
+    raise ValueError(f"{type(model).__name__} has no 'score' or 'classifier' head")
+
+
+def _load_classifier(
+    path: str | Path,
+    *,
+    revision: str | None,
+    dtype: torch.dtype,
+    quantization: Any,
+    pad_token_id: int,
+) -> Any:
+    """AutoModelForSequenceClassification with one output; a causal LM gets a fresh ``score`` head
+    (seeded by the caller's ``set_seed``)."""
+    from transformers import AutoModelForSequenceClassification
+    from trl.trainer.reward_trainer import suppress_seqcls_warning
+
+    # TRL's context: a causal LM's lm_head unused and its score head new are expected, not news.
+    with suppress_seqcls_warning():
+        model = AutoModelForSequenceClassification.from_pretrained(
+            path, num_labels=1, revision=revision, dtype=dtype, quantization_config=quantization
+        )
+    # The classifier reads the last token that is not padding: it must know the pad id.
+    model.config.pad_token_id = pad_token_id
+    return model
+
+
+def _member_seed(config: RewardModelConfig, member: int) -> int:
+    """Member m's seed: its score head's initialisation, data order and dropout."""
+    return int(derived_generator(config.seed, member).initial_seed() % (2**31 - 1))
+
+
+def _peft_config(config: RewardModelConfig, head: str) -> Any:
+    from peft import LoraConfig
+
+    assert config.lora is not None
+    return LoraConfig(
+        task_type="SEQ_CLS",
+        r=config.lora.rank,
+        lora_alpha=config.lora.alpha,
+        lora_dropout=config.lora.dropout,
+        target_modules=config.lora.target_modules,
+        # Without it the random head stays random and frozen (a TRL trap).
+        modules_to_save=[head],
+    )
+
+
+def _check_run(checkpoint_dir: Path, config: RewardModelConfig, data_fingerprint: str) -> None:
+    """Refuse checkpoints of another config or other data; record ours for the next run."""
+    run_file = checkpoint_dir / RUN_FILE
+    state = {"config": config_for_checkpoint(config), "data_fingerprint": data_fingerprint}
+    if run_file.exists():
+        check_resumable(json.loads(run_file.read_text()), config, data_fingerprint)
+        return
+    checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    temporary = run_file.with_name(f"{RUN_FILE}.tmp")
+    temporary.write_text(json.dumps(state, default=str))
+    os.replace(temporary, run_file)
+
+
+def _checkpoint_step(folder: Path) -> int:
+    from workers.ml.trainer_bridge import last_checkpoint
+
+    newest = last_checkpoint(folder)
+    return int(Path(newest).name.rsplit("-", 1)[1]) if newest else 0
+
+
+def _member_reporter(reporter: ProgressReporter, member: int, members: int) -> ProgressReporter:
+    """Steps of member m counted after those of members 0 .. m − 1 (all members take as many)."""
+
+    def report(*, step: int, total: int, message: str = "", metrics: dict[str, float] | None = None) -> None:
+        reporter(step=member * total + step, total=members * total, message=message, metrics=metrics)
+
+    return report
+
+
+def _train_member(
+    member: int,
+    rows: dict[str, list[Any]],
+    config: RewardModelConfig,
+    tokenizer: Any,
+    checkpoint_dir: Path,
+    final_dir: Path,
+    reporter: ProgressReporter,
+    device: torch.device,
+) -> dict[str, Any]:
+    """One member through ``RewardTrainer``, resumed from its newest checkpoint; saved to
+    ``final_dir`` (an adapter with its head, or a full model) with its steps and losses."""
+    from datasets import Dataset
+    from transformers import set_seed
+    from transformers.trainer_callback import PrinterCallback
+    from trl import RewardConfig, RewardTrainer
+
+    from workers.ml.trainer_bridge import JobBridge, run_bridged
+
+    seed = _member_seed(config, member)
+    dtype = _resolve_dtype(config, device)
+    quantization = _quantization(config, device)
+    set_seed(seed)  # before loading: the score head of a causal-LM base is drawn here
+    # LoRA: the frozen base in the run's dtype. Full fine-tuning: float32 master weights, bf16
+    # autocast through the trainer (AdamW on bf16 weights loses small updates).
+    load_dtype = dtype if config.lora is not None else torch.float32
+    model = _load_classifier(
+        config.backbone_path,
+        revision=config.backbone_revision,
+        dtype=load_dtype,
+        quantization=quantization,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    member_dir = checkpoint_dir / f"member_{member}"
+    resumed_from_step = _checkpoint_step(member_dir)
+    on_gpu = device.type == "cuda"
+    args = RewardConfig(
+        output_dir=str(member_dir),
+        seed=seed,
+        data_seed=seed,
+        per_device_train_batch_size=config.batch_size,
+        gradient_accumulation_steps=config.gradient_accumulation_steps,
+        learning_rate=config.resolved_learning_rate(),
+        lr_scheduler_type=config.lr_scheduler,
+        warmup_steps=config.warmup_ratio,  # a float below 1 is a share of the steps
+        weight_decay=0.0,
+        num_train_epochs=config.resolved_epochs(),
+        max_steps=config.max_steps or -1,
+        max_length=config.max_length,  # nothing is longer: pairs were truncated before
+        center_rewards_coefficient=config.center_rewards_coefficient,
+        bf16=on_gpu and dtype == torch.bfloat16,
+        use_cpu=not on_gpu,
+        gradient_checkpointing=config.gradient_checkpointing,
+        save_strategy="steps",
+        save_steps=config.checkpoint_every,
+        save_total_limit=1,  # the newest checkpoint is all a resume needs
+        logging_steps=1,
+        report_to=[],
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+    )
+    bridge = JobBridge(
+        _member_reporter(reporter, member, config.ensemble_size),
+        label=f"reward member {member + 1} of {config.ensemble_size}",
+    )
+    trainer = RewardTrainer(
+        model=model,
+        args=args,
+        train_dataset=Dataset.from_dict(rows),
+        processing_class=tokenizer,
+        peft_config=_peft_config(config, _head_name(model)) if config.lora is not None else None,
+        callbacks=[bridge],
+    )
+    # The job's log gets the bridge's reports; the trainer's own printing would only fill stdout.
+    trainer.remove_callback(PrinterCallback)
+    dropped = len(rows["chosen_ids"]) - len(trainer.train_dataset)  # type: ignore[arg-type]
+    run_bridged(trainer, bridge, checkpoints=member_dir)
+    losses = [float(entry["loss"]) for entry in trainer.state.log_history if "loss" in entry]
+    summary = {
+        "steps": int(trainer.state.global_step),
+        "resumed_from_step": resumed_from_step,
+        "first_loss": losses[0] if losses else math.nan,
+        "last_loss": losses[-1] if losses else math.nan,
+        "dropped": dropped,
+    }
+
+    trained: Any = trainer.model
+
+    def write(folder: Path) -> None:
+        # A PeftModel writes the adapter only (with the trained head); the base is referenced by
+        # path in adapter_config.json, never copied.
+        trained.save_pretrained(folder)
+        (folder / MEMBER_FILE).write_text(json.dumps(summary))
+
+    write_directory_atomically(final_dir, write)
+    return summary
+
+
+def _load_sequence_members(
+    folder: Path,
+    *,
+    members: int,
+    spec: dict[str, Any],
+    tokenizer: Any,
+    device: torch.device,
+    normalisation: Normalisation | None,
+) -> SequenceClassificationEnsemble:
+    """The members saved under ``folder`` (``member_k/``), for scoring in eval mode."""
+    cuda_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
+    dtype = torch.bfloat16 if cuda_bf16 and spec["dtype"] == "bfloat16" else torch.float32
+    quantization = None
+    if spec.get("qlora_4bit"):
+        quantization = _quantization(RewardModelConfig(**spec["config"]), device)
+    if spec["lora"]:
+        from peft import PeftModel
+
+        base = _load_classifier(
+            spec["backbone_path"],
+            revision=spec.get("backbone_revision"),
+            dtype=dtype,
+            quantization=quantization,
+            pad_token_id=tokenizer.pad_token_id,
+        )
+        names = [f"member_{member}" for member in range(members)]
+        model = PeftModel.from_pretrained(base, str(folder / names[0]), adapter_name=names[0])
+        for name in names[1:]:
+            model.load_adapter(str(folder / name), adapter_name=name)
+        if quantization is None:
+            model.to(device)
+        models, adapters = [model.eval()], names
+    else:
+        models = [
+            _load_classifier(
+                folder / f"member_{member}",
+                revision=None,
+                dtype=dtype,
+                quantization=None,
+                pad_token_id=tokenizer.pad_token_id,
+            )
+            .to(device)
+            .eval()
+            for member in range(members)
+        ]
+        adapters = None
+    return SequenceClassificationEnsemble(
+        tokenizer=tokenizer,
+        models=models,
+        adapters=adapters,
+        chat=bool(spec["chat"]),
+        max_length=int(spec["max_length"]),
+        normalisation=normalisation,
+        device=device,
+    )
+
+
+def _train_sequence_classification(
+    train_pairs: Sequence[PreferencePair],
+    config: RewardModelConfig,
+    checkpoint_dir: Path,
+    reporter: ProgressReporter,
+    device: torch.device,
+) -> tuple[SequenceClassificationEnsemble, dict[str, Any]]:
+    """K members, one after the other; a finished member is kept in the checkpoint folder, so a
+    killed or cancelled run redoes only the member it was in, from that member's checkpoint."""
+    checkpoint_dir = Path(checkpoint_dir)
+    _check_run(checkpoint_dir, config, fingerprint(list(train_pairs)))
+    dtype = _resolve_dtype(config, device)
+    _quantization(config, device)  # refuse QLoRA without CUDA or bitsandbytes before any work
+    tokenizer = _load_tokenizer(config.backbone_path, config.backbone_revision)
+    chat = uses_chat_template(tokenizer)
+    max_length = _capped_length(config)
+    chosen_ids, rejected_ids = [], []
+    for pair in train_pairs:
+        chosen_ids.append(encode_conversation(tokenizer, pair.prompt, pair.chosen, max_length, chat=chat)[0])
+        rejected_ids.append(
+            encode_conversation(tokenizer, pair.prompt, pair.rejected, max_length, chat=chat)[0]
+        )
+    margins = [float(pair.margin) for pair in train_pairs]
+    final = checkpoint_dir / "final"
+    summaries = []
+    for member in range(config.ensemble_size):
+        member_final = final / f"member_{member}"
+        if (member_final / MEMBER_FILE).exists():
+            summary = json.loads((member_final / MEMBER_FILE).read_text())
+            summaries.append({**summary, "resumed_from_step": summary["steps"]})
+            continue
+        indices = _bootstrap_indices(config, member, len(train_pairs)).tolist()
+        rows = {
+            "chosen_ids": [chosen_ids[i] for i in indices],
+            "rejected_ids": [rejected_ids[i] for i in indices],
+            "margin": [margins[i] for i in indices],  # the column RewardTrainer reads, by this name
+        }
+        summaries.append(
+            _train_member(member, rows, config, tokenizer, checkpoint_dir, member_final, reporter, device)
+        )
+        if device.type == "cuda":  # the member's model is gone; the next one loads its own
+            torch.cuda.empty_cache()
+    spec = {
+        "config": config_for_checkpoint(config),
+        "lora": config.lora is not None,
+        "qlora_4bit": config.qlora_4bit,
+        "backbone_path": config.backbone_path,
+        "backbone_revision": config.backbone_revision,
+        "dtype": "bfloat16" if dtype == torch.bfloat16 else "float32",
+        "chat": chat,
+        "max_length": max_length,
+    }
+    ensemble = _load_sequence_members(
+        final, members=config.ensemble_size, spec=spec, tokenizer=tokenizer, device=device, normalisation=None
+    )
+    first = [summary["first_loss"] for summary in summaries]
+    last = [summary["last_loss"] for summary in summaries]
+    steps = sum(int(summary["steps"]) for summary in summaries)
+    return ensemble, {
+        "steps": steps,
+        "resumed_from_step": sum(int(summary["resumed_from_step"]) for summary in summaries),
+        "first_loss": sum(first) / len(first),
+        "last_loss": sum(last) / len(last),
+        "dropped": sum(int(summary["dropped"]) for summary in summaries),
+        "spec": spec,
+        "members_dir": final,
+        "total_steps": steps,
+    }
+
+
+# --- Training, saving, loading ---------------------------------------------------------------------
+
+
+def train_reward_model(
+    pairs_train: Sequence[PreferencePair],
+    pairs_validation: Sequence[PreferencePair],
+    reference_texts: Sequence[str],
+    config: RewardModelConfig,
+    output_dir: Path,
+    checkpoint_dir: Path,
+    reporter: ProgressReporter = null_reporter,
+    *,
+    reference_prompts: Sequence[str] | None = None,
+) -> RewardModelResult:
+    """Train the K-member ensemble, normalise it on ``reference_texts``, save it to ``output_dir``.
+
+    ``reference_texts`` are responses of the reference policy (its prompts in ``reference_prompts``,
+    or none); at least two are needed for a standard deviation. Progress goes to ``reporter``;
+    checkpoints go to ``checkpoint_dir`` every ``config.checkpoint_every`` steps and when the
+    reporter raises ``Cancelled`` (then re-raised). A rerun with the same ``checkpoint_dir``,
+    config and training pairs continues from the newest checkpoint; other settings are refused.
+    """
+    if not pairs_train:
+        raise ValueError("no training pairs")
+    if len(reference_texts) < 2:
+        raise ValueError("normalisation needs at least two reference texts")
+    if reference_prompts is not None and len(reference_prompts) != len(reference_texts):
+        raise ValueError("one reference prompt per reference text")
+    device = resolve_device(config.device)
+    ensemble: RewardEnsemble
+    if config.kind == "embedding_heads":
+        ensemble, run = _train_heads(pairs_train, config, Path(checkpoint_dir), reporter, device)
+        losses = run["losses"]
+        first_loss = losses[0] if losses else math.nan
+        last_loss = losses[-1] if losses else math.nan
+        dtype = "float32"
+        truncated = _truncated_heads_pairs(ensemble, pairs_train) + _truncated_heads_pairs(
+            ensemble, pairs_validation
+        )
+    else:
+        ensemble, run = _train_sequence_classification(
+            pairs_train, config, Path(checkpoint_dir), reporter, device
+        )
+        first_loss, last_loss = run["first_loss"], run["last_loss"]
+        dtype = run["spec"]["dtype"]
+        truncated = sum(
+            any(
+                encode_conversation(
+                    ensemble.tokenizer, pair.prompt, side, ensemble.max_length, chat=run["spec"]["chat"]
+                )[1]
+                for side in (pair.chosen, pair.rejected)
+            )
+            for pairs in (pairs_train, pairs_validation)
+            for pair in pairs
+        )
+    total = run["total_steps"]
+    reporter(step=run["steps"], total=total, message="normalising and evaluating")
     reference_raw = ensemble.raw_scores(reference_prompts or [""] * len(reference_texts), reference_texts)
     ensemble.normalisation = _normalisation(reference_raw)
     metrics = _evaluate(ensemble, pairs_validation, config.calibration_bins)
-    truncated = _truncated_pairs(ensemble, pairs_train) + _truncated_pairs(ensemble, pairs_validation)
+    provenance = backbone_provenance(
+        config.backbone_path,
+        config.backbone_revision,
+        dtype,
+        commit=getattr(
+            AutoConfig.from_pretrained(config.backbone_path, revision=config.backbone_revision),
+            "_commit_hash",
+            None,
+        ),
+    )
     result = RewardModelResult(
         output_dir=str(output_dir),
-        steps=step,
-        resumed_from_step=resumed_from_step,
-        train_pairs=len(train),
+        kind=config.kind,
+        steps=run["steps"],
+        resumed_from_step=run["resumed_from_step"],
+        train_pairs=len(pairs_train),
         validation_pairs=len(pairs_validation),
         truncated_pairs=int(truncated),
+        dropped_pairs=int(run["dropped"]),
         validation_accuracy=metrics["accuracy"],
+        validation_accuracy_interval=metrics["interval"],
         member_validation_accuracy=metrics["member_accuracy"],
         expected_calibration_error=metrics["ece"],
         validation_loss=metrics["loss"],
-        first_train_loss=losses[0] if losses else math.nan,
-        last_train_loss=losses[-1] if losses else math.nan,
+        first_train_loss=first_loss,
+        last_train_loss=last_loss,
         normalisation=ensemble.normalisation,
+        provenance=provenance,
     )
-    save_reward_ensemble(ensemble, output_dir, config=config, metrics=asdict(result))
-    reporter(step=step, total=total_steps, message="saved", metrics=_flat_metrics(result))
+    _save(ensemble, Path(output_dir), config=config, result=result, run=run)
+    reporter(step=run["steps"], total=total, message="saved", metrics=_flat_metrics(result))
     return result
 
 
-def _normalisation(reference_raw: torch.Tensor) -> Normalisation:
-    """Mean/std per member, then of the members' average, on the reference texts (std 0 → 1)."""
-
-    def safe(std: torch.Tensor) -> torch.Tensor:
-        return torch.where(std > 1e-8, std, torch.ones_like(std))
-
-    member_mean = reference_raw.mean(dim=1)
-    member_std = safe(reference_raw.std(dim=1, unbiased=False))
-    average = ((reference_raw - member_mean[:, None]) / member_std[:, None]).mean(dim=0)
-    return Normalisation(
-        member_mean=member_mean.tolist(),
-        member_std=member_std.tolist(),
-        ensemble_mean=float(average.mean()),
-        ensemble_std=float(safe(average.std(unbiased=False))),
-    )
-
-
-def _evaluate(ensemble: RewardEnsemble, pairs: Sequence[PreferencePair], bins: int) -> dict[str, Any]:
-    if not pairs:
-        return {"accuracy": None, "member_accuracy": [], "ece": None, "loss": None}
-    prompts = [pair.prompt for pair in pairs]
-    raw = ensemble.raw_scores(prompts + prompts, [p.chosen for p in pairs] + [p.rejected for p in pairs])
-    raw_chosen, raw_rejected = raw[:, : len(pairs)], raw[:, len(pairs) :]
-    scores = ensemble.normalise(raw)
-    margins = torch.tensor([pair.margin for pair in pairs])
-    probabilities = torch.sigmoid(raw_chosen - raw_rejected).mean(dim=0)
-    return {
-        "accuracy": float((scores.mean[: len(pairs)] > scores.mean[len(pairs) :]).float().mean()),
-        "member_accuracy": (raw_chosen > raw_rejected).float().mean(dim=1).tolist(),
-        "ece": expected_calibration_error(probabilities, bins),
-        "loss": float(
-            sum(preference_loss(raw_chosen[m], raw_rejected[m], margins) for m in range(ensemble.size))
-            / ensemble.size
-        ),
-    }
-
-
-def _flat_metrics(result: RewardModelResult) -> dict[str, float]:
-    values = {
-        "validation_accuracy": result.validation_accuracy,
-        "expected_calibration_error": result.expected_calibration_error,
-        "validation_loss": result.validation_loss,
-        "last_train_loss": result.last_train_loss,
-    }
-    return {key: float(value) for key, value in values.items() if value is not None}
-
-
-def save_reward_ensemble(
-    ensemble: RewardEnsemble, output_dir: Path, *, config: RewardModelConfig, metrics: dict[str, Any]
+def _save(
+    ensemble: RewardEnsemble,
+    output_dir: Path,
+    *,
+    config: RewardModelConfig,
+    result: RewardModelResult,
+    run: dict[str, Any],
 ) -> None:
     """Write the ensemble in the layout of the module docstring, atomically."""
-    if ensemble.normalisation is None:
-        raise ValueError("normalise the ensemble before saving it")
-    manifest = {
+    assert ensemble.normalisation is not None
+    manifest: dict[str, Any] = {
         "format_version": FORMAT_VERSION,
-        "pooling": ensemble.pooling,
+        "kind": config.kind,
         "max_length": ensemble.max_length,
         "ensemble_size": ensemble.size,
-        "shared_backbone": ensemble.shares_backbone,
         "normalisation": asdict(ensemble.normalisation),
         "config": config_for_checkpoint(config),
-        "metrics": metrics,
+        "metrics": asdict(result),
+        "provenance": result.provenance,
         "saved_at": time.time(),
     }
+    if isinstance(ensemble, HeadsEnsemble):
+        manifest["pooling"] = ensemble.pooling
+    else:
+        manifest["sequence_classification"] = run["spec"]
 
     def write(folder: Path) -> None:
         ensemble.tokenizer.save_pretrained(folder / "tokenizer")
-        if ensemble.shares_backbone:
-            ensemble.backbones[0].save_pretrained(folder / "backbone")
+        if isinstance(ensemble, HeadsEnsemble):
+            torch.save([head.state_dict() for head in ensemble.heads], folder / "heads.pt")
         else:
-            for member, backbone in enumerate(ensemble.backbones):
-                backbone.save_pretrained(folder / f"member_{member}")
-        torch.save([head.state_dict() for head in ensemble.heads], folder / "heads.pt")
+            for member in range(ensemble.size):
+                # Hard links: a full member is not written twice, and the checkpoint folder can go.
+                shutil.copytree(
+                    run["members_dir"] / f"member_{member}",
+                    folder / f"member_{member}",
+                    copy_function=os.link,
+                )
+        (folder / "provenance.json").write_text(json.dumps(result.provenance, indent=2))
         (folder / "reward_model.json").write_text(json.dumps(manifest, indent=2, default=str))
 
-    write_directory_atomically(Path(output_dir), write)
+    write_directory_atomically(output_dir, write)
 
 
 def load_reward_ensemble(path: Path, device: str | None = None) -> RewardEnsemble:
-    """Load what ``train_reward_model`` saved, in eval mode, ready for ``score_texts``."""
+    """Load what ``train_reward_model`` saved, in eval mode, ready for ``score_texts``.
+
+    A referenced backbone (the frozen encoder of heads, the base of LoRA members) must still have
+    the weights it was trained on (content hash of the provenance), else ValueError.
+    """
     path = Path(path)
     manifest = json.loads((path / "reward_model.json").read_text())
+    target = resolve_device(device)
+    if manifest["format_version"] == 1 and manifest.get("shared_backbone"):
+        return _load_format_1(path, manifest, target)
     if manifest["format_version"] != FORMAT_VERSION:
         raise ValueError(f"unknown reward model format {manifest['format_version']}")
-    target = resolve_device(device)
-    folders = (
-        [path / "backbone"]
-        if manifest["shared_backbone"]
-        else [path / f"member_{member}" for member in range(manifest["ensemble_size"])]
+    normalisation = Normalisation(**manifest["normalisation"])
+    config = manifest["config"]
+    tokenizer = _load_tokenizer(path / "tokenizer")
+    if manifest["kind"] == "sequence_classification":
+        spec = manifest["sequence_classification"]
+        if spec["lora"]:
+            check_backbone_unchanged(manifest["provenance"])
+        return _load_sequence_members(
+            path,
+            members=manifest["ensemble_size"],
+            spec=spec,
+            tokenizer=tokenizer,
+            device=target,
+            normalisation=normalisation,
+        )
+    check_backbone_unchanged(manifest["provenance"])
+    backbone = AutoModel.from_pretrained(
+        config["backbone_path"], revision=config.get("backbone_revision"), dtype=torch.float32
     )
-    backbones = [_load_backbone(folder, target).eval() for folder in folders]
-    head_states = torch.load(path / "heads.pt", map_location="cpu", weights_only=True)
+    return HeadsEnsemble(
+        tokenizer=tokenizer,
+        backbone=backbone.to(target).eval(),
+        heads=_load_heads(path / "heads.pt").to(target),
+        pooling=manifest["pooling"],
+        max_length=manifest["max_length"],
+        normalisation=normalisation,
+        device=target,
+    )
+
+
+def _load_heads(path: Path) -> nn.ModuleList:
     heads = nn.ModuleList()
-    for state in head_states:
+    for state in torch.load(path, map_location="cpu", weights_only=True):
         head = nn.Linear(state["weight"].shape[1], 1)
         head.load_state_dict(state)
         heads.append(head)
-    return RewardEnsemble(
+    return heads
+
+
+def _load_format_1(path: Path, manifest: dict[str, Any], target: torch.device) -> HeadsEnsemble:
+    """A heads ensemble saved before format 2, with its frozen backbone copied into ``backbone/``
+    (format 1 members with fine-tuned backbones are no longer loadable: retrain them)."""
+    backbone = AutoModel.from_pretrained(path / "backbone", dtype=torch.float32)
+    return HeadsEnsemble(
         tokenizer=_load_tokenizer(path / "tokenizer"),
-        backbones=backbones,
-        heads=heads.to(target),
+        backbone=backbone.to(target).eval(),
+        heads=_load_heads(path / "heads.pt").to(target),
         pooling=manifest["pooling"],
         max_length=manifest["max_length"],
         normalisation=Normalisation(**manifest["normalisation"]),

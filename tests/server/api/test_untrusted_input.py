@@ -141,6 +141,63 @@ def test_an_escaped_nul_in_json_rows_names_the_row_and_field(world: World, staff
             "The reward-model option 'learning_rate' must be a number greater than 0 and at most 1 (got 0).",
         ),
         (
+            "train-reward-model",
+            '{"config": {"kind": "sequence_classification", "lora": {"rank": 0}}}',
+            "The reward-model LoRA option 'rank' must be a whole number from 1 to 1,024 (got 0).",
+        ),
+        (
+            "train-reward-model",
+            '{"config": {"kind": "sequence_classification", "lora": {"target_modules": ["q proj"]}}}',
+            "The reward-model LoRA option 'target_modules' must be \"all-linear\" or a list of 1 to 64 "
+            'module names (like ["q_proj", "v_proj"]) (got [\'q proj\']).',
+        ),
+        (
+            "train-reward-model",
+            '{"config": {"kind": "sequence_classification", "lora": 3}}',
+            "The reward-model option 'lora' must be true, false or an object like "
+            '{"rank": 16, "alpha": 32} (got 3).',
+        ),
+        (
+            "train-reward-model",
+            '{"config": {"lora": true}}',
+            "The reward-model option 'lora' applies to kind 'sequence_classification' only "
+            "(this run is 'embedding_heads').",
+        ),
+        (
+            "train-reward-model",
+            '{"config": {"kind": "sequence_classification", "pooling": "mean"}}',
+            "The reward-model option 'pooling' applies to kind 'embedding_heads' only "
+            "(this run is 'sequence_classification').",
+        ),
+        (
+            "train-reward-model",
+            '{"config": {"kind": "sequence_classification", "qlora_4bit": true}}',
+            "The reward-model option 'qlora_4bit' needs the option 'lora': a 4-bit base trains "
+            "adapters only.",
+        ),
+        (
+            "train-reward-model",
+            '{"config": {"kind": "sequence_classification", "dtype": "float16"}}',
+            "The reward-model option 'dtype' must be one of 'auto', 'float32', 'bfloat16' (got 'float16').",
+        ),
+        (
+            "train-reward-model",
+            '{"config": {"kind": "sequence_classification", "warmup_ratio": 1}}',
+            "The reward-model option 'warmup_ratio' must be a number from 0 up to (not including) 1 (got 1).",
+        ),
+        (
+            "train-reward-model",
+            '{"config": {"kind": "sequence_classification", "gradient_accumulation_steps": 0}}',
+            "The reward-model option 'gradient_accumulation_steps' must be a whole number from 1 to 1,024 "
+            "(got 0).",
+        ),
+        (
+            "train-reward-model",
+            '{"config": {"kind": "heads"}}',
+            "The reward-model option 'kind' must be one of 'embedding_heads', 'sequence_classification' "
+            "(got 'heads').",
+        ),
+        (
             "train-policy",
             '{"method": "dpo", "config": {"epochs": true}}',
             "The DPO option 'epochs' must be a whole number from 1 to 100 (got True).",
@@ -182,6 +239,30 @@ def test_training_options_are_typed_and_bounded(
     assert response.status_code == 400
     assert response.json()["error"] == message
     assert stored() == before
+
+
+def test_real_model_reward_options_in_range_start_the_job(world: World, staff_client: APIClient) -> None:
+    config = {
+        "kind": "sequence_classification",
+        "backbone_path": str(world.base_version.model_path),
+        "backbone_revision": "main",
+        "lora": {"rank": 16, "alpha": 32, "dropout": 0.05, "target_modules": ["q_proj", "v_proj"]},
+        "qlora_4bit": True,
+        "dtype": "bfloat16",
+        "gradient_checkpointing": True,
+        "gradient_accumulation_steps": 8,
+        "batch_size": 4,
+        "max_length": 2048,
+        "lr_scheduler": "cosine",
+        "warmup_ratio": 0.03,
+        "max_steps": 500,
+        "center_rewards_coefficient": 0.01,
+    }
+
+    response = staff_client.post(f"{STUDY}/jobs/train-reward-model/", {"config": config}, format="json")
+
+    assert response.status_code == 202, response.json()
+    assert Job.objects.get(id=response.json()["id"]).params["config"] == config
 
 
 def test_training_options_in_range_start_the_job(world: World, staff_client: APIClient) -> None:

@@ -449,3 +449,49 @@ def test_the_study_page_lists_the_invite_and_crowd_links_with_the_study_token() 
     page = client.get(f"/dashboard/studies/{study.slug}/").content.decode()
     assert f"/rate/{study.slug}/join/{study.invite_token}/" in page
     assert f"/rate/{study.slug}/?t={study.invite_token}&amp;PROLIFIC_PID={{{{%PROLIFIC_PID%}}}}" in page
+
+
+# --- Reward models: accuracy with its n and interval, the too-few-pairs warning --------------------
+
+
+def test_reward_model_accuracy_shows_its_n_and_interval_next_to_the_ceiling(
+    world: World, staff: Client
+) -> None:
+    # given a reward model whose accuracy rests on 25 validation pairs
+    world.reward_model.metrics = {
+        "kind": "sequence_classification",
+        "validation_pairs": 25,
+        "validation_accuracy_interval": [0.4841, 0.8262],
+        "ceiling_comparisons": 12,
+    }
+    world.reward_model.save(update_fields=["metrics"])
+
+    # when the study page is shown
+    page = staff.get(STUDY_URL).content.decode()
+
+    # then the accuracy cell carries n and the 95 % interval, and the ceiling its comparisons
+    cell = re.search(r'<td class="num rm-accuracy">(.*?)</td>', page, re.S).group(1)
+    assert re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", cell)).strip() == "68.0% n = 25 · 95% CI 48%–83%"
+    ceiling = re.search(r'<td class="num rm-ceiling">(.*?)</td>', page, re.S).group(1)
+    assert re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", ceiling)).strip() == "74.0% 12 comparisons"
+    assert "sequence_classification · " in page
+
+
+def test_a_reward_model_on_too_few_pairs_starts_with_a_warning_on_the_page(
+    world: World, staff: Client
+) -> None:
+    response = staff.post(
+        f"{STUDY_URL}actions/train-reward-model/", {"snapshot": "", "config": ""}, follow=True
+    )
+
+    job = Job.objects.get(kind="train_reward_model", status=JobStatus.QUEUED)
+    assert job.params["warnings"] == [
+        f"The snapshot has {world.snapshot.train_count} training pairs, fewer than the study's minimum "
+        "of 50: the reward model's accuracy will rest on little data."
+    ]
+    page = response.content.decode()
+    assert '<li class="dash-message dash-message-warning">' in page
+    assert (
+        f"Train a reward model, job #{job.id}: The snapshot has {world.snapshot.train_count} training pairs"
+        in page
+    )
