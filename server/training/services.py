@@ -9,6 +9,7 @@ stops where the failure is shown.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +23,7 @@ from server.jobs.models import Job, JobKind, JobStatus
 from server.jobs.services import job_enqueue
 from server.studies.models import Study
 from server.training.models import PreferenceSnapshot, RewardModel
+from workers.ml.policy_config import combination_problem, config_from_options
 
 LOOP_KINDS = [
     JobKind.SNAPSHOT,
@@ -76,7 +78,52 @@ class PathOrHubId:
         return None
 
 
-Option = Whole | Positive | Flag | PathOrHubId
+@dataclass(frozen=True)
+class Between:
+    """An option that is a finite JSON number in [low, high], or [low, high) when ``open_high``."""
+
+    low: float
+    high: float
+    open_high: bool = False
+
+    def problem(self, value: Any) -> str | None:
+        number = not isinstance(value, bool) and isinstance(value, int | float) and math.isfinite(value)
+        if not number or value < self.low or value > self.high or (self.open_high and value == self.high):
+            upper = f"below {self.high:g}" if self.open_high else f"at most {self.high:g}"
+            return f"must be a number from {self.low:g} and {upper}"
+        return None
+
+
+@dataclass(frozen=True)
+class OneOf:
+    """An option that is one of a few strings."""
+
+    choices: tuple[str, ...]
+
+    def problem(self, value: Any) -> str | None:
+        if not isinstance(value, str) or value not in self.choices:
+            return "must be one of " + ", ".join(repr(choice) for choice in self.choices)
+        return None
+
+
+MODULE_NAME = re.compile(r"[A-Za-z0-9_.\-]{1,100}")
+
+
+@dataclass(frozen=True)
+class ModuleNames:
+    """An option that is a list of 1 to 64 module names (letters, digits, ``_ . -``)."""
+
+    def problem(self, value: Any) -> str | None:
+        if (
+            not isinstance(value, list)
+            or not 1 <= len(value) <= 64
+            or not all(isinstance(name, str) and MODULE_NAME.fullmatch(name) for name in value)
+        ):
+            return "must be a list of 1 to 64 module names (letters, digits, '_', '.', '-')"
+        return None
+
+
+Option = Whole | Positive | Flag | PathOrHubId | Between | OneOf | ModuleNames
 
 # The options an operator may set per trainer (the rest of each config dataclass in workers/ml is
 # fixed by the deployment), with ranges that keep a typo from occupying a GPU for a year: epochs
@@ -94,27 +141,57 @@ REWARD_MODEL_OPTIONS: dict[str, Option] = {
     "max_length": Whole(8, 32_768),  # tokens; capped again at the backbone's position limit
     "seed": SEED,
 }
+# What DPO and online RL share (workers.ml.policy_config.PolicySettings documents each).
+POLICY_OPTIONS: dict[str, Option] = {
+    "learning_rate": LEARNING_RATE,
+    "lr_scheduler": OneOf(("linear", "cosine", "constant", "constant_with_warmup")),
+    "warmup_ratio": Between(0.0, 1.0, open_high=True),
+    "epochs": Whole(1, 100),  # preference fine-tuning overfits after a few passes
+    "max_steps": Whole(1, 1_000_000),
+    "per_device_batch_size": BATCH_SIZE,
+    "gradient_accumulation_steps": Whole(1, 1024),
+    "max_prompt_length": Whole(1, 32_768),  # tokens
+    "dtype": OneOf(("auto", "float32", "bfloat16")),
+    "gradient_checkpointing": Flag(),
+    "lora": Flag(),  # true by default: the child is an adapter on the referenced parent
+    "lora_rank": Whole(1, 1024),
+    "lora_alpha": Whole(1, 4096),
+    "lora_dropout": Between(0.0, 1.0, open_high=True),
+    "lora_target_modules": ModuleNames(),
+    "qlora_4bit": Flag(),  # needs bitsandbytes and CUDA on the worker (checked when it runs)
+    "merge_adapter": Flag(),
+    "seed": SEED,
+    "checkpoint_every": Whole(1, 1_000_000),  # optimizer steps
+}
 DPO_OPTIONS: dict[str, Option] = {
+    **POLICY_OPTIONS,
     "beta": Positive(10.0),  # 0.1 is the paper's default; beyond 10 the policy can hardly move
-    "learning_rate": LEARNING_RATE,
-    "epochs": Whole(1, 100),  # DPO overfits after a few passes
-    "batch_size": BATCH_SIZE,
-    # Tokens of prompt + response: more than the trainer's fixed max_prompt_length (256), so the
-    # response has room (the trainer refuses less).
-    "max_length": Whole(257, 32_768),
-    "seed": SEED,
-    "lora": Flag(),
+    "loss_type": OneOf(("sigmoid", "ipo", "robust")),
+    "label_smoothing": Between(0.0, 0.5, open_high=True),  # share of flipped crowd labels
+    "max_length": Whole(2, 32_768),  # tokens of prompt + response; above max_prompt_length
 }
-RLOO_OPTIONS: dict[str, Option] = {
+ONLINE_RL_OPTIONS: dict[str, Option] = {
+    **POLICY_OPTIONS,
     "beta": Positive(10.0),  # the KL penalty must be positive (the trainer refuses 0)
-    "learning_rate": LEARNING_RATE,
-    "iterations": Whole(1, 100_000),
-    "samples_per_prompt": Whole(2, 64),  # the leave-one-out baseline needs 2
-    "prompts_per_iteration": Whole(1, 4096),
-    "max_new_tokens": Whole(1, 4096),  # as a generate job's decoding allows
-    "seed": SEED,
-    "lora": Flag(),
+    "num_generations": Whole(2, 64),  # the baselines compare at least 2 completions per prompt
+    "max_completion_length": Whole(1, 4096),  # tokens, as a generate job's decoding allows
+    "temperature": Positive(10.0),
+    "reward_std_penalty": Between(0.0, 10.0),  # pessimistic reward: mean − k·std over members
 }
+POLICY_METHODS = ("dpo", "rloo", "grpo")
+
+
+def policy_options(method: str, config: dict[str, Any] | None) -> dict[str, Any]:
+    """The options of a policy job, checked one by one (type and range) and together (e.g.
+    max_prompt_length below max_length), each error naming the option."""
+    what = "DPO" if method == "dpo" else method.upper()
+    options = _check_options(config, DPO_OPTIONS if method == "dpo" else ONLINE_RL_OPTIONS, what)
+    problem = combination_problem(config_from_options(method, options))
+    if problem:
+        raise ApplicationError(
+            f"The {what} options do not fit together: {problem}.", extra={"field": "config"}
+        )
+    return options
 
 
 def _shown(value: Any) -> str:
@@ -225,9 +302,10 @@ def policy_train_start(
     parent_id: int | None = None,
     then: list[str] | None = None,
 ) -> Job:
-    """Fine-tune a child of ``parent_version_id``: DPO on a snapshot, or RLOO against a reward model."""
-    if method not in ("dpo", "rloo"):
-        raise ApplicationError("Method must be 'dpo' or 'rloo'.", extra={"field": "method"})
+    """Fine-tune a child of ``parent_version_id``: DPO on a snapshot, or RLOO / GRPO against a
+    reward model."""
+    if method not in POLICY_METHODS:
+        raise ApplicationError("Method must be 'dpo', 'rloo' or 'grpo'.", extra={"field": "method"})
     parent = (
         GeneratorVersion.objects.filter(id=parent_version_id).first()
         if parent_version_id
@@ -246,7 +324,7 @@ def policy_train_start(
     version_model_check(version=parent, field="parent_version_id")
     params: dict[str, Any] = {"parent_version_id": parent.id, "method": method, "then": then or []}
     if method == "dpo":
-        params["config"] = _check_options(config, DPO_OPTIONS, "DPO")
+        params["config"] = policy_options(method, config)
         snapshot = _of_study(PreferenceSnapshot, study=study, object_id=snapshot_id)
         if snapshot is None:
             raise ApplicationError(
@@ -254,11 +332,11 @@ def policy_train_start(
             )
         params["snapshot_id"] = snapshot.id
     else:
-        params["config"] = _check_options(config, RLOO_OPTIONS, "RLOO")
+        params["config"] = policy_options(method, config)
         reward_model = _of_study(RewardModel, study=study, object_id=reward_model_id)
         if reward_model is None:
             raise ApplicationError(
-                "RLOO needs a reward model of the study.", extra={"field": "reward_model_id"}
+                f"{method.upper()} needs a reward model of the study.", extra={"field": "reward_model_id"}
             )
         model_path_check(reward_model.path, field="reward_model_id")
         params["reward_model_id"] = reward_model.id
