@@ -578,7 +578,7 @@ class RewardModelStartSerializer(serializers.Serializer):
 
 class PolicyStartSerializer(serializers.Serializer):
     parent_version_id = Identifier(required=False, allow_null=True)
-    method = serializers.ChoiceField(choices=[("dpo", "dpo"), ("rloo", "rloo")])
+    method = serializers.ChoiceField(choices=[("dpo", "dpo"), ("rloo", "rloo"), ("grpo", "grpo")])
     snapshot_id = Identifier(required=False, allow_null=True)
     reward_model_id = Identifier(required=False, allow_null=True)
     config = JsonObject(required=False, default=dict)

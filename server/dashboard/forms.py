@@ -158,7 +158,11 @@ class PolicyForm(StudyForm):
         queryset=GeneratorVersion.objects.none(), required=False, empty_label="best-rated model version"
     )
     method = forms.ChoiceField(
-        choices=[("dpo", "DPO (offline, on a snapshot)"), ("rloo", "RLOO (online, reward model)")]
+        choices=[
+            ("dpo", "DPO (offline, on a snapshot)"),
+            ("rloo", "RLOO (online, reward model)"),
+            ("grpo", "GRPO (online, reward model)"),
+        ]
     )
     snapshot = SnapshotChoiceField(
         queryset=PreferenceSnapshot.objects.none(), required=False, empty_label="latest snapshot"
@@ -166,7 +170,17 @@ class PolicyForm(StudyForm):
     reward_model = RewardModelChoiceField(
         queryset=RewardModel.objects.none(), required=False, empty_label="latest reward model"
     )
-    config = OptionalJSONField(required=False, help_text='e.g. {"beta": 0.1, "epochs": 1}')
+    config = OptionalJSONField(
+        required=False,
+        help_text=(
+            'e.g. {"beta": 0.1, "epochs": 1, "lora_rank": 16, "dtype": "auto"}. Shared: learning_rate, '
+            "lr_scheduler, warmup_ratio, epochs, max_steps, per_device_batch_size, "
+            "gradient_accumulation_steps, max_prompt_length, dtype, gradient_checkpointing, lora, "
+            "lora_rank, lora_alpha, lora_dropout, lora_target_modules, qlora_4bit, merge_adapter, seed, "
+            "checkpoint_every. DPO: beta, loss_type, label_smoothing, max_length. RLOO / GRPO: beta, "
+            "num_generations, max_completion_length, temperature, reward_std_penalty."
+        ),
+    )
 
     def setup(self) -> None:
         self.fields["parent_version"].queryset = (

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from collections import Counter
 from dataclasses import dataclass, field
@@ -54,7 +55,19 @@ def version_model_check(*, version: GeneratorVersion, field: str) -> str:
     """The version's model as a job may load it (see ``server.core.paths``), else an error naming
     the version and ``field``."""
     try:
-        return model_path_check(version.model_path)
+        path = model_path_check(version.model_path)
+        # A trained child saved as an adapter loads the base its adapter_config.json names: that
+        # base must pass the same check (an adapter folder could name any path).
+        current, depth = path, 0
+        while (Path(current) / "adapter_config.json").is_file() and depth < 16:
+            try:
+                base = json.loads((Path(current) / "adapter_config.json").read_text())[
+                    "base_model_name_or_path"
+                ]
+            except (OSError, ValueError, KeyError, TypeError):
+                raise ApplicationError("its adapter_config.json names no base model.") from None
+            current, depth = model_path_check(base), depth + 1
+        return path
     except ApplicationError as error:
         raise ApplicationError(f"{version}: {error.message}", extra={"field": field}) from None
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import shutil
 from collections import defaultdict
 from dataclasses import asdict
@@ -22,14 +23,15 @@ from server.studies.models import PromptSplit
 from server.training.models import PreferenceSnapshot, RewardModel
 from server.training.services import policy_train_start, reward_model_train_start
 from server.training.snapshots import snapshot_create, snapshot_rows
-from workers.ml.dpo import DPOConfig, LoraSettings, train_dpo
-from workers.ml.online_rl import RLOOConfig, train_online_rl
+from workers.ml.dpo import train_dpo
+from workers.ml.online_rl import ensemble_reward, train_online_rl
+from workers.ml.policy_config import DPOConfig, config_from_options
+from workers.ml.policy_training import METADATA_NAME
 from workers.ml.preference_data import PreferencePair
 from workers.ml.progress import ProgressReporter
 from workers.ml.reward_model import (
     RewardModelConfig,
     load_reward_ensemble,
-    reward_function,
     train_reward_model,
 )
 
@@ -228,8 +230,7 @@ def _policy_train(*, job: Job, report: ProgressReporter) -> GeneratorVersion:
     params = job.params
     parent = GeneratorVersion.objects.select_related("generator").get(id=params["parent_version_id"])
     method = params["method"]
-    options = dict(params.get("config", {}))
-    lora = LoraSettings() if options.pop("lora", False) else None
+    config = config_from_options(method, params.get("config", {}))
     label = _child_label(parent, job, method)
     output_dir = Path(settings.VAR_DIR) / "models" / f"{parent.generator.name}-{label}".replace("/", "_")
     snapshot = PreferenceSnapshot.objects.get(id=params["snapshot_id"])
@@ -237,33 +238,30 @@ def _policy_train(*, job: Job, report: ProgressReporter) -> GeneratorVersion:
     # Checked at the start and again here, before loading (see server.core.paths).
     parent_model = version_model_check(version=parent, field="parent_version_id")
     reward_model_path = model_path_check(reward_model.path, field="reward_model_id") if reward_model else ""
-    if method == "dpo":
+    # The trainer's own checkpoints (checkpoint-N folders): a re-run after a kill or a cancel
+    # resumes from the newest one.
+    checkpoints = _checkpoint_path(job, "policy")
+    result: Any
+    if isinstance(config, DPOConfig):
         train, validation = _pairs(snapshot)
-        config: DPOConfig | RLOOConfig = DPOConfig(**options, lora=lora)
         result = train_dpo(
-            train,
-            parent_model,
-            output_dir,
-            config,
-            _checkpoint_path(job, "policy.pt"),
-            report,
-            validation_pairs=validation,
+            train, parent_model, output_dir, config, checkpoints, report, validation_pairs=validation
         )
     else:
         assert reward_model is not None
         prompts = list(job.study.prompts.filter(split=PromptSplit.TRAIN).values_list("text", flat=True))
-        config = RLOOConfig(**options, lora=lora)
         ensemble = load_reward_ensemble(Path(reward_model_path))
         result = train_online_rl(
             prompts,
             parent_model,
-            reward_function(ensemble),
+            ensemble_reward(ensemble, std_penalty=config.reward_std_penalty),
             output_dir,
             config,
-            _checkpoint_path(job, "policy.pt"),
+            checkpoints,
             report,
         )
     summary = {key: value for key, value in asdict(result).items() if not isinstance(value, list)}
+    provenance = json.loads((output_dir / METADATA_NAME).read_text())["provenance"]
     child = _register_child(
         job=job,
         parent=parent,
@@ -274,8 +272,9 @@ def _policy_train(*, job: Job, report: ProgressReporter) -> GeneratorVersion:
         snapshot=snapshot,
         reward_model=reward_model,
         summary=summary,
+        provenance=provenance,
     )
-    shutil.rmtree(_checkpoint_path(job, "policy.pt").parent, ignore_errors=True)
+    shutil.rmtree(checkpoints.parent, ignore_errors=True)
     return child
 
 
@@ -290,8 +289,11 @@ def _register_child(
     snapshot: PreferenceSnapshot,
     reward_model: RewardModel | None,
     summary: dict[str, Any],
+    provenance: dict[str, Any],
 ) -> GeneratorVersion:
-    """The child version with its full lineage: parent, job, snapshot, reward model, config."""
+    """The child version with its full lineage: parent, job, snapshot, reward model, config, and
+    the provenance of the weights it was trained from (path, content hash or revision, dtype,
+    adapter or merged)."""
     from server.studies.services import study_enrol_version
 
     child, _ = GeneratorVersion.objects.get_or_create(
@@ -306,8 +308,8 @@ def _register_child(
             "training_job": job,
             "snapshot": snapshot,
             "reward_model": reward_model,
-            "training_config": {"method": method, **config},
-            "metadata": {"result": summary},
+            "training_config": {"method": method, **config, "provenance": provenance},
+            "metadata": {"result": summary, "provenance": provenance},
         },
     )
     study_enrol_version(study=job.study, version=child, job_id=job.id)

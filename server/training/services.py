@@ -23,6 +23,7 @@ from server.jobs.models import Job, JobKind, JobStatus
 from server.jobs.services import job_enqueue
 from server.studies.models import Study
 from server.training.models import PreferenceSnapshot, RewardModel
+from workers.ml.policy_config import combination_problem, config_from_options
 
 LOOP_KINDS = [
     JobKind.SNAPSHOT,
@@ -78,24 +79,30 @@ class PathOrHubId:
 
 
 @dataclass(frozen=True)
-class Choice:
-    """An option that is one of a few strings."""
+class Between:
+    """An option that is a finite JSON number in [low, high], or [low, high) when ``open_high``."""
 
-    values: tuple[str, ...]
+    low: float
+    high: float
+    open_high: bool = False
 
     def problem(self, value: Any) -> str | None:
-        if not isinstance(value, str) or value not in self.values:
-            return "must be one of " + ", ".join(repr(choice) for choice in self.values)
+        number = not isinstance(value, bool) and isinstance(value, int | float) and math.isfinite(value)
+        if not number or value < self.low or value > self.high or (self.open_high and value == self.high):
+            upper = f"up to (not including) {self.high:g}" if self.open_high else f"to {self.high:g}"
+            return f"must be a number from {self.low:g} {upper}"
         return None
 
 
 @dataclass(frozen=True)
-class Fraction:
-    """An option that is a JSON number in [0, 1)."""
+class OneOf:
+    """An option that is one of a few strings."""
+
+    choices: tuple[str, ...]
 
     def problem(self, value: Any) -> str | None:
-        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < 1:
-            return "must be a number from 0 up to (not including) 1"
+        if not isinstance(value, str) or value not in self.choices:
+            return "must be one of " + ", ".join(repr(choice) for choice in self.choices)
         return None
 
 
@@ -135,7 +142,7 @@ class Adapters:
         return 'must be true, false or an object like {"rank": 16, "alpha": 32}'
 
 
-Option = Whole | Positive | Flag | PathOrHubId | Choice | Fraction | Revision | ModuleNames | Adapters
+Option = Whole | Positive | Flag | PathOrHubId | Between | OneOf | Revision | ModuleNames | Adapters
 
 # The options an operator may set per trainer (the rest of each config dataclass in workers/ml is
 # fixed by the deployment), with ranges that keep a typo from occupying a GPU for a year: epochs
@@ -147,21 +154,21 @@ REVISION = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]{0,199}")
 MODULE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.]{0,99}")
 # The reward-model options (workers.ml.reward_model.RewardModelConfig documents each).
 REWARD_MODEL_OPTIONS: dict[str, Option] = {
-    "kind": Choice(("embedding_heads", "sequence_classification")),
+    "kind": OneOf(("embedding_heads", "sequence_classification")),
     "ensemble_size": Whole(1, 32),  # Christiano et al. used 3; each member is a head or a model
     "epochs": Whole(1, 1000),  # heads on frozen features default to 20 cheap passes
     "max_steps": Whole(1, 1_000_000),  # optimizer steps per member; replaces epochs
     "backbone_path": PathOrHubId(),
     "backbone_revision": Revision(),
-    "pooling": Choice(("auto", "mean", "cls", "last_token")),
+    "pooling": OneOf(("auto", "mean", "cls", "last_token")),
     "bootstrap": Flag(),
     "learning_rate": LEARNING_RATE,
-    "lr_scheduler": Choice(("linear", "cosine", "constant", "constant_with_warmup")),
-    "warmup_ratio": Fraction(),
+    "lr_scheduler": OneOf(("linear", "cosine", "constant", "constant_with_warmup")),
+    "warmup_ratio": Between(0.0, 1.0, open_high=True),
     "batch_size": BATCH_SIZE,  # per device and forward pass for sequence classifiers
     "gradient_accumulation_steps": Whole(1, 1024),
     "max_length": Whole(8, 32_768),  # tokens; capped again at the backbone's position limit
-    "dtype": Choice(("auto", "float32", "bfloat16")),  # bfloat16 needs a CUDA GPU (checked there)
+    "dtype": OneOf(("auto", "float32", "bfloat16")),  # bfloat16 needs a CUDA GPU (checked there)
     "gradient_checkpointing": Flag(),
     "lora": Adapters(),
     "qlora_4bit": Flag(),  # needs lora, a CUDA GPU and bitsandbytes (the last two checked there)
@@ -172,7 +179,7 @@ REWARD_MODEL_OPTIONS: dict[str, Option] = {
 REWARD_LORA_OPTIONS: dict[str, Option] = {
     "rank": Whole(1, 1024),
     "alpha": Whole(1, 4096),
-    "dropout": Fraction(),
+    "dropout": Between(0.0, 1.0, open_high=True),
     "target_modules": ModuleNames(),
 }
 # Options that only a sequence classifier has, and the one only heads have.
@@ -187,27 +194,57 @@ SEQUENCE_CLASSIFICATION_ONLY = (
     "center_rewards_coefficient",
 )
 EMBEDDING_HEADS_ONLY = ("pooling",)
+# What DPO and online RL share (workers.ml.policy_config.PolicySettings documents each).
+POLICY_OPTIONS: dict[str, Option] = {
+    "learning_rate": LEARNING_RATE,
+    "lr_scheduler": OneOf(("linear", "cosine", "constant", "constant_with_warmup")),
+    "warmup_ratio": Between(0.0, 1.0, open_high=True),
+    "epochs": Whole(1, 100),  # preference fine-tuning overfits after a few passes
+    "max_steps": Whole(1, 1_000_000),
+    "per_device_batch_size": BATCH_SIZE,
+    "gradient_accumulation_steps": Whole(1, 1024),
+    "max_prompt_length": Whole(1, 32_768),  # tokens
+    "dtype": OneOf(("auto", "float32", "bfloat16")),
+    "gradient_checkpointing": Flag(),
+    "lora": Flag(),  # true by default: the child is an adapter on the referenced parent
+    "lora_rank": Whole(1, 1024),
+    "lora_alpha": Whole(1, 4096),
+    "lora_dropout": Between(0.0, 1.0, open_high=True),
+    "lora_target_modules": ModuleNames(),
+    "qlora_4bit": Flag(),  # needs bitsandbytes and CUDA on the worker (checked when it runs)
+    "merge_adapter": Flag(),
+    "seed": SEED,
+    "checkpoint_every": Whole(1, 1_000_000),  # optimizer steps
+}
 DPO_OPTIONS: dict[str, Option] = {
+    **POLICY_OPTIONS,
     "beta": Positive(10.0),  # 0.1 is the paper's default; beyond 10 the policy can hardly move
-    "learning_rate": LEARNING_RATE,
-    "epochs": Whole(1, 100),  # DPO overfits after a few passes
-    "batch_size": BATCH_SIZE,
-    # Tokens of prompt + response: more than the trainer's fixed max_prompt_length (256), so the
-    # response has room (the trainer refuses less).
-    "max_length": Whole(257, 32_768),
-    "seed": SEED,
-    "lora": Flag(),
+    "loss_type": OneOf(("sigmoid", "ipo", "robust")),
+    "label_smoothing": Between(0.0, 0.5, open_high=True),  # share of flipped crowd labels
+    "max_length": Whole(2, 32_768),  # tokens of prompt + response; above max_prompt_length
 }
-RLOO_OPTIONS: dict[str, Option] = {
+ONLINE_RL_OPTIONS: dict[str, Option] = {
+    **POLICY_OPTIONS,
     "beta": Positive(10.0),  # the KL penalty must be positive (the trainer refuses 0)
-    "learning_rate": LEARNING_RATE,
-    "iterations": Whole(1, 100_000),
-    "samples_per_prompt": Whole(2, 64),  # the leave-one-out baseline needs 2
-    "prompts_per_iteration": Whole(1, 4096),
-    "max_new_tokens": Whole(1, 4096),  # as a generate job's decoding allows
-    "seed": SEED,
-    "lora": Flag(),
+    "num_generations": Whole(2, 64),  # the baselines compare at least 2 completions per prompt
+    "max_completion_length": Whole(1, 4096),  # tokens, as a generate job's decoding allows
+    "temperature": Positive(10.0),
+    "reward_std_penalty": Between(0.0, 10.0),  # pessimistic reward: mean − k·std over members
 }
+POLICY_METHODS = ("dpo", "rloo", "grpo")
+
+
+def policy_options(method: str, config: dict[str, Any] | None) -> dict[str, Any]:
+    """The options of a policy job, checked one by one (type and range) and together (e.g.
+    max_prompt_length below max_length), each error naming the option."""
+    what = "DPO" if method == "dpo" else method.upper()
+    options = _check_options(config, DPO_OPTIONS if method == "dpo" else ONLINE_RL_OPTIONS, what)
+    problem = combination_problem(config_from_options(method, options))
+    if problem:
+        raise ApplicationError(
+            f"The {what} options do not fit together: {problem}.", extra={"field": "config"}
+        )
+    return options
 
 
 def _shown(value: Any) -> str:
@@ -364,9 +401,10 @@ def policy_train_start(
     parent_id: int | None = None,
     then: list[str] | None = None,
 ) -> Job:
-    """Fine-tune a child of ``parent_version_id``: DPO on a snapshot, or RLOO against a reward model."""
-    if method not in ("dpo", "rloo"):
-        raise ApplicationError("Method must be 'dpo' or 'rloo'.", extra={"field": "method"})
+    """Fine-tune a child of ``parent_version_id``: DPO on a snapshot, or RLOO / GRPO against a
+    reward model."""
+    if method not in POLICY_METHODS:
+        raise ApplicationError("Method must be 'dpo', 'rloo' or 'grpo'.", extra={"field": "method"})
     parent = (
         GeneratorVersion.objects.filter(id=parent_version_id).first()
         if parent_version_id
@@ -385,7 +423,7 @@ def policy_train_start(
     version_model_check(version=parent, field="parent_version_id")
     params: dict[str, Any] = {"parent_version_id": parent.id, "method": method, "then": then or []}
     if method == "dpo":
-        params["config"] = _check_options(config, DPO_OPTIONS, "DPO")
+        params["config"] = policy_options(method, config)
         snapshot = _of_study(PreferenceSnapshot, study=study, object_id=snapshot_id)
         if snapshot is None:
             raise ApplicationError(
@@ -393,11 +431,11 @@ def policy_train_start(
             )
         params["snapshot_id"] = snapshot.id
     else:
-        params["config"] = _check_options(config, RLOO_OPTIONS, "RLOO")
+        params["config"] = policy_options(method, config)
         reward_model = _of_study(RewardModel, study=study, object_id=reward_model_id)
         if reward_model is None:
             raise ApplicationError(
-                "RLOO needs a reward model of the study.", extra={"field": "reward_model_id"}
+                f"{method.upper()} needs a reward model of the study.", extra={"field": "reward_model_id"}
             )
         model_path_check(reward_model.path, field="reward_model_id")
         params["reward_model_id"] = reward_model.id

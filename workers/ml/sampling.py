@@ -36,9 +36,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache
+from transformers import DynamicCache
 from transformers.cache_utils import DynamicLayer
 
+from workers.ml.chat_format import prompt_ids
+from workers.ml.model_loading import load_causal_lm, load_tokenizer
 from workers.ml.progress import ProgressReporter, null_reporter
 
 FinishReason = Literal["eos", "stop", "length"]
@@ -197,11 +199,10 @@ def load_model(name_or_path: str | Path, *, device: str = "auto", dtype: str = "
 @functools.lru_cache(maxsize=2)
 def _load_model_cached(name_or_path: str, device: str, dtype: str, stamp: int) -> LoadedModel:
     torch_dtype = getattr(torch, dtype.removeprefix("torch."))
-    tokenizer = AutoTokenizer.from_pretrained(name_or_path)
-    if tokenizer.pad_token_id is None:
-        # Padding positions are masked out, so any id works; EOS is the usual choice.
-        tokenizer.pad_token = tokenizer.eos_token
-    model: Any = AutoModelForCausalLM.from_pretrained(name_or_path, dtype=torch_dtype)
+    # An adapter folder (a trained child) carries its tokenizer; its base weights are loaded from
+    # the path it names and the adapter merged in (see model_loading).
+    tokenizer = load_tokenizer(name_or_path)
+    model: Any = load_causal_lm(name_or_path, dtype=torch_dtype)
     model.to(device)
     model.eval()
     return LoadedModel(model=model, tokenizer=tokenizer, device=torch.device(device), dtype=torch_dtype)
@@ -213,18 +214,15 @@ def clear_model_cache() -> None:
 
 
 def encode_prompt(tokenizer: Any, prompt: str) -> list[int]:
-    """Token ids of a prompt, always starting with the BOS token when the tokenizer has one.
+    """Token ids of a prompt as the model continues it: through the chat template for a chat
+    model, else the text after the BOS token when the tokenizer has one (``chat_format``).
 
     A GPT-2-style tokenizer adds no BOS by itself, but its models saw ``<|endoftext|>`` before every
-    document; starting there makes an empty prompt mean "the beginning of a piece". Scoring uses
-    the same rule, so generation and scoring see identical contexts. An empty prompt without a BOS
-    token gives an empty list.
+    document; starting there makes an empty prompt mean "the beginning of a piece". Scoring and the
+    policy trainers use the same rule, so generation, scoring and training see identical contexts.
+    An empty plain-text prompt without a BOS token gives an empty list.
     """
-    ids: list[int] = tokenizer(prompt, add_special_tokens=True)["input_ids"]
-    bos = tokenizer.bos_token_id
-    if bos is not None and (not ids or ids[0] != bos):
-        ids = [bos, *ids]
-    return ids
+    return prompt_ids(tokenizer, prompt)
 
 
 def context_length(model: Any) -> int | None:

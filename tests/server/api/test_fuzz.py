@@ -34,7 +34,7 @@ from hypothesis import strategies as st
 from rest_framework.test import APIClient
 
 from server.ratings.services import CHOICES
-from server.training.services import DPO_OPTIONS, REWARD_MODEL_OPTIONS, RLOO_OPTIONS
+from server.training.services import DPO_OPTIONS, ONLINE_RL_OPTIONS, REWARD_MODEL_OPTIONS
 from tests.server.api.world import World
 
 STUDY = "/api/studies/poems"
@@ -389,12 +389,12 @@ def test_fuzz_api_job_starts(world: World, staff_client: APIClient) -> None:
             {}, {"snapshot_id": snapshots, "config": options(REWARD_MODEL_OPTIONS)}
         ),
         "jobs/train-policy": bodies(
-            {"method": st.sampled_from(["dpo", "rloo", "ppo"])},
+            {"method": st.sampled_from(["dpo", "rloo", "grpo", "ppo"])},
             {
                 "parent_version_id": versions,
                 "snapshot_id": snapshots,
                 "reward_model_id": reward_models,
-                "config": options({**DPO_OPTIONS, **RLOO_OPTIONS}),
+                "config": options({**DPO_OPTIONS, **ONLINE_RL_OPTIONS}),
             },
         ),
         "jobs/evaluate": bodies({"version_id": versions}),

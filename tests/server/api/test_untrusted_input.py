@@ -209,8 +209,8 @@ def test_an_escaped_nul_in_json_rows_names_the_row_and_field(world: World, staff
         ),
         (
             "train-policy",
-            '{"method": "rloo", "config": {"samples_per_prompt": 1}}',
-            "The RLOO option 'samples_per_prompt' must be a whole number from 2 to 64 (got 1).",
+            '{"method": "rloo", "config": {"num_generations": 1}}',
+            "The RLOO option 'num_generations' must be a whole number from 2 to 64 (got 1).",
         ),
         (
             "train-reward-model",

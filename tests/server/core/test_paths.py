@@ -250,3 +250,29 @@ def test_active_selection_loads_no_reward_model_from_outside_the_roots(var: Path
         comparisons_select_active(study=study, pairs_per_prompt=1, seed=0)
     assert raised.value.extra == {"field": "reward model path"}
     assert not study.comparisons.exists()
+
+
+def test_an_adapter_version_is_refused_when_its_base_lies_outside_the_roots(
+    var: Path, tmp_path: Path
+) -> None:
+    from server.generators.services import version_model_check
+
+    # given a trained child saved as an adapter inside the roots, naming its base
+    (var / "models" / "base").mkdir()
+    adapter = var / "models" / "child"
+    adapter.mkdir()
+    config = adapter / "adapter_config.json"
+    version = factories.version(kind=VersionKind.BASE, model_path=str(adapter))
+
+    # then a base inside the roots passes, and one outside (or none) is refused, naming the version
+    config.write_text(json.dumps({"base_model_name_or_path": str(var / "models" / "base")}))
+    assert version_model_check(version=version, field="version_id") == str(adapter)
+    (tmp_path / "elsewhere").mkdir()
+    config.write_text(json.dumps({"base_model_name_or_path": str(tmp_path / "elsewhere")}))
+    with pytest.raises(ApplicationError) as raised:
+        version_model_check(version=version, field="version_id")
+    assert raised.value.message == f"{version}: {MODEL_REFUSED}"
+    config.write_text(json.dumps({"r": 8}))
+    with pytest.raises(ApplicationError) as raised:
+        version_model_check(version=version, field="version_id")
+    assert raised.value.message == f"{version}: its adapter_config.json names no base model."

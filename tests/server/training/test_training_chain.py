@@ -15,6 +15,7 @@ from server.training.models import PreferenceSnapshot, RewardModel
 from server.training.services import policy_train_start, snapshot_start, training_loops_start_due
 from server.training.snapshots import snapshot_create
 from tests import factories
+from workers.ml.model_loading import weights_sha256
 from workers.runner import run_job
 
 pytestmark = pytest.mark.django_db
@@ -91,7 +92,7 @@ def test_chain_snapshot_reward_model_policy_generate_with_full_lineage(
             id=reward_job.id
         ).error
         policy_job = Job.objects.get(parent=reward_job, kind=JobKind.TRAIN_POLICY)
-        policy_job.params["config"] = {"learning_rate": 1e-3, "epochs": 2}
+        policy_job.params["config"] = {"learning_rate": 1e-2, "epochs": 2}
         policy_job.save(update_fields=["params"])
         assert run_job(policy_job.id, policy_train_run) == "succeeded", Job.objects.get(
             id=policy_job.id
@@ -109,7 +110,15 @@ def test_chain_snapshot_reward_model_policy_generate_with_full_lineage(
     assert child.snapshot_id == reward_model.snapshot_id
     assert child.reward_model_id is None  # DPO learns from the snapshot, not from the reward model
     assert child.training_config["method"] == "dpo"
-    assert (Path(child.model_path) / "config.json").is_file()
+    # saved as an adapter on the parent, which is referenced (path + content hash), never copied
+    parent = GeneratorVersion.objects.get(id=child.parent_id)
+    assert (Path(child.model_path) / "adapter_config.json").is_file()
+    assert not (Path(child.model_path) / "model.safetensors").exists()
+    provenance = child.metadata["provenance"]
+    assert provenance["base"] == {"path": parent.model_path, "sha256": weights_sha256(parent.model_path)}
+    assert (provenance["dtype"], provenance["saved_as"]) == ("float32", "adapter")
+    assert child.training_config["provenance"] == provenance
+    assert child.training_config["lora"]["rank"] == 16
     assert study.versions.filter(id=child.id).exists()
     policy_job.refresh_from_db()
     assert policy_job.result["final_train_margin"] > policy_job.result["initial_train_margin"]
@@ -122,7 +131,7 @@ def test_policy_training_refuses_an_external_parent() -> None:
     snapshot_create(study=study)
     with pytest.raises(ApplicationError, match="is external: it has no weights"):
         policy_train_start(study=study, parent_version_id=good_version.id, method="dpo")
-    with pytest.raises(ApplicationError, match="Method must be 'dpo' or 'rloo'"):
+    with pytest.raises(ApplicationError, match="Method must be 'dpo', 'rloo' or 'grpo'"):
         policy_train_start(study=study, parent_version_id=good_version.id, method="ppo")
 
 
@@ -157,10 +166,11 @@ def test_rloo_child_records_the_reward_model_it_was_trained_against(
             parent_version_id=good_version.id,
             method="rloo",
             config={
-                "iterations": 2,
-                "samples_per_prompt": 2,
-                "prompts_per_iteration": 2,
-                "max_new_tokens": 6,
+                "max_steps": 2,
+                "num_generations": 2,
+                "per_device_batch_size": 4,
+                "max_completion_length": 6,
+                "reward_std_penalty": 0.5,
             },
         )
         assert run_job(job.id, policy_train_run) == "succeeded", Job.objects.get(id=job.id).error
@@ -171,7 +181,8 @@ def test_rloo_child_records_the_reward_model_it_was_trained_against(
         snapshot.id,
     )
     assert child.training_config["method"] == "rloo"
-    assert child.training_config["iterations"] == 2
+    assert (child.training_config["max_steps"], child.training_config["reward_std_penalty"]) == (2, 0.5)
+    assert child.metadata["result"]["steps"] == 2
 
 
 def test_a_small_study_still_gets_one_validation_prompt() -> None:

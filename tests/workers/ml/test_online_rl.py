@@ -1,17 +1,20 @@
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from tests.workers.ml.tiny_models import RecordingReporter, build_tiny_gpt2
-from workers.ml.dpo import LoraSettings
-from workers.ml.online_rl import RLOOConfig, rloo_advantages, sample_completions, train_online_rl
+from tests.workers.ml.policy_helpers import StepReporter
+from tests.workers.ml.tiny_models import build_tiny_gpt2
+from workers.ml.online_rl import OnlineRLConfig, ensemble_reward, train_online_rl
+from workers.ml.policy_config import LoraSettings
 from workers.ml.progress import Cancelled
+from workers.ml.reward_model import EnsembleScores
+from workers.ml.sampling import SampleRequest, SamplingConfig, clear_model_cache, generate_samples
 
 PROMPTS = ["the cat", "a dog", "blue sky", "old house"]
 TARGET = "e"
@@ -32,111 +35,119 @@ def parent(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def count_target(prompts: Sequence[str], completions: Sequence[str]) -> list[float]:
-    """A simple reward: how often the target letter occurs in the completion."""
+    """A planted reward: how often the target letter occurs in the completion."""
     return [float(completion.count(TARGET)) for completion in completions]
 
 
-def fast_config(**overrides: object) -> RLOOConfig:
+def fast_config(**overrides: object) -> OnlineRLConfig:
     settings: dict[str, object] = {
-        "iterations": 30,
+        "max_steps": 30,
         "learning_rate": 3e-3,
-        "beta": 0.05,
-        "max_new_tokens": 12,
-        "prompts_per_iteration": 4,
-        "samples_per_prompt": 4,
+        "per_device_batch_size": 16,
+        "num_generations": 4,
+        "max_completion_length": 12,
         "checkpoint_every": 1000,
+        "lora": None,
     }
     settings.update(overrides)
-    return RLOOConfig(**settings)  # type: ignore[arg-type]
+    return OnlineRLConfig(**settings)  # type: ignore[arg-type]
 
 
 def mean_reward_of(model_path: Path, samples: int = 64) -> float:
-    """Mean reward of ``samples`` completions drawn from the saved model with a fixed seed."""
-    model = AutoModelForCausalLM.from_pretrained(model_path).eval()
-    tokenizer = AutoTokenizer.from_pretrained(model_path)
-    prompts = [tokenizer(PROMPTS[i % len(PROMPTS)])["input_ids"] for i in range(samples)]
-    batch = sample_completions(
-        model,
-        prompts,
-        max_new_tokens=12,
-        eos_id=tokenizer.eos_token_id,
-        pad_id=tokenizer.pad_token_id,
-        generator=torch.Generator().manual_seed(123),
-        device=torch.device("cpu"),
+    """Mean planted reward of completions drawn (fixed seeds) from the saved model, as a generate job
+    would draw them."""
+    clear_model_cache()
+    requests = [SampleRequest(prompt=PROMPTS[i % len(PROMPTS)], seed=i) for i in range(samples)]
+    result = generate_samples(model_path, requests, config=SamplingConfig(max_new_tokens=12, device="cpu"))
+    return sum(count_target([], [sample.text for sample in result.samples])) / samples
+
+
+@pytest.mark.parametrize("method", ["rloo", "grpo"])
+def test_online_rl_raises_a_planted_reward(parent: Path, tmp_path: Path, method: str) -> None:
+    # when the trainer optimises the letter count for 30 steps of 16 completions
+    result = train_online_rl(
+        PROMPTS, parent, count_target, tmp_path / "child", fast_config(method=method), tmp_path / "c"
     )
-    ids = batch.input_ids[:, batch.prompt_width :].masked_fill(
-        batch.completion_mask == 0, tokenizer.pad_token_id
-    )
-    completions = tokenizer.batch_decode(ids.tolist(), skip_special_tokens=True)
-    rewards = count_target([""] * samples, completions)
-    return sum(rewards) / samples
 
-
-def test_leave_one_out_advantages() -> None:
-    # given one prompt's three shaped rewards
-    # when
-    advantages = rloo_advantages(torch.tensor([[1.0, 2.0, 3.0]]))
-
-    # then each is compared with the mean of the other two
-    assert advantages.tolist() == [[1.0 - 2.5, 2.0 - 2.0, 3.0 - 1.5]]
-
-
-def test_rloo_raises_the_reward_and_stays_at_finite_positive_kl(parent: Path, tmp_path: Path) -> None:
-    # when RLOO optimises the letter count for 30 iterations of 16 samples
-    result = train_online_rl(PROMPTS, parent, count_target, tmp_path / "child", fast_config(), tmp_path / "c")
-
-    # then the samples of the last iterations score far higher than those of the first
-    assert result.iterations == 30
-    assert sum(result.reward_curve[-5:]) / 5 > 2.0 * sum(result.reward_curve[:5]) / 5 + 0.5
-    assert result.last_mean_reward > result.first_mean_reward
-    # the KL to the reference is 0 at the first iteration, then finite and positive
-    assert result.first_kl == pytest.approx(0.0, abs=1e-4)
+    # then the completions of the last steps score far higher than those of the first
+    assert (result.method, result.steps, result.resumed_from_step) == (method, 30, 0)
+    assert sum(result.reward_curve[-5:]) / 5 > sum(result.reward_curve[:5]) / 5 + 0.7
+    # the KL to the reference is 0 at the first step (policy = parent), then finite and positive
+    assert result.first_kl == pytest.approx(0.0, abs=1e-6)
     assert math.isfinite(result.last_kl) and result.last_kl > 0.0
-    # and the saved child, sampled afresh, beats its parent
-    assert mean_reward_of(tmp_path / "child") > mean_reward_of(parent) + 1.0
+    # and the saved child, sampled afresh by the generation code, beats its parent
+    assert mean_reward_of(tmp_path / "child") > mean_reward_of(parent) + 0.5
+    record = json.loads((tmp_path / "child" / "lovelace_training.json").read_text())
+    assert (record["algorithm"], record["provenance"]["saved_as"]) == (method, "full")
+    assert record["config"]["beta"] == 0.05  # β > 0 by default, also for GRPO
 
 
-def test_rloo_with_lora_uses_the_adapter_free_model_as_reference(parent: Path, tmp_path: Path) -> None:
-    # when adapters train for three iterations
-    config = fast_config(iterations=3, learning_rate=3e-2, lora=LoraSettings(rank=4, alpha=8))
+def test_online_rl_with_lora_uses_the_adapter_free_model_as_reference(parent: Path, tmp_path: Path) -> None:
+    config = fast_config(max_steps=3, learning_rate=3e-2, lora=LoraSettings(rank=4, alpha=8))
     result = train_online_rl(PROMPTS, parent, count_target, tmp_path / "child", config, tmp_path / "c")
-
-    # then the first iteration's policy equals the reference, later ones moved, and the child is merged
-    assert result.first_kl == pytest.approx(0.0, abs=1e-4)
-    assert result.kl_curve[-1] != 0.0
-    assert not (tmp_path / "child" / "adapter_config.json").exists()
-    assert AutoModelForCausalLM.from_pretrained(tmp_path / "child") is not None
+    assert result.first_kl == pytest.approx(0.0, abs=1e-6)
+    assert result.kl_curve[-1] > 0.0
+    adapter = json.loads((tmp_path / "child" / "adapter_config.json").read_text())
+    assert adapter["base_model_name_or_path"] == str(parent)
 
 
-def test_cancelled_rloo_resumes_from_its_checkpoint(parent: Path, tmp_path: Path) -> None:
-    # given an uninterrupted run of 6 iterations
-    config = fast_config(iterations=6)
-    uninterrupted = train_online_rl(
-        PROMPTS, parent, count_target, tmp_path / "a", config, tmp_path / "a.ckpt"
-    )
-
-    # when the same run is cancelled at iteration 3 and started again
+def test_cancelled_online_rl_resumes_from_its_checkpoint(parent: Path, tmp_path: Path) -> None:
+    # given a run of 4 steps cancelled at step 2
+    config = fast_config(max_steps=4, method="grpo")
     with pytest.raises(Cancelled):
         train_online_rl(
             PROMPTS,
             parent,
             count_target,
-            tmp_path / "b",
+            tmp_path / "child",
             config,
-            tmp_path / "b.ckpt",
-            RecordingReporter(cancel_at=3),
+            tmp_path / "c",
+            StepReporter(cancel_at=2),
         )
-    reporter = RecordingReporter()
+    assert sorted(path.name for path in (tmp_path / "c").glob("checkpoint-*")) == ["checkpoint-2"]
+    assert not (tmp_path / "child").exists()
+
+    # when it runs again
+    reporter = StepReporter()
     resumed = train_online_rl(
-        PROMPTS, parent, count_target, tmp_path / "b", config, tmp_path / "b.ckpt", reporter
+        PROMPTS, parent, count_target, tmp_path / "child", config, tmp_path / "c", reporter
     )
 
-    # then it continued at iteration 3 and sampled and learned what the uninterrupted run did
-    assert reporter.first_step == 3
-    assert reporter.training_steps == [4, 5, 6]
-    assert resumed.resumed_from_iteration == 3
-    assert resumed.reward_curve == uninterrupted.reward_curve
-    assert resumed.kl_curve == pytest.approx(uninterrupted.kl_curve, abs=1e-4)
-    before = AutoModelForCausalLM.from_pretrained(tmp_path / "a").state_dict()
-    after = AutoModelForCausalLM.from_pretrained(tmp_path / "b").state_dict()
-    assert max((after[name] - before[name]).abs().max().item() for name in before) < 1e-5
+    # then it continued after step 2 and finished
+    assert (resumed.resumed_from_step, resumed.steps) == (2, 4)
+    assert reporter.training_steps == [3, 4]
+    assert (tmp_path / "child" / "model.safetensors").is_file()
+
+
+def test_batches_that_split_a_prompts_completions_are_refused(parent: Path, tmp_path: Path) -> None:
+    config = fast_config(per_device_batch_size=6, num_generations=4)
+    with pytest.raises(ValueError, match=r"\(6\) must be a multiple of num_generations \(4\)"):
+        train_online_rl(PROMPTS, parent, count_target, tmp_path / "child", config, tmp_path / "c")
+
+
+class FixedEnsemble:
+    """A reward ensemble whose normalised (mean, std over members) score of each text is given.
+    Its raw scores are the texts' positions in ``scores``, which ``normalise`` maps back."""
+
+    def __init__(self, scores: dict[str, tuple[float, float]]) -> None:
+        self.texts = list(scores)
+        self.scores = scores
+
+    def raw_scores(self, prompts: Sequence[str], responses: Sequence[str]) -> torch.Tensor:
+        return torch.tensor([[float(self.texts.index(text)) for text in responses]])
+
+    def normalise(self, raw: torch.Tensor) -> EnsembleScores:
+        chosen = [self.scores[self.texts[int(position)]] for position in raw[0]]
+        return EnsembleScores(
+            mean=torch.tensor([mean for mean, _ in chosen]),
+            std=torch.tensor([std for _, std in chosen]),
+            member_scores=raw,
+        )
+
+
+def test_the_pessimistic_reward_subtracts_k_times_the_members_spread() -> None:
+    ensemble = FixedEnsemble({"sure": (1.0, 0.1), "contested": (1.5, 2.0)})
+    plain = ensemble_reward(ensemble, std_penalty=0.0)
+    pessimistic = ensemble_reward(ensemble, std_penalty=0.5)
+    assert plain(["p", "p"], ["sure", "contested"]) == pytest.approx([1.0, 1.5])
+    assert pessimistic(["p", "p"], ["sure", "contested"]) == pytest.approx([0.95, 0.5])

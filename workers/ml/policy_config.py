@@ -1,0 +1,175 @@
+"""The configs of the policy trainers (DPO, RLOO, GRPO): plain dataclasses, no torch import.
+
+The web process reads them too: the service that starts a training job builds the config from the
+operator's options with ``config_from_options`` and refuses bad combinations with
+``combination_problem`` before anything is queued. What depends on the worker's machine (CUDA,
+bfloat16 support, bitsandbytes) is checked by ``policy_training.check_environment`` when the job
+runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+DType = Literal["auto", "float32", "bfloat16"]
+Schedule = Literal["linear", "cosine", "constant", "constant_with_warmup"]
+LossType = Literal["sigmoid", "ipo", "robust"]
+Method = Literal["rloo", "grpo"]
+
+
+@dataclass
+class LoraSettings:
+    """Low-rank adapters (peft) on a frozen parent; the child is saved as the adapter alone."""
+
+    # Rank of the update; 16 is the common choice for 1–8 B models (~0.1–1 % of the parameters).
+    rank: int = 16
+    # Scale α (the update is multiplied by α / rank); 2 × rank is the usual pairing.
+    alpha: int = 32
+    # Dropout on the adapter's input. 0: the trainers switch every other dropout off so that the
+    # policy's and the reference's log-probabilities are comparable; ~0.05 regularises small sets.
+    dropout: float = 0.0
+    # Module names to adapt; None = peft's default for the architecture (GPT-2 ``c_attn``,
+    # Llama / Qwen2 ``q_proj, v_proj``); ["all-linear"] adapts every linear layer but the head.
+    target_modules: list[str] | str | None = None  # or "all-linear" (every linear layer)
+
+
+@dataclass
+class PolicySettings:
+    """The settings DPO and online RL share. Defaults fit a 0.5–8 B model with LoRA on one GPU and
+    the tiny test models on a CPU alike."""
+
+    # AdamW learning rate; None = 5e-5 with LoRA, 1e-6 for full fine-tuning (TRL's DPO default):
+    # adapters start at zero and need larger steps than whole weight matrices.
+    learning_rate: float | None = None
+    # Learning-rate schedule after warmup (transformers' names); linear decay to 0 is TRL's default.
+    lr_scheduler: Schedule = "linear"
+    # Share of the optimizer steps spent warming the learning rate up from 0, in [0, 1).
+    warmup_ratio: float = 0.0
+    # Passes over the data; ignored when ``max_steps`` is set.
+    epochs: int = 1
+    # Optimizer steps; None = as many as ``epochs`` take.
+    max_steps: int | None = None
+    # Examples per forward pass per device (DPO: pairs; RL: completions); an optimizer step sees
+    # per_device_batch_size × gradient_accumulation_steps × devices of them.
+    per_device_batch_size: int = 8
+    gradient_accumulation_steps: int = 1
+    # Prompt tokens kept (its end, which borders the response), before the chat template.
+    max_prompt_length: int = 256
+    # "auto" = bfloat16 on a CUDA device that supports it, else float32. bfloat16 is refused
+    # elsewhere: CPUs run it slower than float32, and transformers refuses its mixed precision there.
+    dtype: DType = "auto"
+    # Recompute activations in the backward pass: ~30 % slower, far less memory for long sequences.
+    gradient_checkpointing: bool = False
+    # None = full fine-tuning; LoraSettings() = adapters (the default: a child is a small folder).
+    lora: LoraSettings | None = field(default_factory=LoraSettings)
+    # QLoRA: the frozen parent in 4-bit NF4 (bitsandbytes, CUDA only), the adapters in bfloat16.
+    qlora_4bit: bool = False
+    # Save the child as plain weights (adapter merged into a copy of the parent) instead of the
+    # adapter alone. Costs a full model's disk space; loads without peft.
+    merge_adapter: bool = False
+    # Seeds data order, adapter initialisation and sampling.
+    seed: int = 0
+    # Optimizer steps between checkpoints (the job also checkpoints when cancelled). A full
+    # fine-tuning checkpoint holds weights and twice their size of AdamW state; adapters are small.
+    checkpoint_every: int = 50
+    # "cpu", "cuda", ...; None = the first GPU when present.
+    device: str | None = None
+
+    def resolved_learning_rate(self) -> float:
+        if self.learning_rate is not None:
+            return self.learning_rate
+        return 5e-5 if self.lora is not None else 1e-6
+
+
+@dataclass
+class DPOConfig(PolicySettings):
+    """Every setting of one DPO run (the shared ones are documented on ``PolicySettings``)."""
+
+    # Strength of the pull toward the reference: 0.1 is the DPO paper's and TRL's default; smaller
+    # lets the policy drift further from the parent. For IPO it is the regulariser τ.
+    beta: float = 0.1
+    # "sigmoid" (DPO), "ipo" (no overfitting of near-certain preferences) or "robust" (noisy
+    # crowd labels, with label_smoothing = the assumed share of flipped labels).
+    loss_type: LossType = "sigmoid"
+    # Assumed probability that a crowd label is flipped, in [0, 0.5); 0 = trust every label. With
+    # "sigmoid" it gives conservative DPO (cDPO), with "robust" the unbiased robust-DPO loss.
+    label_smoothing: float = 0.0
+    # Tokens of prompt + response; the response loses its end beyond this (never dropped).
+    max_length: int = 512
+
+
+@dataclass
+class OnlineRLConfig(PolicySettings):
+    """Every setting of one RLOO / GRPO run (the shared ones are documented on ``PolicySettings``;
+    ``per_device_batch_size`` counts completions and, times ``gradient_accumulation_steps``, must
+    be a multiple of ``num_generations``)."""
+
+    # "rloo" or "grpo" (see ``online_rl``).
+    method: Method = "rloo"
+    # Completions per prompt; the baselines need ≥ 2. Ahmadian et al. compare 2 and 4: 4 gives a
+    # less noisy baseline at twice the sampling cost.
+    num_generations: int = 4
+    # Tokens sampled per completion; sampling stops earlier at EOS.
+    max_completion_length: int = 64
+    # KL coefficient β (> 0). 0.05 is TRL's RLOO default; with rewards normalised to std 1 the
+    # policy trades one standard deviation of reward for 20 nats of KL. (TRL's GRPO default is 0:
+    # no reference at all.)
+    beta: float = 0.05
+    # Sampling temperature of the completions: 1.0 samples the policy itself, which the policy
+    # gradient assumes.
+    temperature: float = 1.0
+    # k in the pessimistic reward mean − k·std over reward-model ensemble members; 0 = the mean.
+    reward_std_penalty: float = 0.0
+
+
+LORA_OPTIONS = {
+    "lora_rank": "rank",
+    "lora_alpha": "alpha",
+    "lora_dropout": "dropout",
+    "lora_target_modules": "target_modules",
+}
+
+
+def config_from_options(method: str, options: dict[str, Any]) -> DPOConfig | OnlineRLConfig:
+    """The trainer's config from a job's flat options: ``lora`` (default true) and the
+    ``lora_*`` options become ``LoraSettings``, or none for full fine-tuning."""
+    options = dict(options)
+    use_lora = options.pop("lora", True)
+    lora_options = {name: options.pop(key) for key, name in LORA_OPTIONS.items() if key in options}
+    lora = LoraSettings(**lora_options) if use_lora else None
+    if method == "dpo":
+        return DPOConfig(**options, lora=lora)
+    return OnlineRLConfig(**options, method=method, lora=lora)  # type: ignore[arg-type]
+
+
+def combination_problem(config: DPOConfig | OnlineRLConfig) -> str | None:
+    """What is wrong with a combination of options that are each in range, naming them; None if
+    nothing is."""
+    if config.qlora_4bit and config.lora is None:
+        return "qlora_4bit trains adapters on a 4-bit parent: it needs lora true"
+    if config.qlora_4bit and config.merge_adapter:
+        return (
+            "merge_adapter with qlora_4bit would merge into 4-bit weights: keep the adapter "
+            "(merge_adapter false) and merge it into the parent separately"
+        )
+    if isinstance(config, DPOConfig):
+        if config.max_prompt_length >= config.max_length:
+            return (
+                f"max_prompt_length ({config.max_prompt_length}) must be below max_length "
+                f"({config.max_length}), to leave room for the response"
+            )
+        if not 0 <= config.label_smoothing < 0.5:
+            return "label_smoothing must be in [0, 0.5)"
+        return None
+    if config.num_generations < 2:
+        return "num_generations must be at least 2: the baselines compare completions of one prompt"
+    if config.beta <= 0:
+        return "beta must be positive: without the KL penalty the policy drifts freely"
+    batch = config.per_device_batch_size * config.gradient_accumulation_steps
+    if batch % config.num_generations:
+        return (
+            f"per_device_batch_size × gradient_accumulation_steps ({batch}) must be a multiple of "
+            f"num_generations ({config.num_generations}): a prompt's completions are sampled together"
+        )
+    return None

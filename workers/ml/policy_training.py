@@ -1,0 +1,187 @@
+"""What DPO and online RL share: the real-model settings, loading the parent, saving the child.
+
+Both trainers are TRL's (``DPOTrainer``, ``RLOOTrainer``, ``GRPOTrainer``); this module turns our
+settings into their ``TrainingArguments``, loads the parent in the requested dtype (4-bit for
+QLoRA), and saves the child: by default a LoRA adapter folder that names the parent by path (the
+frozen backbone is never copied), or a merged / fully fine-tuned model when asked. Next to it,
+``lovelace_training.json`` records the algorithm, the config, the result and the provenance of the
+parent's weights (path plus content hash or hub revision) and the dtype.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from workers.ml.model_loading import is_adapter, load_causal_lm, load_tokenizer, weights_identity
+from workers.ml.policy_config import (
+    DPOConfig,
+    OnlineRLConfig,
+    PolicySettings,
+    combination_problem,
+)
+from workers.ml.preference_data import write_directory_atomically
+
+METADATA_NAME = "lovelace_training.json"
+
+
+def on_cuda(settings: PolicySettings) -> bool:
+    """Whether the run trains on a CUDA device."""
+    if settings.device is not None:
+        return torch.device(settings.device).type == "cuda"
+    return torch.cuda.is_available()
+
+
+def resolved_dtype(settings: PolicySettings) -> torch.dtype:
+    """The weights' dtype; refuses bfloat16 where this machine cannot run it."""
+    cuda_bf16 = on_cuda(settings) and torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if settings.dtype == "bfloat16" and not cuda_bf16:
+        raise ValueError(
+            "dtype 'bfloat16' needs a CUDA device with bfloat16 support, and this run has none: "
+            "use dtype 'auto' or 'float32'"
+        )
+    if settings.dtype == "bfloat16" or (settings.dtype == "auto" and cuda_bf16):
+        return torch.bfloat16
+    return torch.float32
+
+
+def check_environment(settings: DPOConfig | OnlineRLConfig) -> None:
+    """Refuse what cannot run on this machine or in combination, before any model is loaded."""
+    problem = combination_problem(settings)
+    if problem:
+        raise ValueError(problem)
+    resolved_dtype(settings)
+    if settings.qlora_4bit:
+        if importlib.util.find_spec("bitsandbytes") is None:
+            raise ValueError("qlora_4bit needs the bitsandbytes package, which is not installed")
+        if not (on_cuda(settings) and torch.cuda.is_available()):
+            raise ValueError("qlora_4bit needs a CUDA device (bitsandbytes 4-bit kernels)")
+
+
+def training_arguments(settings: PolicySettings, output_dir: Path) -> dict[str, Any]:
+    """Keyword arguments of TRL's configs (``TrainingArguments``) for these settings."""
+    return {
+        "output_dir": str(output_dir),
+        "learning_rate": settings.resolved_learning_rate(),
+        "lr_scheduler_type": settings.lr_scheduler,
+        "warmup_steps": settings.warmup_ratio,  # a float below 1 is a share of the steps
+        "num_train_epochs": settings.epochs,
+        "max_steps": settings.max_steps if settings.max_steps is not None else -1,
+        "per_device_train_batch_size": settings.per_device_batch_size,
+        "per_device_eval_batch_size": settings.per_device_batch_size,
+        "gradient_accumulation_steps": settings.gradient_accumulation_steps,
+        # TRL defaults to bf16 and checkpointing even on CPUs: both set deliberately.
+        "bf16": resolved_dtype(settings) == torch.bfloat16,
+        "fp16": False,
+        "gradient_checkpointing": settings.gradient_checkpointing,
+        "use_cpu": not on_cuda(settings),
+        "seed": settings.seed,
+        "data_seed": settings.seed,
+        "save_strategy": "steps",
+        "save_steps": settings.checkpoint_every,
+        "save_total_limit": 2,  # the newest and the one before (a crash while saving leaves one)
+        "logging_steps": 1,  # every optimizer step reaches the job's metrics timeline
+        "report_to": [],
+        "disable_tqdm": True,
+        "dataloader_num_workers": 0,
+    }
+
+
+def peft_config(settings: PolicySettings) -> Any:
+    """The peft ``LoraConfig`` (None for full fine-tuning)."""
+    if settings.lora is None:
+        return None
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=settings.lora.rank,
+        lora_alpha=settings.lora.alpha,
+        lora_dropout=settings.lora.dropout,
+        target_modules=settings.lora.target_modules,
+        task_type="CAUSAL_LM",
+    )
+
+
+def load_parent(path: str | Path, settings: DPOConfig | OnlineRLConfig) -> tuple[Any, Any]:
+    """(model, tokenizer) of the parent version, ready for a TRL trainer.
+
+    An adapter parent (a child of a child) is merged into its base in memory; the new adapter then
+    names the parent folder as its base. ``config._name_or_path`` is set to the parent path, so
+    whatever TRL reloads from it is the parent.
+    """
+    check_environment(settings)
+    dtype = resolved_dtype(settings)
+    kwargs: dict[str, Any] = {}
+    if settings.qlora_4bit:
+        from transformers import BitsAndBytesConfig
+
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_compute_dtype=torch.bfloat16,
+            bnb_4bit_use_double_quant=True,
+        )
+    model = load_causal_lm(path, dtype=dtype, **kwargs)
+    model.config._name_or_path = str(path)
+    tokenizer = load_tokenizer(path)
+    return model, tokenizer
+
+
+def set_lora_dropout(model: Any, rate: float) -> None:
+    """Put the adapters' dropout back to ``rate`` after TRL switched every dropout module off."""
+    for name, module in model.named_modules():
+        if "lora_dropout" in name and isinstance(module, nn.Dropout):
+            module.p = rate
+
+
+def save_child(
+    trainer: Any,
+    *,
+    parent_path: str | Path,
+    output_dir: Path,
+    settings: PolicySettings,
+    metadata: dict[str, Any],
+) -> dict[str, Any]:
+    """Save the trained child atomically into ``output_dir``; returns its provenance record.
+
+    LoRA without ``merge_adapter``: the adapter alone (``adapter_config.json`` names the parent by
+    path). Otherwise plain weights in the training dtype.
+    """
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    tokenizer = trainer.processing_class
+    adapter = settings.lora is not None and not settings.merge_adapter
+    if settings.lora is not None:
+        model.peft_config["default"].base_model_name_or_path = str(parent_path)
+        if not adapter:
+            model = model.merge_and_unload()
+    provenance = {
+        "base": weights_identity(parent_path, model),
+        "base_is_adapter": is_adapter(parent_path),
+        "dtype": str(resolved_dtype(settings)).removeprefix("torch."),
+        "saved_as": "adapter" if adapter else ("merged" if settings.lora is not None else "full"),
+        "qlora_4bit": settings.qlora_4bit,
+    }
+    record = {**metadata, "config": asdict_config(metadata.get("config")), "provenance": provenance}
+
+    def write(folder: Path) -> None:
+        model.save_pretrained(folder)
+        tokenizer.save_pretrained(folder)
+        (folder / METADATA_NAME).write_text(json.dumps(record, indent=2, default=str))
+
+    write_directory_atomically(output_dir, write)
+    return provenance
+
+
+def asdict_config(config: Any) -> Any:
+    return asdict(config) if hasattr(config, "__dataclass_fields__") else config
+
+
+def logged(trainer: Any, key: str) -> list[float]:
+    """The values of ``key`` in the trainer's training logs, one per logging step, in order."""
+    return [float(entry[key]) for entry in trainer.state.log_history if key in entry]
