@@ -17,6 +17,7 @@ urlpatterns = [
     path("studies/<slug:slug>/import/", views.study_import, name="import"),
     path("studies/<slug:slug>/raters/<int:rater_id>/pause/", views.rater_pause, name="rater-pause"),
     path("studies/<slug:slug>/raters/<int:rater_id>/resume/", views.rater_resume, name="rater-resume"),
+    path("studies/<slug:slug>/raters/<int:rater_id>/release/", views.rater_release, name="rater-release"),
     path("jobs/<int:job_id>/cancel/", views.job_cancel_view, name="job-cancel"),
     path("exports/<int:job_id>/files/<str:name>", views.export_download, name="export-file"),
 ]
