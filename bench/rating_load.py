@@ -179,6 +179,11 @@ def server_environment(url: str, var_dir: Path) -> dict[str, str]:
         "DJANGO_SECURE_SSL_REDIRECT": "false",
         "LOVELACE_LOG_LEVEL": "WARNING",
         "PYTHONPATH": str(ROOT),
+        # Every simulated participant joins from 127.0.0.1 at once: no crowd entry limit applies.
+        "LOVELACE_CROWD_JOINS_PER_ADDRESS": "1000000/hour",
+        "LOVELACE_CROWD_JOINS_PER_LINK": "1000000/hour",
+        "LOVELACE_CROWD_FIRST_PAIRS_PER_ADDRESS": "1000000/hour",
+        "LOVELACE_CROWD_FIRST_PAIRS_PER_LINK": "1000000/hour",
     }
 
 
@@ -416,7 +421,8 @@ def run_rater(
             waited = 0.0
             if answer is None:
                 started = time.perf_counter()
-                status, answer = participant.request("POST", next_path, {})
+                # "start": what the page sends once the person pressed Start.
+                status, answer = participant.request("POST", next_path, {"start": True})
                 waited = time.perf_counter() - started
                 stats.next_latencies.append(waited)
                 if status != 200:

@@ -14,12 +14,20 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 from django.core.exceptions import ImproperlyConfigured
 
-__all__ = ["Environment", "ImproperlyConfigured"]
+__all__ = ["DATABASE_CACHE_TABLE", "Environment", "ImproperlyConfigured", "parse_rate"]
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 _POSTGRES_SCHEMES = {"postgres", "postgresql", "pgsql"}
 _BROKER_SCHEMES = {"filesystem", "redis", "rediss", "memory"}
+_RATE_PERIODS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
+# The embedded topology's cache: a table in the application database. gunicorn's worker processes
+# (and the Celery worker) all see it without a cache server, and on SQLite an increment inside one
+# IMMEDIATE transaction is exact (see server/core/rate_limits.py); a file-based cache would be
+# neither. The cost: its writes take the database's write lock like any other, a few per crowd
+# entry and per throttled REST API request (none per vote on the rating page). Redis has neither
+# cost, hence CACHE_URL in production.
+DATABASE_CACHE_TABLE = "lovelace_cache"
 
 
 class Environment:
@@ -149,6 +157,72 @@ class Environment:
             if not parts.hostname:
                 raise ImproperlyConfigured(f"{name} must name a host: redis://host:6379/0.")
         return value
+
+    def cache(self, name: str, *, production: bool) -> dict[str, Any]:
+        """A Django CACHES entry from a URL; the database cache table when unset.
+
+        Accepted: ``redis://host:6379/1`` (or ``rediss://``), and ``locmem://`` for a single
+        process in debug mode only. The cache holds rate-limit counters (crowd entry, the REST API),
+        which must be shared by every web process: a per-process cache would multiply each limit by
+        the number of processes, so production mode refuses ``locmem://``.
+        """
+        value = self._raw(name, required=False)
+        if value is None:
+            return {
+                "BACKEND": "django.core.cache.backends.db.DatabaseCache",
+                "LOCATION": DATABASE_CACHE_TABLE,
+                # The longest rate period: a counter outlives its window by at most a day. Keys carry
+                # their window's number, so a late expiry never stretches a window.
+                "TIMEOUT": _RATE_PERIODS["day"],
+                # Django's default (300 entries) would cull live counters during a flood from many
+                # addresses, which is when they matter; expired entries are culled first.
+                "OPTIONS": {"MAX_ENTRIES": 200_000},
+            }
+        parts = urlsplit(value)
+        scheme = parts.scheme.lower()
+        if scheme in {"redis", "rediss"}:
+            try:
+                parts.port  # noqa: B018 - parsing the port validates it
+            except ValueError:
+                raise ImproperlyConfigured(f"{name} has an invalid port.") from None
+            if not parts.hostname:
+                raise ImproperlyConfigured(f"{name} must name a host: redis://host:6379/1.")
+            return {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": value}
+        if scheme == "locmem":
+            if production:
+                raise ImproperlyConfigured(
+                    f"{name}=locmem:// keeps rate-limit counters inside each process, so every web "
+                    "process would allow the full limit: use redis://host:6379/1, or leave it unset "
+                    "for the database cache."
+                )
+            return {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+        raise ImproperlyConfigured(
+            f"{name} must be a redis://, rediss:// or locmem:// URL (unset: the database cache), "
+            f"got {value!r}."
+        )
+
+    def rate(self, name: str, *, default: str) -> str:
+        """A rate written ``<count>/<period>``, period one of second, minute, hour, day."""
+        value = self._raw(name, required=False) or default
+        parse_rate(value, name=name)
+        return value
+
+
+def parse_rate(value: str, *, name: str = "rate") -> tuple[int, int]:
+    """(count, period in seconds) of a rate such as ``30/hour``; ImproperlyConfigured naming
+    ``name`` when it is not one."""
+    count, _, period = value.strip().partition("/")
+    seconds = _RATE_PERIODS.get(period.strip().lower().removesuffix("s"))
+    try:
+        number = int(count)
+    except ValueError:
+        number = -1
+    if seconds is None or number < 1:
+        raise ImproperlyConfigured(
+            f"{name} must be a rate such as 30/hour (a whole number ≥ 1, then second, minute, hour "
+            f"or day), got {value!r}."
+        )
+    return number, seconds
 
 
 def _postgres_options(name: str, given: dict[str, str]) -> dict[str, Any]:

@@ -163,6 +163,11 @@ WHITENOISE_AUTOREFRESH = DEBUG
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/"
+# The cache holds rate-limit counters (crowd entry, REST API throttles). They must be shared by
+# every web process: unset, it is a table in the database (embedded: no server to run); production
+# points CACHE_URL at Redis, whose atomic INCR keeps the counts exact under concurrency.
+CACHES = {"default": env.cache("CACHE_URL", production=not DEBUG)}
+
 # Database sessions: an in-process session cache (cached_db) would save a query per request but
 # let a logged-out session live on in other gunicorn workers' caches; it needs a shared cache first.
 # Ours is Django's database backend with its per-request read in plain SQL (see the module).
@@ -194,6 +199,20 @@ LOVELACE_DATA_ROOTS = env.path_list("LOVELACE_DATA_ROOTS")
 # a worker download and run whatever the hub serves under that name.
 LOVELACE_ALLOW_HUB = env.boolean("LOVELACE_ALLOW_HUB", default=False)
 
+# --- Crowd entry limits ---------------------------------------------------------------------------
+# A crowd link (Prolific, MTurk, the invite link) is public once shared, and the participant id in
+# it is no secret: each limit caps what one client address, or everyone on one study's link
+# together, can do in a fixed window. "Join" = a new crowd rater; "first pair" = a pair reserved
+# for a crowd rater who has no vote yet (a rater holds one reservation at a time; it expires after
+# the study's reservation time and can then be reserved again). A refused join answers 429; a
+# refused first pair answers "no pairs right now" with a time to ask again. Votes are never limited.
+# Per address: a lab or a campus behind one NAT address sends many people at once.
+LOVELACE_CROWD_JOINS_PER_ADDRESS = env.rate("LOVELACE_CROWD_JOINS_PER_ADDRESS", default="30/hour")
+LOVELACE_CROWD_FIRST_PAIRS_PER_ADDRESS = env.rate("LOVELACE_CROWD_FIRST_PAIRS_PER_ADDRESS", default="30/hour")
+# Per link: sized for a busy Prolific launch; raise it for a larger study.
+LOVELACE_CROWD_JOINS_PER_LINK = env.rate("LOVELACE_CROWD_JOINS_PER_LINK", default="600/hour")
+LOVELACE_CROWD_FIRST_PAIRS_PER_LINK = env.rate("LOVELACE_CROWD_FIRST_PAIRS_PER_LINK", default="600/hour")
+
 # --- REST API -----------------------------------------------------------------------------------
 # Programs authenticate with a token (``manage.py api_token USERNAME`` or the dashboard), pages with
 # the session. The token authenticator comes first so an anonymous request gets 401, not 403.
@@ -212,8 +231,7 @@ REST_FRAMEWORK = {
     # the sample import also takes a multipart file upload (it says so itself).
     "DEFAULT_PARSER_CLASSES": ["server.api.parsers.JSONParser"],
     # Every API view names a scope; the rates are per user (per IP when anonymous). The counters live
-    # in Django's cache: per process with the default local-memory cache, shared once CACHES points
-    # at Redis.
+    # in the shared cache (CACHES above).
     "DEFAULT_THROTTLE_CLASSES": ["server.api.throttling.ScopedThrottle"],
     "DEFAULT_THROTTLE_RATES": {
         "read": "600/minute",  # listing and polling

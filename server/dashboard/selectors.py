@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db.models import Count, F, Max, Q, QuerySet, Sum, Value
-from django.db.models.functions import Least, TruncDay, TruncHour
+from django.db.models import Count, F, Max, OuterRef, Q, QuerySet, Subquery, Sum, Value
+from django.db.models.functions import Coalesce, Least, TruncDay, TruncHour
 from django.utils import timezone
 
 from server.core.exceptions import NotFound
@@ -23,7 +23,15 @@ from server.evaluations.reports import latest_evaluations, novelty_value_series,
 from server.evaluations.selectors import leaderboard_latest
 from server.generators.models import GeneratorVersion, Sample
 from server.jobs.models import Job, JobKind, JobStatus
-from server.ratings.models import Comparison, ComparisonKind, Judgment, Rater, RaterStatus
+from server.ratings.models import (
+    Comparison,
+    ComparisonKind,
+    Judgment,
+    Platform,
+    Rater,
+    RaterEntryConflict,
+    RaterStatus,
+)
 from server.ratings.pair_selection import GOLD_GENERATOR, STAFF_GOLD_LABEL
 from server.studies.models import PromptSplit, Study
 from server.training.exports import DATASET_FOLDER
@@ -233,10 +241,20 @@ class RaterRow:
     judgments: int
     flagged: int
     quality: dict[str, Any]
+    # Entries refused because another browser session owns this participant (``RaterEntryConflict``).
+    entry_conflicts: int = 0
+    releasable: bool = False  # staff can let the participant continue in another browser
 
 
 def rater_rows(*, study: Study) -> list[RaterRow]:
     live = Q(assignments__judgments__revoked_at__isnull=True)
+    conflicts = (
+        RaterEntryConflict.objects.filter(rater=OuterRef("pk"))
+        .order_by()
+        .values("rater")
+        .annotate(count=Count("id"))
+        .values("count")
+    )
     raters = (
         Rater.objects.filter(study=study)
         .select_related("user")
@@ -245,6 +263,7 @@ def rater_rows(*, study: Study) -> list[RaterRow]:
             flagged_count=Count(
                 "assignments__judgments", filter=live & Q(assignments__judgments__is_flagged=True)
             ),
+            conflict_count=Coalesce(Subquery(conflicts), 0),
         )
         .order_by("status", "-judgment_count", "id")[:RATERS_SHOWN]
     )
@@ -258,6 +277,8 @@ def rater_rows(*, study: Study) -> list[RaterRow]:
             judgments=rater.judgment_count,
             flagged=rater.flagged_count,
             quality=rater.quality or {},
+            entry_conflicts=rater.conflict_count,
+            releasable=bool(rater.session_binding) and rater.platform in (Platform.PROLIFIC, Platform.MTURK),
         )
         for rater in raters
     ]

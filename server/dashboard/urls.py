@@ -19,6 +19,7 @@ urlpatterns = [
     path("studies/<slug:slug>/gold/", views.study_gold_import, name="gold-import"),
     path("studies/<slug:slug>/raters/<id:rater_id>/pause/", views.rater_pause, name="rater-pause"),
     path("studies/<slug:slug>/raters/<id:rater_id>/resume/", views.rater_resume, name="rater-resume"),
+    path("studies/<slug:slug>/raters/<id:rater_id>/release/", views.rater_release, name="rater-release"),
     path("jobs/<id:job_id>/cancel/", views.job_cancel_view, name="job-cancel"),
     path("exports/<id:job_id>/files/<str:name>", views.export_download, name="export-file"),
 ]

@@ -290,6 +290,21 @@ def rater_resume(request: HttpRequest, slug: str, rater_id: int) -> HttpResponse
     return _redirect(_study_url(study, "raters"))
 
 
+@require_POST
+@staff_required
+def rater_release(request: HttpRequest, slug: str, rater_id: int) -> HttpResponse:
+    study = selectors.study_get(slug=slug)
+    try:
+        rating_services.rater_release(rater_id=_rater_of(study, rater_id))
+    except ApplicationError as error:
+        messages.warning(request, error.message)
+    else:
+        messages.success(
+            request, "Released: the next browser that opens this participant's link continues as it."
+        )
+    return _redirect(_study_url(study, "raters"))
+
+
 def _rater_of(study: Study, rater_id: int) -> int:
     if not study.raters.filter(id=rater_id).exists():
         raise Http404("The study has no such rater.")

@@ -1,15 +1,34 @@
 from __future__ import annotations
 
 from django.contrib import admin
-from django.db.models import QuerySet
+from django.db.models import Count, QuerySet
 from django.http import HttpRequest
 
-from server.ratings.models import Assignment, Comparison, Judgment, Rater, RaterStatus
-from server.ratings.services import rater_quality_update, rater_resume
+from server.ratings.models import (
+    Assignment,
+    Comparison,
+    Judgment,
+    Platform,
+    Rater,
+    RaterEntryConflict,
+    RaterStatus,
+)
+from server.ratings.services import rater_quality_update, rater_release, rater_resume
 
 
 def _percent(value: object) -> str:
     return "–" if value is None else f"{float(value):.0%}"  # type: ignore[arg-type]
+
+
+class EntryConflictInline(admin.TabularInline):
+    model = RaterEntryConflict
+    extra = 0
+    can_delete = False
+    fields = ["created_at", "client_address", "session_info"]
+    readonly_fields = fields
+
+    def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
 
 
 @admin.register(Rater)
@@ -28,13 +47,24 @@ class RaterAdmin(admin.ModelAdmin):
         "left_rate",
         "self_consistency",
         "median_active_seconds",
+        "entry_conflicts",
         "created_at",
     ]
     list_filter = ["status", "platform", "study"]
     search_fields = ["user__username", "external_id", "paused_reason"]
     raw_id_fields = ["user"]
+    # The binding secret is the participant's credential: never shown, only released.
+    exclude = ["session_binding"]
     readonly_fields = ["quality", "paused_at"]
-    actions = ["resume_raters", "recompute_quality"]
+    inlines = [EntryConflictInline]
+    actions = ["resume_raters", "recompute_quality", "release_raters"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Rater]:
+        return super().get_queryset(request).annotate(entry_conflict_count=Count("entry_conflicts"))
+
+    @admin.display(description="refused entries", ordering="entry_conflict_count")
+    def entry_conflicts(self, rater: Rater) -> int:
+        return rater.entry_conflict_count  # type: ignore[attr-defined]
 
     @admin.display(description="judgments")
     def judgments(self, rater: Rater) -> object:
@@ -71,12 +101,41 @@ class RaterAdmin(admin.ModelAdmin):
             request, f"Resumed {resumed} rater(s); their judgments are no longer flagged as paused."
         )
 
+    @admin.action(
+        description="Release the selected crowd participants to the next browser that opens their link"
+    )
+    def release_raters(self, request: HttpRequest, queryset: QuerySet[Rater]) -> None:
+        rater_ids = list(
+            queryset.filter(platform__in=[Platform.PROLIFIC, Platform.MTURK]).values_list("id", flat=True)
+        )
+        for rater_id in rater_ids:
+            rater_release(rater_id=rater_id)
+        self.message_user(
+            request,
+            f"Released {len(rater_ids)} participant(s): the next browser that opens each one's link "
+            "continues as it.",
+        )
+
     @admin.action(description="Recompute quality signals")
     def recompute_quality(self, request: HttpRequest, queryset: QuerySet[Rater]) -> None:
         rater_ids = list(queryset.values_list("id", flat=True))
         for rater_id in rater_ids:
             rater_quality_update(rater_id=rater_id)
         self.message_user(request, f"Recomputed quality of {len(rater_ids)} rater(s).")
+
+
+@admin.register(RaterEntryConflict)
+class RaterEntryConflictAdmin(admin.ModelAdmin):
+    """Crowd links opened with a participant id that another browser session owns (refused)."""
+
+    list_display = ["id", "rater", "created_at", "client_address", "session_info"]
+    list_filter = ["rater__study"]
+    search_fields = ["rater__external_id", "client_address"]
+    raw_id_fields = ["rater"]
+    readonly_fields = ["rater", "created_at", "client_address", "session_info"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
 
 
 @admin.register(Comparison)

@@ -34,6 +34,11 @@ class Rater(models.Model):
     platform = models.CharField(max_length=16, choices=Platform.choices, default=Platform.ACCOUNT)
     external_id = models.CharField(max_length=200, blank=True)
     session_info = models.JSONField(default=dict, blank=True)  # e.g. Prolific STUDY_ID / SESSION_ID
+    # Crowd participants: a random secret that the browser session owning this participant holds
+    # too. A crowd link names a participant by an id that is no secret, so only the session holding
+    # this value acts as the participant. Empty: not bound to a session (an account; a participant
+    # created before binding existed, or released by staff): the next crowd entry claims it.
+    session_binding = models.CharField(max_length=64, blank=True, default="")
 
     status = models.CharField(max_length=16, choices=RaterStatus.choices, default=RaterStatus.ACTIVE)
     paused_reason = models.CharField(max_length=300, blank=True)
@@ -67,6 +72,26 @@ class Rater(models.Model):
     @property
     def is_paused(self) -> bool:
         return self.status == RaterStatus.PAUSED
+
+
+class RaterEntryConflict(models.Model):
+    """A crowd link opened with the id of a participant whose rater another browser session owns.
+
+    The entry is refused; this row is what the study's staff see: a genuine participant on a new
+    device (staff can release the rater to the next browser that opens its link) or someone using
+    another participant's id.
+    """
+
+    rater = models.ForeignKey(Rater, on_delete=models.CASCADE, related_name="entry_conflicts")
+    client_address = models.CharField(max_length=64, blank=True)
+    session_info = models.JSONField(default=dict, blank=True)  # what the refused link carried
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"entry conflict {self.pk} on rater {self.rater_id}"
 
 
 class ComparisonKind(models.TextChoices):

@@ -22,14 +22,17 @@ import logging
 import random
 import secrets
 from collections import Counter, defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import F, Min, Q
 from django.utils import timezone
 
+from server.core import rate_limits
 from server.core.exceptions import ApplicationError, Conflict, NotFound
 from server.ratings import quality, sql
 from server.ratings.models import (
@@ -41,6 +44,7 @@ from server.ratings.models import (
     Outcome,
     Platform,
     Rater,
+    RaterEntryConflict,
     RaterStatus,
 )
 from server.studies.models import Study
@@ -57,6 +61,9 @@ REPEAT_MIN_DISTANCE = 3
 CROWD_PLATFORMS = frozenset({Platform.PROLIFIC, Platform.MTURK, Platform.INVITE})
 CHOICES = ("left", "right", "tie", "both_bad")
 STALE_EXPIRY_BATCH = 200  # reservations expired inline when a rater finds the pool empty
+# A crowd rater held back by the first-pair limit asks again this soon (its window may be an hour
+# long; asking is cheap and a refused ask spends no budget).
+THROTTLED_RETRY_SECONDS = 60
 MAX_RATIONALE_CHARACTERS = 5000
 
 _random = random.Random()
@@ -70,6 +77,8 @@ class NoWork(enum.StrEnum):
     QUOTA = "quota"  # an account holder at the study's per-rater cap
     EMPTY = "empty"  # nothing left for this rater right now
     CLOSED = "closed"  # the study is not active
+    START = "start"  # a crowd rater with no vote yet must ask for its first pair itself (``started``)
+    THROTTLED = "throttled"  # too many first pairs from the rater's address or on the study's link
 
 
 @dataclass(frozen=True)
@@ -78,6 +87,13 @@ class NextAssignment:
     judged: int  # the rater's completed assignments, for the progress bar
     quota: int | None  # the study's per-rater cap
     no_work: NoWork | None = None
+    retry_seconds: int | None = None  # THROTTLED: when to ask again
+
+
+@dataclass(frozen=True)
+class CrowdEntry:
+    rater: Rater
+    binding: str  # the secret the entering browser session keeps (``Rater.session_binding``)
 
 
 @dataclass(frozen=True)
@@ -107,24 +123,74 @@ def rater_for_account(*, study: Study, user: Any) -> Rater:
     return rater
 
 
-def rater_join_invite(*, study: Study, invite_token: str) -> Rater:
+def _in_words(seconds: int) -> str:
+    if seconds < 90:
+        return f"{seconds} seconds"
+    return f"{-(-seconds // 60)} minutes"
+
+
+def _take_join(*, study: Study, client_address: str) -> None:
+    """Spend one crowd join of the client's address and of the study's link, or refuse with 429."""
+    try:
+        rate_limits.take(
+            [
+                rate_limits.Limit(
+                    "crowd-join-address", settings.LOVELACE_CROWD_JOINS_PER_ADDRESS, client_address
+                ),
+                rate_limits.Limit("crowd-join-link", settings.LOVELACE_CROWD_JOINS_PER_LINK, str(study.id)),
+            ]
+        )
+    except rate_limits.LimitReached as reached:
+        wait = _in_words(reached.retry_after)
+        if reached.limit.name == "crowd-join-address":
+            message = (
+                "Too many people have started this study from your network recently. "
+                f"Please try again in {wait}."
+            )
+        else:
+            message = f"Too many people are starting this study right now. Please try again in {wait}."
+        logger.warning("crowd join refused: %s", reached)
+        raise ApplicationError(message, status=429, extra={"retry_after": reached.retry_after}) from None
+
+
+def rater_join_invite(*, study: Study, invite_token: str, client_address: str) -> CrowdEntry:
     """A new session-only participant who arrived through the study's invite link."""
     if not study.is_active:
         raise ApplicationError("This study is closed.", status=410)
-    if invite_token != study.invite_token:
+    if not secrets.compare_digest(invite_token.encode(), study.invite_token.encode()):
         raise NotFound("This invitation link is not valid (it may have been replaced).")
-    return Rater.objects.create(
-        study=study, platform=Platform.INVITE, external_id=f"invite-{secrets.token_hex(12)}"
+    _take_join(study=study, client_address=client_address)
+    binding = secrets.token_hex(32)
+    rater = Rater.objects.create(
+        study=study,
+        platform=Platform.INVITE,
+        external_id=f"invite-{secrets.token_hex(12)}",
+        session_binding=binding,
     )
+    return CrowdEntry(rater=rater, binding=binding)
 
 
 def rater_join_platform(
-    *, study: Study, platform: str, external_id: str, session_info: dict[str, str]
-) -> Rater:
-    """The rater of a crowd participant (Prolific, MTurk), created on first arrival.
+    *,
+    study: Study,
+    platform: str,
+    external_id: str,
+    session_info: dict[str, str],
+    held_bindings: Mapping[str, str],
+    client_address: str,
+) -> CrowdEntry:
+    """The rater of a crowd participant (Prolific, MTurk) entering through the study's crowd link.
 
-    A participant coming back (a reload, a second HIT) gets the same row; the latest session
-    details replace the stored ones so a completion goes to the submission that is open now.
+    The participant id in the link is no secret, so it only names the rater; the browser session
+    that created the rater owns it (``Rater.session_binding``; ``held_bindings`` are the bindings
+    the entering session holds, by rater id). The owner coming back (a reload, a second HIT) gets
+    its rater, with the latest session details (a completion goes to the submission open now).
+    Another session naming an owned participant is refused with 409 and recorded as a
+    ``RaterEntryConflict`` for the study's staff; nothing of the rater changes.
+
+    A new participant, a claim of an unbound rater and a conflict each spend one crowd join of the
+    client's address and of the study's link (429 when spent), so an address cannot mint raters
+    or try participant ids without bound.
     """
     if platform not in (Platform.PROLIFIC, Platform.MTURK):
         raise ApplicationError(f"Unknown platform {platform!r}.")
@@ -133,20 +199,66 @@ def rater_join_platform(
         raise ApplicationError("The participant id from the platform is missing or too long.")
     if not study.is_active:
         raise ApplicationError("This study is closed.", status=410)
-    try:
-        with transaction.atomic():
-            rater, created = Rater.objects.get_or_create(
-                study=study,
-                platform=platform,
-                external_id=external_id,
-                defaults={"session_info": session_info},
-            )
-    except IntegrityError:  # two first requests raced; the other one created the row
-        rater, created = Rater.objects.get(study=study, platform=platform, external_id=external_id), False
-    if not created and session_info and rater.session_info != session_info:
+    identity = {"study": study, "platform": platform, "external_id": external_id}
+    rater = Rater.objects.filter(**identity).first()
+    if rater is not None:
+        rater.study = study  # the caller reads it; no second query
+    if rater is not None and _holds(held_bindings, rater):
+        _update_session_info(rater, session_info)
+        return CrowdEntry(rater=rater, binding=rater.session_binding)
+
+    _take_join(study=study, client_address=client_address)
+    binding = secrets.token_hex(32)
+    if rater is None:
+        try:
+            with transaction.atomic():
+                rater = Rater.objects.create(**identity, session_info=session_info, session_binding=binding)
+            return CrowdEntry(rater=rater, binding=binding)
+        except IntegrityError:  # another session's first request created it a moment ago
+            rater = Rater.objects.get(**identity)
+            rater.study = study
+    if not rater.session_binding:
+        # Unbound (created before binding, or released by staff): the first session to enter owns it.
+        claimed = Rater.objects.filter(id=rater.id, session_binding="").update(session_binding=binding)
+        if claimed:
+            rater.session_binding = binding
+            _update_session_info(rater, session_info)
+            logger.info("rater %s claimed by a new session", rater.id)
+            return CrowdEntry(rater=rater, binding=binding)
+    RaterEntryConflict.objects.create(rater=rater, client_address=client_address, session_info=session_info)
+    logger.warning("rater %s: participant id opened from another browser session (refused)", rater.id)
+    raise Conflict(
+        "This participant id is already taking part in this study in another browser. Please "
+        "continue in the browser where you started. If that is not possible, send the study's staff "
+        "a message: they can let you continue here."
+    )
+
+
+def _holds(held_bindings: Mapping[str, str], rater: Rater) -> bool:
+    held = held_bindings.get(str(rater.id), "")
+    return bool(rater.session_binding) and secrets.compare_digest(
+        held.encode(), rater.session_binding.encode()
+    )
+
+
+def _update_session_info(rater: Rater, session_info: dict[str, str]) -> None:
+    if session_info and rater.session_info != {**rater.session_info, **session_info}:
         rater.session_info = {**rater.session_info, **session_info}
         rater.save(update_fields=["session_info"])
-    rater.study = study
+
+
+def rater_release(*, rater_id: int) -> Rater:
+    """Staff let a crowd participant continue in another browser: the next browser session that
+    opens the participant's link owns the rater (its progress and open reservation), and the session
+    that owned it loses it then."""
+    rater = Rater.objects.filter(id=rater_id).first()
+    if rater is None:
+        raise NotFound(f"There is no rater {rater_id}.")
+    if rater.platform not in (Platform.PROLIFIC, Platform.MTURK):
+        raise Conflict("Only a Prolific or MTurk participant can be released to another browser.")
+    Rater.objects.filter(id=rater_id).update(session_binding="")
+    rater.session_binding = ""
+    logger.info("rater %s released to the next browser that opens its link", rater_id)
     return rater
 
 
@@ -235,8 +347,20 @@ def _with_content(queryset):  # type: ignore[no-untyped-def]
     )
 
 
-def assignment_next_for_rater(*, rater: Rater, rng: random.Random | None = None) -> NextAssignment:
+def assignment_next_for_rater(
+    *,
+    rater: Rater,
+    rng: random.Random | None = None,
+    started: bool = True,
+    client_address: str = "",
+) -> NextAssignment:
     """The rater's next pair: its open reservation if it has one, otherwise a new reservation.
+
+    A crowd rater with no vote yet gets a new reservation only when it asks for it itself
+    (``started``: the page sends it after a click or a key press, so a link opened by a script, a
+    link-preview robot or someone who walks away holds no pair) and within the first-pair limits
+    of its client address and of the study's link (``NoWork.THROTTLED`` beyond them). Once it has
+    voted, neither applies, and nothing here costs a query more.
 
     A new reservation is a gold comparison with probability ``study.gold_rate``, a swapped repeat
     of a pair the rater already judged with probability ``study.repeat_rate``, and a regular
@@ -268,22 +392,59 @@ def assignment_next_for_rater(*, rater: Rater, rng: random.Random | None = None)
         _rater_finish(rater=rater)
         return nothing(NoWork.FINISHED if rater.status == RaterStatus.FINISHED else NoWork.QUOTA)
 
+    taken = None
+    if judged == 0 and rater.platform in CROWD_PLATFORMS:
+        if not started:
+            return nothing(NoWork.START)
+        try:
+            taken = rate_limits.take(_first_pair_limits(study=study, client_address=client_address))
+        except rate_limits.LimitReached as reached:
+            logger.info("rater %s: first pair held back: %s", rater.id, reached)
+            return NextAssignment(
+                assignment=None,
+                judged=judged,
+                quota=quota,
+                no_work=NoWork.THROTTLED,
+                retry_seconds=min(reached.retry_after, THROTTLED_RETRY_SECONDS),
+            )
     try:
         assignment = _reserve(rater=rater, study=study, now=now, rng=rng)
     except IntegrityError:
         # The same rater asked twice at once and both requests picked one comparison: the unique
         # (comparison, rater) constraint refused the second, whose answer is the first's pair.
+        if taken is not None:
+            rate_limits.give_back(taken)
+            taken = None
         open_id = Assignment.objects.filter(
             rater_id=rater.id, status=AssignmentStatus.RESERVED, expires_at__gt=now
         ).aggregate(open_id=Min("id"))["open_id"]
         if open_id is None:
             raise
         assignment = _with_content(Assignment.objects).get(id=open_id)
+    except BaseException:
+        if taken is not None:
+            rate_limits.give_back(taken)
+        raise
+    if assignment is None and taken is not None:
+        rate_limits.give_back(taken)  # nothing was reserved: an empty pool spends no budget
     if assignment is None:
         if judged > 0:
             _rater_finish(rater=rater)
         return nothing(NoWork.FINISHED if rater.status == RaterStatus.FINISHED else NoWork.EMPTY)
     return NextAssignment(assignment=assignment, judged=judged, quota=quota)
+
+
+def _first_pair_limits(*, study: Study, client_address: str) -> list[rate_limits.Limit]:
+    return [
+        rate_limits.Limit(
+            "crowd-first-pair-address",
+            settings.LOVELACE_CROWD_FIRST_PAIRS_PER_ADDRESS,
+            client_address or "unknown",
+        ),
+        rate_limits.Limit(
+            "crowd-first-pair-link", settings.LOVELACE_CROWD_FIRST_PAIRS_PER_LINK, str(study.id)
+        ),
+    ]
 
 
 @transaction.atomic

@@ -38,7 +38,7 @@ JUDGMENT = Judgment._meta.db_table
 PROMPT = Prompt._meta.db_table
 SAMPLE = Sample._meta.db_table
 
-RATER_COLUMNS = ("id", "study_id", "user_id", "platform", "status", "paused_reason")
+RATER_COLUMNS = ("id", "study_id", "user_id", "platform", "session_binding", "status", "paused_reason")
 STUDY_COLUMNS = (
     "id",
     "slug",

@@ -7,7 +7,14 @@ stripped of surrounding whitespace so that no side differs from another by its m
 
 Identity: the session maps a study's slug to the rater id. Crowd participants (invite links,
 Prolific, MTurk) have nothing but that session; account holders have a session that is also a
-login, and the API checks that the login still matches the rater.
+login, and the API checks that the login still matches the rater. A crowd rater is bound to the
+browser session that created it: the session keeps the rater's binding secret, and a session
+without it does not act as the rater, whatever participant id its link names. Every crowd entry
+gets a new session key.
+
+Floods: crowd joins and the first pair of a rater with no vote are limited per client address
+and per study link (``services``); the page load reserves nothing, and a crowd rater's first pair
+waits for the person to press Start.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from server.core.exceptions import ApplicationError
+from server.core.http import client_address
 from server.core.untrusted_json import UntrustedJSONError, json_loads_untrusted
 from server.ratings import selectors, services, sql
 from server.ratings.forms import SkipForm, UndoForm, VoteInput
@@ -35,6 +43,7 @@ from server.studies.models import Study
 logger = logging.getLogger(__name__)
 
 SESSION_RATERS = "ratings.raters"  # {study slug: rater id}
+SESSION_BINDINGS = "ratings.bindings"  # {rater id as text: that rater's session_binding}
 MTURK_PREVIEW = "ASSIGNMENT_ID_NOT_AVAILABLE"
 MTURK_FRAME_ANCESTORS = "frame-ancestors https://www.mturk.com https://workersandbox.mturk.com"
 
@@ -42,11 +51,16 @@ MTURK_FRAME_ANCESTORS = "frame-ancestors https://www.mturk.com https://workersan
 # --- Session identity -----------------------------------------------------------------------------
 
 
-def _remember_rater(request: HttpRequest, rater: Rater) -> None:
+def _remember_rater(request: HttpRequest, rater: Rater, binding: str = "") -> None:
     raters = dict(request.session.get(SESSION_RATERS, {}))
     if raters.get(rater.study.slug) != rater.id:
         raters[rater.study.slug] = rater.id
         request.session[SESSION_RATERS] = raters
+    if binding:
+        bindings = dict(request.session.get(SESSION_BINDINGS, {}))
+        if bindings.get(str(rater.id)) != binding:
+            bindings[str(rater.id)] = binding
+            request.session[SESSION_BINDINGS] = bindings
 
 
 def _session_rater(request: HttpRequest, slug: str, *, for_api: bool = False) -> Rater | None:
@@ -57,9 +71,23 @@ def _session_rater(request: HttpRequest, slug: str, *, for_api: bool = False) ->
         rater = sql.rater_with_study(rater_id=rater_id, study_slug=slug)
     else:
         rater = selectors.rater_get(rater_id=rater_id, study_slug=slug)
-    if rater is not None and rater.user_id is not None and rater.user_id != request.user.id:
+    if rater is None:
+        return None
+    if rater.user_id is not None and rater.user_id != request.user.id:
         return None  # the login changed under this session
+    if rater.session_binding:
+        held = request.session.get(SESSION_BINDINGS, {}).get(str(rater.id), "")
+        if not secrets.compare_digest(held.encode(), rater.session_binding.encode()):
+            return None  # staff released the participant and another browser owns it now
     return rater
+
+
+def _enter(request: HttpRequest, entry: services.CrowdEntry) -> Rater:
+    # A new session key at every crowd entry: a key planted in the browser beforehand (session
+    # fixation) or read before the entry is worth nothing afterwards.
+    request.session.cycle_key()
+    _remember_rater(request, entry.rater, entry.binding)
+    return entry.rater
 
 
 def _frameable_for_mturk(response: HttpResponse) -> HttpResponse:
@@ -72,12 +100,29 @@ def _frameable_for_mturk(response: HttpResponse) -> HttpResponse:
 # --- Pages ------------------------------------------------------------------------------------------
 
 
+ERROR_TITLES = {
+    409: "Already taking part in another browser",
+    429: "Too many people at once",
+}
+
+
 def _message_page(
     request: HttpRequest, study: Study | None, title: str, message: str, status: int
 ) -> HttpResponse:
     return render(
         request, "ratings/message.html", {"study": study, "title": title, "message": message}, status=status
     )
+
+
+def _error_page(
+    request: HttpRequest, study: Study | None, title: str, error: ApplicationError
+) -> HttpResponse:
+    response = _message_page(
+        request, study, ERROR_TITLES.get(error.status, title), error.message, error.status
+    )
+    if "retry_after" in error.extra:
+        response["Retry-After"] = str(error.extra["retry_after"])
+    return response
 
 
 def _check_crowd_link(study: Study, token: str) -> None:
@@ -91,30 +136,40 @@ def _check_crowd_link(study: Study, token: str) -> None:
         )
 
 
+def _crowd_entry(request: HttpRequest, study: Study) -> services.CrowdEntry | None:
+    """The crowd participant a link with platform parameters names, bound to this session."""
+    query = request.GET
+    if not (query.get("PROLIFIC_PID") or query.get("workerId")):
+        return None
+    _check_crowd_link(study, query.get("t", ""))
+    if query.get("PROLIFIC_PID"):
+        platform, external_id = Platform.PROLIFIC, query["PROLIFIC_PID"]
+        session_info = {"study_id": query.get("STUDY_ID", ""), "session_id": query.get("SESSION_ID", "")}
+    elif query.get("assignmentId"):
+        platform, external_id = Platform.MTURK, query["workerId"]
+        session_info = {
+            "assignment_id": query["assignmentId"],
+            "hit_id": query.get("hitId", ""),
+            "turk_submit_to": query.get("turkSubmitTo", ""),
+        }
+    else:
+        return None
+    return services.rater_join_platform(
+        study=study,
+        platform=platform,
+        external_id=external_id,
+        session_info=session_info,
+        held_bindings=request.session.get(SESSION_BINDINGS, {}),
+        client_address=client_address(request),
+    )
+
+
 def _rater_from_entry(request: HttpRequest, study: Study) -> Rater | None:
     """The rater a page request arrives as: crowd-platform parameters first, then the session,
     then the login."""
-    query = request.GET
-    if query.get("PROLIFIC_PID") or query.get("workerId"):
-        _check_crowd_link(study, query.get("t", ""))
-    if query.get("PROLIFIC_PID"):
-        return services.rater_join_platform(
-            study=study,
-            platform=Platform.PROLIFIC,
-            external_id=query["PROLIFIC_PID"],
-            session_info={"study_id": query.get("STUDY_ID", ""), "session_id": query.get("SESSION_ID", "")},
-        )
-    if query.get("workerId") and query.get("assignmentId"):
-        return services.rater_join_platform(
-            study=study,
-            platform=Platform.MTURK,
-            external_id=query["workerId"],
-            session_info={
-                "assignment_id": query["assignmentId"],
-                "hit_id": query.get("hitId", ""),
-                "turk_submit_to": query.get("turkSubmitTo", ""),
-            },
-        )
+    entry = _crowd_entry(request, study)
+    if entry is not None:
+        return _enter(request, entry)
     rater = _session_rater(request, study.slug)
     if rater is None and request.user.is_authenticated:
         rater = services.rater_for_account(study=study, user=request.user)
@@ -137,7 +192,7 @@ def rate_page(request: HttpRequest, slug: str) -> HttpResponse:
     try:
         rater = _rater_from_entry(request, study)
     except ApplicationError as error:
-        return _message_page(request, study, "You cannot rate in this study", error.message, error.status)
+        return _error_page(request, study, "You cannot rate in this study", error)
     if rater is None:
         return redirect_to_login(request.get_full_path())
     _remember_rater(request, rater)
@@ -168,10 +223,16 @@ def join(request: HttpRequest, slug: str, invite_token: str) -> HttpResponse:
         study = selectors.study_get_by_slug(slug=slug)
         rater = _session_rater(request, slug)
         if rater is None:
-            rater = services.rater_join_invite(study=study, invite_token=invite_token)
+            _enter(
+                request,
+                services.rater_join_invite(
+                    study=study, invite_token=invite_token, client_address=client_address(request)
+                ),
+            )
+        else:
+            request.session.cycle_key()
     except ApplicationError as error:
-        return _message_page(request, None, "This link does not work", error.message, error.status)
-    _remember_rater(request, rater)
+        return _error_page(request, None, "This link does not work", error)
     return HttpResponseRedirect(reverse("ratings:page", args=[slug]))
 
 
@@ -252,11 +313,20 @@ NO_WORK_MESSAGES = {
 }
 
 
-def _next_answer(rater: Rater) -> dict[str, Any]:
-    result = services.assignment_next_for_rater(rater=rater)
+THROTTLED_MESSAGE = (
+    "Many people are starting this study right now. Your first pair comes shortly: keep this page open."
+)
+
+
+def _next_answer(rater: Rater, *, started: bool = True, address: str = "") -> dict[str, Any]:
+    result = services.assignment_next_for_rater(rater=rater, started=started, client_address=address)
     progress = _progress(rater, result.judged, result.quota)
     if result.assignment is not None:
         return {"status": "pair", "pair": _pair(result.assignment), "progress": progress}
+    if result.no_work == services.NoWork.START:
+        return {"status": "start"}  # the page shows its Start button and asks again on a press
+    if result.no_work == services.NoWork.THROTTLED:
+        return {"status": "empty", "message": THROTTLED_MESSAGE, "retry_seconds": result.retry_seconds}
     if result.no_work == services.NoWork.PAUSED:
         return {"status": "paused", "message": rater.paused_reason}
     if result.no_work == services.NoWork.FINISHED:
@@ -269,7 +339,9 @@ def _next_answer(rater: Rater) -> dict[str, Any]:
 
 @json_endpoint
 def api_next(request: HttpRequest, rater: Rater, payload: dict[str, Any]) -> dict[str, Any]:
-    return _next_answer(rater)
+    """The rater's pair. ``"start": true`` says that the person asked for it (the page's Start
+    button): a crowd rater's first pair is reserved only then."""
+    return _next_answer(rater, started=payload.get("start") is True, address=client_address(request))
 
 
 @json_endpoint

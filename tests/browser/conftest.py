@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -67,3 +68,13 @@ def screenshot():  # type: ignore[no-untyped-def]
         return path
 
     return take
+
+
+@pytest.fixture(autouse=True)
+def fresh_rate_limits(settings) -> None:  # type: ignore[no-untyped-def]
+    """Every browser joins from 127.0.0.1, and the live server's database is not rolled back between
+    tests: a key prefix of its own gives each test fresh crowd-entry counters (deleting nothing)."""
+    settings.CACHES = {
+        alias: {**options, "KEY_PREFIX": f"test-{uuid.uuid4().hex}"}
+        for alias, options in settings.CACHES.items()
+    }

@@ -41,7 +41,14 @@ def pair(study, left: str = POEM_LEFT, right: str = POEM_RIGHT, prompt: str = "T
 
 def join(page, live_server, study) -> None:  # type: ignore[no-untyped-def]
     page.goto(f"{live_server.url}/rate/{study.slug}/join/{study.invite_token}/")
+    press_start(page)
     wait_for_pair(page)
+
+
+def press_start(page) -> None:  # type: ignore[no-untyped-def]
+    """A new crowd participant's first pair waits for the person to press Start."""
+    page.wait_for_selector("#start-button:not([hidden])")
+    page.keyboard.press("Enter")
 
 
 def wait_for_pair(page) -> None:  # type: ignore[no-untyped-def]
@@ -104,7 +111,8 @@ def test_with_nothing_to_rate_the_page_asks_again_and_shows_new_pairs(
     study = rating_study()
     page = open_page()
     page.goto(f"{live_server.url}/rate/{study.slug}/join/{study.invite_token}/")
-    page.wait_for_selector("#state-message:not([hidden])")
+    press_start(page)
+    page.wait_for_function("document.getElementById('state-text').textContent.includes('no pairs')")
     assert "There are no pairs for you right now" in page.text_content("#state-message")
     screenshot(page, "nothing-to-rate")
 
@@ -249,6 +257,7 @@ def test_a_prolific_participant_gets_the_completion_code_and_is_sent_back(
     page.goto(
         f"{live_server.url}/rate/{study.slug}/?t={study.invite_token}&PROLIFIC_PID=pid-77&STUDY_ID=st-1&SESSION_ID=se-1"
     )
+    press_start(page)
     wait_for_pair(page)
     assert page.text_content("#progress-label") == "0 of 1"
 
@@ -262,6 +271,40 @@ def test_a_prolific_participant_gets_the_completion_code_and_is_sent_back(
     rater = Rater.objects.get()
     assert (rater.external_id, rater.status) == ("pid-77", RaterStatus.FINISHED)
     assert Judgment.objects.count() == 1
+
+
+def test_a_crowd_participant_starts_with_a_press_and_its_id_in_another_browser_is_refused(
+    live_server, open_page, screenshot
+) -> None:  # type: ignore[no-untyped-def]
+    study = rating_study()
+    pair(study)
+    link = (
+        f"{live_server.url}/rate/{study.slug}/"
+        f"?t={study.invite_token}&PROLIFIC_PID=pid-9&STUDY_ID=st&SESSION_ID=se"
+    )
+    page = open_page()
+    page.goto(link)
+    page.wait_for_selector("#start-button:not([hidden])")
+    assert page.text_content("#state-title") == "Ready when you are"
+    assert page.locator("#task").is_hidden()
+    assert Assignment.objects.count() == 0  # the page is open, nothing is reserved yet
+    screenshot(page, "desktop-crowd-start")
+
+    page.click("#start-button")
+    wait_for_pair(page)
+    assignment = Assignment.objects.get()
+    assert (assignment.rater.external_id, assignment.status) == ("pid-9", AssignmentStatus.RESERVED)
+
+    other = open_page()
+    response = other.goto(link)
+    assert response is not None and response.status == 409
+    assert other.text_content("h1") == "Already taking part in another browser"
+    screenshot(other, "desktop-crowd-conflict")
+
+    page.keyboard.press("3")
+    page.keyboard.press("Enter")
+    wait_for_judgments(1, assignment__rater__external_id="pid-9")
+    assert Rater.objects.get().entry_conflicts.count() == 1
 
 
 def test_a_rater_paused_by_failed_checks_sees_what_happened_instead_of_pairs(

@@ -34,6 +34,7 @@
     stateTitle: byId("state-title"),
     stateText: byId("state-text"),
     stateHint: byId("state-hint"),
+    start: byId("start-button"),
     drawer: byId("guidelines"),
     drawerBackdrop: byId("drawer-backdrop"),
     drawerButton: byId("guidelines-button"),
@@ -51,6 +52,9 @@
   let lastVote = null; // {key, timer, deadline}
   let judged = null;
   let quota = null;
+  // A crowd participant's first pair is reserved only once the person asks for it (Start): a link
+  // opened by a robot, or by someone who walks away, holds no pair that others could rate.
+  let started = false;
 
   // --- Active time: counts only while the tab is visible and the window has focus -----------
   const clock = {
@@ -192,7 +196,24 @@
     ui.stateTitle.textContent = title;
     ui.stateText.textContent = text || "";
     ui.stateHint.hidden = !hint;
+    ui.start.hidden = true;
     ui.state.hidden = false;
+  }
+
+  function showStart() {
+    showState(
+      "Ready when you are",
+      "Each screen shows a prompt and two answers to it: choose the better one. Open the guidelines with G; press Start for your first pair.",
+      false,
+    );
+    ui.start.hidden = false;
+  }
+
+  function start() {
+    if (busy || ui.start.hidden) return;
+    started = true;
+    ui.start.hidden = true;
+    loadNext();
   }
 
   function showProgress(progress) {
@@ -290,6 +311,8 @@
       showProgress(data.progress);
     } else if (data.status === "paused") {
       showState("Your rating is paused", data.message, true);
+    } else if (data.status === "start") {
+      showStart();
     } else if (data.status === "done") {
       window.location.assign(data.redirect);
     } else if (data.status === "error") {
@@ -305,7 +328,7 @@
   async function loadNext() {
     setBusy(true);
     try {
-      await handle(await post(config.nextUrl, {}));
+      await handle(await post(config.nextUrl, started ? { start: true } : {}));
     } catch (error) {
       showError(error.message);
       if (!current) scheduleRetry();
@@ -515,6 +538,8 @@
       choose(CHOICE_KEYS[key]);
     } else if (key in STRENGTH_KEYS) {
       chooseStrength(STRENGTH_KEYS[key]);
+    } else if (key === "enter" && !ui.start.hidden) {
+      start();
     } else if (key === "enter") {
       // Enter on a focused control button (skip, undo, guidelines) clicks it; on a choice it submits.
       const button = event.target instanceof HTMLButtonElement ? event.target : null;
@@ -537,6 +562,7 @@
     button.addEventListener("click", () => chooseStrength(Number(button.dataset.strength)));
   }
   ui.submit.addEventListener("click", submit);
+  ui.start.addEventListener("click", start);
   ui.undo.addEventListener("click", undo);
   ui.skip.addEventListener("click", openSkip);
   ui.skipForm.addEventListener("submit", confirmSkip);

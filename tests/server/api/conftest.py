@@ -1,9 +1,9 @@
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
 import pytest
-from django.core.cache import cache
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
@@ -11,8 +11,13 @@ from tests.server.api.world import World, build_world
 
 
 @pytest.fixture(autouse=True)
-def _fresh_throttle_counters() -> None:
-    cache.clear()  # throttle counters live in the cache; every test starts with none
+def _fresh_throttle_counters(settings) -> None:  # type: ignore[no-untyped-def]
+    # Throttle counters live in the shared cache (a database table here): a key prefix of its own
+    # gives every test none, without touching the database or deleting anyone else's.
+    settings.CACHES = {
+        alias: {**options, "KEY_PREFIX": f"test-{uuid.uuid4().hex}"}
+        for alias, options in settings.CACHES.items()
+    }
 
 
 @pytest.fixture(autouse=True)

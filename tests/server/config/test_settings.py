@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
-from server.config.environment import Environment
+from server.config.environment import Environment, parse_rate
 from tests.integration.worker_process import ROOT, environment
 
 PRODUCTION_KEY = "k" * 30 + "-production-secret-key-0123456789"
@@ -21,6 +21,7 @@ def load_settings(*, show: str = "settings.DEBUG", **variables: str) -> subproce
     for name in (
         "DATABASE_URL",
         "CELERY_BROKER_URL",
+        "CACHE_URL",
         "DJANGO_DEBUG",
         "DJANGO_SECRET_KEY",
         "DJANGO_ALLOWED_HOSTS",
@@ -168,6 +169,83 @@ def test_malformed_broker_url_stops_with_its_name() -> None:
     completed = load_settings(CELERY_BROKER_URL="redis://:notaport/0")
     assert completed.returncode != 0
     assert "CELERY_BROKER_URL" in completed.stderr
+
+
+def test_production_mode_refuses_a_per_process_cache() -> None:
+    completed = load_settings(
+        DJANGO_DEBUG="false",
+        DJANGO_SECRET_KEY=PRODUCTION_KEY,
+        DJANGO_ALLOWED_HOSTS="example.org",
+        CACHE_URL="locmem://",
+    )
+    assert completed.returncode != 0
+    assert "CACHE_URL=locmem:// keeps rate-limit counters inside each process" in completed.stderr
+
+
+def test_a_malformed_crowd_limit_stops_with_its_name() -> None:
+    completed = load_settings(LOVELACE_CROWD_JOINS_PER_ADDRESS="thirty an hour")
+    assert completed.returncode != 0
+    assert (
+        "LOVELACE_CROWD_JOINS_PER_ADDRESS must be a rate such as 30/hour (a whole number ≥ 1, then "
+        "second, minute, hour or day), got 'thirty an hour'."
+    ) in completed.stderr
+
+
+@pytest.mark.parametrize(
+    ("variables", "production", "expected"),
+    [
+        (
+            {},
+            True,
+            {
+                "BACKEND": "django.core.cache.backends.db.DatabaseCache",
+                "LOCATION": "lovelace_cache",
+                "TIMEOUT": 86400,
+                "OPTIONS": {"MAX_ENTRIES": 200_000},
+            },
+        ),
+        (
+            {"CACHE_URL": "redis://cache.local:6380/1"},
+            True,
+            {
+                "BACKEND": "django.core.cache.backends.redis.RedisCache",
+                "LOCATION": "redis://cache.local:6380/1",
+            },
+        ),
+        ({"CACHE_URL": "locmem://"}, False, {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}),
+    ],
+)
+def test_cache_url_selects_the_backend(
+    variables: dict[str, str], production: bool, expected: dict[str, object]
+) -> None:
+    assert Environment(variables).cache("CACHE_URL", production=production) == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("memcached://cache.local:11211", "CACHE_URL must be a redis://, rediss:// or locmem:// URL"),
+        ("redis://:notaport/1", "CACHE_URL has an invalid port"),
+        ("redis:///1", "CACHE_URL must name a host"),
+    ],
+)
+def test_malformed_cache_url_is_refused_with_its_name(value: str, message: str) -> None:
+    with pytest.raises(ImproperlyConfigured, match=message):
+        Environment({"CACHE_URL": value}).cache("CACHE_URL", production=False)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("30/hour", (30, 3600)), ("5/minutes", (5, 60)), (" 1/Second ", (1, 1)), ("2/day", (2, 86400))],
+)
+def test_rates_parse_into_a_count_and_seconds(value: str, expected: tuple[int, int]) -> None:
+    assert parse_rate(value) == expected
+
+
+@pytest.mark.parametrize("value", ["0/hour", "30", "30/fortnight", "-1/minute", "x/hour"])
+def test_malformed_rates_are_refused(value: str) -> None:
+    with pytest.raises(ImproperlyConfigured, match="must be a rate such as 30/hour"):
+        Environment({"LIMIT": value}).rate("LIMIT", default="1/hour")
 
 
 def test_embedded_defaults_load_without_any_variable() -> None:

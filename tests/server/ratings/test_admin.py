@@ -6,7 +6,7 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
-from server.ratings.models import Judgment, Rater, RaterStatus
+from server.ratings.models import Judgment, Rater, RaterEntryConflict, RaterStatus
 from server.ratings.services import rater_pause
 from tests import factories
 
@@ -47,3 +47,27 @@ def test_the_rater_list_shows_quality_signals() -> None:
 
     assert "75% of 4" in page
     assert "50%" in page
+
+
+def test_refused_entries_show_and_the_release_action_unbinds_crowd_participants() -> None:
+    study = factories.study()
+    bound = factories.crowd_rater(study=study, session_binding="b" * 64)
+    account = factories.rater(study=study)
+    RaterEntryConflict.objects.create(
+        rater=bound, client_address="203.0.113.7", session_info={"session_id": "x"}
+    )
+    client = Client()
+    client.force_login(factories.user(is_staff=True, is_superuser=True))
+
+    changelist = client.get(reverse("admin:ratings_rater_changelist")).content.decode()
+    detail = client.get(reverse("admin:ratings_rater_change", args=[bound.id])).content.decode()
+    response = client.post(
+        reverse("admin:ratings_rater_changelist"),
+        {"action": "release_raters", "_selected_action": [bound.id, account.id]},
+        follow=True,
+    )
+
+    assert '<td class="field-entry_conflicts">1</td>' in changelist
+    assert "203.0.113.7" in detail and "b" * 64 not in detail  # the binding secret is never shown
+    assert "Released 1 participant(s)" in response.content.decode()
+    assert dict(Rater.objects.values_list("id", "session_binding")) == {bound.id: "", account.id: ""}

@@ -31,6 +31,10 @@ def api(client: Client, study, name: str, payload: dict | None = None):  # type:
     )
 
 
+# What the page sends once the person pressed Start (a crowd rater's first pair waits for it).
+START = {"start": True}
+
+
 def invited(study) -> Client:  # type: ignore[no-untyped-def]
     client = Client()
     client.get(reverse("ratings:join", args=[study.slug, study.invite_token]))
@@ -125,21 +129,23 @@ def test_a_prolific_participant_gets_a_session_and_a_rater_without_an_account() 
     rater = Rater.objects.get()
     assert (rater.platform, rater.external_id, rater.user) == (Platform.PROLIFIC, "pid-1", None)
     assert rater.session_info == {"study_id": "s-9", "session_id": "x-3"}
-    assert api(client, study, "next").json()["status"] == "pair"
+    assert api(client, study, "next", START).json()["status"] == "pair"
 
 
 def test_a_returning_prolific_participant_keeps_its_rater() -> None:
     study = make_study()
-    Client().get(
+    browser = Client()
+    browser.get(
         page_url(study),
         {"t": study.invite_token, "PROLIFIC_PID": "pid-1", "STUDY_ID": "s-9", "SESSION_ID": "x-3"},
     )
 
-    Client().get(
+    again = browser.get(
         page_url(study),
         {"t": study.invite_token, "PROLIFIC_PID": "pid-1", "STUDY_ID": "s-9", "SESSION_ID": "x-4"},
     )
 
+    assert again.status_code == 200
     rater = Rater.objects.get()
     assert rater.session_info == {"study_id": "s-9", "session_id": "x-4"}
 
@@ -201,7 +207,7 @@ def finished_prolific_client(study) -> Client:  # type: ignore[no-untyped-def]
         page_url(study),
         {"t": study.invite_token, "PROLIFIC_PID": "pid-1", "STUDY_ID": "s", "SESSION_ID": "x"},
     )
-    pair = api(client, study, "next").json()["pair"]
+    pair = api(client, study, "next", START).json()["pair"]
     api(client, study, "vote", {"token": pair["token"], "choice": "tie", "idempotency_key": "key-00001"})
     return client
 
@@ -215,7 +221,7 @@ def test_a_prolific_participant_at_the_quota_is_sent_to_the_completion_page() ->
     make_comparisons(study, 3)
     client = finished_prolific_client(study)
 
-    answer = api(client, study, "next").json()
+    answer = api(client, study, "next", START).json()
     done = client.get(answer["redirect"])
 
     assert answer == {"status": "done", "redirect": f"/rate/{study.slug}/done/"}
@@ -253,9 +259,9 @@ def test_a_finished_mturk_worker_gets_the_form_that_submits_the_hit() -> None:
             "turkSubmitTo": "https://www.mturk.com",
         },
     )
-    pair = api(client, study, "next").json()["pair"]
+    pair = api(client, study, "next", START).json()["pair"]
     api(client, study, "vote", {"token": pair["token"], "choice": "tie", "idempotency_key": "key-00001"})
-    api(client, study, "next")
+    api(client, study, "next", START)
 
     done = client.get(reverse("ratings:done", args=[study.slug]))
 
@@ -278,7 +284,7 @@ def test_nothing_before_the_vote_names_a_generator_a_version_or_a_sample() -> No
     client = invited(study)
 
     page = client.get(page_url(study)).content.decode()
-    answer = api(client, study, "next")
+    answer = api(client, study, "next", START)
     body = answer.content.decode()
 
     pair = answer.json()["pair"]
@@ -294,7 +300,7 @@ def test_a_vote_through_the_api_is_stored_with_the_outcome_of_the_clicked_side()
     study = make_study()
     make_comparisons(study, 2)
     client = invited(study)
-    pair = api(client, study, "next").json()["pair"]
+    pair = api(client, study, "next", START).json()["pair"]
     assignment = Assignment.objects.get()
     now_ms = int(timezone.now().timestamp() * 1000)
 
@@ -338,7 +344,7 @@ def test_progress_is_left_out_when_the_study_hides_it() -> None:
     make_comparisons(study, 1)
     client = invited(study)
 
-    answer = api(client, study, "next").json()
+    answer = api(client, study, "next", START).json()
 
     assert answer["progress"] is None
     assert b'id="progress"' not in client.get(page_url(study)).content
@@ -348,7 +354,7 @@ def test_a_late_vote_on_a_pair_another_rater_took_answers_409_with_the_message()
     study = make_study(overlap=1)
     make_comparisons(study, 1)
     client = invited(study)
-    pair = api(client, study, "next").json()["pair"]
+    pair = api(client, study, "next", START).json()["pair"]
     expire(Assignment.objects.get().id)
     assert api(invited(study), study, "next").json()["pair"] is not None  # takes the freed slot
 
@@ -365,7 +371,7 @@ def test_a_vote_with_a_forged_token_is_refused() -> None:
     study = make_study()
     make_comparisons(study, 1)
     client = invited(study)
-    api(client, study, "next")
+    api(client, study, "next", START)
     real = Assignment.objects.get().token
     forged = real[:-2] + ("xx" if not real.endswith("xx") else "yy")
 
@@ -380,7 +386,7 @@ def test_a_vote_for_another_participants_pair_is_refused() -> None:
     study = make_study(overlap=2)
     make_comparisons(study, 1)
     owner, intruder = invited(study), invited(study)
-    pair = api(owner, study, "next").json()["pair"]
+    pair = api(owner, study, "next", START).json()["pair"]
 
     answer = api(
         intruder, study, "vote", {"token": pair["token"], "choice": "tie", "idempotency_key": "key-00001"}
@@ -394,7 +400,7 @@ def test_an_invalid_vote_names_the_fields() -> None:
     study = make_study()
     make_comparisons(study, 1)
     client = invited(study)
-    pair = api(client, study, "next").json()["pair"]
+    pair = api(client, study, "next", START).json()["pair"]
 
     answer = api(
         client, study, "vote", {"token": pair["token"], "choice": "sideways", "idempotency_key": "k"}
@@ -409,7 +415,7 @@ def test_an_invalid_vote_names_the_fields() -> None:
 def test_the_api_without_a_rating_session_answers_401() -> None:
     study = make_study()
 
-    answer = api(Client(), study, "next")
+    answer = api(Client(), study, "next", START)
 
     assert answer.status_code == 401
     assert answer.json() == {"error": "Your rating session has ended. Reload the page to continue."}
@@ -423,9 +429,12 @@ def test_the_api_refuses_a_post_without_the_csrf_token() -> None:
     client.get(page_url(study))
     url = reverse("ratings:api-next", args=[study.slug])
 
-    refused = client.post(url, "{}", content_type="application/json")
+    refused = client.post(url, json.dumps(START), content_type="application/json")
     accepted = client.post(
-        url, "{}", content_type="application/json", HTTP_X_CSRFTOKEN=client.cookies["csrftoken"].value
+        url,
+        json.dumps(START),
+        content_type="application/json",
+        HTTP_X_CSRFTOKEN=client.cookies["csrftoken"].value,
     )
 
     assert refused.status_code == 403
@@ -437,7 +446,7 @@ def test_undo_and_skip_through_the_api() -> None:
     study = make_study()
     make_comparisons(study, 2)
     client = invited(study)
-    first = api(client, study, "next").json()["pair"]
+    first = api(client, study, "next", START).json()["pair"]
     api(
         client, study, "vote", {"token": first["token"], "choice": "both_bad", "idempotency_key": "key-00001"}
     )
@@ -458,7 +467,7 @@ def test_a_paused_rater_sees_why_on_the_page_and_from_the_api() -> None:
     Rater.objects.update(status=RaterStatus.PAUSED, paused_reason="Too many check questions missed.")
 
     page = client.get(page_url(study)).content.decode()
-    answer = api(client, study, "next").json()
+    answer = api(client, study, "next", START).json()
 
     assert "Too many check questions missed." in page
     assert answer == {"status": "paused", "message": "Too many check questions missed."}
@@ -468,6 +477,14 @@ def test_a_paused_rater_sees_why_on_the_page_and_from_the_api() -> None:
 # --- Query counts on the hot path ---------------------------------------------------------------
 
 
+@pytest.fixture
+def process_cache(settings):  # type: ignore[no-untyped-def]
+    """Rate-limit counters in process memory: the tests below count database queries, and in
+    production the counters live in Redis, not in the database."""
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+
+@pytest.mark.usefixtures("process_cache")
 def test_next_pair_and_vote_take_a_few_queries(django_assert_max_num_queries) -> None:  # type: ignore[no-untyped-def]
     study = make_study(per_rater_cap=50)
     make_comparisons(study, 3)
@@ -476,10 +493,10 @@ def test_next_pair_and_vote_take_a_few_queries(django_assert_max_num_queries) ->
 
     # session, rater + study, counts, candidate (locked, with texts), counter, insert (+ 2 savepoints)
     with django_assert_max_num_queries(8):
-        pair = api(client, study, "next").json()["pair"]
+        pair = api(client, study, "next", START).json()["pair"]
     # session, rater + study, counts, open reservation with texts
     with django_assert_max_num_queries(4):
-        assert api(client, study, "next").json()["pair"] == pair
+        assert api(client, study, "next", START).json()["pair"] == pair
     # session, rater + study, locked assignment with counts, insert, 2 updates (+ 2 savepoints)
     with django_assert_max_num_queries(8):
         api(client, study, "vote", {"token": pair["token"], "choice": "tie", "idempotency_key": "key-00001"})
@@ -490,7 +507,7 @@ def test_vote_and_next_pair_in_one_request_take_a_few_queries(django_assert_max_
     make_comparisons(study, 3)
     client = invited(study)
     client.get(page_url(study))
-    pair = api(client, study, "next").json()["pair"]
+    pair = api(client, study, "next", START).json()["pair"]
     vote = {"token": pair["token"], "choice": "tie", "idempotency_key": "key-00001", "next": True}
 
     # session, rater + study, the vote (locked assignment, insert, 2 updates), then the next pair
@@ -506,7 +523,7 @@ def test_a_null_character_in_a_vote_is_a_field_error_and_stores_nothing() -> Non
     study = make_study()
     make_comparisons(study, 2)
     client = invited(study)
-    pair = api(client, study, "next").json()["pair"]
+    pair = api(client, study, "next", START).json()["pair"]
 
     answer = api(
         client,
@@ -526,7 +543,7 @@ def test_a_saved_vote_whose_next_pair_fails_still_answers_saved(monkeypatch) -> 
     study = make_study()
     make_comparisons(study, 2)
     client = invited(study)
-    pair = api(client, study, "next").json()["pair"]
+    pair = api(client, study, "next", START).json()["pair"]
 
     def broken(**_: object) -> None:
         raise RuntimeError("the database went away")
@@ -545,7 +562,7 @@ def test_a_vote_can_carry_the_next_pair_which_is_then_reserved() -> None:
     study = make_study(per_rater_cap=10)
     make_comparisons(study, 3)
     client = invited(study)
-    first = api(client, study, "next").json()["pair"]
+    first = api(client, study, "next", START).json()["pair"]
 
     answer = api(
         client,
@@ -560,7 +577,7 @@ def test_a_vote_can_carry_the_next_pair_which_is_then_reserved() -> None:
     assert following["pair"]["token"] != first["token"]
     assert following["progress"] == {"judged": 1, "quota": 10}
     # The page's next request (a reload, say) gets the same reservation, not another one.
-    assert api(client, study, "next").json()["pair"] == following["pair"]
+    assert api(client, study, "next", START).json()["pair"] == following["pair"]
     assert Assignment.objects.filter(status="reserved").count() == 1
     # Without the flag the answer has no next pair and reserves nothing.
     plain = api(
@@ -577,7 +594,7 @@ def test_a_resent_vote_with_next_answers_the_same_next_pair() -> None:
     study = make_study()
     make_comparisons(study, 3)
     client = invited(study)
-    pair = api(client, study, "next").json()["pair"]
+    pair = api(client, study, "next", START).json()["pair"]
     vote = {"token": pair["token"], "choice": "right", "idempotency_key": "key-00001", "next": True}
 
     first, again = api(client, study, "vote", vote).json(), api(client, study, "vote", vote).json()
@@ -593,7 +610,7 @@ def test_the_vote_that_pauses_a_rater_answers_paused_instead_of_a_pair_and_the_p
     study = make_study(min_quality_judgments=5, max_position_bias=0.55)
     make_comparisons(study, 12)
     client = invited(study)
-    answer = api(client, study, "next").json()
+    answer = api(client, study, "next", START).json()
 
     for number in range(services.QUALITY_EVERY):  # always the left side; the tenth vote is checked
         vote = {"token": answer["pair"]["token"], "choice": "left", "idempotency_key": f"key-{number:05d}"}
@@ -620,7 +637,7 @@ def test_with_no_pair_left_the_vote_answers_empty_with_a_time_to_ask_again() -> 
     client = Client()  # an account rater waits for more pairs; a crowd participant would be done
     client.force_login(factories.rater(study=study).user)
     client.get(page_url(study))
-    pair = api(client, study, "next").json()["pair"]
+    pair = api(client, study, "next", START).json()["pair"]
 
     answer = api(
         client,
