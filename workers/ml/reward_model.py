@@ -53,6 +53,7 @@ from torch import nn
 from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedModel
 
 from evaluation.proportions import wilson_interval
+from workers.ml.chat_format import prompt_messages, response_messages
 from workers.ml.checkpoint import load_if_exists, save_atomic
 from workers.ml.preference_data import (
     PreferencePair,
@@ -470,9 +471,9 @@ def uses_chat_template(tokenizer: Any) -> bool:
 
 
 def _chat_text(tokenizer: Any, prompt: str, response: str) -> str:
-    # TODO(chat_format): use workers.ml.chat_format once the policy side has it, so that the
-    # reward model reads exactly what the policy was prompted with.
-    messages = [{"role": "user", "content": prompt}, {"role": "assistant", "content": response}]
+    # The conversation as the policy saw it (workers.ml.chat_format: the prompt as the user's turn)
+    # with the response as the assistant's, so the reward model reads what the policy wrote.
+    messages = [*prompt_messages(prompt), *response_messages(response)]
     return str(tokenizer.apply_chat_template(messages, tokenize=False))
 
 
