@@ -96,7 +96,7 @@ def test_gold_and_regular_pairs_reach_the_page_in_the_same_shape_without_margins
     client = Client()
     client.get(reverse("ratings:join", args=[study.slug, study.invite_token]))
     shown = {}
-    answer = api(client, study, "next").json()
+    answer = api(client, study, "next", {"start": True}).json()
     while answer["status"] == "pair":
         pair = answer["pair"]
         kind = Assignment.objects.select_related("comparison").get(token=pair["token"]).comparison.kind
@@ -119,7 +119,7 @@ def test_tokens_are_random_carry_no_id_and_differ_between_assignments() -> None:
     for _ in range(2):
         client = Client()
         client.get(reverse("ratings:join", args=[study.slug, study.invite_token]))
-        answer = api(client, study, "next").json()
+        answer = api(client, study, "next", {"start": True}).json()
         while answer["status"] == "pair":
             token = answer["pair"]["token"]
             assert api(client, study, "next").json()["pair"]["token"] == token  # stable while open

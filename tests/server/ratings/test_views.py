@@ -356,7 +356,7 @@ def test_a_late_vote_on_a_pair_another_rater_took_answers_409_with_the_message()
     client = invited(study)
     pair = api(client, study, "next", START).json()["pair"]
     expire(Assignment.objects.get().id)
-    assert api(invited(study), study, "next").json()["pair"] is not None  # takes the freed slot
+    assert api(invited(study), study, "next", START).json()["pair"] is not None  # takes the freed slot
 
     answer = api(
         client, study, "vote", {"token": pair["token"], "choice": "tie", "idempotency_key": "key-00001"}
@@ -694,7 +694,7 @@ def test_an_escaped_lone_surrogate_is_a_field_error_and_stores_nothing(name: str
     study = make_study()
     make_comparisons(study, 2)
     client = invited(study)
-    token = api(client, study, "next").json()["pair"]["token"]
+    token = api(client, study, "next", START).json()["pair"]["token"]
     field = "rationale" if name == "vote" else "reason"
 
     answer = raw_api(
@@ -717,7 +717,7 @@ def test_a_deeply_nested_body_is_refused_and_stores_nothing() -> None:
     study = make_study()
     make_comparisons(study, 2)
     client = invited(study)
-    token = api(client, study, "next").json()["pair"]["token"]
+    token = api(client, study, "next", START).json()["pair"]["token"]
     deep = "[" * 10_000 + "]" * 10_000
 
     answer = raw_api(
@@ -736,7 +736,7 @@ def test_client_times_a_huge_gap_apart_are_dropped_and_the_vote_saved() -> None:
     study = make_study()
     make_comparisons(study, 2)
     client = invited(study)
-    token = api(client, study, "next").json()["pair"]["token"]
+    token = api(client, study, "next", START).json()["pair"]["token"]
 
     answer = api(
         client,
