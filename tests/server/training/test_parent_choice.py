@@ -67,7 +67,7 @@ def test_a_child_better_only_within_the_noise_leaves_the_parent_in_place_and_say
 
 
 def test_a_child_not_yet_rated_does_not_take_over() -> None:
-    study, base, child = lineage()
+    study, base, _ = lineage()
 
     choice = policy_parent_choose(study=study)
 
