@@ -36,6 +36,7 @@ from server.ratings.pair_selection import GOLD_GENERATOR, STAFF_GOLD_LABEL
 from server.studies.models import PromptSplit, Study
 from server.training.exports import DATASET_FOLDER
 from server.training.models import PreferenceSnapshot, RewardModel
+from server.training.services import ParentChoice, policy_parent_choose
 
 RECENT_JOBS = 25
 METRIC_POINTS_SHOWN = 400  # per job curve: enough for the shape, small enough to poll every few seconds
@@ -405,6 +406,7 @@ class StudyDashboard:
     snapshots: list[PreferenceSnapshot]
     sample_counts: dict[int, int] = field(default_factory=dict)
     gold_checks: dict[str, int] = field(default_factory=dict)  # {"generated": n, "staff": n}
+    next_parent: ParentChoice | None = None  # where the loop trains from next, and why
 
 
 def gold_check_counts(*, study: Study) -> dict[str, int]:
@@ -449,6 +451,7 @@ def study_dashboard(*, study: Study, now: datetime | None = None) -> StudyDashbo
         snapshots=list(PreferenceSnapshot.objects.filter(study=study).order_by("-created_at", "-id")[:20]),
         sample_counts=sample_counts,
         gold_checks=gold_check_counts(study=study),
+        next_parent=policy_parent_choose(study=study),
     )
 
 

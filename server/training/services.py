@@ -374,19 +374,79 @@ def too_few_pairs_warning(*, study: Study, train_pairs: int) -> str | None:
     )
 
 
-def policy_parent_default(*, study: Study) -> GeneratorVersion | None:
-    """The version a new policy starts from: the best-rated model version on the latest
-    leaderboard, else the most recently enrolled model version."""
+@dataclass(frozen=True)
+class ParentChoice:
+    """The version the loop trains from next, and why (shown on the dashboard, kept on the job)."""
+
+    version: GeneratorVersion | None
+    reason: str
+
+
+def _interval(row: dict[str, Any] | None) -> str:
+    if row is None or not row.get("battles"):
+        return "not on the leaderboard yet"
+    return f"{row['rating']:.0f} [{row['lower']:.0f}, {row['upper']:.0f}] over {row['battles']} battles"
+
+
+def policy_parent_choose(*, study: Study) -> ParentChoice:
+    """The parent of the loop's next policy, with the reason.
+
+    The loop starts from the best-rated version that no training produced (the newest enrolled
+    one before any leaderboard). A trained child takes over from its parent only when it beats it
+    on the latest leaderboard beyond the interval: the child's lower bound above the parent's upper
+    bound (the leaderboard is computed on holdout prompts, which training never sees). Otherwise
+    the parent stays, and the reason names both intervals: a child that is merely not worse, or
+    better within the noise, does not move the loop.
+    """
     from server.evaluations.selectors import leaderboard_latest
 
     model_versions = study.versions.exclude(kind=VersionKind.EXTERNAL)
     board = leaderboard_latest(study=study)
-    if board is not None:
-        ids = set(model_versions.values_list("id", flat=True))
-        for row in board.rows:
-            if row["version_id"] in ids and row["battles"] > 0:
-                return model_versions.get(id=row["version_id"])
-    return model_versions.order_by("-studyversion__enrolled_at", "-id").first()
+    rows = {row["version_id"]: row for row in board.rows} if board is not None else {}
+    rated = [row["version_id"] for row in (board.rows if board is not None else []) if row["battles"] > 0]
+    bases = model_versions.exclude(kind=VersionKind.TRAINED)
+    incumbent = next((bases.get(id=i) for i in rated if bases.filter(id=i).exists()), None)
+    if incumbent is not None:
+        reason = f"{incumbent} is the best-rated version that no training produced"
+    else:
+        incumbent = (
+            bases.order_by("-studyversion__enrolled_at", "-id").first()
+            or model_versions.order_by("-studyversion__enrolled_at", "-id").first()
+        )
+        if incumbent is None:
+            return ParentChoice(None, "The study has no model version to train.")
+        reason = f"{incumbent} is the newest enrolled version (no leaderboard ranks a base version yet)"
+    seen = {incumbent.id}
+    while True:
+        children = list(
+            model_versions.filter(parent=incumbent, kind=VersionKind.TRAINED).order_by("-created_at", "-id")
+        )
+        if not children:
+            return ParentChoice(incumbent, reason)
+        parent_row = rows.get(incumbent.id)
+        winner = next(
+            (
+                child
+                for child in children
+                if parent_row is not None
+                and rows.get(child.id, {}).get("battles")
+                and rows[child.id]["lower"] > parent_row["upper"]
+            ),
+            None,
+        )
+        if winner is None or winner.id in seen:
+            newest = children[0]
+            return ParentChoice(
+                incumbent,
+                f"{incumbent} stays the parent: its child {newest} does not beat it beyond the interval "
+                f"(child {_interval(rows.get(newest.id))}; parent {_interval(parent_row)}).",
+            )
+        reason = (
+            f"{winner} beat its parent {incumbent} beyond the interval "
+            f"(child {_interval(rows.get(winner.id))}; parent {_interval(parent_row)})"
+        )
+        seen.add(winner.id)
+        incumbent = winner
 
 
 def policy_train_start(
@@ -405,10 +465,9 @@ def policy_train_start(
     reward model."""
     if method not in POLICY_METHODS:
         raise ApplicationError("Method must be 'dpo', 'rloo' or 'grpo'.", extra={"field": "method"})
+    choice = None if parent_version_id else policy_parent_choose(study=study)
     parent = (
-        GeneratorVersion.objects.filter(id=parent_version_id).first()
-        if parent_version_id
-        else policy_parent_default(study=study)
+        GeneratorVersion.objects.filter(id=parent_version_id).first() if choice is None else choice.version
     )
     if parent is None:
         raise NotFound("There is no parent version to train from.", extra={"field": "parent_version_id"})
@@ -422,6 +481,8 @@ def policy_train_start(
         )
     version_model_check(version=parent, field="parent_version_id")
     params: dict[str, Any] = {"parent_version_id": parent.id, "method": method, "then": then or []}
+    if choice is not None:
+        params["parent_reason"] = choice.reason
     if method == "dpo":
         params["config"] = policy_options(method, config)
         snapshot = _of_study(PreferenceSnapshot, study=study, object_id=snapshot_id)

@@ -1,0 +1,87 @@
+"""The loop's next parent: a child takes over only when it beats its parent beyond the interval."""
+
+from __future__ import annotations
+
+import pytest
+from django.test import Client
+
+from server.evaluations.models import LeaderboardSnapshot
+from server.generators.models import VersionKind
+from server.jobs.models import Job
+from server.training.services import policy_parent_choose
+from tests import factories
+
+pytestmark = pytest.mark.django_db
+
+
+def lineage():  # type: ignore[no-untyped-def]
+    study = factories.study()
+    base = factories.version(enrol_in=study, kind=VersionKind.BASE, label="base", model_path="/nowhere")
+    job = Job.objects.create(kind="train_policy", queue="gpu")
+    child = factories.version(
+        enrol_in=study,
+        kind=VersionKind.TRAINED,
+        label="child",
+        generator=base.generator,
+        parent=base,
+        training_job=job,
+        model_path="/nowhere-child",
+    )
+    return study, base, child
+
+
+def board(study, *rows: tuple[int, float, float, float, int]) -> None:  # type: ignore[no-untyped-def]
+    LeaderboardSnapshot.objects.create(
+        study=study,
+        rows=[
+            {"version_id": v, "rating": r, "lower": lo, "upper": up, "battles": n, "rank": 1}
+            for v, r, lo, up, n in rows
+        ],
+    )
+
+
+def test_a_child_that_beats_its_parent_beyond_the_interval_becomes_the_parent() -> None:
+    study, base, child = lineage()
+    board(study, (child.id, 1100, 1060, 1140, 80), (base.id, 1000, 960, 1040, 80))
+
+    choice = policy_parent_choose(study=study)
+
+    assert choice.version == child
+    assert choice.reason == (
+        f"{child} beat its parent {base} beyond the interval "
+        "(child 1100 [1060, 1140] over 80 battles; parent 1000 [960, 1040] over 80 battles)"
+    )
+
+
+def test_a_child_better_only_within_the_noise_leaves_the_parent_in_place_and_says_why() -> None:
+    study, base, child = lineage()
+    board(study, (child.id, 1030, 990, 1070, 40), (base.id, 1000, 960, 1040, 40))
+
+    choice = policy_parent_choose(study=study)
+
+    assert choice.version == base
+    assert choice.reason == (
+        f"{base} stays the parent: its child {child} does not beat it beyond the interval "
+        "(child 1030 [990, 1070] over 40 battles; parent 1000 [960, 1040] over 40 battles)."
+    )
+
+
+def test_a_child_not_yet_rated_does_not_take_over() -> None:
+    study, base, _ = lineage()
+
+    choice = policy_parent_choose(study=study)
+
+    assert choice.version == base
+    assert "child" in choice.reason and "not on the leaderboard yet" in choice.reason
+
+
+def test_the_dashboard_says_where_the_loop_trains_next_and_why() -> None:
+    study, base, child = lineage()
+    board(study, (child.id, 1030, 990, 1070, 40), (base.id, 1000, 960, 1040, 40))
+    client = Client()
+    client.force_login(factories.user(is_staff=True))
+
+    page = client.get(f"/dashboard/studies/{study.slug}/").content.decode()
+
+    assert f"The loop trains next from {base}." in page
+    assert "does not beat it beyond the interval" in page
