@@ -189,6 +189,15 @@ LOVELACE_JOB_MAX_ATTEMPTS = env.integer("LOVELACE_JOB_MAX_ATTEMPTS", default=3)
 # the claim makes every duplicate a no-op.
 LOVELACE_JOB_RESEND_AFTER = env.integer("LOVELACE_JOB_RESEND_AFTER", default=120, minimum=1)  # seconds
 
+# Prometheus' scrape of ``GET /metrics``: a bearer token (unset = staff sessions only). A secret
+# like the key: long enough that guessing it through the endpoint is hopeless.
+LOVELACE_METRICS_TOKEN = env.string("LOVELACE_METRICS_TOKEN")
+if LOVELACE_METRICS_TOKEN and len(LOVELACE_METRICS_TOKEN) < 32:
+    raise ImproperlyConfigured(
+        f"LOVELACE_METRICS_TOKEN must be at least 32 characters, got {len(LOVELACE_METRICS_TOKEN)} "
+        "(e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))')."
+    )
+
 # Files and folders that jobs may read or write, when a path comes from staff (API, dashboard,
 # ``manage.py job start``): the var folder always, the shipped corpus (data) and the shipped
 # sentence-embedding model (models) always, plus these absolute folders (``:``-separated). See

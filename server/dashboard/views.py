@@ -4,22 +4,35 @@ each and redirect back (a refusal re-renders the page with the message next to i
 from __future__ import annotations
 
 import functools
+import hmac
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
+from django.http import (
+    FileResponse,
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseForbidden,
+    HttpResponseRedirect,
+    JsonResponse,
+)
 from django.shortcuts import render
 from django.urls import reverse
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from server.api.services import api_token_issue
+from server.core import prometheus
 from server.core.exceptions import ApplicationError, NotFound
 from server.dashboard import forms, selectors
+from server.dashboard.metrics import metrics_collect
 from server.evaluations.services import evaluation_start, leaderboard_recompute_start
 from server.generators.services import generate_start, samples_import_file
 from server.jobs.services import job_cancel
@@ -343,3 +356,42 @@ def api_token(request: HttpRequest) -> HttpResponse:
         token = api_token_issue(user=request.user, rotate=request.POST.get("rotate") == "1")
     has_token = token is not None or selectors.user_has_token(user=request.user)
     return render(request, "dashboard/token.html", {"token": token, "has_token": has_token})
+
+
+@never_cache
+@require_GET
+def metrics(request: HttpRequest) -> HttpResponse:
+    """Prometheus' scrape: a staff session, or ``Authorization: Bearer <LOVELACE_METRICS_TOKEN>``.
+
+    A request that offers a token is judged by the token alone (a wrong one is refused even with a
+    staff session beside it, so a scraper's misconfiguration shows); anonymous → 401, signed-in
+    non-staff → 403. Refusals carry no data."""
+    refusal = _metrics_refusal(request)
+    if refusal is not None:
+        return refusal
+    from workers.celery_app import app  # light: no ML imports
+
+    with app.connection_for_read() as broker:
+        families = metrics_collect(broker=broker)
+    return HttpResponse(prometheus.render(families), content_type=prometheus.CONTENT_TYPE)
+
+
+def _metrics_refusal(request: HttpRequest) -> HttpResponse | None:
+    scheme, _, offered = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() == "bearer":
+        expected = settings.LOVELACE_METRICS_TOKEN
+        # Compared as bytes: compare_digest refuses non-ASCII strings, and a header may hold them.
+        if expected and hmac.compare_digest(offered.strip().encode(), expected.encode()):
+            return None
+        return _unauthorized("The metrics token is wrong, or no LOVELACE_METRICS_TOKEN is set.")
+    if not request.user.is_authenticated:
+        return _unauthorized("Metrics need a staff session or a bearer token.")
+    if not (request.user.is_active and request.user.is_staff):
+        return HttpResponseForbidden("Metrics are for staff.", content_type="text/plain; charset=utf-8")
+    return None
+
+
+def _unauthorized(message: str) -> HttpResponse:
+    response = HttpResponse(message, status=401, content_type="text/plain; charset=utf-8")
+    response["WWW-Authenticate"] = 'Bearer realm="lovelace-metrics"'
+    return response

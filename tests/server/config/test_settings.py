@@ -27,6 +27,7 @@ def load_settings(*, show: str = "settings.DEBUG", **variables: str) -> subproce
         "DJANGO_ALLOWED_HOSTS",
         "LOVELACE_TRUSTED_PROXY_COUNT",
         "LOVELACE_ALLOW_MTURK_IFRAME",
+        "LOVELACE_METRICS_TOKEN",
     ):
         if name not in variables:
             env.pop(name, None)
@@ -189,6 +190,17 @@ def test_a_malformed_crowd_limit_stops_with_its_name() -> None:
         "LOVELACE_CROWD_JOINS_PER_ADDRESS must be a rate such as 30/hour (a whole number ≥ 1, then "
         "second, minute, hour or day), got 'thirty an hour'."
     ) in completed.stderr
+
+
+def test_a_short_metrics_token_stops_with_its_name_and_a_long_one_is_kept() -> None:
+    short = load_settings(show="settings.LOVELACE_METRICS_TOKEN", LOVELACE_METRICS_TOKEN="x" * 31)
+    assert short.returncode != 0
+    assert "LOVELACE_METRICS_TOKEN must be at least 32 characters, got 31" in short.stderr
+
+    kept = load_settings(show="settings.LOVELACE_METRICS_TOKEN", LOVELACE_METRICS_TOKEN="y" * 32)
+    assert (kept.returncode, kept.stdout.strip()) == (0, "y" * 32)
+    unset = load_settings(show="repr(settings.LOVELACE_METRICS_TOKEN)")
+    assert (unset.returncode, unset.stdout.strip()) == (0, "''")
 
 
 @pytest.mark.parametrize(
