@@ -13,7 +13,8 @@ real HTTP API (gunicorn) with the oracle and 10 % random answers; nothing in tra
 oracle, only the votes carry it. Each round: select pairs (random, or active from the reward
 ensemble) → raters vote → snapshot → reward model → leaderboard → child of the leaderboard's best
 (DPO on the snapshot, or RLOO on the reward model) → the child generates. A seed fixes which
-prompts the loop sees, the pairs, the votes' noise and the training seeds.
+prompts the loop sees, the pairs, the votes' noise and the training seeds. ``--noise 1`` (every
+vote random) is the control: a loop that "rises" there rises without learning anyone's preference.
 
 The score of a round is the oracle's mean over the samples of the version the round produced (its
 child) on evaluation prompts that no step of the loop sees: not the raters, not training, not the
@@ -91,7 +92,7 @@ LOOP_PROMPTS = 16  # the rest (12) are evaluation prompts
 SAMPLES_PER_PROMPT = 4  # per loop prompt and version: the material of the pairs
 EVALUATION_SAMPLES_PER_PROMPT = 8  # 12 × 8 = 96 samples per version behind each score
 RATERS = 3
-NOISE = 0.1  # share of random answers (Christiano et al. assumed 10 %)
+NOISE = 0.1  # share of random answers (Christiano et al. assumed 10 %); --noise 1 is the control
 BASE_VERSIONS = (("base-warm", 0.8), ("base-hot", 1.1))  # (label, temperature)
 DECODING = {"max_new_tokens": 32, "stop": ["\n\n"]}
 # Training options as the services accept them (server/training/services.py); chosen to move a
@@ -195,7 +196,7 @@ def _evaluate(version, evaluation_study, oracle) -> float:  # type: ignore[no-un
 
 
 def run_chain(  # type: ignore[no-untyped-def]
-    *, chain: Chain, oracle, rounds: int, pairs_per_prompt: int, model_dir: Path, base_url: str
+    *, chain: Chain, oracle, rounds: int, pairs_per_prompt: int, noise: float, model_dir: Path, base_url: str
 ) -> None:
     """Run the rounds of one chain, appending its figures to ``chain``."""
     from django.contrib.auth import get_user_model
@@ -268,7 +269,7 @@ def run_chain(  # type: ignore[no-untyped-def]
                 study_slug=study.slug,
                 oracle=oracle,
                 votes=share,
-                noise=NOISE,
+                noise=noise,
                 rng=random.Random(round_seed * 100 + index),
             )
             if stats.errors:
@@ -390,11 +391,19 @@ def main() -> None:
         default=96,
         help=f"labels per round and chain, a multiple of the {LOOP_PROMPTS} loop prompts",
     )
+    parser.add_argument(
+        "--noise",
+        type=float,
+        default=NOISE,
+        help="share of random votes; 1 is the control: votes carry no preference, so nothing may rise",
+    )
     arguments = parser.parse_args()
     strategies = arguments.strategies.split(",")
     methods = arguments.methods.split(",")
     problems = [f"unknown strategy {s!r}" for s in strategies if s not in ("random", "active")]
     problems += [f"unknown method {m!r}" for m in methods if m not in ("dpo", "rloo")]
+    if not 0 <= arguments.noise <= 1:
+        problems.append("--noise must be between 0 and 1")
     if arguments.seeds < 1 or arguments.rounds < 1:
         problems.append("--seeds and --rounds must be at least 1")
     pairs_per_prompt, remainder = divmod(arguments.labels_per_round, LOOP_PROMPTS)
@@ -413,7 +422,7 @@ def main() -> None:
     print(
         f"bench.loop: oracle {arguments.oracle}, {arguments.seeds} seeds, "
         f"strategies {', '.join(strategies)}, methods {', '.join(methods)}, "
-        f"{arguments.rounds} rounds × {arguments.labels_per_round} labels "
+        f"{arguments.rounds} rounds × {arguments.labels_per_round} labels, noise {arguments.noise:g} "
         f"({pairs_per_prompt} pairs on each of {LOOP_PROMPTS} prompts), scores on "
         f"{len(PROMPTS) - LOOP_PROMPTS} unseen prompts × {EVALUATION_SAMPLES_PER_PROMPT} samples",
         flush=True,
@@ -457,6 +466,7 @@ def main() -> None:
                 oracle=oracle,
                 rounds=arguments.rounds,
                 pairs_per_prompt=pairs_per_prompt,
+                noise=arguments.noise,
                 model_dir=model_dir,
                 base_url=f"http://127.0.0.1:{port}",
             )
