@@ -32,8 +32,10 @@ score as a share of random's; and last one line per strategy and method:
 
 Target (the issue's): on each of garden, short_clauses, diversity and composite the final score
 beats round 0 by ≥ 2 standard errors with ≤ 300 labels, and active reaches random's final score
-with ≤ 70 % of its labels on at least three of the four. Timing on 2 shared CPU cores: about 20 s
-per DPO round of one chain after a one-off 2-3 minute build of the base model.
+with ≤ 70 % of its labels on at least three of the four. Timing on 2 shared CPU cores, after a
+one-off 2-3 minute build of the base model: about 25 s per DPO round of one chain (3 seeds × 2
+strategies × 3 rounds of DPO: 7.5 minutes), 1-3 minutes per RLOO round (the defaults, DPO and
+RLOO: about 45 minutes per oracle).
 """
 
 from __future__ import annotations
