@@ -45,7 +45,7 @@ test: $(STAMP) chromium lint types
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 \
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-# The loop bench takes several minutes more: `$(PY) -m bench.loop`.
+# The loop bench takes 10-45 minutes per oracle: `$(PY) -m bench.loop --oracle garden` (see its docstring).
 bench: $(STAMP)
 	$(PY) -m bench.leaderboard
 	$(PY) -m bench.generation

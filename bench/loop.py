@@ -1,17 +1,41 @@
-"""The loop, measured: simulated raters → snapshot → reward model → DPO child → its samples → …
+"""The loop, measured over seeds: simulated raters → snapshot → reward model → child → its samples → …
 
-Run: ``.venv/bin/python -m bench.loop [--rounds 3]`` (needs the PostgreSQL of this machine; takes
-several minutes on 2 CPU cores). Not part of the test run.
+Run: ``.venv/bin/python -m bench.loop --oracle garden`` (needs the PostgreSQL of this machine; it
+creates and drops its own database ``lovelace_bench_loop``). Not part of the test run.
 
-Simulated raters judge over the real HTTP API (gunicorn) with the ``theme`` oracle (they prefer
-texts about the sea and the night sky) and 10 % random answers. Nothing in training sees the
-oracle: only the votes carry it. Each round: select pairs (random, or active from the reward
-ensemble) with the same label budget → raters vote → snapshot → reward model → leaderboard →
-DPO from the best-rated version → the child generates on every prompt. The score of a version is
-the oracle's mean over its samples on the holdout prompts, which no training step uses.
-Printed per strategy and round: each version's oracle score and the labels used so far.
-Target: the best oracle score rises over 3 rounds, and active selection reaches random's final
-score with at most 70 % of random's labels.
+Options: ``--oracle NAME|module:function`` (any oracle ``manage.py simulate_raters`` accepts:
+``theme``, ``length``, ``garden``, ``short_clauses``, ``diversity``, ``composite``), ``--seeds N``
+(3), ``--strategies random,active``, ``--methods dpo,rloo`` (rloo = RLOO against the round's
+reward model), ``--rounds`` (3), ``--labels-per-round`` (96: 6 pairs on each of 16 prompts).
+
+Each (strategy, method, seed) is one chain with its own study. Simulated raters judge over the
+real HTTP API (gunicorn) with the oracle and 10 % random answers; nothing in training sees the
+oracle, only the votes carry it. Each round: select pairs (random, or active from the reward
+ensemble) → raters vote → snapshot → reward model → leaderboard → child of the leaderboard's best
+(DPO on the snapshot, or RLOO on the reward model) → the child generates. A seed fixes which
+prompts the loop sees, the pairs, the votes' noise and the training seeds. ``--noise 1`` (every
+vote random) is the control: a loop that "rises" there rises without learning anyone's preference.
+
+The score of a round is the oracle's mean over the samples of the version the round produced (its
+child) on evaluation prompts that no step of the loop sees: not the raters, not training, not the
+leaderboard (they sit in a separate study). Round 0 is the better of the two base versions by the
+oracle itself, a baseline favoured by selection, so the comparison errs against the loop. Taking
+the oracle's best of all versions instead would rise with no learning at all (a maximum over more
+noisy means).
+
+Printed: per round, mean ± standard error over seeds of the score, the labels used and the reward
+model's validation accuracy; a verdict per strategy and method (``evaluation.loop_verdict``:
+final − round 0 must reach 2 standard errors of the per-seed differences; a flat line never
+passes; one seed cannot tell); the labels active selection needed to reach random's final mean
+score as a share of random's; and last one line per strategy and method:
+``summary <strategy> <method>: round0 <x> final <y> se <s> labels <n>``.
+
+Target (the issue's): on each of garden, short_clauses, diversity and composite the final score
+beats round 0 by ≥ 2 standard errors with ≤ 300 labels, and active reaches random's final score
+with ≤ 70 % of its labels on at least three of the four. Timing on 2 shared CPU cores, after a
+one-off 2-3 minute build of the base model: about 25 s per DPO round of one chain (3 seeds × 2
+strategies × 3 rounds of DPO: 7.5 minutes), 1-3 minutes per RLOO round (the defaults, DPO and
+RLOO: about 45 minutes per oracle).
 """
 
 from __future__ import annotations
@@ -23,7 +47,9 @@ import socket
 import subprocess
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 DATABASE = "lovelace_bench_loop"
@@ -33,7 +59,8 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "server.config.settings")
 os.environ.setdefault("DJANGO_DEBUG", "true")  # development mode on PostgreSQL (off by default there)
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-TRAIN_PROMPTS = [
+# Neutral prompts; each seed splits them into the loop's prompts and the evaluation prompts.
+PROMPTS = [
     "The garden in the morning",
     "A letter to a friend",
     "The clock on the wall",
@@ -50,18 +77,51 @@ TRAIN_PROMPTS = [
     "A key in the pocket",
     "The first frost",
     "A quiet room",
-]
-HOLDOUT_PROMPTS = [
     "The long road home",
     "A door left open",
     "Numbers on a page",
     "An evening in autumn",
     "The bell at noon",
     "A map of the town",
+    "The tailor's shop",
+    "A chair by the fire",
+    "The empty station",
+    "A box of old photographs",
+    "The school at the end of the lane",
+    "A message in the snow",
 ]
-SAMPLES_PER_PROMPT = 4
-PAIRS_PER_PROMPT = 3
+LOOP_PROMPTS = 16  # the rest (12) are evaluation prompts
+SAMPLES_PER_PROMPT = 4  # per loop prompt and version: the material of the pairs
+EVALUATION_SAMPLES_PER_PROMPT = 8  # 12 × 8 = 96 samples per version behind each score
 RATERS = 3
+NOISE = 0.1  # share of random answers (Christiano et al. assumed 10 %); --noise 1 is the control
+BASE_VERSIONS = (("base-warm", 0.8), ("base-hot", 1.1))  # (label, temperature)
+DECODING = {"max_new_tokens": 32, "stop": ["\n\n"]}
+# Training options as the services accept them (server/training/services.py); chosen to move a
+# tiny model within a round on the CPU: the trainers' defaults are for real models.
+DPO_CONFIG = {"learning_rate": 5e-4, "epochs": 2, "beta": 0.1}
+# Options as the services name them (server/training/services.py): 20 optimizer steps of 8 prompts
+# × 4 completions each, 32 new tokens per completion.
+RLOO_CONFIG = {
+    "learning_rate": 1e-4,
+    "max_steps": 20,
+    "num_generations": 4,
+    "per_device_batch_size": 32,
+    "max_completion_length": 32,
+    "beta": 0.05,
+}
+
+
+@dataclass
+class Chain:
+    """One (strategy, method, seed) run: per round, its score, labels and reward-model accuracy."""
+
+    strategy: str
+    method: str
+    seed: int
+    scores: list[float] = field(default_factory=list)
+    labels: list[int] = field(default_factory=list)
+    accuracy: list[float | None] = field(default_factory=list)
 
 
 def _create_database() -> None:
@@ -89,11 +149,12 @@ def _base_model(var: Path) -> Path:
         corpus = (ROOT / "workers" / "ml" / "corpus" / "lovelace.txt").read_text(encoding="utf-8")
         started = time.perf_counter()
         build_base_model(corpus=corpus, output_dir=target, checkpoint_dir=var / "checkpoints" / "base")
-        print(f"built the base model in {time.perf_counter() - started:.0f} s")
+        print(f"built the base model in {time.perf_counter() - started:.0f} s", flush=True)
     return target
 
 
-def _run(job) -> None:  # type: ignore[no-untyped-def]
+def _run(job) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    """Run ``job`` in this process; its result, or an error naming the job."""
     from server.generators.jobs import generate_run
     from server.jobs.models import Job
     from server.ratings.pair_selection import pair_selection_run
@@ -108,134 +169,268 @@ def _run(job) -> None:  # type: ignore[no-untyped-def]
         "train_policy": policy_train_run,
     }
     status = run_job(job.id, handlers[job.kind])
+    job = Job.objects.get(id=job.id)
     if status != "succeeded":
-        raise RuntimeError(f"{job.kind} job {job.id} {status}: {Job.objects.get(id=job.id).error}")
+        raise RuntimeError(f"{job.kind} job {job.id} {status}: {job.error}")
+    return dict(job.result or {})
 
 
-def _oracle_scores(study) -> dict[str, float]:  # type: ignore[no-untyped-def]
-    import numpy as np
-
+def _evaluate(version, evaluation_study, oracle) -> float:  # type: ignore[no-untyped-def]
+    """The oracle's mean over ``version``'s samples on the evaluation prompts (generated first)."""
     from server.generators.models import Sample
-    from server.ratings.simulated_raters import theme_oracle
+    from server.generators.services import generate_start
+    from server.studies.services import study_enrol_version
 
-    scores: dict[str, list[float]] = {}
-    for sample in Sample.objects.filter(prompt__study=study, prompt__split="holdout").select_related(
-        "version", "prompt"
-    ):
-        scores.setdefault(sample.version.label, []).append(theme_oracle(sample.prompt.text, sample.text))
-    return {label: float(np.mean(values)) for label, values in scores.items()}
+    study_enrol_version(study=evaluation_study, version=version)
+    _run(
+        generate_start(
+            study=evaluation_study,
+            version_ids=[version.id],
+            split="holdout",
+            samples_per_prompt=EVALUATION_SAMPLES_PER_PROMPT,
+        )
+    )
+    scores = [
+        oracle(prompt, text)
+        for prompt, text in Sample.objects.filter(
+            version=version, prompt__study=evaluation_study
+        ).values_list("prompt__text", "text")
+    ]
+    return sum(scores) / len(scores)
 
 
-def run_strategy(
-    strategy: str, rounds: int, model_dir: Path, base_url: str
-) -> list[tuple[int, dict[str, float]]]:
+def run_chain(  # type: ignore[no-untyped-def]
+    *, chain: Chain, oracle, rounds: int, pairs_per_prompt: int, noise: float, model_dir: Path, base_url: str
+) -> None:
+    """Run the rounds of one chain, appending its figures to ``chain``."""
     from django.contrib.auth import get_user_model
     from rest_framework.authtoken.models import Token
 
     from server.evaluations.leaderboard import leaderboard_compute
-    from server.generators.models import VersionKind
+    from server.generators.models import GeneratorVersion, VersionKind
     from server.generators.services import generate_start, generator_version_register
     from server.ratings.models import Judgment, Rater
     from server.ratings.pair_selection import pair_selection_start
-    from server.ratings.simulated_raters import ApiClient, rate, theme_oracle
+    from server.ratings.simulated_raters import ApiClient, rate
     from server.studies.models import PromptSplit
     from server.studies.services import PromptInput, prompt_bulk_create, study_create
     from server.training.services import policy_train_start, reward_model_train_start, snapshot_start
 
+    name = f"{chain.strategy}-{chain.method}-s{chain.seed}"
+    prompts = list(PROMPTS)
+    random.Random(chain.seed).shuffle(prompts)  # the same split for every chain of a seed
     study = study_create(
-        name=f"Loop bench ({strategy})",
-        slug=f"loop-{strategy}",
+        name=f"Loop bench {name}",
+        slug=f"loop-{name}",
         question="Which is better?",
         overlap=1,
         gold_rate=0.0,
         repeat_rate=0.0,
         fast_judgment_seconds=0.5,
-        pair_selection=strategy,
+        pair_selection=chain.strategy,
+    )
+    # Train prompts only: every label can teach; the leaderboard then ranks on these votes.
+    prompt_bulk_create(study=study, prompts=[PromptInput(text) for text in prompts[:LOOP_PROMPTS]])
+    evaluation_study = study_create(
+        name=f"Loop bench {name} (evaluation)", slug=f"loop-{name}-evaluation", question="(not rated)"
     )
     prompt_bulk_create(
-        study=study,
-        prompts=[PromptInput(t) for t in TRAIN_PROMPTS]
-        + [PromptInput(t, split=PromptSplit.HOLDOUT) for t in HOLDOUT_PROMPTS],
+        study=evaluation_study,
+        prompts=[PromptInput(text, split=PromptSplit.HOLDOUT) for text in prompts[LOOP_PROMPTS:]],
     )
     versions = [
         generator_version_register(
-            generator_name=f"bench-{strategy}",
+            generator_name=f"loop-{name}",
             label=label,
             kind=VersionKind.BASE,
             model_path=str(model_dir),
             study=study,
-            decoding={"temperature": temperature, "max_new_tokens": 32, "stop": ["\n\n"]},
+            decoding={"temperature": temperature, **DECODING},
         )
-        for label, temperature in (("base-warm", 0.8), ("base-hot", 1.1))
+        for label, temperature in BASE_VERSIONS
     ]
     _run(
         generate_start(
-            study=study,
-            version_ids=[v.id for v in versions],
-            split="all",
-            samples_per_prompt=SAMPLES_PER_PROMPT,
+            study=study, version_ids=[v.id for v in versions], samples_per_prompt=SAMPLES_PER_PROMPT
         )
     )
     clients = []
     for number in range(RATERS):
-        user, _ = get_user_model().objects.get_or_create(username=f"{strategy}-rater-{number}")
+        user, _ = get_user_model().objects.get_or_create(username=f"{name}-rater-{number}")
         Rater.objects.get_or_create(study=study, user=user)
         clients.append(ApiClient(base_url, Token.objects.get_or_create(user=user)[0].key))
-    history = [(0, _oracle_scores(study))]
+    chain.scores.append(max(_evaluate(version, evaluation_study, oracle) for version in versions))
+    chain.labels.append(0)
+    chain.accuracy.append(None)
     for round_number in range(1, rounds + 1):
-        _run(pair_selection_start(study=study, pairs_per_prompt=PAIRS_PER_PROMPT, seed=round_number))
+        round_seed = chain.seed * 1000 + round_number
+        _run(pair_selection_start(study=study, pairs_per_prompt=pairs_per_prompt, seed=round_seed))
         pending = study.comparisons.filter(completed_assignments=0).count()
         for index, client in enumerate(clients):
             share = pending // RATERS + (1 if index < pending % RATERS else 0)
             stats = rate(
                 client=client,
                 study_slug=study.slug,
-                oracle=theme_oracle,
+                oracle=oracle,
                 votes=share,
-                noise=0.1,
-                rng=random.Random(round_number * 100 + index),
+                noise=noise,
+                rng=random.Random(round_seed * 100 + index),
             )
             if stats.errors:
                 raise RuntimeError(f"simulated rater {index}: {'; '.join(stats.errors)}")
-        snapshot_job = snapshot_start(study=study)
-        _run(snapshot_job)
-        snapshot_job.refresh_from_db()
-        reward_job = reward_model_train_start(study=study, snapshot_id=snapshot_job.result["snapshot_id"])
-        _run(reward_job)
+        snapshot_id = _run(snapshot_start(study=study))["snapshot_id"]
+        reward = _run(
+            reward_model_train_start(study=study, snapshot_id=snapshot_id, config={"seed": chain.seed})
+        )
         leaderboard_compute(study=study, rounds=200)
-        policy_job = policy_train_start(
-            study=study,
-            parent_version_id=None,
-            method="dpo",
-            config={"learning_rate": 5e-4, "epochs": 2, "beta": 0.1},
-        )
-        _run(policy_job)
-        policy_job.refresh_from_db()
-        from server.generators.models import GeneratorVersion
-
-        child = GeneratorVersion.objects.get(id=policy_job.result["child_version_id"])
-        _run(
-            generate_start(
-                study=study, version_ids=[child.id], split="all", samples_per_prompt=SAMPLES_PER_PROMPT
+        if chain.method == "dpo":
+            policy_job = policy_train_start(
+                study=study,
+                parent_version_id=None,  # the leaderboard's best
+                method="dpo",
+                snapshot_id=snapshot_id,
+                config={**DPO_CONFIG, "seed": chain.seed},
             )
-        )
-        labels = Judgment.objects.filter(assignment__comparison__study=study).count()
-        history.append((labels, _oracle_scores(study)))
-        reward_job.refresh_from_db()
+        else:
+            policy_job = policy_train_start(
+                study=study,
+                parent_version_id=None,
+                method="rloo",
+                reward_model_id=reward["reward_model_id"],
+                config={**RLOO_CONFIG, "seed": chain.seed},
+            )
+        child = GeneratorVersion.objects.get(id=_run(policy_job)["child_version_id"])
+        _run(generate_start(study=study, version_ids=[child.id], samples_per_prompt=SAMPLES_PER_PROMPT))
+        chain.scores.append(_evaluate(child, evaluation_study, oracle))
+        chain.labels.append(Judgment.objects.filter(assignment__comparison__study=study).count())
+        chain.accuracy.append(reward.get("validation_accuracy"))
         print(
-            f"  [{strategy}] round {round_number}: {labels} labels, reward model validation accuracy "
-            f"{reward_job.result['validation_accuracy']}, child {child.label} from {child.parent.label}",
+            f"  [{name}] round {round_number}: {chain.labels[-1]} labels, reward model validation "
+            f"accuracy {_shown(chain.accuracy[-1])}, child {child.label} from {child.parent.label}: "
+            f"score {chain.scores[-1]:.4f} (round 0 {chain.scores[0]:.4f})",
             flush=True,
         )
-    return history
+
+
+def _shown(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def _mean_and_error(values: list[float]) -> str:
+    from evaluation.loop_verdict import standard_error
+
+    error = standard_error(values)
+    return f"{sum(values) / len(values):.4f} ± {'n/a' if error is None else f'{error:.4f}'}"
+
+
+def report(*, chains: list[Chain], oracle_name: str, strategies: list[str], methods: list[str]) -> None:
+    """Print the per-round table, the verdicts, the label efficiency and the summary lines."""
+    from evaluation.loop_verdict import labels_to_reach, rise_verdict, summary_line
+
+    seeds = len({chain.seed for chain in chains})
+    print(
+        f"\nOracle {oracle_name}: score of each round's version on unseen prompts, "
+        f"mean ± se over {seeds} seeds"
+    )
+    verdicts = {}
+    curves: dict[tuple[str, str], list[tuple[float, float]]] = {}
+    for strategy in strategies:
+        for method in methods:
+            group = [chain for chain in chains if (chain.strategy, chain.method) == (strategy, method)]
+            print(f"\n{strategy} selection, {method}")
+            curve = []
+            for round_number in range(len(group[0].scores)):
+                scores = [chain.scores[round_number] for chain in group]
+                labels = [float(chain.labels[round_number]) for chain in group]
+                accuracies = [a for chain in group if (a := chain.accuracy[round_number]) is not None]
+                accuracy = f"  reward model accuracy {_mean_and_error(accuracies)}" if accuracies else ""
+                print(
+                    f"  round {round_number}: labels {sum(labels) / len(labels):5.1f}  "
+                    f"score {_mean_and_error(scores)}{accuracy}"
+                )
+                curve.append((sum(labels) / len(labels), sum(scores) / len(scores)))
+            curves[(strategy, method)] = curve
+            verdicts[(strategy, method)] = rise_verdict(
+                [chain.scores[0] for chain in group], [chain.scores[-1] for chain in group]
+            )
+            print(f"  verdict: {verdicts[(strategy, method)].verdict}")
+    if {"random", "active"} <= set(strategies):
+        print()
+        for method in methods:
+            random_labels, random_final = curves[("random", method)][-1]
+            reached = labels_to_reach(curves[("active", method)], random_final)
+            caveat = "" if verdicts[("random", method)].rises else " (random does not rise: this says little)"
+            if reached is None:
+                best = max(score for _, score in curves[("active", method)][1:])
+                print(
+                    f"active vs random ({method}): not reached: random's final {random_final:.4f} with "
+                    f"{random_labels:g} labels, active's best {best:.4f}{caveat}"
+                )
+            else:
+                print(
+                    f"active vs random ({method}): active reached random's final {random_final:.4f} with "
+                    f"{reached:g} labels = {reached / max(random_labels, 1):.0%} of random's "
+                    f"{random_labels:g} (target ≤ 70 %){caveat}"
+                )
+    print()
+    for strategy in strategies:
+        for method in methods:
+            print(
+                summary_line(
+                    strategy, method, verdicts[(strategy, method)], curves[(strategy, method)][-1][0]
+                )
+            )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--oracle", default="garden", help="a built-in oracle name or module:function")
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--strategies", default="random,active", help="comma-separated: random, active")
+    parser.add_argument("--methods", default="dpo,rloo", help="comma-separated: dpo, rloo")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--strategies", default="random,active", help="comma-separated")
+    parser.add_argument(
+        "--labels-per-round",
+        type=int,
+        default=96,
+        help=f"labels per round and chain, a multiple of the {LOOP_PROMPTS} loop prompts",
+    )
+    parser.add_argument(
+        "--noise",
+        type=float,
+        default=NOISE,
+        help="share of random votes; 1 is the control: votes carry no preference, so nothing may rise",
+    )
     arguments = parser.parse_args()
     strategies = arguments.strategies.split(",")
+    methods = arguments.methods.split(",")
+    problems = [f"unknown strategy {s!r}" for s in strategies if s not in ("random", "active")]
+    problems += [f"unknown method {m!r}" for m in methods if m not in ("dpo", "rloo")]
+    if not 0 <= arguments.noise <= 1:
+        problems.append("--noise must be between 0 and 1")
+    if arguments.seeds < 1 or arguments.rounds < 1:
+        problems.append("--seeds and --rounds must be at least 1")
+    pairs_per_prompt, remainder = divmod(arguments.labels_per_round, LOOP_PROMPTS)
+    if pairs_per_prompt < 1 or remainder:
+        problems.append(
+            f"--labels-per-round must be a positive multiple of {LOOP_PROMPTS} (one pair per prompt)"
+        )
+    from server.ratings.simulated_raters import load_oracle
+
+    try:
+        oracle = load_oracle(arguments.oracle)
+    except ValueError as error:
+        problems.append(str(error))
+    if problems:
+        parser.error("; ".join(problems))
+    print(
+        f"bench.loop: oracle {arguments.oracle}, {arguments.seeds} seeds, "
+        f"strategies {', '.join(strategies)}, methods {', '.join(methods)}, "
+        f"{arguments.rounds} rounds × {arguments.labels_per_round} labels, noise {arguments.noise:g} "
+        f"({pairs_per_prompt} pairs on each of {LOOP_PROMPTS} prompts), scores on "
+        f"{len(PROMPTS) - LOOP_PROMPTS} unseen prompts × {EVALUATION_SAMPLES_PER_PROMPT} samples",
+        flush=True,
+    )
     _create_database()
     import django
 
@@ -260,45 +455,30 @@ def main() -> None:
         cwd=ROOT,
         env=os.environ.copy(),
     )
+    chains = [
+        Chain(strategy=strategy, method=method, seed=seed)
+        for seed in range(arguments.seeds)
+        for strategy in strategies
+        for method in methods
+    ]
+    started = time.perf_counter()
     try:
         time.sleep(3)
-        results = {
-            strategy: run_strategy(strategy, arguments.rounds, model_dir, f"http://127.0.0.1:{port}")
-            for strategy in strategies
-        }
+        for chain in chains:
+            run_chain(
+                chain=chain,
+                oracle=oracle,
+                rounds=arguments.rounds,
+                pairs_per_prompt=pairs_per_prompt,
+                noise=arguments.noise,
+                model_dir=model_dir,
+                base_url=f"http://127.0.0.1:{port}",
+            )
     finally:
         server.terminate()
         server.wait(timeout=20)
-
-    print("\nOracle score (share of theme words) of each version on holdout prompts, and labels used:")
-    best: dict[str, list[tuple[int, float]]] = {}
-    for strategy, history in results.items():
-        print(f"\n{strategy} selection")
-        for round_number, (labels, scores) in enumerate(history):
-            ranked = ", ".join(f"{label} {score:.4f}" for label, score in sorted(scores.items()))
-            top = max(scores.values())
-            best.setdefault(strategy, []).append((labels, top))
-            print(f"  round {round_number}: labels {labels:4d}  best {top:.4f}  | {ranked}")
-    if not {"random", "active"} <= set(best):
-        return
-    random_final_labels, random_final = best["random"][-1]
-    rises = all(b[1] >= a[1] for a, b in zip(best["random"], best["random"][1:], strict=False))
-    print(
-        f"\nrandom: best score {best['random'][0][1]:.4f} → {random_final:.4f} over {arguments.rounds} rounds"
-        f" ({'rises every round' if rises else 'does not rise every round'})"
-    )
-    reached = next(((labels, score) for labels, score in best["active"][1:] if score >= random_final), None)
-    if reached is None:
-        print(
-            f"active: never reached random's final score {random_final:.4f} "
-            f"(its best: {max(s for _, s in best['active']):.4f})"
-        )
-    else:
-        share = reached[0] / max(random_final_labels, 1)
-        print(
-            f"active: reached {reached[1]:.4f} ≥ {random_final:.4f} with {reached[0]} labels = "
-            f"{share:.0%} of random's {random_final_labels} (target ≤ 70 %)"
-        )
+    print(f"\n{len(chains)} chains in {time.perf_counter() - started:.0f} s")
+    report(chains=chains, oracle_name=arguments.oracle, strategies=strategies, methods=methods)
 
 
 if __name__ == "__main__":

@@ -113,7 +113,9 @@ def samples_generate_missing(
                 Sample(
                     prompt=prompt,
                     version=version,
-                    text=sample.text,
+                    # PostgreSQL refuses NUL in text and a model can emit it (byte-level tokenizers
+                    # have a token for byte 0): shown as U+FFFD, the rest of the sample is kept.
+                    text=sample.text.replace("\x00", "\ufffd"),
                     seed=seed,
                     decoding=recorded,
                     token_count=sample.token_count,

@@ -3,13 +3,17 @@
 Each simulated person logs in with an API token, asks for the next pair, reads both texts, lets
 an oracle score them, waits as long as reading takes (simulated: the active time is reported, not
 slept), and votes. With probability ``noise`` the answer is random (Christiano et al. assumed
-10 % random labels). The oracle is pluggable: any ``module:function`` taking (prompt, text) and
-returning a score; the higher score wins, equal scores tie.
+10 % random labels). The oracle is a pure, deterministic function (prompt, text) -> score; the
+higher score wins, equal scores tie. ``load_oracle`` resolves a built-in name (``ORACLES``: a
+planted theme, length, a garden lexicon, short clauses, distinct-n diversity and a composite of
+the last three) or any ``module:function``; ``manage.py simulate_raters`` and ``bench.loop`` both
+go through it.
 """
 
 from __future__ import annotations
 
 import importlib
+import itertools
 import json
 import random
 import re
@@ -63,7 +67,7 @@ def theme_oracle(prompt: str, text: str) -> float:
     """Share of the text's words that belong to a planted theme (the sea and the night sky).
 
     A preference no training step sees directly: only the raters' votes carry it, so a rising
-    oracle score of new versions shows the loop learned from the votes.
+    oracle score of new versions shows the loop learned from the votes. 0.0 for a text with no word.
     """
     words = _WORD.findall(text.lower())
     if not words:
@@ -72,21 +76,156 @@ def theme_oracle(prompt: str, text: str) -> float:
 
 
 def length_oracle(prompt: str, text: str) -> float:
-    """Longer is better: the bias raters are known to have, as a stress test for style control."""
+    """Longer is better (words): the bias raters are known to have, as a stress test for style control."""
     return float(len(text.split()))
 
 
-def load_oracle(path: str) -> Oracle:
-    """``module:function`` or one of the built-in names ``theme`` and ``length``."""
-    builtin = {"theme": theme_oracle, "length": length_oracle}
-    if path in builtin:
-        return builtin[path]
-    module_name, _, function_name = path.partition(":")
-    if not function_name:
-        raise ValueError(f"oracle {path!r}: use module:function, 'theme' or 'length'")
-    oracle = getattr(importlib.import_module(module_name), function_name, None)
+def garden_oracle(prompt: str, text: str) -> float:
+    """Share of the text's words about gardens and growing things (``GARDEN_WORDS``).
+
+    A topical preference with a lexicon that no other part of the project uses (the ``theme``
+    oracle's sea and night sky are the demo's), so the loop cannot have been tuned to it.
+    Range [0, 1]; 0.0 for a text with no word.
+    """
+    words = _WORD.findall(text.lower())
+    if not words:
+        return 0.0
+    return sum(word in GARDEN_WORDS for word in words) / len(words)
+
+
+def short_clauses_oracle(prompt: str, text: str) -> float:
+    """Clause-ending punctuation marks (``, . ; : ! ?``) per word: a style feature that prefers
+    short clauses, a clipped rhythm, whatever the text is about.
+
+    Equal to 1 / (mean words per clause) when every clause ends in a mark. Range [0, ∞), in
+    practice below 1; 0.0 for a text with no word.
+    """
+    words = _WORD.findall(text.lower())
+    if not words:
+        return 0.0
+    return len(_CLAUSE_MARK.findall(text)) / len(words)
+
+
+def diversity_oracle(prompt: str, text: str) -> float:
+    """Mean of distinct-1 and distinct-2 over the text's words: prefers texts that do not repeat
+    words or word pairs ("the sea, the sea, the sea" scores low).
+
+    Both shares fall with repetition and with nothing else. A text of fewer than
+    ``DIVERSITY_MIN_WORDS`` words scores 0.0: the shares of a two-word text are 1 by construction,
+    and without the floor the oracle would simply prefer the shortest text. Range [0, 1].
+    """
+    words = _WORD.findall(text.lower())
+    if len(words) < DIVERSITY_MIN_WORDS:
+        return 0.0
+    bigrams = list(itertools.pairwise(words))
+    return (len(set(words)) / len(words) + len(set(bigrams)) / len(bigrams)) / 2
+
+
+def composite_oracle(prompt: str, text: str) -> float:
+    """A weighted sum of the garden, short-clauses and diversity oracles, each mapped from its
+    typical range onto [0, 1] and clipped (``COMPOSITE_PARTS``: weight, oracle, low, high), so
+    that the parts count as their weights say and none wins alone by an extreme value. Prefers
+    texts about gardens, in short clauses, without repetition. Range [0, 1]; 0.0 for no word.
+    """
+    return sum(
+        weight * min(max((oracle(prompt, text) - low) / (high - low), 0.0), 1.0)
+        for weight, oracle, low, high in COMPOSITE_PARTS
+    )
+
+
+GARDEN_WORDS = frozenset(
+    [
+        "garden",
+        "gardens",
+        "gardener",
+        "gardeners",
+        "tree",
+        "trees",
+        "leaf",
+        "leaves",
+        "flower",
+        "flowers",
+        "seed",
+        "seeds",
+        "root",
+        "roots",
+        "grass",
+        "field",
+        "fields",
+        "bee",
+        "bees",
+        "apple",
+        "apples",
+        "orchard",
+        "weeds",
+        "bloom",
+        "blossom",
+        "green",
+        "spring",
+        "summer",
+        "autumn",
+        "hill",
+        "hills",
+        "soil",
+        "branch",
+        "branches",
+        "rose",
+        "roses",
+        "fruit",
+        "grow",
+        "grew",
+        "bird",
+        "birds",
+        "sun",
+    ]
+)
+_CLAUSE_MARK = re.compile(r"[,.;:!?]")
+DIVERSITY_MIN_WORDS = 4
+# (weight, oracle, low, high): low and high are about the 10th and 90th percentiles of the oracle
+# over the 356 paragraphs of the demo corpus (workers/ml/corpus/lovelace.txt; garden 0 / 0.083,
+# short clauses 0.083 / 0.214, diversity 0.81 / 0.98), rounded outward, so each part spans [0, 1] on
+# ordinary text instead of one part (diversity, mostly 0.8-1) adding a near-constant.
+COMPOSITE_PARTS: tuple[tuple[float, Oracle, float, float], ...] = (
+    (0.4, garden_oracle, 0.0, 0.1),
+    (0.3, short_clauses_oracle, 0.05, 0.25),
+    (0.3, diversity_oracle, 0.8, 1.0),
+)
+
+ORACLES: dict[str, Oracle] = {
+    "theme": theme_oracle,
+    "length": length_oracle,
+    "garden": garden_oracle,
+    "short_clauses": short_clauses_oracle,
+    "diversity": diversity_oracle,
+    "composite": composite_oracle,
+}
+
+
+def load_oracle(name_or_path: str) -> Oracle:
+    """The oracle called ``name_or_path``: a built-in name (``ORACLES``) or ``module:function``.
+
+    Raises ``ValueError`` naming what was wrong (and the built-in names) for an unknown name, a
+    module that does not import, or an attribute that is missing or not callable.
+    """
+    if name_or_path in ORACLES:
+        return ORACLES[name_or_path]
+    names = ", ".join(sorted(ORACLES))
+    module_name, _, function_name = name_or_path.partition(":")
+    if not module_name or not function_name:
+        raise ValueError(
+            f"Unknown oracle {name_or_path!r}: use a built-in name ({names}) or module:function."
+        )
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as error:
+        raise ValueError(
+            f"Oracle {name_or_path!r}: cannot import module {module_name!r} ({error})."
+        ) from None
+    oracle = getattr(module, function_name, None)
+    if oracle is None:
+        raise ValueError(f"Oracle {name_or_path!r}: module {module_name!r} has no {function_name!r}.")
     if not callable(oracle):
-        raise ValueError(f"oracle {path!r} is not a function")
+        raise ValueError(f"Oracle {name_or_path!r} is not a function.")
     return oracle  # type: ignore[no-any-return]
 
 

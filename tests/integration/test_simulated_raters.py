@@ -76,8 +76,41 @@ def test_noise_makes_some_answers_random(live_server, capsys) -> None:  # type: 
 
 def test_unknown_oracle_is_refused() -> None:
     study = factories.study()
-    with pytest.raises(CommandError, match="use module:function"):
+    with pytest.raises(CommandError) as raised:
         call_command("simulate_raters", study.slug, "--oracle", "best")
+    assert str(raised.value) == (
+        "Unknown oracle 'best': use a built-in name (composite, diversity, garden, length, short_clauses, "
+        "theme) or module:function."
+    )
+    assert not Judgment.objects.exists()
+
+
+def test_a_built_in_oracle_by_name(live_server, capsys) -> None:  # type: ignore[no-untyped-def]
+    # Given pairs of a plain text (A) and a text about a garden (B)
+    study = factories.study(overlap=1, gold_rate=0, repeat_rate=0, fast_judgment_seconds=1.0)
+    plain = factories.version(label="plain", enrol_in=study)
+    garden = factories.version(label="garden", enrol_in=study)
+    for number in range(4):
+        prompt = factories.prompt(study=study, text=f"Prompt {number}")
+        factories.comparison(
+            study=study,
+            prompt=prompt,
+            sample_a=factories.sample(prompt=prompt, version=plain, text=f"The desk and the chair {number}."),
+            sample_b=factories.sample(
+                prompt=prompt, version=garden, text=f"The garden and the green trees {number}."
+            ),
+        )
+    # When raters without noise judge them with the garden oracle, named as on the command line
+    call_command(
+        "simulate_raters", study.slug, "--url", live_server.url, "--raters", "1", "--oracle", "garden",
+        "--noise", "0",
+    )  # fmt: skip
+    # Then every vote goes to the garden text
+    outcomes = list(
+        Judgment.objects.filter(assignment__comparison__study=study).values_list("outcome", flat=True)
+    )
+    assert outcomes == ["B", "B", "B", "B"]
+    assert "4 votes in all." in capsys.readouterr().out
 
 
 def test_theme_oracle_scores_the_share_of_theme_words() -> None:

@@ -126,3 +126,49 @@ def test_unknown_decoding_parameter_is_refused() -> None:
     version = factories.version(kind=VersionKind.BASE, model_path="/m", enrol_in=study)
     with pytest.raises(ApplicationError, match="Unknown decoding parameter 'temprature'"):
         generate_start(study=study, version_ids=[version.id], decoding={"temprature": 1})
+
+
+def nul_model(model_dir: Path) -> Path:
+    """A copy of the tiny model that emits the token of byte 0 at every step: its final layer norm
+    outputs one constant vector (weight 0, bias ``direction``), and the byte-0 token's embedding
+    (tied to the output layer) is that direction made long, so its logit dwarfs every other."""
+    import shutil
+
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    target = model_dir.parent / "nul-model"
+    if (target / "config.json").exists():
+        return target
+    shutil.copytree(model_dir, target)
+    tokenizer = AutoTokenizer.from_pretrained(target)
+    nul_id = tokenizer.convert_tokens_to_ids("Ā")  # byte-level BPE writes byte 0 as "Ā"
+    assert tokenizer.decode([nul_id]) == "\x00"
+    model = AutoModelForCausalLM.from_pretrained(target)
+    with torch.no_grad():
+        direction = torch.nn.functional.normalize(torch.ones(model.config.n_embd), dim=0)
+        model.transformer.ln_f.weight.zero_()
+        model.transformer.ln_f.bias.copy_(direction)
+        model.transformer.wte.weight[nul_id] = 1000.0 * direction
+    model.save_pretrained(target)
+    return target
+
+
+def test_a_nul_character_the_model_emits_is_stored_as_a_replacement_character(
+    tiny_model_allowed: Path,
+) -> None:
+    # Given a model that writes byte 0 (PostgreSQL refuses NUL in text: the job used to fail)
+    study = factories.study()
+    factories.prompt(study=study, text="The sea")
+    version = factories.version(
+        kind=VersionKind.BASE,
+        model_path=str(nul_model(tiny_model_allowed)),
+        decoding={"temperature": 1.0, "max_new_tokens": 3},
+        enrol_in=study,
+    )
+    # When it generates
+    job = generate_start(study=study, version_ids=[version.id], samples_per_prompt=1)
+    assert run_job(job.id, generate_run) == "succeeded"
+    # Then its sample is stored with U+FFFD in place of each NUL, and the job says so nowhere else
+    assert list(Sample.objects.values_list("text", "token_count")) == [("\ufffd\ufffd\ufffd", 3)]
+    assert Job.objects.get(id=job.id).error == ""

@@ -11,7 +11,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from rest_framework.authtoken.models import Token
 
 from server.ratings.models import Rater
-from server.ratings.simulated_raters import ApiClient, load_oracle, rate
+from server.ratings.simulated_raters import ORACLES, ApiClient, load_oracle, rate
 from server.studies.models import Study
 
 
@@ -23,7 +23,11 @@ class Command(BaseCommand):
         parser.add_argument("--url", default="http://127.0.0.1:8000", help="where the web app answers")
         parser.add_argument("--raters", type=int, default=3)
         parser.add_argument("--votes", type=int, default=20, help="votes per rater at most")
-        parser.add_argument("--oracle", default="theme", help="'theme', 'length' or module:function")
+        parser.add_argument(
+            "--oracle",
+            default="theme",
+            help=f"a built-in oracle ({', '.join(sorted(ORACLES))}) or module:function",
+        )
         parser.add_argument("--noise", type=float, default=0.1, help="share of random answers")
         parser.add_argument("--seed", type=int, default=0)
         parser.add_argument("--prefix", default="simulated", help="user names are PREFIX-N")
@@ -38,7 +42,7 @@ class Command(BaseCommand):
             raise CommandError("--raters must be at least 1 and --votes non-negative.")
         try:
             oracle = load_oracle(options["oracle"])
-        except (ValueError, ImportError) as error:
+        except ValueError as error:
             raise CommandError(str(error)) from None
         users = get_user_model()
         clients = []
