@@ -228,6 +228,8 @@ def policy_train_run(*, job: Job, report: ProgressReporter) -> dict[str, Any]:
 
 def _policy_train(*, job: Job, report: ProgressReporter) -> GeneratorVersion:
     params = job.params
+    for warning in params.get("warnings", []):  # from the start: too few pairs
+        job_log(job_id=job.id, line=f"warning: {warning}")
     parent = GeneratorVersion.objects.select_related("generator").get(id=params["parent_version_id"])
     method = params["method"]
     config = config_from_options(method, params.get("config", {}))

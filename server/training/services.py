@@ -364,13 +364,18 @@ def reward_model_train_start(
     )
 
 
-def too_few_pairs_warning(*, study: Study, train_pairs: int) -> str | None:
-    """The warning for a reward model trained on fewer pairs than the study asks for, or None."""
+def too_few_pairs_warning(
+    *,
+    study: Study,
+    train_pairs: int,
+    consequence: str = "the reward model's accuracy will rest on little data",
+) -> str | None:
+    """The warning for a model trained on fewer pairs than the study asks for, or None."""
     if train_pairs >= study.min_training_pairs:
         return None
     return (
         f"The snapshot has {train_pairs} training pairs, fewer than the study's minimum of "
-        f"{study.min_training_pairs}: the reward model's accuracy will rest on little data."
+        f"{study.min_training_pairs}: {consequence}."
     )
 
 
@@ -491,6 +496,13 @@ def policy_train_start(
                 "DPO needs a preference snapshot of the study.", extra={"field": "snapshot_id"}
             )
         params["snapshot_id"] = snapshot.id
+        warning = too_few_pairs_warning(
+            study=study,
+            train_pairs=snapshot.train_count,
+            consequence="DPO will fit a handful of preferences, and its child may overfit them",
+        )
+        if warning:
+            params["warnings"] = [warning]
     else:
         params["config"] = policy_options(method, config)
         reward_model = _of_study(RewardModel, study=study, object_id=reward_model_id)

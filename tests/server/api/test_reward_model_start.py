@@ -57,3 +57,20 @@ def test_the_minimum_is_a_study_setting_of_the_api(world: World, staff_client: A
     )
     assert refused.status_code == 400
     assert Job.objects.filter(study__slug="zero").count() == 0
+
+
+def test_dpo_on_too_few_training_pairs_starts_with_a_warning_too(
+    world: World, staff_client: APIClient
+) -> None:
+    train_pairs = PreferenceSnapshot.objects.get(id=world.snapshot.id).train_count
+    assert 0 < train_pairs < world.study_a.min_training_pairs == 50
+
+    response = staff_client.post(f"{STUDY}/jobs/train-policy/", {"method": "dpo"}, format="json")
+
+    assert response.status_code == 202, response.json()
+    warning = (
+        f"The snapshot has {train_pairs} training pairs, fewer than the study's minimum of 50: "
+        "DPO will fit a handful of preferences, and its child may overfit them."
+    )
+    assert response.json()["warnings"] == [warning]
+    assert Job.objects.get(id=response.json()["id"]).params["warnings"] == [warning]
