@@ -68,6 +68,19 @@ class Environment:
             raise ImproperlyConfigured(f"{name} must be at least {minimum}, got {number}.")
         return number
 
+    def fraction(self, name: str, *, default: float) -> float:
+        """A number in [0, 1], e.g. a sampling rate."""
+        value = self._raw(name, required=False)
+        if value is None:
+            return default
+        try:
+            number = float(value)
+        except ValueError:
+            raise ImproperlyConfigured(f"{name} must be a number from 0 to 1, got {value!r}.") from None
+        if not 0.0 <= number <= 1.0:  # NaN fails too
+            raise ImproperlyConfigured(f"{name} must be a number from 0 to 1, got {value!r}.")
+        return number
+
     def string_list(
         self, name: str, *, default: list[str] | None = None, required: bool = False
     ) -> list[str]:

@@ -14,6 +14,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from server.config.environment import Environment, ImproperlyConfigured
+from server.config.error_reporting import error_reporting_start
 from server.core.log_context import logging_config
 
 BASE_DIR = Path(__file__).resolve().parents[2]
@@ -325,4 +326,13 @@ if not DEBUG:
 LOGGING = logging_config(
     level=env.string("LOVELACE_LOG_LEVEL", default="INFO"),
     json_lines=env.boolean("LOVELACE_LOG_JSON", default=False),
+)
+
+# Optional error reporting (server/config/error_reporting.py): inert when SENTRY_DSN is unset.
+SENTRY_DSN = env.string("SENTRY_DSN", default="")
+SENTRY_ENABLED = error_reporting_start(
+    dsn=SENTRY_DSN,
+    environment=env.string("SENTRY_ENVIRONMENT", default="development" if DEBUG else "production"),
+    release=env.string("SENTRY_RELEASE", default="lovelace@0.1.0"),
+    traces_sample_rate=env.fraction("SENTRY_TRACES_SAMPLE_RATE", default=0.0),
 )
