@@ -4,23 +4,35 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+UV := $(VENV)/bin/uv
+LOCK := requirements/dev.lock
+TORCH_VERSION := 2.13.0
 
 # Tests use the real PostgreSQL and Redis of this machine unless told otherwise.
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/lovelace
 TEST_BROKER_URL ?= redis://127.0.0.1:6379/15
 
-.PHONY: demo test install lint types services chromium bench clean
+.PHONY: demo test install lock lint types services chromium bench clean
 
 install: $(STAMP)
 
-# torch goes first and alone: the pinned CPU wheel lies on this machine's disk; any other order
-# makes pip fetch a multi-gigabyte CUDA build.
-$(STAMP): pyproject.toml
+# Everything but torch comes from a lock file with hashes (requirements/lock.sh says why torch is
+# apart), installed by uv without resolving: the same bytes on every machine, in seconds.
+# torch goes first and alone, pinned by version: the CPU wheel lies on this machine's disk, and
+# pip takes it from there (uv does not look there); asked for any other way, a multi-gigabyte CUDA
+# build would come from PyPI. `pip check` then proves that the lock holds all torch needs.
+$(STAMP): pyproject.toml $(LOCK) requirements/uv.lock
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -e ".[ml,dev]"
+	$(PY) -m pip install --quiet --no-deps torch==$(TORCH_VERSION)
+	$(PY) -m pip install --quiet --no-deps --require-hashes -r requirements/uv.lock
+	$(UV) pip install --quiet --python $(PY) --no-deps --require-hashes -r $(LOCK)
+	$(UV) pip install --quiet --python $(PY) --no-deps --no-build-isolation -e .
+	$(PY) -m pip check
 	touch $(STAMP)
+
+# Regenerates requirements/*.lock from pyproject.toml (needs PyPI); commit the result.
+lock: $(STAMP)
+	UV=$(UV) requirements/lock.sh
 
 demo: $(STAMP)
 	$(PY) manage.py demo $(if $(CORPUS),--corpus $(CORPUS))
