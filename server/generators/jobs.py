@@ -13,7 +13,13 @@ from django.conf import settings
 
 from server.core.paths import corpus_path_check, output_dir_check
 from server.generators.demo import demo_versions_enrol_and_generate
-from server.generators.models import GeneratorVersion, Sample, VersionKind
+from server.generators.models import (
+    GeneratorVersion,
+    Sample,
+    VersionKind,
+    sample_text_hash,
+    sample_text_normalised,
+)
 from server.generators.services import generator_version_register, version_model_check
 from server.jobs.models import Job
 from server.ratings.pair_selection import pair_selection_start
@@ -113,9 +119,8 @@ def samples_generate_missing(
                 Sample(
                     prompt=prompt,
                     version=version,
-                    # PostgreSQL refuses NUL in text and a model can emit it (byte-level tokenizers
-                    # have a token for byte 0): shown as U+FFFD, the rest of the sample is kept.
-                    text=sample.text.replace("\x00", "\ufffd"),
+                    text=sample_text_normalised(sample.text),
+                    text_hash=sample_text_hash(sample_text_normalised(sample.text)),
                     seed=seed,
                     decoding=recorded,
                     token_count=sample.token_count,

@@ -88,6 +88,17 @@ class GeneratorVersion(models.Model):
             raise ValidationError({"model_path": "Give a hub id or a local model directory."})
 
 
+def sample_text_normalised(text: str) -> str:
+    """A sample's text as it is stored, whatever made it (generation, an endpoint, an import).
+
+    Surrounding whitespace goes: a generated continuation starts with the space that followed its
+    prompt, typed and imported texts do not, and such a margin would tell sources apart. Line ends
+    become ``\\n``; NUL, which PostgreSQL refuses in text and a byte-level tokenizer can emit,
+    becomes U+FFFD so that the rest of the sample is kept.
+    """
+    return text.replace("\r\n", "\n").replace("\x00", "\ufffd").strip()
+
+
 def sample_text_hash(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
@@ -130,5 +141,6 @@ class Sample(models.Model):
         return f"sample {self.pk} of {self.version_id} for prompt {self.prompt_id}"
 
     def save(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        self.text = sample_text_normalised(self.text)
         self.text_hash = sample_text_hash(self.text)
         super().save(*args, **kwargs)

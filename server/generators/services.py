@@ -17,7 +17,14 @@ from django.db import IntegrityError, transaction
 from server.core.exceptions import ApplicationError, NotFound
 from server.core.paths import corpus_path_check, data_roots, model_path_check, output_dir_check
 from server.generators.importing import ImportRow, parse_import
-from server.generators.models import Generator, GeneratorVersion, Sample, VersionKind, sample_text_hash
+from server.generators.models import (
+    Generator,
+    GeneratorVersion,
+    Sample,
+    VersionKind,
+    sample_text_hash,
+    sample_text_normalised,
+)
 from server.jobs.models import Job, JobKind
 from server.jobs.services import job_enqueue
 from server.studies.models import Prompt, PromptSplit, Study, prompt_text_hash
@@ -213,13 +220,14 @@ def samples_import(*, study: Study, rows: list[ImportRow]) -> ImportResult:
     for row in rows:
         version = versions[(row.generator.strip(), row.version)]
         prompt = prompts[prompt_text_hash(row.prompt)]
-        key = (version.id, prompt.id, sample_text_hash(row.text))
+        text = sample_text_normalised(row.text)
+        key = (version.id, prompt.id, sample_text_hash(text))
         if key in existing_texts:
             result.duplicates.append(row.line)
             continue
         existing_texts.add(key)
         to_create.append(
-            Sample(prompt=prompt, version=version, text=row.text, text_hash=key[2], metadata=row.metadata)
+            Sample(prompt=prompt, version=version, text=text, text_hash=key[2], metadata=row.metadata)
         )
     try:
         Sample.objects.bulk_create(to_create)

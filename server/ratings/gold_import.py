@@ -31,7 +31,7 @@ from server.generators.importing import (
     parse_csv,
     parse_jsonl,
 )
-from server.generators.models import Sample, VersionKind, sample_text_hash
+from server.generators.models import Sample, VersionKind, sample_text_hash, sample_text_normalised
 from server.generators.services import generator_version_register
 from server.ratings.models import Comparison, ComparisonKind, GoldAnswer
 from server.ratings.pair_selection import GOLD_GENERATOR, STAFF_GOLD_LABEL
@@ -74,7 +74,7 @@ def _validate(line: int, record: dict[str, Any], problems: list[ImportProblem]) 
         elif "\x00" in value:
             problems.append(ImportProblem(line, name, "contains a NUL character"))
         else:
-            values[name] = value.strip()
+            values[name] = value.strip() if name == "prompt" else sample_text_normalised(value)
     if "text_a" in values and values.get("text_b") == values["text_a"]:
         problems.append(ImportProblem(line, "text_b", "is the same text as text_a"))
     expected = record.get("expected")

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from server.generators.jobs import generate_run
-from server.generators.models import Sample, VersionKind
+from server.generators.models import Sample, VersionKind, sample_text_hash
 from server.generators.services import generate_start
 from server.jobs.models import Job, JobStatus
 from server.ratings.models import Comparison, ComparisonKind
@@ -49,6 +49,9 @@ def test_generate_stores_every_sample_with_provenance(tiny_model_allowed: Path) 
     sample = samples.filter(version=versions[1]).first()
     assert sample.decoding == {"temperature": 0.5, "max_new_tokens": 8}
     assert 1 <= sample.token_count <= 8 and sample.logprob_sum < 0 and sample.latency_seconds > 0
+    # Stored in normal form, with its hash, like an imported text (nothing tells sources apart).
+    for text, text_hash in samples.values_list("text", "text_hash"):
+        assert text == text.strip() and text_hash == sample_text_hash(text)
 
 
 def test_rerun_after_a_crash_adds_no_duplicate(tiny_model_allowed: Path) -> None:

@@ -6,7 +6,7 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from server.core.exceptions import ApplicationError, NotFound
-from server.generators.models import GeneratorVersion, Sample, VersionKind
+from server.generators.models import GeneratorVersion, Sample, VersionKind, sample_text_hash
 from server.generators.services import samples_import_file
 from server.studies.models import Prompt
 from tests import factories
@@ -267,3 +267,15 @@ def test_management_command_refuses_a_deeply_nested_line(tmp_path) -> None:  # t
     with pytest.raises(CommandError, match="line 1: nests arrays and objects deeper than 64 levels"):
         call_command("import_samples", study.slug, str(deep))
     assert nothing_imported()
+
+
+def test_texts_are_stored_in_normal_form_so_whitespace_makes_no_new_sample() -> None:
+    study = factories.study()
+    first = jsonl({"prompt": "The sea", "text": "  Waves\r\nand foam \n", "generator": "g"})
+    samples_import_file(study_slug=study.slug, data=first, filename="a.jsonl")
+    sample = Sample.objects.get()
+    assert sample.text == "Waves\nand foam"
+    assert sample.text_hash == sample_text_hash("Waves\nand foam")
+    again = jsonl({"prompt": "The sea", "text": "Waves\nand foam", "generator": "g"})
+    result = samples_import_file(study_slug=study.slug, data=again, filename="b.jsonl")
+    assert (result.created, result.duplicates) == (0, [1])
