@@ -166,6 +166,7 @@ class VersionListCreateApi(StudyListAPI):
             label=data["label"],
             kind=data["kind"],
             model_path=data["model_path"],
+            model_revision=data["model_revision"],
             decoding=data["decoding"],
             reference_corpus_path=data["reference_corpus_path"],
             study=self.study,

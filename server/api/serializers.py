@@ -204,6 +204,7 @@ class VersionSerializer(serializers.ModelSerializer):
             "label",
             "kind",
             "model_path",
+            "model_revision",
             "decoding",
             "reference_corpus_path",
             "parent_id",
@@ -221,6 +222,13 @@ class VersionRegisterSerializer(serializers.Serializer):
         help_text="Trained versions are made by training jobs, not registered.",
     )
     model_path = Text(max_length=500, required=False, allow_blank=True, default="")
+    model_revision = Text(
+        max_length=200,
+        required=False,
+        allow_blank=True,
+        default="",
+        help_text="A hub model's branch, tag or commit to pin; empty = its default branch.",
+    )
     decoding = JsonObject(required=False, default=dict)
     reference_corpus_path = Text(max_length=500, required=False, allow_blank=True, default="")
 

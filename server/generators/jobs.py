@@ -26,7 +26,14 @@ from server.ratings.pair_selection import pair_selection_start
 from server.studies.models import Prompt
 from workers.ml.base_model import TINY_BUILD_CONFIG, BaseModelConfig, build_base_model
 from workers.ml.progress import ProgressReporter
-from workers.ml.sampling import SampleRequest, SamplingConfig, generate_samples, load_model
+from workers.ml.sampling import Sample as GeneratedSample
+from workers.ml.sampling import (
+    SampleRequest,
+    SamplingConfig,
+    generate_samples,
+    generation_defaults,
+    load_model,
+)
 
 
 def checkpoint_dir_for(job: Job) -> Path:
@@ -96,24 +103,34 @@ def samples_generate_missing(
     todo = [(prompt, seed) for prompt in prompts for seed in seeds if (prompt.id, seed) not in existing]
     if not todo:
         return 0, []
-    decoding = {**version.decoding, **decoding_override}
+    requested = {**version.decoding, **decoding_override}
+    model = load_model(
+        version_model_check(version=version, field="model_path"),
+        device=requested.get("device", "auto"),
+        dtype=requested.get("dtype", "auto"),
+        revision=version.model_revision or None,
+    )
+    # The model's own generation_config defaults, under what the version and the job ask for.
+    decoding = {**generation_defaults(model.model), **requested}
     if "stop" in decoding:
         decoding["stop"] = tuple(decoding["stop"])
     config = SamplingConfig(**decoding)
-    model = load_model(
-        version_model_check(version=version, field="model_path"), device=config.device, dtype=config.dtype
-    )
     recorded = {key: value for key, value in decoding.items() if key not in ("device", "dtype", "batch_size")}
     if "stop" in recorded:
         recorded["stop"] = list(recorded["stop"])
-    out_of_memory: list[dict[str, int]] = []
+    # What ran: the precision and device, and a hub model's resolved commit (pinned or not).
+    provenance = {
+        "dtype": str(model.dtype).removeprefix("torch."),
+        "device": model.device.type,
+        "revision": getattr(model.model.config, "_commit_hash", None) or version.model_revision or None,
+    }
     chunk_size = config.batch_size * 4  # a database write every few batches, progress as often
-    for start in range(0, len(todo), chunk_size):
-        chunk = todo[start : start + chunk_size]
-        began = time.perf_counter()
-        result = generate_samples(
-            model, [SampleRequest(prompt=prompt.text, seed=seed) for prompt, seed in chunk], config=config
-        )
+    pending: list[tuple[Prompt, int, GeneratedSample]] = []
+    tokens = 0
+    began = time.perf_counter()
+
+    def store() -> None:
+        nonlocal pending, tokens, began
         Sample.objects.bulk_create(
             [
                 Sample(
@@ -126,18 +143,36 @@ def samples_generate_missing(
                     token_count=sample.token_count,
                     logprob_sum=sample.logprob,
                     latency_seconds=sample.latency_s,
-                    metadata={"finish_reason": sample.finish_reason},
+                    metadata={"finish_reason": sample.finish_reason, **provenance},
                     job=job,
                 )
-                for (prompt, seed), sample in zip(chunk, result.samples, strict=True)
+                for prompt, seed, sample in pending
             ],
             ignore_conflicts=True,  # a sample another attempt already stored stays as it is
         )
-        out_of_memory += [
-            {"batch_size": event.batch_size, "retried_with": event.retried_with}
-            for event in result.out_of_memory_events
-        ]
-        on_chunk(len(chunk), result.total_tokens / max(time.perf_counter() - began, 1e-9))
+        on_chunk(len(pending), tokens / max(time.perf_counter() - began, 1e-9))
+        pending, tokens, began = [], 0, time.perf_counter()
+
+    def collect(index: int, sample: GeneratedSample) -> None:
+        nonlocal tokens
+        prompt, seed = todo[index]
+        pending.append((prompt, seed, sample))
+        tokens += sample.token_count
+        if len(pending) >= chunk_size:
+            store()
+
+    # One call over every missing sample: the batch stays full to the end, and finished samples
+    # are stored a chunk at a time while the rest are decoded (a killed job keeps those).
+    result = generate_samples(
+        model, [SampleRequest(prompt=prompt.text, seed=seed) for prompt, seed in todo], config=config,
+        on_sample=collect,
+    )  # fmt: skip
+    if pending:
+        store()
+    out_of_memory = [
+        {"batch_size": event.batch_size, "retried_with": event.retried_with}
+        for event in result.out_of_memory_events
+    ]
     return len(todo), out_of_memory
 
 

@@ -1,8 +1,10 @@
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 
 from django.core.exceptions import ValidationError
+from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models import Q
 
@@ -32,6 +34,17 @@ class GeneratorVersion(models.Model):
     label = models.CharField(max_length=120)
     kind = models.CharField(max_length=16, choices=VersionKind.choices)
     model_path = models.CharField(max_length=500, blank=True, help_text="Hub id or local directory.")
+    model_revision = models.CharField(
+        max_length=200,
+        blank=True,
+        validators=[
+            RegexValidator(
+                r"^[A-Za-z0-9][A-Za-z0-9._/-]*$",
+                "A revision is a branch, tag or commit name (letters, digits, '.', '_', '-', '/').",
+            )
+        ],
+        help_text="A hub model's branch, tag or commit; empty = its default branch.",
+    )
     decoding = models.JSONField(default=dict, blank=True, help_text="Default decoding parameters.")
     # Reference corpus for novelty: a locally built model's corpus is its training corpus.
     reference_corpus_path = models.CharField(max_length=500, blank=True)
@@ -86,6 +99,8 @@ class GeneratorVersion(models.Model):
             raise ValidationError({"model_path": "An external version has no weights here."})
         if self.kind != VersionKind.EXTERNAL and not self.model_path:
             raise ValidationError({"model_path": "Give a hub id or a local model directory."})
+        if self.model_revision and Path(self.model_path).is_absolute():
+            raise ValidationError({"model_revision": "A local model directory has no revision to pin."})
 
 
 def sample_text_normalised(text: str) -> str:

@@ -183,26 +183,34 @@ def resolve_device_and_dtype(device: str = "auto", dtype: str = "auto") -> tuple
     return resolved_device, resolved_dtype
 
 
-def load_model(name_or_path: str | Path, *, device: str = "auto", dtype: str = "auto") -> LoadedModel:
+def load_model(
+    name_or_path: str | Path, *, device: str = "auto", dtype: str = "auto", revision: str | None = None
+) -> LoadedModel:
     """Load a causal LM and its tokenizer from a hub id or a local directory, cached in-process.
 
-    The two most recently used models stay loaded (a GPU worker alternates between a policy and its
+    ``revision`` pins a hub model to a branch, tag or commit (a local directory has none). The two
+    most recently used models stay loaded (a GPU worker alternates between a policy and its
     parent). A local directory's modification time is part of the cache key, so a model rebuilt
     into the same path (written to a new directory, then renamed) is loaded afresh.
     """
     resolved_device, resolved_dtype = resolve_device_and_dtype(device, dtype)
     path = Path(name_or_path)
     stamp = path.stat().st_mtime_ns if path.is_dir() else 0
-    return _load_model_cached(str(name_or_path), str(resolved_device), str(resolved_dtype), stamp)
+    return _load_model_cached(
+        str(name_or_path), str(resolved_device), str(resolved_dtype), stamp, revision or None
+    )
 
 
 @functools.lru_cache(maxsize=2)
-def _load_model_cached(name_or_path: str, device: str, dtype: str, stamp: int) -> LoadedModel:
+def _load_model_cached(
+    name_or_path: str, device: str, dtype: str, stamp: int, revision: str | None
+) -> LoadedModel:
     torch_dtype = getattr(torch, dtype.removeprefix("torch."))
+    pinned: dict[str, Any] = {"revision": revision} if revision else {}
     # An adapter folder (a trained child) carries its tokenizer; its base weights are loaded from
     # the path it names and the adapter merged in (see model_loading).
-    tokenizer = load_tokenizer(name_or_path)
-    model: Any = load_causal_lm(name_or_path, dtype=torch_dtype)
+    tokenizer = load_tokenizer(name_or_path, **pinned)
+    model: Any = load_causal_lm(name_or_path, dtype=torch_dtype, **pinned)
     model.to(device)
     model.eval()
     return LoadedModel(model=model, tokenizer=tokenizer, device=torch.device(device), dtype=torch_dtype)
@@ -225,6 +233,21 @@ def encode_prompt(tokenizer: Any, prompt: str) -> list[int]:
     return prompt_ids(tokenizer, prompt)
 
 
+GENERATION_DEFAULTS = ("temperature", "top_p", "top_k", "max_new_tokens")
+
+
+def generation_defaults(model: Any) -> dict[str, Any]:
+    """The decoding settings the model's authors chose in its ``generation_config.json``, as
+    ``SamplingConfig`` fields: only those that differ from transformers' own defaults (so an
+    untouched ``top_k=50`` is not taken for a choice). A version's or job's settings override them.
+    """
+    generation_config = getattr(model, "generation_config", None)
+    if generation_config is None:
+        return {}
+    chosen = generation_config.to_diff_dict()
+    return {name: chosen[name] for name in GENERATION_DEFAULTS if chosen.get(name) is not None}
+
+
 def context_length(model: Any) -> int | None:
     """Longest sequence the model takes (GPT-2's absolute positions) or was trained for (rotary
     models), or None when its config names no limit."""
@@ -239,11 +262,16 @@ def generate_samples(
     *,
     config: SamplingConfig | None = None,
     reporter: ProgressReporter = null_reporter,
+    on_sample: Callable[[int, Sample], None] | None = None,
 ) -> GenerationResult:
     """Draw one sample per request, with at most ``config.batch_size`` rows in flight.
 
-    Requests are admitted shortest prompt first; results come back in request order. The reporter
-    is called each time another ``batch_size`` samples are finished, and after the last one. When
+    Requests are admitted shortest prompt first; results come back in request order, and
+    ``on_sample(request_index, sample)`` hears of each one as soon as it is finished, so that a
+    caller can store results while the rest are still being decoded: one call over all requests
+    keeps the batch full to the end, where calls over consecutive chunks would let it drain at
+    every chunk's end. The reporter is called each time another ``batch_size`` samples are
+    finished, and after the last one. When
     a forward pass runs out of accelerator memory, the unfinished requests are retried with half
     the batch size, which stays in force for the rest of the run; the event is recorded in the
     result (finished samples are kept; each row's randomness is its own, so the retried rows come
@@ -281,6 +309,8 @@ def generate_samples(
     def finished(row: _Row, reason: FinishReason) -> None:
         nonlocal reported
         samples[row.index] = _finish_sample(row, loaded.tokenizer, reason, config.stop)
+        if on_sample is not None:
+            on_sample(row.index, samples[row.index])
         if len(samples) - reported >= config.batch_size or len(samples) == len(rows):
             reported = len(samples)
             reporter(
@@ -579,8 +609,15 @@ def _sample_next(
 
 
 def _eos_ids(model: Any, tokenizer: Any) -> set[int]:
+    """Every token that ends a text: the config's, the tokenizer's, and the generation config's
+    (chat models list their end-of-turn tokens there, e.g. Llama 3's ``<|eot_id|>``)."""
     ids: set[int] = set()
-    for candidate in (getattr(model.config, "eos_token_id", None), tokenizer.eos_token_id):
+    generation_config = getattr(model, "generation_config", None)
+    for candidate in (
+        getattr(model.config, "eos_token_id", None),
+        tokenizer.eos_token_id,
+        getattr(generation_config, "eos_token_id", None),
+    ):
         if isinstance(candidate, int):
             ids.add(candidate)
         elif isinstance(candidate, list):

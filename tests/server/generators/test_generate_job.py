@@ -175,3 +175,63 @@ def test_a_nul_character_the_model_emits_is_stored_as_a_replacement_character(
     # Then its sample is stored with U+FFFD in place of each NUL, and the job says so nowhere else
     assert list(Sample.objects.values_list("text", "token_count")) == [("\ufffd\ufffd\ufffd", 3)]
     assert Job.objects.get(id=job.id).error == ""
+
+
+def test_samples_record_precision_and_device_and_follow_the_models_generation_config(
+    tiny_model_allowed: Path,
+    tmp_path: Path,
+    settings,  # type: ignore[no-untyped-def]
+) -> None:
+    # Given a copy of the model whose authors chose top_p 0.5 and at most 5 new tokens
+    import shutil
+
+    from transformers import GenerationConfig
+
+    model_dir = tmp_path / "model"
+    settings.LOVELACE_MODEL_ROOTS = [*settings.LOVELACE_MODEL_ROOTS, tmp_path]
+    shutil.copytree(tiny_model_allowed, model_dir)
+    generation = GenerationConfig.from_pretrained(model_dir)
+    generation.do_sample, generation.top_p, generation.max_new_tokens = True, 0.5, 5
+    generation.save_pretrained(model_dir)
+    study = factories.study()
+    factories.prompt(study=study, text="The sea")
+    version = factories.version(
+        kind=VersionKind.BASE, model_path=str(model_dir), decoding={"top_p": 0.9}, enrol_in=study
+    )
+
+    # When
+    job = generate_start(study=study, version_ids=[version.id], samples_per_prompt=3)
+    assert run_job(job.id, generate_run) == "succeeded"
+
+    # Then the version's own setting wins over the model's; the model's fills what the version left
+    for sample in Sample.objects.filter(job=job):
+        assert sample.decoding == {"top_p": 0.9, "max_new_tokens": 5}
+        assert sample.token_count <= 5
+        assert sample.metadata["dtype"] == "float32" and sample.metadata["device"] == "cpu"
+        assert sample.metadata["revision"] is None  # a local folder has no hub revision
+
+
+def test_a_revision_is_refused_for_a_local_folder_and_kept_for_a_hub_id(
+    tiny_model_allowed: Path,
+    settings,  # type: ignore[no-untyped-def]
+) -> None:
+    from server.core.exceptions import ApplicationError
+    from server.generators.services import generator_version_register
+
+    with pytest.raises(ApplicationError) as refused:
+        generator_version_register(
+            generator_name="g", label="local", kind=VersionKind.BASE,
+            model_path=str(tiny_model_allowed), model_revision="main",
+        )  # fmt: skip
+    assert "model_revision" in refused.value.extra["fields"]
+    settings.LOVELACE_ALLOW_HUB = True
+    with pytest.raises(ApplicationError) as bad:
+        generator_version_register(
+            generator_name="g", label="bad", kind=VersionKind.BASE, model_path="org/model",
+            model_revision="not a revision!",
+        )  # fmt: skip
+    assert "model_revision" in bad.value.extra["fields"]
+    pinned = generator_version_register(
+        generator_name="g", label="hub", kind=VersionKind.BASE, model_path="org/model", model_revision="v1.0"
+    )
+    assert pinned.model_revision == "v1.0"

@@ -12,8 +12,10 @@ from workers.ml.sampling import (
     OutOfMemoryEvent,
     SampleRequest,
     SamplingConfig,
+    _eos_ids,
     encode_prompt,
     generate_samples,
+    generation_defaults,
     load_model,
 )
 from workers.ml.scoring import token_logprobs_of_ids
@@ -369,3 +371,43 @@ def test_config_rejects_invalid_values() -> None:
         SamplingConfig(stop=("",))
     with pytest.raises(ValueError, match="temperature"):
         SamplingConfig(temperature=-1)
+
+
+def test_on_sample_hears_each_sample_once_as_soon_as_it_is_finished(tiny_model: LoadedModel) -> None:
+    # Given more requests than rows in flight, of very different lengths
+    requests = [
+        SampleRequest(prompt=p, seed=s) for p in ("The tide", "Rain on a roof at night") for s in range(5)
+    ]
+    heard: list[tuple[int, Any]] = []
+
+    # When
+    result = generate_samples(
+        tiny_model,
+        requests,
+        config=SamplingConfig(max_new_tokens=12, batch_size=3),
+        on_sample=lambda index, sample: heard.append((index, sample)),
+    )
+
+    # Then every request is heard once, with the sample the result holds for it
+    assert sorted(index for index, _ in heard) == list(range(len(requests)))
+    assert all(result.samples[index] == sample for index, sample in heard)
+
+
+def test_generation_config_supplies_end_tokens_and_the_authors_defaults(tiny_model: LoadedModel) -> None:
+    model = tiny_model.model
+    saved = model.generation_config
+    try:
+        model.generation_config = saved.__class__(
+            **{
+                **saved.to_diff_dict(),
+                "top_p": 0.5,
+                "max_new_tokens": 7,
+                "eos_token_id": [saved.eos_token_id, 17],
+            }
+        )
+        assert generation_defaults(model) == {"top_p": 0.5, "max_new_tokens": 7}
+        assert 17 in _eos_ids(model, tiny_model.tokenizer)
+    finally:
+        model.generation_config = saved
+    # transformers' own defaults (top_k=50, temperature=1) are not mistaken for the authors' choice
+    assert generation_defaults(model) == {}
