@@ -101,7 +101,8 @@ ACTIONS = {
         Action(
             "train-policy",
             "Train a policy",
-            "A child version of a model: DPO on a snapshot or RLOO against a reward model.",
+            "A child version of a model: DPO on a snapshot, or RLOO / GRPO against a reward model; "
+            "saved as a LoRA adapter on its parent unless you merge it.",
             forms.PolicyForm,
             policy_train_start,
             "Start training",
