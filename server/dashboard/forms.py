@@ -173,6 +173,9 @@ class TrainingForm(StudyForm):
 
     wide = True
     groups: tuple[Group, ...] = ()
+    # Fields of the form's own (not settings), and the switch values each applies to ("" = all).
+    own_fields: tuple[str, ...] = ()
+    field_when: dict[str, str] = {}
     config = OptionalJSONField(
         required=False,
         label="Advanced options (JSON)",
@@ -243,10 +246,6 @@ class TrainingForm(StudyForm):
         if service_field == "config":
             return None  # options that do not fit together: the message names them
         return super().field_of_error(service_field)
-
-    # Fields of the form's own (not settings), and the switch values each applies to.
-    own_fields: tuple[str, ...] = ()
-    field_when: dict[str, str] = {}
 
 
 class RewardModelForm(TrainingForm):
