@@ -3,6 +3,7 @@ the views call with ``form.arguments()``; a refusal comes back as an Application
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from django import forms
@@ -10,6 +11,7 @@ from django.conf import settings
 from django.forms.fields import InvalidJSONInput
 
 from server.core.untrusted_json import UntrustedJSONError, json_loads_untrusted
+from server.dashboard.training_settings import POLICY_GROUPS, REWARD_MODEL_GROUPS, Group
 from server.generators.models import GeneratorVersion, VersionKind
 from server.studies.models import PairSelection, Study
 from server.training.exports import EXPORT_KINDS
@@ -76,8 +78,24 @@ def _json_object(value: Any, name: str) -> dict[str, Any]:
     return value
 
 
+@dataclass(frozen=True)
+class Section:
+    """Fields the page shows together: under a title (a fieldset) or, untitled, as a plain list.
+    ``when`` (space-separated values of the form's switch field) hides a section or a field, in
+    the page's script, while it does not apply; empty = always shown."""
+
+    title: str
+    when: str
+    fields: list[tuple[forms.BoundField, str]]
+
+
 class StudyForm(forms.Form):
     """A form whose choices come from one study."""
+
+    # Whether the page lays the form out across the whole row (long forms of typed settings).
+    wide = False
+    # The field whose value decides which sections apply ("" = all always do).
+    switch = ""
 
     def __init__(self, *args: Any, study: Study, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -89,6 +107,22 @@ class StudyForm(forms.Form):
 
     def arguments(self) -> dict[str, Any]:
         return {}
+
+    def sections(self) -> list[Section]:
+        return [Section("", "", [(field, "") for field in self])]
+
+    def field_of_error(self, service_field: str | None) -> str | None:
+        """The form field that an ApplicationError's ``extra["field"]`` (the service's argument,
+        like ``snapshot_id`` or ``version_ids``) belongs to; None puts it above the form."""
+        if not service_field:
+            return None
+        candidates = (
+            service_field,
+            service_field.removesuffix("_id"),
+            service_field.removesuffix("_ids") + "s",
+            service_field.split(".")[0],  # "decoding.temperature": the decoding field
+        )
+        return next((name for name in candidates if name in self.fields), None)
 
 
 class GenerateForm(StudyForm):
@@ -129,31 +163,131 @@ class PairSelectionForm(StudyForm):
         return dict(self.cleaned_data)
 
 
-class RewardModelForm(StudyForm):
-    snapshot = SnapshotChoiceField(
-        queryset=PreferenceSnapshot.objects.none(), required=False, empty_label="latest snapshot"
-    )
+class TrainingForm(StudyForm):
+    """A training job's form: its own choices, then one typed field per option of the service's
+    declarations (grouped, pre-filled with the trainer's defaults), then the advanced JSON.
+
+    The typed values of the settings that apply (to the chosen method or kind) and the advanced
+    JSON are merged, JSON last, into one ``config`` that the service checks once; its error names
+    an option, and ``field_of_error`` puts it next to that option's field."""
+
+    wide = True
+    groups: tuple[Group, ...] = ()
+    # Fields of the form's own (not settings), and the switch values each applies to ("" = all).
+    own_fields: tuple[str, ...] = ()
+    field_when: dict[str, str] = {}
     config = OptionalJSONField(
         required=False,
-        help_text='e.g. {"ensemble_size": 3, "epochs": 2}, or on a GPU {"kind": "sequence_classification", '
-        '"backbone_path": "/models/base", "lora": {"rank": 16, "alpha": 32}, "dtype": "bfloat16", '
-        '"gradient_checkpointing": true, "max_length": 1024}. Each option is checked by type and range.',
+        label="Advanced options (JSON)",
+        help_text="Options by their API names, for what the fields above do not say; an option given "
+        'here replaces its field. e.g. {"seed": 7}',
     )
 
     def setup(self) -> None:
+        advanced = self.fields.pop("config")
+        for group in self.groups:
+            for setting in group.settings:
+                self.fields[setting.name] = setting.form_field()
+        self.fields["config"] = advanced  # last on the page
+
+    def clean_config(self) -> dict[str, Any]:
+        return _json_object(self.cleaned_data.get("config"), "Advanced options")
+
+    def chosen(self) -> str:
+        """The value of the switch (method or kind) that decides which settings apply."""
+        return str(self.cleaned_data.get(self.switch) or "")
+
+    def typed_options(self) -> dict[str, Any]:
+        """The options of the settings that apply, as typed; blank fields are left out."""
+        chosen = self.chosen()
+        options: dict[str, Any] = {}
+        for group in self.groups:
+            for setting in group.settings:
+                value = self.cleaned_data.get(setting.name)
+                if chosen in setting.when and value is not None:
+                    options[setting.option] = value
+        return options
+
+    def merged_config(self) -> dict[str, Any]:
+        return {**self.typed_options(), **self.cleaned_data["config"]}
+
+    def sections(self) -> list[Section]:
+        own = [(self[name], self.field_when.get(name, "")) for name in self.fields if name in self.own_fields]
+        sections = [Section("", "", own)]
+        everything = {value for group in self.groups for value in group.when}
+        for group in self.groups:
+            when = "" if set(group.when) == everything else " ".join(group.when)
+            sections.append(
+                Section(
+                    group.title,
+                    when,
+                    [
+                        (self[setting.name], "" if setting.when == group.when else " ".join(setting.when))
+                        for setting in group.settings
+                    ],
+                )
+            )
+        sections.append(Section("Advanced", "", [(self["config"], "")]))
+        return sections
+
+    def field_of_error(self, service_field: str | None) -> str | None:
+        # "config.epochs" or "config.lora.rank": the option's field, unless the advanced JSON gave it.
+        if service_field and service_field.startswith("config."):
+            option = service_field.removeprefix("config.")
+            advanced = self.cleaned_data.get("config") or {}
+            if option.split(".")[0] in advanced:
+                return "config"
+            chosen = self.chosen()
+            for group in self.groups:
+                for setting in group.settings:
+                    if setting.option == option and chosen in setting.when:
+                        return setting.name
+            return None
+        if service_field == "config":
+            return None  # options that do not fit together: the message names them
+        return super().field_of_error(service_field)
+
+
+class RewardModelForm(TrainingForm):
+    switch = "kind"
+    groups = REWARD_MODEL_GROUPS
+    own_fields = ("snapshot",)
+    snapshot = SnapshotChoiceField(
+        queryset=PreferenceSnapshot.objects.none(), required=False, empty_label="latest snapshot"
+    )
+
+    def setup(self) -> None:
+        super().setup()
         self.fields["snapshot"].queryset = PreferenceSnapshot.objects.filter(study=self.study).order_by(
             "-created_at"
         )
 
-    def clean_config(self) -> dict[str, Any]:
-        return _json_object(self.cleaned_data.get("config"), "Config")
+    def chosen(self) -> str:
+        # The kind is an option itself; the advanced JSON may set it too.
+        advanced = self.cleaned_data.get("config") or {}
+        return str(advanced.get("kind") or self.cleaned_data.get("kind") or "embedding_heads")
+
+    def typed_options(self) -> dict[str, Any]:
+        """As typed, with the LoRA settings gathered into the ``lora`` object the service takes
+        (left out when LoRA is off: full fine-tuning, the trainer's default)."""
+        options = super().typed_options()
+        adapters = {
+            key.removeprefix("lora."): options.pop(key) for key in list(options) if key.startswith("lora.")
+        }
+        if options.pop("lora", False):
+            options["lora"] = adapters
+        return options
 
     def arguments(self) -> dict[str, Any]:
         snapshot = self.cleaned_data["snapshot"]
-        return {"snapshot_id": snapshot.id if snapshot else None, "config": self.cleaned_data["config"]}
+        return {"snapshot_id": snapshot.id if snapshot else None, "config": self.merged_config()}
 
 
-class PolicyForm(StudyForm):
+class PolicyForm(TrainingForm):
+    switch = "method"
+    groups = POLICY_GROUPS
+    own_fields = ("parent_version", "method", "snapshot", "reward_model")
+    field_when = {"snapshot": "dpo", "reward_model": "rloo grpo"}
     parent_version = VersionChoiceField(
         queryset=GeneratorVersion.objects.none(), required=False, empty_label="best-rated model version"
     )
@@ -170,19 +304,9 @@ class PolicyForm(StudyForm):
     reward_model = RewardModelChoiceField(
         queryset=RewardModel.objects.none(), required=False, empty_label="latest reward model"
     )
-    config = OptionalJSONField(
-        required=False,
-        help_text=(
-            'e.g. {"beta": 0.1, "epochs": 1, "lora_rank": 16, "dtype": "auto"}. Shared: learning_rate, '
-            "lr_scheduler, warmup_ratio, epochs, max_steps, per_device_batch_size, "
-            "gradient_accumulation_steps, max_prompt_length, dtype, gradient_checkpointing, lora, "
-            "lora_rank, lora_alpha, lora_dropout, lora_target_modules, qlora_4bit, merge_adapter, seed, "
-            "checkpoint_every. DPO: beta, loss_type, label_smoothing, max_length. RLOO / GRPO: beta, "
-            "num_generations, max_completion_length, temperature, reward_std_penalty."
-        ),
-    )
 
     def setup(self) -> None:
+        super().setup()
         self.fields["parent_version"].queryset = (
             self.study.versions.exclude(kind=VersionKind.EXTERNAL).select_related("generator").order_by("id")
         )
@@ -194,8 +318,12 @@ class PolicyForm(StudyForm):
             "-created_at"
         )
 
-    def clean_config(self) -> dict[str, Any]:
-        return _json_object(self.cleaned_data.get("config"), "Config")
+    def typed_options(self) -> dict[str, Any]:
+        """As typed; without LoRA, the adapters' settings are left out (they would be ignored)."""
+        options = super().typed_options()
+        if options.get("lora") is False:
+            options = {key: value for key, value in options.items() if not key.startswith("lora_")}
+        return options
 
     def arguments(self) -> dict[str, Any]:
         data = self.cleaned_data
@@ -204,7 +332,7 @@ class PolicyForm(StudyForm):
             "method": data["method"],
             "snapshot_id": data["snapshot"].id if data["snapshot"] else None,
             "reward_model_id": data["reward_model"].id if data["reward_model"] else None,
-            "config": data["config"],
+            "config": self.merged_config(),
         }
 
 

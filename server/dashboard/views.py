@@ -101,7 +101,8 @@ ACTIONS = {
         Action(
             "train-policy",
             "Train a policy",
-            "A child version of a model: DPO on a snapshot or RLOO against a reward model.",
+            "A child version of a model: DPO on a snapshot, or RLOO / GRPO against a reward model; "
+            "saved as a LoRA adapter on its parent unless you merge it.",
             forms.PolicyForm,
             policy_train_start,
             "Start training",
@@ -203,7 +204,8 @@ def study_action(request: HttpRequest, slug: str, action: str) -> HttpResponse:
             with transaction.atomic():
                 job = spec.service(study=study, created_by_id=request.user.id, **form.arguments())
         except ApplicationError as error:
-            form.add_error(None, error.message)
+            # Next to the field the service names (an option of a training form, a snapshot...).
+            form.add_error(form.field_of_error(error.extra.get("field")), error.message)
         else:
             messages.success(request, f"{spec.title}: job #{job.id} is queued.")
             for warning in (job.params or {}).get("warnings", []):

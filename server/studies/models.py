@@ -86,8 +86,10 @@ class Study(models.Model):
     # A reward model trained on fewer pairs than this still trains, with a warning: at 50 pairs a
     # validation accuracy of 80 % has a 95 % interval about ±20 points wide on its validation share.
     min_training_pairs = models.PositiveIntegerField(default=50)
+    # The method of the loop's policy step: DPO on the snapshot, or RLOO / GRPO against the reward
+    # model the loop has just trained.
     auto_train_policy = models.CharField(
-        max_length=16, choices=[("dpo", "DPO"), ("rloo", "RLOO")], default="dpo"
+        max_length=16, choices=[("dpo", "DPO"), ("rloo", "RLOO"), ("grpo", "GRPO")], default="dpo"
     )
     target_ci_width = models.FloatField(default=50.0, validators=[MinValueValidator(0.0)])  # rating points
 
@@ -113,6 +115,10 @@ class Study(models.Model):
                 name="study_quality_alpha_range",
             ),
             models.CheckConstraint(condition=Q(quality_min_checks__gte=2), name="study_quality_min_checks"),
+            models.CheckConstraint(
+                condition=Q(auto_train_policy__in=["dpo", "rloo", "grpo"]),
+                name="study_auto_train_policy_known",
+            ),
         ]
 
     def __str__(self) -> str:

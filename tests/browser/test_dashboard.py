@@ -174,6 +174,75 @@ def test_pausing_a_rater_and_a_bad_import_from_the_page(
     assert errors == []
 
 
+def test_the_typed_policy_form_shows_a_range_error_next_to_its_field_then_queues_the_job(
+    live_server, open_page, world: World
+) -> None:  # type: ignore[no-untyped-def]
+    page = open_page()  # 1280 px wide
+    errors = watch_errors(page)
+    sign_in(page, live_server, "/dashboard/studies/poems/")
+    form = page.locator("#action-train-policy")
+
+    # The method decides which groups show: DPO's or online RL's, and the snapshot or reward model.
+    form.locator("#id_method").select_option("grpo")
+    assert form.locator("fieldset[data-when='rloo grpo']").is_visible()
+    assert not form.locator("fieldset[data-when='dpo']").is_visible()
+    assert form.locator("#id_reward_model").is_visible() and not form.locator("#id_snapshot").is_visible()
+    assert (
+        form.locator("#id_max_completion_length").is_visible()
+        and not form.locator("#id_max_length").is_visible()
+    )
+    form.locator("#id_method").select_option("dpo")
+    assert form.locator("fieldset[data-when='dpo']").is_visible()
+    assert not form.locator("fieldset[data-when='rloo grpo']").is_visible()
+    assert form.locator("#id_max_length").is_visible()
+    # Every field fits a 1280 px screen: nothing wider than the form, no sideways scrolling.
+    assert page.evaluate("() => document.documentElement.scrollWidth") <= 1280
+    overflowing = page.evaluate(
+        """() => {
+          const form = document.getElementById('action-train-policy').getBoundingClientRect();
+          return [...document.querySelectorAll('#action-train-policy input, #action-train-policy select,'
+                                              + ' #action-train-policy textarea')]
+            .filter((input) => input.offsetParent !== null)
+            .filter((input) => input.getBoundingClientRect().right > form.right)
+            .map((input) => input.name);
+        }"""
+    )
+    assert overflowing == []
+    page.locator("#action-train-policy").screenshot(path=str(_artifact("dashboard-policy-form")))
+    page.locator("#action-train-reward-model #id_kind").select_option("sequence_classification")
+    assert page.locator("#action-train-reward-model #id_lora_rank").is_visible()
+    assert not page.locator("#action-train-reward-model #id_pooling").is_visible()
+    page.locator("#action-train-reward-model").screenshot(path=str(_artifact("dashboard-reward-model-form")))
+
+    # An out-of-range value comes back next to its field, in the service's words.
+    form.locator("#id_parent_version").select_option(str(world.base_version.id))
+    form.locator("#id_epochs").fill("1000")
+    form.locator("#id_lora_rank").fill("8")
+    form.locator("button[type=submit]").click()
+    page.wait_for_selector("#action-train-policy .dash-field-error")
+    form = page.locator("#action-train-policy")
+    wrong = form.locator(".dash-field-error")
+    assert wrong.count() == 1
+    assert wrong.locator("input").get_attribute("name") == "epochs"
+    assert (
+        wrong.locator(".dash-fielderror").inner_text()
+        == "The DPO option 'epochs' must be a whole number from 1 to 100 (got 1000)."
+    )
+    assert wrong.is_visible() and form.locator("#id_lora_rank").input_value() == "8"  # kept as typed
+    assert not Job.objects.filter(kind="train_policy", status="queued").exists()
+    wrong.screenshot(path=str(_artifact("dashboard-policy-form-error")))
+
+    # A valid one queues the job with the typed settings.
+    form.locator("#id_epochs").fill("2")
+    form.locator("button[type=submit]").click()
+    page.wait_for_url(f"{live_server.url}/dashboard/studies/poems/#jobs")
+    job = Job.objects.get(kind="train_policy", status="queued")
+    assert f"Train a policy: job #{job.id} is queued." in page.locator(".dash-messages").inner_text()
+    assert (job.params["method"], job.params["parent_version_id"]) == ("dpo", world.base_version.id)
+    assert (job.params["config"]["epochs"], job.params["config"]["lora_rank"]) == (2, 8)
+    assert errors == []
+
+
 def test_the_api_docs_render_from_vendored_assets(live_server, open_page, screenshot, world: World) -> None:  # type: ignore[no-untyped-def]
     page = open_page(viewport=WIDE)
     errors = watch_errors(page)

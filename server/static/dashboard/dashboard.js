@@ -480,8 +480,27 @@
     window.setTimeout(poll, POLL_ACTIVE_MS);
   }
 
-  // A form sent back with an error: show it, wherever on the page it is.
-  const problem = document.querySelector(".dash-action-error, #import-form .dash-formerror");
+  // Training forms: settings that do not apply to the chosen method (or reward-model kind) are
+  // hidden. Hidden fields are still sent; the server leaves out what does not apply all the same.
+  function followSwitches() {
+    document.querySelectorAll("form[data-switch]").forEach((form) => {
+      const choice = form.elements[form.dataset.switch];
+      if (!choice) return;
+      const apply = () => {
+        form.querySelectorAll("[data-when]").forEach((element) => {
+          element.hidden = !element.dataset.when.split(" ").includes(choice.value);
+        });
+      };
+      choice.addEventListener("change", apply);
+      apply();
+    });
+  }
+
+  followSwitches();
+  // A form sent back with an error: show it, wherever on the page it is (its first wrong field).
+  const problem =
+    document.querySelector(".dash-action-error .dash-field-error") ||
+    document.querySelector(".dash-action-error, #import-form .dash-formerror");
   if (problem) problem.scrollIntoView({ block: "center" });
 
   judgmentsOverTime();

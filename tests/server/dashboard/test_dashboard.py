@@ -250,18 +250,7 @@ def test_long_metric_timelines_are_thinned_for_polling(world: World, staff: Clie
             "select_pairs",
             {"strategy": "random", "pairs_per_prompt": 4, "seed": 9},
         ),
-        (
-            "train-reward-model",
-            {"snapshot": "", "config": '{"ensemble_size": 2}'},
-            "train_reward_model",
-            {"config": {"ensemble_size": 2}, "then": []},
-        ),
-        (
-            "train-policy",
-            {"parent_version": "BASE", "method": "dpo", "config": ""},
-            "train_policy",
-            {"method": "dpo", "config": {}, "then": []},
-        ),
+        # The training forms: tests/server/dashboard/test_training_forms.py
         (
             "evaluate",
             {"version": "EXTERNAL"},

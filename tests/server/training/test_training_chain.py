@@ -3,13 +3,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from server.core.exceptions import ApplicationError
 from server.generators.models import GeneratorVersion, VersionKind
 from server.jobs.models import Job, JobKind, JobStatus
 from server.ratings.models import ComparisonKind
-from server.studies.models import PromptSplit
+from server.studies.models import PromptSplit, Study
 from server.training.jobs import policy_train_run, reward_model_train_run, snapshot_run
 from server.training.models import PreferenceSnapshot, RewardModel
 from server.training.services import policy_train_start, snapshot_start, training_loops_start_due
@@ -183,6 +185,60 @@ def test_rloo_child_records_the_reward_model_it_was_trained_against(
     assert child.training_config["method"] == "rloo"
     assert (child.training_config["max_steps"], child.training_config["reward_std_penalty"]) == (2, 0.5)
     assert child.metadata["result"]["steps"] == 2
+
+
+def test_the_loop_trains_a_grpo_child_when_the_study_asks_for_grpo(
+    tiny_model_allowed: Path, django_capture_on_commit_callbacks
+) -> None:  # type: ignore[no-untyped-def]
+    # given a study whose loop is set to GRPO
+    study, good_version, bad_version = judged_study(tiny_model_allowed, prompts=6)
+    study.auto_train_policy = "grpo"
+    study.full_clean()
+    study.save(update_fields=["auto_train_policy"])
+    with django_capture_on_commit_callbacks(execute=False):
+        # when the loop's snapshot and reward-model steps run
+        snapshot_job = snapshot_start(study=study, then=["reward_model", "policy"])
+        assert run_job(snapshot_job.id, snapshot_run) == "succeeded"
+        reward_job = Job.objects.get(parent=snapshot_job, kind=JobKind.TRAIN_REWARD_MODEL)
+        reward_job.params["config"] = {"ensemble_size": 2}
+        reward_job.save(update_fields=["params"])
+        assert run_job(reward_job.id, reward_model_train_run) == "succeeded"
+        reward_model = RewardModel.objects.get(study=study)
+
+        # then the policy step is a GRPO job against that reward model, with the defaults checked
+        policy_job = Job.objects.get(parent=reward_job, kind=JobKind.TRAIN_POLICY)
+        assert policy_job.status == JobStatus.QUEUED
+        assert (policy_job.params["method"], policy_job.params["reward_model_id"]) == (
+            "grpo",
+            reward_model.id,
+        )
+        assert (policy_job.params["config"], policy_job.params["then"]) == ({}, ["generate"])
+        # and it trains a GRPO child (small, for the CPU), whose samples are asked for next
+        policy_job.params["config"] = {
+            "max_steps": 2,
+            "num_generations": 2,
+            "per_device_batch_size": 4,
+            "max_completion_length": 6,
+        }
+        policy_job.save(update_fields=["params"])
+        assert run_job(policy_job.id, policy_train_run) == "succeeded", Job.objects.get(
+            id=policy_job.id
+        ).error
+    child = GeneratorVersion.objects.get(kind=VersionKind.TRAINED)
+    assert child.parent_id in {good_version.id, bad_version.id}
+    assert (child.training_config["method"], child.reward_model_id) == ("grpo", reward_model.id)
+    assert child.metadata["result"]["steps"] == 2
+    generate = Job.objects.get(parent=policy_job, kind=JobKind.GENERATE)
+    assert (generate.status, generate.params["version_ids"]) == (JobStatus.QUEUED, [child.id])
+
+
+def test_a_study_refuses_an_unknown_loop_method() -> None:
+    study = factories.study()
+    study.auto_train_policy = "ppo"
+    with pytest.raises(ValidationError):
+        study.full_clean()
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Study.objects.filter(id=study.id).update(auto_train_policy="ppo")
 
 
 def test_a_small_study_still_gets_one_validation_prompt() -> None:
