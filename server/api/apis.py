@@ -628,7 +628,8 @@ class ExportStartApi(JobStartAPI):
     schema_tag = "exports"
 
     @extend_schema(
-        summary="Start an export (staff): preferences (JSONL + datasets), leaderboard CSV, evaluation report",
+        summary="Start an export (staff): preferences (JSONL + datasets), judgments (JSONL + Parquet), "
+        "leaderboard CSV, evaluation report",
         request=s.ExportStartSerializer,
         responses={202: s.ExportSerializer},
     )
@@ -639,6 +640,7 @@ class ExportStartApi(JobStartAPI):
                 study=self.study,
                 kind=data["kind"],
                 snapshot_id=data.get("snapshot_id"),
+                hub_repo=data["hub_repo"],
                 created_by_id=request.user.id,
             )
         return Response(s.ExportSerializer(_export_body(request, job)).data, status=status.HTTP_202_ACCEPTED)
@@ -670,6 +672,7 @@ class FileNegotiation(BaseContentNegotiation):
 
 DOWNLOAD_TYPES = {
     ".jsonl": "application/x-ndjson",
+    ".parquet": "application/vnd.apache.parquet",
     ".csv": "text/csv",
     ".html": "text/html",
     ".zip": "application/zip",

@@ -599,6 +599,14 @@ class EvaluationStartSerializer(serializers.Serializer):
 class ExportStartSerializer(serializers.Serializer):
     kind = serializers.ChoiceField(choices=[(kind, kind) for kind in EXPORT_KINDS])
     snapshot_id = Identifier(required=False, allow_null=True)
+    hub_repo = Text(
+        max_length=200,
+        required=False,
+        allow_blank=True,
+        default="",
+        help_text="Preferences only: also push the dataset to this Hugging Face Hub repository "
+        "(owner/name, private); needs HF_TOKEN on the server.",
+    )
 
 
 class ExportFileSerializer(serializers.Serializer):

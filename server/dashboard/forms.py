@@ -352,6 +352,7 @@ class LeaderboardForm(StudyForm):
 
 EXPORT_LABELS = {
     "preferences": "Preference dataset (JSONL + Hugging Face datasets)",
+    "judgments": "Every judgment with every field (JSONL + Parquet)",
     "leaderboard": "Leaderboard (CSV)",
     "evaluation_report": "Evaluation report (HTML)",
 }
@@ -365,6 +366,13 @@ class ExportForm(StudyForm):
         empty_label="latest snapshot (or freeze a new one)",
         help_text="Preferences only.",
     )
+    hub_repo = forms.CharField(
+        required=False,
+        max_length=200,
+        label="Push to the Hugging Face Hub",
+        help_text="Preferences only: a dataset repository as owner/name, pushed private; needs HF_TOKEN set "
+        "on the server. Leave empty to keep the files here only.",
+    )
 
     def setup(self) -> None:
         self.fields["snapshot"].queryset = PreferenceSnapshot.objects.filter(study=self.study).order_by(
@@ -374,7 +382,11 @@ class ExportForm(StudyForm):
     def arguments(self) -> dict[str, Any]:
         snapshot = self.cleaned_data["snapshot"]
         kind = self.cleaned_data["kind"]
-        return {"kind": kind, "snapshot_id": snapshot.id if snapshot and kind == "preferences" else None}
+        return {
+            "kind": kind,
+            "snapshot_id": snapshot.id if snapshot and kind == "preferences" else None,
+            "hub_repo": self.cleaned_data["hub_repo"].strip(),
+        }
 
 
 class ImportForm(forms.Form):

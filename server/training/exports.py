@@ -10,6 +10,12 @@ paths as the job's result. Kinds:
   ``dataset/`` with the columns TRL's preference trainers read — ``prompt``, ``chosen``,
   ``rejected``, ``margin`` — plus ``rater_id`` and ``split`` (``train`` / ``validation``);
   ``preferences-dataset.zip`` holds that folder for download.
+  The dataset is a ``datasets.DatasetDict`` with ``train`` and ``validation`` splits (TRL's
+  trainers take ``dataset["train"]`` and ``dataset["validation"]``). With ``hub_repo`` and a
+  ``HF_TOKEN`` in the worker's environment, it is also pushed to that Hugging Face Hub dataset
+  repository (private); a failed push is reported in the result and the files are kept.
+- ``judgments`` — every judgment of the study with every field (``server.ratings.judgment_export``),
+  streamed to ``judgments.jsonl`` and ``judgments.parquet``.
 - ``leaderboard`` — the latest LeaderboardSnapshot as ``leaderboard.csv``.
 - ``evaluation_report`` — one self-contained HTML page (``evaluation-report.html``) with the
   latest evaluation of each version and its plots as inline SVG.
@@ -23,6 +29,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import shutil
 import zipfile
 from pathlib import Path
@@ -36,17 +43,22 @@ from server.evaluations.models import Evaluation
 from server.evaluations.selectors import leaderboard_latest
 from server.jobs.models import Job, JobKind
 from server.jobs.services import job_enqueue
+from server.ratings.judgment_export import COLUMN_NAMES, judgments_write
+from server.ratings.models import Judgment
 from server.studies.models import Study
 from server.training.models import PreferenceSnapshot
 from server.training.snapshots import eligible_judgments, snapshot_create, snapshot_rows
 
-EXPORT_KINDS = ("preferences", "leaderboard", "evaluation_report")
+EXPORT_KINDS = ("preferences", "judgments", "leaderboard", "evaluation_report")
+HUB_REPO = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}")
 DATASET_COLUMNS = ("prompt", "chosen", "rejected", "margin", "rater_id", "split")
 LEADERBOARD_COLUMNS = ("rank", "version_id", "label", "rating", "lower", "upper", "battles", "win_rate")
 
 PREFERENCES_JSONL = "preferences.jsonl"
 DATASET_FOLDER = "dataset"
 DATASET_ZIP = "preferences-dataset.zip"
+JUDGMENTS_JSONL = "judgments.jsonl"
+JUDGMENTS_PARQUET = "judgments.parquet"
 LEADERBOARD_CSV = "leaderboard.csv"
 REPORT_HTML = "evaluation-report.html"
 
@@ -56,7 +68,12 @@ def export_dir(job_id: int) -> Path:
 
 
 def export_start(
-    *, study: Study, kind: str, snapshot_id: int | None = None, created_by_id: int | None = None
+    *,
+    study: Study,
+    kind: str,
+    snapshot_id: int | None = None,
+    hub_repo: str = "",
+    created_by_id: int | None = None,
 ) -> Job:
     """Enqueue an export of ``kind``, refusing at once what the worker could not do."""
     if kind not in EXPORT_KINDS:
@@ -67,6 +84,24 @@ def export_start(
         raise ApplicationError(
             "A snapshot is chosen only for a preferences export.", extra={"field": "snapshot_id"}
         )
+    if hub_repo:
+        if kind != "preferences":
+            raise ApplicationError(
+                "Only a preferences export is pushed to the Hugging Face Hub.", extra={"field": "hub_repo"}
+            )
+        if not HUB_REPO.fullmatch(hub_repo):
+            raise ApplicationError(
+                "hub_repo must name a Hub repository as owner/name (letters, digits, '.', '_', '-').",
+                extra={"field": "hub_repo"},
+            )
+        if not os.environ.get("HF_TOKEN"):
+            raise ApplicationError(
+                "Pushing to the Hugging Face Hub needs a token: set HF_TOKEN in the environment of the "
+                "web and worker processes.",
+                extra={"field": "hub_repo"},
+            )
+    if kind == "judgments" and not Judgment.objects.filter(assignment__comparison__study=study).exists():
+        raise Conflict("The study has no judgments to export yet.")
     if kind == "preferences":
         if snapshot_id is not None:
             if not PreferenceSnapshot.objects.filter(study=study, id=snapshot_id).exists():
@@ -84,7 +119,7 @@ def export_start(
         kind=JobKind.EXPORT,
         study_id=study.id,
         created_by_id=created_by_id,
-        params={"kind": kind, "snapshot_id": snapshot_id},
+        params={"kind": kind, "snapshot_id": snapshot_id, **({"hub_repo": hub_repo} if hub_repo else {})},
     )
 
 
@@ -105,6 +140,8 @@ def export_run(*, job: Job, report) -> dict[str, Any]:  # type: ignore[no-untype
     try:
         if kind == "preferences":
             result = _export_preferences(job=job, study=study, folder=scratch, report=report)
+        elif kind == "judgments":
+            result = _export_judgments(study=study, folder=scratch, report=report)
         elif kind == "leaderboard":
             result = _export_leaderboard(study=study, folder=scratch, report=report)
         else:
@@ -114,11 +151,27 @@ def export_run(*, job: Job, report) -> dict[str, Any]:  # type: ignore[no-untype
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     files = {name: str(final / name) for name in result.pop("files")}
+    if job.params.get("hub_repo"):
+        result["hub"] = _push_to_hub(final / DATASET_FOLDER, repo=job.params["hub_repo"], report=report)
     return {"kind": kind, "directory": str(final), "files": files, **result}
 
 
+def _push_to_hub(folder: Path, *, repo: str, report) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    """Push the saved DatasetDict to a private Hub dataset repository; a failure (network, token,
+    permissions) is reported, not raised: the export's files are there either way."""
+    from datasets import load_from_disk
+
+    report(step=4, total=5, message=f"pushing the dataset to the Hugging Face Hub as {repo}")
+    try:
+        commit = load_from_disk(str(folder)).push_to_hub(repo, private=True, token=os.environ["HF_TOKEN"])
+    except Exception as error:
+        reason = str(error).strip().splitlines()[0][:300] if str(error).strip() else type(error).__name__
+        return {"repo": repo, "pushed": False, "error": f"{type(error).__name__}: {reason}"}
+    return {"repo": repo, "pushed": True, "commit_url": str(getattr(commit, "commit_url", "") or "")}
+
+
 def _export_preferences(*, job: Job, study: Study, folder: Path, report) -> dict[str, Any]:  # type: ignore[no-untyped-def]
-    from datasets import Dataset, Features, Value  # worker only: heavy import
+    from datasets import Dataset, DatasetDict, Features, Value  # worker only: heavy import
 
     report(step=0, total=4, message="choosing the snapshot")
     snapshot_id = job.params.get("snapshot_id")
@@ -146,8 +199,18 @@ def _export_preferences(*, job: Job, study: Study, folder: Path, report) -> dict
             "split": Value("string"),
         }
     )
-    columns = {name: [row[name] for row in rows] for name in DATASET_COLUMNS}
-    Dataset.from_dict(columns, features=features).save_to_disk(str(folder / DATASET_FOLDER))
+    # One DatasetDict with the snapshot's own split: TRL takes dataset["train"] and
+    # dataset["validation"] as they are; the split column stays for a reader of the flat file.
+    splits = {
+        split: Dataset.from_dict(
+            {name: [row[name] for row in rows if row["split"] == split] for name in DATASET_COLUMNS},
+            features=features,
+        )
+        for split in ("train", "validation")
+    }
+    # One shard per split, even an empty one: datasets writes no shard for an empty split by
+    # default, and then cannot load the folder back.
+    DatasetDict(splits).save_to_disk(str(folder / DATASET_FOLDER), num_shards=dict.fromkeys(splits, 1))
 
     report(step=3, total=4, message="packing the dataset for download")
     _zip_folder(folder / DATASET_FOLDER, folder / DATASET_ZIP)
@@ -157,6 +220,20 @@ def _export_preferences(*, job: Job, study: Study, folder: Path, report) -> dict
         "rows": len(rows),
         "files": [PREFERENCES_JSONL, DATASET_FOLDER, DATASET_ZIP],
     }
+
+
+def _export_judgments(*, study: Study, folder: Path, report) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    total = Judgment.objects.filter(assignment__comparison__study=study).count()
+    report(step=0, total=max(total, 1), message=f"writing {total} judgments as JSONL and Parquet")
+    written = judgments_write(
+        study=study,
+        jsonl_path=folder / JUDGMENTS_JSONL,
+        parquet_path=folder / JUDGMENTS_PARQUET,
+        on_chunk=lambda rows: report(
+            step=min(rows, total), total=max(total, 1), message=f"{rows} of {total} judgments written"
+        ),
+    )
+    return {"rows": written, "columns": list(COLUMN_NAMES), "files": [JUDGMENTS_JSONL, JUDGMENTS_PARQUET]}
 
 
 def _zip_folder(source: Path, target: Path) -> None:

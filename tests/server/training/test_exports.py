@@ -72,13 +72,17 @@ def test_preferences_export_round_trips_through_jsonl_and_datasets(world: World)
     assert [json.loads(line) for line in lines] == expected
 
     dataset = load_from_disk(str(folder / "dataset"))
-    assert dataset.column_names == list(DATASET_COLUMNS)
-    assert dataset.to_list() == [{name: row[name] for name in DATASET_COLUMNS} for row in expected]
-    assert set(dataset["split"]) == {"train"}
+    assert set(dataset) == {"train", "validation"}  # a DatasetDict by the snapshot's own split
+    for split in ("train", "validation"):
+        assert dataset[split].column_names == list(DATASET_COLUMNS)
+        assert dataset[split].to_list() == [
+            {name: row[name] for name in DATASET_COLUMNS} for row in expected if row["split"] == split
+        ]
+    assert len(dataset["train"]) == 23 and len(dataset["validation"]) == 0
 
     with zipfile.ZipFile(folder / "preferences-dataset.zip") as archive:
         names = set(archive.namelist())
-    assert {"dataset/dataset_info.json", "dataset/state.json"} <= names
+    assert {"dataset/dataset_dict.json", "dataset/train/state.json", "dataset/validation/state.json"} <= names
 
 
 def test_the_saved_dataset_trains_trl_reward_trainer_as_is(world: World, tmp_path: Path) -> None:
@@ -108,7 +112,7 @@ def test_the_saved_dataset_trains_trl_reward_trainer_as_is(world: World, tmp_pat
             save_strategy="no",
             logging_steps=1,
         ),
-        train_dataset=dataset.filter(lambda row: row["split"] == "train"),
+        train_dataset=dataset["train"],
         processing_class=tokenizer,
     )
     before = [parameter.detach().clone() for parameter in model.score.parameters()]
@@ -186,6 +190,9 @@ def test_evaluation_report_is_one_self_contained_page_with_escaped_text(hostile_
             "A snapshot is chosen only for a preferences",
         ),
         ({"kind": "preferences", "snapshot_id": 10**9}, NotFound, "The study has no snapshot 1000000000."),
+        ({"kind": "judgments", "hub_repo": "me/prefs"}, ApplicationError, "Only a preferences export"),
+        ({"kind": "preferences", "hub_repo": "no-slash"}, ApplicationError, "owner/name"),
+        ({"kind": "preferences", "hub_repo": "me/prefs"}, ApplicationError, "needs a token: set HF_TOKEN"),
     ],
 )
 def test_export_start_refuses_what_cannot_be_exported(world: World, arguments, error, message) -> None:  # type: ignore[no-untyped-def]
@@ -199,6 +206,7 @@ def test_export_start_refuses_a_study_with_nothing_to_export(world: World) -> No
         ("preferences", "no eligible judgments"),
         ("leaderboard", "no leaderboard yet"),
         ("evaluation_report", "no evaluation yet"),
+        ("judgments", "no judgments to export yet"),
     ]:
         with pytest.raises(Conflict, match=message):
             export_start(study=world.study_b, kind=kind)
@@ -230,3 +238,91 @@ def test_leaderboard_csv_writes_a_formula_like_label_as_text(world: World) -> No
     rows = list(csv.DictReader(io.StringIO(text)))
     assert [row["label"] for row in rows] == ["'" + label for label in hostile[: len(rows)]]
     assert [float(row["rating"]) for row in rows] == [row["rating"] for row in board.rows]
+
+
+def test_judgments_export_streams_every_judgment_with_every_field_to_jsonl_and_parquet(world: World) -> None:
+    import pyarrow.parquet as pq
+
+    from server.ratings.judgment_export import COLUMN_NAMES
+
+    # Given a judgment revoked by undo beside the live ones, with a rationale and flags
+    judgments = Judgment.objects.filter(assignment__comparison__study=world.study_a).order_by("id")
+    revoked = judgments.first()
+    Judgment.objects.filter(id=revoked.id).update(
+        revoked_at=revoked.submitted_at, revoked_reason="undo", rationale="<b>too long</b>, 'quoted'",
+        is_flagged=True, flag_reasons=["fast"],
+    )  # fmt: skip
+
+    job = run_export(study=world.study_a, kind="judgments")
+
+    files = job.result["files"]
+    lines = [json.loads(line) for line in Path(files["judgments.jsonl"]).read_text().splitlines()]
+    table = pq.read_table(files["judgments.parquet"])
+    assert table.column_names == list(COLUMN_NAMES) == list(lines[0])
+    assert job.result["rows"] == len(lines) == table.num_rows == judgments.count()
+    assert [line["judgment_id"] for line in lines] == list(judgments.values_list("id", flat=True))
+    first, parquet_first = lines[0], table.slice(0, 1).to_pylist()[0]
+    assert (first["revoked_reason"], first["rationale"], first["flag_reasons"]) == (
+        "undo", "<b>too long</b>, 'quoted'", ["fast"]
+    )  # fmt: skip
+    assert parquet_first["flag_reasons"] == ["fast"] and parquet_first["rationale"] == first["rationale"]
+    assert parquet_first["submitted_at"].isoformat() == first["submitted_at"]
+    stored = judgments.select_related("assignment__comparison__sample_a", "assignment__rater").first()
+    comparison = stored.assignment.comparison
+    assert (first["text_a"], first["sample_a_id"], first["rater_id"], first["comparison_kind"]) == (
+        comparison.sample_a.text, comparison.sample_a_id, stored.assignment.rater_id, comparison.kind
+    )  # fmt: skip
+
+
+def test_judgments_export_holds_one_chunk_in_memory_whatever_the_study_size(
+    world: World, tmp_path: Path
+) -> None:
+    """Python memory at the peak of writing 4x the judgments stays about the same (one chunk)."""
+    import tracemalloc
+
+    from server.ratings.judgment_export import judgments_write
+
+    base = list(Judgment.objects.filter(assignment__comparison__study=world.study_a).order_by("id"))
+    template = base[0]
+
+    def grow_to(count: int) -> None:
+        have = Judgment.objects.filter(assignment__comparison__study=world.study_a).count()
+        # Revoked copies on the same assignment (only one live judgment per assignment).
+        Judgment.objects.bulk_create(
+            [
+                Judgment(
+                    assignment_id=template.assignment_id, outcome=template.outcome, rationale="r" * 200,
+                    idempotency_key=f"bulk-{have + number:08d}", submitted_at=template.submitted_at,
+                    revoked_at=template.submitted_at, revoked_reason="undo",
+                )
+                for number in range(count - have)
+            ],
+            batch_size=2000,
+        )  # fmt: skip
+
+    peaks = []
+    for count in (2_000, 8_000):
+        grow_to(count)
+        tracemalloc.start()
+        written = judgments_write(
+            study=world.study_a, jsonl_path=tmp_path / "j.jsonl", parquet_path=tmp_path / "j.parquet",
+            chunk_rows=500,
+        )  # fmt: skip
+        peaks.append(tracemalloc.get_traced_memory()[1])
+        tracemalloc.stop()
+        assert written == count
+    assert peaks[1] < 1.5 * peaks[0], (
+        f"peak Python memory {peaks[0]:,} B at 2,000 rows, {peaks[1]:,} B at 8,000"
+    )
+
+
+def test_a_hub_push_that_fails_is_reported_and_the_files_are_kept(world: World, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    # The test machine is offline (HF_HUB_OFFLINE=1): the push cannot reach the Hub.
+    monkeypatch.setenv("HF_TOKEN", "hf_not_a_real_token")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    job = run_export(study=world.study_a, kind="preferences", hub_repo="lovelace-tests/prefs")
+    assert job.params["hub_repo"] == "lovelace-tests/prefs"
+    hub = job.result["hub"]
+    assert (hub["repo"], hub["pushed"]) == ("lovelace-tests/prefs", False) and hub["error"]
+    assert "hf_not_a_real_token" not in json.dumps(job.result)
+    assert Path(job.result["files"]["preferences-dataset.zip"]).is_file()

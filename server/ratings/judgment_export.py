@@ -1,0 +1,134 @@
+"""Every judgment of a study with every field, streamed to JSONL and Parquet.
+
+The raw record behind every figure Lovelace shows: each judgment (revoked ones included, with
+when and why), its timings, quality flags and rationale, the rater, the pair as stored (A / B) and
+as shown (``left_is_a``), the prompt and both texts with their versions. Rows come from one
+server-side cursor a chunk at a time and go to both files as they come, so an export holds one
+chunk in memory whatever the size of the study. ``pyarrow`` is imported by the writer only (the
+worker's; the web process never loads it).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from server.ratings.models import Judgment
+from server.studies.models import Study
+
+CHUNK_ROWS = 2000
+
+# (column, query path, Parquet type name): the one list both files and the query follow.
+COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("judgment_id", "id", "int64"),
+    ("submitted_at", "submitted_at", "timestamp"),
+    ("shown_at", "shown_at", "timestamp"),
+    ("first_input_at", "first_input_at", "timestamp"),
+    ("active_seconds", "active_seconds", "float64"),
+    ("outcome", "outcome", "string"),
+    ("chose_left", "chose_left", "bool"),
+    ("strength", "strength", "int64"),
+    ("rationale", "rationale", "string"),
+    ("is_flagged", "is_flagged", "bool"),
+    ("flag_reasons", "flag_reasons", "strings"),
+    ("revoked_at", "revoked_at", "timestamp"),
+    ("revoked_reason", "revoked_reason", "string"),
+    ("replaces_id", "replaces_id", "int64"),
+    ("assignment_id", "assignment_id", "int64"),
+    ("left_is_a", "assignment__left_is_a", "bool"),
+    ("rater_id", "assignment__rater_id", "int64"),
+    ("rater_platform", "assignment__rater__platform", "string"),
+    ("rater_external_id", "assignment__rater__external_id", "string"),
+    ("rater_status", "assignment__rater__status", "string"),
+    ("comparison_id", "assignment__comparison_id", "int64"),
+    ("comparison_kind", "assignment__comparison__kind", "string"),
+    ("gold_answer", "assignment__comparison__gold_answer", "string"),
+    ("prompt_id", "assignment__comparison__prompt_id", "int64"),
+    ("prompt_external_id", "assignment__comparison__prompt__external_id", "string"),
+    ("prompt_split", "assignment__comparison__prompt__split", "string"),
+    ("prompt", "assignment__comparison__prompt__text", "string"),
+    ("sample_a_id", "assignment__comparison__sample_a_id", "int64"),
+    ("sample_b_id", "assignment__comparison__sample_b_id", "int64"),
+    ("version_a_id", "assignment__comparison__sample_a__version_id", "int64"),
+    ("version_b_id", "assignment__comparison__sample_b__version_id", "int64"),
+    ("generator_a", "assignment__comparison__sample_a__version__generator__name", "string"),
+    ("version_a", "assignment__comparison__sample_a__version__label", "string"),
+    ("generator_b", "assignment__comparison__sample_b__version__generator__name", "string"),
+    ("version_b", "assignment__comparison__sample_b__version__label", "string"),
+    ("text_a", "assignment__comparison__sample_a__text", "string"),
+    ("text_b", "assignment__comparison__sample_b__text", "string"),
+)
+COLUMN_NAMES = tuple(name for name, _, _ in COLUMNS)
+
+
+def judgment_rows(*, study: Study, chunk_rows: int = CHUNK_ROWS) -> Iterator[list[tuple[Any, ...]]]:
+    """The study's judgments in id order, ``chunk_rows`` tuples (``COLUMNS`` order) at a time,
+    from a server-side cursor on PostgreSQL (Django's ``iterator``)."""
+    rows = (
+        Judgment.objects.filter(assignment__comparison__study=study)
+        .order_by("id")
+        .values_list(*(path for _, path, _ in COLUMNS))
+        .iterator(chunk_size=chunk_rows)
+    )
+    chunk: list[tuple[Any, ...]] = []
+    for row in rows:
+        chunk.append(row)
+        if len(chunk) >= chunk_rows:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _json_value(value: Any) -> Any:
+    return value.isoformat() if isinstance(value, datetime) else value
+
+
+def _arrow_schema() -> Any:
+    import pyarrow as pa
+
+    types = {
+        "int64": pa.int64(),
+        "float64": pa.float64(),
+        "bool": pa.bool_(),
+        "string": pa.string(),
+        "strings": pa.list_(pa.string()),
+        "timestamp": pa.timestamp("us", tz="UTC"),
+    }
+    return pa.schema([pa.field(name, types[kind]) for name, _, kind in COLUMNS])
+
+
+def judgments_write(
+    *,
+    study: Study,
+    jsonl_path: Path,
+    parquet_path: Path,
+    on_chunk: Callable[[int], None] = lambda rows: None,
+    chunk_rows: int = CHUNK_ROWS,
+) -> int:
+    """Write the study's judgments to both files, a chunk at a time; returns the row count.
+    ``on_chunk(rows_so_far)`` is called after each chunk (progress, heartbeat)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = _arrow_schema()
+    written = 0
+    with (
+        open(jsonl_path, "w", encoding="utf-8") as jsonl,
+        pq.ParquetWriter(str(parquet_path), schema, compression="zstd") as parquet,
+    ):
+        for chunk in judgment_rows(study=study, chunk_rows=chunk_rows):
+            for row in chunk:
+                record = {name: _json_value(value) for name, value in zip(COLUMN_NAMES, row, strict=True)}
+                jsonl.write(json.dumps(record, ensure_ascii=False) + "\n")
+            columns = list(zip(*chunk, strict=True))
+            arrays = [
+                pa.array(column, type=field.type) for column, field in zip(columns, schema, strict=True)
+            ]
+            parquet.write_batch(pa.record_batch(arrays, schema=schema))
+            written += len(chunk)
+            on_chunk(written)
+    return written
