@@ -3,8 +3,8 @@
 The web process reads them too: the service that starts a training job builds the config from the
 operator's options with ``config_from_options`` and refuses bad combinations with
 ``combination_problem`` before anything is queued. What depends on the worker's machine (CUDA,
-bfloat16 support, bitsandbytes) is checked by ``policy_training.check_environment`` when the job
-runs.
+bfloat16 support, bitsandbytes, the GPUs and packages a distributed run needs) is checked by
+``policy_training.check_environment`` when the job runs.
 """
 
 from __future__ import annotations

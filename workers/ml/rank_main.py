@@ -9,6 +9,7 @@ before it exits. SIGTERM makes the trainer stop after its current step and save 
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import threading
@@ -77,8 +78,6 @@ def train(spec: LaunchSpec, reporter: ProgressReporter) -> dict[str, Any]:
             validation_pairs=read_pairs(Path(spec.data["validation_pairs"])),
         )
         return asdict(result)
-    import json
-
     import torch
 
     from workers.ml.online_rl import ensemble_reward, train_online_rl

@@ -17,6 +17,7 @@ leave the others waiting in the next collective).
 from __future__ import annotations
 
 import math
+import re
 import signal
 import threading
 import time
@@ -26,7 +27,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
-from transformers.trainer_utils import get_last_checkpoint
+from transformers.trainer import TRAINER_STATE_NAME
 
 from workers.ml.progress import Cancelled, ProgressReporter
 
@@ -124,10 +125,22 @@ class JobBridge(TrainerCallback):
 
 
 def last_checkpoint(folder: Path) -> str | None:
-    """The newest ``checkpoint-N`` folder the trainer wrote under ``folder``, if any."""
+    """The newest complete ``checkpoint-N`` folder the trainer wrote under ``folder``, if any.
+
+    The Trainer writes ``trainer_state.json`` last (after weights, optimizer and random states), and
+    not atomically: a folder without it is a save that a kill interrupted (a rank killed while the
+    step was being written), which must not be resumed from; the one before it is complete.
+    """
     if not folder.is_dir():
         return None
-    return get_last_checkpoint(str(folder))
+    complete = [
+        path
+        for path in folder.iterdir()
+        if re.fullmatch(r"checkpoint-\d+", path.name) and (path / TRAINER_STATE_NAME).is_file()
+    ]
+    if not complete:
+        return None
+    return str(max(complete, key=lambda path: int(path.name.split("-")[1])))
 
 
 def run_bridged(trainer: Any, bridge: JobBridge, *, checkpoints: Path) -> Any:

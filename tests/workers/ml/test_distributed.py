@@ -33,6 +33,7 @@ from workers.ml.distributed import (
 from workers.ml.dpo import train_dpo
 from workers.ml.policy_config import DPOConfig, LoraSettings, combination_problem
 from workers.ml.policy_training import check_environment
+from workers.ml.trainer_bridge import last_checkpoint
 
 FAST = Supervision(poll_seconds=0.05, grace_seconds=30.0, settle_seconds=5.0)
 
@@ -108,7 +109,8 @@ def test_two_ranks_match_one_process_on_the_same_global_batch(parent: Path, tmp_
 
 
 class KillRankOne(StepReporter):
-    """Kills rank 1 (SIGKILL) when rank 0 reports the training metrics of step 2 or later."""
+    """Kills rank 1 (SIGKILL) when rank 0 reports the training metrics of step 3 or later: after
+    checkpoint-2 was written in full (step 3 starts once every rank saved step 2)."""
 
     def __init__(self, checkpoints: Path) -> None:
         super().__init__()
@@ -119,7 +121,7 @@ class KillRankOne(StepReporter):
         self, *, step: int, total: int, message: str = "", metrics: dict[str, float] | None = None
     ) -> None:
         super().__call__(step=step, total=total, message=message, metrics=metrics)
-        if self.killed_pid is None and metrics is not None and "loss" in metrics and step >= 2:
+        if self.killed_pid is None and metrics is not None and "loss" in metrics and step >= 3:
             self.killed_pid = int(pid_path(launch_dir(self.checkpoints), 1).read_text())
             os.kill(self.killed_pid, signal.SIGKILL)
 
@@ -133,7 +135,7 @@ def test_a_killed_rank_stops_the_run_and_a_rerun_resumes(parent: Path, tmp_path:
     checkpoints = tmp_path / "c"
     killer = KillRankOne(checkpoints)
 
-    # when rank 1 is killed after step 2
+    # when rank 1 is killed after step 3
     with pytest.raises(RankFailed) as failure:
         train_dpo_supervised(
             pairs, parent, tmp_path / "child", settings, checkpoints, killer, supervision=FAST
@@ -147,8 +149,10 @@ def test_a_killed_rank_stops_the_run_and_a_rerun_resumes(parent: Path, tmp_path:
     assert "resumes from the newest checkpoint" in message
     assert not any(alive(pid) for pid in run_pids(checkpoints))
     assert not (tmp_path / "child").exists()
-    saved = sorted(int(path.name.split("-")[1]) for path in checkpoints.glob("checkpoint-*"))
-    assert saved and saved[-1] < 40
+    newest = last_checkpoint(checkpoints)  # complete ones only: rank 1 may have died mid-save
+    assert newest is not None
+    saved = int(Path(newest).name.split("-")[1])
+    assert 2 <= saved < 40
 
     # when the job runs again
     reporter = StepReporter()
@@ -157,8 +161,8 @@ def test_a_killed_rank_stops_the_run_and_a_rerun_resumes(parent: Path, tmp_path:
     )
 
     # then it continued after the newest checkpoint and finished
-    assert resumed.resumed_from_step == saved[-1]
-    assert reporter.training_steps == list(range(saved[-1] + 1, 41))
+    assert resumed.resumed_from_step == saved
+    assert reporter.training_steps == list(range(saved + 1, 41))
     assert resumed.steps == 40
     assert (tmp_path / "child" / "model.safetensors").is_file()
 
@@ -269,3 +273,15 @@ def test_ranks_stop_after_their_step_when_the_supervising_worker_is_gone() -> No
         assert trainer_bridge._terminate.is_set()
     finally:
         trainer_bridge._terminate.clear()  # this test process trains on afterwards
+
+
+def test_a_checkpoint_whose_save_was_interrupted_is_not_resumed_from(tmp_path: Path) -> None:
+    # given checkpoint-4 written in full and checkpoint-6 cut off before the trainer state
+    (tmp_path / "checkpoint-4").mkdir()
+    (tmp_path / "checkpoint-4" / "trainer_state.json").write_text("{}")
+    (tmp_path / "checkpoint-6").mkdir()
+    (tmp_path / "checkpoint-6" / "model.safetensors").write_text("half")
+    (tmp_path / "launch").mkdir()
+    # then the run resumes from checkpoint-4
+    assert last_checkpoint(tmp_path) == str(tmp_path / "checkpoint-4")
+    assert last_checkpoint(tmp_path / "missing") is None
