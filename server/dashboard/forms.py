@@ -177,7 +177,8 @@ class PolicyForm(StudyForm):
             "lr_scheduler, warmup_ratio, epochs, max_steps, per_device_batch_size, "
             "gradient_accumulation_steps, max_prompt_length, dtype, gradient_checkpointing, lora, "
             "lora_rank, lora_alpha, lora_dropout, lora_target_modules, qlora_4bit, merge_adapter, seed, "
-            "checkpoint_every. DPO: beta, loss_type, label_smoothing, max_length. RLOO / GRPO: beta, "
+            "checkpoint_every, distributed (none, ddp, fsdp, zero3), processes (GPUs). DPO: beta, "
+            "loss_type, label_smoothing, max_length. RLOO / GRPO: beta, "
             "num_generations, max_completion_length, temperature, reward_std_penalty."
         ),
     )
