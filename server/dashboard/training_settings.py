@@ -227,6 +227,17 @@ POLICY_TEXTS: dict[str, tuple[str, str]] = {
         "Ensemble caution k",
         "Reward = mean − k × spread over the reward model's members; 0: the mean.",
     ),
+    "distributed": (
+        "Spread over GPUs",
+        "none: one process in the worker. ddp: a full copy per GPU (LoRA or full fine-tuning). fsdp / "
+        "zero3: weights, gradients and optimizer state sharded, for full fine-tuning of a model one GPU "
+        "cannot hold (zero3 needs deepspeed on the worker).",
+    ),
+    "processes": (
+        "Processes (GPUs)",
+        "One per GPU, at most the GPUs the worker sees; the global batch is per-device batch × "
+        "accumulation × processes.",
+    ),
 }
 REWARD_MODEL_TEXTS: dict[str, tuple[str, str]] = {
     "kind": (
@@ -311,6 +322,7 @@ POLICY_LAYOUT: list[tuple[str, tuple[str, ...] | None, list[str]]] = [
         ],
     ),
     ("Precision and memory", None, ["dtype", "gradient_checkpointing"]),
+    ("Several GPUs", None, ["distributed", "processes"]),
     ("Lengths", None, ["max_prompt_length", "max_length", "max_completion_length"]),
     (
         "LoRA",

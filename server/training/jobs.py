@@ -23,6 +23,7 @@ from server.studies.models import PromptSplit
 from server.training.models import PreferenceSnapshot, RewardModel
 from server.training.services import policy_train_start, reward_model_train_start
 from server.training.snapshots import snapshot_create, snapshot_rows
+from workers.ml.distributed import train_dpo_supervised, train_online_rl_supervised
 from workers.ml.dpo import train_dpo
 from workers.ml.online_rl import ensemble_reward, train_online_rl
 from workers.ml.policy_config import DPOConfig, config_from_options
@@ -244,10 +245,19 @@ def _policy_train(*, job: Job, report: ProgressReporter) -> GeneratorVersion:
     # resumes from the newest one.
     checkpoints = _checkpoint_path(job, "policy")
     result: Any
+    # distributed "none" trains here, in the worker; anything else on supervised ranks
+    # (workers.ml.distributed), which read the same data from files in the checkpoint folder.
+    in_process = config.distributed == "none"
     if isinstance(config, DPOConfig):
         train, validation = _pairs(snapshot)
-        result = train_dpo(
+        result = (train_dpo if in_process else train_dpo_supervised)(
             train, parent_model, output_dir, config, checkpoints, report, validation_pairs=validation
+        )
+    elif not in_process:
+        assert reward_model is not None
+        prompts = list(job.study.prompts.filter(split=PromptSplit.TRAIN).values_list("text", flat=True))
+        result = train_online_rl_supervised(
+            prompts, parent_model, Path(reward_model_path), output_dir, config, checkpoints, report
         )
     else:
         assert reward_model is not None

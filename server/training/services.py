@@ -215,6 +215,9 @@ POLICY_OPTIONS: dict[str, Option] = {
     "merge_adapter": Flag(),
     "seed": SEED,
     "checkpoint_every": Whole(1, 1_000_000),  # optimizer steps
+    # Several GPUs (or CPU processes): what the worker's machine has is checked when it runs.
+    "distributed": OneOf(("none", "ddp", "fsdp", "zero3")),
+    "processes": Whole(1, 64),  # one per GPU; 8 per machine is the common ceiling
 }
 DPO_OPTIONS: dict[str, Option] = {
     **POLICY_OPTIONS,

@@ -42,6 +42,7 @@ from workers.ml.policy_training import (
     peft_config,
     save_child,
     set_lora_dropout,
+    shared_dataset,
     training_arguments,
 )
 from workers.ml.preference_data import PreferencePair, seed_everything
@@ -137,6 +138,10 @@ def train_dpo(
         precompute_ref_log_probs=True,
         disable_dropout=True,
     )
+    if arguments.world_size > 1:
+        train = shared_dataset(train, checkpoint_dir / "datasets" / "train", arguments)
+        if validation_pairs:
+            validation = shared_dataset(validation, checkpoint_dir / "datasets" / "validation", arguments)
     trainer = DPOTrainer(
         model=model,
         args=arguments,

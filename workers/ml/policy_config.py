@@ -3,8 +3,8 @@
 The web process reads them too: the service that starts a training job builds the config from the
 operator's options with ``config_from_options`` and refuses bad combinations with
 ``combination_problem`` before anything is queued. What depends on the worker's machine (CUDA,
-bfloat16 support, bitsandbytes) is checked by ``policy_training.check_environment`` when the job
-runs.
+bfloat16 support, bitsandbytes, the GPUs and packages a distributed run needs) is checked by
+``policy_training.check_environment`` when the job runs.
 """
 
 from __future__ import annotations
@@ -16,6 +16,9 @@ DType = Literal["auto", "float32", "bfloat16"]
 Schedule = Literal["linear", "cosine", "constant", "constant_with_warmup"]
 LossType = Literal["sigmoid", "ipo", "robust"]
 Method = Literal["rloo", "grpo"]
+Distributed = Literal["none", "ddp", "fsdp", "zero3"]
+# The modes that shard weights, gradients and optimizer state across GPUs.
+SHARDED = ("fsdp", "zero3")
 
 
 @dataclass
@@ -75,6 +78,16 @@ class PolicySettings:
     checkpoint_every: int = 50
     # "cpu", "cuda", ...; None = the first GPU when present.
     device: str | None = None
+    # How the run spreads over processes. "none": one process inside the worker (the default).
+    # "ddp": data parallel, a full copy per process (GPUs over NCCL, CPU processes over gloo).
+    # "fsdp" (fully sharded data parallel, full shard) and "zero3" (DeepSpeed ZeRO stage 3) split
+    # weights, gradients and optimizer state across GPUs: full fine-tuning of models one GPU cannot
+    # hold. Anything but "none" runs under torchrun / accelerate launch, supervised by the worker
+    # (``workers.ml.distributed``).
+    distributed: Distributed = "none"
+    # Processes of a distributed run, one per GPU (at most the GPUs the worker sees). An optimizer
+    # step sees per_device_batch_size × gradient_accumulation_steps × processes examples.
+    processes: int = 1
 
     def resolved_learning_rate(self) -> float:
         if self.learning_rate is not None:
@@ -153,6 +166,9 @@ def combination_problem(config: DPOConfig | OnlineRLConfig) -> str | None:
             "merge_adapter with qlora_4bit would merge into 4-bit weights: keep the adapter "
             "(merge_adapter false) and merge it into the parent separately"
         )
+    problem = distribution_problem(config)
+    if problem:
+        return problem
     if isinstance(config, DPOConfig):
         if config.max_prompt_length >= config.max_length:
             return (
@@ -172,4 +188,24 @@ def combination_problem(config: DPOConfig | OnlineRLConfig) -> str | None:
             f"per_device_batch_size × gradient_accumulation_steps ({batch}) must be a multiple of "
             f"num_generations ({config.num_generations}): a prompt's completions are sampled together"
         )
+    return None
+
+
+def distribution_problem(config: PolicySettings) -> str | None:
+    """What is wrong with ``distributed`` and ``processes`` together with the other options
+    (what the worker's machine must have is checked there: ``policy_training.check_environment``)."""
+    if config.processes < 1:
+        return "processes must be at least 1"
+    if config.distributed == "none" and config.processes > 1:
+        return (
+            f"processes {config.processes} needs distributed 'ddp', 'fsdp' or 'zero3' "
+            "(distributed 'none' trains in one process)"
+        )
+    if config.distributed in SHARDED and config.lora is not None:
+        return (
+            f"distributed {config.distributed!r} shards full fine-tuning: it needs lora false "
+            "(LoRA adapters are small enough for 'ddp')"
+        )
+    if config.qlora_4bit and config.distributed != "none":
+        return "qlora_4bit trains in one process: it needs distributed 'none'"
     return None

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
+import shutil
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,7 @@ from torch import nn
 
 from workers.ml.model_loading import is_adapter, load_causal_lm, load_tokenizer, weights_identity
 from workers.ml.policy_config import (
+    SHARDED,
     DPOConfig,
     OnlineRLConfig,
     PolicySettings,
@@ -62,6 +65,34 @@ def check_environment(settings: DPOConfig | OnlineRLConfig) -> None:
             raise ValueError("qlora_4bit needs the bitsandbytes package, which is not installed")
         if not (on_cuda(settings) and torch.cuda.is_available()):
             raise ValueError("qlora_4bit needs a CUDA device (bitsandbytes 4-bit kernels)")
+    if settings.distributed != "none":
+        check_distribution(settings)
+
+
+def check_distribution(settings: PolicySettings) -> None:
+    """Refuse a distributed run this worker cannot launch: sharding without GPUs, ZeRO-3 without
+    deepspeed, more processes than GPUs (or, on the CPU, than cores)."""
+    cuda = on_cuda(settings) and torch.cuda.is_available()
+    if settings.distributed in SHARDED and not cuda:
+        raise ValueError(
+            f"distributed {settings.distributed!r} needs CUDA GPUs and this worker has none: "
+            "on the CPU only 'ddp' runs (over gloo)"
+        )
+    if settings.distributed == "zero3" and importlib.util.find_spec("deepspeed") is None:
+        raise ValueError(
+            "distributed 'zero3' needs the deepspeed package, which is not installed on this "
+            "worker: use 'fsdp', or install deepspeed"
+        )
+    if cuda and settings.processes > torch.cuda.device_count():
+        raise ValueError(
+            f"processes ({settings.processes}) is more than the {torch.cuda.device_count()} "
+            "GPUs this worker sees"
+        )
+    cores = os.cpu_count() or 1
+    if not cuda and settings.processes > cores:
+        raise ValueError(
+            f"processes ({settings.processes}) is more than the {cores} CPU cores of this worker"
+        )
 
 
 def training_arguments(settings: PolicySettings, output_dir: Path) -> dict[str, Any]:
@@ -81,6 +112,11 @@ def training_arguments(settings: PolicySettings, output_dir: Path) -> dict[str, 
         "fp16": False,
         "gradient_checkpointing": settings.gradient_checkpointing,
         "use_cpu": not on_cuda(settings),
+        # CPU ranks talk over gloo; on GPUs the launcher's default (NCCL) is right.
+        "ddp_backend": "gloo" if settings.distributed != "none" and not on_cuda(settings) else None,
+        # A causal LM uses every trainable parameter in each forward pass: DDP need not search
+        # the autograd graph for unused ones (an extra traversal per step when it does).
+        "ddp_find_unused_parameters": False,
         "seed": settings.seed,
         "data_seed": settings.seed,
         "save_strategy": "steps",
@@ -91,6 +127,21 @@ def training_arguments(settings: PolicySettings, output_dir: Path) -> dict[str, 
         "disable_tqdm": True,
         "dataloader_num_workers": 0,
     }
+
+
+def shared_dataset(dataset: Any, folder: Path, arguments: Any) -> Any:
+    """``dataset`` as every rank of a multi-process run must see it: saved to ``folder`` by the main
+    process and loaded from there by all. datasets keeps the cache files of later maps next to a
+    saved dataset, so the file TRL's main process writes (the reference log-probabilities) is the
+    file the other ranks read; an in-memory dataset caches in a temporary folder per process, and
+    the other ranks look for the file in vain."""
+    from datasets import load_from_disk
+
+    with arguments.main_process_first(desc="sharing the dataset between ranks"):
+        if arguments.process_index == 0:
+            shutil.rmtree(folder, ignore_errors=True)  # an earlier attempt's copy and caches
+            dataset.save_to_disk(str(folder))
+        return load_from_disk(str(folder))
 
 
 def peft_config(settings: PolicySettings) -> Any:
@@ -152,8 +203,19 @@ def save_child(
 
     LoRA without ``merge_adapter``: the adapter alone (``adapter_config.json`` names the parent by
     path). Otherwise plain weights in the training dtype.
+
+    In a distributed run every rank calls this: under FSDP or ZeRO-3 the full weights are gathered
+    from the shards (a collective), then only the main process writes.
     """
-    model = trainer.accelerator.unwrap_model(trainer.model)
+    accelerator = trainer.accelerator
+    model = accelerator.unwrap_model(trainer.model)
+    state_dict = None
+    if settings.distributed in SHARDED:
+        engine = trainer.deepspeed if getattr(trainer, "is_deepspeed_enabled", False) else trainer.model
+        state_dict = accelerator.get_state_dict(engine)
+    if not accelerator.is_main_process:
+        accelerator.wait_for_everyone()  # returns once the main process has written the child
+        return {}
     tokenizer = trainer.processing_class
     adapter = settings.lora is not None and not settings.merge_adapter
     if settings.lora is not None:
@@ -170,11 +232,12 @@ def save_child(
     record = {**metadata, "config": asdict_config(metadata.get("config")), "provenance": provenance}
 
     def write(folder: Path) -> None:
-        model.save_pretrained(folder)
+        model.save_pretrained(folder, state_dict=state_dict)
         tokenizer.save_pretrained(folder)
         (folder / METADATA_NAME).write_text(json.dumps(record, indent=2, default=str))
 
     write_directory_atomically(output_dir, write)
+    accelerator.wait_for_everyone()
     return provenance
 
 
