@@ -3,6 +3,7 @@ import torch (through workers.ml), so the web process never imports this module.
 
 from __future__ import annotations
 
+import math
 import shutil
 import time
 from collections.abc import Callable
@@ -26,14 +27,17 @@ from server.ratings.pair_selection import pair_selection_start
 from server.studies.models import Prompt
 from workers.ml.base_model import TINY_BUILD_CONFIG, BaseModelConfig, build_base_model
 from workers.ml.progress import ProgressReporter
-from workers.ml.sampling import Sample as GeneratedSample
 from workers.ml.sampling import (
+    LoadedModel,
     SampleRequest,
     SamplingConfig,
     generate_samples,
     generation_defaults,
+    generation_defaults_of,
     load_model,
 )
+from workers.ml.sampling import Sample as GeneratedSample
+from workers.ml.vllm_sampling import engine_choose, generate_with_vllm
 
 
 def checkpoint_dir_for(job: Job) -> Path:
@@ -104,26 +108,39 @@ def samples_generate_missing(
     if not todo:
         return 0, []
     requested = {**version.decoding, **decoding_override}
-    model = load_model(
-        version_model_check(version=version, field="model_path"),
-        device=requested.get("device", "auto"),
-        dtype=requested.get("dtype", "auto"),
-        revision=version.model_revision or None,
-    )
+    path = version_model_check(version=version, field="model_path")
+    revision = version.model_revision or None
+    engine = engine_choose(str(requested.pop("engine", "auto")))
+    model: LoadedModel | None = None
+    if engine == "local":
+        model = load_model(
+            path,
+            device=requested.get("device", "auto"),
+            dtype=requested.get("dtype", "auto"),
+            revision=revision,
+        )
+        defaults = generation_defaults(model.model)
+    else:
+        defaults = generation_defaults_of(path, revision=revision)
     # The model's own generation_config defaults, under what the version and the job ask for.
-    decoding = {**generation_defaults(model.model), **requested}
+    decoding = {**defaults, **requested}
     if "stop" in decoding:
         decoding["stop"] = tuple(decoding["stop"])
     config = SamplingConfig(**decoding)
     recorded = {key: value for key, value in decoding.items() if key not in ("device", "dtype", "batch_size")}
     if "stop" in recorded:
         recorded["stop"] = list(recorded["stop"])
-    # What ran: the precision and device, and a hub model's resolved commit (pinned or not).
-    provenance = {
-        "dtype": str(model.dtype).removeprefix("torch."),
-        "device": model.device.type,
-        "revision": getattr(model.model.config, "_commit_hash", None) or version.model_revision or None,
-    }
+    # What ran: the engine, the precision and device, and a hub model's resolved commit.
+    provenance = (
+        {
+            "engine": "local",
+            "dtype": str(model.dtype).removeprefix("torch."),
+            "device": model.device.type,
+            "revision": getattr(model.model.config, "_commit_hash", None) or revision,
+        }
+        if model is not None
+        else {"engine": "vllm", "dtype": config.dtype, "device": "cuda", "revision": revision}
+    )
     chunk_size = config.batch_size * 4  # a database write every few batches, progress as often
     pending: list[tuple[Prompt, int, GeneratedSample]] = []
     tokens = 0
@@ -141,7 +158,7 @@ def samples_generate_missing(
                     seed=seed,
                     decoding=recorded,
                     token_count=sample.token_count,
-                    logprob_sum=sample.logprob,
+                    logprob_sum=sample.logprob if math.isfinite(sample.logprob) else None,
                     latency_seconds=sample.latency_s,
                     metadata={"finish_reason": sample.finish_reason, **provenance},
                     job=job,
@@ -163,10 +180,12 @@ def samples_generate_missing(
 
     # One call over every missing sample: the batch stays full to the end, and finished samples
     # are stored a chunk at a time while the rest are decoded (a killed job keeps those).
-    result = generate_samples(
-        model, [SampleRequest(prompt=prompt.text, seed=seed) for prompt, seed in todo], config=config,
-        on_sample=collect,
-    )  # fmt: skip
+    requests = [SampleRequest(prompt=prompt.text, seed=seed) for prompt, seed in todo]
+    result = (
+        generate_samples(model, requests, config=config, on_sample=collect)
+        if model is not None
+        else generate_with_vllm(path, requests, config=config, revision=revision, on_sample=collect)
+    )
     if pending:
         store()
     out_of_memory = [

@@ -30,7 +30,11 @@ from server.jobs.services import job_enqueue
 from server.studies.models import Prompt, PromptSplit, Study, prompt_text_hash
 from server.studies.services import study_enrol_version
 
-DECODING_FIELDS = {"temperature", "top_p", "top_k", "max_new_tokens", "stop", "batch_size"}
+DECODING_FIELDS = {"temperature", "top_p", "top_k", "max_new_tokens", "stop", "batch_size", "dtype", "engine"}
+# Kept here, not imported from workers.ml (the web process never imports torch): what
+# workers/ml/sampling.py and workers/ml/vllm_sampling.py accept.
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+ENGINES = ("auto", "local", "vllm")
 
 
 def validate_decoding(decoding: dict[str, Any]) -> dict[str, Any]:
@@ -48,6 +52,8 @@ def validate_decoding(decoding: dict[str, Any]) -> dict[str, Any]:
         "max_new_tokens": lambda v: isinstance(v, int) and 1 <= v <= 4096,
         "batch_size": lambda v: isinstance(v, int) and 1 <= v <= 1024,
         "stop": lambda v: isinstance(v, list) and all(isinstance(s, str) and s for s in v),
+        "dtype": lambda v: v in DTYPES,
+        "engine": lambda v: v in ENGINES,
     }
     for name, value in decoding.items():
         if isinstance(value, bool) or not checks[name](value):

@@ -248,6 +248,22 @@ def generation_defaults(model: Any) -> dict[str, Any]:
     return {name: chosen[name] for name in GENERATION_DEFAULTS if chosen.get(name) is not None}
 
 
+def generation_defaults_of(name_or_path: str | Path, *, revision: str | None = None) -> dict[str, Any]:
+    """``generation_defaults`` read from the model's folder or hub id without loading the model
+    (for an engine that loads it itself); none when it has no ``generation_config.json``."""
+    from transformers import GenerationConfig
+
+    try:
+        config = GenerationConfig.from_pretrained(str(name_or_path), revision=revision or "main")
+    except OSError:
+        return {}
+
+    class _Holder:
+        generation_config = config
+
+    return generation_defaults(_Holder())
+
+
 def context_length(model: Any) -> int | None:
     """Longest sequence the model takes (GPT-2's absolute positions) or was trained for (rotary
     models), or None when its config names no limit."""

@@ -235,3 +235,35 @@ def test_a_revision_is_refused_for_a_local_folder_and_kept_for_a_hub_id(
         generator_name="g", label="hub", kind=VersionKind.BASE, model_path="org/model", model_revision="v1.0"
     )
     assert pinned.model_revision == "v1.0"
+
+
+def test_a_version_that_asks_for_vllm_on_a_worker_without_it_fails_in_plain_words(
+    tiny_model_allowed: Path,
+) -> None:
+    from workers.ml.vllm_sampling import vllm_usable
+
+    if vllm_usable():
+        pytest.skip("this worker has vLLM and a GPU")
+    study = factories.study()
+    factories.prompt(study=study, text="The sea")
+    version = factories.version(
+        kind=VersionKind.BASE, model_path=str(tiny_model_allowed), decoding={"engine": "vllm"}, enrol_in=study
+    )
+    job = generate_start(study=study, version_ids=[version.id], samples_per_prompt=1)
+    assert run_job(job.id, generate_run) == "failed"
+    job.refresh_from_db()
+    assert "engine 'vllm' needs the vllm package and a CUDA GPU on the worker" in job.error
+    assert not Sample.objects.filter(version=version).exists()
+
+
+def test_decoding_engine_and_dtype_are_checked_when_the_version_is_registered() -> None:
+    from server.core.exceptions import ApplicationError
+    from server.generators.services import validate_decoding
+
+    assert validate_decoding({"engine": "auto", "dtype": "bfloat16"}) == {
+        "engine": "auto",
+        "dtype": "bfloat16",
+    }
+    for bad in ({"engine": "tgi"}, {"dtype": "int8"}, {"engine": ["vllm"]}):
+        with pytest.raises(ApplicationError, match="invalid value"):
+            validate_decoding(bad)
