@@ -10,7 +10,7 @@ from django.conf import settings
 from django.forms.fields import InvalidJSONInput
 
 from server.core.untrusted_json import UntrustedJSONError, json_loads_untrusted
-from server.generators.models import GeneratorVersion, VersionKind
+from server.generators.models import KINDS_WITHOUT_WEIGHTS, GeneratorVersion, VersionKind
 from server.studies.models import PairSelection, Study
 from server.training.exports import EXPORT_KINDS
 from server.training.models import PreferenceSnapshot, RewardModel
@@ -184,7 +184,9 @@ class PolicyForm(StudyForm):
 
     def setup(self) -> None:
         self.fields["parent_version"].queryset = (
-            self.study.versions.exclude(kind=VersionKind.EXTERNAL).select_related("generator").order_by("id")
+            self.study.versions.exclude(kind__in=KINDS_WITHOUT_WEIGHTS)
+            .select_related("generator")
+            .order_by("id")
         )
         self.fields["method"].initial = self.study.auto_train_policy
         self.fields["snapshot"].queryset = PreferenceSnapshot.objects.filter(study=self.study).order_by(
