@@ -18,6 +18,7 @@ key they refused), and it is not part of any value this module returns.
 from __future__ import annotations
 
 import email.utils
+import http.client
 import json
 import random
 import re
@@ -278,9 +279,14 @@ def _attempt(url: str, payload: bytes, headers: dict[str, str], timeout: float, 
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             raw = response.read(MAX_RESPONSE_BYTES + 1)
+            declared = response.headers.get("Content-Length")
     except urllib.error.HTTPError as error:
         status = error.code
-        excerpt = _scrub(_error_excerpt(error.read(64 * 1024) if error.fp else b""), api_key)
+        try:
+            body = error.read(64 * 1024) if error.fp else b""
+        except (OSError, http.client.HTTPException):
+            body = b""
+        excerpt = _scrub(_error_excerpt(body), api_key)
         retryable = status == 429 or status >= 500
         return _Attempt(
             retryable=retryable,
@@ -295,8 +301,13 @@ def _attempt(url: str, payload: bytes, headers: dict[str, str], timeout: float, 
         return _Attempt(retryable=True, reason=_scrub(f"connection failed ({error.reason})", api_key))
     except (ConnectionError, OSError) as error:  # reset mid-answer, a half-closed socket
         return _Attempt(retryable=True, reason=_scrub(f"connection failed ({error})", api_key))
-    except ValueError as error:  # http.client: a garbled status line or header
+    except http.client.HTTPException as error:  # an answer cut short, a garbled status line
+        return _Attempt(retryable=True, reason=f"incomplete answer ({type(error).__name__})")
+    except ValueError as error:  # a garbled header
         return _Attempt(retryable=False, reason=f"malformed answer: {error}"[:REASON_CHARACTERS])
+    # read(n) returns what arrived when the connection drops early; the declared length tells.
+    if declared and declared.isdigit() and len(raw) < int(declared) <= MAX_RESPONSE_BYTES:
+        return _Attempt(retryable=True, reason=f"incomplete answer ({len(raw)} of {declared} bytes)")
     latency = time.perf_counter() - began
     if len(raw) > MAX_RESPONSE_BYTES:
         return _Attempt(reason=f"malformed answer: larger than {MAX_RESPONSE_BYTES:,} bytes")

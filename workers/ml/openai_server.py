@@ -44,8 +44,8 @@ class Fault:
     with ``answer`` instead of a completion, ``times`` times (None: always).
 
     answer: "429" (with ``retry_after`` seconds in Retry-After when given), "500", "hang" (sleep
-    ``hang_seconds`` before answering normally), "not_json", "no_choices", "wrong_type" (the text
-    is a number)."""
+    ``hang_seconds`` before answering normally), "truncated" (the connection drops mid-answer),
+    "not_json", "no_choices", "wrong_type" (the text is a number)."""
 
     prompt: str
     answer: str
@@ -172,6 +172,13 @@ class Handler(BaseHTTPRequestHandler):
                 time.sleep(fault.hang_seconds)
             elif fault.answer == "not_json":
                 self._send(200, b"<html>Bad gateway</html>")
+                return
+            elif fault.answer == "truncated":  # the connection drops mid-answer
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", "1000")
+                self.end_headers()
+                self.wfile.write(b'{"id": "cmpl-cut", "choi')
                 return
             elif fault.answer == "no_choices":
                 self._json(200, {"id": "cmpl-empty", "object": "text_completion", "choices": []})

@@ -114,23 +114,33 @@ def test_an_endpoint_job_stores_every_sample_with_its_provenance(
     assert dict(Sample.objects.filter(version=completions, seed=0).values_list("prompt_id", "text")) == texts
 
 
-def test_429_and_500_are_retried_until_they_succeed(openai_server: OpenAITestServer, api_key: str) -> None:
+def test_429_500_and_a_dropped_answer_are_retried_until_they_succeed(
+    openai_server: OpenAITestServer, api_key: str
+) -> None:
     study = make_study()
     version = endpoint_version(study, openai_server)
     openai_server.faults(
         {"prompt": "A clock", "seed": 0, "answer": "429", "times": 2, "retry_after": "0.2"},
         {"prompt": "Bread", "seed": 1, "answer": "500", "times": 1},
+        {"prompt": "The sea", "seed": 1, "answer": "truncated", "times": 1},
     )
     job = run_generate(study, [version])
     assert job.status == JobStatus.SUCCEEDED, job.error
-    assert job.result["created"] == 6 and "failures" not in job.result
+    assert job.result.get("failures") is None, job.result
+    assert job.result["created"] == 6
     received = openai_server.received()
     assert requests_for(received, "A clock", 0) == 3 and requests_for(received, "Bread", 1) == 2
-    assert len(received) == 6 + 2 + 1
+    assert requests_for(received, "The sea", 1) == 2
+    assert len(received) == 6 + 2 + 1 + 1
     attempts = dict(
         ((s.prompt.text, s.seed), s.metadata["attempts"]) for s in Sample.objects.select_related("prompt")
     )
-    assert attempts == {**{(p, s): 1 for p in PROMPTS for s in (0, 1)}, ("A clock", 0): 3, ("Bread", 1): 2}
+    assert attempts == {
+        **{(p, s): 1 for p in PROMPTS for s in (0, 1)},
+        ("A clock", 0): 3,
+        ("Bread", 1): 2,
+        ("The sea", 1): 2,
+    }
 
 
 def test_failed_requests_are_recorded_the_rest_kept_and_a_new_job_asks_only_for_the_missing(
