@@ -155,7 +155,7 @@ class VersionListCreateApi(StudyListAPI):
         return super().get(request, *args, **kwargs)
 
     @extend_schema(
-        summary="Register a base or external version (or find it) and enrol it in the study (staff)",
+        summary="Register a base, external or endpoint version (or find it) and enrol it (staff)",
         request=s.VersionRegisterSerializer,
         responses={201: s.VersionSerializer},
     )
@@ -169,6 +169,7 @@ class VersionListCreateApi(StudyListAPI):
             model_revision=data["model_revision"],
             decoding=data["decoding"],
             reference_corpus_path=data["reference_corpus_path"],
+            endpoint=data["endpoint"],
             study=self.study,
         )
         return Response(s.VersionSerializer(version).data, status=status.HTTP_201_CREATED)

@@ -206,6 +206,7 @@ class VersionSerializer(serializers.ModelSerializer):
             "model_path",
             "model_revision",
             "decoding",
+            "endpoint",
             "reference_corpus_path",
             "parent_id",
             "training_job_id",
@@ -218,7 +219,11 @@ class VersionRegisterSerializer(serializers.Serializer):
     generator = Text(max_length=200)
     label = Text(max_length=120)
     kind = serializers.ChoiceField(
-        choices=[(VersionKind.BASE, "base"), (VersionKind.EXTERNAL, "external")],
+        choices=[
+            (VersionKind.BASE, "base"),
+            (VersionKind.EXTERNAL, "external"),
+            (VersionKind.ENDPOINT, "endpoint"),
+        ],
         help_text="Trained versions are made by training jobs, not registered.",
     )
     model_path = Text(max_length=500, required=False, allow_blank=True, default="")
@@ -230,6 +235,16 @@ class VersionRegisterSerializer(serializers.Serializer):
         help_text="A hub model's branch, tag or commit to pin; empty = its default branch.",
     )
     decoding = JsonObject(required=False, default=dict)
+    endpoint = JsonObject(
+        required=False,
+        default=dict,
+        help_text=(
+            'An endpoint version\'s settings: {"base_url": "http://localhost:8000/v1", "model": "...", '
+            '"mode": "completions" | "chat", "api_key_env": "OPENAI_API_KEY", "concurrency": 4, '
+            '"timeout_seconds": 60, "max_retries": 4, "backoff_seconds": 1}. api_key_env is the NAME '
+            "of the workers' environment variable that holds the key; the key is never sent here."
+        ),
+    )
     reference_corpus_path = Text(max_length=500, required=False, allow_blank=True, default="")
 
 

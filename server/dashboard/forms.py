@@ -12,7 +12,7 @@ from django.forms.fields import InvalidJSONInput
 
 from server.core.untrusted_json import UntrustedJSONError, json_loads_untrusted
 from server.dashboard.training_settings import POLICY_GROUPS, REWARD_MODEL_GROUPS, Group
-from server.generators.models import GeneratorVersion, VersionKind
+from server.generators.models import KINDS_WITHOUT_WEIGHTS, GeneratorVersion, VersionKind
 from server.studies.models import PairSelection, Study
 from server.training.exports import EXPORT_KINDS
 from server.training.models import PreferenceSnapshot, RewardModel
@@ -308,7 +308,9 @@ class PolicyForm(TrainingForm):
     def setup(self) -> None:
         super().setup()
         self.fields["parent_version"].queryset = (
-            self.study.versions.exclude(kind=VersionKind.EXTERNAL).select_related("generator").order_by("id")
+            self.study.versions.exclude(kind__in=KINDS_WITHOUT_WEIGHTS)
+            .select_related("generator")
+            .order_by("id")
         )
         self.fields["method"].initial = self.study.auto_train_policy
         self.fields["snapshot"].queryset = PreferenceSnapshot.objects.filter(study=self.study).order_by(
@@ -405,6 +407,58 @@ class ImportForm(forms.Form):
                 f"the limit is {settings.LOVELACE_MAX_UPLOAD_BYTES:,} bytes."
             )
         return upload
+
+
+class EndpointVersionForm(forms.Form):
+    """Register a version that samples through an OpenAI-compatible endpoint. The API key is not
+    asked for: only the name of the workers' environment variable that holds it."""
+
+    prefix = "endpoint"  # the page has other forms: distinct field names and ids
+
+    generator = forms.CharField(max_length=200)
+    label = forms.CharField(max_length=120)
+    base_url = forms.CharField(
+        max_length=500,
+        label="Base URL",
+        help_text="e.g. http://localhost:8000/v1 (vLLM), http://localhost:11434/v1",
+    )
+    model = forms.CharField(max_length=200, help_text="The name the server serves the model under.")
+    mode = forms.ChoiceField(choices=[("completions", "completions (base models)"), ("chat", "chat")])
+    api_key_env = forms.CharField(
+        max_length=128,
+        required=False,
+        label="API key variable",
+        help_text="The NAME of the workers' environment variable holding the key, e.g. OPENAI_API_KEY; "
+        "empty when the server needs none.",
+    )
+    concurrency = forms.IntegerField(min_value=1, max_value=256, initial=4)
+    timeout_seconds = forms.FloatField(min_value=0.1, max_value=3600, initial=60, label="Timeout (s)")
+    max_retries = forms.IntegerField(min_value=0, max_value=20, initial=4)
+    decoding = OptionalJSONField(required=False, help_text='e.g. {"temperature": 0.9, "max_new_tokens": 60}')
+
+    def clean_decoding(self) -> dict[str, Any]:
+        return _json_object(self.cleaned_data.get("decoding"), "Decoding")
+
+    def arguments(self) -> dict[str, Any]:
+        data = self.cleaned_data
+        return {
+            "generator_name": data["generator"],
+            "label": data["label"],
+            "kind": VersionKind.ENDPOINT,
+            "decoding": data["decoding"],
+            "endpoint": {
+                name: data[name]
+                for name in (
+                    "base_url",
+                    "model",
+                    "mode",
+                    "api_key_env",
+                    "concurrency",
+                    "timeout_seconds",
+                    "max_retries",
+                )
+            },
+        }
 
 
 class GoldImportForm(ImportForm):

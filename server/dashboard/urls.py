@@ -17,6 +17,7 @@ urlpatterns = [
     path("studies/<slug:slug>/actions/<slug:action>/", views.study_action, name="action"),
     path("studies/<slug:slug>/import/", views.study_import, name="import"),
     path("studies/<slug:slug>/gold/", views.study_gold_import, name="gold-import"),
+    path("studies/<slug:slug>/endpoint-versions/", views.study_endpoint_version, name="endpoint-version"),
     path("studies/<slug:slug>/raters/<id:rater_id>/pause/", views.rater_pause, name="rater-pause"),
     path("studies/<slug:slug>/raters/<id:rater_id>/resume/", views.rater_resume, name="rater-resume"),
     path("studies/<slug:slug>/raters/<id:rater_id>/release/", views.rater_release, name="rater-release"),

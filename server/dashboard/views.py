@@ -34,7 +34,7 @@ from server.core.exceptions import ApplicationError, NotFound
 from server.dashboard import forms, selectors
 from server.dashboard.metrics import metrics_collect
 from server.evaluations.services import evaluation_start, leaderboard_recompute_start
-from server.generators.services import generate_start, samples_import_file
+from server.generators.services import generate_start, generator_version_register, samples_import_file
 from server.jobs.services import job_cancel
 from server.ratings import services as rating_services
 from server.ratings.gold_import import gold_pairs_import_file
@@ -154,6 +154,7 @@ def _render_study(
     import_errors: list[dict[str, Any]] | None = None,
     gold_form: forms.GoldImportForm | None = None,
     gold_errors: list[dict[str, Any]] | None = None,
+    endpoint_form: forms.EndpointVersionForm | None = None,
     status: int = 200,
 ) -> HttpResponse:
     bound = bound or {}
@@ -168,6 +169,7 @@ def _render_study(
         "import_errors": import_errors or [],
         "gold_form": gold_form or forms.GoldImportForm(),
         "gold_errors": gold_errors or [],
+        "endpoint_form": endpoint_form or forms.EndpointVersionForm(),
     }
     return render(request, "dashboard/study.html", context, status=status)
 
@@ -245,6 +247,23 @@ def study_import(request: HttpRequest, slug: str) -> HttpResponse:
             )
             return _redirect(_study_url(study, "import"))
     return _render_study(request, study, import_form=form, import_errors=errors, status=400)
+
+
+@require_POST
+@staff_required
+def study_endpoint_version(request: HttpRequest, slug: str) -> HttpResponse:
+    study = selectors.study_get(slug=slug)
+    form = forms.EndpointVersionForm(request.POST)
+    if form.is_valid():
+        try:
+            with transaction.atomic():
+                version = generator_version_register(study=study, **form.arguments())
+        except ApplicationError as error:
+            form.add_error(None, error.message)
+        else:
+            messages.success(request, f"{version} is registered and enrolled; generate its samples below.")
+            return _redirect(_study_url(study, "actions"))
+    return _render_study(request, study, endpoint_form=form, status=400)
 
 
 @require_POST

@@ -35,8 +35,9 @@ from server.core.paths import model_path_check
 from server.evaluations.leaderboard import OUTCOME_CODES, counted_judgments
 from server.evaluations.models import Evaluation
 from server.evaluations.selectors import leaderboard_latest
+from server.generators.endpoint_generation import endpoint_samples_generate_missing
 from server.generators.jobs import samples_generate_missing
-from server.generators.models import GeneratorVersion, Sample, VersionKind
+from server.generators.models import KINDS_WITHOUT_WEIGHTS, GeneratorVersion, Sample, VersionKind
 from server.generators.services import version_corpus_check, version_model_check
 from server.jobs.models import Job
 from server.studies.models import Prompt
@@ -120,7 +121,7 @@ def evaluation_run(*, job: Job, report: ProgressReporter) -> dict[str, Any]:
     reference_model = ""
     if params.get("reference_model_path"):
         reference_model = model_path_check(params["reference_model_path"], field="reference_model_path")
-    elif root.kind != VersionKind.EXTERNAL:
+    elif root.kind not in KINDS_WITHOUT_WEIGHTS:
         reference_model = version_model_check(version=root, field="reference_model_path")
     reward_model = RewardModel.objects.filter(study=study).order_by("-created_at").first()
     reward_model_path = model_path_check(reward_model.path, field="reward model path") if reward_model else ""
@@ -132,7 +133,13 @@ def evaluation_run(*, job: Job, report: ProgressReporter) -> dict[str, Any]:
 
     report(step=0, total=STEPS, message="samples")
     if version.kind != VersionKind.EXTERNAL:
-        samples_generate_missing(
+        # An endpoint's failed requests are in the job's log; the evaluation uses what came back.
+        generate_missing = (
+            endpoint_samples_generate_missing
+            if version.kind == VersionKind.ENDPOINT
+            else samples_generate_missing
+        )
+        generate_missing(
             version=version,
             prompts=prompts,
             seeds=range(k),

@@ -68,8 +68,8 @@ def evaluation_start(
     parent_id: int | None = None,
 ) -> Job:
     """Start the creativity evaluation of one version on the study's prompts of ``split``."""
-    from server.generators.models import GeneratorVersion, VersionKind
-    from server.generators.services import version_corpus_check, version_model_check
+    from server.generators.models import KINDS_WITHOUT_WEIGHTS, GeneratorVersion, VersionKind
+    from server.generators.services import version_corpus_check, version_endpoint_check, version_model_check
     from server.studies.models import Prompt, PromptSplit
 
     if split not in PromptSplit.values:
@@ -94,8 +94,10 @@ def evaluation_start(
     while root.parent_id is not None:
         root = root.parent  # type: ignore[assignment]
     version_corpus_check(version=version if version.reference_corpus_path else root, field="version_id")
-    if root.kind != VersionKind.EXTERNAL:
+    if root.kind not in KINDS_WITHOUT_WEIGHTS:
         version_model_check(version=root, field="version_id")
+    if version.kind == VersionKind.ENDPOINT:
+        version_endpoint_check(version=version, field="version_id")
     return job_enqueue(
         kind=JobKind.EVALUATE,
         study_id=study.id,

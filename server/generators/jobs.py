@@ -12,8 +12,10 @@ from typing import Any
 
 from django.conf import settings
 
+from server.core.exceptions import ApplicationError
 from server.core.paths import corpus_path_check, output_dir_check
 from server.generators.demo import demo_versions_enrol_and_generate
+from server.generators.endpoint_generation import endpoint_samples_generate_missing
 from server.generators.models import (
     GeneratorVersion,
     Sample,
@@ -214,6 +216,8 @@ def generate_run(*, job: Job, report: ProgressReporter) -> dict[str, Any]:
     report(step=done, total=total, message=f"{done} of {total} samples already exist")
     created = 0
     out_of_memory: list[dict[str, int]] = []
+    failed = 0
+    failures: list[dict[str, Any]] = []
     for version in versions:
 
         def progress(count: int, tokens_per_second: float, version: GeneratorVersion = version) -> None:
@@ -226,6 +230,19 @@ def generate_run(*, job: Job, report: ProgressReporter) -> dict[str, Any]:
                 metrics={"tokens_per_second": tokens_per_second},
             )
 
+        if version.kind == VersionKind.ENDPOINT:
+            outcome = endpoint_samples_generate_missing(
+                version=version,
+                prompts=prompts,
+                seeds=seeds,
+                decoding_override=params.get("decoding", {}),
+                job=job,
+                on_chunk=progress,
+            )
+            created += outcome.created
+            failed += outcome.failed
+            failures += outcome.failures
+            continue
         made, events = samples_generate_missing(
             version=version,
             prompts=prompts,
@@ -236,6 +253,20 @@ def generate_run(*, job: Job, report: ProgressReporter) -> dict[str, Any]:
         )
         created += made
         out_of_memory += events
+    if failed and not done:
+        # Not one sample, now or before: a wrong URL, model name or key, not a few bad samples.
+        raise ApplicationError(
+            f"No sample was generated: {failed} requests failed; the first: {failures[0]['reason']}"
+        )
+    if failed:
+        report(
+            step=done,
+            total=total,
+            message=f"{done} of {total} samples; {failed} requests failed (see the result and log)",
+        )
     if "select_pairs" in params.get("then", []) and job.study is not None:
         pair_selection_start(study=job.study, parent_id=job.id)
-    return {"created": created, "total": total, "out_of_memory_events": out_of_memory}
+    result: dict[str, Any] = {"created": created, "total": total, "out_of_memory_events": out_of_memory}
+    if failed:
+        result |= {"failed": failed, "failures": failures}
+    return result

@@ -27,6 +27,11 @@ class VersionKind(models.TextChoices):
     BASE = "base"  # a Hugging Face hub id or a local model directory
     EXTERNAL = "external"  # samples are imported; no weights here
     TRAINED = "trained"  # a child of another version, produced by a training run
+    ENDPOINT = "endpoint"  # an OpenAI-compatible HTTP endpoint; no weights here
+
+
+# Kinds whose samples are not drawn from weights this service loads.
+KINDS_WITHOUT_WEIGHTS = (VersionKind.EXTERNAL, VersionKind.ENDPOINT)
 
 
 class GeneratorVersion(models.Model):
@@ -46,6 +51,10 @@ class GeneratorVersion(models.Model):
         help_text="A hub model's branch, tag or commit; empty = its default branch.",
     )
     decoding = models.JSONField(default=dict, blank=True, help_text="Default decoding parameters.")
+    # An endpoint version's settings (see workers.ml.endpoint_client.EndpointConfig): base URL,
+    # model name, mode, the *name* of the environment variable holding the API key (never the
+    # key), concurrency, timeout, retries. Empty for every other kind.
+    endpoint = models.JSONField(default=dict, blank=True)
     # Reference corpus for novelty: a locally built model's corpus is its training corpus.
     reference_corpus_path = models.CharField(max_length=500, blank=True)
 
@@ -81,11 +90,17 @@ class GeneratorVersion(models.Model):
                 name="only_trained_versions_have_parent",
             ),
             models.CheckConstraint(
-                condition=~Q(kind=VersionKind.EXTERNAL) | Q(model_path=""),
-                name="external_version_has_no_weights",
+                condition=~Q(kind__in=KINDS_WITHOUT_WEIGHTS) | Q(model_path=""),
+                name="version_without_weights_has_no_model_path",
             ),
             models.CheckConstraint(
-                condition=Q(kind=VersionKind.EXTERNAL) | ~Q(model_path=""), name="model_version_has_weights"
+                condition=Q(kind__in=KINDS_WITHOUT_WEIGHTS) | ~Q(model_path=""),
+                name="model_version_has_weights",
+            ),
+            models.CheckConstraint(
+                condition=(Q(kind=VersionKind.ENDPOINT) & Q(endpoint__has_key="base_url"))
+                | (~Q(kind=VersionKind.ENDPOINT) & Q(endpoint={})),
+                name="endpoint_settings_only_on_endpoint_versions",
             ),
         ]
 
@@ -95,12 +110,16 @@ class GeneratorVersion(models.Model):
     def clean(self) -> None:
         if self.kind == VersionKind.TRAINED and self.parent_id is None:
             raise ValidationError({"parent": "A trained version needs its parent version."})
-        if self.kind == VersionKind.EXTERNAL and self.model_path:
-            raise ValidationError({"model_path": "An external version has no weights here."})
-        if self.kind != VersionKind.EXTERNAL and not self.model_path:
+        if self.kind in KINDS_WITHOUT_WEIGHTS and self.model_path:
+            raise ValidationError({"model_path": f"An {self.kind} version has no weights here."})
+        if self.kind not in KINDS_WITHOUT_WEIGHTS and not self.model_path:
             raise ValidationError({"model_path": "Give a hub id or a local model directory."})
         if self.model_revision and Path(self.model_path).is_absolute():
             raise ValidationError({"model_revision": "A local model directory has no revision to pin."})
+        if self.kind == VersionKind.ENDPOINT and not (self.endpoint or {}).get("base_url"):
+            raise ValidationError({"endpoint": "An endpoint version needs its endpoint settings."})
+        if self.kind != VersionKind.ENDPOINT and self.endpoint:
+            raise ValidationError({"endpoint": "Only an endpoint version has endpoint settings."})
 
 
 def sample_text_normalised(text: str) -> str:

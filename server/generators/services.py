@@ -5,10 +5,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -16,6 +18,7 @@ from django.db import IntegrityError, transaction
 
 from server.core.exceptions import ApplicationError, NotFound
 from server.core.paths import corpus_path_check, data_roots, model_path_check, output_dir_check
+from server.core.untrusted_json import text_problem
 from server.generators.importing import ImportRow, parse_import
 from server.generators.models import (
     Generator,
@@ -29,6 +32,7 @@ from server.jobs.models import Job, JobKind
 from server.jobs.services import job_enqueue
 from server.studies.models import Prompt, PromptSplit, Study, prompt_text_hash
 from server.studies.services import study_enrol_version
+from workers.ml.endpoint_client import EndpointConfig, EndpointDecoding
 
 DECODING_FIELDS = {"temperature", "top_p", "top_k", "max_new_tokens", "stop", "batch_size", "dtype", "engine"}
 # Kept here, not imported from workers.ml (the web process never imports torch): what
@@ -62,6 +66,134 @@ def validate_decoding(decoding: dict[str, Any]) -> dict[str, Any]:
                 extra={"field": f"decoding.{name}"},
             )
     return decoding
+
+
+ENDPOINT_FIELDS = {
+    "base_url",
+    "model",
+    "mode",
+    "api_key_env",
+    "concurrency",
+    "timeout_seconds",
+    "max_retries",
+    "backoff_seconds",
+}
+# What an endpoint takes of the decoding parameters: top_k is not part of the OpenAI protocol, and
+# batch_size is the local sampler's (an endpoint's is ``concurrency``).
+ENDPOINT_DECODING_FIELDS = {"temperature", "top_p", "max_new_tokens", "stop"}
+_ENV_VAR_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
+
+
+def _endpoint_error(message: str, name: str) -> ApplicationError:
+    return ApplicationError(message, extra={"field": f"endpoint.{name}"})
+
+
+def validate_endpoint(settings_in: dict[str, Any]) -> EndpointConfig:
+    """An endpoint version's settings, checked by name, type and range, with errors in plain words.
+
+    The API key itself is never among them: ``api_key_env`` names the environment variable of the
+    worker that holds it, read when a job runs.
+    """
+    if not isinstance(settings_in, dict):
+        raise ApplicationError("The endpoint settings must be an object.", extra={"field": "endpoint"})
+    unknown = sorted(set(settings_in) - ENDPOINT_FIELDS)
+    if unknown:
+        hint = (
+            " Put the key in an environment variable and give its name as api_key_env."
+            if any("key" in name and name != "api_key_env" for name in unknown)
+            else ""
+        )
+        raise _endpoint_error(
+            f"Unknown endpoint setting {unknown[0]!r}; known: {', '.join(sorted(ENDPOINT_FIELDS))}.{hint}",
+            unknown[0],
+        )
+    base_url = settings_in.get("base_url")
+    if not isinstance(base_url, str) or not base_url.strip():
+        raise _endpoint_error("Give the endpoint's base URL, e.g. http://localhost:8000/v1.", "base_url")
+    base_url = base_url.strip().rstrip("/")
+    try:
+        parts = urlsplit(base_url)
+        port = parts.port  # reading it checks it
+    except ValueError:
+        raise _endpoint_error(f"The base URL {base_url!r} is not a valid URL.", "base_url") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname or len(base_url) > 500:
+        raise _endpoint_error(
+            "The base URL must start with http:// or https:// and name a host, e.g. http://localhost:8000/v1.",
+            "base_url",
+        )
+    if parts.username is not None or parts.password is not None or parts.query or parts.fragment:
+        raise _endpoint_error(
+            "The base URL must not carry credentials, a query or a fragment: it is stored and shown. "
+            "Put the API key in an environment variable and give its name as api_key_env.",
+            "base_url",
+        )
+    del port
+    model = settings_in.get("model")
+    if not isinstance(model, str) or not model.strip() or len(model) > 200 or text_problem(model):
+        raise _endpoint_error(
+            "Give the model name the endpoint serves (at most 200 characters), e.g. "
+            "meta-llama/Llama-3.1-8B-Instruct.",
+            "model",
+        )
+    mode = settings_in.get("mode", "completions")
+    if mode not in ("chat", "completions"):
+        raise _endpoint_error("The mode must be 'chat' or 'completions'.", "mode")
+    api_key_env = settings_in.get("api_key_env", "")
+    if not isinstance(api_key_env, str) or (api_key_env and not _ENV_VAR_NAME.fullmatch(api_key_env)):
+        # Said without repeating the value: it may be the key itself, pasted in the wrong field.
+        raise _endpoint_error(
+            "api_key_env must be the NAME of an environment variable (letters, digits and _, not "
+            "starting with a digit), e.g. OPENAI_API_KEY — not the key itself.",
+            "api_key_env",
+        )
+    ranges: dict[str, tuple[type, float, float, Any]] = {
+        "concurrency": (int, 1, 256, 4),
+        "timeout_seconds": (float, 0.1, 3600, 60.0),
+        "max_retries": (int, 0, 20, 4),
+        "backoff_seconds": (float, 0.0, 60, 1.0),
+    }
+    numbers: dict[str, Any] = {}
+    for name, (kind, low, high, default) in ranges.items():
+        value = settings_in.get(name, default)
+        wanted = int if kind is int else int | float
+        if isinstance(value, bool) or not isinstance(value, wanted) or not low <= value <= high:
+            what = "a whole number" if kind is int else "a number of seconds"
+            raise _endpoint_error(f"{name} must be {what} from {low:g} to {high:g}.", name)
+        numbers[name] = kind(value)
+    return EndpointConfig(
+        base_url=base_url, model=model.strip(), mode=mode, api_key_env=api_key_env, **numbers
+    )
+
+
+def endpoint_decoding(decoding: dict[str, Any]) -> EndpointDecoding:
+    """The decoding parameters an endpoint request carries; refuses those it cannot carry."""
+    validate_decoding(decoding)
+    unsupported = sorted(set(decoding) - ENDPOINT_DECODING_FIELDS - {"batch_size"})
+    if unsupported:
+        raise ApplicationError(
+            f"An endpoint takes the decoding parameters {', '.join(sorted(ENDPOINT_DECODING_FIELDS))}; "
+            f"not {unsupported[0]!r}.",
+            extra={"field": f"decoding.{unsupported[0]}"},
+        )
+    return EndpointDecoding(
+        temperature=decoding.get("temperature"),
+        top_p=decoding.get("top_p"),
+        max_tokens=decoding.get("max_new_tokens", EndpointDecoding.max_tokens),
+        stop=tuple(decoding.get("stop", ())),
+    )
+
+
+def version_endpoint_check(*, version: GeneratorVersion, field: str) -> EndpointConfig:
+    """The endpoint settings of ``version`` as a job uses them (a row the Django admin edited is
+    checked again), else an error naming the version and ``field``."""
+    try:
+        return validate_endpoint(version.endpoint)
+    except ApplicationError as error:
+        raise ApplicationError(f"{version}: {error.message}", extra={"field": field}) from None
+
+
+def endpoint_settings_stored(config: EndpointConfig) -> dict[str, Any]:
+    return dict(config.__dict__)
 
 
 def version_model_check(*, version: GeneratorVersion, field: str) -> str:
@@ -105,9 +237,13 @@ def generator_version_register(
     decoding: dict[str, Any] | None = None,
     reference_corpus_path: str = "",
     metadata: dict[str, Any] | None = None,
+    endpoint: dict[str, Any] | None = None,
     study: Study | None = None,
 ) -> GeneratorVersion:
-    """Register (or return the existing) version ``generator_name/label``; enrol it in ``study``."""
+    """Register (or return the existing) version ``generator_name/label``; enrol it in ``study``.
+
+    An endpoint version (kind "endpoint") has ``endpoint`` settings (see ``validate_endpoint``)
+    and no model path."""
     if not generator_name.strip() or not label.strip():
         raise ApplicationError("A version needs a generator name and a label.")
     generator, _ = Generator.objects.get_or_create(name=generator_name.strip())
@@ -120,12 +256,21 @@ def generator_version_register(
             reference_corpus_path = str(
                 corpus_path_check(reference_corpus_path, field="reference_corpus_path")
             )
+        stored_endpoint: dict[str, Any] = {}
+        if kind == VersionKind.ENDPOINT:
+            stored_endpoint = endpoint_settings_stored(validate_endpoint(endpoint or {}))
+            endpoint_decoding(dict(decoding or {}))
+        elif endpoint:
+            raise ApplicationError(
+                "Only an endpoint version has endpoint settings.", extra={"field": "endpoint"}
+            )
         version = GeneratorVersion(
             generator=generator,
             label=label.strip(),
             kind=kind,
             model_path=model_path,
             model_revision=model_revision.strip(),
+            endpoint=stored_endpoint,
             decoding=validate_decoding(dict(decoding or {})),
             reference_corpus_path=reference_corpus_path,
             metadata=metadata or {},
@@ -289,7 +434,14 @@ def generate_start(
     if not (prompts if split == "all" else prompts.filter(split=split)).exists():
         raise ApplicationError(f"The study has no {split} prompts.", extra={"field": "split"})
     for version in versions:  # a row the Django admin edited is refused here, not only in the worker
-        version_model_check(version=version, field="version_ids")
+        if version.kind == VersionKind.ENDPOINT:
+            version_endpoint_check(version=version, field="version_ids")
+            try:
+                endpoint_decoding({**version.decoding, **(decoding or {})})
+            except ApplicationError as error:
+                raise ApplicationError(f"{version}: {error.message}", extra={"field": "decoding"}) from None
+        else:
+            version_model_check(version=version, field="version_ids")
     return job_enqueue(
         kind=JobKind.GENERATE,
         study_id=study.id,

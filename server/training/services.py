@@ -17,7 +17,7 @@ from django.db import transaction
 
 from server.core.exceptions import ApplicationError, NotFound
 from server.core.paths import model_path_check
-from server.generators.models import GeneratorVersion, VersionKind
+from server.generators.models import KINDS_WITHOUT_WEIGHTS, GeneratorVersion, VersionKind
 from server.generators.services import version_model_check
 from server.jobs.models import Job, JobKind, JobStatus
 from server.jobs.services import job_enqueue
@@ -408,7 +408,7 @@ def policy_parent_choose(*, study: Study) -> ParentChoice:
     """
     from server.evaluations.selectors import leaderboard_latest
 
-    model_versions = study.versions.exclude(kind=VersionKind.EXTERNAL)
+    model_versions = study.versions.exclude(kind__in=KINDS_WITHOUT_WEIGHTS)
     board = leaderboard_latest(study=study)
     rows = {row["version_id"]: row for row in board.rows} if board is not None else {}
     rated = [row["version_id"] for row in (board.rows if board is not None else []) if row["battles"] > 0]
@@ -479,9 +479,10 @@ def policy_train_start(
     )
     if parent is None:
         raise NotFound("There is no parent version to train from.", extra={"field": "parent_version_id"})
-    if parent.kind == VersionKind.EXTERNAL:
+    if parent.kind in KINDS_WITHOUT_WEIGHTS:
         raise ApplicationError(
-            f"{parent} is external: it has no weights to fine-tune.", extra={"field": "parent_version_id"}
+            f"{parent} is {parent.kind}: it has no weights here to fine-tune.",
+            extra={"field": "parent_version_id"},
         )
     if not study.versions.filter(id=parent.id).exists():
         raise ApplicationError(
