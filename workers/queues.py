@@ -17,6 +17,7 @@ QUEUE_OF_JOB_KIND: dict[str, Queue] = {
     "train_reward_model": Queue.GPU,
     "train_policy": Queue.GPU,
     "evaluate": Queue.GPU,
+    "machine_judge": Queue.GPU,  # a reward model scores on the GPU; an endpoint judge waits on sockets
     "select_pairs": Queue.CPU,
     "recompute_leaderboard": Queue.CPU,
     "export": Queue.CPU,

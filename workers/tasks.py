@@ -73,6 +73,13 @@ def generate_job(job_id: int) -> str:
     return run_job(job_id, generate_run)
 
 
+@app.task(name=task_name_for_job_kind("machine_judge"), **GPU_TASK)
+def machine_judge_job(job_id: int) -> str:
+    from server.judges.jobs import machine_judging_run
+
+    return run_job(job_id, machine_judging_run)
+
+
 @app.task(name=task_name_for_job_kind("select_pairs"), **CPU_TASK)
 def select_pairs_job(job_id: int) -> str:
     return run_job(job_id, pair_selection_run)

@@ -35,6 +35,9 @@ from server.evaluations.selectors import leaderboard_latest
 from server.evaluations.services import evaluation_start, leaderboard_recompute_start
 from server.generators.services import generate_start, generator_version_register, samples_import_file
 from server.jobs.services import job_cancel
+from server.judges.models import MachineJudge
+from server.judges.selectors import machine_judges_overview
+from server.judges.services import machine_judge_create, machine_judging_start
 from server.ratings import services as rating_services
 from server.ratings.gold_import import gold_pairs_import, gold_pairs_import_file, gold_rows_from_records
 from server.ratings.models import Judgment
@@ -623,6 +626,44 @@ def _export_body(request: Request, job: Any) -> dict[str, Any]:
             url = reverse("api:export-file", kwargs={"job_id": job.id, "name": name})
             files.append({"name": name, "size": size, "url": request.build_absolute_uri(url)})
     return {"job": job, "files": files}
+
+
+class MachineJudgeListCreateApi(StudyAPI):
+    schema_tag = "machine judges"
+
+    @extend_schema(
+        summary="The study's machine judges with their agreement with people (staff)",
+        responses=s.MachineJudgeSerializer(many=True),
+    )
+    def get(self, request: Request, slug: str) -> Response:
+        return Response(s.MachineJudgeSerializer(machine_judges_overview(study=self.study), many=True).data)
+
+    @extend_schema(
+        summary="Register a machine judge: the study's reward model or an endpoint model (staff)",
+        request=s.MachineJudgeCreateSerializer,
+        responses={201: s.MachineJudgeSerializer},
+    )
+    def post(self, request: Request, slug: str) -> Response:
+        data = _valid(s.MachineJudgeCreateSerializer, request.data)
+        judge = machine_judge_create(study=self.study, **data)
+        row = next(row for row in machine_judges_overview(study=self.study) if row["judge"].id == judge.id)
+        return Response(s.MachineJudgeSerializer(row).data, status=status.HTTP_201_CREATED)
+
+
+class MachineJudgingStartApi(JobStartAPI):
+    @extend_schema(
+        summary="Start a machine judge on the comparisons it has not judged yet (staff)",
+        request=s.MachineJudgingStartSerializer,
+        responses={202: s.JobSerializer},
+    )
+    def post(self, request: Request, slug: str, judge_id: int) -> Response:
+        data = _valid(s.MachineJudgingStartSerializer, request.data)
+        judge = MachineJudge.objects.filter(study=self.study, id=judge_id).first()
+        if judge is None:
+            raise NotFound(f"The study has no machine judge {judge_id}.")
+        with transaction.atomic():
+            job = machine_judging_start(judge=judge, scope=data["scope"], created_by_id=request.user.id)
+        return self.accepted(job)
 
 
 class ExportStartApi(JobStartAPI):

@@ -633,3 +633,60 @@ class ExportFileSerializer(serializers.Serializer):
 class ExportSerializer(serializers.Serializer):
     job = JobSummarySerializer()
     files = ExportFileSerializer(many=True)
+
+
+# --- Machine judges -------------------------------------------------------------------------------
+
+
+class MachineJudgeCreateSerializer(serializers.Serializer):
+    name = Text(max_length=120)
+    kind = serializers.ChoiceField(choices=[("reward_model", "reward_model"), ("endpoint", "endpoint")])
+    reward_model_id = Identifier(
+        required=False, allow_null=True, help_text="reward_model: which one (default: the study's latest)."
+    )
+    endpoint = JsonObject(
+        required=False,
+        default=dict,
+        help_text="endpoint: base_url, model, mode (chat / completions), api_key_env (the variable's "
+        "name, never the key), concurrency, timeout_seconds, max_retries, backoff_seconds.",
+    )
+    judging_prompt = Text(
+        max_length=10_000,
+        required=False,
+        allow_blank=True,
+        default="",
+        help_text="endpoint: a template with {prompt}, {first}, {second} and optionally {question}; "
+        "the judge must reply 1, 2 or tie (a default prompt when empty).",
+    )
+
+
+class MachineJudgingStartSerializer(serializers.Serializer):
+    scope = serializers.ChoiceField(
+        choices=[("judged_by_people", "judged_by_people"), ("all", "all")],
+        default="judged_by_people",
+        help_text="Comparisons people judged (what agreement needs), or all regular comparisons.",
+    )
+
+
+class ProportionSerializer(serializers.Serializer):
+    k = serializers.IntegerField()
+    n = serializers.IntegerField()
+    share = serializers.FloatField(allow_null=True)
+    low = serializers.FloatField(allow_null=True, help_text="95 % Wilson interval")
+    high = serializers.FloatField(allow_null=True)
+
+
+class MachineJudgeSerializer(serializers.Serializer):
+    id = serializers.IntegerField(source="judge.id")
+    name = serializers.CharField(source="judge.name")
+    kind = serializers.CharField(source="judge.kind")
+    reward_model_id = serializers.IntegerField(source="judge.reward_model_id", allow_null=True)
+    endpoint = serializers.DictField(source="judge.endpoint")
+    judging_prompt = serializers.CharField(source="judge.judging_prompt")
+    verdicts = serializers.IntegerField()
+    with_majority = ProportionSerializer(help_text="Agreement with the strict human majority.")
+    ties = ProportionSerializer(help_text="Ties the judge called, of the comparisons with a majority.")
+    judge_vs_rater = ProportionSerializer(help_text="Agreement with single raters' votes.")
+    rater_vs_rater = ProportionSerializer(help_text="Raters' agreement with each other: the ceiling.")
+    comparisons_with_two_votes = serializers.IntegerField()
+    leaderboard = serializers.ListField(child=serializers.DictField())

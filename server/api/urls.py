@@ -57,6 +57,10 @@ urlpatterns = [
         name="start-leaderboard",
     ),
     path(f"{study}exports/", apis.ExportStartApi.as_view(), name="start-export"),
+    path(f"{study}judges/", apis.MachineJudgeListCreateApi.as_view(), name="machine-judges"),
+    path(
+        f"{study}judges/<id:judge_id>/run/", apis.MachineJudgingStartApi.as_view(), name="start-machine-judge"
+    ),
     path("jobs/", apis.JobListApi.as_view(), name="jobs"),
     path("jobs/<id:job_id>/", apis.JobDetailApi.as_view(), name="job"),
     path("jobs/<id:job_id>/cancel/", apis.JobCancelApi.as_view(), name="job-cancel"),

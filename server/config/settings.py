@@ -92,6 +92,7 @@ INSTALLED_APPS = [
     "server.ratings",
     "server.training",
     "server.evaluations",
+    "server.judges",
     "server.dashboard",
 ]
 

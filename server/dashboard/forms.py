@@ -13,6 +13,8 @@ from django.forms.fields import InvalidJSONInput
 from server.core.untrusted_json import UntrustedJSONError, json_loads_untrusted
 from server.dashboard.training_settings import POLICY_GROUPS, REWARD_MODEL_GROUPS, Group
 from server.generators.models import KINDS_WITHOUT_WEIGHTS, GeneratorVersion, VersionKind
+from server.judges.models import MachineJudge
+from server.judges.services import DEFAULT_JUDGING_PROMPT
 from server.studies.models import PairSelection, Study
 from server.training.exports import EXPORT_KINDS
 from server.training.models import PreferenceSnapshot, RewardModel
@@ -473,3 +475,76 @@ class GoldImportForm(ImportForm):
 
 class PauseForm(forms.Form):
     reason = forms.CharField(max_length=300, required=False)
+
+
+class MachineJudgeChoiceField(forms.ModelChoiceField):
+    def label_from_instance(self, obj: MachineJudge) -> str:
+        return f"{obj.name} ({obj.get_kind_display()})"
+
+
+class MachineJudgeForm(StudyForm):
+    judge = MachineJudgeChoiceField(
+        queryset=MachineJudge.objects.none(), required=False, empty_label="a new judge (the fields below)"
+    )
+    name = forms.CharField(
+        required=False, max_length=120, help_text="A new judge's name, e.g. “RM #3” or “gpt-judge”."
+    )
+    kind = forms.ChoiceField(
+        required=False,
+        choices=[("", "—"), ("reward_model", "the study's reward model"), ("endpoint", "an endpoint model")],
+        help_text="A new judge's kind.",
+    )
+    reward_model = RewardModelChoiceField(
+        queryset=RewardModel.objects.none(), required=False, empty_label="latest reward model"
+    )
+    endpoint = OptionalJSONField(
+        required=False,
+        help_text='Endpoint judges: {"base_url": "http://localhost:8000/v1", "model": "…", "mode": "chat", '
+        '"api_key_env": "JUDGE_API_KEY"} — the key stays in that variable on the workers.',
+    )
+    judging_prompt = forms.CharField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 8}),
+        initial=DEFAULT_JUDGING_PROMPT,
+        help_text="Endpoint judges: {prompt}, {first} and {second} are required, {question} is the study's "
+        "question; the judge must reply 1, 2 or tie. Each pair is asked in both orders.",
+    )
+    scope = forms.ChoiceField(
+        choices=[("judged_by_people", "pairs people judged"), ("all", "all regular pairs")],
+        help_text="Pairs the judge has judged before are skipped.",
+    )
+
+    def clean_endpoint(self) -> dict[str, Any]:
+        return _json_object(self.cleaned_data.get("endpoint"), "endpoint")
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if data.get("judge") is None:
+            if not (data.get("name") or "").strip():
+                self.add_error("name", "Name the new judge, or choose an existing one above.")
+            if not data.get("kind"):
+                self.add_error("kind", "Choose what the new judge is.")
+        return data
+
+    def setup(self) -> None:
+        self.fields["judge"].queryset = MachineJudge.objects.filter(study=self.study).order_by("id")
+        self.fields["reward_model"].queryset = RewardModel.objects.filter(study=self.study).order_by(
+            "-created_at"
+        )
+
+    def arguments(self) -> dict[str, Any]:
+        data = self.cleaned_data
+        if data["judge"] is not None:
+            return {"judge_id": data["judge"].id, "scope": data["scope"]}
+        arguments: dict[str, Any] = {
+            "judge_id": None,
+            "scope": data["scope"],
+            "name": data["name"],
+            "kind": data["kind"],
+        }
+        if data["kind"] == "reward_model":
+            arguments["reward_model_id"] = data["reward_model"].id if data["reward_model"] else None
+        else:
+            arguments["endpoint"] = data["endpoint"]
+            arguments["judging_prompt"] = data["judging_prompt"]
+        return arguments

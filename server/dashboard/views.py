@@ -33,9 +33,12 @@ from server.core import prometheus
 from server.core.exceptions import ApplicationError, NotFound
 from server.dashboard import forms, selectors
 from server.dashboard.metrics import metrics_collect
+from server.evaluations.selectors import leaderboard_latest
 from server.evaluations.services import evaluation_start, leaderboard_recompute_start
 from server.generators.services import generate_start, generator_version_register, samples_import_file
 from server.jobs.services import job_cancel
+from server.judges.selectors import machine_judges_overview
+from server.judges.services import machine_judge_start
 from server.ratings import services as rating_services
 from server.ratings.gold_import import gold_pairs_import_file
 from server.ratings.pair_selection import pair_selection_start
@@ -124,6 +127,15 @@ ACTIONS = {
             "Recompute",
         ),
         Action(
+            "machine-judge",
+            "Judge with a machine",
+            "A reward model or an endpoint model judges the pairs; its verdicts are kept apart from "
+            "people's and shown with its agreement under Machine judges.",
+            forms.MachineJudgeForm,
+            machine_judge_start,
+            "Start judging",
+        ),
+        Action(
             "export",
             "Export",
             "Files appear under Exports when the job has finished.",
@@ -143,6 +155,12 @@ def _redirect(url: str) -> HttpResponseRedirect:
     response = HttpResponseRedirect(url)
     response.status_code = 303  # after a POST, the browser GETs the page
     return response
+
+
+def _human_ranks(study: Study) -> dict[int, int]:
+    """Version id → rank on the latest human leaderboard, shown beside each machine judge's."""
+    board = leaderboard_latest(study=study)
+    return {row["version_id"]: row["rank"] for row in board.rows} if board else {}
 
 
 def _render_study(
@@ -170,6 +188,8 @@ def _render_study(
         "gold_form": gold_form or forms.GoldImportForm(),
         "gold_errors": gold_errors or [],
         "endpoint_form": endpoint_form or forms.EndpointVersionForm(),
+        "machine_judges": machine_judges_overview(study=study),
+        "human_ranks": _human_ranks(study),
     }
     return render(request, "dashboard/study.html", context, status=status)
 

@@ -57,6 +57,7 @@ class JobKind(models.TextChoices):
     RECOMPUTE_LEADERBOARD = "recompute_leaderboard"
     EXPORT = "export"
     SNAPSHOT = "snapshot"
+    MACHINE_JUDGE = "machine_judge"
     NOOP = "noop"  # does nothing but report progress: health checks and tests of the job system
 
 

@@ -45,7 +45,8 @@ class Fault:
 
     answer: "429" (with ``retry_after`` seconds in Retry-After when given), "500", "hang" (sleep
     ``hang_seconds`` before answering normally), "truncated" (the connection drops mid-answer),
-    "not_json", "no_choices", "wrong_type" (the text is a number)."""
+    "not_json", "no_choices", "wrong_type" (the text is a number), "text" (a normal answer whose
+    completion is ``text``: a scripted model, e.g. a judge that replies "1")."""
 
     prompt: str
     answer: str
@@ -53,6 +54,7 @@ class Fault:
     times: int | None = None
     retry_after: str | None = None
     hang_seconds: float = 5.0
+    text: str = ""
 
     def matches(self, prompt: str, seed: Any) -> bool:
         return self.prompt in prompt and (self.seed is None or self.seed == seed) and self.times != 0
@@ -182,6 +184,18 @@ class Handler(BaseHTTPRequestHandler):
                 return
             elif fault.answer == "no_choices":
                 self._json(200, {"id": "cmpl-empty", "object": "text_completion", "choices": []})
+                return
+            elif fault.answer == "text":
+                message = {"role": "assistant", "content": fault.text}
+                field = {"message": message} if chat else {"text": fault.text}
+                self._json(
+                    200,
+                    {
+                        "id": f"scripted-{uuid.uuid4().hex}",
+                        "choices": [{"index": 0, "finish_reason": "stop", **field}],
+                        "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+                    },
+                )
                 return
             elif fault.answer == "wrong_type":
                 field = {"message": {"role": "assistant", "content": 42}} if chat else {"text": 42}

@@ -1,0 +1,7 @@
+from django.apps import AppConfig
+
+
+class JudgesConfig(AppConfig):
+    name = "server.judges"
+    label = "judges"
+    verbose_name = "Machine judges"
