@@ -186,13 +186,16 @@ class Handler(BaseHTTPRequestHandler):
                 self._json(200, {"id": "cmpl-empty", "object": "text_completion", "choices": []})
                 return
             elif fault.answer == "text":
-                message = {"role": "assistant", "content": fault.text}
-                field = {"message": message} if chat else {"text": fault.text}
+                scripted: dict[str, Any] = (
+                    {"message": {"role": "assistant", "content": fault.text}}
+                    if chat
+                    else {"text": fault.text}
+                )
                 self._json(
                     200,
                     {
                         "id": f"scripted-{uuid.uuid4().hex}",
-                        "choices": [{"index": 0, "finish_reason": "stop", **field}],
+                        "choices": [{"index": 0, "finish_reason": "stop", **scripted}],
                         "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
                     },
                 )
