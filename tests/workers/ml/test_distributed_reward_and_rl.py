@@ -33,7 +33,7 @@ from workers.ml.policy_config import LoraSettings, OnlineRLConfig
 from workers.ml.reward_model import RewardModelConfig, RewardModelResult, train_reward_model
 
 FAST = Supervision(poll_seconds=0.05, grace_seconds=30.0, settle_seconds=5.0)
-STEPS_PER_MEMBER = 4  # 32 pairs, 8 per optimizer step
+STEPS_PER_MEMBER = 8  # 32 pairs, 4 per optimizer step
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -86,8 +86,9 @@ def run_pids(checkpoints: Path) -> list[int]:
 
 
 class KillRankOneInTheSecondMember(StepReporter):
-    """Kills rank 1 (SIGKILL) once rank 0 reports a training step of the second member: the first
-    member is then on disk (the ranks start the second only after it was written)."""
+    """Kills rank 1 (SIGKILL) at rank 0's first report of the second member (its trainer starting,
+    before its first step): the first member is on disk by then (the ranks start the second only
+    once it was written), and the second has its 8 steps to go, time for the kill to land."""
 
     def __init__(self, checkpoints: Path) -> None:
         super().__init__()
@@ -98,15 +99,15 @@ class KillRankOneInTheSecondMember(StepReporter):
         self, *, step: int, total: int, message: str = "", metrics: dict[str, float] | None = None
     ) -> None:
         super().__call__(step=step, total=total, message=message, metrics=metrics)
-        if self.killed_pid is None and metrics and "loss" in metrics and step > STEPS_PER_MEMBER:
+        if self.killed_pid is None and message.startswith("reward member 2 of 2"):
             self.killed_pid = int(pid_path(launch_dir(self.checkpoints), 1).read_text())
             os.kill(self.killed_pid, signal.SIGKILL)
 
 
 @dataclass
 class RewardRuns:
-    one: RewardModelResult  # in process, 8 pairs per step
-    two: RewardModelResult  # 2 ranks × 4 pairs, re-run after rank 1 was killed
+    one: RewardModelResult  # in process, 4 pairs per step
+    two: RewardModelResult  # 2 ranks × 2 pairs, re-run after rank 1 was killed
     again: RewardModelResult  # a third call on the finished checkpoint folder
     failure: RankFailed
     killed_pid: int
@@ -129,12 +130,12 @@ def reward_runs(tiny_gpt2: Path, tmp_path_factory: pytest.TempPathFactory) -> Re
         train,
         validation,
         reference_texts(),
-        reward_config(tiny_gpt2, batch_size=8),
+        reward_config(tiny_gpt2, batch_size=4),
         folder / "one",
         folder / "c1",
     )
 
-    config = reward_config(tiny_gpt2, batch_size=4, distributed="ddp", processes=2)
+    config = reward_config(tiny_gpt2, batch_size=2, distributed="ddp", processes=2)
     checkpoints = folder / "c2"
     killer = KillRankOneInTheSecondMember(checkpoints)
     with pytest.raises(RankFailed) as failure:
@@ -192,7 +193,8 @@ def test_two_ranks_train_the_reward_members_of_one_process_and_a_rerun_keeps_fin
 
     # the re-run trained the second member only (rank 0's progress reached the reporter) and
     # left the first member's files as the killed launch wrote them
-    assert runs.rerun.training_steps == [5, 6, 7, 8]
+    second_member = list(range(STEPS_PER_MEMBER + 1, 2 * STEPS_PER_MEMBER + 1))
+    assert runs.rerun.training_steps == second_member
     assert runs.first_member_after_rerun == runs.first_member_written
     assert (runs.two.steps, runs.two.resumed_from_step) == (2 * STEPS_PER_MEMBER, STEPS_PER_MEMBER)
     assert (runs.one.steps, runs.one.resumed_from_step) == (2 * STEPS_PER_MEMBER, 0)
@@ -214,7 +216,7 @@ def test_two_ranks_train_the_reward_members_of_one_process_and_a_rerun_keeps_fin
 
     # a call with every member finished launches nothing (a worker killed while it evaluated)
     assert runs.launcher_after_again == runs.launcher_after_rerun
-    assert (runs.again.steps, runs.again.resumed_from_step) == (8, 8)
+    assert (runs.again.steps, runs.again.resumed_from_step) == (2 * STEPS_PER_MEMBER, 2 * STEPS_PER_MEMBER)
     assert runs.again.validation_loss == pytest.approx(runs.two.validation_loss, abs=1e-6)
 
 
