@@ -297,6 +297,17 @@ REWARD_MODEL_TEXTS: dict[str, tuple[str, str]] = {
         "Module names separated by commas (q_proj, v_proj), or all-linear. Blank: PEFT's default "
         "for the architecture.",
     ),
+    "distributed": (
+        "Spread over GPUs",
+        "none: one process in the worker. ddp: a full copy per GPU (LoRA or full fine-tuning). fsdp / "
+        "zero3: the members' weights, gradients and optimizer state sharded, for full fine-tuning of "
+        "a backbone one GPU cannot hold (zero3 needs deepspeed on the worker). The members train one "
+        "after another in one launch.",
+    ),
+    "processes": (
+        "Processes (GPUs)",
+        "One per GPU, at most the GPUs the worker sees; a step sees batch × accumulation × processes pairs.",
+    ),
     "qlora_4bit": (
         "QLoRA: 4-bit base",
         "Load the frozen backbone in 4-bit NF4; needs LoRA, a CUDA GPU and bitsandbytes on the worker.",
@@ -359,6 +370,7 @@ REWARD_MODEL_LAYOUT: list[tuple[str, tuple[str, ...] | None, list[str]]] = [
         ],
     ),
     ("Length, precision and memory", None, ["max_length", "dtype", "gradient_checkpointing"]),
+    ("Several GPUs", None, ["distributed", "processes"]),
     ("LoRA", None, ["lora", "lora.rank", "lora.alpha", "lora.dropout", "lora.target_modules", "qlora_4bit"]),
 ]
 

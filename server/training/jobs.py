@@ -157,7 +157,10 @@ def _reward_model_train(*, job: Job, report: ProgressReporter) -> RewardModel:
     model_path_check(config.backbone_path, field="config.backbone_path")  # again, before loading it
     output_dir = Path(settings.VAR_DIR) / "reward_models" / f"job-{job.id}"
     # The trainers' checkpoints live in the job's folder: a re-run of the job (a killed worker,
-    # a cancel and restart) resumes from them.
+    # a cancel and restart) resumes from them, keeping the members that finished. With
+    # ``distributed`` other than "none" the members train on supervised ranks (launched from
+    # inside ``train_reward_model``, workers.ml.distributed): rank 0's progress reaches ``report``,
+    # a cancel stops every rank at a saved step, a dead rank fails the job by name (RankFailed).
     result = train_reward_model(
         train,
         validation,

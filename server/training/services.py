@@ -23,7 +23,8 @@ from server.jobs.models import Job, JobKind, JobStatus
 from server.jobs.services import job_enqueue
 from server.studies.models import Study
 from server.training.models import PreferenceSnapshot, RewardModel
-from workers.ml.policy_config import combination_problem, config_from_options
+from workers.ml.policy_config import combination_problem, config_from_options, spread_problem
+from workers.ml.reward_model_config import HEADS_IN_ONE_PROCESS
 
 LOOP_KINDS = [
     JobKind.SNAPSHOT,
@@ -175,6 +176,9 @@ REWARD_MODEL_OPTIONS: dict[str, Option] = {
     "center_rewards_coefficient": Positive(1.0),  # 0.01 recommended (Eisenstein et al. 2023)
     "checkpoint_every": Whole(1, 1_000_000),
     "seed": SEED,
+    # Several GPUs, as for the policy (sequence_classification only; the worker checks its GPUs).
+    "distributed": OneOf(("none", "ddp", "fsdp", "zero3")),
+    "processes": Whole(1, 64),
 }
 REWARD_LORA_OPTIONS: dict[str, Option] = {
     "rank": Whole(1, 1024),
@@ -192,7 +196,11 @@ SEQUENCE_CLASSIFICATION_ONLY = (
     "lr_scheduler",
     "warmup_ratio",
     "center_rewards_coefficient",
+    "distributed",
+    "processes",
 )
+# Options that would spread training over processes: the heads train in one.
+SPREAD_OPTIONS = ("distributed", "processes")
 EMBEDDING_HEADS_ONLY = ("pooling",)
 # What DPO and online RL share (workers.ml.policy_config.PolicySettings documents each).
 POLICY_OPTIONS: dict[str, Option] = {
@@ -276,8 +284,9 @@ def _check_options(
     return config
 
 
-def _check_reward_model_options(config: dict[str, Any] | None) -> dict[str, Any]:
-    """REWARD_MODEL_OPTIONS one by one, then the LoRA object, then the options' combinations."""
+def reward_model_options(config: dict[str, Any] | None) -> dict[str, Any]:
+    """The options of a reward-model job: REWARD_MODEL_OPTIONS one by one, then the LoRA object,
+    then the options' combinations, each error naming the option."""
     config = _check_options(config, REWARD_MODEL_OPTIONS, "reward-model")
     if isinstance(config.get("lora"), dict):
         config["lora"] = _check_options(
@@ -287,16 +296,32 @@ def _check_reward_model_options(config: dict[str, Any] | None) -> dict[str, Any]
     wrong_kind = SEQUENCE_CLASSIFICATION_ONLY if kind == "embedding_heads" else EMBEDDING_HEADS_ONLY
     for key in wrong_kind:
         if key in config:
+            if key in SPREAD_OPTIONS:
+                raise ApplicationError(
+                    f"The reward-model option {key!r} does not apply to this run: {HEADS_IN_ONE_PROCESS}.",
+                    extra={"field": f"config.{key}"},
+                )
             other = "sequence_classification" if kind == "embedding_heads" else "embedding_heads"
             raise ApplicationError(
                 f"The reward-model option {key!r} applies to kind {other!r} only (this run is {kind!r}).",
                 extra={"field": f"config.{key}"},
             )
-    if config.get("qlora_4bit") and not config.get("lora"):
+    adapters = config.get("lora") not in (None, False)  # true, or an object of LoRA settings ({} too)
+    if config.get("qlora_4bit") and not adapters:
         raise ApplicationError(
             "The reward-model option 'qlora_4bit' needs the option 'lora': a 4-bit base trains "
             "adapters only.",
             extra={"field": "config.qlora_4bit"},
+        )
+    problem = spread_problem(
+        distributed=config.get("distributed", "none"),
+        processes=config.get("processes", 1),
+        lora=adapters,
+        qlora_4bit=bool(config.get("qlora_4bit")),
+    )
+    if problem:
+        raise ApplicationError(
+            f"The reward-model options do not fit together: {problem}.", extra={"field": "config"}
         )
     return config
 
@@ -343,7 +368,7 @@ def reward_model_train_start(
     a warning in the job's ``params["warnings"]`` (shown by the API and the dashboard, and written
     to the job's log when it runs): a young study may want a first model anyway.
     """
-    config = _check_reward_model_options(config)
+    config = reward_model_options(config)
     snapshot = _of_study(PreferenceSnapshot, study=study, object_id=snapshot_id)
     if snapshot is None:
         raise ApplicationError(

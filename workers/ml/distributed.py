@@ -1,6 +1,7 @@
 """Training on several processes under an existing launcher, supervised by the worker.
 
-A policy run whose ``distributed`` setting is not "none" does not train inside the Celery worker:
+A policy run (DPO, RLOO, GRPO) or a reward-model run (``sequence_classification`` members) whose
+``distributed`` setting is not "none" does not train inside the Celery worker:
 the worker writes a launch spec (``spec.json``: trainer, config, data files, folders) into a
 ``launch`` folder inside the job's checkpoint folder and starts the launcher in its own process
 group:
@@ -11,18 +12,21 @@ group:
   per transformer layer) or DeepSpeed ZeRO-3;
 
 each rank running ``python -m workers.ml.rank_main spec.json``: the same ``train_dpo`` /
-``train_online_rl`` as in process, with the data read from files written next to the spec (the
-ranks never touch the database). Rank 0 appends its progress as JSON lines to ``events.jsonl``;
-``run_supervised`` relays them to the job's reporter (so progress, metrics and heartbeat continue)
-and calls the reporter at least every few seconds, so that a cancel is noticed while the ranks
-load or compute.
+``train_online_rl`` / ``train_sequence_members`` as in process, with the data read from files
+written next to the spec (the ranks never touch the database). A reward model's members train one
+after another in one launch (one start-up, one process group, instead of one per member); the
+worker then loads them for normalisation and evaluation. Rank 0 appends its progress as JSON
+lines to ``events.jsonl``; ``run_supervised`` relays them to the job's reporter (so progress,
+metrics and heartbeat continue) and calls the reporter at least every few seconds, so that a
+cancel is noticed while the ranks load or compute.
 
 Cancel: the reporter raises ``Cancelled`` → SIGTERM to the launcher and to every rank; each rank
 finishes its step, all of them save that step (``trainer_bridge``), and exit; whatever is left
 after ``grace_seconds`` is killed. A rank that dies (an exception, a signal, the OOM killer): the
 supervisor gives the launcher a moment to notice, kills every process that is left and raises
 ``RankFailed`` naming the rank, its exit code and the end of its stderr. A re-run of the job
-resumes from the trainer's newest checkpoint, as an in-process run does.
+resumes from the trainer's newest checkpoint, as an in-process run does (a reward model's finished
+members are kept, and the member it was in resumes from its own newest checkpoint).
 """
 
 from __future__ import annotations
@@ -41,9 +45,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from workers.ml.policy_config import DPOConfig, LoraSettings, OnlineRLConfig, PolicySettings
+from workers.ml.policy_config import DistributedSettings, DPOConfig, LoraSettings, OnlineRLConfig
 from workers.ml.preference_data import PreferencePair
 from workers.ml.progress import Cancelled, ProgressReporter
+from workers.ml.reward_model_config import RewardModelConfig
+
+# What a launch spec's config can be.
+LaunchConfig = DPOConfig | OnlineRLConfig | RewardModelConfig
 
 SPEC_NAME = "spec.json"
 EVENTS_NAME = "events.jsonl"
@@ -63,16 +71,18 @@ class LaunchSpec:
     """Everything a rank needs, as plain JSON: which trainer, its config, where its inputs are and
     where its outputs go. Written by the supervisor, read by every rank."""
 
-    # "dpo" or "online_rl" (``config["method"]`` says RLOO or GRPO).
+    # "dpo", "online_rl" (``config["method"]`` says RLOO or GRPO) or "reward_model".
     trainer: str
     # The trainer's config dataclass as ``asdict`` made it (with ``distributed`` and ``processes``).
     config: dict[str, Any]
+    # The policy's parent, or the reward model's backbone.
     parent_model_path: str
+    # The child's folder, or (reward model) the folder of the finished members.
     output_dir: str
     # The trainer's checkpoint folder (``checkpoint-N`` folders); the launch folder is inside it.
     checkpoint_dir: str
     # Input files by name: "train_pairs", "validation_pairs" (JSON lines of PreferencePair) for
-    # DPO, "prompts" (a JSON list) for online RL.
+    # DPO, "train_pairs" for a reward model, "prompts" (a JSON list) for online RL.
     data: dict[str, str] = field(default_factory=dict)
     # The reward model's folder (online RL): each rank loads it onto its own device.
     reward_model_path: str | None = None
@@ -84,7 +94,7 @@ class LaunchSpec:
     def run_dir(self) -> Path:
         return launch_dir(Path(self.checkpoint_dir))
 
-    def settings(self) -> DPOConfig | OnlineRLConfig:
+    def settings(self) -> LaunchConfig:
         return config_from_record(self.trainer, self.config)
 
     def write(self) -> Path:
@@ -122,8 +132,10 @@ def launch_dir(checkpoint_dir: Path) -> Path:
     return Path(checkpoint_dir) / "launch"
 
 
-def config_from_record(trainer: str, record: dict[str, Any]) -> DPOConfig | OnlineRLConfig:
+def config_from_record(trainer: str, record: dict[str, Any]) -> LaunchConfig:
     """The config dataclass back from ``asdict`` (LoRA settings as a nested dict, or None)."""
+    if trainer == "reward_model":
+        return RewardModelConfig(**record)  # turns the LoRA dict back into RewardLora itself
     record = dict(record)
     lora = record.pop("lora", None)
     settings = LoraSettings(**lora) if lora is not None else None
@@ -149,7 +161,7 @@ def _write_atomically(path: Path, text: str) -> None:
 # --- Launch ---------------------------------------------------------------------------------------
 
 
-def uses_cuda(settings: PolicySettings) -> bool:
+def uses_cuda(settings: DistributedSettings) -> bool:
     import torch
 
     from workers.ml.policy_training import on_cuda
@@ -157,7 +169,7 @@ def uses_cuda(settings: PolicySettings) -> bool:
     return on_cuda(settings) and torch.cuda.is_available()
 
 
-def accelerate_config(settings: PolicySettings, *, bfloat16: bool) -> dict[str, Any]:
+def accelerate_config(settings: DistributedSettings, *, bfloat16: bool) -> dict[str, Any]:
     """The ``accelerate launch`` config (one machine, ``settings.processes`` GPUs) for DDP, FSDP
     or DeepSpeed ZeRO-3.
 
@@ -533,10 +545,14 @@ def run_supervised(
     raised it, ``RankFailed`` when a rank died, and re-raises anything else the reporter raised
     (a lost claim) after killing the run.
     """
-    from workers.ml.policy_training import check_environment
+    from workers.ml.policy_training import check_distribution, check_environment
 
     settings = spec.settings()
-    check_environment(settings)  # fail here, in plain words, rather than in N ranks
+    # Fail here, in plain words, rather than in N ranks.
+    if isinstance(settings, RewardModelConfig):
+        check_distribution(settings)  # the config refused bad combinations when it was made
+    else:
+        check_environment(settings)
     spec_path = _prepare(spec)
     command, env = launch_command(spec, spec_path, supervision)
     step, total, message = 0, 0, f"starting {settings.processes} processes ({settings.distributed})"
@@ -654,3 +670,37 @@ def train_online_rl_supervised(
     spec.run_dir.mkdir(parents=True, exist_ok=True)
     _write_atomically(Path(spec.data["prompts"]), json.dumps(list(prompts)))
     return OnlineRLResult(**run_supervised(spec, reporter, supervision))
+
+
+def train_reward_members_supervised(
+    train_pairs: Sequence[PreferencePair],
+    config: RewardModelConfig,
+    checkpoint_dir: Path,
+    reporter: ProgressReporter,
+    *,
+    supervision: Supervision = Supervision(),
+) -> list[dict[str, Any]]:
+    """``reward_model.train_sequence_members`` on ``config.processes`` supervised ranks: the members
+    not finished yet, one after the other in one launch; the summaries of all members.
+
+    Nothing is launched when every member finished in an earlier run (a worker killed while it
+    evaluated): the re-run goes straight on to normalisation and evaluation.
+    """
+    from workers.ml.reward_model import finished_member
+
+    checkpoint_dir = Path(checkpoint_dir)
+    members = checkpoint_dir / "final"
+    finished = [finished_member(members / f"member_{member}") for member in range(config.ensemble_size)]
+    if all(summary is not None for summary in finished):
+        return [summary for summary in finished if summary is not None]
+    spec = LaunchSpec(
+        trainer="reward_model",
+        config=asdict(config),
+        parent_model_path=config.backbone_path,
+        output_dir=str(members),
+        checkpoint_dir=str(checkpoint_dir),
+        data={"train_pairs": str(launch_dir(checkpoint_dir) / "train_pairs.jsonl")},
+    )
+    spec.run_dir.mkdir(parents=True, exist_ok=True)
+    write_pairs(Path(spec.data["train_pairs"]), train_pairs)
+    return list(run_supervised(spec, reporter, supervision)["members"])

@@ -10,7 +10,7 @@ bfloat16 support, bitsandbytes, the GPUs and packages a distributed run needs) i
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 DType = Literal["auto", "float32", "bfloat16"]
 Schedule = Literal["linear", "cosine", "constant", "constant_with_warmup"]
@@ -191,21 +191,51 @@ def combination_problem(config: DPOConfig | OnlineRLConfig) -> str | None:
     return None
 
 
-def distribution_problem(config: PolicySettings) -> str | None:
+class DistributedSettings(Protocol):
+    """What a run spread over processes is launched from: the policy's settings and the
+    reward model's (``RewardModelConfig``) alike."""
+
+    @property
+    def distributed(self) -> Distributed: ...
+    @property
+    def processes(self) -> int: ...
+    @property
+    def lora(self) -> object | None: ...
+    @property
+    def qlora_4bit(self) -> bool: ...
+    @property
+    def dtype(self) -> DType: ...
+    @property
+    def device(self) -> str | None: ...
+    @property
+    def gradient_accumulation_steps(self) -> int: ...
+
+
+def distribution_problem(config: DistributedSettings) -> str | None:
     """What is wrong with ``distributed`` and ``processes`` together with the other options
     (what the worker's machine must have is checked there: ``policy_training.check_environment``)."""
-    if config.processes < 1:
+    return spread_problem(
+        distributed=config.distributed,
+        processes=config.processes,
+        lora=config.lora is not None,
+        qlora_4bit=config.qlora_4bit,
+    )
+
+
+def spread_problem(*, distributed: str, processes: int, lora: bool, qlora_4bit: bool) -> str | None:
+    """``distribution_problem`` on plain values, for options that are not a config yet."""
+    if processes < 1:
         return "processes must be at least 1"
-    if config.distributed == "none" and config.processes > 1:
+    if distributed == "none" and processes > 1:
         return (
-            f"processes {config.processes} needs distributed 'ddp', 'fsdp' or 'zero3' "
+            f"processes {processes} needs distributed 'ddp', 'fsdp' or 'zero3' "
             "(distributed 'none' trains in one process)"
         )
-    if config.distributed in SHARDED and config.lora is not None:
+    if distributed in SHARDED and lora:
         return (
-            f"distributed {config.distributed!r} shards full fine-tuning: it needs lora false "
+            f"distributed {distributed!r} shards full fine-tuning: it needs lora false "
             "(LoRA adapters are small enough for 'ddp')"
         )
-    if config.qlora_4bit and config.distributed != "none":
+    if qlora_4bit and distributed != "none":
         return "qlora_4bit trains in one process: it needs distributed 'none'"
     return None

@@ -24,6 +24,7 @@ from torch import nn
 from workers.ml.model_loading import is_adapter, load_causal_lm, load_tokenizer, weights_identity
 from workers.ml.policy_config import (
     SHARDED,
+    DistributedSettings,
     DPOConfig,
     OnlineRLConfig,
     PolicySettings,
@@ -34,14 +35,14 @@ from workers.ml.preference_data import write_directory_atomically
 METADATA_NAME = "lovelace_training.json"
 
 
-def on_cuda(settings: PolicySettings) -> bool:
+def on_cuda(settings: DistributedSettings) -> bool:
     """Whether the run trains on a CUDA device."""
     if settings.device is not None:
         return torch.device(settings.device).type == "cuda"
     return torch.cuda.is_available()
 
 
-def resolved_dtype(settings: PolicySettings) -> torch.dtype:
+def resolved_dtype(settings: DistributedSettings) -> torch.dtype:
     """The weights' dtype; refuses bfloat16 where this machine cannot run it."""
     cuda_bf16 = on_cuda(settings) and torch.cuda.is_available() and torch.cuda.is_bf16_supported()
     if settings.dtype == "bfloat16" and not cuda_bf16:
@@ -69,7 +70,7 @@ def check_environment(settings: DPOConfig | OnlineRLConfig) -> None:
         check_distribution(settings)
 
 
-def check_distribution(settings: PolicySettings) -> None:
+def check_distribution(settings: DistributedSettings) -> None:
     """Refuse a distributed run this worker cannot launch: sharding without GPUs, ZeRO-3 without
     deepspeed, more processes than GPUs (or, on the CPU, than cores)."""
     cuda = on_cuda(settings) and torch.cuda.is_available()

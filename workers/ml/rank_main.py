@@ -29,8 +29,9 @@ from workers.ml.distributed import (
     stderr_path,
     write_result,
 )
-from workers.ml.policy_config import DPOConfig
+from workers.ml.policy_config import DistributedSettings, DPOConfig
 from workers.ml.progress import Cancelled, ProgressReporter, null_reporter
+from workers.ml.reward_model_config import RewardModelConfig
 from workers.ml.trainer_bridge import request_stop, stop_on_sigterm
 
 ERROR_CHARACTERS = 1000  # of the error in the exit record; the traceback is in the stderr file
@@ -60,11 +61,34 @@ def watch_supervisor(pid: int) -> None:
     threading.Thread(target=watch, name="supervisor-watch", daemon=True).start()
 
 
+def local_device(config: DistributedSettings) -> str:
+    """This rank's device: its own GPU (``LOCAL_RANK``) on a CUDA run, else the CPU."""
+    import torch
+
+    from workers.ml.policy_training import on_cuda
+
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    return f"cuda:{local_rank}" if on_cuda(config) and torch.cuda.is_available() else "cpu"
+
+
 def train(spec: LaunchSpec, reporter: ProgressReporter) -> dict[str, Any]:
     """Run the spec's trainer on this rank; the trainer's result as a dict."""
     config = spec.settings()
     checkpoints = Path(spec.checkpoint_dir)
     output_dir = Path(spec.output_dir)
+    if isinstance(config, RewardModelConfig):
+        import torch
+
+        from workers.ml.reward_model import train_sequence_members
+
+        members = train_sequence_members(
+            read_pairs(Path(spec.data["train_pairs"])),
+            config,
+            checkpoints,
+            reporter,
+            torch.device(local_device(config)),
+        )
+        return {"members": members}
     if isinstance(config, DPOConfig):
         from workers.ml.dpo import train_dpo
 
@@ -78,18 +102,13 @@ def train(spec: LaunchSpec, reporter: ProgressReporter) -> dict[str, Any]:
             validation_pairs=read_pairs(Path(spec.data["validation_pairs"])),
         )
         return asdict(result)
-    import torch
-
     from workers.ml.online_rl import ensemble_reward, train_online_rl
-    from workers.ml.policy_training import on_cuda
     from workers.ml.reward_model import load_reward_ensemble
 
     if spec.reward_model_path is None:
         raise ValueError("online RL needs the reward model's folder in the launch spec")
     # Each rank scores its own completions on its own GPU.
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    device = f"cuda:{local_rank}" if on_cuda(config) and torch.cuda.is_available() else "cpu"
-    ensemble = load_reward_ensemble(Path(spec.reward_model_path), device=device)
+    ensemble = load_reward_ensemble(Path(spec.reward_model_path), device=local_device(config))
     result = train_online_rl(
         json.loads(Path(spec.data["prompts"]).read_text()),
         spec.parent_model_path,

@@ -14,7 +14,9 @@ Two kinds of member (``RewardModelConfig.kind``):
   any Hugging Face backbone, the policy's own causal-LM base included, trained with TRL's
   ``RewardTrainer`` (full fine-tuning, LoRA or QLoRA; bf16 and gradient checkpointing on GPUs).
   Progress, cancel and resume go through ``workers.ml.trainer_bridge``: each member resumes from
-  its newest ``checkpoint-N`` in the run's checkpoint folder.
+  its newest ``checkpoint-N`` in the run's checkpoint folder, and a finished member is kept. With
+  ``distributed`` (DDP, FSDP, ZeRO-3) the members train one after another on supervised ranks
+  (``workers.ml.distributed``), and this process normalises and evaluates them afterwards.
 - ``"embedding_heads"``: K linear heads over the pooled features of one frozen encoder (MiniLM by
   default), trained by the small loop below on features computed once. TRL has no trainer for
   "many heads over one frozen feature matrix"; this is the cheap option that trains in seconds on
@@ -55,6 +57,8 @@ from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedModel
 from evaluation.proportions import wilson_interval
 from workers.ml.chat_format import prompt_messages, response_messages
 from workers.ml.checkpoint import load_if_exists, save_atomic
+from workers.ml.distributed import Supervision
+from workers.ml.policy_config import SHARDED
 from workers.ml.preference_data import (
     PreferencePair,
     capture_rng_state,
@@ -927,6 +931,8 @@ def _train_member(
         center_rewards_coefficient=config.center_rewards_coefficient,
         bf16=on_gpu and dtype == torch.bfloat16,
         use_cpu=not on_gpu,
+        # CPU ranks talk over gloo; on GPUs the launcher's default (NCCL) is right.
+        ddp_backend="gloo" if config.distributed != "none" and not on_gpu else None,
         gradient_checkpointing=config.gradient_checkpointing,
         save_strategy="steps",
         save_steps=config.checkpoint_every,
@@ -961,15 +967,24 @@ def _train_member(
         "dropped": dropped,
     }
 
-    trained: Any = trainer.model
+    accelerator = trainer.accelerator
+    trained: Any = accelerator.unwrap_model(trainer.model)
+    state_dict = None
+    if config.distributed in SHARDED:  # every rank takes part in gathering the full weights
+        engine = trainer.deepspeed if getattr(trainer, "is_deepspeed_enabled", False) else trainer.model
+        state_dict = accelerator.get_state_dict(engine)
 
     def write(folder: Path) -> None:
         # A PeftModel writes the adapter only (with the trained head); the base is referenced by
         # path in adapter_config.json, never copied.
-        trained.save_pretrained(folder)
+        trained.save_pretrained(folder, state_dict=state_dict)
         (folder / MEMBER_FILE).write_text(json.dumps(summary))
 
-    write_directory_atomically(final_dir, write)
+    if accelerator.is_main_process:
+        write_directory_atomically(final_dir, write)
+    # The other ranks go on to the next member only once this one is on disk: they all decide
+    # which members are left from the same folder.
+    accelerator.wait_for_everyone()
     return summary
 
 
@@ -1030,19 +1045,21 @@ def _load_sequence_members(
     )
 
 
-def _train_sequence_classification(
+def train_sequence_members(
     train_pairs: Sequence[PreferencePair],
     config: RewardModelConfig,
     checkpoint_dir: Path,
     reporter: ProgressReporter,
     device: torch.device,
-) -> tuple[SequenceClassificationEnsemble, dict[str, Any]]:
-    """K members, one after the other; a finished member is kept in the checkpoint folder, so a
-    killed or cancelled run redoes only the member it was in, from that member's checkpoint."""
+) -> list[dict[str, Any]]:
+    """Train the members that are not finished yet, one after the other, into
+    ``checkpoint_dir / "final" / "member_k"``; the summaries of all K members.
+
+    A finished member is kept, so a killed or cancelled run redoes only the member it was in, from
+    that member's newest checkpoint. Every rank of a distributed run calls this (``rank_main``)
+    with its own ``device``; the trainer spreads each member's batches over the ranks.
+    """
     checkpoint_dir = Path(checkpoint_dir)
-    _check_run(checkpoint_dir, config, fingerprint(list(train_pairs)))
-    dtype = _resolve_dtype(config, device)
-    _quantization(config, device)  # refuse QLoRA without CUDA or bitsandbytes before any work
     tokenizer = _load_tokenizer(config.backbone_path, config.backbone_revision)
     chat = uses_chat_template(tokenizer)
     max_length = _capped_length(config)
@@ -1053,13 +1070,12 @@ def _train_sequence_classification(
             encode_conversation(tokenizer, pair.prompt, pair.rejected, max_length, chat=chat)[0]
         )
     margins = [float(pair.margin) for pair in train_pairs]
-    final = checkpoint_dir / "final"
     summaries = []
     for member in range(config.ensemble_size):
-        member_final = final / f"member_{member}"
-        if (member_final / MEMBER_FILE).exists():
-            summary = json.loads((member_final / MEMBER_FILE).read_text())
-            summaries.append({**summary, "resumed_from_step": summary["steps"]})
+        member_final = checkpoint_dir / "final" / f"member_{member}"
+        finished = finished_member(member_final)
+        if finished is not None:
+            summaries.append(finished)
             continue
         indices = _bootstrap_indices(config, member, len(train_pairs)).tolist()
         rows = {
@@ -1072,6 +1088,43 @@ def _train_sequence_classification(
         )
         if device.type == "cuda":  # the member's model is gone; the next one loads its own
             torch.cuda.empty_cache()
+    return summaries
+
+
+def finished_member(member_final: Path) -> dict[str, Any] | None:
+    """The summary of a member that finished in an earlier run (all its steps counted as resumed),
+    or None when it has not."""
+    try:
+        summary = dict(json.loads((member_final / MEMBER_FILE).read_text()))
+    except (OSError, ValueError):
+        return None
+    return {**summary, "resumed_from_step": summary["steps"]}
+
+
+def _train_sequence_classification(
+    train_pairs: Sequence[PreferencePair],
+    config: RewardModelConfig,
+    checkpoint_dir: Path,
+    reporter: ProgressReporter,
+    device: torch.device,
+    supervision: Supervision,
+) -> tuple[SequenceClassificationEnsemble, dict[str, Any]]:
+    """K members trained here or, with ``config.distributed``, on supervised ranks; then loaded
+    here onto ``device`` for normalisation and evaluation."""
+    checkpoint_dir = Path(checkpoint_dir)
+    _check_run(checkpoint_dir, config, fingerprint(list(train_pairs)))
+    dtype = _resolve_dtype(config, device)
+    _quantization(config, device)  # refuse QLoRA without CUDA or bitsandbytes before any work
+    if config.distributed == "none":
+        summaries = train_sequence_members(train_pairs, config, checkpoint_dir, reporter, device)
+    else:
+        from workers.ml.distributed import train_reward_members_supervised
+
+        summaries = train_reward_members_supervised(
+            train_pairs, config, checkpoint_dir, reporter, supervision=supervision
+        )
+    tokenizer = _load_tokenizer(config.backbone_path, config.backbone_revision)
+    chat = uses_chat_template(tokenizer)
     spec = {
         "config": config_for_checkpoint(config),
         "lora": config.lora is not None,
@@ -1080,8 +1133,9 @@ def _train_sequence_classification(
         "backbone_revision": config.backbone_revision,
         "dtype": "bfloat16" if dtype == torch.bfloat16 else "float32",
         "chat": chat,
-        "max_length": max_length,
+        "max_length": _capped_length(config),
     }
+    final = checkpoint_dir / "final"
     ensemble = _load_sequence_members(
         final, members=config.ensemble_size, spec=spec, tokenizer=tokenizer, device=device, normalisation=None
     )
@@ -1113,6 +1167,7 @@ def train_reward_model(
     reporter: ProgressReporter = null_reporter,
     *,
     reference_prompts: Sequence[str] | None = None,
+    supervision: Supervision | None = None,
 ) -> RewardModelResult:
     """Train the K-member ensemble, normalise it on ``reference_texts``, save it to ``output_dir``.
 
@@ -1121,6 +1176,12 @@ def train_reward_model(
     checkpoints go to ``checkpoint_dir`` every ``config.checkpoint_every`` steps and when the
     reporter raises ``Cancelled`` (then re-raised). A rerun with the same ``checkpoint_dir``,
     config and training pairs continues from the newest checkpoint; other settings are refused.
+
+    With ``config.distributed`` other than "none" the members train on ``config.processes``
+    ranks, launched and watched as ``supervision`` says (None: ``Supervision()``, see
+    ``workers.ml.distributed``): rank 0's
+    progress reaches ``reporter``, a cancel stops every rank at a saved step, a failed rank raises
+    ``RankFailed``. Normalisation and evaluation run here, once the ranks are done.
     """
     if not pairs_train:
         raise ValueError("no training pairs")
@@ -1141,7 +1202,7 @@ def train_reward_model(
         )
     else:
         ensemble, run = _train_sequence_classification(
-            pairs_train, config, Path(checkpoint_dir), reporter, device
+            pairs_train, config, Path(checkpoint_dir), reporter, device, supervision or Supervision()
         )
         first_loss, last_loss = run["first_loss"], run["last_loss"]
         dtype = run["spec"]["dtype"]

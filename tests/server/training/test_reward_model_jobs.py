@@ -8,9 +8,11 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
+from server.core.exceptions import ApplicationError
 from server.jobs.models import Job, JobKind
 from server.training.jobs import reward_model_train_run
 from server.training.models import RewardModel
+from server.training.services import reward_model_options
 from server.training.snapshots import snapshot_create
 from tests.server.training.test_training_chain import judged_study
 from workers.ml.reward_model import load_reward_ensemble, reward_function, weights_content_hash
@@ -113,3 +115,51 @@ def test_a_killed_reward_model_job_resumes_from_its_checkpoint(tiny_model_allowe
     assert model.metrics["resumed_from_step"] == 4
     assert steps[0] == 5
     assert model.metrics["steps"] == steps[-1]
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        (
+            {"distributed": "ddp", "processes": 2},
+            "The reward-model option 'distributed' does not apply to this run: the embedding_heads "
+            "ensemble trains in one process",
+        ),
+        (
+            {"kind": "sequence_classification", "distributed": "tp"},
+            "The reward-model option 'distributed' must be one of 'none', 'ddp', 'fsdp', 'zero3'",
+        ),
+        (
+            {"kind": "sequence_classification", "processes": 65},
+            "The reward-model option 'processes' must be a whole number from 1 to 64 (got 65).",
+        ),
+        (
+            {"kind": "sequence_classification", "processes": 2},
+            "The reward-model options do not fit together: processes 2 needs distributed 'ddp', "
+            "'fsdp' or 'zero3' (distributed 'none' trains in one process).",
+        ),
+        (
+            {"kind": "sequence_classification", "distributed": "fsdp", "processes": 8, "lora": {}},
+            "The reward-model options do not fit together: distributed 'fsdp' shards full "
+            "fine-tuning: it needs lora false (LoRA adapters are small enough for 'ddp').",
+        ),
+        (
+            {"kind": "sequence_classification", "distributed": "ddp", "lora": True, "qlora_4bit": True},
+            "The reward-model options do not fit together: qlora_4bit trains in one process: it "
+            "needs distributed 'none'.",
+        ),
+    ],
+)
+def test_distribution_options_of_a_reward_model_are_checked_when_the_job_is_started(
+    config: dict[str, object], message: str
+) -> None:
+    with pytest.raises(ApplicationError) as error:
+        reward_model_options(config)
+    assert str(error.value).startswith(message)
+
+
+def test_a_reward_model_on_eight_sharded_gpus_or_two_ddp_ranks_with_lora_is_accepted() -> None:
+    sharded = {"kind": "sequence_classification", "distributed": "zero3", "processes": 8, "lora": False}
+    assert reward_model_options(sharded) == sharded
+    adapters = {"kind": "sequence_classification", "distributed": "ddp", "processes": 2, "lora": {"rank": 8}}
+    assert reward_model_options(adapters) == adapters
