@@ -257,7 +257,12 @@ def test_long_metric_timelines_are_thinned_for_polling(world: World, staff: Clie
             "evaluate",
             {"split": "holdout", "samples_per_prompt": 4, "seed": 0},
         ),
-        ("recompute-leaderboard", {}, "recompute_leaderboard", {"rounds": 1000, "seed": 0}),
+        (
+            "recompute-leaderboard",
+            {"bootstrap_clusters": "prompt_and_rater"},
+            "recompute_leaderboard",
+            {"rounds": 1000, "seed": 0, "bootstrap_clusters": "prompt_and_rater"},
+        ),
         ("export", {"kind": "leaderboard"}, "export", {"kind": "leaderboard", "snapshot_id": None}),
     ],
 )
