@@ -235,7 +235,7 @@ def test_judgments_on_train_prompts_are_explained_when_the_board_uses_holdout() 
 
 
 def test_the_win_rate_carries_its_bootstrap_interval() -> None:
-    study, prompt, _versions, samples = arena()
+    study, _prompt, _versions, samples = arena()
     for index in range(30):
         own = factories.prompt(study=study)
         strong = factories.sample(prompt=own, version=samples["strong"].version)
