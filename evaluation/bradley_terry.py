@@ -29,13 +29,19 @@ chord iteration does not settle. bench/leaderboard.py measures 1,000 rounds over
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 from scipy import linalg, optimize, sparse, special
 
-from evaluation.bootstrap import percentile_interval
+from evaluation.bootstrap import (
+    ClusteredCells,
+    clustered_cells,
+    percentile_interval,
+    resample_clustered_cells,
+)
 from evaluation.outcomes import BothBadPolicy, Outcome
 
 FloatArray = npt.NDArray[np.float64]
@@ -105,6 +111,59 @@ def count_pair_outcomes(
     Degenerate input: no judgments gives zero pairs. Raises ValueError only on malformed input
     (arrays of different lengths, version index outside [0, n_versions), unknown outcome code).
     """
+    return _pair_cells(model_a, model_b, outcome, n_versions=n_versions, both_bad=both_bad)[0]
+
+
+@dataclass(frozen=True)
+class ClusteredPairOutcomeCounts:
+    """Pair counts and the same judgments aggregated per cluster, for the cluster bootstrap.
+
+    Cell ``3·k + c`` of ``clusters`` is pair k of ``counts`` and column c (first won, second won,
+    tie), so the clusters' counts add up to ``counts.counts``.
+    """
+
+    counts: PairOutcomeCounts
+    clusters: ClusteredCells
+
+
+def count_pair_outcomes_clustered(
+    model_a: npt.ArrayLike,
+    model_b: npt.ArrayLike,
+    outcome: npt.ArrayLike,
+    clusters: npt.ArrayLike,
+    second_clusters: npt.ArrayLike | None = None,
+    *,
+    n_versions: int,
+    both_bad: BothBadPolicy = "tie",
+) -> ClusteredPairOutcomeCounts:
+    """``count_pair_outcomes`` plus each judgment's cluster (its prompt id, say) and optionally a
+    second, crossed cluster (its rater id), for ``bootstrap_bradley_terry(..., clusters=...)``.
+
+    Judgments that the counts drop (self-pairs, excluded both-bad votes) are dropped from the
+    clusters too, so a cluster with no counted judgment does not exist. Degenerate input: no
+    judgments gives zero pairs and zero clusters. Raises ValueError as ``count_pair_outcomes``
+    does, and when the cluster arrays differ in length from the judgments.
+    """
+    counts, keep, cell = _pair_cells(model_a, model_b, outcome, n_versions=n_versions, both_bad=both_bad)
+    first = np.asarray(clusters).reshape(-1)
+    second = None if second_clusters is None else np.asarray(second_clusters).reshape(-1)
+    if first.shape != keep.shape or (second is not None and second.shape != keep.shape):
+        raise ValueError("cluster ids must have one entry per judgment")
+    grouped = clustered_cells(
+        cell, first[keep], None if second is None else second[keep], n_cells=3 * counts.first.size
+    )
+    return ClusteredPairOutcomeCounts(counts=counts, clusters=grouped)
+
+
+def _pair_cells(
+    model_a: npt.ArrayLike,
+    model_b: npt.ArrayLike,
+    outcome: npt.ArrayLike,
+    *,
+    n_versions: int,
+    both_bad: BothBadPolicy,
+) -> tuple[PairOutcomeCounts, npt.NDArray[np.bool_], IntArray]:
+    """The pair counts, which judgments they keep, and each kept judgment's cell (3·pair + column)."""
     a = np.asarray(model_a, dtype=np.int64).reshape(-1)
     b = np.asarray(model_b, dtype=np.int64).reshape(-1)
     result = np.asarray(outcome, dtype=np.int64).reshape(-1)
@@ -126,13 +185,15 @@ def count_pair_outcomes(
     column = np.where((result == Outcome.TIE) | (result == Outcome.BOTH_BAD), 2, column)
     pair_key = first * n_versions + second
     keys, pair_index = np.unique(pair_key, return_inverse=True)
-    counts = np.bincount(pair_index * 3 + column, minlength=keys.size * 3).reshape(keys.size, 3)
-    return PairOutcomeCounts(
+    cell = (pair_index.reshape(-1) * 3 + column).astype(np.int64)
+    counts = np.bincount(cell, minlength=keys.size * 3).reshape(keys.size, 3)
+    pair_counts = PairOutcomeCounts(
         n_versions=n_versions,
         first=(keys // max(n_versions, 1)).astype(np.int64),
         second=(keys % max(n_versions, 1)).astype(np.int64),
         counts=counts.astype(np.int64),
     )
+    return pair_counts, keep, cell
 
 
 def win_and_battle_matrices(counts: PairOutcomeCounts) -> WinBattleMatrices:
@@ -477,6 +538,10 @@ class BradleyTerryLeaderboard:
     battles: FloatArray  # judgments each version took part in
     rounds: int
     confidence: float
+    # Percentile interval of each version's overall win rate (ties half) over the same rounds;
+    # NaN without rounds, or for a version that met nobody.
+    win_rate_lower: FloatArray
+    win_rate_upper: FloatArray
 
 
 @dataclass(frozen=True)
@@ -510,6 +575,30 @@ def resample_pair_wins(
         wins_first=draws[..., 0] + tie_half,
         wins_second=draws[..., 1] + tie_half,
     )
+
+
+def resample_pair_wins_clustered(
+    counts: PairOutcomeCounts,
+    clusters: ClusteredCells,
+    *,
+    rounds: int,
+    generator: np.random.Generator,
+) -> ResampledPairWins:
+    """Cluster bootstrap of the pair counts: each round resamples whole clusters (prompts, raters,
+    or prompts × raters; see ``evaluation.bootstrap.resample_clustered_cells``), all rounds at once.
+
+    Why: the raters of one prompt judge the same two samples, so their votes share whatever made
+    one sample better on that prompt; the multinomial bootstrap (``resample_pair_wins``) treats
+    them as independent and its intervals are too narrow. Degenerate input: no judgments gives
+    [rounds, pairs] zeros; one cluster gives the observed counts in every round (zero width).
+    Raises ValueError when ``clusters`` was not built for ``counts`` (cell count differs).
+    """
+    pairs = counts.first.size
+    if clusters.n_cells != 3 * pairs:
+        raise ValueError("clusters must have 3 cells per pair of counts")
+    draws = resample_clustered_cells(clusters, rounds=rounds, generator=generator).reshape(rounds, pairs, 3)
+    tie_half = 0.5 * draws[..., 2]
+    return ResampledPairWins(wins_first=draws[..., 0] + tie_half, wins_second=draws[..., 1] + tie_half)
 
 
 def fit_bradley_terry_rounds(
@@ -572,15 +661,21 @@ def bootstrap_bradley_terry(
     prior_precision: float = DEFAULT_PRIOR_PRECISION,
     anchor_version: int | None = None,
     anchor_rating: float = DEFAULT_ANCHOR_RATING,
+    clusters: ClusteredCells | None = None,
 ) -> BradleyTerryLeaderboard:
     """Leaderboard: Bradley–Terry ratings with bootstrap confidence intervals and ranks.
 
-    What: fits the observed counts, then ``rounds`` multinomial resamples of the (pair, outcome)
-    counts (``resample_pair_wins``), all fitted together (``fit_bradley_terry_rounds``) — no
-    loop over judgments or rounds in Python. Bounds are percentile intervals of each round's
-    anchored ratings; rank is ``rank_from_intervals``. Same seed, same result.
+    What: fits the observed counts, then ``rounds`` resamples of the (pair, outcome) counts, all
+    fitted together (``fit_bradley_terry_rounds``) — no loop over judgments or rounds in Python.
+    Without ``clusters`` the judgments are resampled independently (``resample_pair_wins``); with
+    ``clusters`` (from ``count_pair_outcomes_clustered``) whole clusters are
+    (``resample_pair_wins_clustered``): the cluster bootstrap, right when several raters judge
+    each prompt. Bounds are percentile intervals of each round's anchored ratings; rank is
+    ``rank_from_intervals``; each version's overall win rate gets its interval from the same
+    rounds. Same seed, same result.
 
-    Why: a rating without its uncertainty invites reading noise as progress.
+    Why: a rating without its uncertainty invites reading noise as progress, and an interval that
+    ignores how judgments cluster is a too-narrow one.
     Small data: a version with few judgments may draw none in some rounds; those rounds put it at
     the prior's centre θ = 0 (the mean rating under the default anchor), which widens its interval.
     Degenerate input: no judgments gives every rating and bound = ``anchor_rating`` and rank 1;
@@ -598,18 +693,36 @@ def bootstrap_bradley_terry(
     )
     generator = np.random.default_rng(seed)
     round_ratings = np.empty((rounds, n))
+    round_win_rates = np.empty((rounds, n))
+    # Sparse [pairs, n] indicators of each pair's first and second version: the rounds' wins per
+    # version are two sparse products, not a loop.
+    pairs_index = np.arange(counts.first.size)
+    ones = np.ones(counts.first.size)
+    as_first = sparse.csr_matrix((ones, (pairs_index, counts.first)), shape=(counts.first.size, n))
+    as_second = sparse.csr_matrix((ones, (pairs_index, counts.second)), shape=(counts.first.size, n))
     # Resample in chunks so that the [rounds, pairs] count arrays stay below ~160 MB each.
     chunk = max(1, _MAX_CHUNK_ENTRIES // max(counts.first.size, 1))
     for chunk_start in range(0, rounds, chunk):
         size = min(chunk, rounds - chunk_start)
-        resampled = resample_pair_wins(counts, rounds=size, generator=generator)
+        if clusters is None:
+            resampled = resample_pair_wins(counts, rounds=size, generator=generator)
+        else:
+            resampled = resample_pair_wins_clustered(counts, clusters, rounds=size, generator=generator)
         theta = fit_bradley_terry_rounds(
             counts, resampled, start=point.log_strengths, prior_precision=prior_precision
         )
         round_ratings[chunk_start : chunk_start + size] = ratings_from_log_strengths(
             theta, anchor_version=anchor_version, anchor_rating=anchor_rating
         )
+        battles = resampled.wins_first + resampled.wins_second
+        version_wins = (as_first.T @ resampled.wins_first.T + as_second.T @ resampled.wins_second.T).T
+        version_battles = (as_first.T @ battles.T + as_second.T @ battles.T).T
+        with np.errstate(invalid="ignore", divide="ignore"):
+            round_win_rates[chunk_start : chunk_start + size] = np.where(
+                version_battles > 0, version_wins / version_battles, np.nan
+            )
     lower, upper = percentile_interval(round_ratings, confidence)
+    win_rate_lower, win_rate_upper = _nan_percentile_interval(round_win_rates, confidence)
     return BradleyTerryLeaderboard(
         ratings=point.ratings,
         lower=lower,
@@ -619,7 +732,21 @@ def bootstrap_bradley_terry(
         battles=battle_counts_per_version(matrices.battles),
         rounds=rounds,
         confidence=confidence,
+        win_rate_lower=win_rate_lower,
+        win_rate_upper=win_rate_upper,
     )
+
+
+def _nan_percentile_interval(replicates: FloatArray, confidence: float) -> tuple[FloatArray, FloatArray]:
+    """``percentile_interval`` over the rounds that are not NaN (a version that drew no battle in
+    a round has no win rate there); NaN bounds where no round has one."""
+    if replicates.shape[0] == 0 or not np.isnan(replicates).any():
+        return percentile_interval(replicates, confidence)
+    tail = (1.0 - confidence) / 2.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns: NaN is the answer
+        bounds = np.nanquantile(replicates, [tail, 1.0 - tail], axis=0)
+    return np.asarray(bounds[0], dtype=np.float64), np.asarray(bounds[1], dtype=np.float64)
 
 
 # ---------------------------------------------------------------------------------------------

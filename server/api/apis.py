@@ -604,11 +604,14 @@ class EvaluationStartApi(JobStartAPI):
 
 class LeaderboardRecomputeApi(JobStartAPI):
     @extend_schema(
-        summary="Recompute the leaderboard (staff)", request=None, responses={202: s.JobSerializer}
+        summary="Recompute the leaderboard (staff)",
+        request=s.LeaderboardRecomputeSerializer,
+        responses={202: s.JobSerializer},
     )
     def post(self, request: Request, slug: str) -> Response:
+        data = _valid(s.LeaderboardRecomputeSerializer, request.data)
         with transaction.atomic():
-            job = leaderboard_recompute_start(study=self.study, created_by_id=request.user.id)
+            job = leaderboard_recompute_start(study=self.study, created_by_id=request.user.id, **data)
         return self.accepted(job)
 
 

@@ -14,7 +14,7 @@ from server.jobs.models import Job, JobStatus
 from server.ratings.models import Assignment, Rater
 from server.ratings.selectors import assignment_texts
 from server.ratings.services import CHOICES, NoWork
-from server.studies.models import Modality, PairSelection, Prompt, PromptSplit, Study
+from server.studies.models import BootstrapClusters, Modality, PairSelection, Prompt, PromptSplit, Study
 from server.training.exports import EXPORT_KINDS
 from server.training.models import PreferenceSnapshot, RewardModel
 
@@ -133,6 +133,7 @@ class StudySerializer(serializers.ModelSerializer):
             "quality_alpha",
             "quality_min_checks",
             "target_ci_width",
+            "bootstrap_clusters",
             "auto_train_min_judgments",
             "auto_train_policy",
             "min_training_pairs",
@@ -161,6 +162,8 @@ class StudyCreateSerializer(serializers.Serializer):
     quality_alpha = Number(min_value=0.0001, max_value=0.2, required=False)
     quality_min_checks = Integer(min_value=2, max_value=1_000_000, required=False)
     target_ci_width = Number(min_value=0.0, max_value=10_000.0, required=False)
+    # What the leaderboard's bootstrap resamples whole (prompts by default).
+    bootstrap_clusters = serializers.ChoiceField(choices=BootstrapClusters.choices, required=False)
     auto_train_min_judgments = Integer(min_value=1, max_value=1_000_000, required=False, allow_null=True)
     # Fewer training pairs than this: a reward model still trains, with a warning.
     min_training_pairs = Integer(min_value=1, max_value=1_000_000, required=False)
@@ -609,6 +612,15 @@ class PolicyStartSerializer(serializers.Serializer):
 
 class EvaluationStartSerializer(serializers.Serializer):
     version_id = Identifier()
+
+
+class LeaderboardRecomputeSerializer(serializers.Serializer):
+    rounds = Integer(min_value=0, max_value=10_000, required=False)
+    bootstrap_clusters = serializers.ChoiceField(
+        choices=BootstrapClusters.choices,
+        required=False,
+        help_text="What the bootstrap resamples whole; the study's setting (prompts by default) if absent.",
+    )
 
 
 class ExportStartSerializer(serializers.Serializer):

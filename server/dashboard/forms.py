@@ -15,7 +15,7 @@ from server.dashboard.training_settings import POLICY_GROUPS, REWARD_MODEL_GROUP
 from server.generators.models import KINDS_WITHOUT_WEIGHTS, GeneratorVersion, VersionKind
 from server.judges.models import MachineJudge
 from server.judges.services import DEFAULT_JUDGING_PROMPT
-from server.studies.models import PairSelection, Study
+from server.studies.models import BootstrapClusters, PairSelection, Study
 from server.training.exports import EXPORT_KINDS
 from server.training.models import PreferenceSnapshot, RewardModel
 
@@ -351,7 +351,20 @@ class EvaluationForm(StudyForm):
 
 
 class LeaderboardForm(StudyForm):
-    """No fields: the recompute uses the study's judgments and the default bootstrap."""
+    """What the bootstrap resamples whole; the study's setting (prompts unless changed) preselected."""
+
+    bootstrap_clusters = forms.ChoiceField(
+        choices=BootstrapClusters.choices,
+        label="Bootstrap resamples",
+        help_text="Each prompt is judged by several raters, whose votes are not independent: "
+        "resample whole prompts (raters: whole raters; crossed: both, conservative).",
+    )
+
+    def setup(self) -> None:
+        self.fields["bootstrap_clusters"].initial = self.study.bootstrap_clusters
+
+    def arguments(self) -> dict[str, Any]:
+        return {"bootstrap_clusters": self.cleaned_data["bootstrap_clusters"]}
 
 
 EXPORT_LABELS = {

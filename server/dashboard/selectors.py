@@ -15,12 +15,20 @@ from typing import Any
 
 from django.db.models import Count, F, Max, OuterRef, Q, QuerySet, Subquery, Sum, Value
 from django.db.models.functions import Coalesce, Least, TruncDay, TruncHour
+from django.template.defaultfilters import pluralize
 from django.utils import timezone
 
+from evaluation.proportions import wilson_interval
 from server.core.exceptions import NotFound
 from server.evaluations.models import LeaderboardSnapshot
 from server.evaluations.reports import latest_evaluations, novelty_value_series, scalar_metric_names
-from server.evaluations.selectors import leaderboard_latest
+from server.evaluations.selectors import (
+    CountBreakdown,
+    leaderboard_count_breakdown,
+    leaderboard_judgments,
+    leaderboard_latest,
+    leaderboard_split,
+)
 from server.generators.models import GeneratorVersion, Sample
 from server.jobs.models import Job, JobKind, JobStatus
 from server.ratings.models import (
@@ -30,10 +38,9 @@ from server.ratings.models import (
     Platform,
     Rater,
     RaterEntryConflict,
-    RaterStatus,
 )
 from server.ratings.pair_selection import GOLD_GENERATOR, STAFF_GOLD_LABEL
-from server.studies.models import PromptSplit, Study
+from server.studies.models import Study
 from server.training.exports import DATASET_FOLDER
 from server.training.models import PreferenceSnapshot, RewardModel
 from server.training.services import ParentChoice, policy_parent_choose
@@ -43,7 +50,13 @@ METRIC_POINTS_SHOWN = 400  # per job curve: enough for the shape, small enough t
 RATE_WINDOW = timedelta(hours=24)
 RATE_FALLBACK_WINDOW = timedelta(days=7)
 RATE_MIN_JUDGMENTS = 10  # fewer than this in the last 24 h: use the 7-day average instead
+# A snapshot of fewer counted judgments gives no ETA: its interval width (from a handful of
+# prompts) is too unstable to extrapolate by 1/√n ("124 weeks" from 2 judgments).
+ETA_MIN_JUDGMENTS = 10
 RATERS_SHOWN = 500
+# Fewer validation pairs than this and a reward model's accuracy is shown as "too few pairs to
+# judge", not as a number: at 10 pairs the 95 % interval of 70 % is already 40–89 %.
+MIN_VALIDATION_PAIRS = 10
 
 
 # --- The estimate -----------------------------------------------------------------------------------
@@ -54,7 +67,9 @@ class CiEstimate:
     """How far the leaderboard's intervals are from the study's target width, and when they get there.
 
     ``state``: "reached" (the mean width is at or below the target), "estimated" (an ETA exists),
-    "no_leaderboard" (no snapshot with intervals yet), "no_rate" (no judgments lately, so no ETA).
+    "no_leaderboard" (no snapshot with intervals yet), "too_few_judgments" (the snapshot rests on
+    fewer than ``ETA_MIN_JUDGMENTS``: its width says too little to extrapolate from), "no_rate"
+    (too few judgments lately to measure a rate, so no ETA).
     """
 
     state: str
@@ -81,9 +96,9 @@ def ci_width_eta(
     mean, 1/sqrt(n) in the number of judgments n. From the latest snapshot's mean width W0 at n0
     judgments, W(n) = W0 · sqrt(n0 / n), so the target width T is met at
     n* = n0 · (W0 / T)². The judgments still needed, n* − n_now (n_now counted the same way as
-    the snapshot's, since judgments may have arrived after it), divided by the recent judgment
-    rate, give the ETA. The rate is that of the last 24 hours, or the 7-day average when the last
-    24 hours had fewer than 10 judgments.
+    the snapshot's, since judgments may have arrived after it), divided by the recent rate of
+    counted judgments (``judgment_rate``), give the ETA. No ETA from a snapshot of fewer than
+    ``ETA_MIN_JUDGMENTS`` judgments or without a measured rate.
 
     What it ignores, on purpose: new versions joining (more parameters, wider intervals), pair
     selection that concentrates judgments (faster for the pairs it targets), and ties. It is an
@@ -91,6 +106,15 @@ def ci_width_eta(
     """
     if mean_width is None or snapshot_judgments <= 0 or not math.isfinite(mean_width):
         return CiEstimate(state="no_leaderboard", target_width=target_width)
+    if snapshot_judgments < ETA_MIN_JUDGMENTS:
+        return CiEstimate(
+            state="too_few_judgments",
+            target_width=target_width,
+            mean_width=mean_width,
+            snapshot_judgments=snapshot_judgments,
+            counted_judgments=counted_judgments,
+            rate_per_hour=rate_per_hour,
+        )
     common = {
         "target_width": target_width,
         "mean_width": mean_width,
@@ -131,25 +155,42 @@ def live_judgments(*, study: Study) -> QuerySet[Judgment]:
     return Judgment.objects.filter(assignment__comparison__study=study, revoked_at__isnull=True)
 
 
-def counted_judgments(*, study: Study, split: str | None) -> QuerySet[Judgment]:
-    """Judgments counted the way a leaderboard counts them (see server/evaluations/leaderboard.py):
-    live, unflagged, by raters not paused, on regular comparisons, on ``split`` when given."""
-    judgments = (
-        live_judgments(study=study)
-        .filter(is_flagged=False, assignment__comparison__kind=ComparisonKind.REGULAR)
-        .exclude(assignment__rater__status=RaterStatus.PAUSED)
-    )
-    if split in PromptSplit.values:
-        judgments = judgments.filter(assignment__comparison__prompt__split=split)
-    return judgments
+@dataclass(frozen=True)
+class JudgmentRate:
+    """Counted judgments per hour over a window that starts no earlier than the study's first
+    vote (where the chart starts) and covers at least the last hour (the chart's smallest bucket).
+
+    ``state``: "measured" (``per_hour`` is set) or "too_little_data" (fewer than
+    ``RATE_MIN_JUDGMENTS`` counted judgments even in the 7-day window: a rate from a handful of
+    votes would turn into an ETA of years or minutes). ``judgments`` and ``hours`` are the window's.
+    """
+
+    state: str
+    judgments: int
+    hours: float
+    per_hour: float | None = None
 
 
-def judgment_rate_per_hour(*, judgments: QuerySet[Judgment], now: datetime) -> float | None:
-    recent = judgments.filter(submitted_at__gt=now - RATE_WINDOW).count()
-    if recent >= RATE_MIN_JUDGMENTS:
-        return recent / (RATE_WINDOW.total_seconds() / 3600)
-    week = judgments.filter(submitted_at__gt=now - RATE_FALLBACK_WINDOW).count()
-    return week / (RATE_FALLBACK_WINDOW.total_seconds() / 3600) if week else None
+def judgment_rate(
+    *, judgments: QuerySet[Judgment], first_vote_at: datetime | None, now: datetime
+) -> JudgmentRate:
+    """The recent rate of ``judgments`` (the counted ones): the last 24 hours, or the last 7 days
+    when those had fewer than ``RATE_MIN_JUDGMENTS``; each window cut to start at the first vote
+    (a study two hours old has had two hours to collect votes, not seven days) but spanning at
+    least one hour."""
+    window = JudgmentRate(state="too_little_data", judgments=0, hours=0.0)
+    if first_vote_at is None:
+        return window
+    for span in (RATE_WINDOW, RATE_FALLBACK_WINDOW):
+        start = min(max(now - span, first_vote_at), now - timedelta(hours=1))
+        hours = (now - start).total_seconds() / 3600
+        count = judgments.filter(submitted_at__gte=start, submitted_at__lte=now).count()
+        window = JudgmentRate(state="too_little_data", judgments=count, hours=hours)
+        if count >= RATE_MIN_JUDGMENTS:
+            return JudgmentRate(state="measured", judgments=count, hours=hours, per_hour=count / hours)
+        if start > now - span:
+            break  # the window already reaches back to the first vote: a longer one adds nothing
+    return window
 
 
 @dataclass(frozen=True)
@@ -180,35 +221,50 @@ def study_progress(*, study: Study) -> Progress:
     )
 
 
-def judgments_over_time(*, study: Study, now: datetime) -> dict[str, Any]:
+def judgments_over_time(*, study: Study, split: str | None, now: datetime) -> dict[str, Any]:
     """Live judgments per hour (a study whose first vote is under three days old) or per day, from
-    the first vote to now with quiet periods as zeros, and the running total."""
+    the first vote to now with quiet periods as zeros, those of them the leaderboard counts (on
+    ``split``), and the running total."""
     judgments = live_judgments(study=study)
     first = judgments.order_by("submitted_at").values_list("submitted_at", flat=True).first()
     if first is None:
-        return {"unit": "day", "labels": [], "counts": [], "cumulative": []}
+        return {"unit": "day", "labels": [], "counts": [], "counted": [], "cumulative": []}
     hourly = now - first < timedelta(days=3)
     step = timedelta(hours=1) if hourly else timedelta(days=1)
     bucket = TruncHour("submitted_at") if hourly else TruncDay("submitted_at")
-    counted = dict(
+    per_bucket = dict(
         judgments.annotate(bucket=bucket)
         .values("bucket")
         .annotate(count=Count("id"))
         .values_list("bucket", "count")
     )
-    start = min(counted)
+    counted_per_bucket = dict(
+        leaderboard_judgments(study=study, split=split)
+        .annotate(bucket=bucket)
+        .values("bucket")
+        .annotate(count=Count("id"))
+        .values_list("bucket", "count")
+    )
+    start = min(per_bucket)
     end = now.replace(minute=0, second=0, microsecond=0)
     if not hourly:
         end = end.replace(hour=0)
-    labels, counts, cumulative, total = [], [], [], 0
+    labels, counts, counted, cumulative, total = [], [], [], [], 0
     moment = start
-    while moment <= max(end, max(counted)):
-        total += counted.get(moment, 0)
+    while moment <= max(end, max(per_bucket)):
+        total += per_bucket.get(moment, 0)
         labels.append(moment.strftime("%Y-%m-%d %H:00" if hourly else "%Y-%m-%d"))
-        counts.append(counted.get(moment, 0))
+        counts.append(per_bucket.get(moment, 0))
+        counted.append(counted_per_bucket.get(moment, 0))
         cumulative.append(total)
         moment += step
-    return {"unit": "hour" if hourly else "day", "labels": labels, "counts": counts, "cumulative": cumulative}
+    return {
+        "unit": "hour" if hourly else "day",
+        "labels": labels,
+        "counts": counts,
+        "counted": counted,
+        "cumulative": cumulative,
+    }
 
 
 # --- Sections -----------------------------------------------------------------------------------------
@@ -218,18 +274,47 @@ def leaderboard_payload(board: LeaderboardSnapshot | None) -> dict[str, Any] | N
     if board is None:
         return None
     matrices = board.matrices or {}
+    params = board.params or {}
+    battles = matrices.get("battles", [])
+    win_rate = matrices.get("win_rate", [])
     return {
         "id": board.id,
         "created_at": board.created_at.isoformat(),
         "created_display": board.created_at.strftime("%Y-%m-%d %H:%M"),
         "judgment_count": board.judgment_count,
-        "split": (board.params or {}).get("split", "all"),
+        "split": params.get("split", "all"),
+        # Snapshots from before cluster resampling resampled judgments one by one.
+        "bootstrap_clusters": params.get("bootstrap_clusters", "none"),
+        "clusters": params.get("clusters", {}),
+        "warnings": params.get("warnings", []),
+        "breakdown": params.get("breakdown"),
+        "count_lines": count_explanation(CountBreakdown(**params["breakdown"]))
+        if params.get("breakdown")
+        else [],
         "rows": board.rows,
         "version_ids": matrices.get("version_ids", []),
         "labels": matrices.get("labels", []),
-        "win_rate": matrices.get("win_rate", []),
-        "battles": matrices.get("battles", []),
+        "win_rate": win_rate,
+        "win_rate_interval": _pair_win_rate_intervals(win_rate, battles),
+        "battles": battles,
     }
+
+
+def _pair_win_rate_intervals(win_rate: list[list[Any]], battles: list[list[Any]]) -> list[list[Any]]:
+    """Wilson 95 % interval of each head-to-head win rate ([low, high], None where the two never
+    met), a tie counting half a win. It treats the battles as independent, so it is a floor on the
+    uncertainty when raters share prompts; the ratings' intervals come from the cluster bootstrap."""
+    intervals: list[list[Any]] = []
+    for rates, counts in zip(win_rate, battles, strict=False):
+        row: list[Any] = []
+        for rate, count in zip(rates, counts, strict=False):
+            if not isinstance(rate, int | float) or not isinstance(count, int) or count <= 0:
+                row.append(None)
+                continue
+            interval = wilson_interval(min(count, max(0.0, rate * count)), count)  # type: ignore[arg-type]
+            row.append([round(interval[0], 4), round(interval[1], 4)] if interval else None)
+        intervals.append(row)
+    return intervals
 
 
 @dataclass(frozen=True)
@@ -334,15 +419,32 @@ def study_jobs(*, study: Study) -> list[dict[str, Any]]:
     return [job_payload(job, with_metrics=bool(job.metrics)) for job in jobs]
 
 
+def _share_interval(share: Any, n: Any) -> tuple[float | None, float | None]:
+    """95 % Wilson interval of a share of ``n`` trials; (None, None) without both."""
+    if not isinstance(share, int | float) or not isinstance(n, int) or n <= 0:
+        return None, None
+    interval = wilson_interval(min(n, max(0, round(share * n))), n)
+    return interval if interval else (None, None)
+
+
 def reward_models_payload(*, study: Study) -> list[dict[str, Any]]:
     """The study's reward models; accuracy with the number of validation pairs it rests on and its
-    95 % Wilson interval (both None for models trained before they were recorded)."""
+    95 % Wilson interval (both None for models trained before they were recorded), the human
+    ceiling with the comparisons it rests on and its Wilson interval over those comparisons (the
+    rater pairs of one comparison are not independent, so comparisons are the n), and
+    ``too_few_pairs`` below ``MIN_VALIDATION_PAIRS``: such an accuracy is not shown as a number."""
     models = RewardModel.objects.filter(study=study).order_by("created_at", "id")
     payload = []
     for model in models:
         metrics = model.metrics if isinstance(model.metrics, dict) else {}
         interval = metrics.get("validation_accuracy_interval")
         low, high = interval if isinstance(interval, list) and len(interval) == 2 else (None, None)
+        pairs = metrics.get("validation_pairs")
+        if low is None:
+            low, high = _share_interval(model.validation_accuracy, pairs)
+        ceiling_low, ceiling_high = _share_interval(
+            model.human_agreement_ceiling, metrics.get("ceiling_comparisons")
+        )
         payload.append(
             {
                 "id": model.id,
@@ -352,11 +454,14 @@ def reward_models_payload(*, study: Study) -> list[dict[str, Any]]:
                 "kind": metrics.get("kind", "embedding_heads"),
                 "ensemble_size": model.ensemble_size,
                 "validation_accuracy": model.validation_accuracy,
-                "validation_pairs": metrics.get("validation_pairs"),
+                "validation_pairs": pairs,
+                "too_few_pairs": isinstance(pairs, int) and pairs < MIN_VALIDATION_PAIRS,
                 "validation_accuracy_low": low,
                 "validation_accuracy_high": high,
                 "human_agreement_ceiling": model.human_agreement_ceiling,
                 "ceiling_comparisons": metrics.get("ceiling_comparisons"),
+                "ceiling_low": ceiling_low,
+                "ceiling_high": ceiling_high,
                 "expected_calibration_error": model.expected_calibration_error,
                 "warnings": metrics.get("warnings", []),
                 "created_at": model.created_at.isoformat(),
@@ -407,6 +512,9 @@ class StudyDashboard:
     sample_counts: dict[int, int] = field(default_factory=dict)
     gold_checks: dict[str, int] = field(default_factory=dict)  # {"generated": n, "staff": n}
     next_parent: ParentChoice | None = None  # where the loop trains from next, and why
+    breakdown: CountBreakdown | None = None  # which live judgments count for the leaderboard, and why
+    count_lines: list[str] = field(default_factory=list)  # the breakdown in words
+    rate: JudgmentRate | None = None  # the recent rate of counted judgments behind the estimate
 
 
 def gold_check_counts(*, study: Study) -> dict[str, int]:
@@ -421,14 +529,20 @@ def gold_check_counts(*, study: Study) -> dict[str, int]:
 def study_dashboard(*, study: Study, now: datetime | None = None) -> StudyDashboard:
     now = now or timezone.now()
     board = leaderboard_latest(study=study)
-    split = (board.params or {}).get("split") if board else None
-    counted = counted_judgments(study=study, split=split)
+    # The split a recompute would use now: the overview counts, charts and rates on it.
+    split = leaderboard_split(study=study)
+    breakdown = leaderboard_count_breakdown(study=study, split=split)
+    counted = leaderboard_judgments(study=study, split=split)
+    first_vote_at = (
+        live_judgments(study=study).order_by("submitted_at").values_list("submitted_at", flat=True).first()
+    )
+    rate = judgment_rate(judgments=counted, first_vote_at=first_vote_at, now=now)
     estimate = ci_width_eta(
         mean_width=mean_interval_width(board.rows) if board else None,
         snapshot_judgments=board.judgment_count if board else 0,
-        counted_judgments=counted.count(),
+        counted_judgments=breakdown.counted,
         target_width=study.target_ci_width,
-        rate_per_hour=judgment_rate_per_hour(judgments=counted, now=now),
+        rate_per_hour=rate.per_hour,
     )
     sample_counts = dict(
         Sample.objects.filter(prompt__study=study)
@@ -440,8 +554,8 @@ def study_dashboard(*, study: Study, now: datetime | None = None) -> StudyDashbo
         study=study,
         progress=study_progress(study=study),
         estimate=estimate,
-        live_judgment_count=live_judgments(study=study).count(),
-        over_time=judgments_over_time(study=study, now=now),
+        live_judgment_count=breakdown.live,
+        over_time=judgments_over_time(study=study, split=split, now=now),
         leaderboard=leaderboard_payload(board),
         raters=rater_rows(study=study),
         jobs=study_jobs(study=study),
@@ -452,6 +566,9 @@ def study_dashboard(*, study: Study, now: datetime | None = None) -> StudyDashbo
         sample_counts=sample_counts,
         gold_checks=gold_check_counts(study=study),
         next_parent=policy_parent_choose(study=study),
+        breakdown=breakdown,
+        count_lines=count_explanation(breakdown),
+        rate=rate,
     )
 
 
@@ -524,3 +641,28 @@ def user_has_token(*, user: Any) -> bool:
     from rest_framework.authtoken.models import Token
 
     return Token.objects.filter(user=user).exists()
+
+
+def count_explanation(breakdown: CountBreakdown) -> list[str]:
+    """Why the live judgments that do not count for the leaderboard do not, one line per reason
+    that applies (largest first), after the line on those that count."""
+    on = "holdout prompts" if breakdown.split == "holdout" else "all prompts"
+    counted = f"{breakdown.counted} count, on {on}"
+    if breakdown.ties or breakdown.both_bad:
+        counted += (
+            f" ({breakdown.ties} tie{pluralize(breakdown.ties)}, half a win to each side, and "
+            f"{breakdown.both_bad} “both bad”, counted as ties)"
+        )
+    reasons = [
+        (breakdown.gold, "gold checks: they test raters, not versions"),
+        (breakdown.repeat, "swapped repeats: the same rater's opinion a second time"),
+        (breakdown.flagged, "flagged: too fast, or made while the rater was paused"),
+        (breakdown.paused_rater, "by raters who are paused now"),
+        (
+            breakdown.other_split,
+            "on train prompts: the leaderboard uses holdout prompts once any holdout judgment counts",
+        ),
+        (breakdown.versions, "between versions not enrolled in the study, or a version against itself"),
+    ]
+    lines = [f"{count} {text}" for count, text in sorted(reasons, key=lambda item: -item[0]) if count]
+    return [counted, *lines]

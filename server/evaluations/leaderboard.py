@@ -2,9 +2,14 @@
 
 Counted judgments: live, not flagged, from raters who are not paused, on regular comparisons
 (gold checks test raters; swapped repeats would count one opinion twice) between versions
-enrolled in the study. A tie is half a win; "both bad" counts as a tie (as Chatbot Arena does).
-The leaderboard is reported on holdout prompts when any holdout judgment exists, else on all
-prompts; the split used is stored with the snapshot.
+enrolled in the study (``selectors.leaderboard_judgments``; the snapshot stores why the others
+do not count, ``selectors.leaderboard_count_breakdown``). A tie is half a win; "both bad" counts
+as a tie (as Chatbot Arena does). The leaderboard is reported on holdout prompts when any holdout
+judgment exists, else on all prompts; the split used is stored with the snapshot.
+
+Intervals: the bootstrap resamples whole prompts by default (the study's ``bootstrap_clusters``:
+prompts, raters, both crossed, or none = judgments one by one), since the raters of one prompt
+judge the same samples; the snapshot stores the scheme and how many clusters it resampled.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from django.db.models import QuerySet
 from evaluation.bradley_terry import (
     bootstrap_bradley_terry,
     count_pair_outcomes,
+    count_pair_outcomes_clustered,
     fit_bradley_terry_with_covariate,
     fit_davidson,
     normalised_length_difference,
@@ -26,11 +32,16 @@ from evaluation.bradley_terry import (
 from evaluation.outcomes import Outcome as OutcomeCode
 from server.core.exceptions import ApplicationError
 from server.evaluations.models import LeaderboardSnapshot
-from server.evaluations.selectors import last_judgment_id
+from server.evaluations.selectors import (
+    last_judgment_id,
+    leaderboard_count_breakdown,
+    leaderboard_judgments,
+    leaderboard_split,
+)
 from server.jobs.models import Job
 from server.ratings.models import Judgment, Outcome
 from server.ratings.selectors import judgments_trusted
-from server.studies.models import PromptSplit, Study
+from server.studies.models import BootstrapClusters, Study
 
 OUTCOME_CODES = {
     Outcome.A: OutcomeCode.A_WINS,
@@ -39,6 +50,9 @@ OUTCOME_CODES = {
     Outcome.BOTH_BAD: OutcomeCode.BOTH_BAD,
 }
 DEFAULT_ROUNDS = 1000
+# Fewer resampled clusters than this and the bootstrap interval is itself unreliable (a
+# percentile interval over a handful of prompts is too narrow); the snapshot carries a warning.
+MIN_CLUSTERS = 20
 
 
 def counted_judgments(*, study: Study, split: str | None) -> QuerySet[Judgment]:
@@ -48,21 +62,31 @@ def counted_judgments(*, study: Study, split: str | None) -> QuerySet[Judgment]:
     return judgments
 
 
-def leaderboard_split(*, study: Study) -> str | None:
-    has_holdout = counted_judgments(study=study, split=PromptSplit.HOLDOUT).exists()
-    return PromptSplit.HOLDOUT if has_holdout else None
-
-
-def _rounded(values: np.ndarray) -> list[float | None]:
-    return [None if not np.isfinite(value) else round(float(value), 3) for value in values]
+def _rounded(values: np.ndarray, digits: int = 3) -> list[float | None]:
+    return [None if not np.isfinite(value) else round(float(value), digits) for value in values]
 
 
 def leaderboard_compute(
-    *, study: Study, rounds: int = DEFAULT_ROUNDS, seed: int = 0, job_id: int | None = None
+    *,
+    study: Study,
+    rounds: int = DEFAULT_ROUNDS,
+    seed: int = 0,
+    bootstrap_clusters: str | None = None,
+    job_id: int | None = None,
 ) -> LeaderboardSnapshot:
-    """Fit and store a leaderboard snapshot of the study (all numbers come from evaluation/)."""
+    """Fit and store a leaderboard snapshot of the study (all numbers come from evaluation/).
+
+    ``bootstrap_clusters``: what the bootstrap resamples whole (``BootstrapClusters``); None
+    takes the study's setting.
+    """
     if not 0 <= rounds <= 10_000:
         raise ApplicationError("Bootstrap rounds must be between 0 and 10,000.", extra={"field": "rounds"})
+    scheme = bootstrap_clusters or study.bootstrap_clusters
+    if scheme not in BootstrapClusters.values:
+        raise ApplicationError(
+            f"Bootstrap clusters must be one of {', '.join(BootstrapClusters.values)}.",
+            extra={"field": "bootstrap_clusters"},
+        )
     # Read the newest judgment id first and count up to it: a vote arriving during the bootstrap
     # is then neither counted nor marked as seen, so the scheduler recomputes for it.
     last_seen = last_judgment_id(study=study)
@@ -70,25 +94,50 @@ def leaderboard_compute(
     versions = list(study.versions.order_by("id"))
     index_of = {version.id: index for index, version in enumerate(versions)}
     rows = list(
-        counted_judgments(study=study, split=split)
+        leaderboard_judgments(study=study, split=split)
         .filter(id__lte=last_seen)
+        .order_by("id")
         .values_list(
             "outcome",
             "assignment__comparison__sample_a__version_id",
             "assignment__comparison__sample_b__version_id",
             "assignment__comparison__sample_a__token_count",
             "assignment__comparison__sample_b__token_count",
+            "assignment__comparison__prompt_id",
+            "assignment__rater_id",
         )
     )
     rows = [row for row in rows if row[1] in index_of and row[2] in index_of]
     model_a = np.array([index_of[row[1]] for row in rows], dtype=np.int64)
     model_b = np.array([index_of[row[2]] for row in rows], dtype=np.int64)
     outcome = np.array([int(OUTCOME_CODES[row[0]]) for row in rows], dtype=np.int64)
-    counts = count_pair_outcomes(model_a, model_b, outcome, n_versions=len(versions))
-    board = bootstrap_bradley_terry(counts, rounds=rounds, seed=seed)
+    prompts = np.array([row[5] for row in rows], dtype=np.int64)
+    raters = np.array([row[6] for row in rows], dtype=np.int64)
+    cluster_ids = {
+        BootstrapClusters.PROMPT: (prompts, None),
+        BootstrapClusters.RATER: (raters, None),
+        BootstrapClusters.PROMPT_AND_RATER: (prompts, raters),
+    }
+    if scheme == BootstrapClusters.NONE:
+        counts = count_pair_outcomes(model_a, model_b, outcome, n_versions=len(versions))
+        clusters = None
+    else:
+        first, second = cluster_ids[BootstrapClusters(scheme)]
+        clustered = count_pair_outcomes_clustered(
+            model_a, model_b, outcome, first, second, n_versions=len(versions)
+        )
+        counts, clusters = clustered.counts, clustered.clusters
+    board = bootstrap_bradley_terry(counts, rounds=rounds, seed=seed, clusters=clusters)
     matrices = win_and_battle_matrices(counts)
     win_rates = win_rate_matrix(matrices.wins, matrices.battles)
     overall_win_rate = matrices.wins.sum(axis=1) / np.maximum(matrices.battles.sum(axis=1), 1)
+    resampled = _resampled_units(scheme, prompts=prompts, raters=raters, judgments=len(rows))
+    warnings = [
+        f"The bootstrap resampled only {count} {unit}: with fewer than {MIN_CLUSTERS} the intervals "
+        "are too narrow to trust."
+        for unit, count in resampled.items()
+        if rows and count < MIN_CLUSTERS
+    ]
 
     diagnostics: dict[str, Any] = {}
     if rows:
@@ -122,6 +171,8 @@ def leaderboard_compute(
             "rank": int(board.rank[index]),
             "battles": int(board.battles[index]),
             "win_rate": round(float(overall_win_rate[index]), 4),
+            "win_rate_lower": _rounded(board.win_rate_lower[index : index + 1], 4)[0],
+            "win_rate_upper": _rounded(board.win_rate_upper[index : index + 1], 4)[0],
         }
         for index, version in enumerate(versions)
     ]
@@ -138,6 +189,10 @@ def leaderboard_compute(
             "ties": "half a win",
             "both_bad": "tie",
             "last_judgment_id": last_seen,
+            "bootstrap_clusters": scheme,
+            "clusters": resampled,
+            "warnings": warnings,
+            "breakdown": leaderboard_count_breakdown(study=study, split=split, up_to_id=last_seen).as_dict(),
         },
         rows=entries,
         matrices={
@@ -150,12 +205,27 @@ def leaderboard_compute(
     )
 
 
+def _resampled_units(
+    scheme: str, *, prompts: np.ndarray, raters: np.ndarray, judgments: int
+) -> dict[str, int]:
+    """How many units the bootstrap resampled, by kind ("prompts", "raters" or "judgments")."""
+    if scheme == BootstrapClusters.NONE:
+        return {"judgments": judgments}
+    units: dict[str, int] = {}
+    if scheme in (BootstrapClusters.PROMPT, BootstrapClusters.PROMPT_AND_RATER):
+        units["prompts"] = int(np.unique(prompts).size)
+    if scheme in (BootstrapClusters.RATER, BootstrapClusters.PROMPT_AND_RATER):
+        units["raters"] = int(np.unique(raters).size)
+    return units
+
+
 def leaderboard_recompute_run(*, job: Job, report) -> dict[str, Any]:  # type: ignore[no-untyped-def]
     report(step=0, total=1, message="fitting Bradley–Terry with bootstrap")
     snapshot = leaderboard_compute(
         study=job.study,
         rounds=int(job.params.get("rounds", DEFAULT_ROUNDS)),
         seed=int(job.params.get("seed", 0)),
+        bootstrap_clusters=job.params.get("bootstrap_clusters"),
         job_id=job.id,
     )
     report(step=1, total=1, message=f"{snapshot.judgment_count} judgments counted")

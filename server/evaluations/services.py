@@ -12,7 +12,7 @@ from server.core.exceptions import ApplicationError
 from server.evaluations.selectors import last_judgment_id
 from server.jobs.models import Job, JobKind, JobStatus
 from server.jobs.services import job_enqueue
-from server.studies.models import Study
+from server.studies.models import BootstrapClusters, Study
 
 DEFAULT_ROUNDS = 1000
 
@@ -21,17 +21,26 @@ def leaderboard_recompute_start(
     *,
     study: Study,
     rounds: int = DEFAULT_ROUNDS,
+    bootstrap_clusters: str | None = None,
     created_by_id: int | None = None,
     parent_id: int | None = None,
 ) -> Job:
+    """Queue a leaderboard recompute. ``bootstrap_clusters`` (``BootstrapClusters``: "prompt",
+    "rater", "prompt_and_rater", "none") overrides the study's setting for this recompute."""
     if not 0 <= rounds <= 10_000:
         raise ApplicationError("Bootstrap rounds must be between 0 and 10,000.", extra={"field": "rounds"})
+    scheme = bootstrap_clusters or study.bootstrap_clusters
+    if scheme not in BootstrapClusters.values:
+        raise ApplicationError(
+            f"Bootstrap clusters must be one of {', '.join(BootstrapClusters.values)}.",
+            extra={"field": "bootstrap_clusters"},
+        )
     return job_enqueue(
         kind=JobKind.RECOMPUTE_LEADERBOARD,
         study_id=study.id,
         created_by_id=created_by_id,
         parent_id=parent_id,
-        params={"rounds": rounds, "seed": 0},
+        params={"rounds": rounds, "seed": 0, "bootstrap_clusters": scheme},
     )
 
 

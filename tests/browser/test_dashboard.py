@@ -81,7 +81,8 @@ def test_the_study_dashboard_draws_every_chart_and_follows_jobs_live(
             intervals: c.intervals.data.labels.length,
             heatmap: c.heatmap.data.datasets[0].data.length,
             metrics: c.metrics.data.datasets[0].data.length,
-            rewardModels: c.rewardModels.data.datasets.map((d) => d.data[0]),
+            counted: c.overTime.data.datasets[1].data.reduce((a, b) => a + b, 0),
+            rewardModels: c.rewardModels.data.datasets.map((d) => [d.estimates[0], d.data[0]]),
             scatter: c.scatter.data.datasets.map((d) => d.data.length),
           };
         }"""
@@ -91,7 +92,9 @@ def test_the_study_dashboard_draws_every_chart_and_follows_jobs_live(
         "intervals": 3,
         "heatmap": 6,
         "metrics": 11,
-        "rewardModels": [0.68, 0.74],
+        "counted": 23,
+        # Intervals with a tick at the estimate; this model has no n recorded, so a zero-height one.
+        "rewardModels": [[0.68, [0.68, 0.68]], [0.74, [0.74, 0.74]]],
         "scatter": [5, 2],
     }
     # Every canvas has pixels on it (a chart that failed would leave it blank).

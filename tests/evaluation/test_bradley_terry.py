@@ -391,3 +391,81 @@ def test_covariate_fit_without_judgments_is_all_anchor() -> None:
 
 def test_normalised_length_difference_is_zero_for_two_empty_samples() -> None:
     assert normalised_length_difference([300, 0, 50], [100, 0, 50]).tolist() == [0.5, 0.0, 0.0]
+
+
+# --- Cluster bootstrap ----------------------------------------------------------------------------
+
+
+def test_clustered_counts_match_the_plain_counts_and_drop_the_same_judgments() -> None:
+    # Given: judgments on prompts 10, 10, 11, 12; the one on prompt 12 is a self-pair.
+    a, b, outcome = [0, 1, 0, 2], [1, 0, 2, 2], [Outcome.A_WINS, Outcome.TIE, Outcome.B_WINS, Outcome.A_WINS]
+    clustered = bradley_terry.count_pair_outcomes_clustered(a, b, outcome, [10, 10, 11, 12], n_versions=3)
+    plain = bradley_terry.count_pair_outcomes(a, b, outcome, n_versions=3)
+    assert np.array_equal(clustered.counts.counts, plain.counts)
+    # Prompt 12 had only the self-pair: it is not a cluster.
+    assert clustered.clusters.n_first == 2
+    per_cell = np.bincount(clustered.clusters.cell, clustered.clusters.count, minlength=3 * plain.first.size)
+    assert np.array_equal(per_cell.reshape(-1, 3), plain.counts)
+    with pytest.raises(ValueError):
+        bradley_terry.count_pair_outcomes_clustered(a, b, outcome, [1, 2], n_versions=3)
+
+
+def test_cluster_bootstrap_of_a_single_prompt_has_zero_width_intervals() -> None:
+    clustered = bradley_terry.count_pair_outcomes_clustered(
+        [0, 0, 1, 0],
+        [1, 1, 2, 2],
+        [Outcome.A_WINS, Outcome.B_WINS, Outcome.TIE, Outcome.A_WINS],
+        [7, 7, 7, 7],
+        n_versions=3,
+    )
+    board = bradley_terry.bootstrap_bradley_terry(clustered.counts, rounds=100, clusters=clustered.clusters)
+    assert np.allclose(board.lower, board.ratings, atol=1e-6)
+    assert np.allclose(board.upper, board.ratings, atol=1e-6)
+
+
+def test_cluster_bootstrap_with_one_judgment_per_cluster_matches_the_iid_bootstrap() -> None:
+    # Given: judgments that are all their own cluster; resampling them in clusters or one by one is
+    # the same scheme, so the intervals agree up to Monte Carlo error.
+    rng = np.random.default_rng(3)
+    a = rng.integers(0, 4, 600)
+    b = (a + rng.integers(1, 4, 600)) % 4
+    outcome = np.where(rng.random(600) < 0.5 + 0.1 * (b - a), Outcome.A_WINS, Outcome.B_WINS)
+    clustered = bradley_terry.count_pair_outcomes_clustered(a, b, outcome, np.arange(600), n_versions=4)
+    independent = bradley_terry.bootstrap_bradley_terry(clustered.counts, rounds=2000, seed=1)
+    by_cluster = bradley_terry.bootstrap_bradley_terry(
+        clustered.counts, rounds=2000, seed=2, clusters=clustered.clusters
+    )
+    width_independent = independent.upper - independent.lower
+    width_clusters = by_cluster.upper - by_cluster.lower
+    np.testing.assert_allclose(width_clusters, width_independent, rtol=0.1)
+    assert np.array_equal(by_cluster.ratings, independent.ratings)
+
+
+def test_cluster_bootstrap_is_reproducible_and_wider_when_prompts_repeat_one_verdict() -> None:
+    # Given: 40 prompts, each judged by 5 raters who all agree (perfectly clustered votes).
+    rng = np.random.default_rng(0)
+    prompt_a = rng.integers(0, 3, 40)
+    prompt_b = (prompt_a + rng.integers(1, 3, 40)) % 3
+    verdict = np.where(rng.random(40) < 0.6, Outcome.A_WINS, Outcome.B_WINS)
+    a, b, outcome = (np.repeat(x, 5) for x in (prompt_a, prompt_b, verdict))
+    clustered = bradley_terry.count_pair_outcomes_clustered(
+        a, b, outcome, np.repeat(np.arange(40), 5), n_versions=3
+    )
+    first = bradley_terry.bootstrap_bradley_terry(
+        clustered.counts, rounds=300, seed=4, clusters=clustered.clusters
+    )
+    again = bradley_terry.bootstrap_bradley_terry(
+        clustered.counts, rounds=300, seed=4, clusters=clustered.clusters
+    )
+    independent = bradley_terry.bootstrap_bradley_terry(clustered.counts, rounds=300, seed=4)
+    assert np.array_equal(first.lower, again.lower) and np.array_equal(first.upper, again.upper)
+    # Five identical votes carry one prompt's information: intervals ~√5 ≈ 2.2 times wider.
+    ratio = (first.upper - first.lower) / (independent.upper - independent.lower)
+    assert (ratio > 1.6).all() and (ratio < 3.0).all()
+    with pytest.raises(ValueError):
+        bradley_terry.resample_pair_wins_clustered(
+            bradley_terry.count_pair_outcomes([0], [1], [0], n_versions=3),
+            clustered.clusters,
+            rounds=1,
+            generator=np.random.default_rng(0),
+        )

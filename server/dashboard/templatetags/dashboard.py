@@ -6,6 +6,9 @@ import math
 from typing import Any
 
 from django import template
+from django.utils.html import format_html
+
+from evaluation.proportions import wilson_interval
 
 register = template.Library()
 
@@ -50,3 +53,30 @@ def hours(value: Any) -> str:
 @register.filter
 def get(mapping: Any, key: Any) -> Any:
     return mapping.get(key) if isinstance(mapping, dict) else None
+
+
+@register.simple_tag
+def share(value: Any, n: Any, unit: str = "", min_n: int = 1) -> str:
+    """A share estimated from ``n`` trials, with its 95 % Wilson interval and its n:
+    "62% [47–76%] of 40 pairs". Below ``min_n`` trials the share is not shown at all ("too few
+    pairs to judge (n = 1)"): a "100 %" from one pair reads as a result. No trials or no value:
+    an en dash. Returns escaped HTML (the interval and n set in a muted small font)."""
+    number = _number(value)
+    count = n if isinstance(n, int) and not isinstance(n, bool) else None
+    unit_text = f" {unit}" if unit else ""
+    if number is None or not count:
+        return DASH
+    if count < min_n:
+        return format_html(
+            '<span class="dash-muted dash-too-few">too few{} to judge (n = {})</span>', unit_text, count
+        )
+    successes = min(count, max(0, round(number * count)))
+    low, high = wilson_interval(successes, count) or (math.nan, math.nan)
+    return format_html(
+        '{} <span class="dash-muted dash-small dash-interval">[{}–{}] of {}{}</span>',
+        f"{number * 100:.0f}%",
+        f"{low * 100:.0f}",
+        f"{high * 100:.0f}%",
+        count,
+        unit_text,
+    )

@@ -92,6 +92,8 @@
         labels: data.labels,
         datasets: [
           { type: "bar", label: `judgments per ${data.unit}`, data: data.counts, backgroundColor: "#9ec5ec", yAxisID: "y" },
+          // The judgments the leaderboard counts: the rate behind the time-to-target estimate.
+          { type: "bar", label: `counted for the leaderboard`, data: data.counted || [], backgroundColor: "#0072B2", yAxisID: "y" },
           { type: "line", label: "total", data: data.cumulative, borderColor: "#0b5cad", backgroundColor: "#0b5cad",
             pointRadius: 0, borderWidth: 2, tension: 0.25, yAxisID: "total" },
         ],
@@ -201,7 +203,8 @@
       labels.forEach((columnLabel, j) => {
         if (i === j) return;
         const rate = (board.win_rate[i] || [])[j];
-        cells.push({ x: columnLabel, y: rowLabel, v: typeof rate === "number" ? rate : null, n: (board.battles[i] || [])[j] || 0 });
+        const interval = ((board.win_rate_interval || [])[i] || [])[j] || null;
+        cells.push({ x: columnLabel, y: rowLabel, v: typeof rate === "number" ? rate : null, n: (board.battles[i] || [])[j] || 0, ci: interval });
       });
     });
     const size = labels.length;
@@ -231,7 +234,10 @@
           tooltip: {
             callbacks: {
               title: () => "",
-              label: (context) => `${context.raw.y} beats ${context.raw.x}: ${percent(context.raw.v, 1)} of ${context.raw.n} battles`,
+              label: (context) => {
+                const ci = context.raw.ci ? ` [${percent(context.raw.ci[0], 0)}–${percent(context.raw.ci[1], 0)}]` : "";
+                return `${context.raw.y} beats ${context.raw.x}: ${percent(context.raw.v, 1)}${ci} of ${context.raw.n} battles`;
+              },
             },
           },
         },
@@ -242,29 +248,80 @@
 
   // --- Reward models and evaluations -------------------------------------------------------------------
 
+  // A tick across each interval bar at its estimate (dataset.estimates[index]).
+  const estimateTicks = {
+    id: "estimateTicks",
+    afterDatasetsDraw(chart) {
+      const { ctx } = chart;
+      const y = chart.scales.y;
+      ctx.save();
+      chart.data.datasets.forEach((dataset, datasetIndex) => {
+        const meta = chart.getDatasetMeta(datasetIndex);
+        if (!dataset.estimates || meta.hidden) return;
+        meta.data.forEach((bar, index) => {
+          const value = dataset.estimates[index];
+          if (typeof value !== "number" || !dataset.data[index]) return;
+          const pixel = y.getPixelForValue(value);
+          ctx.strokeStyle = "#1f2328";
+          ctx.lineWidth = 2.5;
+          ctx.beginPath();
+          ctx.moveTo(bar.x - bar.width / 2, pixel);
+          ctx.lineTo(bar.x + bar.width / 2, pixel);
+          ctx.stroke();
+        });
+      });
+      ctx.restore();
+    },
+  };
+
   function rewardModels() {
     const models = readJson("reward-models-data");
     const canvas = document.getElementById("chart-reward-models");
     if (!models || !models.length || !canvas) return;
+    // Each value is drawn as its 95% interval with a tick at the estimate, never as a bar from zero:
+    // an accuracy from a handful of pairs must not look like one from hundreds. Too few pairs: no bar.
+    // Models trained before n was recorded have no interval: a zero-height bar keeps their estimate tick.
+    const interval = (low, high, estimate) => {
+      if (typeof low === "number" && typeof high === "number") return [low, high];
+      return typeof estimate === "number" ? [estimate, estimate] : null;
+    };
+    const accuracy = models.map((m) => (m.too_few_pairs ? null : interval(m.validation_accuracy_low, m.validation_accuracy_high, m.validation_accuracy)));
+    const ceiling = models.map((m) => interval(m.ceiling_low, m.ceiling_high, m.human_agreement_ceiling));
     charts.rewardModels = new Chart(canvas, {
       type: "bar",
       data: {
-        labels: models.map((model) => model.label),
+        labels: models.map((model) => (model.too_few_pairs ? `${model.label} (too few pairs)` : model.label)),
         datasets: [
-          { label: "validation accuracy", data: models.map((m) => m.validation_accuracy), backgroundColor: "#0072B2", borderRadius: 3, maxBarThickness: 56 },
-          { label: "human agreement ceiling", data: models.map((m) => m.human_agreement_ceiling), backgroundColor: "#b8c4d0", borderRadius: 3, maxBarThickness: 56 },
+          { label: "validation accuracy", data: accuracy, estimates: models.map((m) => m.validation_accuracy),
+            counts: models.map((m) => m.validation_pairs), unit: "pairs",
+            backgroundColor: withAlpha("#0072B2", 0.35), borderColor: "#0072B2", borderWidth: 1.5, borderSkipped: false, maxBarThickness: 56 },
+          { label: "human agreement ceiling", data: ceiling, estimates: models.map((m) => m.human_agreement_ceiling),
+            counts: models.map((m) => m.ceiling_comparisons), unit: "comparisons",
+            backgroundColor: withAlpha("#8c9aa8", 0.35), borderColor: "#8c9aa8", borderWidth: 1.5, borderSkipped: false, maxBarThickness: 56 },
         ],
       },
       options: {
         scales: {
           y: { min: 0, max: 1, ticks: { callback: (value) => `${Math.round(value * 100)}%` } },
-          x: { grid: { display: false }, ticks: { callback: categoryTick(20) } },
+          x: { grid: { display: false }, ticks: { callback: categoryTick(28) } },
         },
         plugins: {
           legend: { position: "bottom" },
-          tooltip: { callbacks: { label: (context) => `${context.dataset.label}: ${percent(context.raw, 1)}` } },
+          tooltip: {
+            callbacks: {
+              label: (context) => {
+                const dataset = context.dataset;
+                const index = context.dataIndex;
+                const range = context.raw || [];
+                const count = dataset.counts[index];
+                if (typeof count !== "number") return `${dataset.label}: ${percent(dataset.estimates[index], 1)} (n not recorded)`;
+                return `${dataset.label}: ${percent(dataset.estimates[index], 1)} [${percent(range[0], 0)}–${percent(range[1], 0)}] of ${count} ${dataset.unit}`;
+              },
+            },
+          },
         },
       },
+      plugins: [estimateTicks],
     });
   }
 

@@ -426,3 +426,21 @@ def test_a_quality_rule_out_of_range_is_refused_by_name(
     assert response.status_code == 400
     assert response.json()["error"] == f"The request is not valid: {message}"
     assert not Study.objects.filter(slug="loose").exists()
+
+
+def test_a_leaderboard_recompute_takes_its_bootstrap_clusters_or_the_studys(
+    world: World, staff_client: APIClient
+) -> None:
+    url = f"{STUDY}/jobs/recompute-leaderboard/"
+    before = Job.objects.filter(kind="recompute_leaderboard").count()
+    default = staff_client.post(url, {}, format="json")
+    assert default.status_code == 202
+    assert Job.objects.get(id=default.json()["id"]).params["bootstrap_clusters"] == "prompt"
+    crossed = staff_client.post(url, {"bootstrap_clusters": "prompt_and_rater", "rounds": 200}, format="json")
+    assert crossed.status_code == 202
+    params = Job.objects.get(id=crossed.json()["id"]).params
+    assert (params["bootstrap_clusters"], params["rounds"]) == ("prompt_and_rater", 200)
+    refused = staff_client.post(url, {"bootstrap_clusters": "samples"}, format="json")
+    assert refused.status_code == 400
+    assert list(refused.json()["details"]["fields"]) == ["bootstrap_clusters"]
+    assert Job.objects.filter(kind="recompute_leaderboard").count() == before + 2

@@ -4,6 +4,7 @@ of time to the target interval width."""
 
 from __future__ import annotations
 
+import html
 import io
 import json
 import math
@@ -257,7 +258,12 @@ def test_long_metric_timelines_are_thinned_for_polling(world: World, staff: Clie
             "evaluate",
             {"split": "holdout", "samples_per_prompt": 4, "seed": 0},
         ),
-        ("recompute-leaderboard", {}, "recompute_leaderboard", {"rounds": 1000, "seed": 0}),
+        (
+            "recompute-leaderboard",
+            {"bootstrap_clusters": "prompt_and_rater"},
+            "recompute_leaderboard",
+            {"rounds": 1000, "seed": 0, "bootstrap_clusters": "prompt_and_rater"},
+        ),
         ("export", {"kind": "leaderboard"}, "export", {"kind": "leaderboard", "snapshot_id": None}),
     ],
 )
@@ -460,9 +466,10 @@ def test_reward_model_accuracy_shows_its_n_and_interval_next_to_the_ceiling(
 
     # then the accuracy cell carries n and the 95 % interval, and the ceiling its comparisons
     cell = re.search(r'<td class="num rm-accuracy">(.*?)</td>', page, re.S).group(1)
-    assert re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", cell)).strip() == "68.0% n = 25 · 95% CI 48%–83%"
+    assert _text(cell) == "68% [48–83%] of 25 pairs"
     ceiling = re.search(r'<td class="num rm-ceiling">(.*?)</td>', page, re.S).group(1)
-    assert re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", ceiling)).strip() == "74.0% 12 comparisons"
+    # 74 % of 12 comparisons: 9 agreeing, Wilson [47 %, 91 %].
+    assert _text(ceiling) == "74% [47–91%] of 12 comparisons"
     assert "sequence_classification · " in page
 
 
@@ -483,4 +490,138 @@ def test_a_reward_model_on_too_few_pairs_starts_with_a_warning_on_the_page(
     assert (
         f"Train a reward model, job #{job.id}: The snapshot has {world.snapshot.train_count} training pairs"
         in page
+    )
+
+
+def _text(markup: str) -> str:
+    return html.unescape(re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", markup)).strip())
+
+
+def test_a_reward_model_on_one_pair_shows_too_few_pairs_and_no_bar(world: World, staff: Client) -> None:
+    # given a reward model that was validated on a single pair (and got it right)
+    world.reward_model.validation_accuracy = 1.0
+    world.reward_model.metrics = {"kind": "sequence_classification", "validation_pairs": 1}
+    world.reward_model.save(update_fields=["metrics", "validation_accuracy"])
+
+    page = staff.get(STUDY_URL).content.decode()
+
+    # then no "100%" is shown for it, in the table or in the chart's data
+    cell = re.search(r'<td class="num rm-accuracy">(.*?)</td>', page, re.S).group(1)
+    assert _text(cell) == "too few pairs to judge (n = 1)"
+    payload = study_dashboard(study=world.study_a).reward_models[0]
+    assert payload["too_few_pairs"] is True
+    assert payload["validation_pairs"] == 1
+
+
+def test_rater_quality_shares_carry_their_interval_and_n(world: World, staff: Client) -> None:
+    page = staff.get(STUDY_URL).content.decode()
+    row = re.search(rf'<tr data-rater-id="{world.rater_a.id}">(.*?)</tr>', page, re.S).group(1)
+    cells = {
+        name: _text(re.search(rf'<td class="num rater-{name}">(.*?)</td>', row, re.S).group(1))
+        for name in ("gold", "agreement", "left", "consistency")
+    }
+    # Wilson intervals of 2 of 2, 4 of 5, 5 of 9 and 1 of 1.
+    assert cells == {
+        "gold": "100% [34–100%] of 2",
+        "agreement": "80% [38–96%] of 5",
+        "left": "56% [27–81%] of 9",
+        "consistency": "100% [21–100%] of 1",
+    }
+    # A rater with no quality signals yet shows dashes, not 0 %.
+    helper_row = re.search(r'<tr data-rater-id="\d+">((?:(?!</tr>).)*helper(?:(?!</tr>).)*)</tr>', page, re.S)
+    assert (
+        _text(re.search(r'<td class="num rater-gold">(.*?)</td>', helper_row.group(1), re.S).group(1)) == "–"
+    )
+
+
+def test_the_overview_explains_which_judgments_count_from_the_data(world: World, staff: Client) -> None:
+    # given the world's 23 regular judgments, plus one flagged, one gold check and one repeat
+    from server.ratings.models import Comparison
+
+    comparison = Comparison.objects.filter(study=world.study_a, kind="regular").order_by("id").first()
+    extra = factories.rater(study=world.study_a)
+    factories.judgment(comparison=comparison, rater=extra, is_flagged=True, flag_reasons=["fast"])
+    gold = factories.gold_comparison(study=world.study_a, prompt=comparison.prompt)
+    factories.judgment(comparison=gold, rater=extra)
+    repeat = factories.comparison(
+        study=world.study_a,
+        prompt=comparison.prompt,
+        sample_a=comparison.sample_b,
+        sample_b=comparison.sample_a,
+        kind="repeat",
+        repeat_of=comparison,
+    )
+    factories.judgment(comparison=repeat, rater=factories.rater(study=world.study_a))
+
+    page = staff.get(STUDY_URL).content.decode()
+
+    note = _text(re.search(r'<div class="dash-tile-note" id="counted-note">(.*?)</div>', page, re.S).group(1))
+    assert note == (
+        "23 of 26 count for the leaderboard which, and why "
+        "23 count, on all prompts "
+        "1 gold checks: they test raters, not versions "
+        "1 swapped repeats: the same rater's opinion a second time "
+        "1 flagged: too fast, or made while the rater was paused"
+    )
+
+
+def test_the_leaderboard_section_names_its_bootstrap_and_the_win_rate_interval(
+    world: World, staff: Client
+) -> None:
+    from server.evaluations.leaderboard import leaderboard_compute
+
+    leaderboard_compute(study=world.study_a, rounds=100)
+    page = staff.get(STUDY_URL).content.decode()
+    bootstrap = _text(
+        re.search(r'<p class="dash-muted dash-small" id="leaderboard-bootstrap">(.*?)</p>', page, re.S).group(
+            1
+        )
+    )
+    # 4 train prompts judged (the holdout one has no vote yet).
+    assert bootstrap == "95% intervals: bootstrap resampling whole prompts (4 prompts)."
+    assert (
+        "The bootstrap resampled only 4 prompts: with fewer than 20 the intervals are too narrow to trust."
+        in page
+    )
+    cells = [_text(cell) for cell in re.findall(r'<td class="num lb-win-rate">(.*?)</td>', page, re.S)]
+    assert len(cells) == 4
+    assert all(re.fullmatch(r"\d+% \[\d+%–\d+%\] of \d+|–", cell) for cell in cells), cells
+    assert "What this leaderboard counted" in page
+
+
+@pytest.mark.django_db
+def test_the_rate_window_starts_at_the_first_vote_and_says_when_data_are_too_few() -> None:
+    from server.dashboard.selectors import judgment_rate
+    from server.ratings.models import Judgment
+
+    study = factories.study()
+    now = timezone.now()
+    prompt = factories.prompt(study=study)
+    comparison = factories.comparison(study=study, prompt=prompt)
+    for minute in range(23):  # 23 votes in the last half hour, the study's first
+        factories.judgment(
+            comparison=comparison,
+            rater=factories.rater(study=study),
+            submitted_at=now - timedelta(minutes=minute),
+        )
+    judgments = Judgment.objects.filter(assignment__comparison__study=study)
+    first = now - timedelta(minutes=22)
+    rate = judgment_rate(judgments=judgments, first_vote_at=first, now=now)
+    # Not 23 spread over 7 days (0.1 per hour): 23 in the last hour, the chart's current bar.
+    assert (rate.state, rate.judgments, rate.hours, rate.per_hour) == ("measured", 23, 1.0, 23.0)
+    few = judgments.filter(id__in=list(judgments.values_list("id", flat=True)[:2]))
+    sparse = judgment_rate(judgments=few, first_vote_at=now - timedelta(hours=2), now=now)
+    assert (sparse.state, sparse.judgments, sparse.per_hour) == ("too_little_data", 2, None)
+    assert sparse.hours == pytest.approx(2.0)
+    assert judgment_rate(judgments=judgments, first_vote_at=None, now=now).state == "too_little_data"
+
+
+def test_an_estimate_from_two_judgments_is_not_shown() -> None:
+    estimate = ci_width_eta(
+        mean_width=400.0, snapshot_judgments=2, counted_judgments=2, target_width=50.0, rate_per_hour=0.01
+    )
+    assert (estimate.state, estimate.eta_hours, estimate.judgments_needed) == (
+        "too_few_judgments",
+        None,
+        None,
     )

@@ -3,8 +3,9 @@ from __future__ import annotations
 import pytest
 from django.utils import timezone
 
+from server.core.exceptions import ApplicationError
 from server.evaluations.leaderboard import leaderboard_compute
-from server.evaluations.services import leaderboards_recompute_due
+from server.evaluations.services import leaderboard_recompute_start, leaderboards_recompute_due
 from server.jobs.models import Job
 from server.ratings.models import ComparisonKind, RaterStatus
 from server.studies.models import PromptSplit
@@ -124,3 +125,128 @@ def test_scheduled_recompute_starts_only_for_studies_with_new_judgments(
     with django_capture_on_commit_callbacks(execute=False):
         assert leaderboards_recompute_due() == []  # nothing new since the snapshot
     assert quiet.leaderboards.count() == 0
+
+
+def test_the_bootstrap_resamples_prompts_by_default_and_records_how_many() -> None:
+    study, prompt, versions, samples = arena()
+    vote(study, prompt, samples["strong"], samples["weak"], 3)
+    other = factories.prompt(study=study)
+    held = {v.label: factories.sample(prompt=other, version=v) for v in versions}
+    vote(study, other, held["middle"], held["weak"], 2)
+    board = leaderboard_compute(study=study, rounds=50)
+    assert study.bootstrap_clusters == "prompt"
+    assert board.params["bootstrap_clusters"] == "prompt"
+    assert board.params["clusters"] == {"prompts": 2}
+    # Two prompts cannot support an interval: the snapshot says so.
+    assert board.params["warnings"] == [
+        "The bootstrap resampled only 2 prompts: with fewer than 20 the intervals are too narrow to trust."
+    ]
+    crossed = leaderboard_compute(study=study, rounds=50, bootstrap_clusters="prompt_and_rater")
+    assert crossed.params["clusters"] == {"prompts": 2, "raters": 5}
+    independent = leaderboard_compute(study=study, rounds=50, bootstrap_clusters="none")
+    assert independent.params["clusters"] == {"judgments": 5}
+
+
+def test_a_single_prompt_gives_zero_width_intervals_under_prompt_clusters_but_not_under_none() -> None:
+    study, prompt, _versions, samples = arena()
+    comparison = vote(study, prompt, samples["strong"], samples["weak"], 3)
+    factories.judgment(comparison=comparison, rater=factories.rater(study=study), outcome="B")
+    clustered = leaderboard_compute(study=study, rounds=100)
+    independent = leaderboard_compute(study=study, rounds=100, bootstrap_clusters="none")
+    strong = next(row for row in clustered.rows if row["label"].endswith("strong"))
+    assert strong["lower"] == strong["rating"] == strong["upper"]
+    strong_independent = next(row for row in independent.rows if row["label"].endswith("strong"))
+    assert strong_independent["lower"] < strong_independent["rating"] < strong_independent["upper"]
+
+
+def test_an_unknown_cluster_scheme_is_refused() -> None:
+    study, *_ = arena()
+    with pytest.raises(ApplicationError) as refused:
+        leaderboard_compute(study=study, rounds=0, bootstrap_clusters="samples")
+    assert refused.value.extra == {"field": "bootstrap_clusters"}
+    with pytest.raises(ApplicationError):
+        leaderboard_recompute_start(study=study, bootstrap_clusters="samples")
+    assert not Job.objects.exists()
+
+
+def test_the_snapshot_explains_which_judgments_count_and_why_the_others_do_not() -> None:
+    study, prompt, _versions, samples = arena()
+    comparison = vote(study, prompt, samples["strong"], samples["weak"], 2)  # counted
+    for outcome in ("tie", "both_bad"):  # counted: a tie, and both bad as a tie
+        factories.judgment(comparison=comparison, rater=factories.rater(study=study), outcome=outcome)
+    factories.judgment(comparison=comparison, rater=factories.rater(study=study), is_flagged=True)
+    factories.judgment(
+        comparison=comparison,
+        rater=factories.rater(study=study),
+        revoked_at=timezone.now(),
+        revoked_reason="undo",
+    )  # not live: in no count
+    paused = factories.rater(study=study, status=RaterStatus.PAUSED, paused_reason="staff")
+    factories.judgment(comparison=comparison, rater=paused)
+    gold = factories.comparison(
+        study=study,
+        prompt=prompt,
+        sample_a=samples["middle"],
+        sample_b=samples["weak"],
+        kind=ComparisonKind.GOLD,
+        gold_answer="A",
+    )
+    factories.judgment(comparison=gold, rater=factories.rater(study=study))
+    outsider = factories.version(label="outsider")  # not enrolled in the study
+    stray = factories.comparison(
+        study=study,
+        prompt=prompt,
+        sample_a=samples["strong"],
+        sample_b=factories.sample(prompt=prompt, version=outsider),
+    )
+    factories.judgment(comparison=stray, rater=factories.rater(study=study))
+
+    board = leaderboard_compute(study=study, rounds=0)
+
+    assert board.judgment_count == 4
+    assert board.params["breakdown"] == {
+        "split": "all",
+        "live": 8,
+        "gold": 1,
+        "repeat": 0,
+        "flagged": 1,
+        "paused_rater": 1,
+        "other_split": 0,
+        "versions": 1,
+        "counted": 4,
+        "ties": 1,
+        "both_bad": 1,
+    }
+
+
+def test_judgments_on_train_prompts_are_explained_when_the_board_uses_holdout() -> None:
+    study, prompt, versions, samples = arena()
+    vote(study, prompt, samples["strong"], samples["weak"], 3)
+    holdout = factories.prompt(study=study, split=PromptSplit.HOLDOUT)
+    held = {v.label: factories.sample(prompt=holdout, version=v) for v in versions}
+    vote(study, holdout, held["weak"], held["strong"], 2)
+    breakdown = leaderboard_compute(study=study, rounds=0).params["breakdown"]
+    assert (breakdown["split"], breakdown["live"], breakdown["other_split"], breakdown["counted"]) == (
+        "holdout",
+        5,
+        3,
+        2,
+    )
+
+
+def test_the_win_rate_carries_its_bootstrap_interval() -> None:
+    study, _prompt, _versions, samples = arena()
+    for index in range(30):
+        own = factories.prompt(study=study)
+        strong = factories.sample(prompt=own, version=samples["strong"].version)
+        weak = factories.sample(prompt=own, version=samples["weak"].version)
+        if index % 3:
+            vote(study, own, strong, weak, 2)
+        else:
+            vote(study, own, weak, strong, 2)
+    board = leaderboard_compute(study=study, rounds=200)
+    strong_row = next(row for row in board.rows if row["label"].endswith("strong"))
+    assert strong_row["win_rate"] == pytest.approx(40 / 60, abs=1e-4)
+    assert strong_row["win_rate_lower"] < strong_row["win_rate"] < strong_row["win_rate_upper"]
+    middle_row = next(row for row in board.rows if row["label"].endswith("middle"))
+    assert middle_row["battles"] == 0 and middle_row["win_rate_lower"] is None
