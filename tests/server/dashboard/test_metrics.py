@@ -21,7 +21,7 @@ from server.dashboard.metrics import (
     job_families,
     metrics_collect,
 )
-from server.jobs.models import Job, JobStatus
+from server.jobs.models import Job, JobKind, JobStatus
 from server.ratings.models import Comparison, ComparisonKind, Judgment
 from tests import factories
 
@@ -237,7 +237,7 @@ def test_jobs_waiting_running_and_finished_by_kind(world: World) -> None:
         'lovelace_jobs{status="running",kind="snapshot"}': "1",
         'lovelace_jobs{status="running",kind="train_policy"}': "1",
     }
-    assert len(jobs) == 2 * 10  # every kind, zeros included, so a series never vanishes
+    assert len(jobs) == 2 * len(JobKind.values)  # every kind, zeros included, so a series never vanishes
     assert {key: value for key, value in finished.items() if value != "0"} == {
         'lovelace_jobs_finished_total{kind="generate",status="succeeded"}': "2",
         'lovelace_jobs_finished_total{kind="generate",status="failed"}': "1",
