@@ -5,7 +5,7 @@ the demo model only, fewer steps; ``--models demo,gpt2-small``, ``--trainers dpo
 ``--repeats N``). Prints figures; asserts nothing. Nothing is downloaded.
 
 Models: ``demo`` has the demo base model's shape (4 layers x 128, 2,048-token vocabulary, ~1 M
-parameters; built by ``build_base_model`` with only 20 training steps, since step time depends on the
+parameters; built by ``build_base_model`` with only 5 training steps, since step time depends on the
 shape, not the weights); ``gpt2-small`` is GPT-2 small's shape (12 x 768, 50,257-token vocabulary,
 124 M parameters), random weights, with the demo tokenizer. Dropout is off in both, as the trainers
 switch it off.
@@ -41,10 +41,16 @@ the end of each step. For RLOO / GRPO the sampling time is reported apart: TRL's
 (``profiling_context("transformers.generate")``) is read for the trainer, a timer for the raw loop;
 completions end at EOS, so the mean completion length of each side is printed too.
 
-Overhead = trainer / raw time per step, computed per repeat (trainer and raw run back to back, their
-order alternating between repeats, against the drift of a shared machine), then mean +- standard
-error over repeats. Verdict against the target of 1.2x: "met" when mean + 2 se <= 1.2, "not met"
-when mean - 2 se > 1.2, else "inconclusive" (as are single repeats).
+A run's time per step is the median over its measured steps (a step that a neighbour's burst
+slowed is an outlier). Overhead = trainer / raw time per step, computed per repeat (trainer and raw
+run back to back, their order alternating between repeats, against the drift of a shared machine),
+then mean +- standard error over repeats. Verdict against the target of 1.2x: "met" when
+mean + 2 se <= 1.2, "not met" when mean - 2 se > 1.2, else "inconclusive" (as are single repeats).
+On the CPU the same is printed for the process's CPU time per step (all threads, ``process_time``):
+the work done, which other processes on a shared machine disturb far less than the wall time. On
+2 cores at a load average of 5 the wall time of one step varied 2-3x between runs while its CPU
+time varied by a few per cent; there, trust the CPU-time verdict, and the wall-time one on a
+dedicated machine or a GPU.
 
 Peak memory: on CUDA, ``torch.cuda.max_memory_allocated`` over the call minus what was allocated
 before it. On the CPU, the process's peak resident set size over the call minus the resident size
@@ -53,8 +59,18 @@ before it: the peak is reset by writing 5 to ``/proc/self/clear_refs`` and read 
 Both sides load the model inside the measured call, so both include the weights; the trainer's also
 include what it builds besides (datasets, accelerate's wrappers, the saved child in memory).
 
-Expected time on 2 shared CPU cores: ``--quick`` about 2 minutes; the full run (both models, 3
-repeats) about 40 minutes, nearly all of it GPT-2 small; a few minutes on a GPU.
+What makes a trainer step cost more than the raw one (TRL 1.16, measured here on the CPU), none of
+it a setting of ours: the policy trainers compute log-probabilities through TRL's fused LM head (a
+chunked log-softmax kernel, Triton on CUDA; on a CPU it runs as torch tiles over the whole
+vocabulary, forward + backward 2x slower than logits + log_softmax at GPT-2's vocabulary and 3x
+at the demo's), which DPO's loss always uses; RLOO adds a forward of the policy without gradients
+per step (the sampling policy's log-probabilities, for the KL penalty in the reward); GRPO computes
+the entropy of every completion token. Per-step logging and the data loader cost under 10 ms a
+step (profiled on the demo model): ``logging_steps=1`` is not what limits.
+
+Expected time on 2 shared CPU cores: ``--quick`` under a minute when the machine is idle (about
+1.5 minutes at a load average of 4); the full run (both models, 3 repeats) about 30 minutes,
+nearly all of it GPT-2 small; a few minutes on a GPU.
 """
 
 from __future__ import annotations
@@ -167,8 +183,8 @@ def build_models(names: Sequence[str], work: Path) -> dict[str, Path]:
     for name in names:
         started = time.perf_counter()
         if name == "demo":
-            # The demo shape (BaseModelConfig's defaults) with 20 steps instead of 500.
-            config = BaseModelConfig(steps=20, warmup_steps=5, checkpoint_every=1000, report_every=10)
+            # The demo shape (BaseModelConfig's defaults) with 5 training steps instead of 500.
+            config = BaseModelConfig(steps=5, warmup_steps=1, checkpoint_every=1000, report_every=5)
             result = build_base_model(
                 corpus=corpus, output_dir=work / "demo", checkpoint_dir=work / "demo-build", config=config
             )
@@ -504,12 +520,12 @@ def raw_dpo(side: Side, model_dir: Path, workload: Workload, steps: int, warmup:
             [row + [tokenizer.pad_token_id] * (width - len(row)) for row in rows], device=device()
         )
         attention = torch.tensor([[1] * len(row) + [0] * (width - len(row)) for row in rows], device=device())
-        response = torch.tensor([mask + [0] * (width - len(mask)) for mask in masks], device=device())
-        batches.append((ids, attention, response[:, 1:]))
+        in_response = torch.tensor([mask + [0] * (width - len(mask)) for mask in masks], device=device())
+        batches.append((ids, attention, in_response[:, 1:]))  # targets: the response's tokens
 
-    def log_probs(ids: torch.Tensor, attention: torch.Tensor, response: torch.Tensor) -> torch.Tensor:
+    def log_probs(ids: torch.Tensor, attention: torch.Tensor, in_response: torch.Tensor) -> torch.Tensor:
         logits = model(input_ids=ids, attention_mask=attention, use_cache=False).logits[:, :-1]
-        return (_token_log_probs(logits, ids[:, 1:]) * response).sum(1)
+        return (_token_log_probs(logits, ids[:, 1:]) * in_response).sum(1)
 
     # The reference: the parent (adapters off), precomputed as the trainer does, outside the steps.
     with torch.no_grad(), model.disable_adapter():
@@ -655,8 +671,9 @@ def mean_and_error(values: Sequence[float]) -> tuple[float, float]:
 
 
 def verdict(mean: float, error: float) -> str:
+    """Against TARGET, by two standard errors of the per-repeat ratios."""
     if math.isnan(error):
-        return "inconclusive (one repeat)"
+        return "inconclusive"  # one repeat: no error to judge by
     if mean + 2 * error <= TARGET:
         return "met"
     if mean - 2 * error > TARGET:
@@ -670,8 +687,8 @@ def report(rows: Sequence[Row]) -> None:
     on_cpu = not torch.cuda.is_available()
     print(
         f"\n{'model':<11} {'trainer':<7} {'trainer s/step':>15} {'raw s/step':>15} {'overhead':>13}  "
-        f"{'verdict (<= 1.2x)':<18}"
-        + (f" {'CPU-time overhead':>17}" if on_cpu else "")
+        f"{'verdict (<= 1.2x)':<13}"
+        + (f" {'CPU-time overhead':>17}  {'verdict':<13}" if on_cpu else "")
         + f" {'sampling s (trainer/raw)':>25} {'tokens/completion':>18} {'peak MiB (trainer/raw)':>23}"
     )
     summaries = []
@@ -691,20 +708,27 @@ def report(rows: Sequence[Row]) -> None:
             tokens = f"{trainer_tokens:.1f} / {raw_tokens:.1f}"
         peak_trainer = statistics.fmean(run.peak_bytes for run in row.trainer_runs) / MIB
         peak_raw = statistics.fmean(run.peak_bytes for run in row.raw_runs) / MIB
-        outcome = verdict(ratio, ratio_error)
+        outcome, cpu_outcome = verdict(ratio, ratio_error), verdict(cpu_ratio, cpu_error)
         print(
             f"{row.model:<11} {row.trainer:<7} {_pm(*mean_and_error(trainer)):>15} "
-            f"{_pm(*mean_and_error(raw)):>15} {_pm(ratio, ratio_error, 'x', 2):>13}  {outcome:<18}"
-            + (f" {_pm(cpu_ratio, cpu_error, 'x', 2):>17}" if on_cpu else "")
+            f"{_pm(*mean_and_error(raw)):>15} {_pm(ratio, ratio_error, 'x', 2):>13}  {outcome:<13}"
+            + (f" {_pm(cpu_ratio, cpu_error, 'x', 2):>17}  {cpu_outcome:<13}" if on_cpu else "")
             + f" {sampling:>25} {tokens:>18} {f'{peak_trainer:.0f} / {peak_raw:.0f}':>23}"
         )
-        summaries.append(
+        summary = (
             f"summary {row.model} {row.trainer}: overhead {ratio:.3f} se {ratio_error:.3f} "
-            f"verdict {outcome.split(' (')[0].replace(' ', '_').lower()} "
-            f"peak_mib {peak_trainer:.0f} raw_peak_mib {peak_raw:.0f}"
+            f"verdict {_word(outcome)} peak_mib {peak_trainer:.0f} raw_peak_mib {peak_raw:.0f}"
         )
+        if on_cpu:
+            summary += f" cpu_overhead {cpu_ratio:.3f} cpu_se {cpu_error:.3f}"
+            summary += f" cpu_verdict {_word(cpu_outcome)}"
+        summaries.append(summary)
     print()
     print("\n".join(summaries))
+
+
+def _word(outcome: str) -> str:
+    return outcome.replace(" ", "_").lower()
 
 
 def _pm(mean: float, error: float, unit: str = "", digits: int = 3) -> str:
