@@ -10,7 +10,13 @@ nothing. Parts:
 3. tokens/s of ``generate_samples`` at batch sizes 1, 4, 16 and 32 against a one-prompt-at-a-time
    ``model.generate`` loop, in the same run, on the demo model on the CPU (target at batch >= 16:
    at least 5x the loop), and how many samples came out identical at every batch size;
-4. the same on a randomly initialised GPT-2-small-shaped model (124 M) when CUDA is available.
+4. the same on a randomly initialised GPT-2-small-shaped model (124 M) when CUDA is available;
+5. the endpoint path: ``endpoint_generate`` against a local OpenAI-compatible server process
+   (``workers.ml.openai_server --simulated-latency``: every request answered after a fixed delay,
+   all in parallel, as an inference server that batches concurrent requests would), samples/s at
+   concurrency 16 against 1 over repeats (target: at least 8x), with every sample accounted for,
+   including requests the server first refuses with 429. ``--endpoint-only`` runs this part alone
+   (no model build, about a minute).
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import resource
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Sequence
@@ -57,6 +64,9 @@ SAMPLES_PER_PROMPT = 4
 
 
 def main() -> None:
+    if "--endpoint-only" in sys.argv[1:]:
+        compare_endpoint_concurrency()
+        return
     torch.set_num_threads(2)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, load average {os.getloadavg()}")
     corpus = DEMO_CORPUS_PATH.read_text()
@@ -71,6 +81,95 @@ def main() -> None:
         )
     else:
         print("\nCUDA not available: GPT-2-small GPU comparison skipped.")
+    compare_endpoint_concurrency()
+
+
+ENDPOINT_REQUESTS = 96
+ENDPOINT_LATENCY_SECONDS = 0.1
+ENDPOINT_REPEATS = 5
+
+
+def compare_endpoint_concurrency() -> None:
+    """Samples/s through the endpoint client at concurrency 1 and 16 against one server process."""
+    import subprocess
+    import threading
+
+    from workers.ml.endpoint_client import (
+        EndpointConfig,
+        EndpointDecoding,
+        EndpointRequest,
+        EndpointSample,
+        endpoint_generate,
+    )
+
+    print(
+        f"\nEndpoint path: {ENDPOINT_REQUESTS} requests to workers.ml.openai_server with a simulated "
+        f"{ENDPOINT_LATENCY_SECONDS * 1000:.0f} ms per answer (parallel), {ENDPOINT_REPEATS} repeats"
+    )
+    server = subprocess.Popen(
+        [sys.executable, "-m", "workers.ml.openai_server", "--port", "0", "--served-model-name", "sim",
+         "--simulated-latency", str(ENDPOINT_LATENCY_SECONDS), "--faults"],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.append(server.stdout.readline()), daemon=True)  # type: ignore[union-attr]
+    reader.start()
+    reader.join(timeout=60)
+    try:
+        if not lines or not lines[0].startswith("listening on "):
+            print(f"the server did not start: {lines}")
+            return
+        base_url = lines[0].split()[-1]
+        requests = [
+            EndpointRequest(prompt=f"prompt {n // 4}", seed=n % 4, key=n) for n in range(ENDPOINT_REQUESTS)
+        ]
+        decoding = EndpointDecoding(temperature=1.0, max_tokens=16)
+        rates: dict[int, list[float]] = {1: [], 16: []}
+        for repeat in range(ENDPOINT_REPEATS):
+            for concurrency in (1, 16) if repeat % 2 == 0 else (16, 1):
+                _faults(base_url, [{"prompt": "prompt 3", "answer": "429", "retry_after": "0", "times": 2}])
+                config = EndpointConfig(
+                    base_url=base_url, model="sim", concurrency=concurrency, backoff_seconds=0.05
+                )
+                started = time.perf_counter()
+                results = list(endpoint_generate(config, decoding, requests))
+                elapsed = time.perf_counter() - started
+                answered = sorted(r.request.key for r in results if isinstance(r, EndpointSample))
+                failed = [r for r in results if not isinstance(r, EndpointSample)]
+                if answered != list(range(ENDPOINT_REQUESTS)) or failed:
+                    print(
+                        f"  ACCOUNTING FAILED at concurrency {concurrency}: "
+                        f"{len(answered)} answered, {len(failed)} failed"
+                    )
+                    return
+                retried = sum(r.attempts - 1 for r in results if isinstance(r, EndpointSample))
+                rates[concurrency].append(ENDPOINT_REQUESTS / elapsed)
+                print(
+                    f"  repeat {repeat + 1}, concurrency {concurrency:2d}: "
+                    f"{ENDPOINT_REQUESTS / elapsed:7.1f} samples/s "
+                    f"({elapsed:5.2f} s; every sample once, {retried} retried after a 429)"
+                )
+        ratios = [fast / slow for fast, slow in zip(rates[16], rates[1], strict=True)]
+        mean = statistics.mean(ratios)
+        se = statistics.stdev(ratios) / len(ratios) ** 0.5 if len(ratios) > 1 else float("nan")
+        verdict = "met" if mean - 2 * se >= 8 else "NOT MET" if mean + 2 * se < 8 else "inconclusive"
+        print(f"  concurrency 16 vs 1: {mean:.1f}x ± {se:.1f} (target >= 8x): {verdict}")
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+def _faults(base_url: str, faults: list[dict[str, Any]]) -> None:
+    import json
+    import urllib.request
+
+    request = urllib.request.Request(
+        base_url.removesuffix("/v1") + "/control/faults",
+        data=json.dumps({"faults": faults}).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    urllib.request.urlopen(request, timeout=10).read()
 
 
 def build_demo(corpus: str, scratch: Path) -> LoadedModel:

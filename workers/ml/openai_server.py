@@ -9,6 +9,10 @@ without an inference server::
     # then register an endpoint version with base URL http://127.0.0.1:8011/v1
 
 One request is sampled at a time (a lock): it is a test and demo server, not an inference server.
+With ``--simulated-latency SECONDS`` and no model it answers every request after that delay, all
+requests in parallel, with words drawn from a hash of (prompt, seed): a stand-in for an inference
+server that batches concurrent requests, for measuring the client's concurrency
+(``bench/generation.py``), never for judging texts.
 With ``--faults`` it also obeys ``POST /control/faults``, which makes chosen requests fail the way
 real servers do (429 with Retry-After, 500, no answer, malformed answers), and it reports every
 request it received at ``GET /control/requests``; see ``Fault``.
@@ -17,6 +21,7 @@ request it received at ``GET /control/requests``; see ``Fault``.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import threading
@@ -64,10 +69,20 @@ class OpenAIServer(ThreadingHTTPServer):
     daemon_threads = True
 
     def __init__(
-        self, address: tuple[str, int], *, model: LoadedModel, model_name: str, api_key: str, faults: bool
+        self,
+        address: tuple[str, int],
+        *,
+        model: LoadedModel | None,
+        model_name: str,
+        api_key: str,
+        faults: bool,
+        simulated_latency: float | None = None,
     ) -> None:
         super().__init__(address, Handler)
+        if model is None and simulated_latency is None:
+            raise ValueError("a model, or a simulated latency")
         self.model = model
+        self.simulated_latency = simulated_latency
         self.model_name = model_name
         self.api_key = api_key
         self.faults_enabled = faults
@@ -204,6 +219,9 @@ class Handler(BaseHTTPRequestHandler):
                 field = {"message": {"role": "assistant", "content": 42}} if chat else {"text": 42}
                 self._json(200, {"id": "cmpl-odd", "choices": [{"index": 0, **field}]})
                 return
+        if self.server.model is None:
+            self._simulated(prompt=prompt, seed=seed, body=body, chat=chat)
+            return
         try:
             config = SamplingConfig(
                 temperature=float(body.get("temperature", 1.0)),
@@ -215,13 +233,14 @@ class Handler(BaseHTTPRequestHandler):
         except (TypeError, ValueError) as error:
             self._error(400, f"invalid sampling parameters: {error}")
             return
+        model = self.server.model
         with self.server.lock:
             sample = generate_samples(
-                self.server.model,
+                model,
                 [SampleRequest(prompt=prompt, seed=int(seed or 0))],
                 config=config,
             ).samples[0]
-            prompt_tokens = len(encode_prompt(self.server.model.tokenizer, prompt))
+            prompt_tokens = len(encode_prompt(model.tokenizer, prompt))
         finish_reason = FINISH_REASONS[sample.finish_reason]
         choice: dict[str, Any] = {"index": 0, "finish_reason": finish_reason, "logprobs": None}
         if chat:
@@ -244,10 +263,53 @@ class Handler(BaseHTTPRequestHandler):
             },
         )
 
+    def _simulated(self, *, prompt: str, seed: Any, body: dict[str, Any], chat: bool) -> None:
+        """A stand-in answer after ``simulated_latency`` seconds, concurrent with the others."""
+        time.sleep(self.server.simulated_latency or 0.0)
+        words = max(1, min(int(body.get("max_tokens") or 16), 256))
+        digest = hashlib.sha256(f"{prompt}\x00{seed}".encode()).hexdigest()
+        text = " ".join(
+            SIMULATED_WORDS[int(digest[i % 60 : i % 60 + 4], 16) % len(SIMULATED_WORDS)] for i in range(words)
+        )
+        field: dict[str, Any] = (
+            {"message": {"role": "assistant", "content": text}} if chat else {"text": text}
+        )
+        self._json(
+            200,
+            {
+                "id": f"sim-{uuid.uuid4().hex}",
+                "object": "chat.completion" if chat else "text_completion",
+                "created": int(time.time()),
+                "model": self.server.model_name,
+                "choices": [{"index": 0, "finish_reason": "length", "logprobs": None, **field}],
+                "usage": {"prompt_tokens": len(prompt.split()), "completion_tokens": words,
+                          "total_tokens": len(prompt.split()) + words},
+            },
+        )  # fmt: skip
+
+
+SIMULATED_WORDS = (
+    "the",
+    "sea",
+    "night",
+    "lamp",
+    "bread",
+    "stone",
+    "wind",
+    "river",
+    "clock",
+    "salt",
+    "green",
+    "slow",
+)
+
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", required=True, help="local model directory")
+    parser.add_argument("--model", help="local model directory (required unless --simulated-latency)")
+    parser.add_argument(
+        "--simulated-latency", type=float, help="no model: answer each request after this many seconds"
+    )
     parser.add_argument("--served-model-name", default="demo", help="the name requests must give")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8011, help="0: any free port (printed)")
@@ -256,13 +318,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", default="cpu")
     arguments = parser.parse_args(argv)
     api_key = os.environ[arguments.api_key_env] if arguments.api_key_env else ""
-    model = load_model(arguments.model, device=arguments.device)
+    if not arguments.model and arguments.simulated_latency is None:
+        parser.error("give --model, or --simulated-latency for a server without a model")
+    model = load_model(arguments.model, device=arguments.device) if arguments.model else None
     server = OpenAIServer(
         (arguments.host, arguments.port),
         model=model,
         model_name=arguments.served_model_name,
         api_key=api_key,
         faults=arguments.faults,
+        simulated_latency=arguments.simulated_latency,
     )
     print(f"listening on http://{arguments.host}:{server.server_address[1]}/v1", flush=True)
     try:
