@@ -256,3 +256,22 @@ def test_a_job_row_has_its_duration_parameters_and_plain_error(world: World) -> 
     queued = Job.objects.create(kind=JobKind.GENERATE, study=world.study_a)
     assert job_duration_seconds(queued) is None
     assert job_payload(queued, with_metrics=False)["error_in_words"] == ""
+
+
+def test_staff_let_an_unqualified_rater_in_from_the_raters_table(world: World, staff: Client) -> None:
+    rater = Rater.objects.create(
+        study=world.study_a,
+        platform=Platform.PROLIFIC,
+        external_id="pid-failed",
+        status="unqualified",
+        paused_reason="You answered 0 of 1 qualification questions as the study expects.",
+    )
+    page = page_text(staff)
+    assert f'action="/dashboard/studies/poems/raters/{rater.id}/resume/"' in page
+
+    response = staff.post(f"{STUDY_URL}raters/{rater.id}/resume/")
+
+    assert response.status_code == 303
+    rater.refresh_from_db()
+    assert (rater.status, rater.paused_reason) == ("active", "")
+    assert rater.qualified_at is not None
