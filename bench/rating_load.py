@@ -414,6 +414,7 @@ def run_rater(
     rng = random.Random(seed)
     participant = Participant(port, invite_token)
     vote_path, next_path = f"/rate/{STUDY_SLUG}/api/vote", f"/rate/{STUDY_SLUG}/api/next"
+    acknowledge_path = f"/rate/{STUDY_SLUG}/api/acknowledge"
     try:
         participant.join()
         answer: dict | None = None
@@ -423,6 +424,9 @@ def run_rater(
                 started = time.perf_counter()
                 # "start": what the page sends once the person pressed Start.
                 status, answer = participant.request("POST", next_path, {"start": True})
+                if status == 200 and answer.get("status") == "guidelines":
+                    # A new participant reads the guidelines and presses "I have read them" once.
+                    status, answer = participant.request("POST", acknowledge_path, {})
                 waited = time.perf_counter() - started
                 stats.next_latencies.append(waited)
                 if status != 200:

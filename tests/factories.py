@@ -76,7 +76,10 @@ def comparison(**fields: Any) -> Comparison:
 
 
 def rater(**fields: Any) -> Rater:
+    """A rater past onboarding (it has acknowledged the guidelines); pass
+    ``guidelines_acknowledged_at=None`` for a new one."""
     fields.setdefault("study", fields.get("study") or study())
+    fields.setdefault("guidelines_acknowledged_at", timezone.now())
     if "user" not in fields and "external_id" not in fields:
         fields["user"] = user()
     return Rater.objects.create(**fields)
@@ -100,7 +103,9 @@ def gold_comparison(**fields: Any) -> Comparison:
 
 
 def crowd_rater(*, platform: str = Platform.PROLIFIC, **fields: Any) -> Rater:
+    """A crowd participant past onboarding (see ``rater``)."""
     fields.setdefault("study", fields.get("study") or study())
+    fields.setdefault("guidelines_acknowledged_at", timezone.now())
     fields.setdefault("external_id", f"participant-{next(_counter)}")
     return Rater.objects.create(platform=platform, **fields)
 

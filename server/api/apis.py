@@ -38,6 +38,7 @@ from server.jobs.services import job_cancel
 from server.judges.models import MachineJudge
 from server.judges.selectors import machine_judges_overview
 from server.judges.services import machine_judge_create, machine_judging_start
+from server.ratings import onboarding as rating_onboarding
 from server.ratings import services as rating_services
 from server.ratings.gold_import import gold_pairs_import, gold_pairs_import_file, gold_rows_from_records
 from server.ratings.models import Judgment
@@ -288,6 +289,20 @@ class NextAssignmentApi(RaterStudyAPI):
     )
     def post(self, request: Request, slug: str) -> Response:
         result = rating_services.assignment_next_for_rater(rater=self.rater(request))
+        return Response(s.NextAssignmentSerializer(result).data)
+
+
+class GuidelinesAcknowledgeApi(RaterStudyAPI):
+    @extend_schema(
+        summary="Say that you have read the study's guidelines; answers your next pair",
+        description="A study that requires it (``require_guidelines_ack``) gives no pair before this "
+        "(``no_work`` = ``guidelines``).",
+        request=None,
+        responses=s.NextAssignmentSerializer,
+    )
+    def post(self, request: Request, slug: str) -> Response:
+        rater = rating_onboarding.rater_guidelines_acknowledge(rater=self.rater(request))
+        result = rating_services.assignment_next_for_rater(rater=rater)
         return Response(s.NextAssignmentSerializer(result).data)
 
 

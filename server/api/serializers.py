@@ -137,6 +137,9 @@ class StudySerializer(serializers.ModelSerializer):
             "auto_train_min_judgments",
             "auto_train_policy",
             "min_training_pairs",
+            "require_guidelines_ack",
+            "qualification_pairs",
+            "qualification_min_correct",
             "created_at",
         ]
         read_only_fields = fields
@@ -167,6 +170,11 @@ class StudyCreateSerializer(serializers.Serializer):
     auto_train_min_judgments = Integer(min_value=1, max_value=1_000_000, required=False, allow_null=True)
     # Fewer training pairs than this: a reward model still trains, with a warning.
     min_training_pairs = Integer(min_value=1, max_value=1_000_000, required=False)
+    # Onboarding: the guidelines acknowledged before the first pair; a qualification of N staff
+    # gold checks (0 = none) of which at least qualification_min_correct must match the expected answer.
+    require_guidelines_ack = serializers.BooleanField(required=False)
+    qualification_pairs = Integer(min_value=0, max_value=50, required=False)
+    qualification_min_correct = Integer(min_value=0, max_value=50, required=False)
 
 
 # --- Prompts, versions, samples ---------------------------------------------------------------------
@@ -421,6 +429,8 @@ class RaterSerializer(serializers.ModelSerializer):
             "quality",
             "judgments",
             "flagged",
+            "guidelines_acknowledged_at",
+            "qualified_at",
             "created_at",
         ]
         read_only_fields = fields

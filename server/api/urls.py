@@ -26,6 +26,11 @@ urlpatterns = [
     path(f"{study}assignments/", apis.AssignmentListApi.as_view(), name="assignments"),
     path(f"{study}assignments/next/", apis.NextAssignmentApi.as_view(), name="assignment-next"),
     path(
+        f"{study}guidelines/acknowledge/",
+        apis.GuidelinesAcknowledgeApi.as_view(),
+        name="guidelines-acknowledge",
+    ),
+    path(
         f"{study}assignments/<str:token>/judgment/",
         apis.JudgmentSubmitApi.as_view(),
         name="judgment-submit",

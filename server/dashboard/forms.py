@@ -165,6 +165,18 @@ class PairSelectionForm(StudyForm):
         return dict(self.cleaned_data)
 
 
+class SnapshotForm(StudyForm):
+    validation_fraction = forms.FloatField(
+        min_value=0.0,
+        max_value=0.9,
+        initial=0.2,
+        help_text="Share of prompts held out to validate on (0 = none).",
+    )
+
+    def arguments(self) -> dict[str, Any]:
+        return {"validation_fraction": self.cleaned_data["validation_fraction"]}
+
+
 class TrainingForm(StudyForm):
     """A training job's form: its own choices, then one typed field per option of the service's
     declarations (grouped, pre-filled with the trainer's defaults), then the advanced JSON.

@@ -30,6 +30,7 @@ from server.evaluations.selectors import (
     leaderboard_split,
 )
 from server.generators.models import GeneratorVersion, Sample
+from server.jobs.descriptions import job_error_in_words, job_params_summary
 from server.jobs.models import Job, JobKind, JobStatus
 from server.ratings.models import (
     Comparison,
@@ -39,11 +40,13 @@ from server.ratings.models import (
     Rater,
     RaterEntryConflict,
 )
+from server.ratings.onboarding import qualification_problem
 from server.ratings.pair_selection import GOLD_GENERATOR, STAFF_GOLD_LABEL
 from server.studies.models import Study
 from server.training.exports import DATASET_FOLDER
 from server.training.models import PreferenceSnapshot, RewardModel
-from server.training.services import ParentChoice, policy_parent_choose
+from server.training.services import ParentChoice, policy_parent_choose, too_few_pairs_warning
+from server.training.snapshots import eligible_judgments
 
 RECENT_JOBS = 25
 METRIC_POINTS_SHOWN = 400  # per job curve: enough for the shape, small enough to poll every few seconds
@@ -57,6 +60,7 @@ RATERS_SHOWN = 500
 # Fewer validation pairs than this and a reward model's accuracy is shown as "too few pairs to
 # judge", not as a number: at 10 pairs the 95 % interval of 70 % is already 40–89 %.
 MIN_VALIDATION_PAIRS = 10
+RATERS_PER_PAGE = 50  # 311 raters on one page made it 24,000 px tall
 
 
 # --- The estimate -----------------------------------------------------------------------------------
@@ -332,7 +336,48 @@ class RaterRow:
     releasable: bool = False  # staff can let the participant continue in another browser
 
 
-def rater_rows(*, study: Study) -> list[RaterRow]:
+@dataclass(frozen=True)
+class RaterPage:
+    rows: list[RaterRow]
+    number: int  # from 1
+    pages: int
+    total: int  # raters in the study
+    first: int  # position of the first row shown, from 1 (0 when there are none)
+    last: int
+
+    @property
+    def numbers(self) -> list[int | None]:
+        """Page numbers to link: the first, the last and two around this one; None for a gap."""
+        wanted = sorted(
+            {1, self.pages, *range(self.number - 2, self.number + 3)} & set(range(1, self.pages + 1))
+        )
+        shown: list[int | None] = []
+        for previous, number in zip([0, *wanted], wanted, strict=False):
+            if previous and number - previous > 1:
+                shown.append(None)
+            shown.append(number)
+        return shown
+
+
+def rater_page(*, study: Study, number: int = 1, per_page: int = RATERS_PER_PAGE) -> RaterPage:
+    """One page of the study's raters in the table's order (paused first, then by judgments): two
+    queries whatever the page (the count, and the page's rows with their counts)."""
+    total = Rater.objects.filter(study=study).count()
+    pages = max(1, math.ceil(total / per_page))
+    number = min(max(1, number), pages)
+    offset = (number - 1) * per_page
+    rows = rater_rows(study=study, offset=offset, limit=per_page)
+    return RaterPage(
+        rows=rows,
+        number=number,
+        pages=pages,
+        total=total,
+        first=offset + 1 if rows else 0,
+        last=offset + len(rows),
+    )
+
+
+def rater_rows(*, study: Study, offset: int = 0, limit: int = RATERS_PER_PAGE) -> list[RaterRow]:
     live = Q(assignments__judgments__revoked_at__isnull=True)
     conflicts = (
         RaterEntryConflict.objects.filter(rater=OuterRef("pk"))
@@ -351,7 +396,7 @@ def rater_rows(*, study: Study) -> list[RaterRow]:
             ),
             conflict_count=Coalesce(Subquery(conflicts), 0),
         )
-        .order_by("status", "-judgment_count", "id")[:RATERS_SHOWN]
+        .order_by("status", "-judgment_count", "id")[offset : offset + limit]
     )
     return [
         RaterRow(
@@ -378,6 +423,14 @@ def _thinned(points: list[dict[str, Any]], limit: int) -> list[dict[str, Any]]:
     return [points[round(index * last / (limit - 1))] for index in range(limit)]
 
 
+def job_duration_seconds(job: Job, *, now: datetime | None = None) -> float | None:
+    """How long the job has run (until now, while it runs); None before it starts."""
+    if job.started_at is None:
+        return None
+    end = job.finished_at or now or timezone.now()
+    return max(0.0, (end - job.started_at).total_seconds())
+
+
 def job_payload(job: Job, *, with_metrics: bool) -> dict[str, Any]:
     payload: dict[str, Any] = {
         "id": job.id,
@@ -390,6 +443,9 @@ def job_payload(job: Job, *, with_metrics: bool) -> dict[str, Any]:
         "eta_seconds": job.eta_seconds,
         "message": job.progress_message,
         "error": job.error,
+        "error_in_words": job_error_in_words(job.error) if job.status == JobStatus.FAILED else "",
+        "params_summary": job_params_summary(job.params if isinstance(job.params, dict) else {}),
+        "duration_seconds": job_duration_seconds(job),
         "cancel_requested": job.cancel_requested,
         "created_at": job.created_at.isoformat(),
         "started_at": job.started_at.isoformat() if job.started_at else None,
@@ -503,7 +559,7 @@ class StudyDashboard:
     live_judgment_count: int
     over_time: dict[str, Any]
     leaderboard: dict[str, Any] | None
-    raters: list[RaterRow]
+    raters: RaterPage
     jobs: list[dict[str, Any]]
     reward_models: list[dict[str, Any]]
     evaluations: dict[str, Any]
@@ -515,6 +571,32 @@ class StudyDashboard:
     breakdown: CountBreakdown | None = None  # which live judgments count for the leaderboard, and why
     count_lines: list[str] = field(default_factory=list)  # the breakdown in words
     rate: JudgmentRate | None = None  # the recent rate of counted judgments behind the estimate
+    training_warning: str | None = None  # before training: too few pairs in the latest snapshot
+    eligible_pairs: int = 0  # judgments that prefer a side and a snapshot taken now would hold
+    qualification_problem: str | None = None  # too few staff gold checks for the qualification
+
+
+def training_data_warning(*, study: Study, eligible: int) -> str | None:
+    """What the training forms say before a reward model or DPO starts, when the latest snapshot
+    (the one they train on unless another is chosen) holds fewer training pairs than the study's
+    minimum: the count, and whether a new snapshot would hold more."""
+    latest = PreferenceSnapshot.objects.filter(study=study).order_by("-created_at", "-id").first()
+    if latest is None:
+        return (
+            f"No snapshot yet: take one first (Take a snapshot). {eligible} judgments that prefer a side "
+            f"could go into it now; the study's minimum is {study.min_training_pairs} training pairs."
+        )
+    warning = too_few_pairs_warning(
+        study=study, train_pairs=latest.train_count, consequence="training still runs, on little data"
+    )
+    if warning is None:
+        return None
+    newer = (
+        f" A new snapshot would hold {eligible} judgments that prefer a side (training and validation)."
+        if eligible > latest.train_count + latest.validation_count
+        else ""
+    )
+    return f"Latest snapshot #{latest.id}: {warning}{newer}"
 
 
 def gold_check_counts(*, study: Study) -> dict[str, int]:
@@ -526,7 +608,7 @@ def gold_check_counts(*, study: Study) -> dict[str, int]:
     return {"generated": counts["total"] - counts["staff"], "staff": counts["staff"]}
 
 
-def study_dashboard(*, study: Study, now: datetime | None = None) -> StudyDashboard:
+def study_dashboard(*, study: Study, now: datetime | None = None, raters_page: int = 1) -> StudyDashboard:
     now = now or timezone.now()
     board = leaderboard_latest(study=study)
     # The split a recompute would use now: the overview counts, charts and rates on it.
@@ -544,6 +626,8 @@ def study_dashboard(*, study: Study, now: datetime | None = None) -> StudyDashbo
         target_width=study.target_ci_width,
         rate_per_hour=rate.per_hour,
     )
+    gold_checks = gold_check_counts(study=study)
+    eligible = eligible_judgments(study=study).count()
     sample_counts = dict(
         Sample.objects.filter(prompt__study=study)
         .values("version_id")
@@ -557,18 +641,21 @@ def study_dashboard(*, study: Study, now: datetime | None = None) -> StudyDashbo
         live_judgment_count=breakdown.live,
         over_time=judgments_over_time(study=study, split=split, now=now),
         leaderboard=leaderboard_payload(board),
-        raters=rater_rows(study=study),
+        raters=rater_page(study=study, number=raters_page),
         jobs=study_jobs(study=study),
         reward_models=reward_models_payload(study=study),
         evaluations=evaluations_payload(study=study),
         versions=list(study.versions.select_related("generator").order_by("id")),
         snapshots=list(PreferenceSnapshot.objects.filter(study=study).order_by("-created_at", "-id")[:20]),
         sample_counts=sample_counts,
-        gold_checks=gold_check_counts(study=study),
+        gold_checks=gold_checks,
         next_parent=policy_parent_choose(study=study),
         breakdown=breakdown,
         count_lines=count_explanation(breakdown),
         rate=rate,
+        training_warning=training_data_warning(study=study, eligible=eligible),
+        eligible_pairs=eligible,
+        qualification_problem=qualification_problem(study=study, staff_gold=gold_checks["staff"]),
     )
 
 

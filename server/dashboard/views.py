@@ -44,7 +44,7 @@ from server.ratings.gold_import import gold_pairs_import_file
 from server.ratings.pair_selection import pair_selection_start
 from server.studies.models import Study
 from server.training.exports import export_file_path, export_start
-from server.training.services import policy_train_start, reward_model_train_start
+from server.training.services import policy_train_start, reward_model_train_start, snapshot_start
 
 
 def staff_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
@@ -72,6 +72,8 @@ class Action:
     form: type[forms.StudyForm]
     service: Callable[..., Any]
     button: str
+    # Shows the study's training-data warning (too few pairs) next to the button, before a start.
+    warns_of_few_pairs: bool = False
 
 
 ACTIONS = {
@@ -94,12 +96,22 @@ ACTIONS = {
             "Select pairs",
         ),
         Action(
+            "snapshot",
+            "Take a snapshot",
+            "Freeze the trusted judgments that prefer a side into a preference snapshot (split by "
+            "prompt into training and validation): what a reward model or DPO trains on.",
+            forms.SnapshotForm,
+            snapshot_start,
+            "Take a snapshot",
+        ),
+        Action(
             "train-reward-model",
             "Train a reward model",
             "An ensemble on a preference snapshot; accuracy is reported against the human ceiling.",
             forms.RewardModelForm,
             reward_model_train_start,
             "Start training",
+            warns_of_few_pairs=True,
         ),
         Action(
             "train-policy",
@@ -109,6 +121,7 @@ ACTIONS = {
             forms.PolicyForm,
             policy_train_start,
             "Start training",
+            warns_of_few_pairs=True,
         ),
         Action(
             "evaluate",
@@ -176,12 +189,13 @@ def _render_study(
     status: int = 200,
 ) -> HttpResponse:
     bound = bound or {}
+    data = selectors.study_dashboard(study=study, raters_page=_page_number(request.GET.get("raters_page")))
     actions = [
         {"action": action, "form": bound.get(slug) or action.form(study=study), "open": slug in bound}
         for slug, action in ACTIONS.items()
     ]
     context = {
-        "data": selectors.study_dashboard(study=study),
+        "data": data,
         "actions": actions,
         "import_form": import_form or forms.ImportForm(),
         "import_errors": import_errors or [],
@@ -192,6 +206,11 @@ def _render_study(
         "human_ranks": _human_ranks(study),
     }
     return render(request, "dashboard/study.html", context, status=status)
+
+
+def _page_number(value: str | None) -> int:
+    """A page number from the query; anything else is page 1 (the selector clamps it to the last)."""
+    return int(value) if value and value.isdigit() and len(value) < 7 else 1
 
 
 @require_GET

@@ -55,7 +55,7 @@ class RaterAdmin(admin.ModelAdmin):
     raw_id_fields = ["user"]
     # The binding secret is the participant's credential: never shown, only released.
     exclude = ["session_binding"]
-    readonly_fields = ["quality", "paused_at"]
+    readonly_fields = ["quality", "paused_at", "guidelines_acknowledged_at", "qualified_at"]
     inlines = [EntryConflictInline]
     actions = ["resume_raters", "recompute_quality", "release_raters"]
 

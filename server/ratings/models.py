@@ -22,6 +22,8 @@ class RaterStatus(models.TextChoices):
     ACTIVE = "active"
     PAUSED = "paused"  # by a quality threshold or by staff; judgments kept and flagged
     FINISHED = "finished"  # quota done (crowd participants)
+    # Failed the study's qualification: gets no pairs, and is told why (``paused_reason``).
+    UNQUALIFIED = "unqualified"
 
 
 class Rater(models.Model):
@@ -41,9 +43,14 @@ class Rater(models.Model):
     session_binding = models.CharField(max_length=64, blank=True, default="")
 
     status = models.CharField(max_length=16, choices=RaterStatus.choices, default=RaterStatus.ACTIVE)
+    # Why the rater gets no pairs: a quality test, staff, or a failed qualification (in plain words).
     paused_reason = models.CharField(max_length=300, blank=True)
     paused_at = models.DateTimeField(null=True, blank=True)
     quality = models.JSONField(default=dict, blank=True)  # latest quality signals
+    # Onboarding: when the rater pressed "I have read the guidelines", and when it passed the
+    # study's qualification (None: not yet, or the study asks for none).
+    guidelines_acknowledged_at = models.DateTimeField(null=True, blank=True)
+    qualified_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -62,6 +69,10 @@ class Rater(models.Model):
             ),
             models.CheckConstraint(
                 condition=~Q(status=RaterStatus.PAUSED) | ~Q(paused_reason=""), name="paused_rater_has_reason"
+            ),
+            models.CheckConstraint(
+                condition=~Q(status=RaterStatus.UNQUALIFIED) | ~Q(paused_reason=""),
+                name="unqualified_rater_has_reason",
             ),
         ]
 
@@ -207,6 +218,9 @@ class Assignment(models.Model):
     reserved_at = models.DateTimeField()
     expires_at = models.DateTimeField()
     skip_reason = models.CharField(max_length=300, blank=True)
+    # One of the rater's qualification pairs (a staff gold check asked before regular work): its
+    # judgment is flagged, never undone, and decides the qualification instead of quality signals.
+    is_qualification = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["id"]

@@ -17,6 +17,7 @@ is validated by the forms and by the checks below before anything is written.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import logging
 import random
@@ -34,7 +35,7 @@ from django.utils import timezone
 
 from server.core import rate_limits
 from server.core.exceptions import ApplicationError, Conflict, NotFound
-from server.ratings import quality, sql
+from server.ratings import onboarding, quality, sql
 from server.ratings.models import (
     Assignment,
     AssignmentStatus,
@@ -79,6 +80,9 @@ class NoWork(enum.StrEnum):
     CLOSED = "closed"  # the study is not active
     START = "start"  # a crowd rater with no vote yet must ask for its first pair itself (``started``)
     THROTTLED = "throttled"  # too many first pairs from the rater's address or on the study's link
+    GUIDELINES = "guidelines"  # the rater must acknowledge the guidelines first (``onboarding``)
+    UNQUALIFIED = "unqualified"  # the rater failed the study's qualification
+    QUALIFICATION_UNAVAILABLE = "qualification_unavailable"  # too few staff gold checks to qualify on
 
 
 @dataclass(frozen=True)
@@ -88,6 +92,7 @@ class NextAssignment:
     quota: int | None  # the study's per-rater cap
     no_work: NoWork | None = None
     retry_seconds: int | None = None  # THROTTLED: when to ask again
+    qualification: onboarding.QualificationProgress | None = None  # a qualification pair: which one
 
 
 @dataclass(frozen=True)
@@ -104,6 +109,8 @@ class JudgmentSubmission:
     quota: int | None
     rater_status: str
     paused_reason: str
+    undoable: bool = True  # qualification answers are final
+    qualification: onboarding.QualificationResult | None = None  # decided by this vote
 
 
 # --- Raters ------------------------------------------------------------------------------------
@@ -277,7 +284,8 @@ def rater_pause(*, rater_id: int, reason: str) -> bool:
 
 
 def rater_resume(*, rater_id: int) -> Rater:
-    """Staff let a paused rater continue.
+    """Staff let a paused rater continue, or let a rater who failed the qualification in (it
+    counts as qualified from now on).
 
     Staff resuming a rater is a verdict that its work is fine, so the ``rater_paused`` flags are
     removed (other flags such as ``fast`` stay). The automatic quality tests then judge only the
@@ -287,6 +295,14 @@ def rater_resume(*, rater_id: int) -> Rater:
         rater = Rater.objects.select_for_update().filter(id=rater_id).first()
         if rater is None:
             raise NotFound(f"There is no rater {rater_id}.")
+        if rater.status == RaterStatus.UNQUALIFIED:
+            rater.status = RaterStatus.ACTIVE
+            rater.paused_reason = ""
+            rater.paused_at = None
+            rater.qualified_at = timezone.now()
+            rater.save(update_fields=["status", "paused_reason", "paused_at", "qualified_at"])
+            logger.info("rater %s let in by staff after failing the qualification", rater_id)
+            return rater
         if rater.status != RaterStatus.PAUSED:
             raise Conflict("This rater is not paused.")
         rater.status = RaterStatus.ACTIVE
@@ -341,6 +357,7 @@ def _with_content(queryset):  # type: ignore[no-untyped-def]
         "status",
         "reserved_at",
         "expires_at",
+        "is_qualification",
         "comparison__kind",
         "comparison__study_id",
         *(f"comparison__{field}" for field in CONTENT_FIELDS),
@@ -383,14 +400,30 @@ def assignment_next_for_rater(
         return nothing(NoWork.PAUSED)
     if rater.status == RaterStatus.FINISHED:
         return nothing(NoWork.FINISHED)
+    if rater.status == RaterStatus.UNQUALIFIED:
+        return nothing(NoWork.UNQUALIFIED)
     if not study.is_active:
         return nothing(NoWork.CLOSED)
     if open_id is not None:
         assignment = _with_content(Assignment.objects).get(id=open_id)
-        return NextAssignment(assignment=assignment, judged=judged, quota=quota)
+        progress = (
+            onboarding.qualification_progress(rater_id=rater.id, study=study)
+            if assignment.is_qualification
+            else None
+        )
+        return NextAssignment(assignment=assignment, judged=judged, quota=quota, qualification=progress)
     if quota is not None and live >= quota:
         _rater_finish(rater=rater)
         return nothing(NoWork.FINISHED if rater.status == RaterStatus.FINISHED else NoWork.QUOTA)
+    if onboarding.needs_guidelines(rater=rater, study=study):
+        return nothing(NoWork.GUIDELINES)
+    qualifying = onboarding.needs_qualification(rater=rater, study=study)
+    if qualifying:
+        # Every answer given already (a decision lost to a failure after the last vote): decide now.
+        decided = onboarding.rater_qualification_evaluate(rater=rater, study=study)
+        if decided.decided and not decided.passed:
+            return nothing(NoWork.UNQUALIFIED)
+        qualifying = not decided.decided
 
     taken = None
     if judged == 0 and rater.platform in CROWD_PLATFORMS:
@@ -408,7 +441,10 @@ def assignment_next_for_rater(
                 retry_seconds=min(reached.retry_after, THROTTLED_RETRY_SECONDS),
             )
     try:
-        assignment = _reserve(rater=rater, study=study, now=now, rng=rng)
+        if qualifying:
+            assignment = onboarding.qualification_reserve(rater=rater, study=study, now=now, rng=rng)
+        else:
+            assignment = _reserve(rater=rater, study=study, now=now, rng=rng)
     except IntegrityError:
         # The same rater asked twice at once and both requests picked one comparison: the unique
         # (comparison, rater) constraint refused the second, whose answer is the first's pair.
@@ -427,11 +463,18 @@ def assignment_next_for_rater(
         raise
     if assignment is None and taken is not None:
         rate_limits.give_back(taken)  # nothing was reserved: an empty pool spends no budget
+    if assignment is None and qualifying:
+        return nothing(NoWork.QUALIFICATION_UNAVAILABLE)
     if assignment is None:
         if judged > 0:
             _rater_finish(rater=rater)
         return nothing(NoWork.FINISHED if rater.status == RaterStatus.FINISHED else NoWork.EMPTY)
-    return NextAssignment(assignment=assignment, judged=judged, quota=quota)
+    progress = (
+        onboarding.qualification_progress(rater_id=rater.id, study=study)
+        if assignment.is_qualification
+        else None
+    )
+    return NextAssignment(assignment=assignment, judged=judged, quota=quota, qualification=progress)
 
 
 def _first_pair_limits(*, study: Study, client_address: str) -> list[rate_limits.Limit]:
@@ -623,12 +666,16 @@ def _check_vote(*, choice: str, strength: int | None, idempotency_key: str, rati
         )
 
 
-def _flags(*, rater: Rater, study: Study, active_seconds: float | None) -> list[str]:
+def _flags(
+    *, rater: Rater, study: Study, active_seconds: float | None, qualification: bool = False
+) -> list[str]:
     flags = []
     if active_seconds is not None and active_seconds < study.fast_judgment_seconds:
         flags.append(quality.FLAG_FAST)
     if rater.status == RaterStatus.PAUSED:
         flags.append(quality.FLAG_RATER_PAUSED)
+    if qualification:
+        flags.append(onboarding.FLAG_QUALIFICATION)  # a test of the rater: never counted
     return flags
 
 
@@ -670,7 +717,10 @@ def judgment_submit(
             if assignment.status == AssignmentStatus.COMPLETED:
                 existing = Judgment.objects.filter(idempotency_key=idempotency_key).first()
                 if existing is not None and existing.assignment_id == assignment.id:
-                    return _submission(existing, created=False, rater=rater, judged=assignment.judged)
+                    return dataclasses.replace(
+                        _submission(existing, created=False, rater=rater, judged=assignment.judged),
+                        undoable=not assignment.is_qualification,
+                    )
                 raise Conflict("You have already judged this pair.")
             if assignment.status == AssignmentStatus.SKIPPED:
                 raise Conflict("You skipped this pair, so it can no longer be judged.")
@@ -684,7 +734,12 @@ def judgment_submit(
                 expired = True
             else:
                 outcome, chose_left = outcome_for_choice(choice=choice, left_is_a=assignment.left_is_a)
-                flags = _flags(rater=rater, study=study, active_seconds=active_seconds)
+                flags = _flags(
+                    rater=rater,
+                    study=study,
+                    active_seconds=active_seconds,
+                    qualification=assignment.is_qualification,
+                )
                 judgment = Judgment(
                     assignment=assignment,
                     outcome=outcome,
@@ -724,6 +779,13 @@ def judgment_submit(
         )
     judged = assignment.judged + 1
     kind = assignment.comparison.kind
+    if assignment.is_qualification:
+        # The qualification, not the quality tests, judges these answers (they are left out of them).
+        decided = onboarding.rater_qualification_evaluate(rater=rater, study=study)
+        submission = _submission(judgment, created=True, rater=rater, judged=judged)
+        return dataclasses.replace(
+            submission, undoable=False, qualification=decided if decided.decided else None
+        )
     if kind != ComparisonKind.REGULAR or judged % QUALITY_EVERY == 0:
         try:
             signals = rater_quality_update(rater_id=rater.id, study=study, with_agreement=False)
@@ -778,6 +840,8 @@ def judgment_undo(*, rater: Rater, idempotency_key: str) -> Assignment:
             action="undo",
             revoked="This vote was already taken back.",
         )
+        if judgment.assignment.is_qualification:
+            raise Conflict("Answers to qualification questions are final and cannot be taken back.")
         if (now - judgment.submitted_at).total_seconds() > UNDO_WINDOW_SECONDS:
             raise ApplicationError(
                 f"Too late to undo: a vote can be taken back within {UNDO_WINDOW_SECONDS} seconds.",
@@ -817,6 +881,8 @@ def judgment_correct(
             action="correct",
             revoked="This vote was taken back or corrected already; correct the newest one.",
         )
+        if old.assignment.is_qualification:
+            raise Conflict("Answers to qualification questions are final and cannot be corrected.")
         outcome, chose_left = outcome_for_choice(choice=choice, left_is_a=old.assignment.left_is_a)
         _revoke(old, reason="correction", now=now)
         flags = _flags(rater=rater, study=rater.study, active_seconds=None)

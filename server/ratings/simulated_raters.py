@@ -268,6 +268,9 @@ def rate(
     empty_answers = 0
     while stats.votes < votes:
         status, body = client.post(f"{base}/assignments/next/")
+        if status == 200 and body.get("no_work") == "guidelines":
+            # A new rater says it has read the guidelines, as a person presses the page's button.
+            status, body = client.post(f"{base}/guidelines/acknowledge/")
         if status != 200:
             stats.errors.append(f"next: HTTP {status} {body.get('error', '')}")
             break

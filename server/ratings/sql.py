@@ -11,8 +11,10 @@ The SQL runs on PostgreSQL and SQLite alike; only the row-lock clause differs, a
 where the database has one (SQLite serialises writers instead, see ``services``). Rows become
 real model instances through ``Model.from_db`` (as a queryset builds them; see ``_instance``), so
 a field that is not selected here loads lazily on access instead of reading as a wrong default.
-The ORM's converters do not run on these rows, so only ids, integers, floats, texts and booleans
-(0/1 on SQLite, turned into ``bool`` here) are selected; timestamps are compared inside the SQL.
+The ORM's converters do not run on these rows, so mostly ids, integers, floats, texts and booleans
+(0/1 on SQLite, turned into ``bool`` here) are selected and timestamps are compared inside the
+SQL; the rater's two onboarding timestamps go through the database backend's converters
+(``_from_db``).
 """
 
 from __future__ import annotations
@@ -38,7 +40,19 @@ JUDGMENT = Judgment._meta.db_table
 PROMPT = Prompt._meta.db_table
 SAMPLE = Sample._meta.db_table
 
-RATER_COLUMNS = ("id", "study_id", "user_id", "platform", "session_binding", "status", "paused_reason")
+RATER_COLUMNS = (
+    "id",
+    "study_id",
+    "user_id",
+    "platform",
+    "session_binding",
+    "status",
+    "paused_reason",
+    # Onboarding: read by every next pair (whether to show the guidelines or a qualification pair).
+    "guidelines_acknowledged_at",
+    "qualified_at",
+)
+RATER_DATETIMES = ("guidelines_acknowledged_at", "qualified_at")
 STUDY_COLUMNS = (
     "id",
     "slug",
@@ -57,8 +71,13 @@ STUDY_COLUMNS = (
     "min_quality_judgments",
     "quality_alpha",
     "quality_min_checks",
+    "require_guidelines_ack",
+    "qualification_pairs",
+    "qualification_min_correct",
 )
-STUDY_BOOLEANS = (STUDY_COLUMNS.index("is_active"), STUDY_COLUMNS.index("show_progress"))
+STUDY_BOOLEANS = tuple(
+    STUDY_COLUMNS.index(name) for name in ("is_active", "show_progress", "require_guidelines_ack")
+)
 
 _RATER_SQL = (
     "SELECT "
@@ -135,7 +154,7 @@ WHERE o.id = (
 # out, the judgment an undo left behind (the vote replaces it) and how many pairs the rater has
 # completed.
 _VOTE_SQL = f"""
-SELECT a.id, a.comparison_id, a.rater_id, a.left_is_a, a.status, c.kind,
+SELECT a.id, a.comparison_id, a.rater_id, a.left_is_a, a.status, a.is_qualification, c.kind,
        CASE WHEN a.expires_at <= %s THEN 1 ELSE 0 END,
        (SELECT MAX(j.id) FROM {JUDGMENT} j
          WHERE j.assignment_id = a.id AND j.revoked_reason = 'undo'
@@ -186,12 +205,25 @@ def _fetchone(sql: str, params: list[Any]) -> tuple[Any, ...] | None:
         return cursor.fetchone()
 
 
+def _from_db(model: type[Model], name: str, value: Any) -> Any:
+    """A column's value as the ORM would read it (SQLite returns timestamps as text)."""
+    field = model._meta.get_field(name)
+    expression = field.get_col(model._meta.db_table)  # type: ignore[union-attr]
+    for converter in connection.ops.get_db_converters(expression) + field.get_db_converters(connection):
+        value = converter(value, expression, connection)
+    return value
+
+
 def rater_with_study(*, rater_id: int, study_slug: str) -> Rater | None:
     """The rater with the study rules the rating endpoints use, if it belongs to that study."""
     row = _fetchone(_RATER_SQL, [rater_id, study_slug])
     if row is None:
         return None
-    rater: Rater = _instance(Rater, RATER_COLUMNS, row[: len(RATER_COLUMNS)])
+    rater_values = list(row[: len(RATER_COLUMNS)])
+    for name in RATER_DATETIMES:
+        position = RATER_COLUMNS.index(name)
+        rater_values[position] = _from_db(Rater, name, rater_values[position])
+    rater: Rater = _instance(Rater, RATER_COLUMNS, rater_values)
     study_values = list(row[len(RATER_COLUMNS) :])
     for position in STUDY_BOOLEANS:
         study_values[position] = bool(study_values[position])
@@ -255,13 +287,13 @@ def lock_assignment_for_vote(*, token: str, now: datetime) -> Assignment | None:
         return None
     assignment: Assignment = _instance(
         Assignment,
-        ("id", "comparison_id", "rater_id", "left_is_a", "status"),
-        (*row[:3], bool(row[3]), row[4]),
+        ("id", "comparison_id", "rater_id", "left_is_a", "status", "is_qualification"),
+        (*row[:3], bool(row[3]), row[4], bool(row[5])),
     )
-    assignment.comparison = _instance(Comparison, ("id", "kind"), (row[1], row[5]))
-    assignment.expired = bool(row[6])  # type: ignore[attr-defined]
-    assignment.undone_id = row[7]  # type: ignore[attr-defined]
-    assignment.judged = int(row[8])  # type: ignore[attr-defined]
+    assignment.comparison = _instance(Comparison, ("id", "kind"), (row[1], row[6]))
+    assignment.expired = bool(row[7])  # type: ignore[attr-defined]
+    assignment.undone_id = row[8]  # type: ignore[attr-defined]
+    assignment.judged = int(row[9])  # type: ignore[attr-defined]
     return assignment
 
 
@@ -277,7 +309,7 @@ SELECT a.comparison_id, c.kind, c.gold_answer, c.repeat_of_id, j.outcome, j.chos
 FROM {ASSIGNMENT} a
 INNER JOIN {JUDGMENT} j ON j.assignment_id = a.id
 INNER JOIN {COMPARISON} c ON c.id = a.comparison_id
-WHERE a.rater_id = %s AND a.status = %s AND j.revoked_at IS NULL
+WHERE a.rater_id = %s AND a.status = %s AND a.is_qualification = %s AND j.revoked_at IS NULL
 ORDER BY j.id
 """
 
@@ -300,7 +332,9 @@ def quality_rows(*, rater_id: int, since: datetime | None = None) -> list[Qualit
     tells whether each came after ``since`` (when staff resumed the rater)."""
     with hot_cursor() as cursor:
         cursor.execute(
-            _QUALITY_ROWS_SQL, [_timestamp(since or _LONG_AGO), rater_id, AssignmentStatus.COMPLETED]
+            # Qualification answers are left out: the qualification has judged them (``onboarding``).
+            _QUALITY_ROWS_SQL,
+            [_timestamp(since or _LONG_AGO), rater_id, AssignmentStatus.COMPLETED, False],
         )
         rows = cursor.fetchall()
     if connection.vendor == "sqlite":  # booleans come back as 0 / 1 there

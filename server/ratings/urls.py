@@ -13,5 +13,6 @@ urlpatterns = [
     path("<slug:slug>/api/next", views.api_next, name="api-next"),
     path("<slug:slug>/api/vote", views.api_vote, name="api-vote"),
     path("<slug:slug>/api/undo", views.api_undo, name="api-undo"),
+    path("<slug:slug>/api/acknowledge", views.api_acknowledge, name="api-acknowledge"),
     path("<slug:slug>/api/skip", views.api_skip, name="api-skip"),
 ]

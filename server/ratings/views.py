@@ -35,7 +35,7 @@ from django.views.decorators.http import require_GET, require_POST
 from server.core.exceptions import ApplicationError
 from server.core.http import client_address
 from server.core.untrusted_json import UntrustedJSONError, json_loads_untrusted
-from server.ratings import selectors, services, sql
+from server.ratings import onboarding, selectors, services, sql
 from server.ratings.forms import SkipForm, UndoForm, VoteInput
 from server.ratings.models import Assignment, Platform, Rater, RaterStatus
 from server.studies.models import Study
@@ -203,6 +203,7 @@ def rate_page(request: HttpRequest, slug: str) -> HttpResponse:
         "voteUrl": reverse("ratings:api-vote", args=[slug]),
         "undoUrl": reverse("ratings:api-undo", args=[slug]),
         "skipUrl": reverse("ratings:api-skip", args=[slug]),
+        "acknowledgeUrl": reverse("ratings:api-acknowledge", args=[slug]),
         "doneUrl": reverse("ratings:done", args=[slug]),
         "csrfToken": get_token(request),
         "undoSeconds": services.UNDO_WINDOW_SECONDS,
@@ -301,11 +302,18 @@ def _progress(rater: Rater, judged: int, quota: int | None) -> dict[str, Any] | 
     return {"judged": judged, "quota": quota} if rater.study.show_progress else None
 
 
-def _pair(assignment: Assignment) -> dict[str, str]:
-    return {"token": assignment.token, **selectors.assignment_texts(assignment=assignment)}
+def _pair(
+    assignment: Assignment, qualification: onboarding.QualificationProgress | None = None
+) -> dict[str, Any]:
+    pair: dict[str, Any] = {"token": assignment.token, **selectors.assignment_texts(assignment=assignment)}
+    if qualification is not None:
+        # The rater knows it is being qualified (the page says so), so this tells it nothing new.
+        pair["qualification"] = {"number": qualification.number, "total": qualification.total}
+    return pair
 
 
 EMPTY_RETRY_SECONDS = 10  # how soon the page asks again after "no pairs right now"
+QUALIFICATION_RETRY_SECONDS = 60  # staff must import gold checks first: not soon
 NO_WORK_MESSAGES = {
     services.NoWork.EMPTY: "There are no pairs for you right now. Thank you! Check back later.",
     services.NoWork.QUOTA: "You have judged all the pairs this study asks of one person. Thank you!",
@@ -322,9 +330,23 @@ def _next_answer(rater: Rater, *, started: bool = True, address: str = "") -> di
     result = services.assignment_next_for_rater(rater=rater, started=started, client_address=address)
     progress = _progress(rater, result.judged, result.quota)
     if result.assignment is not None:
-        return {"status": "pair", "pair": _pair(result.assignment), "progress": progress}
+        return {
+            "status": "pair",
+            "pair": _pair(result.assignment, result.qualification),
+            "progress": progress,
+        }
     if result.no_work == services.NoWork.START:
         return {"status": "start"}  # the page shows its Start button and asks again on a press
+    if result.no_work == services.NoWork.GUIDELINES:
+        return {"status": "guidelines"}  # the page shows the guidelines and asks for an acknowledgement
+    if result.no_work == services.NoWork.UNQUALIFIED:
+        return {"status": "unqualified", "message": rater.paused_reason}
+    if result.no_work == services.NoWork.QUALIFICATION_UNAVAILABLE:
+        return {
+            "status": "empty",
+            "message": onboarding.UNAVAILABLE_MESSAGE,
+            "retry_seconds": QUALIFICATION_RETRY_SECONDS,
+        }
     if result.no_work == services.NoWork.THROTTLED:
         return {"status": "empty", "message": THROTTLED_MESSAGE, "retry_seconds": result.retry_seconds}
     if result.no_work == services.NoWork.PAUSED:
@@ -368,7 +390,13 @@ def api_vote(request: HttpRequest, rater: Rater, payload: dict[str, Any]) -> dic
         "key": submission.judgment.idempotency_key,
         "progress": _progress(rater, submission.judged, submission.quota),
         "rater": {"status": submission.rater_status, "message": submission.paused_reason},
+        "undoable": submission.undoable,
     }
+    if submission.qualification is not None:
+        answer["qualification"] = {
+            "passed": submission.qualification.passed,
+            "message": submission.qualification.message,
+        }
     if vote.next:
         # The vote is committed: a failure to find the next pair must not read as a failed vote
         # (the page then asks api/next on its own).
@@ -380,6 +408,14 @@ def api_vote(request: HttpRequest, rater: Rater, payload: dict[str, Any]) -> dic
             logger.exception("rater %s: vote saved, next pair failed", rater.id)
             answer["next"] = {"status": "error", "message": "The next pair could not be loaded."}
     return answer
+
+
+@json_endpoint
+def api_acknowledge(request: HttpRequest, rater: Rater, payload: dict[str, Any]) -> dict[str, Any]:
+    """The rater has read the guidelines (pressed "I have read the guidelines"); the answer is
+    what ``api/next`` answers then. The press is the person asking for a pair, as Start is."""
+    onboarding.rater_guidelines_acknowledge(rater=rater)
+    return _next_answer(rater, started=True, address=client_address(request))
 
 
 @json_endpoint

@@ -29,6 +29,24 @@ class StudyAdmin(admin.ModelAdmin):
     prepopulated_fields = {"slug": ["name"]}
     inlines = [StudyVersionInline]
 
+    def get_fieldsets(self, request, obj=None):  # type: ignore[no-untyped-def]
+        """Every field in its default place, the onboarding settings grouped under a heading."""
+        onboarding = ["require_guidelines_ack", "qualification_pairs", "qualification_min_correct"]
+        fields = [name for name in self.get_fields(request, obj) if name not in onboarding]
+        return [
+            (None, {"fields": fields}),
+            (
+                "Onboarding",
+                {
+                    "fields": onboarding,
+                    "description": "Before a rater's first pair: the guidelines, acknowledged; then, "
+                    "if the number of qualification pairs is above 0, that many gold checks supplied by "
+                    "staff (Gold checks on the dashboard), of which at least the minimum must be "
+                    "answered as expected. A rater who fails is told so and gets no pairs.",
+                },
+            ),
+        ]
+
 
 @admin.register(Prompt)
 class PromptAdmin(admin.ModelAdmin):

@@ -7,7 +7,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, Q
 
 
 def _new_invite_token() -> str:
@@ -62,6 +62,15 @@ class Study(models.Model):
         max_length=16, choices=PairSelection.choices, default=PairSelection.RANDOM
     )
     show_progress = models.BooleanField(default=True)
+
+    # Onboarding (server/ratings/onboarding.py). A rater reads the guidelines and says so before its
+    # first pair; a study may also ask for a short qualification on staff-supplied gold checks: the
+    # first ``qualification_pairs`` pairs of a rater are such checks, and a rater who answers fewer
+    # than ``qualification_min_correct`` of them as expected gets no further pairs (told so in plain
+    # words). Qualification answers are kept, flagged, and never counted in statistics or training.
+    require_guidelines_ack = models.BooleanField(default=True)
+    qualification_pairs = models.PositiveSmallIntegerField(default=0, validators=[MaxValueValidator(50)])
+    qualification_min_correct = models.PositiveSmallIntegerField(default=0)
 
     # Quality control (server/ratings/quality.py): each threshold is the null hypothesis of an
     # exact binomial test; a rater is paused only when the test rejects it at ``quality_alpha``.
@@ -141,10 +150,30 @@ class Study(models.Model):
                 condition=Q(bootstrap_clusters__in=["prompt", "rater", "prompt_and_rater", "none"]),
                 name="study_bootstrap_clusters_known",
             ),
+            models.CheckConstraint(
+                condition=Q(qualification_min_correct__lte=F("qualification_pairs")),
+                name="study_qualification_threshold_reachable",
+            ),
         ]
 
     def __str__(self) -> str:
         return self.name
+
+    def clean(self) -> None:
+        if self.qualification_min_correct > self.qualification_pairs:
+            raise ValidationError(
+                {
+                    "qualification_min_correct": "A rater cannot answer more qualification pairs "
+                    f"correctly than the {self.qualification_pairs} the qualification has."
+                }
+            )
+        if self.qualification_pairs and not self.qualification_min_correct:
+            raise ValidationError(
+                {
+                    "qualification_min_correct": "Say how many qualification pairs a rater must answer "
+                    "as expected to pass (at least 1)."
+                }
+            )
 
 
 class StudyVersion(models.Model):

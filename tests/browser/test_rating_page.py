@@ -46,8 +46,9 @@ def join(page, live_server, study) -> None:  # type: ignore[no-untyped-def]
 
 
 def press_start(page) -> None:  # type: ignore[no-untyped-def]
-    """A new crowd participant's first pair waits for the person to press Start."""
-    page.wait_for_selector("#start-button:not([hidden])")
+    """A new crowd participant's first pair waits for the person to press Start, or, in a study
+    that asks for it (the default), "I have read the guidelines" (focused, so Enter presses it)."""
+    page.wait_for_selector("#start-button:not([hidden]), #ack-button:not([hidden])")
     page.keyboard.press("Enter")
 
 
@@ -276,7 +277,7 @@ def test_a_prolific_participant_gets_the_completion_code_and_is_sent_back(
 def test_a_crowd_participant_starts_with_a_press_and_its_id_in_another_browser_is_refused(
     live_server, open_page, screenshot
 ) -> None:  # type: ignore[no-untyped-def]
-    study = rating_study()
+    study = rating_study(require_guidelines_ack=False)  # the Start button (the guidelines step: below)
     pair(study)
     link = (
         f"{live_server.url}/rate/{study.slug}/"

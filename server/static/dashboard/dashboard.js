@@ -371,11 +371,19 @@
     return input ? input.value : "";
   }
 
+  // Kind with its parameters in one line under it; status with how long the job ran; the message,
+  // or for a failed job its error in plain words with the full text behind "Details".
   function jobRow(job) {
     const row = element("tr", { attrs: { "data-job-id": job.id } });
     row.appendChild(element("td", { className: "num", text: `#${job.id}` }));
-    row.appendChild(element("td", { text: job.kind.replace(/_/g, " ") }));
-    row.appendChild(element("td", { children: [element("span", { className: "dash-badge" })] }));
+    row.appendChild(element("td", { className: "job-kind", children: [
+      element("div", { text: job.kind.replace(/_/g, " ") }),
+      element("div", { className: "dash-small dash-muted job-params", text: job.params_summary || "", attrs: { title: job.params_summary || "" } }),
+    ] }));
+    row.appendChild(element("td", { children: [
+      element("span", { className: "dash-badge" }),
+      element("div", { className: "dash-small dash-muted job-duration" }),
+    ] }));
     const bar = element("div", { className: "dash-progress-bar" });
     row.appendChild(element("td", { children: [
       element("div", { className: "dash-progress", children: [bar] }),
@@ -390,6 +398,10 @@
   function updateRow(row, job) {
     const cells = row.children;
     const badge = cells[2].firstChild;
+    const duration = cells[2].lastChild;
+    duration.textContent = typeof job.duration_seconds === "number"
+      ? `${job.is_finished ? "ran" : "running"} ${formatDuration(job.duration_seconds)}`
+      : "";
     badge.className = `dash-badge dash-badge-${job.status}`;
     badge.textContent = job.cancel_requested && !job.is_finished ? "cancelling" : job.status;
     const fraction = job.status === "succeeded" ? 1 : job.fraction || 0;
@@ -401,8 +413,22 @@
     cells[3].lastChild.textContent = job.total
       ? `${job.step} / ${job.total} (${Math.round(fraction * 100)}%)${pace}${eta}`
       : "";
-    cells[4].textContent = job.status === "failed" ? job.error : job.message;
-    cells[4].classList.toggle("dash-fielderror", job.status === "failed");
+    const failed = job.status === "failed";
+    if (failed) {
+      const shown = cells[4].dataset.error === job.error;
+      if (!shown) {
+        const details = element("details", { className: "job-error-details", children: [
+          element("summary", { text: "Details" }),
+          element("pre", { text: job.error }),
+        ] });
+        cells[4].replaceChildren(element("div", { className: "job-error", text: job.error_in_words || job.error }), details);
+        cells[4].dataset.error = job.error;
+      }
+    } else {
+      cells[4].textContent = job.message;
+      delete cells[4].dataset.error;
+    }
+    cells[4].classList.toggle("dash-fielderror", failed);
     const actions = cells[6];
     const cancellable = !job.is_finished && !job.cancel_requested;
     if (cancellable && !actions.firstChild) {

@@ -35,6 +35,11 @@
     stateText: byId("state-text"),
     stateHint: byId("state-hint"),
     start: byId("start-button"),
+    ack: byId("ack-button"),
+    stateGuidelines: byId("state-guidelines"),
+    notice: byId("notice"),
+    qualification: byId("qualification-banner"),
+    pairNumber: byId("pair-number"),
     drawer: byId("guidelines"),
     drawerBackdrop: byId("drawer-backdrop"),
     drawerButton: byId("guidelines-button"),
@@ -52,6 +57,9 @@
   let lastVote = null; // {key, timer, deadline}
   let judged = null;
   let quota = null;
+  // Pairs shown on this page so far: numbers each pair on screen ("Pair 12"), so that two pairs in a
+  // row whose texts look alike are still seen to be two (with the brief entrance below).
+  let pairsShown = 0;
   // A crowd participant's first pair is reserved only once the person asks for it (Start): a link
   // opened by a robot, or by someone who walks away, holds no pair that others could rate.
   let started = false;
@@ -197,7 +205,43 @@
     ui.stateText.textContent = text || "";
     ui.stateHint.hidden = !hint;
     ui.start.hidden = true;
+    ui.ack.hidden = true;
+    ui.stateGuidelines.hidden = true;
     ui.state.hidden = false;
+  }
+
+  function showNotice(message) {
+    ui.notice.textContent = message;
+    ui.notice.hidden = !message;
+  }
+
+  // Before the first pair (a study that asks for it): the guidelines, and a button to say they
+  // were read. The press is also the person asking for a pair, as Start is.
+  function showGuidelinesStep() {
+    showState(
+      "Before you start: the guidelines",
+      "Please read how to judge the pairs in this study. Your first pair comes once you confirm.",
+      false,
+    );
+    ui.stateGuidelines.hidden = false;
+    ui.ack.hidden = false;
+    ui.ack.focus();
+  }
+
+  async function acknowledge() {
+    if (busy || ui.ack.hidden) return;
+    started = true;
+    ui.ack.hidden = true;
+    setBusy(true);
+    clearError();
+    try {
+      await handle(await post(config.acknowledgeUrl, {}));
+    } catch (error) {
+      ui.ack.hidden = false;
+      showError(error.message);
+    } finally {
+      setBusy(false);
+    }
   }
 
   function showStart() {
@@ -262,9 +306,24 @@
     ui.submit.disabled = busy || choice === null;
   }
 
-  function showPair(pair) {
+  function showPair(pair, { again = false } = {}) {
     ui.state.hidden = true;
+    const sameToken = current && current.token === pair.token;
     current = { token: pair.token, shownAt: Date.now(), firstInputAt: null, key: null, submitting: false };
+    if (!again && !sameToken) pairsShown += 1;
+    const qualification = pair.qualification;
+    ui.qualification.hidden = !qualification;
+    ui.qualification.textContent = qualification
+      ? `Qualification question ${qualification.number} of ${qualification.total}. Answer as the guidelines ask; these answers are final.`
+      : "";
+    ui.pairNumber.textContent = qualification ? `· question ${qualification.number} of ${qualification.total}` : `· pair ${pairsShown}`;
+    ui.task.dataset.pair = String(pairsShown);
+    // A short entrance on every new pair: two pairs in a row never look like one that stayed.
+    if (!again && !sameToken) {
+      ui.task.classList.remove("entering");
+      void ui.task.offsetWidth; // restart the animation
+      ui.task.classList.add("entering");
+    }
     ui.prompt.textContent = pair.prompt;
     // A generated continuation starts with the space that followed the prompt: not part of the read.
     ui.left.textContent = pair.left.replace(/^\s+/, "");
@@ -313,6 +372,11 @@
       showState("Your rating is paused", data.message, true);
     } else if (data.status === "start") {
       showStart();
+    } else if (data.status === "guidelines") {
+      showGuidelinesStep();
+    } else if (data.status === "unqualified") {
+      showNotice("");
+      showState("The qualification is over", data.message, false);
     } else if (data.status === "done") {
       window.location.assign(data.redirect);
     } else if (data.status === "error") {
@@ -394,11 +458,21 @@
   }
 
   async function voted(data) {
-    startUndoWindow(data.key);
+    // Qualification answers are final: no undo is offered for them.
+    if (data.undoable !== false) startUndoWindow(data.key);
+    else stopUndoWindow();
     showProgress(data.progress);
+    if (data.qualification && data.qualification.passed) showNotice(data.qualification.message);
+    else if (!data.qualification) showNotice("");
     if (data.rater && data.rater.status === "paused") {
       setBusy(false);
       showState("Your rating is paused", data.rater.message, true);
+      return;
+    }
+    if (data.rater && data.rater.status === "unqualified") {
+      setBusy(false);
+      showNotice("");
+      showState("The qualification is over", data.rater.message, false);
       return;
     }
     await handle(data.next); // stays busy until the next pair is on screen
@@ -457,7 +531,7 @@
     try {
       const data = await post(config.undoUrl, { idempotency_key: key });
       setBusy(false);
-      showPair(data.pair);
+      showPair(data.pair, { again: true });
       if (judged !== null && judged > 0) {
         judged -= 1;
         renderProgress();
@@ -500,13 +574,24 @@
   }
 
   // --- Guidelines drawer ------------------------------------------------------------------------
+  // Closing the drawer gives the focus to the pair when one is on screen, not back to the
+  // Guidelines button: a rater who closes the guidelines and presses Enter means "submit", and
+  // Enter on a focused Guidelines button would open them again instead.
   function setDrawer(open) {
     ui.drawer.classList.toggle("open", open);
     ui.drawer.setAttribute("aria-hidden", String(!open));
     ui.drawerBackdrop.hidden = !open;
     ui.drawerButton.setAttribute("aria-expanded", String(open));
-    if (open) ui.drawer.focus();
-    else if (ui.drawer.contains(document.activeElement)) ui.drawerButton.focus();
+    if (open) {
+      ui.drawer.focus();
+      return;
+    }
+    const focusWasAbout = ui.drawer.contains(document.activeElement) || document.activeElement === ui.drawerButton;
+    if (!focusWasAbout) return;
+    if (current && !ui.task.hidden) ui.task.focus({ preventScroll: true });
+    else if (!ui.ack.hidden) ui.ack.focus();
+    else if (!ui.start.hidden) ui.start.focus();
+    else ui.drawerButton.focus();
   }
   const drawerOpen = () => ui.drawer.classList.contains("open");
 
@@ -540,6 +625,10 @@
       chooseStrength(STRENGTH_KEYS[key]);
     } else if (key === "enter" && !ui.start.hidden) {
       start();
+    } else if (key === "enter" && !ui.ack.hidden) {
+      // Only a deliberate press on the button itself acknowledges the guidelines.
+      if (event.target !== ui.ack) return;
+      acknowledge();
     } else if (key === "enter") {
       // Enter on a focused control button (skip, undo, guidelines) clicks it; on a choice it submits.
       const button = event.target instanceof HTMLButtonElement ? event.target : null;
@@ -563,6 +652,7 @@
   }
   ui.submit.addEventListener("click", submit);
   ui.start.addEventListener("click", start);
+  ui.ack.addEventListener("click", acknowledge);
   ui.undo.addEventListener("click", undo);
   ui.skip.addEventListener("click", openSkip);
   ui.skipForm.addEventListener("submit", confirmSkip);

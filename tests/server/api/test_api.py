@@ -444,3 +444,44 @@ def test_a_leaderboard_recompute_takes_its_bootstrap_clusters_or_the_studys(
     assert refused.status_code == 400
     assert list(refused.json()["details"]["fields"]) == ["bootstrap_clusters"]
     assert Job.objects.filter(kind="recompute_leaderboard").count() == before + 2
+
+
+def test_a_study_is_created_with_its_onboarding_and_refuses_an_unreachable_threshold(
+    staff_client: APIClient,
+) -> None:
+    body = {"name": "Onboarded", "slug": "onboarded", "question": "Which is better?"}
+    onboarding = {"require_guidelines_ack": False, "qualification_pairs": 5, "qualification_min_correct": 4}
+
+    created = staff_client.post("/api/studies/", {**body, **onboarding}, format="json")
+
+    assert created.status_code == 201, created.json()
+    shown = staff_client.get("/api/studies/onboarded/").json()
+    assert {name: shown[name] for name in onboarding} == onboarding
+    refused = staff_client.post(
+        "/api/studies/",
+        {**body, "slug": "unreachable", "qualification_pairs": 2, "qualification_min_correct": 3},
+        format="json",
+    )
+    assert refused.status_code == 400
+    assert "qualification_min_correct" in refused.json()["details"]["fields"]
+    assert not Study.objects.filter(slug="unreachable").exists()
+
+
+def test_a_program_acknowledges_the_guidelines_before_its_first_pair(
+    world: World, staff_client: APIClient
+) -> None:
+    from tests import factories
+
+    study = factories.study(
+        slug="onboarding-api", require_guidelines_ack=True, gold_rate=0.0, repeat_rate=0.0
+    )
+    factories.comparison(study=study)
+    base = "/api/studies/onboarding-api"
+
+    first = staff_client.post(f"{base}/assignments/next/").json()
+    acknowledged = staff_client.post(f"{base}/guidelines/acknowledge/").json()
+
+    assert (first["assignment"], first["no_work"]) == (None, "guidelines")
+    assert acknowledged["no_work"] is None and acknowledged["assignment"]["token"]
+    rater = study.raters.get(user=world.staff)
+    assert rater.guidelines_acknowledged_at is not None

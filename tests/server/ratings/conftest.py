@@ -12,7 +12,9 @@ from tests import factories
 
 
 def make_study(**rules: object) -> Study:
-    """A study with no gold or repeat injection and no automatic pausing unless a test asks."""
+    """A study with no gold or repeat injection, no automatic pausing and no onboarding step (the
+    guidelines acknowledgement) unless a test asks."""
+    rules.setdefault("require_guidelines_ack", False)
     rules.setdefault("gold_rate", 0.0)
     rules.setdefault("repeat_rate", 0.0)
     rules.setdefault("min_gold_accuracy", 0.0)

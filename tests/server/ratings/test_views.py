@@ -328,6 +328,7 @@ def test_a_vote_through_the_api_is_stored_with_the_outcome_of_the_clicked_side()
         "key": "3f1c1a9e-5b8e-4c1e-9d51-0f0a3c9a8c11",
         "progress": {"judged": 1, "quota": None},
         "rater": {"status": "active", "message": ""},
+        "undoable": True,
     }
     judgment = Judgment.objects.get()
     assert judgment.outcome == (Outcome.A if assignment.left_is_a else Outcome.B)
