@@ -8,7 +8,6 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('jobs', '0005_one_result_per_job'),
-        ('studies', '0004_auto_train_policy_grpo'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

@@ -7,7 +7,6 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('generators', '0004_version_model_revision'),
         ('studies', '0004_auto_train_policy_grpo'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]

@@ -15,6 +15,7 @@ from django.utils import timezone
 from server.evaluations.models import Evaluation, LeaderboardSnapshot
 from server.generators.models import GeneratorVersion, Sample, VersionKind
 from server.jobs.models import Job, JobKind, JobStatus
+from server.judges.models import MachineJudge
 from server.ratings.models import Assignment, AssignmentStatus, Comparison, Judgment, Rater, RaterStatus
 from server.studies.models import Study
 from server.training.exports import export_dir
@@ -45,6 +46,7 @@ class World:
     evaluation: Evaluation
     running_job: Job
     export_job: Job
+    machine_judge: MachineJudge
 
 
 def _judge(
@@ -298,6 +300,13 @@ def build_world(*, hostile_text: bool = False) -> World:
         "files": {"leaderboard.csv": str(Path(folder) / "leaderboard.csv")},
     }
     export_job.save(update_fields=["result"])
+    machine_judge = MachineJudge.objects.create(
+        study=study_a,
+        name="endpoint-judge",
+        kind="endpoint",
+        endpoint={"base_url": "http://127.0.0.1:9/v1", "model": "judge", "mode": "chat"},
+        judging_prompt="{prompt}\n1: {first}\n2: {second}\nReply 1, 2 or tie.",
+    )
 
     return World(
         staff=staff,
@@ -318,4 +327,5 @@ def build_world(*, hostile_text: bool = False) -> World:
         evaluation=evaluation,
         running_job=running_job,
         export_job=export_job,
+        machine_judge=machine_judge,
     )
