@@ -207,26 +207,33 @@ def _judge_with_endpoint(
 
 def judge_leaderboard(judge: MachineJudge, *, seed: int = 0) -> dict[str, Any]:
     """Bradley–Terry ratings with bootstrap intervals from the judge's verdicts alone (a tie counts
-    half a win, as on the human leaderboard)."""
-    from evaluation.bradley_terry import bootstrap_bradley_terry, count_pair_outcomes
+    half a win, as on the human leaderboard), resampling whole prompts as the human one does by
+    default: the pairs of one prompt share its samples."""
+    from evaluation.bradley_terry import bootstrap_bradley_terry, count_pair_outcomes_clustered
 
     versions = list(judge.study.versions.order_by("id"))
     index_of = {version.id: index for index, version in enumerate(versions)}
     rows = [
         row
         for row in MachineJudgment.objects.filter(judge=judge).values_list(
-            "outcome", "comparison__sample_a__version_id", "comparison__sample_b__version_id"
+            "outcome",
+            "comparison__sample_a__version_id",
+            "comparison__sample_b__version_id",
+            "comparison__prompt_id",
         )
         if row[1] in index_of and row[2] in index_of
     ]
     codes = {MachineVerdict.A: Outcome.A, MachineVerdict.B: Outcome.B, MachineVerdict.TIE: Outcome.TIE}
-    counts = count_pair_outcomes(
+    clustered = count_pair_outcomes_clustered(
         np.array([index_of[row[1]] for row in rows], dtype=np.int64),
         np.array([index_of[row[2]] for row in rows], dtype=np.int64),
         np.array([int(OUTCOME_CODES[codes[MachineVerdict(row[0])]]) for row in rows], dtype=np.int64),
+        np.array([row[3] for row in rows], dtype=np.int64),
         n_versions=len(versions),
     )
-    board = bootstrap_bradley_terry(counts, rounds=LEADERBOARD_ROUNDS, seed=seed)
+    board = bootstrap_bradley_terry(
+        clustered.counts, rounds=LEADERBOARD_ROUNDS, seed=seed, clusters=clustered.clusters
+    )
 
     def rounded(value: float) -> float | None:
         return None if not np.isfinite(value) else round(float(value), 1)
@@ -245,7 +252,12 @@ def judge_leaderboard(judge: MachineJudge, *, seed: int = 0) -> dict[str, Any]:
         if board.battles[index] > 0
     ]
     entries.sort(key=lambda entry: (entry["rank"], -(entry["rating"] or 0)))
-    return {"rows": entries, "judgments": len(rows), "rounds": LEADERBOARD_ROUNDS}
+    return {
+        "rows": entries,
+        "judgments": len(rows),
+        "rounds": LEADERBOARD_ROUNDS,
+        "bootstrap_clusters": "prompt",
+    }
 
 
 def machine_judging_run(*, job: Job, report: ProgressReporter) -> dict[str, Any]:
