@@ -162,6 +162,7 @@ def leaderboard_compute(
                 (None, None) if scheme == BootstrapClusters.NONE else cluster_ids[BootstrapClusters(scheme)],
                 rounds=min(rounds, STYLE_CONTROL_ROUNDS),
                 seed=seed,
+                battles=board.battles,
             )
         else:
             diagnostics["style_control_missing"] = "some samples have no token count"
@@ -221,6 +222,7 @@ def _style_control(
     *,
     rounds: int,
     seed: int,
+    battles: np.ndarray,
 ) -> dict[str, Any]:
     """Length-controlled ratings with bootstrap intervals and ranks, resampled like the plain
     board (the same clusters), and the length coefficient γ with its interval."""
@@ -243,6 +245,7 @@ def _style_control(
             "lower": _rounded(board.lower[index : index + 1])[0],
             "upper": _rounded(board.upper[index : index + 1])[0],
             "rank": int(board.rank[index]),
+            "battles": int(battles[index]),
         }
         for index, version in enumerate(versions)
     ]
