@@ -1048,8 +1048,9 @@ def covariate_groups(
     )
 
 
-# [rounds, groups] entries per chunk of covariate-bootstrap rounds (~32 MB per float64 array).
-_COVARIATE_CHUNK_ENTRIES = 4_000_000
+# [rounds, groups] entries per chunk of covariate-bootstrap rounds: ~1.3 MB per float64 temporary,
+# which stays in the CPU cache (bench/insights.py: 4M-entry chunks ran ~2x slower than 160k).
+_COVARIATE_CHUNK_ENTRIES = 160_000
 
 
 def fit_covariate_rounds(
@@ -1083,10 +1084,14 @@ def fit_covariate_rounds(
 
     def evaluate(p: FloatArray, weight: FloatArray) -> tuple[FloatArray, FloatArray]:
         z = p[:, a] - p[:, b] + p[:, n : n + 1] * x
-        softplus_minus = np.logaddexp(0.0, -z)  # −log σ(z)
-        value = (weight * (y * softplus_minus + (1.0 - y) * (softplus_minus + z))).sum(axis=1)
+        # −[y log σ(z) + (1 − y) log σ(−z)] = softplus(−z) + (1 − y) z, with softplus(−z) =
+        # max(−z, 0) + log1p(exp(−|z|)); one exp serves the value and σ (~3x faster than
+        # logaddexp + expit on [rounds, groups] arrays).
+        e = np.exp(-np.abs(z))
+        value = np.einsum("rg,rg->r", weight, np.maximum(-z, 0.0) + np.log1p(e) + (1.0 - y) * z)
         value += 0.5 * prior_precision * np.einsum("rk,rk->r", p, p)
-        return value, special.expit(z)
+        np.reciprocal(1.0 + e, out=e)  # σ(|z|)
+        return value, np.where(z >= 0.0, e, 1.0 - e)
 
     active = np.arange(rounds)
     value, prob = evaluate(params, w)

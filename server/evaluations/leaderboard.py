@@ -53,10 +53,10 @@ DEFAULT_ROUNDS = 1000
 # Fewer resampled clusters than this and the bootstrap interval is itself unreliable (a
 # percentile interval over a handful of prompts is too narrow); the snapshot carries a warning.
 MIN_CLUSTERS = 20
-# The length-controlled board refits a per-judgment logistic model each round (~10 s for 200
-# rounds of 100,000 judgments on one core, against ~1 s for the plain board's 1,000 rounds of
-# counts), so it takes at most this many rounds; its percentile bounds move by a few rating
-# points between 200 and 1,000 rounds, well inside the intervals' own widths.
+# The length-controlled board refits a per-judgment logistic model each round (bench/insights.py:
+# ~0.7 s for 200 rounds of 10,000 judgments, ~5 s at 100,000, one core), so it takes at most this
+# many rounds; its percentile bounds move by at most ~4 rating points between 200 and 1,000
+# rounds there, against intervals ~45 points wide.
 STYLE_CONTROL_ROUNDS = 200
 
 
