@@ -38,6 +38,7 @@ from scipy import linalg, optimize, sparse, special
 
 from evaluation.bootstrap import (
     ClusteredCells,
+    cluster_multiplicities,
     clustered_cells,
     percentile_interval,
     resample_clustered_cells,
@@ -951,3 +952,310 @@ def fit_bradley_terry_with_covariate(
         covariate_coefficient=float(params[n]),
         converged=converged,
     )
+
+
+@dataclass(frozen=True)
+class CovariateAdjustedLeaderboard:
+    """Style-controlled ratings with bootstrap percentile intervals and the displayed rank.
+
+    Point values come from ``fit_bradley_terry_with_covariate`` on all judgments; ``lower`` /
+    ``upper`` (ratings) and ``coefficient_lower`` / ``coefficient_upper`` (γ) from the rounds.
+    """
+
+    ratings: FloatArray
+    lower: FloatArray
+    upper: FloatArray
+    rank: IntArray
+    log_strengths: FloatArray
+    covariate_coefficient: float
+    coefficient_lower: float
+    coefficient_upper: float
+    rounds: int
+    confidence: float
+
+
+@dataclass(frozen=True)
+class CovariateGroups:
+    """Judgments grouped by everything the covariate fit and the bootstrap see: versions a ≠ b,
+    target y (1, 0 or 1/2), covariate x and cluster(s); ``count[g]`` judgments in group g."""
+
+    n_versions: int
+    a: IntArray
+    b: IntArray
+    y: FloatArray
+    x: FloatArray
+    count: FloatArray
+    first: IntArray
+    n_first: int
+    second: IntArray | None
+    n_second: int
+
+
+def covariate_groups(
+    model_a: npt.ArrayLike,
+    model_b: npt.ArrayLike,
+    outcome: npt.ArrayLike,
+    covariate: npt.ArrayLike,
+    clusters: npt.ArrayLike | None = None,
+    second_clusters: npt.ArrayLike | None = None,
+    *,
+    n_versions: int,
+    both_bad: BothBadPolicy = "tie",
+) -> CovariateGroups:
+    """Group judgments for ``bootstrap_bradley_terry_with_covariate`` (self-pairs and, with
+    ``both_bad="exclude"``, both-bad votes dropped as the fit drops them). ``clusters`` None makes
+    every judgment its own cluster (the plain bootstrap). The raters of one comparison share its
+    versions, covariate and prompt, so with prompt clusters the groups are ~overlap times fewer
+    than the judgments. Degenerate input: no judgments gives zero groups."""
+    a = np.asarray(model_a, dtype=np.int64).reshape(-1)
+    b = np.asarray(model_b, dtype=np.int64).reshape(-1)
+    result = np.asarray(outcome, dtype=np.int64).reshape(-1)
+    x = np.asarray(covariate, dtype=np.float64).reshape(-1)
+    first_ids = np.arange(a.size) if clusters is None else np.asarray(clusters).reshape(-1)
+    if not (a.shape == b.shape == result.shape == x.shape == first_ids.shape):
+        raise ValueError("judgment arrays and cluster ids must have the same length")
+    keep = a != b
+    if both_bad == "exclude":
+        keep &= result != Outcome.BOTH_BAD
+    _, first_index = np.unique(first_ids, return_inverse=True)
+    columns = [a, b, result, first_index.reshape(-1)]
+    n_second = 0
+    if second_clusters is not None:
+        second_ids = np.asarray(second_clusters).reshape(-1)
+        if second_ids.shape != a.shape:
+            raise ValueError("judgment arrays and cluster ids must have the same length")
+        _, second_index = np.unique(second_ids, return_inverse=True)
+        columns.append(second_index.reshape(-1))
+        n_second = int(second_index.max()) + 1 if second_index.size else 0
+    n_first = int(first_index.max()) + 1 if first_index.size else 0
+    table = np.column_stack([*(np.asarray(c, dtype=np.float64) for c in columns), x])[keep]
+    rows, count = (
+        np.unique(table, axis=0, return_counts=True) if table.shape[0] else (table, np.zeros(0, np.int64))
+    )
+    code = rows[:, 2].astype(np.int64)
+    y = np.where(code == Outcome.A_WINS, 1.0, np.where(code == Outcome.B_WINS, 0.0, 0.5))
+    return CovariateGroups(
+        n_versions=n_versions,
+        a=rows[:, 0].astype(np.int64),
+        b=rows[:, 1].astype(np.int64),
+        y=y,
+        x=rows[:, -1].copy(),
+        count=count.astype(np.float64),
+        first=rows[:, 3].astype(np.int64),
+        n_first=n_first,
+        second=rows[:, 4].astype(np.int64) if second_clusters is not None else None,
+        n_second=n_second,
+    )
+
+
+# [rounds, groups] entries per chunk of covariate-bootstrap rounds: ~1.3 MB per float64 temporary,
+# which stays in the CPU cache (bench/insights.py: 4M-entry chunks ran ~2x slower than 160k).
+_COVARIATE_CHUNK_ENTRIES = 160_000
+
+
+def fit_covariate_rounds(
+    groups: CovariateGroups,
+    weights: npt.ArrayLike,
+    *,
+    start: npt.ArrayLike,
+    prior_precision: float = DEFAULT_PRIOR_PRECISION,
+    tolerance: float = NEWTON_STEP_TOLERANCE,
+) -> tuple[FloatArray, npt.NDArray[np.bool_]]:
+    """Fit the covariate model once per row of ``weights`` ([rounds, groups]: how many times each
+    group's judgments count in that round), all rounds together.
+
+    What: Newton's method on the weighted penalised likelihood of
+    ``fit_bradley_terry_with_covariate``, warm-started at ``start`` ([n + 1]: θ then γ), with a
+    backtracking line search per round. The [rounds, n + 1, n + 1] Hessians are assembled by
+    ``bincount`` over pairs of versions (O(rounds × (groups + n²)), not O(rounds × groups × n²))
+    and solved by batched Cholesky. Returns (params [rounds, n + 1], converged [rounds]); a round
+    with integer weights equals the single fit on its judgments repeated that many times.
+    """
+    w = np.atleast_2d(np.asarray(weights, dtype=np.float64))
+    rounds = w.shape[0]
+    n = groups.n_versions
+    params = np.repeat(np.asarray(start, dtype=np.float64)[None, :], rounds, axis=0)
+    converged = np.zeros(rounds, dtype=bool)
+    if rounds == 0:
+        return params, converged
+    a, b, y, x = groups.a, groups.b, groups.y, groups.x
+    flat_pair = a * n + b
+    diagonal = np.arange(n + 1)
+
+    def evaluate(p: FloatArray, weight: FloatArray) -> tuple[FloatArray, FloatArray]:
+        z = p[:, a] - p[:, b] + p[:, n : n + 1] * x
+        # −[y log σ(z) + (1 − y) log σ(−z)] = softplus(−z) + (1 − y) z, with softplus(−z) =
+        # max(−z, 0) + log1p(exp(−|z|)); one exp serves the value and σ (~3x faster than
+        # logaddexp + expit on [rounds, groups] arrays).
+        e = np.exp(-np.abs(z))
+        value = np.einsum("rg,rg->r", weight, np.maximum(-z, 0.0) + np.log1p(e) + (1.0 - y) * z)
+        value += 0.5 * prior_precision * np.einsum("rk,rk->r", p, p)
+        np.reciprocal(1.0 + e, out=e)  # σ(|z|)
+        return value, np.where(z >= 0.0, e, 1.0 - e)
+
+    active = np.arange(rounds)
+    value, prob = evaluate(params, w)
+    for _ in range(NEWTON_MAX_ITERATIONS):
+        if active.size == 0:
+            break
+        r = active.size
+        weight = w[active]
+        p = params[active]
+        offsets = np.arange(r)[:, None]
+        residual = weight * (y - prob)
+        gradient = np.empty((r, n + 1))
+        gradient[:, :n] = -(
+            np.bincount((offsets * n + a).reshape(-1), residual.reshape(-1), minlength=r * n)
+            - np.bincount((offsets * n + b).reshape(-1), residual.reshape(-1), minlength=r * n)
+        ).reshape(r, n)
+        gradient[:, n] = -(residual * x).sum(axis=1)
+        gradient += prior_precision * p
+        curvature = weight * prob * (1.0 - prob)
+        pair = np.bincount(
+            (offsets * n * n + flat_pair).reshape(-1), curvature.reshape(-1), minlength=r * n * n
+        ).reshape(r, n, n)
+        hessian = np.zeros((r, n + 1, n + 1))
+        hessian[:, :n, :n] = -(pair + pair.transpose(0, 2, 1))
+        hessian[:, np.arange(n), np.arange(n)] = pair.sum(axis=2) + pair.sum(axis=1)
+        cross = (
+            np.bincount((offsets * n + a).reshape(-1), (curvature * x).reshape(-1), minlength=r * n)
+            - np.bincount((offsets * n + b).reshape(-1), (curvature * x).reshape(-1), minlength=r * n)
+        ).reshape(r, n)
+        hessian[:, :n, n] = cross
+        hessian[:, n, :n] = cross
+        hessian[:, n, n] = (curvature * x * x).sum(axis=1)
+        hessian[:, diagonal, diagonal] += prior_precision
+        step = -np.linalg.solve(hessian, gradient[..., None])[..., 0]
+        slope = np.einsum("rk,rk->r", gradient, step)
+        scale = np.ones(r)
+        new_value, new_prob = evaluate(p + step, weight)
+        for _ in range(60):
+            bad = new_value > value[active] + 1e-4 * scale * slope + 1e-12 * np.abs(value[active])
+            if not bad.any():
+                break
+            scale[bad] *= 0.5
+            retry = np.nonzero(bad)[0]
+            retry_value, retry_prob = evaluate(p[retry] + scale[retry, None] * step[retry], weight[retry])
+            new_value[retry] = retry_value
+            new_prob[retry] = retry_prob
+        params[active] = p + scale[:, None] * step
+        value[active] = new_value
+        moved = np.abs(scale[:, None] * step).max(axis=1)
+        done = moved <= tolerance
+        converged[active[done]] = True
+        active = active[~done]
+        prob = new_prob[~done]
+    return params, converged
+
+
+def bootstrap_bradley_terry_with_covariate(
+    model_a: npt.ArrayLike,
+    model_b: npt.ArrayLike,
+    outcome: npt.ArrayLike,
+    covariate: npt.ArrayLike,
+    clusters: npt.ArrayLike | None = None,
+    second_clusters: npt.ArrayLike | None = None,
+    *,
+    n_versions: int,
+    rounds: int = 200,
+    confidence: float = 0.95,
+    seed: int = 0,
+    both_bad: BothBadPolicy = "tie",
+    prior_precision: float = DEFAULT_PRIOR_PRECISION,
+    anchor_version: int | None = None,
+    anchor_rating: float = DEFAULT_ANCHOR_RATING,
+) -> CovariateAdjustedLeaderboard:
+    """Style-controlled leaderboard: ``fit_bradley_terry_with_covariate`` plus bootstrap intervals
+    of each rating and of γ, and ranks from the intervals (``rank_from_intervals``).
+
+    What: each round redraws the clusters (``clusters``, e.g. prompt ids; with ``second_clusters``
+    the two crossed kinds, weighted by the product of their multiplicities as in
+    ``evaluation.bootstrap.resample_clustered_cells``; None: judgments one by one) and refits the
+    covariate model with the judgments weighted by how often their clusters were drawn
+    (``fit_covariate_rounds``, all rounds at once). A round the batched Newton does not settle is
+    refitted alone, exactly. Same seed, same result.
+    Why: the length-controlled ratings need the same uncertainty as the plain ones before anyone
+    reads an order into them, and the rounds must resample what the plain board resamples.
+
+    Degenerate input: no judgments gives every rating ``anchor_rating`` with a zero-width interval
+    and γ = 0; zero rounds gives NaN bounds and rank 1 for everyone.
+    """
+    point = fit_bradley_terry_with_covariate(
+        model_a,
+        model_b,
+        outcome,
+        covariate,
+        n_versions=n_versions,
+        both_bad=both_bad,
+        prior_precision=prior_precision,
+        anchor_version=anchor_version,
+        anchor_rating=anchor_rating,
+    )
+    groups = covariate_groups(
+        model_a,
+        model_b,
+        outcome,
+        covariate,
+        clusters,
+        second_clusters,
+        n_versions=n_versions,
+        both_bad=both_bad,
+    )
+    start = np.append(point.log_strengths, point.covariate_coefficient)
+    generator = np.random.default_rng(seed)
+    round_ratings = np.empty((rounds, n_versions))
+    round_gamma = np.empty(rounds)
+    size = groups.count.size
+    chunk = max(1, _COVARIATE_CHUNK_ENTRIES // max(size, groups.n_first, groups.n_second, 1))
+    for chunk_start in range(0, rounds, chunk):
+        k = min(chunk, rounds - chunk_start)
+        drawn = cluster_multiplicities(groups.n_first, rounds=k, generator=generator)
+        weights = drawn[groups.first]  # [groups, k]
+        if groups.second is not None:
+            weights = (
+                weights
+                * cluster_multiplicities(groups.n_second, rounds=k, generator=generator)[groups.second]
+            )
+        weights = (weights * groups.count[:, None]).T  # [k, groups]
+        params, converged = fit_covariate_rounds(
+            groups, weights, start=start, prior_precision=prior_precision
+        )
+        for row in np.nonzero(~converged)[0]:
+            params[row] = _exact_weighted_covariate_fit(groups, weights[row], prior_precision)
+        theta = params[:, :n_versions] - params[:, :n_versions].mean(axis=1, keepdims=True)
+        round_ratings[chunk_start : chunk_start + k] = ratings_from_log_strengths(
+            theta, anchor_version=anchor_version, anchor_rating=anchor_rating
+        )
+        round_gamma[chunk_start : chunk_start + k] = params[:, n_versions]
+    lower, upper = percentile_interval(round_ratings, confidence)
+    gamma_lower, gamma_upper = percentile_interval(round_gamma[:, None], confidence)
+    return CovariateAdjustedLeaderboard(
+        ratings=point.ratings,
+        lower=lower,
+        upper=upper,
+        rank=rank_from_intervals(lower, upper),
+        log_strengths=point.log_strengths,
+        covariate_coefficient=point.covariate_coefficient,
+        coefficient_lower=float(gamma_lower[0]),
+        coefficient_upper=float(gamma_upper[0]),
+        rounds=rounds,
+        confidence=confidence,
+    )
+
+
+def _exact_weighted_covariate_fit(
+    groups: CovariateGroups, weights: FloatArray, prior_precision: float
+) -> FloatArray:
+    """One round refitted alone: the groups repeated by their (integer) weights."""
+    repeat = np.rint(weights).astype(np.int64)
+    y = np.repeat(groups.y, repeat)
+    outcome = np.where(y == 1.0, Outcome.A_WINS, np.where(y == 0.0, Outcome.B_WINS, Outcome.TIE))
+    fit = fit_bradley_terry_with_covariate(
+        np.repeat(groups.a, repeat),
+        np.repeat(groups.b, repeat),
+        outcome,
+        np.repeat(groups.x, repeat),
+        n_versions=groups.n_versions,
+        prior_precision=prior_precision,
+    )
+    return np.append(fit.log_strengths, fit.covariate_coefficient)

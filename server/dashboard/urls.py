@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.urls import path
 
 from server.core import converters  # noqa: F401  (registers <id:...>)
-from server.dashboard import views
+from server.dashboard import insight_views, views
 
 app_name = "dashboard"
 
@@ -14,6 +14,7 @@ urlpatterns = [
     path("token/", views.api_token, name="token"),
     path("studies/<slug:slug>/", views.study_page, name="study"),
     path("studies/<slug:slug>/jobs.json", views.study_jobs_json, name="study-jobs"),
+    path("studies/<slug:slug>/rationales/", insight_views.rationales, name="rationales"),
     path("studies/<slug:slug>/actions/<slug:action>/", views.study_action, name="action"),
     path("studies/<slug:slug>/import/", views.study_import, name="import"),
     path("studies/<slug:slug>/gold/", views.study_gold_import, name="gold-import"),

@@ -32,6 +32,7 @@ from server.api.services import api_token_issue
 from server.core import prometheus
 from server.core.exceptions import ApplicationError, NotFound
 from server.dashboard import forms, selectors
+from server.dashboard.insights import study_insights
 from server.dashboard.metrics import metrics_collect
 from server.evaluations.selectors import leaderboard_latest
 from server.evaluations.services import evaluation_start, leaderboard_recompute_start
@@ -204,6 +205,7 @@ def _render_study(
         "endpoint_form": endpoint_form or forms.EndpointVersionForm(),
         "machine_judges": machine_judges_overview(study=study),
         "human_ranks": _human_ranks(study),
+        "insights": study_insights(study=study),
     }
     return render(request, "dashboard/study.html", context, status=status)
 

@@ -21,9 +21,9 @@ from django.db.models import QuerySet
 
 from evaluation.bradley_terry import (
     bootstrap_bradley_terry,
+    bootstrap_bradley_terry_with_covariate,
     count_pair_outcomes,
     count_pair_outcomes_clustered,
-    fit_bradley_terry_with_covariate,
     fit_davidson,
     normalised_length_difference,
     win_and_battle_matrices,
@@ -53,6 +53,11 @@ DEFAULT_ROUNDS = 1000
 # Fewer resampled clusters than this and the bootstrap interval is itself unreliable (a
 # percentile interval over a handful of prompts is too narrow); the snapshot carries a warning.
 MIN_CLUSTERS = 20
+# The length-controlled board refits a per-judgment logistic model each round (bench/insights.py:
+# ~0.7 s for 200 rounds of 10,000 judgments, ~5 s at 100,000, one core), so it takes at most this
+# many rounds; its percentile bounds move by at most ~4 rating points between 200 and 1,000
+# rounds there, against intervals ~45 points wide.
+STYLE_CONTROL_ROUNDS = 200
 
 
 def counted_judgments(*, study: Study, split: str | None) -> QuerySet[Judgment]:
@@ -148,17 +153,19 @@ def leaderboard_compute(
         }
         lengths = [(row[3], row[4]) for row in rows]
         if all(a is not None and b is not None for a, b in lengths):
-            style = fit_bradley_terry_with_covariate(
+            diagnostics["style_control"] = _style_control(
+                versions,
                 model_a,
                 model_b,
                 outcome,
                 normalised_length_difference([a for a, _ in lengths], [b for _, b in lengths]),
-                n_versions=len(versions),
+                (None, None) if scheme == BootstrapClusters.NONE else cluster_ids[BootstrapClusters(scheme)],
+                rounds=min(rounds, STYLE_CONTROL_ROUNDS),
+                seed=seed,
+                battles=board.battles,
             )
-            diagnostics["style_control"] = {
-                "length_coefficient": round(style.covariate_coefficient, 4),
-                "ratings": dict(zip([v.id for v in versions], _rounded(style.ratings), strict=True)),
-            }
+        else:
+            diagnostics["style_control_missing"] = "some samples have no token count"
 
     labels = [str(version) for version in versions]
     entries = [
@@ -203,6 +210,56 @@ def leaderboard_compute(
             "diagnostics": diagnostics,
         },
     )
+
+
+def _style_control(
+    versions: list[Any],
+    model_a: np.ndarray,
+    model_b: np.ndarray,
+    outcome: np.ndarray,
+    length_difference: np.ndarray,
+    clusters: tuple[np.ndarray | None, np.ndarray | None],
+    *,
+    rounds: int,
+    seed: int,
+    battles: np.ndarray,
+) -> dict[str, Any]:
+    """Length-controlled ratings with bootstrap intervals and ranks, resampled like the plain
+    board (the same clusters), and the length coefficient γ with its interval."""
+    board = bootstrap_bradley_terry_with_covariate(
+        model_a,
+        model_b,
+        outcome,
+        length_difference,
+        clusters[0],
+        clusters[1],
+        n_versions=len(versions),
+        rounds=rounds,
+        seed=seed,
+    )
+    rows = [
+        {
+            "version_id": version.id,
+            "label": str(version),
+            "rating": _rounded(board.ratings[index : index + 1])[0],
+            "lower": _rounded(board.lower[index : index + 1])[0],
+            "upper": _rounded(board.upper[index : index + 1])[0],
+            "rank": int(board.rank[index]),
+            "battles": int(battles[index]),
+        }
+        for index, version in enumerate(versions)
+    ]
+    rows.sort(key=lambda row: (row["rank"], -(row["rating"] or 0)))
+    return {
+        "length_coefficient": round(board.covariate_coefficient, 4),
+        "length_coefficient_interval": _rounded(
+            np.array([board.coefficient_lower, board.coefficient_upper]), 4
+        ),
+        "ratings": dict(zip([v.id for v in versions], _rounded(board.ratings), strict=True)),
+        "rows": rows,
+        "rounds": rounds,
+        "covariate": "(tokens A − tokens B) / (tokens A + tokens B)",
+    }
 
 
 def _resampled_units(

@@ -33,12 +33,12 @@ def colour(index: int) -> str:
     return PALETTE[index % len(PALETTE)]
 
 
-def _finite(value: Any) -> bool:
+def is_finite_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _number(value: Any, digits: int = 3) -> str:
-    return f"{value:.{digits}f}" if _finite(value) else "–"
+def number_text(value: Any, digits: int = 3) -> str:
+    return f"{value:.{digits}f}" if is_finite_number(value) else "–"
 
 
 @dataclass(frozen=True)
@@ -56,7 +56,7 @@ class Series:
     band: list[tuple[float, float, float]] | None = None  # (x, lower, upper)
 
 
-class _Frame:
+class PlotFrame:
     """Maps data coordinates into an SVG plot area with margins for the axes."""
 
     def __init__(
@@ -89,19 +89,19 @@ class _Frame:
             f'<rect x="{self.left}" y="{self.top}" width="{self.width - self.left - self.right}" '
             f'height="{self.height - self.top - self.bottom}" fill="#fff" stroke="#d0d7de"/>'
         ]
-        for tick in x_ticks if x_ticks is not None else _ticks(self.x0, self.x1):
+        for tick in x_ticks if x_ticks is not None else axis_ticks(self.x0, self.x1):
             x = self.x(tick)
             parts.append(
                 f'<line x1="{x:.1f}" y1="{self.top}" x2="{x:.1f}" y2="{self.height - self.bottom}" '
                 f'stroke="#eef1f4"/><text x="{x:.1f}" y="{self.height - self.bottom + 16}" '
-                f'text-anchor="middle">{escape(_tick_text(tick))}</text>'
+                f'text-anchor="middle">{escape(tick_text(tick))}</text>'
             )
-        for tick in _ticks(self.y0, self.y1):
+        for tick in axis_ticks(self.y0, self.y1):
             y = self.y(tick)
             parts.append(
                 f'<line x1="{self.left}" y1="{y:.1f}" x2="{self.width - self.right}" y2="{y:.1f}" '
                 f'stroke="#eef1f4"/><text x="{self.left - 6}" y="{y + 4:.1f}" '
-                f'text-anchor="end">{escape(_tick_text(tick))}</text>'
+                f'text-anchor="end">{escape(tick_text(tick))}</text>'
             )
         parts.append(
             f'<text x="{(self.left + self.width - self.right) / 2:.1f}" y="{self.height - 6}" '
@@ -113,7 +113,7 @@ class _Frame:
 
 
 def _padded(low: float, high: float) -> tuple[float, float]:
-    if not (_finite(low) and _finite(high)):
+    if not (is_finite_number(low) and is_finite_number(high)):
         return 0.0, 1.0
     if high - low < 1e-12:
         return low - 0.5, high + 0.5
@@ -121,7 +121,7 @@ def _padded(low: float, high: float) -> tuple[float, float]:
     return low - pad, high + pad
 
 
-def _ticks(low: float, high: float, count: int = 5) -> list[float]:
+def axis_ticks(low: float, high: float, count: int = 5) -> list[float]:
     raw = (high - low) / count
     magnitude = 10 ** math.floor(math.log10(raw))
     step = min((m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw), default=raw)
@@ -129,11 +129,11 @@ def _ticks(low: float, high: float, count: int = 5) -> list[float]:
     return [first + i * step for i in range(int((high - first) / step) + 1)]
 
 
-def _tick_text(value: float) -> str:
+def tick_text(value: float) -> str:
     return f"{value:.0f}" if abs(value) >= 100 else f"{value:.3g}"
 
 
-def _svg(width: int, height: int, title: str, parts: list[str]) -> str:
+def svg_document(width: int, height: int, title: str, parts: list[str]) -> str:
     return (
         f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" width="{width}" '
         f'height="{height}" role="img" aria-label="{escape(title)}"><title>{escape(title)}</title>'
@@ -144,14 +144,14 @@ def _svg(width: int, height: int, title: str, parts: list[str]) -> str:
 
 def svg_interval_plot(intervals: list[Interval], *, title: str, x_label: str) -> str:
     """Dot-and-whisker plot: one row per label, the mean as a dot and the interval as a bar."""
-    shown = [item for item in intervals if _finite(item.mean)]
+    shown = [item for item in intervals if is_finite_number(item.mean)]
     if not shown:
         return ""
-    values = [v for item in shown for v in (item.mean, item.lower, item.upper) if _finite(v)]
+    values = [v for item in shown for v in (item.mean, item.lower, item.upper) if is_finite_number(v)]
     row_height, width = 26, 640
     label_width = min(260, 12 + 7 * max(len(item.label) for item in shown))
     height = 16 + 44 + row_height * len(shown)
-    frame = _Frame(
+    frame = PlotFrame(
         width=width,
         height=height,
         x_range=(min(values), max(values)),
@@ -159,13 +159,13 @@ def svg_interval_plot(intervals: list[Interval], *, title: str, x_label: str) ->
         left=label_width,
     )
     parts = frame.axes(x_label=x_label, y_label="")[:1]  # the box only; rows are labelled below
-    for tick in _ticks(frame.x0, frame.x1):
+    for tick in axis_ticks(frame.x0, frame.x1):
         x = frame.x(tick)
         parts.append(
             f'<line x1="{x:.1f}" y1="{frame.top}" x2="{x:.1f}" y2="{height - frame.bottom}" '
             f'stroke="#eef1f4"/>'
             f'<text x="{x:.1f}" y="{height - frame.bottom + 16}" text-anchor="middle">'
-            f"{escape(_tick_text(tick))}</text>"
+            f"{escape(tick_text(tick))}</text>"
         )
     parts.append(
         f'<text x="{(label_width + width - frame.right) / 2:.1f}" y="{height - 6}" text-anchor="middle" '
@@ -176,17 +176,17 @@ def svg_interval_plot(intervals: list[Interval], *, title: str, x_label: str) ->
         parts.append(
             f'<text x="{label_width - 8}" y="{y + 4:.1f}" text-anchor="end">{escape(item.label)}</text>'
         )
-        if _finite(item.lower) and _finite(item.upper):
+        if is_finite_number(item.lower) and is_finite_number(item.upper):
             parts.append(
                 f'<line x1="{frame.x(item.lower):.1f}" y1="{y:.1f}" x2="{frame.x(item.upper):.1f}" '
                 f'y2="{y:.1f}" stroke="{colour(index)}" stroke-width="3" stroke-linecap="round"/>'
             )
         parts.append(
             f'<circle cx="{frame.x(item.mean):.1f}" cy="{y:.1f}" r="5" fill="{colour(index)}">'
-            f"<title>{escape(item.label)}: {_number(item.mean)} [{_number(item.lower)}, "
-            f"{_number(item.upper)}]</title></circle>"
+            f"<title>{escape(item.label)}: {number_text(item.mean)} [{number_text(item.lower)}, "
+            f"{number_text(item.upper)}]</title></circle>"
         )
-    return _svg(width, height, title, parts)
+    return svg_document(width, height, title, parts)
 
 
 def svg_line_plot(series: list[Series], *, title: str, x_label: str, y_label: str) -> str:
@@ -198,9 +198,11 @@ def svg_line_plot(series: list[Series], *, title: str, x_label: str, y_label: st
     if not xs:
         return ""
     width, height = 640, 300
-    frame = _Frame(width=width, height=height, x_range=(min(xs), max(xs)), y_range=(min(ys), max(ys)))
+    frame = PlotFrame(width=width, height=height, x_range=(min(xs), max(xs)), y_range=(min(ys), max(ys)))
     integer_ticks = sorted({x for x in xs if float(x).is_integer()})
-    parts = frame.axes(x_label=x_label, y_label=y_label, x_ticks=integer_ticks or None)
+    # One tick per integer x (n = 1..8) while they fit; beyond a dozen, the default spacing.
+    shown_ticks = integer_ticks if 0 < len(integer_ticks) <= 12 else None
+    parts = frame.axes(x_label=x_label, y_label=y_label, x_ticks=shown_ticks)
     for index, item in enumerate(series):
         if item.band:
             upper = " ".join(f"{frame.x(x):.1f},{frame.y(hi):.1f}" for x, _, hi in item.band)
@@ -209,7 +211,7 @@ def svg_line_plot(series: list[Series], *, title: str, x_label: str, y_label: st
         line = " ".join(f"{frame.x(x):.1f},{frame.y(y):.1f}" for x, y in item.points)
         parts.append(f'<polyline points="{line}" fill="none" stroke="{colour(index)}" stroke-width="2"/>')
     parts.extend(_legend(series, width=width))
-    return _svg(width, height, title, parts)
+    return svg_document(width, height, title, parts)
 
 
 def svg_scatter(
@@ -221,7 +223,7 @@ def svg_scatter(
     if not xs:
         return ""
     width, height = 640, 360
-    frame = _Frame(width=width, height=height, x_range=(min(xs), max(xs)), y_range=(min(ys), max(ys)))
+    frame = PlotFrame(width=width, height=height, x_range=(min(xs), max(xs)), y_range=(min(ys), max(ys)))
     parts = frame.axes(x_label=x_label, y_label=y_label)
     for index, item in enumerate(series):
         for x, y in item.points:
@@ -244,7 +246,7 @@ def svg_scatter(
                 for x, y in front
             )
     parts.extend(_legend(series, width=width))
-    return _svg(width, height, title, parts)
+    return svg_document(width, height, title, parts)
 
 
 def _legend(series: list[Series], *, width: int) -> list[str]:
@@ -292,13 +294,32 @@ def novelty_value_series(
     points = [
         point
         for point in evaluation.metrics.get("points", [])
-        if isinstance(point, dict) and _finite(point.get("novelty")) and _finite(point.get("value"))
+        if isinstance(point, dict)
+        and is_finite_number(point.get("novelty"))
+        and is_finite_number(point.get("value"))
     ]
     front_ids = set(evaluation.metrics.get("pareto_sample_ids", []))
     return (
         [(p["novelty"], p["value"]) for p in points],
         [(p["novelty"], p["value"]) for p in points if p.get("sample_id") in front_ids],
     )
+
+
+def metric_forest_plots(evaluations: list[Evaluation], names: list[str]) -> list[tuple[str, str]]:
+    """(metric name, forest plot SVG) for each metric that has an interval for some version: one
+    row per version, the mean as a dot and the 95 % interval as a bar. The SVG escapes every label,
+    so the dashboard embeds it as it is."""
+    labels = [str(evaluation.version) for evaluation in evaluations]
+    plots = []
+    for name in names:
+        intervals = [
+            Interval(label, value.get("mean"), value.get("lower"), value.get("upper"))
+            for label, evaluation in zip(labels, evaluations, strict=True)
+            if isinstance(value := evaluation.metrics.get(name), dict)
+        ]
+        if any(is_finite_number(item.lower) for item in intervals):
+            plots.append((name, svg_interval_plot(intervals, title=name, x_label=name)))
+    return plots
 
 
 def _metrics_table(evaluations: list[Evaluation], names: list[str]) -> str:
@@ -308,15 +329,15 @@ def _metrics_table(evaluations: list[Evaluation], names: list[str]) -> str:
         cells = []
         for evaluation in evaluations:
             value = evaluation.metrics.get(name)
-            if not isinstance(value, dict) or not _finite(value.get("mean")):
+            if not isinstance(value, dict) or not is_finite_number(value.get("mean")):
                 cells.append("<td>–</td>")
-            elif _finite(value.get("lower")) and _finite(value.get("upper")):
+            elif is_finite_number(value.get("lower")) and is_finite_number(value.get("upper")):
                 cells.append(
-                    f"<td>{_number(value['mean'])} <span class=ci>[{_number(value['lower'])}, "
-                    f"{_number(value['upper'])}]</span></td>"
+                    f"<td>{number_text(value['mean'])} <span class=ci>[{number_text(value['lower'])}, "
+                    f"{number_text(value['upper'])}]</span></td>"
                 )
             else:
-                cells.append(f"<td>{_number(value['mean'])}</td>")
+                cells.append(f"<td>{number_text(value['mean'])}</td>")
         rows.append(f"<tr><th scope=row>{escape(name)}</th>{''.join(cells)}</tr>")
     return f"<table><thead><tr><th>metric</th>{header}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
 
@@ -327,9 +348,9 @@ def _leaderboard_section(study: Study) -> str:
         return "<p>No leaderboard has been computed for this study yet.</p>"
     rows = "".join(
         f"<tr><td>{escape(str(row.get('rank', '')))}</td><td>{escape(str(row.get('label', '')))}</td>"
-        f"<td>{_number(row.get('rating'), 1)}</td><td>{_number(row.get('lower'), 1)} – "
-        f"{_number(row.get('upper'), 1)}</td><td>{escape(str(row.get('battles', '')))}</td>"
-        f"<td>{_number(row.get('win_rate'), 3)}</td></tr>"
+        f"<td>{number_text(row.get('rating'), 1)}</td><td>{number_text(row.get('lower'), 1)} – "
+        f"{number_text(row.get('upper'), 1)}</td><td>{escape(str(row.get('battles', '')))}</td>"
+        f"<td>{number_text(row.get('win_rate'), 3)}</td></tr>"
         for row in board.rows
     )
     plot = svg_interval_plot(
@@ -371,8 +392,8 @@ def _pareto_samples(evaluations: list[Evaluation]) -> str:
                 continue
             point = points.get(sample_id, {})
             items.append(
-                f"<li><p class=meta>novelty {_number(point.get('novelty'))} · value "
-                f"{_number(point.get('value'))} · prompt: {escape(sample.prompt.text)}</p>"
+                f"<li><p class=meta>novelty {number_text(point.get('novelty'))} · value "
+                f"{number_text(point.get('value'))} · prompt: {escape(sample.prompt.text)}</p>"
                 f"<blockquote>{escape(sample.text)}</blockquote></li>"
             )
         if items:
@@ -405,28 +426,20 @@ def evaluation_report_html(*, study: Study) -> str:
     names = scalar_metric_names(evaluations)
     labels = [str(evaluation.version) for evaluation in evaluations]
 
-    metric_plots = []
-    for name in names:
-        intervals = [
-            Interval(label, value.get("mean"), value.get("lower"), value.get("upper"))
-            for label, evaluation in zip(labels, evaluations, strict=True)
-            if isinstance(value := evaluation.metrics.get(name), dict)
-        ]
-        if any(_finite(item.lower) for item in intervals):
-            metric_plots.append(
-                f"<h3>{escape(name)}</h3>" + svg_interval_plot(intervals, title=name, x_label=name)
-            )
+    metric_plots = [f"<h3>{escape(name)}</h3>" + svg for name, svg in metric_forest_plots(evaluations, names)]
 
     curves = []
     for label, evaluation in zip(labels, evaluations, strict=True):
         curve = evaluation.metrics.get("novelty_curve") or {}
         ns, means = curve.get("n", []), curve.get("mean", [])
         lowers, uppers = curve.get("lower", []), curve.get("upper", [])
-        points = [(n, m) for n, m in zip(ns, means, strict=False) if _finite(n) and _finite(m)]
+        points = [
+            (n, m) for n, m in zip(ns, means, strict=False) if is_finite_number(n) and is_finite_number(m)
+        ]
         band = [
             (n, lo, hi)
             for n, lo, hi in zip(ns, lowers, uppers, strict=False)
-            if _finite(n) and _finite(lo) and _finite(hi)
+            if is_finite_number(n) and is_finite_number(lo) and is_finite_number(hi)
         ]
         if points:
             curves.append(Series(label, points, band))

@@ -193,6 +193,8 @@ def _reward_model_train(*, job: Job, report: ProgressReporter) -> RewardModel:
             "last_train_loss": result.last_train_loss,
             "train_pairs": result.train_pairs,
             "validation_pairs": result.validation_pairs,
+            # The reliability diagram's bins (evaluation.calibration); older models have none.
+            "reliability_bins": result.reliability_bins,
             "truncated_pairs": result.truncated_pairs,
             "dropped_pairs": result.dropped_pairs,
             "provenance": result.provenance,

@@ -469,3 +469,112 @@ def test_cluster_bootstrap_is_reproducible_and_wider_when_prompts_repeat_one_ver
             rounds=1,
             generator=np.random.default_rng(0),
         )
+
+
+# --- Style control with intervals ------------------------------------------------------------------
+
+
+def _length_study(seed: int, judgments: int = 1500) -> dict[str, Any]:
+    """Two equally good versions; version 0 writes ~twice as long, and raters like length."""
+    rng = np.random.default_rng(seed)
+    a = rng.integers(0, 3, judgments)
+    b = (a + rng.integers(1, 3, judgments)) % 3
+    mean_length = np.array([80.0, 40.0, 40.0])
+    length_a = rng.gamma(4.0, mean_length[a] / 4.0)
+    length_b = rng.gamma(4.0, mean_length[b] / 4.0)
+    x = bradley_terry.normalised_length_difference(length_a, length_b)
+    quality = np.array([0.0, 0.0, -0.5])
+    p_a = 1.0 / (1.0 + np.exp(-(quality[a] - quality[b] + 2.5 * x)))
+    outcome = np.where(rng.random(judgments) < p_a, A, B)
+    prompts = rng.integers(0, 150, judgments)
+    return {"a": a, "b": b, "outcome": outcome, "x": x, "prompts": prompts}
+
+
+def test_a_covariate_bootstrap_round_is_the_exact_fit_on_its_repeated_judgments() -> None:
+    study = _length_study(0, judgments=400)
+    groups = bradley_terry.covariate_groups(
+        study["a"], study["b"], study["outcome"], study["x"], study["prompts"], n_versions=3
+    )
+    point = fit_bradley_terry_with_covariate(
+        study["a"], study["b"], study["outcome"], study["x"], n_versions=3
+    )
+    rng = np.random.default_rng(1)
+    weights = rng.integers(0, 3, (3, groups.count.size)) * groups.count
+    params, converged = bradley_terry.fit_covariate_rounds(
+        groups, weights, start=np.append(point.log_strengths, point.covariate_coefficient)
+    )
+    assert converged.all()
+    for row in range(3):
+        repeat = weights[row].astype(int)
+        exact = fit_bradley_terry_with_covariate(
+            np.repeat(groups.a, repeat),
+            np.repeat(groups.b, repeat),
+            np.where(np.repeat(groups.y, repeat) == 1.0, A, B),
+            np.repeat(groups.x, repeat),
+            n_versions=3,
+        )
+        assert params[row, :3] - params[row, :3].mean() == pytest.approx(exact.log_strengths, abs=1e-8)
+        assert params[row, 3] == pytest.approx(exact.covariate_coefficient, abs=1e-8)
+
+
+def test_style_control_with_intervals_levels_versions_that_differ_only_in_length() -> None:
+    study = _length_study(2)
+    plain = fit_bradley_terry_with_covariate(
+        study["a"], study["b"], study["outcome"], np.zeros(study["a"].size), n_versions=3
+    )
+    board = bradley_terry.bootstrap_bradley_terry_with_covariate(
+        study["a"],
+        study["b"],
+        study["outcome"],
+        study["x"],
+        study["prompts"],
+        n_versions=3,
+        rounds=200,
+        seed=0,
+    )
+    # Without the covariate the long version looks ~100+ points better than its equal; with it the
+    # two share rank 1 and the weak one ranks below both.
+    assert plain.ratings[0] - plain.ratings[1] > 100
+    assert abs(board.ratings[0] - board.ratings[1]) < 40
+    assert list(board.rank) == [1, 1, 3]
+    assert (board.lower <= board.ratings).all() and (board.ratings <= board.upper).all()
+    assert board.coefficient_lower < 2.5 < board.coefficient_upper
+    assert board.covariate_coefficient == pytest.approx(
+        fit_bradley_terry_with_covariate(
+            study["a"], study["b"], study["outcome"], study["x"], n_versions=3
+        ).covariate_coefficient
+    )
+    again = bradley_terry.bootstrap_bradley_terry_with_covariate(
+        study["a"],
+        study["b"],
+        study["outcome"],
+        study["x"],
+        study["prompts"],
+        n_versions=3,
+        rounds=200,
+        seed=0,
+    )
+    assert np.array_equal(again.lower, board.lower) and np.array_equal(again.upper, board.upper)
+
+
+def test_style_control_groups_judgments_of_one_prompt_and_pair() -> None:
+    # Three raters judged each of two comparisons: two groups per outcome pattern, not six rows.
+    groups = bradley_terry.covariate_groups(
+        [0, 0, 0, 1, 1, 1],
+        [1, 1, 1, 2, 2, 2],
+        [A, A, A, B, B, B],
+        [0.2] * 3 + [-0.1] * 3,
+        [7, 7, 7, 8, 8, 8],
+        n_versions=3,
+    )
+    assert list(groups.count) == [3.0, 3.0] and groups.n_first == 2
+
+
+def test_style_control_with_intervals_degenerate_inputs() -> None:
+    empty = bradley_terry.bootstrap_bradley_terry_with_covariate([], [], [], [], n_versions=2, rounds=20)
+    assert list(empty.ratings) == [1000.0, 1000.0] and list(empty.lower) == [1000.0, 1000.0]
+    assert list(empty.rank) == [1, 1] and empty.covariate_coefficient == 0.0
+    no_rounds = bradley_terry.bootstrap_bradley_terry_with_covariate(
+        [0, 1], [1, 0], [A, A], [0.1, -0.1], n_versions=2, rounds=0
+    )
+    assert np.isnan(no_rounds.lower).all() and list(no_rounds.rank) == [1, 1]

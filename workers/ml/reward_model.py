@@ -45,7 +45,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +54,7 @@ import torch.nn.functional as functional
 from torch import nn
 from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedModel
 
+from evaluation.calibration import reliability_bins
 from evaluation.proportions import wilson_interval
 from workers.ml.chat_format import prompt_messages, response_messages
 from workers.ml.checkpoint import load_if_exists, save_atomic
@@ -146,6 +147,9 @@ class RewardModelResult:
     last_train_loss: float  # mean over members, last logged step
     normalisation: Normalisation
     provenance: dict[str, Any]
+    # The reliability diagram behind that ECE: the non-empty confidence bins, each
+    # {lower, upper, count, mean_confidence, accuracy} (evaluation.calibration.reliability_bins).
+    reliability_bins: list[dict[str, Any]] = field(default_factory=list)
 
 
 # --- The ensemble at scoring time --------------------------------------------------------------
@@ -454,7 +458,14 @@ def _normalisation(reference_raw: torch.Tensor) -> Normalisation:
 
 def _evaluate(ensemble: RewardEnsemble, pairs: Sequence[PreferencePair], bins: int) -> dict[str, Any]:
     if not pairs:
-        return {"accuracy": None, "interval": None, "member_accuracy": [], "ece": None, "loss": None}
+        return {
+            "accuracy": None,
+            "interval": None,
+            "member_accuracy": [],
+            "ece": None,
+            "reliability": [],
+            "loss": None,
+        }
     prompts = [pair.prompt for pair in pairs]
     raw = ensemble.raw_scores(prompts + prompts, [p.chosen for p in pairs] + [p.rejected for p in pairs])
     raw_chosen, raw_rejected = raw[:, : len(pairs)], raw[:, len(pairs) :]
@@ -467,6 +478,7 @@ def _evaluate(ensemble: RewardEnsemble, pairs: Sequence[PreferencePair], bins: i
         "interval": wilson_interval(correct, len(pairs)),
         "member_accuracy": (raw_chosen > raw_rejected).float().mean(dim=1).tolist(),
         "ece": expected_calibration_error(probabilities, bins),
+        "reliability": [item.as_dict() for item in reliability_bins(probabilities.tolist(), bins)],
         "loss": float(
             sum(preference_loss(raw_chosen[m], raw_rejected[m], margins) for m in range(ensemble.size))
             / ensemble.size
@@ -1244,6 +1256,7 @@ def train_reward_model(
         validation_accuracy_interval=metrics["interval"],
         member_validation_accuracy=metrics["member_accuracy"],
         expected_calibration_error=metrics["ece"],
+        reliability_bins=metrics["reliability"],
         validation_loss=metrics["loss"],
         first_train_loss=first_loss,
         last_train_loss=last_loss,

@@ -250,3 +250,42 @@ def test_the_win_rate_carries_its_bootstrap_interval() -> None:
     assert strong_row["win_rate_lower"] < strong_row["win_rate"] < strong_row["win_rate_upper"]
     middle_row = next(row for row in board.rows if row["label"].endswith("middle"))
     assert middle_row["battles"] == 0 and middle_row["win_rate_lower"] is None
+
+
+def test_the_length_controlled_board_is_stored_with_intervals_and_ranks() -> None:
+    # given versions judged on several prompts, each sample with its token count
+    study = factories.study()
+    versions = [factories.version(label=label, enrol_in=study) for label in ("long", "short")]
+    for index in range(6):
+        prompt = factories.prompt(study=study)
+        long = factories.sample(prompt=prompt, version=versions[0], token_count=60 + index)
+        short = factories.sample(prompt=prompt, version=versions[1], token_count=20 + 3 * index)
+        vote(study, prompt, long, short, 3)
+        comparison = vote(study, prompt, short, long, 1)
+        factories.judgment(comparison=comparison, rater=factories.rater(study=study), outcome="tie")
+
+    # when the leaderboard is recomputed
+    board = leaderboard_compute(study=study, rounds=50)
+
+    # then the length-controlled ratings carry intervals and ranks from as many rounds, resampled
+    # like the plain board (whole prompts), next to the length coefficient and its interval
+    style = board.matrices["diagnostics"]["style_control"]
+    assert style["rounds"] == 50
+    assert {row["version_id"] for row in style["rows"]} == {v.id for v in versions}
+    for row in style["rows"]:
+        assert row["lower"] <= row["rating"] <= row["upper"]
+        assert row["rating"] == style["ratings"][row["version_id"]]
+    first, second = style["rows"]
+    assert (first["rank"], second["rank"]) == ((1, 2) if second["upper"] < first["lower"] else (1, 1))
+    low, high = style["length_coefficient_interval"]
+    assert low <= style["length_coefficient"] <= high
+    davidson = board.matrices["diagnostics"]["davidson"]
+    assert davidson["tie_parameter"] > 0 and 0 < davidson["tie_probability_between_equals"] < 1
+
+
+def test_without_token_counts_there_is_no_length_controlled_board() -> None:
+    study, prompt, _versions, samples = arena()
+    vote(study, prompt, samples["strong"], samples["weak"], 3)
+    board = leaderboard_compute(study=study, rounds=10)
+    assert "style_control" not in board.matrices["diagnostics"]
+    assert board.matrices["diagnostics"]["style_control_missing"] == "some samples have no token count"

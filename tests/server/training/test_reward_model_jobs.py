@@ -63,6 +63,8 @@ def test_a_lora_reward_model_on_the_policy_base_is_recorded_with_provenance(
     low, high = model.metrics["validation_accuracy_interval"]
     assert low <= model.validation_accuracy <= high
     assert model.metrics["dropped_pairs"] == 0
+    # with the reliability diagram's bins, every validation pair in one of them
+    assert sum(item["count"] for item in model.metrics["reliability_bins"]) == snapshot.validation_count
     provenance = model.metrics["provenance"]
     assert provenance["backbone_path"] == str(tiny_model_allowed)
     assert provenance["content_sha256"] == weights_content_hash(tiny_model_allowed)

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from evaluation.calibration import calibration_error_from_bins, reliability_bins
 from evaluation.proportions import wilson_interval
 from tests.workers.ml.tiny_models import (
     RecordingReporter,
@@ -104,6 +105,21 @@ def test_expected_calibration_error_on_a_hand_computed_example() -> None:
 
     # then |1 − 0.9|·½ + |0 − 0.8|·¼ + |1 − 0.6|·¼
     assert error == pytest.approx(0.05 + 0.2 + 0.1, abs=1e-6)
+
+
+def test_the_reliability_bins_give_the_same_calibration_error() -> None:
+    # given predictions of many validation pairs
+    probabilities = torch.rand(500, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+
+    # when the diagram's bins are computed from them
+    bins = reliability_bins(probabilities.tolist(), bins=10)
+
+    # then they describe the ECE the model reports, and every pair is in one bin
+    assert calibration_error_from_bins(bins) == pytest.approx(
+        expected_calibration_error(probabilities, bins=10),
+        abs=1e-6,  # the torch one sums in float32
+    )
+    assert sum(item.count for item in bins) == 500 and all(item.lower >= 0.5 for item in bins)
 
 
 def test_saved_ensemble_is_normalised_on_the_reference_texts(tiny_gpt2: Path, tmp_path: Path) -> None:
@@ -345,6 +361,13 @@ def test_sequence_classifier_learns_a_planted_preference(tiny_gpt2: Path, tmp_pa
     assert low < result.validation_accuracy < high
     assert result.validation_accuracy_interval == wilson_interval(round(result.validation_accuracy * 32), 32)
     assert len(result.member_validation_accuracy) == 2
+    # and the reliability diagram's bins hold every validation pair and give its ECE
+    assert sum(item["count"] for item in result.reliability_bins) == 32
+    assert result.expected_calibration_error is not None
+    assert sum(
+        item["count"] / 32 * abs(item["accuracy"] - item["mean_confidence"])
+        for item in result.reliability_bins
+    ) == pytest.approx(result.expected_calibration_error, abs=1e-5)
     assert result.last_train_loss < result.first_train_loss
     assert (result.steps, result.resumed_from_step) == (2 * 5 * 4, 0)  # 2 members × 5 epochs × 4 steps
     assert (result.train_pairs, result.truncated_pairs, result.dropped_pairs) == (64, 0, 0)
