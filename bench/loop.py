@@ -1,7 +1,8 @@
 """The loop, measured over seeds: simulated raters → snapshot → reward model → child → its samples → …
 
 Run: ``.venv/bin/python -m bench.loop --oracle garden`` (needs the PostgreSQL of this machine; it
-creates and drops its own database ``lovelace_bench_loop``). Not part of the test run.
+creates and drops its own database ``lovelace_bench_loop``, or the one named by
+``LOVELACE_BENCH_LOOP_DATABASE``). Not part of the test run.
 
 Options: ``--oracle NAME|module:function`` (any oracle ``manage.py simulate_raters`` accepts:
 ``theme``, ``length``, ``garden``, ``short_clauses``, ``diversity``, ``composite``), ``--seeds N``
@@ -52,7 +53,11 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-DATABASE = "lovelace_bench_loop"
+# LOVELACE_BENCH_LOOP_DATABASE names another database, so that two runs on one server do not drop
+# each other's.
+DATABASE = os.environ.get("LOVELACE_BENCH_LOOP_DATABASE", "lovelace_bench_loop")
+if not DATABASE.replace("_", "").isalnum():
+    raise SystemExit(f"LOVELACE_BENCH_LOOP_DATABASE {DATABASE!r}: letters, digits and _ only")
 os.environ["DATABASE_URL"] = f"postgres://postgres@127.0.0.1:5432/{DATABASE}"
 os.environ.setdefault("LOVELACE_VAR_DIR", str(ROOT / "var" / "bench-loop"))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "server.config.settings")
