@@ -145,6 +145,18 @@ def _create_database() -> None:
         connection.execute(f"CREATE DATABASE {DATABASE}")
 
 
+def _clear_earlier_run(var: Path) -> None:
+    """Remove what an earlier run's jobs left in ``var``: the database starts afresh, so job ids
+    repeat, and a job would find an earlier job's checkpoints under its id (a reward model refuses
+    them; a policy trainer would resume from them). The base model and its build stay."""
+    import shutil
+
+    doomed = [*(var / "checkpoints").glob("job-*"), *(var / "models").glob("loop-*")]
+    doomed.append(var / "reward_models")
+    for path in doomed:
+        shutil.rmtree(path, ignore_errors=True)
+
+
 def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -452,6 +464,7 @@ def main() -> None:
 
     call_command("migrate", verbosity=0)
     var = Path(os.environ["LOVELACE_VAR_DIR"])
+    _clear_earlier_run(var)
     model_dir = _base_model(var)
     port = _free_port()
     server = subprocess.Popen(
