@@ -54,11 +54,12 @@ What limits them: garden words are rare in the demo model's samples (round 0: 1.
 so half of the votes are oracle ties (863 of 1,728) and the reward model stays near chance
 (validation accuracy 0.5-0.7); diversity starts near its ceiling (0.93) and its pairs differ
 little, so the votes are mostly noise, and the strong DPO step (2e-3, tuned on composite) moves
-the children toward repetition, which is what this oracle measures; the reward model that active selection relies on
-scores 0.4-0.7 on validation pairs at these label counts, so its choice of pairs is little better
-than random. RLOO was not run in the bench at this commit (CPU time); on one round of composite
-outside the bench (2 seeds) RLOO_CONFIG below rose +0.034 (se 0.004), the earlier lr 1e-4 on
-c_attn alone +0.012 (1 seed, KL to the parent ~0: the policy did not move).
+the children toward repetition, which is what this oracle measures; the reward model that
+active selection relies on scores 0.4-0.7 on validation pairs at these label counts, so its
+choice of pairs is little better than random. RLOO was not run in the bench at this commit (CPU
+time); on one round of composite outside the bench (2 seeds) RLOO_CONFIG below rose +0.034 (se
+0.004), the earlier lr 1e-4 on c_attn alone +0.012 (1 seed, KL to the parent ~0: the policy did
+not move).
 
 Timing on 2 CPU cores shared with other work, after a one-off build of the base model (2-10
 minutes, by load): one oracle's DPO matrix (6 chains × 3 rounds) took 16-21 minutes with four

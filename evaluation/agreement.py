@@ -17,7 +17,6 @@ from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
-from scipy import stats
 
 from evaluation.bootstrap import cluster_multiplicities
 from evaluation.outcomes import Outcome
@@ -381,6 +380,9 @@ def left_choice_rate(
     with np.errstate(invalid="ignore", divide="ignore"):
         rate = np.where(votes > 0, lefts / np.maximum(votes, 1), np.nan)
     # Two-sided exact test for p = 1/2: the distribution is symmetric, so double the smaller tail.
+    # Imported here: scipy.stats costs the web process ~40 MB, and only this test needs it.
+    from scipy import stats
+
     tail = np.minimum(stats.binom.cdf(lefts, votes, 0.5), stats.binom.sf(lefts - 1, votes, 0.5))
     p_value = np.where(votes > 0, np.minimum(1.0, 2.0 * tail), np.nan)
     return PositionBias(raters=rater_values, left_rate=rate, decisive=votes, p_value=p_value)
