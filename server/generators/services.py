@@ -33,6 +33,7 @@ from server.jobs.services import job_enqueue
 from server.studies.models import Prompt, PromptSplit, Study, prompt_text_hash
 from server.studies.services import study_enrol_version
 from workers.ml.endpoint_client import EndpointConfig, EndpointDecoding
+from workers.queues import Queue
 
 DECODING_FIELDS = {"temperature", "top_p", "top_k", "max_new_tokens", "stop", "batch_size", "dtype", "engine"}
 # Kept here, not imported from workers.ml (the web process never imports torch): what
@@ -442,11 +443,14 @@ def generate_start(
                 raise ApplicationError(f"{version}: {error.message}", extra={"field": "decoding"}) from None
         else:
             version_model_check(version=version, field="version_ids")
+    # Endpoint versions only: the work is waiting on HTTP answers, not a GPU.
+    endpoint_only = all(version.kind == VersionKind.ENDPOINT for version in versions)
     return job_enqueue(
         kind=JobKind.GENERATE,
         study_id=study.id,
         created_by_id=created_by_id,
         parent_id=parent_id,
+        queue=Queue.CPU if endpoint_only else None,
         params={
             "version_ids": sorted(version_ids),
             "split": split,

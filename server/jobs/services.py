@@ -22,7 +22,7 @@ from server.core.exceptions import ApplicationError, Conflict, NotFound
 from server.core.paths import job_params_check_paths
 from server.jobs.models import FINISHED_STATUSES, Job, JobKind, JobStatus
 from workers.ml.progress import Cancelled
-from workers.queues import QUEUE_OF_JOB_KIND, task_name_for_job_kind
+from workers.queues import QUEUE_OF_JOB_KIND, Queue, task_name_for_job_kind
 
 logger = logging.getLogger(__name__)
 
@@ -91,14 +91,20 @@ def job_enqueue(
     study_id: int | None = None,
     created_by_id: int | None = None,
     parent_id: int | None = None,
+    queue: str | None = None,
 ) -> Job:
     """Create a queued job and send its task once the surrounding transaction commits.
+
+    ``queue`` overrides the kind's queue (``QUEUE_OF_JOB_KIND``) for a job that needs no GPU
+    although its kind usually does (generation through an endpoint, an endpoint judge).
 
     A chain step (``parent_id`` given) starts each kind of next step once: when the parent already
     started a job of ``kind`` (it ran before, was killed and runs again), that job is returned.
     """
     if kind not in JobKind.values:
         raise ApplicationError(f"Unknown job kind {kind!r}.", extra={"field": "kind"})
+    if queue is not None and queue not in {item.value for item in Queue}:
+        raise ApplicationError(f"Unknown queue {queue!r}.", extra={"field": "queue"})
     job_params_check_paths(params or {})
     if parent_id is not None:
         started = Job.objects.filter(parent_id=parent_id, kind=kind).first()
@@ -110,7 +116,7 @@ def job_enqueue(
         study_id=study_id,
         created_by_id=created_by_id,
         parent_id=parent_id,
-        queue=QUEUE_OF_JOB_KIND[kind],
+        queue=queue or QUEUE_OF_JOB_KIND[kind],
         resend_at=timezone.now() + _resend_delay(0),  # in case this process dies before sending
     )
     job.full_clean(validate_constraints=False)  # the database checks them, race-free

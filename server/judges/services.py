@@ -14,6 +14,7 @@ from server.jobs.services import job_enqueue
 from server.judges.models import JudgeKind, MachineJudge
 from server.studies.models import Study
 from server.training.models import RewardModel
+from workers.queues import Queue
 
 DEFAULT_JUDGING_PROMPT = """You compare two texts written for the same prompt.
 
@@ -141,6 +142,9 @@ def machine_judging_start(
         study_id=judge.study_id,
         created_by_id=created_by_id,
         params={"judge_id": judge.id, "scope": scope},
+        # An endpoint judge waits on HTTP answers: any CPU worker runs it; a reward model scores
+        # on the GPU workers.
+        queue=Queue.CPU if judge.kind == JudgeKind.ENDPOINT else None,
     )
 
 

@@ -131,3 +131,17 @@ def test_an_endpoint_version_cannot_be_fine_tuned() -> None:
     version = register(GOOD, study=study)
     with pytest.raises(ApplicationError, match=r"is endpoint: it has no weights here to fine-tune\."):
         policy_train_start(study=study, parent_version_id=version.id, method="dpo")
+
+
+def test_a_generate_job_of_endpoint_versions_only_goes_to_the_cpu_queue(tiny_model_allowed) -> None:  # type: ignore[no-untyped-def]
+    """Waiting on HTTP answers needs no GPU; one local version sends the job to the GPU workers."""
+    study = factories.study()
+    factories.prompt(study=study, text="The sea")
+    served = generator_version_register(
+        generator_name="served", label="v1", kind=VersionKind.ENDPOINT, study=study,
+        endpoint={"base_url": "http://127.0.0.1:9/v1", "model": "m"},
+    )  # fmt: skip
+    local = factories.version(kind=VersionKind.BASE, model_path=str(tiny_model_allowed), enrol_in=study)
+    assert generate_start(study=study, version_ids=[served.id]).queue == "cpu"
+    assert generate_start(study=study, version_ids=[served.id, local.id]).queue == "gpu"
+    assert generate_start(study=study, version_ids=[local.id]).queue == "gpu"

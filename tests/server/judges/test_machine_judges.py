@@ -118,6 +118,7 @@ def test_a_judge_asked_in_both_orders_finds_the_better_text_wherever_it_stands(
     job = run(judge)
 
     assert job.status == "succeeded", job.error
+    assert job.queue == "cpu"  # an endpoint judge waits on HTTP answers, no GPU needed
     assert job.result["judged"] == 4 and job.result["unusable"] == 0
     verdicts = {m.comparison_id: m for m in MachineJudgment.objects.filter(judge=judge)}
     for index, comparison in enumerate(comparisons):
@@ -207,6 +208,7 @@ def test_a_reward_model_judge_scores_each_text(tiny_model_allowed: Path, setting
     judge = machine_judge_create(study=study, name="rm", kind="reward_model")
     result = run(judge, scope="all")
     assert result.status == "succeeded", result.error
+    assert result.queue == "gpu"  # a reward model scores on the GPU workers
     verdicts = list(MachineJudgment.objects.filter(judge=judge))
     assert len(verdicts) == 8
     assert all(v.score_a is not None and v.score_b is not None and v.a_first == "" for v in verdicts)
