@@ -157,13 +157,26 @@ def _help(description: str, declaration: Option) -> str:
 
 
 # Labels and plain-words help; what the trainers' dataclasses document at length, in a line.
+# The same words in both forms.
+SHARED_TEXTS: dict[str, tuple[str, str]] = {
+    "lr_scheduler": ("Schedule", "How the learning rate falls after warmup."),
+    "warmup_ratio": ("Warmup share", "Share of the steps that raise the learning rate from 0."),
+    "dtype": (
+        "Precision",
+        "auto: bfloat16 on a CUDA GPU that supports it, else float32. bfloat16 needs CUDA.",
+    ),
+    "gradient_checkpointing": (
+        "Gradient checkpointing",
+        "Recompute activations in the backward pass: about 30 % slower, far less memory.",
+    ),
+}
+
 POLICY_TEXTS: dict[str, tuple[str, str]] = {
+    **SHARED_TEXTS,
     "learning_rate": (
         "Learning rate",
         "AdamW step size. Blank: 5e-5 with LoRA, 1e-6 for full fine-tuning.",
     ),
-    "lr_scheduler": ("Schedule", "How the learning rate falls after warmup."),
-    "warmup_ratio": ("Warmup share", "Share of the steps that raise the learning rate from 0."),
     "epochs": ("Epochs", "Passes over the data; Max steps replaces it when set."),
     "max_steps": ("Max steps", "Optimizer steps. Blank: as many as the epochs take."),
     "per_device_batch_size": (
@@ -176,14 +189,6 @@ POLICY_TEXTS: dict[str, tuple[str, str]] = {
     ),
     "seed": ("Seed", "Seeds the data order, the adapters' start and sampling."),
     "checkpoint_every": ("Checkpoint every", "Optimizer steps between checkpoints; a cancel saves one too."),
-    "dtype": (
-        "Precision",
-        "auto: bfloat16 on a CUDA GPU that supports it, else float32. bfloat16 needs CUDA.",
-    ),
-    "gradient_checkpointing": (
-        "Gradient checkpointing",
-        "Recompute activations in the backward pass: about 30 % slower, far less memory.",
-    ),
     "max_prompt_length": ("Max prompt tokens", "Longer prompts keep their end, next to the response."),
     "max_length": (
         "Max prompt + response tokens",
@@ -240,6 +245,7 @@ POLICY_TEXTS: dict[str, tuple[str, str]] = {
     ),
 }
 REWARD_MODEL_TEXTS: dict[str, tuple[str, str]] = {
+    **SHARED_TEXTS,
     "kind": (
         "Kind",
         "embedding_heads: linear heads on a frozen encoder, seconds on a CPU. "
@@ -261,8 +267,6 @@ REWARD_MODEL_TEXTS: dict[str, tuple[str, str]] = {
         "Learning rate",
         "Blank: 1e-3 for heads, 1e-4 with LoRA, 1e-5 for full fine-tuning.",
     ),
-    "lr_scheduler": ("Schedule", "How the learning rate falls after warmup."),
-    "warmup_ratio": ("Warmup share", "Share of the steps that raise the learning rate from 0."),
     "epochs": ("Epochs", "Blank: 20 for heads, 1 for sequence classification."),
     "max_steps": ("Max steps", "Optimizer steps per member; replaces the epochs."),
     "batch_size": ("Batch", "Pairs per step (heads), or per device and forward pass."),
@@ -277,14 +281,6 @@ REWARD_MODEL_TEXTS: dict[str, tuple[str, str]] = {
     "seed": ("Seed", "Seeds the heads, the resamples, the batch order and dropout."),
     "checkpoint_every": ("Checkpoint every", "Optimizer steps between checkpoints."),
     "max_length": ("Max tokens", "Per prompt + response; longer inputs are cut, never dropped."),
-    "dtype": (
-        "Precision",
-        "auto: bfloat16 on a CUDA GPU that supports it, else float32. bfloat16 needs CUDA.",
-    ),
-    "gradient_checkpointing": (
-        "Gradient checkpointing",
-        "Recompute activations in the backward pass: about 30 % slower, far less memory.",
-    ),
     "lora": (
         "LoRA adapters",
         "Adapters on the frozen backbone, the score head trained in full. Off: full fine-tuning.",
