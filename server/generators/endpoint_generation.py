@@ -38,15 +38,16 @@ class EndpointOutcome:
     """{"version_id", "prompt_id", "seed", "reason", "attempts"}, the first KEPT_FAILURES."""
 
 
-def endpoint_api_key(*, config: EndpointConfig, version: GeneratorVersion) -> str:
-    """The API key from the worker's environment ("" when the endpoint needs none). The value
-    goes to the HTTP client only: it is never stored, logged or put in an error."""
+def endpoint_api_key(*, config: EndpointConfig, owner: object) -> str:
+    """The API key from the worker's environment ("" when the endpoint needs none); ``owner`` (a
+    version, a judge) names what asks in the error. The value goes to the HTTP client only: it is
+    never stored, logged or put in an error."""
     if not config.api_key_env:
         return ""
     key = os.environ.get(config.api_key_env, "")
     if not key:
         raise ApplicationError(
-            f"{version}: the worker's environment has no {config.api_key_env} (the variable that "
+            f"{owner}: the worker's environment has no {config.api_key_env} (the variable that "
             "should hold this endpoint's API key). Set it where the workers run, then start again."
         )
     return key
@@ -88,7 +89,7 @@ def endpoint_samples_generate_missing(
     config = version_endpoint_check(version=version, field="endpoint")
     merged = {**version.decoding, **decoding_override}
     decoding = endpoint_decoding(merged)
-    api_key = endpoint_api_key(config=config, version=version)
+    api_key = endpoint_api_key(config=config, owner=version)
     recorded = {name: value for name, value in merged.items() if name in ENDPOINT_DECODING_FIELDS}
     recorded["max_new_tokens"] = decoding.max_tokens  # always sent, so always recorded
     sent = {

@@ -17,7 +17,6 @@ leaderboard over all its verdicts.
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterator
 from contextlib import closing
@@ -29,6 +28,7 @@ from django.db.models import Exists, OuterRef
 
 from server.core.exceptions import ApplicationError
 from server.evaluations.leaderboard import OUTCOME_CODES
+from server.generators.endpoint_generation import endpoint_api_key
 from server.jobs.models import Job
 from server.judges.models import JudgeKind, MachineJudge, MachineJudgment, MachineVerdict
 from server.ratings.models import Comparison, ComparisonKind, Outcome
@@ -123,14 +123,7 @@ def _judge_with_endpoint(
     from evaluation.judge_agreement import combine_orders
 
     config = EndpointConfig(**judge.endpoint)
-    api_key = ""
-    if config.api_key_env:
-        api_key = os.environ.get(config.api_key_env, "")
-        if not api_key:
-            raise ApplicationError(
-                f"Judge {judge.name}: the worker's environment has no {config.api_key_env} (the variable "
-                "that should hold this endpoint's API key). Set it where the workers run, then start again."
-            )
+    api_key = endpoint_api_key(config=config, owner=f"Judge {judge.name}")
     question = judge.study.question
     requests = []
     by_id = {comparison.id: comparison for comparison in todo}
