@@ -34,7 +34,6 @@ from server.core.exceptions import ApplicationError, NotFound
 from server.dashboard import forms, selectors
 from server.dashboard.insights import study_insights
 from server.dashboard.metrics import metrics_collect
-from server.evaluations.selectors import leaderboard_latest
 from server.evaluations.services import evaluation_start, leaderboard_recompute_start
 from server.generators.services import generate_start, generator_version_register, samples_import_file
 from server.jobs.services import job_cancel
@@ -171,10 +170,10 @@ def _redirect(url: str) -> HttpResponseRedirect:
     return response
 
 
-def _human_ranks(study: Study) -> dict[int, int]:
-    """Version id → rank on the latest human leaderboard, shown beside each machine judge's."""
-    board = leaderboard_latest(study=study)
-    return {row["version_id"]: row["rank"] for row in board.rows} if board else {}
+def _human_ranks(leaderboard: dict[str, Any] | None) -> dict[int, int]:
+    """Version id → rank on the latest human leaderboard (the one the page shows), beside each
+    machine judge's."""
+    return {row["version_id"]: row["rank"] for row in leaderboard["rows"]} if leaderboard else {}
 
 
 def _render_study(
@@ -204,7 +203,7 @@ def _render_study(
         "gold_errors": gold_errors or [],
         "endpoint_form": endpoint_form or forms.EndpointVersionForm(),
         "machine_judges": machine_judges_overview(study=study),
-        "human_ranks": _human_ranks(study),
+        "human_ranks": _human_ranks(data.leaderboard),
         "insights": study_insights(study=study),
     }
     return render(request, "dashboard/study.html", context, status=status)
