@@ -82,6 +82,7 @@ ENDPOINT_FIELDS = {
 # What an endpoint takes of the decoding parameters: top_k is not part of the OpenAI protocol, and
 # batch_size is the local sampler's (an endpoint's is ``concurrency``).
 ENDPOINT_DECODING_FIELDS = {"temperature", "top_p", "max_new_tokens", "stop"}
+MAX_ENDPOINT_STOPS = 4
 _ENV_VAR_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 
 
@@ -175,6 +176,15 @@ def endpoint_decoding(decoding: dict[str, Any]) -> EndpointDecoding:
             f"An endpoint takes the decoding parameters {', '.join(sorted(ENDPOINT_DECODING_FIELDS))}; "
             f"not {unsupported[0]!r}.",
             extra={"field": f"decoding.{unsupported[0]}"},
+        )
+    stop = decoding.get("stop", [])
+    if len(stop) > MAX_ENDPOINT_STOPS:
+        # The OpenAI protocol takes at most four; vLLM accepts more, hosted APIs answer 400 to
+        # every request, which would fail the whole job one sample at a time.
+        raise ApplicationError(
+            f"An endpoint takes at most {MAX_ENDPOINT_STOPS} stop sequences (the OpenAI protocol's "
+            f"limit); {len(stop)} were given.",
+            extra={"field": "decoding.stop"},
         )
     return EndpointDecoding(
         temperature=decoding.get("temperature"),

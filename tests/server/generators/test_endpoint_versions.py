@@ -102,6 +102,20 @@ def test_an_endpoint_takes_only_the_decoding_parameters_the_protocol_has() -> No
         generate_start(study=study, version_ids=[version.id], decoding={"top_k": 5})
 
 
+def test_an_endpoint_takes_at_most_four_stop_sequences_like_the_protocol() -> None:
+    four = ["\n\n", "###", "END", "</s>"]
+    register(GOOD, decoding={"stop": four})
+    with pytest.raises(
+        ApplicationError,
+        match=re.escape(
+            "An endpoint takes at most 4 stop sequences (the OpenAI protocol's limit); 5 were given."
+        ),
+    ) as refused:
+        register(GOOD, label="v2", decoding={"stop": [*four, "\n"]})
+    assert refused.value.extra == {"field": "decoding.stop"}
+    assert list(GeneratorVersion.objects.values_list("label", flat=True)) == ["v1"]
+
+
 def test_other_kinds_take_no_endpoint_settings_and_the_database_agrees() -> None:
     with pytest.raises(ApplicationError, match=r"Only an endpoint version has endpoint settings\."):
         generator_version_register(generator_name="g", label="v", kind=VersionKind.EXTERNAL, endpoint=GOOD)
