@@ -455,6 +455,9 @@ class LeaderboardRowSerializer(serializers.Serializer):
     rank = serializers.IntegerField()
     battles = serializers.IntegerField()
     win_rate = serializers.FloatField(allow_null=True)
+    # The win rate's bootstrap interval (the rating's resamples); null in older snapshots.
+    win_rate_lower = serializers.FloatField(allow_null=True)
+    win_rate_upper = serializers.FloatField(allow_null=True)
 
 
 class LeaderboardSerializer(serializers.ModelSerializer):

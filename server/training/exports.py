@@ -52,7 +52,20 @@ from server.training.snapshots import eligible_judgments, snapshot_create, snaps
 EXPORT_KINDS = ("preferences", "judgments", "leaderboard", "evaluation_report")
 HUB_REPO = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}")
 DATASET_COLUMNS = ("prompt", "chosen", "rejected", "margin", "rater_id", "split")
-LEADERBOARD_COLUMNS = ("rank", "version_id", "label", "rating", "lower", "upper", "battles", "win_rate")
+# The rating's and the win rate's bootstrap intervals travel with them: a rank without its interval
+# reads as a certainty the data do not give.
+LEADERBOARD_COLUMNS = (
+    "rank",
+    "version_id",
+    "label",
+    "rating",
+    "lower",
+    "upper",
+    "battles",
+    "win_rate",
+    "win_rate_lower",
+    "win_rate_upper",
+)
 
 PREFERENCES_JSONL = "preferences.jsonl"
 DATASET_FOLDER = "dataset"

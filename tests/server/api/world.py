@@ -192,6 +192,8 @@ def build_world(*, hostile_text: bool = False) -> World:
                 "rank": 1,
                 "battles": 16,
                 "win_rate": 0.6875,
+                "win_rate_lower": 0.4441,
+                "win_rate_upper": 0.8584,
             },
             {
                 "version_id": versions[1].id,
@@ -202,6 +204,8 @@ def build_world(*, hostile_text: bool = False) -> World:
                 "rank": 1,
                 "battles": 16,
                 "win_rate": 0.5,
+                "win_rate_lower": 0.28,
+                "win_rate_upper": 0.72,
             },
             {
                 "version_id": versions[2].id,
@@ -212,6 +216,8 @@ def build_world(*, hostile_text: bool = False) -> World:
                 "rank": 2,
                 "battles": 14,
                 "win_rate": 0.2857,
+                "win_rate_lower": 0.1172,
+                "win_rate_upper": 0.5465,
             },
         ],
         matrices={
