@@ -40,9 +40,12 @@ def machine_judges_overview(*, study: Study) -> list[dict[str, Any]]:
     if not judges:
         return []
     human: dict[int, list[str]] = defaultdict(list)
+    # Only comparisons some judge judged count for any figure (judge_agreement), so only their votes
+    # are read: a semi-join in the same query, not every vote of a study with 10^5 of them per view.
+    judged = MachineJudgment.objects.filter(judge__in=judges).values("comparison_id")
     for comparison_id, outcome in (
         judgments_trusted(study=study)
-        .filter(outcome__in=[Outcome.A, Outcome.B])
+        .filter(outcome__in=[Outcome.A, Outcome.B], assignment__comparison_id__in=judged)
         .values_list("assignment__comparison_id", "outcome")
     ):
         human[comparison_id].append(outcome)

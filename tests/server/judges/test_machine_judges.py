@@ -93,7 +93,7 @@ def run(judge: MachineJudge, scope: str = "judged_by_people") -> Job:
 
 
 def test_a_judge_asked_in_both_orders_finds_the_better_text_wherever_it_stands(
-    openai_server: OpenAITestServer,
+    openai_server: OpenAITestServer, django_assert_num_queries
 ) -> None:
     study, comparisons = judged_study()
     # A scripted judge: it prefers the text with GOOD, wherever it is shown.
@@ -142,10 +142,19 @@ def test_a_judge_asked_in_both_orders_finds_the_better_text_wherever_it_stands(
     assert 0 < row["with_majority"]["low"] < 1 == row["with_majority"]["high"]
     board = {entry["label"].split("/")[-1]: entry for entry in row["leaderboard"]}
     assert board["good"]["rank"] == 1 and board["plain"]["rank"] == 2
-
     # A second run asks for nothing: every pair is judged.
     openai_server.faults()
     assert run(judge).result["to_judge"] == 0 and openai_server.received() == []
+    # Votes on a pair no judge saw change no figure (and are not read: still three queries).
+    extra_prompt = factories.prompt(study=study, text="Prompt unjudged")
+    unjudged = factories.comparison(study=study, prompt=extra_prompt)
+    for vote in (Outcome.A, Outcome.B, Outcome.B):
+        factories.judgment(comparison=unjudged, rater=factories.rater(study=study), outcome=vote)
+    with django_assert_num_queries(3):
+        [again] = machine_judges_overview(study=study)
+    assert {key: again[key] for key in ("with_majority", "judge_vs_rater", "rater_vs_rater")} == {
+        key: row[key] for key in ("with_majority", "judge_vs_rater", "rater_vs_rater")
+    }
 
 
 def test_a_judge_that_always_names_the_first_text_gets_ties_not_a_side(
