@@ -207,8 +207,11 @@ class SampleImportApi(StudyAPI):
         summary="Import samples of external generators (staff): JSON rows or a JSONL/CSV file",
         description=(
             'Either a JSON body `{"rows": [...]}` (a row has the fields of a JSONL line; errors name '
-            "the row as its 1-based line) or a multipart upload of a `.jsonl` / `.csv` file. Any error "
-            "imports nothing."
+            "the row as its 1-based line) or a multipart upload of a `.jsonl` / `.csv` file; for an image "
+            "study, a `.zip` of PNG/JPEG files with `manifest.jsonl` or `manifest.csv` at its top level "
+            "(`prompt` or `condition`, `file`, `generator`, optional `version`, `split`, `prompt_id`, "
+            "`metadata`), each image validated and re-encoded without metadata; errors name the manifest "
+            "line and the image file. Any error imports nothing."
         ),
         request={
             "application/json": s.SampleImportRowsSerializer,
@@ -289,7 +292,7 @@ class NextAssignmentApi(RaterStudyAPI):
     )
     def post(self, request: Request, slug: str) -> Response:
         result = rating_services.assignment_next_for_rater(rater=self.rater(request))
-        return Response(s.NextAssignmentSerializer(result).data)
+        return Response(s.NextAssignmentSerializer(result, context={"study_slug": self.study.slug}).data)
 
 
 class GuidelinesAcknowledgeApi(RaterStudyAPI):
@@ -303,7 +306,7 @@ class GuidelinesAcknowledgeApi(RaterStudyAPI):
     def post(self, request: Request, slug: str) -> Response:
         rater = rating_onboarding.rater_guidelines_acknowledge(rater=self.rater(request))
         result = rating_services.assignment_next_for_rater(rater=rater)
-        return Response(s.NextAssignmentSerializer(result).data)
+        return Response(s.NextAssignmentSerializer(result, context={"study_slug": self.study.slug}).data)
 
 
 class AssignmentListApi(StudyListAPI):
@@ -365,7 +368,7 @@ class AssignmentSkipApi(RaterStudyAPI):
         assignment = rating_services.assignment_skip(
             rater=self.rater(request), token=token, reason=data["reason"]
         )
-        return Response(s.AssignmentSerializer(assignment).data)
+        return Response(s.AssignmentSerializer(assignment, context={"study_slug": self.study.slug}).data)
 
 
 class JudgmentUndoApi(RaterStudyAPI):
@@ -379,7 +382,7 @@ class JudgmentUndoApi(RaterStudyAPI):
         assignment = rating_services.judgment_undo(
             rater=self.rater(request), idempotency_key=data["idempotency_key"]
         )
-        return Response(s.AssignmentSerializer(assignment).data)
+        return Response(s.AssignmentSerializer(assignment, context={"study_slug": self.study.slug}).data)
 
 
 # --- Raters (staff) ----------------------------------------------------------------------------------
