@@ -530,7 +530,9 @@ CRITERION_HELP = "The key of the criterion (further question) it is about; null:
 
 class LeaderboardSerializer(serializers.ModelSerializer):
     rows = LeaderboardRowSerializer(many=True, read_only=True)
-    criterion = serializers.SlugRelatedField(slug_field="key", read_only=True, help_text=CRITERION_HELP)
+    criterion = serializers.SlugRelatedField(
+        slug_field="key", read_only=True, allow_null=True, help_text=CRITERION_HELP
+    )
     matrices = serializers.DictField(
         read_only=True, help_text='{"version_ids", "labels", "win_rate": [[...]], "battles": [[...]]}'
     )
@@ -551,7 +553,9 @@ class EvaluationSerializer(serializers.ModelSerializer):
 
 
 class SnapshotSerializer(serializers.ModelSerializer):
-    criterion = serializers.SlugRelatedField(slug_field="key", read_only=True, help_text=CRITERION_HELP)
+    criterion = serializers.SlugRelatedField(
+        slug_field="key", read_only=True, allow_null=True, help_text=CRITERION_HELP
+    )
 
     class Meta:
         model = PreferenceSnapshot
@@ -575,7 +579,9 @@ class SnapshotCreateSerializer(serializers.Serializer):
 
 
 class RewardModelSerializer(serializers.ModelSerializer):
-    criterion = serializers.SlugRelatedField(slug_field="key", read_only=True, help_text=CRITERION_HELP)
+    criterion = serializers.SlugRelatedField(
+        slug_field="key", read_only=True, allow_null=True, help_text=CRITERION_HELP
+    )
 
     class Meta:
         model = RewardModel

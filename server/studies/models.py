@@ -222,6 +222,10 @@ class Criterion(models.Model):
     def __str__(self) -> str:
         return f"{self.key} ({self.study_id})"
 
+    def clean(self) -> None:
+        if self.study_id and self.key == self.study.criterion_key:
+            raise ValidationError({"key": f"The study's own question is called {self.key!r} already."})
+
 
 class StudyVersion(models.Model):
     """A generator version taking part in a study."""
