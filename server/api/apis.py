@@ -16,7 +16,7 @@ from django.http import FileResponse, JsonResponse
 from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import generics, serializers, status
 from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.parsers import MultiPartParser
@@ -44,6 +44,7 @@ from server.ratings.gold_import import gold_pairs_import, gold_pairs_import_file
 from server.ratings.models import Judgment
 from server.ratings.pair_selection import pair_selection_start
 from server.studies.models import Study
+from server.studies.selectors import study_criterion
 from server.studies.services import PromptInput, prompt_bulk_create, study_create
 from server.training.exports import export_file_path, export_start
 from server.training.services import policy_train_start, reward_model_train_start
@@ -346,6 +347,12 @@ class JudgmentSubmitApi(RaterStudyAPI):
             "strength": judgment.strength,
             "rationale": judgment.rationale,
             "idempotency_key": judgment.idempotency_key,
+            "answers": {
+                key: ("left" if left else "right") if left is not None else outcome
+                for key, outcome, left in judgment.answers.values_list(
+                    "criterion__key", "outcome", "chose_left"
+                )
+            },
             "submitted_at": judgment.submitted_at,
             "created": submission.created,
             "judged": submission.judged,
@@ -431,11 +438,30 @@ class RaterResumeApi(StudyAPI):
 class LeaderboardApi(StudyAPI):
     schema_tag = "results"
 
-    @extend_schema(summary="The study's latest leaderboard (staff)", responses=s.LeaderboardSerializer)
+    @extend_schema(
+        summary="The study's latest leaderboard (staff)",
+        responses=s.LeaderboardSerializer,
+        parameters=[
+            OpenApiParameter(
+                "criterion",
+                str,
+                description="A criterion key: its leaderboard (default: the study's own question).",
+            )
+        ],
+    )
     def get(self, request: Request, slug: str) -> Response:
-        board = leaderboard_latest(study=self.study)
+        key = request.query_params.get("criterion")
+        try:
+            criterion = study_criterion(study=self.study, key=key)
+        except LookupError as error:
+            raise NotFound(str(error), extra={"field": "criterion"}) from None
+        board = leaderboard_latest(study=self.study, criterion_id=criterion.id)
         if board is None:
-            raise NotFound("The study has no leaderboard yet.")
+            raise NotFound(
+                "The study has no leaderboard yet."
+                if criterion.is_primary
+                else f"The study has no leaderboard of {criterion.key!r} yet."
+            )
         return Response(s.LeaderboardSerializer(board).data)
 
 

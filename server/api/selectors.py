@@ -17,7 +17,7 @@ from server.training.models import PreferenceSnapshot, RewardModel
 
 def study_list_for_user(*, user: Any, staff: bool) -> QuerySet[Study]:
     """Staff see every study; anyone else the studies they rate in."""
-    studies = Study.objects.order_by("-created_at", "-id")
+    studies = Study.objects.order_by("-created_at", "-id").prefetch_related("criteria")
     return studies if staff else studies.filter(raters__user=user).distinct()
 
 
@@ -86,11 +86,15 @@ def evaluation_get(*, study: Study, evaluation_id: int) -> Evaluation:
 
 
 def snapshot_list(*, study: Study) -> QuerySet[PreferenceSnapshot]:
-    return PreferenceSnapshot.objects.filter(study=study).order_by("-created_at", "-id")
+    return (
+        PreferenceSnapshot.objects.filter(study=study)
+        .select_related("criterion")
+        .order_by("-created_at", "-id")
+    )
 
 
 def reward_model_list(*, study: Study) -> QuerySet[RewardModel]:
-    return RewardModel.objects.filter(study=study).order_by("-created_at", "-id")
+    return RewardModel.objects.filter(study=study).select_related("criterion").order_by("-created_at", "-id")
 
 
 def job_list(

@@ -16,7 +16,16 @@ from server.jobs.models import Job, JobStatus
 from server.ratings.models import Assignment, Rater
 from server.ratings.selectors import assignment_images, assignment_texts
 from server.ratings.services import CHOICES, NoWork
-from server.studies.models import BootstrapClusters, Modality, PairSelection, Prompt, PromptSplit, Study
+from server.studies.models import (
+    MAX_CRITERIA,
+    BootstrapClusters,
+    Modality,
+    PairSelection,
+    Prompt,
+    PromptSplit,
+    Study,
+)
+from server.studies.services import CriterionInput
 from server.training.exports import EXPORT_KINDS
 from server.training.models import PreferenceSnapshot, RewardModel
 
@@ -111,7 +120,23 @@ class ErrorSerializer(serializers.Serializer):
 # --- Studies --------------------------------------------------------------------------------------
 
 
+class CriterionSerializer(serializers.Serializer):
+    key = Slug(max_length=40, help_text="How votes, leaderboards and snapshots name this question.")
+    question = Text(max_length=500)
+    guidelines = Text(required=False, allow_blank=True, max_length=50_000, default="")
+
+
 class StudySerializer(serializers.ModelSerializer):
+    criteria = serializers.SerializerMethodField(
+        help_text="The questions a vote answers, in order; the first is the study's own question."
+    )
+
+    @extend_schema_field(CriterionSerializer(many=True))
+    def get_criteria(self, study: Study) -> list[dict[str, str]]:
+        first = {"key": study.criterion_key, "question": study.question, "guidelines": study.guidelines}
+        others = sorted(study.criteria.all(), key=lambda criterion: criterion.position)
+        return [first, *({"key": c.key, "question": c.question, "guidelines": c.guidelines} for c in others)]
+
     class Meta:
         model = Study
         fields = [
@@ -142,6 +167,7 @@ class StudySerializer(serializers.ModelSerializer):
             "require_guidelines_ack",
             "qualification_pairs",
             "qualification_min_correct",
+            "criteria",
             "created_at",
         ]
         read_only_fields = fields
@@ -150,7 +176,23 @@ class StudySerializer(serializers.ModelSerializer):
 class StudyCreateSerializer(serializers.Serializer):
     name = Text(max_length=200)
     slug = Slug(max_length=80)
-    question = Text(max_length=500)
+    question = Text(
+        max_length=500,
+        required=False,
+        help_text="The one question of the study (or give criteria / a template).",
+    )
+    criteria = CriterionSerializer(
+        many=True,
+        required=False,
+        min_length=1,
+        max_length=MAX_CRITERIA,
+        help_text="1 to 4 questions asked about each pair, answered in this order in one vote.",
+    )
+    template = serializers.ChoiceField(
+        choices=[("creativity", "creativity: 'Which is more original?' and 'Which is better?'")],
+        required=False,
+        help_text="A ready set of criteria.",
+    )
     guidelines = Text(required=False, allow_blank=True, max_length=50_000)
     modality = serializers.ChoiceField(choices=Modality.choices, required=False)
     overlap = Integer(min_value=1, max_value=100, required=False)
@@ -177,6 +219,19 @@ class StudyCreateSerializer(serializers.Serializer):
     require_guidelines_ack = serializers.BooleanField(required=False)
     qualification_pairs = Integer(min_value=0, max_value=50, required=False)
     qualification_min_correct = Integer(min_value=0, max_value=50, required=False)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        given = [name for name in ("question", "criteria", "template") if attrs.get(name)]
+        if len(given) != 1:
+            raise serializers.ValidationError(
+                {
+                    "question": "Give exactly one of question, criteria or template (this has "
+                    f"{', '.join(given) or 'none'})."
+                }
+            )
+        if attrs.get("criteria"):
+            attrs["criteria"] = [CriterionInput(**criterion) for criterion in attrs["criteria"]]
+        return attrs
 
 
 # --- Prompts, versions, samples ---------------------------------------------------------------------
@@ -422,7 +477,16 @@ class NextAssignmentSerializer(serializers.Serializer):
 
 
 class JudgmentSubmitSerializer(serializers.Serializer):
-    choice = serializers.ChoiceField(choices=[(choice, choice) for choice in CHOICES])
+    choice = serializers.ChoiceField(
+        choices=[(choice, choice) for choice in CHOICES], help_text="The answer to the study's own question."
+    )
+    answers = serializers.DictField(
+        child=serializers.ChoiceField(choices=[(choice, choice) for choice in CHOICES]),
+        required=False,
+        default=dict,
+        help_text="The answers to the study's further questions, by criterion key (required for each "
+        "of them when the study has several).",
+    )
     idempotency_key = Text(
         min_length=8, max_length=64, help_text="Unique per vote; sending it again returns the stored vote."
     )
@@ -438,6 +502,9 @@ class JudgmentResultSerializer(serializers.Serializer):
     strength = serializers.IntegerField(allow_null=True)
     rationale = serializers.CharField(allow_blank=True)
     idempotency_key = serializers.CharField()
+    answers = serializers.DictField(
+        child=serializers.CharField(), help_text="The answers to the study's further questions, by key."
+    )
     submitted_at = serializers.DateTimeField()
     created = serializers.BooleanField(help_text="False when this key was seen before (a retried vote).")
     judged = serializers.IntegerField()
@@ -506,15 +573,21 @@ class LeaderboardRowSerializer(serializers.Serializer):
     win_rate_upper = serializers.FloatField(allow_null=True)
 
 
+CRITERION_HELP = "The key of the criterion (further question) it is about; null: the study's own question."
+
+
 class LeaderboardSerializer(serializers.ModelSerializer):
     rows = LeaderboardRowSerializer(many=True, read_only=True)
+    criterion = serializers.SlugRelatedField(
+        slug_field="key", read_only=True, allow_null=True, help_text=CRITERION_HELP
+    )
     matrices = serializers.DictField(
         read_only=True, help_text='{"version_ids", "labels", "win_rate": [[...]], "battles": [[...]]}'
     )
 
     class Meta:
         model = LeaderboardSnapshot
-        fields = ["id", "created_at", "judgment_count", "params", "rows", "matrices", "job_id"]
+        fields = ["id", "criterion", "created_at", "judgment_count", "params", "rows", "matrices", "job_id"]
         read_only_fields = fields
 
 
@@ -528,10 +601,15 @@ class EvaluationSerializer(serializers.ModelSerializer):
 
 
 class SnapshotSerializer(serializers.ModelSerializer):
+    criterion = serializers.SlugRelatedField(
+        slug_field="key", read_only=True, allow_null=True, help_text=CRITERION_HELP
+    )
+
     class Meta:
         model = PreferenceSnapshot
         fields = [
             "id",
+            "criterion",
             "content_hash",
             "rule",
             "validation_fraction",
@@ -549,10 +627,15 @@ class SnapshotCreateSerializer(serializers.Serializer):
 
 
 class RewardModelSerializer(serializers.ModelSerializer):
+    criterion = serializers.SlugRelatedField(
+        slug_field="key", read_only=True, allow_null=True, help_text=CRITERION_HELP
+    )
+
     class Meta:
         model = RewardModel
         fields = [
             "id",
+            "criterion",
             "snapshot_id",
             "backbone",
             "ensemble_size",
@@ -658,6 +741,13 @@ class PairSelectionStartSerializer(serializers.Serializer):
 
 class RewardModelStartSerializer(serializers.Serializer):
     snapshot_id = Identifier(required=False, allow_null=True)
+    criterion = Slug(
+        max_length=40,
+        required=False,
+        allow_null=True,
+        help_text="Without snapshot_id: train on the latest snapshot of this criterion (default: the "
+        "study's own question).",
+    )
     config = JsonObject(required=False, default=dict)
 
 

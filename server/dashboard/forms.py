@@ -16,6 +16,7 @@ from server.generators.models import KINDS_WITHOUT_WEIGHTS, GeneratorVersion, Ve
 from server.judges.models import MachineJudge
 from server.judges.services import DEFAULT_JUDGING_PROMPT
 from server.studies.models import BootstrapClusters, PairSelection, Study
+from server.studies.selectors import study_criteria
 from server.training.exports import EXPORT_KINDS
 from server.training.models import PreferenceSnapshot, RewardModel
 
@@ -173,8 +174,22 @@ class SnapshotForm(StudyForm):
         help_text="Share of prompts held out to validate on (0 = none).",
     )
 
+    def setup(self) -> None:
+        # A study with several questions snapshots the answers to one of them (a reward model
+        # trained on it models that question).
+        criteria = study_criteria(study=self.study)
+        if len(criteria) > 1:
+            self.fields["criterion"] = forms.ChoiceField(
+                choices=[(c.key, c.question) for c in criteria],
+                initial=criteria[0].key,
+                help_text="Whose answers the pairs carry.",
+            )
+
     def arguments(self) -> dict[str, Any]:
-        return {"validation_fraction": self.cleaned_data["validation_fraction"]}
+        arguments = {"validation_fraction": self.cleaned_data["validation_fraction"]}
+        if "criterion" in self.cleaned_data:
+            arguments["criterion"] = self.cleaned_data["criterion"]
+        return arguments
 
 
 class TrainingForm(StudyForm):

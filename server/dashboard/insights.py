@@ -51,6 +51,7 @@ from server.evaluations.reports import (
     scalar_metric_names,
     svg_line_plot,
 )
+from server.evaluations.selectors import leaderboard_latest
 from server.generators.models import GeneratorVersion
 from server.jobs.models import Job
 from server.ratings.models import Assignment, AssignmentStatus, Judgment, Outcome, Rater
@@ -384,7 +385,11 @@ def study_lineage(*, study: Study) -> Lineage:
         job.id: job
         for job in Job.objects.filter(id__in=[v.training_job_id for v in ordered if v.training_job_id])
     }
-    boards = list(study.leaderboards.order_by("-created_at", "-id")[:LEADERBOARD_ROUNDS_SHOWN])[::-1]
+    boards = list(
+        study.leaderboards.filter(criterion__isnull=True).order_by("-created_at", "-id")[
+            :LEADERBOARD_ROUNDS_SHOWN
+        ]
+    )[::-1]
     latest = {row.get("version_id"): row for row in (boards[-1].rows if boards else [])}
     enrolled_ids = set(StudyVersion.objects.filter(study=study).values_list("version_id", flat=True))
     nodes = [
@@ -722,7 +727,7 @@ class StudyInsights:
 
 
 def study_insights(*, study: Study) -> StudyInsights:
-    board = study.leaderboards.order_by("-created_at", "-id").first()
+    board = leaderboard_latest(study=study)  # the study's own question
     return StudyInsights(
         agreement=study_agreement(study=study),
         length_control=length_control(board=board),

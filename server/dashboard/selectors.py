@@ -43,6 +43,7 @@ from server.ratings.models import (
 from server.ratings.onboarding import qualification_problem
 from server.ratings.pair_selection import GOLD_GENERATOR, STAFF_GOLD_LABEL
 from server.studies.models import Study
+from server.studies.selectors import CriterionView, study_criteria
 from server.training.exports import DATASET_FOLDER
 from server.training.models import PreferenceSnapshot, RewardModel
 from server.training.services import ParentChoice, policy_parent_choose, too_few_pairs_warning
@@ -574,6 +575,9 @@ class StudyDashboard:
     training_warning: str | None = None  # before training: too few pairs in the latest snapshot
     eligible_pairs: int = 0  # judgments that prefer a side and a snapshot taken now would hold
     qualification_problem: str | None = None  # too few staff gold checks for the qualification
+    # The study's questions; the leaderboard shown is the one of ``criterion`` (a key).
+    criteria: list[CriterionView] = field(default_factory=list)
+    criterion: str = ""
 
 
 def training_data_warning(*, study: Study, eligible: int) -> str | None:
@@ -608,9 +612,17 @@ def gold_check_counts(*, study: Study) -> dict[str, int]:
     return {"generated": counts["total"] - counts["staff"], "staff": counts["staff"]}
 
 
-def study_dashboard(*, study: Study, now: datetime | None = None, raters_page: int = 1) -> StudyDashboard:
+def study_dashboard(
+    *, study: Study, now: datetime | None = None, raters_page: int = 1, criterion: str | None = None
+) -> StudyDashboard:
+    """Everything the study page shows. ``criterion`` (a key; unknown or None: the study's own
+    question) chooses the leaderboard shown; the estimate and counts are the same judgments for
+    every criterion, and follow the study's own question."""
     now = now or timezone.now()
     board = leaderboard_latest(study=study)
+    criteria = study_criteria(study=study)
+    chosen = next((c for c in criteria if c.key == criterion), criteria[0])
+    shown = board if chosen.is_primary else leaderboard_latest(study=study, criterion_id=chosen.id)
     # The split a recompute would use now: the overview counts, charts and rates on it.
     split = leaderboard_split(study=study)
     breakdown = leaderboard_count_breakdown(study=study, split=split)
@@ -640,7 +652,7 @@ def study_dashboard(*, study: Study, now: datetime | None = None, raters_page: i
         estimate=estimate,
         live_judgment_count=breakdown.live,
         over_time=judgments_over_time(study=study, split=split, now=now),
-        leaderboard=leaderboard_payload(board),
+        leaderboard=leaderboard_payload(shown),
         raters=rater_page(study=study, number=raters_page),
         jobs=study_jobs(study=study),
         reward_models=reward_models_payload(study=study),
@@ -656,6 +668,8 @@ def study_dashboard(*, study: Study, now: datetime | None = None, raters_page: i
         training_warning=training_data_warning(study=study, eligible=eligible),
         eligible_pairs=eligible,
         qualification_problem=qualification_problem(study=study, staff_gold=gold_checks["staff"]),
+        criteria=criteria,
+        criterion=chosen.key,
     )
 
 

@@ -189,7 +189,11 @@ def _render_study(
     status: int = 200,
 ) -> HttpResponse:
     bound = bound or {}
-    data = selectors.study_dashboard(study=study, raters_page=_page_number(request.GET.get("raters_page")))
+    data = selectors.study_dashboard(
+        study=study,
+        raters_page=_page_number(request.GET.get("raters_page")),
+        criterion=request.GET.get("criterion"),
+    )
     actions = [
         {"action": action, "form": bound.get(slug) or action.form(study=study), "open": slug in bound}
         for slug, action in ACTIONS.items()

@@ -40,7 +40,8 @@ from server.generators.jobs import samples_generate_missing
 from server.generators.models import KINDS_WITHOUT_WEIGHTS, GeneratorVersion, Sample, VersionKind
 from server.generators.services import version_corpus_check, version_model_check
 from server.jobs.models import Job
-from server.studies.models import Prompt
+from server.studies.models import Criterion, Prompt
+from server.studies.services import VALUE_KEY
 from server.training.models import RewardModel
 from workers.ml.base_model import split_corpus
 from workers.ml.embeddings import default_model_path, embed_texts
@@ -123,7 +124,19 @@ def evaluation_run(*, job: Job, report: ProgressReporter) -> dict[str, Any]:
         reference_model = model_path_check(params["reference_model_path"], field="reference_model_path")
     elif root.kind not in KINDS_WITHOUT_WEIGHTS:
         reference_model = version_model_check(version=root, field="reference_model_path")
-    reward_model = RewardModel.objects.filter(study=study).order_by("-created_at").first()
+    # Value is what people call better: a study asking the creativity template's questions scores
+    # it with a reward model of its value criterion; any other study with one of its own question.
+    value_criterion = Criterion.objects.filter(study=study, key=VALUE_KEY).first()
+    reward_models = RewardModel.objects.filter(study=study)
+    reward_model = (
+        (
+            reward_models.filter(criterion=value_criterion)
+            if value_criterion is not None
+            else reward_models.filter(criterion__isnull=True)
+        )
+        .order_by("-created_at")
+        .first()
+    )
     reward_model_path = model_path_check(reward_model.path, field="reward model path") if reward_model else ""
     prompts = list(Prompt.objects.filter(study=study, split=params["split"]).order_by("id"))
     k = int(params["samples_per_prompt"])

@@ -40,8 +40,8 @@ from server.evaluations.selectors import (
 )
 from server.jobs.models import Job
 from server.ratings.models import Judgment, Outcome
-from server.ratings.selectors import judgments_trusted
-from server.studies.models import BootstrapClusters, Study
+from server.ratings.selectors import judgments_trusted, with_criterion_outcome
+from server.studies.models import BootstrapClusters, Criterion, Study
 
 OUTCOME_CODES = {
     Outcome.A: OutcomeCode.A_WINS,
@@ -78,11 +78,13 @@ def leaderboard_compute(
     seed: int = 0,
     bootstrap_clusters: str | None = None,
     job_id: int | None = None,
+    criterion_id: int | None = None,
 ) -> LeaderboardSnapshot:
     """Fit and store a leaderboard snapshot of the study (all numbers come from evaluation/).
 
     ``bootstrap_clusters``: what the bootstrap resamples whole (``BootstrapClusters``); None
-    takes the study's setting.
+    takes the study's setting. ``criterion_id``: whose answers are rated (None: the study's own
+    question); the same judgments count for every criterion, each with its own answer.
     """
     if not 0 <= rounds <= 10_000:
         raise ApplicationError("Bootstrap rounds must be between 0 and 10,000.", extra={"field": "rounds"})
@@ -99,11 +101,13 @@ def leaderboard_compute(
     versions = list(study.versions.order_by("id"))
     index_of = {version.id: index for index, version in enumerate(versions)}
     rows = list(
-        leaderboard_judgments(study=study, split=split)
-        .filter(id__lte=last_seen)
+        with_criterion_outcome(
+            leaderboard_judgments(study=study, split=split).filter(id__lte=last_seen),
+            criterion_id=criterion_id,
+        )
         .order_by("id")
         .values_list(
-            "outcome",
+            "criterion_outcome",
             "assignment__comparison__sample_a__version_id",
             "assignment__comparison__sample_b__version_id",
             "assignment__comparison__sample_a__token_count",
@@ -186,6 +190,7 @@ def leaderboard_compute(
     entries.sort(key=lambda entry: (entry["rank"], -(entry["rating"] or 0)))
     return LeaderboardSnapshot.objects.create(
         study=study,
+        criterion_id=criterion_id,
         job_id=job_id,
         judgment_count=len(rows),
         params={
@@ -199,7 +204,9 @@ def leaderboard_compute(
             "bootstrap_clusters": scheme,
             "clusters": resampled,
             "warnings": warnings,
-            "breakdown": leaderboard_count_breakdown(study=study, split=split, up_to_id=last_seen).as_dict(),
+            "breakdown": leaderboard_count_breakdown(
+                study=study, split=split, up_to_id=last_seen, criterion_id=criterion_id
+            ).as_dict(),
         },
         rows=entries,
         matrices={
@@ -277,13 +284,31 @@ def _resampled_units(
 
 
 def leaderboard_recompute_run(*, job: Job, report) -> dict[str, Any]:  # type: ignore[no-untyped-def]
-    report(step=0, total=1, message="fitting Bradley–Terry with bootstrap")
-    snapshot = leaderboard_compute(
-        study=job.study,
-        rounds=int(job.params.get("rounds", DEFAULT_ROUNDS)),
-        seed=int(job.params.get("seed", 0)),
-        bootstrap_clusters=job.params.get("bootstrap_clusters"),
-        job_id=job.id,
-    )
-    report(step=1, total=1, message=f"{snapshot.judgment_count} judgments counted")
-    return {"leaderboard_id": snapshot.id, "judgments": snapshot.judgment_count}
+    """One leaderboard per criterion of the study: its own question first, then each further one."""
+    criteria = [
+        None,
+        *Criterion.objects.filter(study=job.study).order_by("position").values_list("id", flat=True),
+    ]
+    # A re-run keeps the boards its first run stored (a retried job must not add copies).
+    done = dict(LeaderboardSnapshot.objects.filter(job=job).values_list("criterion_id", "id"))
+    ids: list[int] = []
+    for step, criterion_id in enumerate(criteria):
+        report(step=step, total=len(criteria), message="fitting Bradley–Terry with bootstrap")
+        if criterion_id in done:
+            ids.append(done[criterion_id])
+            continue
+        snapshot = leaderboard_compute(
+            study=job.study,
+            rounds=int(job.params.get("rounds", DEFAULT_ROUNDS)),
+            seed=int(job.params.get("seed", 0)),
+            bootstrap_clusters=job.params.get("bootstrap_clusters"),
+            job_id=job.id,
+            criterion_id=criterion_id,
+        )
+        ids.append(snapshot.id)
+    counted = LeaderboardSnapshot.objects.get(id=ids[0]).judgment_count  # the same for every criterion
+    report(step=len(criteria), total=len(criteria), message=f"{counted} judgments counted")
+    result: dict[str, Any] = {"leaderboard_id": ids[0], "judgments": counted}
+    if len(ids) > 1:
+        result["leaderboard_ids"] = ids
+    return result

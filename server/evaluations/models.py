@@ -24,6 +24,11 @@ class Evaluation(models.Model):
 
 class LeaderboardSnapshot(models.Model):
     study = models.ForeignKey("studies.Study", on_delete=models.CASCADE, related_name="leaderboards")
+    # The question the ratings answer: None for the study's own (its first criterion), else one of
+    # its further criteria. A recompute stores one snapshot per criterion.
+    criterion = models.ForeignKey(
+        "studies.Criterion", null=True, blank=True, on_delete=models.CASCADE, related_name="leaderboards"
+    )
     params = models.JSONField(default=dict)  # bootstrap rounds, seed, split, tie rule
     rows = models.JSONField(
         default=list

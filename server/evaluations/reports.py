@@ -18,14 +18,28 @@ from typing import Any
 
 from django.utils import timezone
 
+from evaluation.rank_correlation import RankCorrelation, bootstrap_spearman
 from server.evaluations.models import Evaluation
 from server.evaluations.selectors import leaderboard_latest
 from server.generators.models import Sample
 from server.studies.models import Study
+from server.studies.selectors import study_criteria
+from server.studies.services import ORIGINALITY_KEY, VALUE_KEY
 
 # Okabe–Ito: distinguishable with the common colour-vision deficiencies.
 PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000")
 STRUCTURED_METRICS = {"novelty_curve", "points", "pareto_sample_ids"}
+# The computed metrics validated against people, with the sign agreement should have: novelty
+# against "Which is more original?", value against "Which is better?". A long span copied from the
+# corpus is the opposite of novel, so it should correlate negatively.
+NOVELTY_METRICS = (
+    ("novelty_4gram", 1),
+    ("embedding_novelty", 1),
+    ("longest_copied_span", -1),
+    ("surprisal_minus_baseline", 1),
+)
+VALUE_METRICS = (("reward_model_score", 1), ("win_rate_vs_parent", 1))
+CORRELATION_ROUNDS = 2000
 PARETO_SAMPLES_SHOWN = 5  # per version
 
 
@@ -370,6 +384,151 @@ def _leaderboard_section(study: Study) -> str:
     )
 
 
+@dataclass(frozen=True)
+class HumanRating:
+    version_id: int
+    label: str
+    rating: float
+    lower: float | None
+    upper: float | None
+
+
+@dataclass(frozen=True)
+class MetricAgreement:
+    """How well a computed metric orders versions as people's answers to a criterion do."""
+
+    metric: str
+    criterion: str  # the criterion's key
+    expected_sign: int
+    correlation: RankCorrelation
+
+
+def human_ratings(*, study: Study) -> dict[str, dict[int, HumanRating]] | None:
+    """People's Bradley–Terry ratings per version on the creativity criteria, by key
+    (``ORIGINALITY_KEY``, ``VALUE_KEY``), from each criterion's latest leaderboard; None when the
+    study does not ask both questions."""
+    criteria = {criterion.key: criterion for criterion in study_criteria(study=study)}
+    if ORIGINALITY_KEY not in criteria or VALUE_KEY not in criteria:
+        return None
+    ratings: dict[str, dict[int, HumanRating]] = {}
+    for key in (ORIGINALITY_KEY, VALUE_KEY):
+        board = leaderboard_latest(study=study, criterion_id=criteria[key].id)
+        ratings[key] = {
+            row["version_id"]: HumanRating(
+                row["version_id"],
+                str(row.get("label", "")),
+                row["rating"],
+                row.get("lower"),
+                row.get("upper"),
+            )
+            for row in (board.rows if board else [])
+            if is_finite_number(row.get("rating")) and row.get("battles")
+        }
+    return ratings
+
+
+def metric_human_agreement(
+    evaluations: list[Evaluation], ratings: dict[str, dict[int, HumanRating]], *, seed: int = 0
+) -> list[MetricAgreement]:
+    """Spearman's rho, over versions, between each novelty metric's mean and people's originality
+    rating and between each value metric's mean and people's value rating, with a bootstrap
+    interval over versions (``evaluation.rank_correlation`` says why versions). Metrics no
+    evaluation has are left out."""
+    results = []
+    for family, key in ((NOVELTY_METRICS, ORIGINALITY_KEY), (VALUE_METRICS, VALUE_KEY)):
+        for metric, sign in family:
+            pairs = [
+                (value["mean"], ratings[key][evaluation.version_id].rating)
+                for evaluation in evaluations
+                if isinstance(value := evaluation.metrics.get(metric), dict)
+                and is_finite_number(value.get("mean"))
+                and evaluation.version_id in ratings[key]
+            ]
+            if not pairs:
+                continue
+            correlation = bootstrap_spearman(
+                [x for x, _ in pairs], [y for _, y in pairs], rounds=CORRELATION_ROUNDS, seed=seed
+            )
+            results.append(MetricAgreement(metric, key, sign, correlation))
+    return results
+
+
+def svg_human_plane(points: list[tuple[HumanRating, HumanRating]], *, title: str) -> str:
+    """Each version at (originality rating, value rating), with both 95 % intervals as a cross."""
+    if not points:
+        return ""
+    xs = [v for o, _ in points for v in (o.rating, o.lower, o.upper) if is_finite_number(v)]
+    ys = [v for _, b in points for v in (b.rating, b.lower, b.upper) if is_finite_number(v)]
+    width, height = 640, 420
+    frame = PlotFrame(width=width, height=height, x_range=(min(xs), max(xs)), y_range=(min(ys), max(ys)))
+    parts = frame.axes(
+        x_label="people's originality (rating, “Which is more original?”)",
+        y_label="people's value (rating, “Which is better?”)",
+    )
+    for index, (original, valued) in enumerate(points):
+        x, y = frame.x(original.rating), frame.y(valued.rating)
+        if is_finite_number(original.lower) and is_finite_number(original.upper):
+            parts.append(
+                f'<line x1="{frame.x(original.lower):.1f}" y1="{y:.1f}" x2="{frame.x(original.upper):.1f}" '
+                f'y2="{y:.1f}" stroke="{colour(index)}" stroke-width="2"/>'
+            )
+        if is_finite_number(valued.lower) and is_finite_number(valued.upper):
+            parts.append(
+                f'<line x1="{x:.1f}" y1="{frame.y(valued.lower):.1f}" x2="{x:.1f}" '
+                f'y2="{frame.y(valued.upper):.1f}" stroke="{colour(index)}" stroke-width="2"/>'
+            )
+        parts.append(
+            f'<circle cx="{x:.1f}" cy="{y:.1f}" r="5" fill="{colour(index)}" stroke="#fff">'
+            f"<title>{escape(original.label)}: originality {number_text(original.rating, 1)} "
+            f"[{number_text(original.lower, 1)}, {number_text(original.upper, 1)}], value "
+            f"{number_text(valued.rating, 1)} [{number_text(valued.lower, 1)}, "
+            f"{number_text(valued.upper, 1)}]</title></circle>"
+            f'<text x="{x + 7:.1f}" y="{y - 7:.1f}">{escape(original.label[:28])}</text>'
+        )
+    return svg_document(width, height, title, parts)
+
+
+def _human_creativity_section(study: Study, evaluations: list[Evaluation]) -> str:
+    """Boden's novel and valuable as people judge them, and how far each computed metric agrees."""
+    ratings = human_ratings(study=study)
+    if ratings is None:
+        return ""
+    original, valued = ratings[ORIGINALITY_KEY], ratings[VALUE_KEY]
+    points = [
+        (original[version_id], valued[version_id]) for version_id in sorted(set(original) & set(valued))
+    ]
+    plane = svg_human_plane(points, title="versions on people's originality × value plane")
+    agreements = metric_human_agreement(evaluations, ratings)
+    rows = "".join(
+        f"<tr><th scope=row>{escape(item.metric)}</th><td>{escape(item.criterion)}</td>"
+        f"<td>{'+' if item.expected_sign > 0 else '−'}</td>"
+        f"<td>{number_text(item.correlation.rho, 2)} <span class=ci>"
+        f"[{number_text(item.correlation.lower, 2)}, {number_text(item.correlation.upper, 2)}]</span></td>"
+        f"<td>{item.correlation.count}</td></tr>"
+        for item in agreements
+    )
+    table = (
+        "<table id=metric-agreement><thead><tr><th>computed metric</th><th>people's criterion</th>"
+        "<th>expected sign</th><th>Spearman ρ [95% interval]</th><th>versions</th></tr></thead>"
+        f"<tbody>{rows}</tbody></table>"
+        if rows
+        else "<p>No evaluated version has a rating on both questions yet.</p>"
+    )
+    return f"""
+<h2>People's originality and value</h2>
+<p>Each version's Bradley–Terry rating on “Which is more original?” against its rating on “Which is
+better?” (Boden: creative = novel and valuable), both with 95% bootstrap intervals.</p>
+{plane or "<p>No version has been rated on both questions yet.</p>"}
+<h3>Do the computed metrics agree with people?</h3>
+<p class=note>Spearman rank correlation over versions between each computed metric's mean and people's
+rating on the matching question: novelty metrics against originality, value metrics against value.
+The interval resamples versions ({CORRELATION_ROUNDS} rounds): the metrics and the human ratings exist
+per version only, so versions are the unit; it leaves out the noise of the ratings themselves (shown
+above) and is wide with few versions.</p>
+{table}
+"""
+
+
 def _pareto_samples(evaluations: list[Evaluation]) -> str:
     wanted = {
         sample_id
@@ -477,6 +636,7 @@ intervals are 95% bootstrap intervals over prompts.</p>
 they are not combined into one score, because automatic metrics agree only weakly with human judgments.</p>
 <h2>Leaderboard (human judgments)</h2>
 {_leaderboard_section(study)}
+{_human_creativity_section(study, evaluations)}
 <h2>Metrics</h2>
 {_metrics_table(evaluations, names) if evaluations else "<p>No evaluations yet.</p>"}
 <h2>Novelty curve</h2>

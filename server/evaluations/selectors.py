@@ -7,7 +7,7 @@ from django.db.models import Count, F, Max, Q, QuerySet
 
 from server.evaluations.models import LeaderboardSnapshot
 from server.ratings.models import ComparisonKind, Judgment, Outcome, RaterStatus
-from server.ratings.selectors import judgments_trusted
+from server.ratings.selectors import judgments_trusted, with_criterion_outcome
 from server.studies.models import PromptSplit, Study, StudyVersion
 
 
@@ -16,8 +16,13 @@ def last_judgment_id(*, study: Study) -> int:
     return Judgment.objects.filter(assignment__comparison__study=study).aggregate(last=Max("id"))["last"] or 0
 
 
-def leaderboard_latest(*, study: Study) -> LeaderboardSnapshot | None:
-    return study.leaderboards.order_by("-created_at", "-id").first()
+def leaderboard_latest(*, study: Study, criterion_id: int | None = None) -> LeaderboardSnapshot | None:
+    """The newest leaderboard of the criterion (None: the study's own question)."""
+    return (
+        study.leaderboards.filter(criterion_id=criterion_id).order_by("-created_at", "-id").first()
+        if criterion_id is not None
+        else study.leaderboards.filter(criterion__isnull=True).order_by("-created_at", "-id").first()
+    )
 
 
 def _between_enrolled_versions(study: Study) -> Q:
@@ -78,11 +83,15 @@ class CountBreakdown:
 
 
 def leaderboard_count_breakdown(
-    *, study: Study, split: str | None, up_to_id: int | None = None
+    *, study: Study, split: str | None, up_to_id: int | None = None, criterion_id: int | None = None
 ) -> CountBreakdown:
     """``CountBreakdown`` of the study's live judgments (with id ≤ ``up_to_id`` when given), in
-    one query. ``split`` as the leaderboard's (``leaderboard_split``)."""
-    live = Judgment.objects.filter(assignment__comparison__study=study, revoked_at__isnull=True)
+    one query. ``split`` as the leaderboard's (``leaderboard_split``); ties and "both bad" are the
+    criterion's answers (None: the study's own question)."""
+    live = with_criterion_outcome(
+        Judgment.objects.filter(assignment__comparison__study=study, revoked_at__isnull=True),
+        criterion_id=criterion_id,
+    )
     if up_to_id is not None:
         live = live.filter(id__lte=up_to_id)
     regular = Q(assignment__comparison__kind=ComparisonKind.REGULAR)
@@ -101,8 +110,8 @@ def leaderboard_count_breakdown(
         active=Count("id", filter=active),
         on_split=Count("id", filter=on_split),
         counted=Count("id", filter=counted),
-        ties=Count("id", filter=counted & Q(outcome=Outcome.TIE)),
-        both_bad=Count("id", filter=counted & Q(outcome=Outcome.BOTH_BAD)),
+        ties=Count("id", filter=counted & Q(criterion_outcome=Outcome.TIE)),
+        both_bad=Count("id", filter=counted & Q(criterion_outcome=Outcome.BOTH_BAD)),
     )
     return CountBreakdown(
         split=split if split in PromptSplit.values else "all",  # type: ignore[arg-type]

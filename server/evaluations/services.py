@@ -59,7 +59,12 @@ def leaderboards_recompute_due(*, limit: int = 20) -> list[int]:
             break
         if study.id in busy:
             continue
-        latest = study.leaderboards.order_by("-created_at").values_list("params", flat=True).first()
+        latest = (
+            study.leaderboards.filter(criterion__isnull=True)
+            .order_by("-created_at")
+            .values_list("params", flat=True)
+            .first()
+        )
         seen = (latest or {}).get("last_judgment_id", 0)
         if last_judgment_id(study=study) > seen:
             started.append(leaderboard_recompute_start(study=study).id)

@@ -100,7 +100,9 @@ def machine_judge_create(
         reward_model = (
             RewardModel.objects.filter(study=study, id=reward_model_id).first()
             if reward_model_id is not None
-            else RewardModel.objects.filter(study=study).order_by("-created_at", "-id").first()
+            else RewardModel.objects.filter(study=study, criterion__isnull=True)
+            .order_by("-created_at", "-id")
+            .first()
         )
         if reward_model is None:
             raise NotFound(

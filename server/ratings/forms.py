@@ -36,6 +36,8 @@ class VoteInput:
     sent_at: int | None
     active_seconds: float | None
     next: bool  # answer with the rater's next pair too: one request per judgment instead of two
+    # The answers to the study's further questions, by criterion key (``choice`` answers its own).
+    answers: dict[str, str]
 
     @classmethod
     def parse(cls, payload: dict[str, Any]) -> tuple[VoteInput | None, dict[str, str]]:
@@ -53,6 +55,7 @@ class VoteInput:
             sent_at=fields.milliseconds("sent_at"),
             active_seconds=fields.seconds("active_seconds", maximum=MAX_ACTIVE_SECONDS),
             next=fields.flag("next"),
+            answers=fields.answers("answers", CHOICES),
         )
         return (None, errors) if errors else (vote, errors)
 
@@ -101,6 +104,24 @@ class _Fields:
             self.errors[name] = f"Choose one of {', '.join(allowed)}."
             return ""
         return str(value)
+
+    def answers(self, name: str, allowed: tuple[str, ...]) -> dict[str, str]:
+        value = self.payload.get(name)
+        if value is None:
+            return {}
+        if not isinstance(value, dict) or len(value) > 8:
+            self.errors[name] = "Give an object of at most 8 answers: question key -> choice."
+            return {}
+        answers: dict[str, str] = {}
+        for key, choice in value.items():
+            if not isinstance(key, str) or not 0 < len(key) <= 40 or text_problem(key):
+                self.errors[name] = "Each answer is named by its question's key (1 to 40 characters)."
+                return {}
+            if choice not in allowed:
+                self.errors[f"{name}.{key}"] = f"Choose one of {', '.join(allowed)}."
+                continue
+            answers[key] = str(choice)
+        return answers
 
     def strength(self, name: str) -> int | None:
         if self._missing(name):

@@ -306,3 +306,32 @@ class Judgment(models.Model):
     @property
     def is_live(self) -> bool:
         return self.revoked_at is None
+
+
+class JudgmentAnswer(models.Model):
+    """A judgment's answer to one of the study's further criteria (``studies.Criterion``).
+
+    The judgment itself is the answer to the study's first criterion and the record of the vote
+    (timings, flags, undo and correction); the answers to the other questions of the same vote
+    hang off it, so they are live, flagged, undone and corrected with it. Quality signals (gold,
+    repeats, agreement) stay on the first criterion: gold answers and repeats are defined for it.
+    """
+
+    judgment = models.ForeignKey(Judgment, on_delete=models.CASCADE, related_name="answers")
+    criterion = models.ForeignKey("studies.Criterion", on_delete=models.CASCADE, related_name="answers")
+    outcome = models.CharField(max_length=16, choices=Outcome.choices)  # in comparison terms
+    chose_left = models.BooleanField(null=True)  # None for tie / both bad
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["judgment", "criterion"], name="one_answer_per_judgment_and_criterion"
+            ),
+            models.CheckConstraint(
+                condition=Q(outcome__in=Outcome.values), name="judgment_answer_outcome_valid"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"answer {self.pk}: {self.outcome}"

@@ -5,11 +5,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from django.db.models import QuerySet
+from django.db.models import F, OuterRef, QuerySet, Subquery
 
 from server.core.exceptions import NotFound
 from server.generators.models import ImageAsset, Sample
-from server.ratings.models import Assignment, ComparisonKind, Judgment, Platform, Rater, RaterStatus
+from server.ratings.models import (
+    Assignment,
+    ComparisonKind,
+    Judgment,
+    JudgmentAnswer,
+    Platform,
+    Rater,
+    RaterStatus,
+)
 from server.studies.models import Study
 
 # MTurk posts the finished HIT back to one of these hosts only; anything else would make the
@@ -147,3 +155,16 @@ def judgments_trusted(*, study: Study) -> QuerySet[Judgment]:
         revoked_at__isnull=True,
         is_flagged=False,
     ).exclude(assignment__rater__status=RaterStatus.PAUSED)
+
+
+def with_criterion_outcome(judgments: QuerySet[Judgment], *, criterion_id: int | None) -> QuerySet[Judgment]:
+    """``judgments`` annotated with ``criterion_outcome``: the answer to the criterion (None: the
+    study's own question, the judgment's own outcome; else its answer to that further criterion,
+    and judgments without one are left out). Every other filter of the queryset applies as it is:
+    a judgment that does not count for one question counts for none."""
+    if criterion_id is None:
+        return judgments.annotate(criterion_outcome=F("outcome"))
+    answer = JudgmentAnswer.objects.filter(judgment=OuterRef("pk"), criterion_id=criterion_id)
+    return judgments.annotate(criterion_outcome=Subquery(answer.values("outcome")[:1])).filter(
+        criterion_outcome__isnull=False
+    )

@@ -42,13 +42,14 @@ from server.ratings.models import (
     Comparison,
     ComparisonKind,
     Judgment,
+    JudgmentAnswer,
     Outcome,
     Platform,
     Rater,
     RaterEntryConflict,
     RaterStatus,
 )
-from server.studies.models import Study
+from server.studies.models import Criterion, Study
 
 logger = logging.getLogger(__name__)
 
@@ -663,6 +664,47 @@ def _check_vote(*, choice: str, strength: int | None, idempotency_key: str, rati
         )
 
 
+def _check_answers(answers: Mapping[str, str]) -> None:
+    for key, value in answers.items():
+        if value not in CHOICES:
+            raise ApplicationError(
+                f"The answer to the question {key!r}: choose one of {', '.join(CHOICES)}.",
+                extra={"field": f"answers.{key}"},
+            )
+
+
+def _further_answers(
+    *, study: Study, choice: str, answers: Mapping[str, str], left_is_a: bool
+) -> list[tuple[int, str, bool | None]]:
+    """(criterion id, outcome, chose_left) for each of the study's further criteria, from the
+    vote's ``answers`` (criterion key -> choice); a missing or unknown answer is refused, naming the
+    question. The first criterion's answer is ``choice``; ``answers`` may repeat it under its key."""
+    criteria = list(Criterion.objects.filter(study_id=study.id).values_list("id", "key", "question"))
+    known = {key for _, key, _ in criteria} | {study.criterion_key}
+    unknown = sorted(set(answers) - known)
+    if unknown:
+        raise ApplicationError(
+            f"This study has no question {unknown[0]!r}; its questions are {', '.join(sorted(known))}.",
+            extra={"field": f"answers.{unknown[0]}"},
+        )
+    if answers.get(study.criterion_key, choice) != choice:
+        raise ApplicationError(
+            f"Two different answers to the question {study.criterion_key!r} (choice and answers).",
+            extra={"field": f"answers.{study.criterion_key}"},
+        )
+    rows = []
+    for criterion_id, key, question in criteria:
+        if key not in answers:
+            raise ApplicationError(
+                f"Answer the question {key!r} ({question}) too: this study asks {len(criteria) + 1} "
+                "questions about each pair, and a vote answers all of them.",
+                extra={"field": f"answers.{key}"},
+            )
+        outcome, chose_left = outcome_for_choice(choice=answers[key], left_is_a=left_is_a)
+        rows.append((criterion_id, outcome, chose_left))
+    return rows
+
+
 def _flags(
     *, rater: Rater, study: Study, active_seconds: float | None, qualification: bool = False
 ) -> list[str]:
@@ -687,8 +729,13 @@ def judgment_submit(
     shown_at: datetime | None = None,
     first_input_at: datetime | None = None,
     active_seconds: float | None = None,
+    answers: Mapping[str, str] | None = None,
 ) -> JudgmentSubmission:
     """Record a vote on the rater's own assignment (the one with ``token``), in one transaction.
+
+    ``choice`` answers the study's own question (its first criterion); ``answers`` (criterion key
+    -> choice) answers its further criteria, all of them when it has any: the vote is stored with
+    every answer or not at all. A study with one question needs no ``answers``.
 
     The same idempotency key sent again (a double click, a retried request) returns the judgment
     stored the first time. A vote that arrives after its reservation ran out is kept while the
@@ -697,6 +744,8 @@ def judgment_submit(
     skipped pair is refused with a message for the rater.
     """
     _check_vote(choice=choice, strength=strength, idempotency_key=idempotency_key, rationale=rationale)
+    answers = answers or {}
+    _check_answers(answers)
     study = rater.study
     now = timezone.now()
     if active_seconds is not None:
@@ -731,6 +780,15 @@ def judgment_submit(
                 expired = True
             else:
                 outcome, chose_left = outcome_for_choice(choice=choice, left_is_a=assignment.left_is_a)
+                # Only a study with further criteria (or a vote naming some) reads them: one
+                # query, and none on the common one-question path.
+                further = (
+                    _further_answers(
+                        study=study, choice=choice, answers=answers, left_is_a=assignment.left_is_a
+                    )
+                    if assignment.further_criteria or (answers and set(answers) - {study.criterion_key})
+                    else []
+                )
                 flags = _flags(
                     rater=rater,
                     study=study,
@@ -753,6 +811,13 @@ def judgment_submit(
                     replaces_id=assignment.undone_id,
                 )
                 sql.insert(judgment)
+                if further:
+                    JudgmentAnswer.objects.bulk_create(
+                        JudgmentAnswer(
+                            judgment=judgment, criterion_id=criterion_id, outcome=answer, chose_left=left
+                        )
+                        for criterion_id, answer, left in further
+                    )
                 sql.assignment_complete(assignment_id=assignment.id)
                 sql.comparison_count_completed(comparison_id=assignment.comparison_id)
     except IntegrityError:
@@ -864,12 +929,17 @@ def judgment_correct(
     new_idempotency_key: str,
     strength: int | None = None,
     rationale: str = "",
+    answers: Mapping[str, str] | None = None,
 ) -> Judgment:
     """Replace a live judgment with a corrected one; the old one is revoked, never overwritten.
 
-    The new judgment carries no timings: the rater did not look at the pair for it afresh.
+    The new judgment carries no timings: the rater did not look at the pair for it afresh. Its
+    answers to the study's further criteria are ``answers`` where given, the old judgment's for
+    the questions ``answers`` leaves out.
     """
     _check_vote(choice=choice, strength=strength, idempotency_key=new_idempotency_key, rationale=rationale)
+    answers = dict(answers or {})
+    _check_answers(answers)
     now = timezone.now()
     with transaction.atomic():
         old = _lock_own_live_judgment(
@@ -896,7 +966,33 @@ def judgment_correct(
             replaces=old,
         )
         corrected.full_clean(exclude=["chose_left"])  # None is valid: a tie picks no side
+        study = rater.study
+        kept = {
+            key: (
+                "tie"
+                if answer == Outcome.TIE
+                else "both_bad"
+                if answer == Outcome.BOTH_BAD
+                else "left"
+                if chose_left
+                else "right"
+            )
+            for key, answer, chose_left in JudgmentAnswer.objects.filter(judgment=old).values_list(
+                "criterion__key", "outcome", "chose_left"
+            )
+        }
+        further = (
+            _further_answers(
+                study=study, choice=choice, answers={**kept, **answers}, left_is_a=old.assignment.left_is_a
+            )
+            if kept or set(answers) - {study.criterion_key}
+            else []
+        )
         corrected.save()
+        JudgmentAnswer.objects.bulk_create(
+            JudgmentAnswer(judgment=corrected, criterion_id=criterion_id, outcome=answer, chose_left=left)
+            for criterion_id, answer, left in further
+        )
     return corrected
 
 

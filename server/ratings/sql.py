@@ -30,7 +30,7 @@ from server.core.db import hot_cursor
 from server.generators.models import ImageAsset, Sample
 from server.ratings.models import Assignment, AssignmentStatus, Comparison, ComparisonKind, Judgment, Rater
 from server.ratings.quality import QualityRow
-from server.studies.models import Prompt, Study
+from server.studies.models import Criterion, Prompt, Study
 
 RATER = Rater._meta.db_table
 STUDY = Study._meta.db_table
@@ -38,6 +38,7 @@ ASSIGNMENT = Assignment._meta.db_table
 COMPARISON = Comparison._meta.db_table
 JUDGMENT = Judgment._meta.db_table
 PROMPT = Prompt._meta.db_table
+CRITERION = Criterion._meta.db_table
 SAMPLE = Sample._meta.db_table
 IMAGE = ImageAsset._meta.db_table
 
@@ -75,6 +76,7 @@ STUDY_COLUMNS = (
     "require_guidelines_ack",
     "qualification_pairs",
     "qualification_min_correct",
+    "criterion_key",  # names the first question among a vote's answers
 )
 STUDY_BOOLEANS = tuple(
     STUDY_COLUMNS.index(name) for name in ("is_active", "show_progress", "require_guidelines_ack")
@@ -158,14 +160,15 @@ WHERE o.id = (
 # The assignment a vote is for (found through the unique index on its token), locked, with what the
 # vote needs to know in the same round trip: its comparison's kind, whether its reservation ran
 # out, the judgment an undo left behind (the vote replaces it) and how many pairs the rater has
-# completed.
+# completed, and how many further criteria (questions beyond the study's own) the vote must answer.
 _VOTE_SQL = f"""
 SELECT a.id, a.comparison_id, a.rater_id, a.left_is_a, a.status, a.is_qualification, c.kind,
        CASE WHEN a.expires_at <= %s THEN 1 ELSE 0 END,
        (SELECT MAX(j.id) FROM {JUDGMENT} j
          WHERE j.assignment_id = a.id AND j.revoked_reason = 'undo'
            AND NOT EXISTS (SELECT 1 FROM {JUDGMENT} k WHERE k.replaces_id = j.id)),
-       (SELECT COUNT(*) FROM {ASSIGNMENT} d WHERE d.rater_id = a.rater_id AND d.status = %s)
+       (SELECT COUNT(*) FROM {ASSIGNMENT} d WHERE d.rater_id = a.rater_id AND d.status = %s),
+       (SELECT COUNT(*) FROM {CRITERION} q WHERE q.study_id = c.study_id)
 FROM {ASSIGNMENT} a
 INNER JOIN {COMPARISON} c ON c.id = a.comparison_id
 WHERE a.token = %s
@@ -308,6 +311,7 @@ def lock_assignment_for_vote(*, token: str, now: datetime) -> Assignment | None:
     assignment.expired = bool(row[7])  # type: ignore[attr-defined]
     assignment.undone_id = row[8]  # type: ignore[attr-defined]
     assignment.judged = int(row[9])  # type: ignore[attr-defined]
+    assignment.further_criteria = int(row[10])  # type: ignore[attr-defined]
     return assignment
 
 

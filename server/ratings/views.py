@@ -41,6 +41,7 @@ from server.ratings import onboarding, selectors, services, sql
 from server.ratings.forms import SkipForm, UndoForm, VoteInput
 from server.ratings.models import Assignment, Platform, Rater, RaterStatus
 from server.studies.models import Study
+from server.studies.selectors import study_criteria
 
 logger = logging.getLogger(__name__)
 
@@ -200,6 +201,7 @@ def rate_page(request: HttpRequest, slug: str) -> HttpResponse:
     _remember_rater(request, rater)
     if rater.status == RaterStatus.FINISHED:
         return HttpResponseRedirect(reverse("ratings:done", args=[study.slug]))
+    criteria = study_criteria(study=study)
     config = {
         "nextUrl": reverse("ratings:api-next", args=[slug]),
         "voteUrl": reverse("ratings:api-vote", args=[slug]),
@@ -210,11 +212,19 @@ def rate_page(request: HttpRequest, slug: str) -> HttpResponse:
         "csrfToken": get_token(request),
         "undoSeconds": services.UNDO_WINDOW_SECONDS,
         "showProgress": study.show_progress,
+        # The questions a vote answers, in order (one unless the study has further criteria).
+        "questions": [{"key": c.key, "question": c.question} for c in criteria],
     }
     response = render(
         request,
         "ratings/rate.html",
-        {"study": study, "rater": rater, "config": config, "closed": not study.is_active},
+        {
+            "study": study,
+            "rater": rater,
+            "config": config,
+            "closed": not study.is_active,
+            "criteria": criteria if len(criteria) > 1 else [],
+        },
     )
     return _frameable_for_mturk(response) if rater.platform == Platform.MTURK else response
 
@@ -398,6 +408,7 @@ def api_vote(request: HttpRequest, rater: Rater, payload: dict[str, Any]) -> dic
         shown_at=vote.client_time("shown_at"),
         first_input_at=vote.client_time("first_input_at"),
         active_seconds=vote.active_seconds,
+        answers=vote.answers,
     )
     answer = {
         "status": "saved",

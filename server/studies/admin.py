@@ -2,7 +2,16 @@ from __future__ import annotations
 
 from django.contrib import admin
 
-from server.studies.models import Prompt, Study, StudyVersion
+from server.studies.models import MAX_CRITERIA, Criterion, Prompt, Study, StudyVersion
+
+
+class CriterionInline(admin.TabularInline):
+    """The study's further questions (its own question and guidelines are the first criterion)."""
+
+    model = Criterion
+    extra = 0
+    max_num = MAX_CRITERIA - 1
+    fields = ["position", "key", "question", "guidelines"]
 
 
 class StudyVersionInline(admin.TabularInline):
@@ -27,7 +36,7 @@ class StudyAdmin(admin.ModelAdmin):
     list_filter = ["is_active", "modality", "pair_selection"]
     search_fields = ["name", "slug", "question"]
     prepopulated_fields = {"slug": ["name"]}
-    inlines = [StudyVersionInline]
+    inlines = [CriterionInline, StudyVersionInline]
 
     def get_fieldsets(self, request, obj=None):  # type: ignore[no-untyped-def]
         """Every field in its default place, the onboarding settings grouped under a heading."""

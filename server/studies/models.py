@@ -43,8 +43,17 @@ class Study(models.Model):
 
     name = models.CharField(max_length=200)
     slug = models.SlugField(max_length=80, unique=True)
+    # The study's first criterion (its "primary" one): every study has it, and everything that
+    # predates criteria (quality checks, onboarding, machine judges, the judgment's own outcome)
+    # is about it. A study may ask up to MAX_CRITERIA - 1 further questions about the same pair
+    # (``Criterion``), answered in the same vote.
     question = models.CharField(max_length=500)
     guidelines = models.TextField(blank=True)
+    criterion_key = models.SlugField(
+        max_length=40,
+        default="primary",
+        help_text="How leaderboards, snapshots and the API name the study's first question.",
+    )
     modality = models.CharField(max_length=16, choices=Modality.choices, default=Modality.TEXT)
     is_active = models.BooleanField(default=True)
 
@@ -174,6 +183,48 @@ class Study(models.Model):
                     "as expected to pass (at least 1)."
                 }
             )
+
+
+MAX_CRITERIA = 4  # the study's own question and up to three more
+
+
+class Criterion(models.Model):
+    """A further question asked about the same pair as the study's own (``Study.question``, the
+    first criterion), with its own guidelines; answered in the same vote, in ``position`` order.
+
+    The first criterion has no row: it is the study itself (key ``Study.criterion_key``), so every
+    study, old or new, has it without a data migration, and a row here is always an extra one.
+    Positions run 1..MAX_CRITERIA-1 and are unique per study, so the database itself holds a
+    study to at most MAX_CRITERIA criteria.
+    """
+
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="criteria")
+    key = models.SlugField(max_length=40)
+    question = models.CharField(max_length=500)
+    guidelines = models.TextField(blank=True)
+    position = models.PositiveSmallIntegerField(
+        validators=[MinValueValidator(1), MaxValueValidator(MAX_CRITERIA - 1)]
+    )
+
+    class Meta:
+        ordering = ["study", "position"]
+        verbose_name_plural = "criteria"
+        constraints = [
+            models.UniqueConstraint(fields=["study", "key"], name="criterion_key_unique_per_study"),
+            models.UniqueConstraint(fields=["study", "position"], name="criterion_position_unique_per_study"),
+            models.CheckConstraint(
+                condition=Q(position__gte=1, position__lte=MAX_CRITERIA - 1), name="criterion_position_range"
+            ),
+            models.CheckConstraint(condition=~Q(question=""), name="criterion_question_not_empty"),
+            models.CheckConstraint(condition=~Q(key=""), name="criterion_key_not_empty"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.key} ({self.study_id})"
+
+    def clean(self) -> None:
+        if self.study_id and self.key == self.study.criterion_key:
+            raise ValidationError({"key": f"The study's own question is called {self.key!r} already."})
 
 
 class StudyVersion(models.Model):

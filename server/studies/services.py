@@ -4,11 +4,20 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from django.core.exceptions import ValidationError
+from django.core.validators import slug_re
 from django.db import transaction
 
 from server.core.exceptions import ApplicationError
 from server.generators.models import GeneratorVersion
-from server.studies.models import Prompt, PromptSplit, Study, StudyVersion, prompt_text_hash
+from server.studies.models import (
+    MAX_CRITERIA,
+    Criterion,
+    Prompt,
+    PromptSplit,
+    Study,
+    StudyVersion,
+    prompt_text_hash,
+)
 
 
 @dataclass(frozen=True)
@@ -24,15 +33,111 @@ class PromptBulkResult:
     duplicates: list[int]  # positions (0-based) of inputs whose text the study already has
 
 
+@dataclass(frozen=True)
+class CriterionInput:
+    """One question of a study: the first is the study's own (``Study.question``), the others
+    become ``Criterion`` rows."""
+
+    key: str
+    question: str
+    guidelines: str = ""
+
+
+# Boden's two conditions of creativity, asked of people: novel ("original") and valuable
+# ("better"). The creativity report validates the computed novelty and value metrics against them.
+CREATIVITY_CRITERIA = (
+    CriterionInput(
+        key="original",
+        question="Which is more original?",
+        guidelines="Judge originality only: which answer is less expected, less like what anyone would "
+        "write for this prompt (a surprising idea, image or turn), whether or not it is any good.",
+    ),
+    CriterionInput(
+        key="better",
+        question="Which is better?",
+        guidelines="Judge overall value only: which answer serves the prompt better (makes sense, is "
+        "well written, is worth reading), whether or not it is original.",
+    ),
+)
+STUDY_TEMPLATES = {"creativity": CREATIVITY_CRITERIA}
+# The creativity report reads people's originality and value from the criteria with these keys.
+ORIGINALITY_KEY, VALUE_KEY = (criterion.key for criterion in CREATIVITY_CRITERIA)
+
+
+def criteria_problems(criteria: list[CriterionInput]) -> dict[str, str]:
+    """A message per invalid field of a study's criteria (``criteria[2].key``), empty when valid."""
+    errors: dict[str, str] = {}
+    if not 1 <= len(criteria) <= MAX_CRITERIA:
+        errors["criteria"] = f"A study asks 1 to {MAX_CRITERIA} questions (this has {len(criteria)})."
+        return errors
+    seen: set[str] = set()
+    for position, criterion in enumerate(criteria):
+        field = f"criteria[{position}]"
+        key = criterion.key.strip()
+        if not key or not slug_re.fullmatch(key) or len(key) > 40:
+            errors[f"{field}.key"] = "Use 1 to 40 letters, digits, hyphens or underscores."
+        elif key in seen:
+            errors[f"{field}.key"] = f"The key {key!r} is used by another question of this study."
+        seen.add(key)
+        if not criterion.question.strip():
+            errors[f"{field}.question"] = "A criterion needs a question."
+        elif len(criterion.question.strip()) > 500:
+            errors[f"{field}.question"] = "Use at most 500 characters."
+    return errors
+
+
 def study_create(
-    *, name: str, slug: str, question: str, created_by_id: int | None = None, **rules: object
+    *,
+    name: str,
+    slug: str,
+    question: str = "",
+    created_by_id: int | None = None,
+    criteria: list[CriterionInput] | None = None,
+    template: str = "",
+    **rules: object,
 ) -> Study:
+    """A new study. Its questions come from ``criteria`` (1 to MAX_CRITERIA, answered in this
+    order; the first is the study's own question), from a ``template`` (``"creativity"``: more
+    original? and better?), or from ``question`` (one criterion, as before criteria existed)."""
+    if template:
+        if template not in STUDY_TEMPLATES:
+            raise ApplicationError(
+                f"Unknown study template {template!r}; known: {', '.join(sorted(STUDY_TEMPLATES))}.",
+                extra={"fields": {"template": "Unknown template."}},
+            )
+        if criteria:
+            raise ApplicationError(
+                "Give either a template or criteria, not both.",
+                extra={"fields": {"criteria": "A template sets the criteria."}},
+            )
+        criteria = list(STUDY_TEMPLATES[template])
+    if criteria:
+        problems = criteria_problems(criteria)
+        if problems:
+            raise ApplicationError("The study's criteria are not valid.", extra={"fields": problems})
+        first = criteria[0]
+        question = first.question.strip()
+        rules = {**rules, "criterion_key": first.key.strip()}
+        if not str(rules.get("guidelines") or "").strip():  # the caller's own guidelines win
+            rules["guidelines"] = first.guidelines.strip()
     study = Study(name=name, slug=slug, question=question, created_by_id=created_by_id, **rules)
     try:
         study.full_clean()
     except ValidationError as error:
         raise ApplicationError("The study is not valid.", extra={"fields": error.message_dict}) from None
-    study.save()
+    with transaction.atomic():
+        study.save()
+        Criterion.objects.bulk_create(
+            Criterion(
+                study=study,
+                key=criterion.key.strip(),
+                question=criterion.question.strip(),
+                guidelines=criterion.guidelines.strip(),
+                position=position,
+            )
+            for position, criterion in enumerate(criteria or [], start=0)
+            if position > 0
+        )
     return study
 
 

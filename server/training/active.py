@@ -39,7 +39,10 @@ CANDIDATE_FACTOR = 10
 def comparisons_select_active(
     *, study: Study, pairs_per_prompt: int, seed: int, job_id: int | None = None
 ) -> SelectionResult:
-    reward_model = RewardModel.objects.filter(study=study).order_by("-created_at").first()
+    # The study's own question (its first criterion) decides which pairs are uncertain.
+    reward_model = (
+        RewardModel.objects.filter(study=study, criterion__isnull=True).order_by("-created_at").first()
+    )
     if reward_model is None:
         return comparisons_select_random(
             study=study, pairs_per_prompt=pairs_per_prompt, seed=seed, job_id=job_id

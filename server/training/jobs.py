@@ -18,7 +18,7 @@ from server.generators.services import generate_start, version_model_check
 from server.jobs.models import Job
 from server.jobs.services import job_log
 from server.ratings.models import Outcome
-from server.ratings.selectors import judgments_trusted
+from server.ratings.selectors import judgments_trusted, with_criterion_outcome
 from server.studies.models import PromptSplit
 from server.training.models import PreferenceSnapshot, RewardModel
 from server.training.services import policy_train_start, reward_model_train_start
@@ -48,7 +48,10 @@ def snapshot_run(*, job: Job, report: ProgressReporter) -> dict[str, Any]:
     report(step=0, total=1, message="freezing eligible judgments")
     # A re-run keeps the snapshot its first run froze, even if judgments arrived since.
     snapshot = PreferenceSnapshot.objects.filter(job=job).first() or snapshot_create(
-        study=job.study, validation_fraction=float(job.params["validation_fraction"]), job_id=job.id
+        study=job.study,
+        validation_fraction=float(job.params["validation_fraction"]),
+        job_id=job.id,
+        criterion_id=job.params.get("criterion_id"),
     )
     report(
         step=1,
@@ -85,10 +88,11 @@ def human_agreement_ceiling(*, snapshot: PreferenceSnapshot) -> tuple[float | No
     )
     outcomes: dict[int, list[str]] = defaultdict(list)
     # The same judgments training may use (a paused rater's votes set no ceiling either).
+    # The snapshot's criterion: the people's answers to the question the model learns.
     for comparison_id, outcome in (
-        judgments_trusted(study=snapshot.study)
-        .filter(assignment__comparison_id__in=comparison_ids, outcome__in=[Outcome.A, Outcome.B])
-        .values_list("assignment__comparison_id", "outcome")
+        with_criterion_outcome(judgments_trusted(study=snapshot.study), criterion_id=snapshot.criterion_id)
+        .filter(assignment__comparison_id__in=comparison_ids, criterion_outcome__in=[Outcome.A, Outcome.B])
+        .values_list("assignment__comparison_id", "criterion_outcome")
     ):
         outcomes[comparison_id].append(outcome)
     agree = total = used = 0
@@ -175,6 +179,7 @@ def _reward_model_train(*, job: Job, report: ProgressReporter) -> RewardModel:
     reward_model = RewardModel.objects.create(
         study=job.study,
         snapshot=snapshot,
+        criterion_id=snapshot.criterion_id,  # it models the question its pairs answer
         backbone=config.backbone_path,
         ensemble_size=config.ensemble_size,
         path=str(output_dir),

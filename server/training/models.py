@@ -8,6 +8,11 @@ class PreferenceSnapshot(models.Model):
     """A frozen, content-hashed set of judgments with a train/validation split by prompt."""
 
     study = models.ForeignKey("studies.Study", on_delete=models.CASCADE, related_name="snapshots")
+    # Whose answers the pairs carry: None for the study's own question (its first criterion), else
+    # one of its further criteria (the content hash covers it).
+    criterion = models.ForeignKey(
+        "studies.Criterion", null=True, blank=True, on_delete=models.CASCADE, related_name="snapshots"
+    )
     content_hash = models.CharField(max_length=64)
     rule = models.CharField(max_length=64, help_text="Name of the documented tie / both-bad mapping rule.")
     validation_fraction = models.FloatField(default=0.2)
@@ -30,7 +35,8 @@ class PreferenceSnapshot(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"snapshot {self.content_hash[:10]} of {self.study_id}"
+        about = f" ({self.criterion.key})" if self.criterion_id else ""
+        return f"snapshot {self.content_hash[:10]} of {self.study_id}{about}"
 
 
 class SnapshotPair(models.Model):
@@ -59,6 +65,11 @@ class SnapshotPair(models.Model):
 class RewardModel(models.Model):
     study = models.ForeignKey("studies.Study", on_delete=models.CASCADE, related_name="reward_models")
     snapshot = models.ForeignKey(PreferenceSnapshot, on_delete=models.PROTECT, related_name="reward_models")
+    # The criterion it models: its snapshot's (None: the study's own question). Pair selection, the
+    # loop's policy training and machine judges use the first criterion's models.
+    criterion = models.ForeignKey(
+        "studies.Criterion", null=True, blank=True, on_delete=models.CASCADE, related_name="reward_models"
+    )
     backbone = models.CharField(max_length=500)
     ensemble_size = models.PositiveSmallIntegerField()
     path = models.CharField(max_length=500)
@@ -81,4 +92,5 @@ class RewardModel(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"reward model {self.pk} ({self.study_id})"
+        about = f", {self.criterion.key}" if self.criterion_id else ""
+        return f"reward model {self.pk} ({self.study_id}{about})"

@@ -21,7 +21,7 @@ from server.generators.models import KINDS_WITHOUT_WEIGHTS, GeneratorVersion, Ve
 from server.generators.services import version_model_check
 from server.jobs.models import Job, JobKind, JobStatus
 from server.jobs.services import job_enqueue
-from server.studies.models import Study
+from server.studies.models import Criterion, Study
 from server.training.models import PreferenceSnapshot, RewardModel
 from workers.ml.policy_config import combination_problem, config_from_options, spread_problem
 from workers.ml.reward_model_config import HEADS_IN_ONE_PROCESS
@@ -326,10 +326,27 @@ def reward_model_options(config: dict[str, Any] | None) -> dict[str, Any]:
     return config
 
 
-def _of_study(model, *, study: Study, object_id: int | None):  # type: ignore[no-untyped-def]
-    """The study's row of ``model`` with ``object_id``, or its newest when no id is given."""
+def _of_study(model, *, study: Study, object_id: int | None, criterion_id: int | None = None):  # type: ignore[no-untyped-def]
+    """The study's row of ``model`` with ``object_id``, or when no id is given its newest for the
+    criterion (None: the study's own question: the loop and policies follow it)."""
     rows = model.objects.filter(study=study)
-    return rows.filter(id=object_id).first() if object_id else rows.order_by("-created_at", "-id").first()
+    if object_id:
+        return rows.filter(id=object_id).first()
+    rows = rows.filter(criterion_id=criterion_id) if criterion_id else rows.filter(criterion__isnull=True)
+    return rows.order_by("-created_at", "-id").first()
+
+
+def criterion_id_of(*, study: Study, key: str | None) -> int | None:
+    """The id of the study's criterion ``key`` (None for its own question, or when no key)."""
+    if not key or key == study.criterion_key:
+        return None
+    criterion = Criterion.objects.filter(study=study, key=key).first()
+    if criterion is None:
+        keys = [study.criterion_key, *Criterion.objects.filter(study=study).values_list("key", flat=True)]
+        raise ApplicationError(
+            f"This study has no criterion {key!r}; it has {', '.join(keys)}.", extra={"field": "criterion"}
+        )
+    return criterion.id
 
 
 def snapshot_start(
@@ -339,7 +356,11 @@ def snapshot_start(
     validation_fraction: float = 0.2,
     created_by_id: int | None = None,
     parent_id: int | None = None,
+    criterion: str | None = None,
 ) -> Job:
+    """Queue a preference snapshot of the answers to ``criterion`` (a key; None: the study's own
+    question)."""
+    criterion_id = criterion_id_of(study=study, key=criterion)
     if not 0 <= validation_fraction < 1:
         raise ApplicationError(
             "The validation fraction must be in [0, 1).", extra={"field": "validation_fraction"}
@@ -349,7 +370,11 @@ def snapshot_start(
         study_id=study.id,
         created_by_id=created_by_id,
         parent_id=parent_id,
-        params={"validation_fraction": validation_fraction, "then": then or []},
+        params={
+            "validation_fraction": validation_fraction,
+            "then": then or [],
+            **({"criterion_id": criterion_id} if criterion_id else {}),
+        },
     )
 
 
@@ -361,15 +386,22 @@ def reward_model_train_start(
     created_by_id: int | None = None,
     parent_id: int | None = None,
     then: list[str] | None = None,
+    criterion: str | None = None,
 ) -> Job:
-    """Train a reward-model ensemble on a snapshot (the study's latest when none is given).
+    """Train a reward-model ensemble on a snapshot (when none is given, the study's latest of the
+    ``criterion``, a key; None: its own question). The model is of its snapshot's criterion.
 
     A snapshot with fewer training pairs than the study's ``min_training_pairs`` still trains, with
     a warning in the job's ``params["warnings"]`` (shown by the API and the dashboard, and written
     to the job's log when it runs): a young study may want a first model anyway.
     """
     config = reward_model_options(config)
-    snapshot = _of_study(PreferenceSnapshot, study=study, object_id=snapshot_id)
+    snapshot = _of_study(
+        PreferenceSnapshot,
+        study=study,
+        object_id=snapshot_id,
+        criterion_id=criterion_id_of(study=study, key=criterion),
+    )
     if snapshot is None:
         raise ApplicationError(
             "Take a preference snapshot of the study first."
@@ -573,7 +605,11 @@ def training_loops_start_due(*, limit: int = 10) -> list[int]:
         list(Study.objects.select_for_update().filter(id=study.id).values_list("id"))
         if loop_active(study=study):
             continue
-        last = PreferenceSnapshot.objects.filter(study=study).order_by("-created_at").first()
+        last = (
+            PreferenceSnapshot.objects.filter(study=study, criterion__isnull=True)
+            .order_by("-created_at")
+            .first()
+        )
         new = eligible_judgments(study=study, after_id=last.last_judgment_id if last else 0).count()
         if new >= (study.auto_train_min_judgments or 0):
             started.append(snapshot_start(study=study, then=["reward_model", "policy"]).id)

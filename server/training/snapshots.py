@@ -6,6 +6,9 @@ Eligibility (rule ``ties-dropped-v1``):
 - the comparison is regular: gold checks test raters, not generators, and swapped repeats would
   count one rater's opinion twice;
 - the prompt is a train prompt: holdout prompts are never used for training anything.
+Criterion: a snapshot carries the answers to one question of the study (its own by default, or one
+of its further criteria); the same judgments are eligible for each, and the hash covers which.
+Strength is asked for the study's own question only, so further criteria's pairs have margin 0.
 Outcome mapping: A or B → chosen / rejected; a tie or "both bad" states no preference between the
 two and is dropped (the leaderboard still counts ties as half wins). Strength becomes a margin:
 none or 1 → 0, 2 → 0.5, 3 → 1.0 (in reward units, added inside the reward-model loss).
@@ -24,8 +27,8 @@ from django.db.models import QuerySet
 
 from server.core.exceptions import ApplicationError
 from server.ratings.models import Judgment, Outcome
-from server.ratings.selectors import judgments_trusted
-from server.studies.models import PromptSplit, Study
+from server.ratings.selectors import judgments_trusted, with_criterion_outcome
+from server.studies.models import Criterion, PromptSplit, Study
 from server.training.models import PreferenceSnapshot, SnapshotPair
 
 RULE = "ties-dropped-v1"
@@ -42,13 +45,17 @@ class FrozenPair:
     split: str
 
 
-def eligible_judgments(*, study: Study, after_id: int = 0) -> QuerySet[Judgment]:
-    """Trusted judgments on train prompts that prefer one side, newer than ``after_id``."""
-    return judgments_trusted(study=study).filter(
-        assignment__comparison__prompt__split=PromptSplit.TRAIN,
-        outcome__in=[Outcome.A, Outcome.B],
-        id__gt=after_id,
-    )
+def eligible_judgments(
+    *, study: Study, after_id: int = 0, criterion_id: int | None = None
+) -> QuerySet[Judgment]:
+    """Trusted judgments on train prompts whose answer to the criterion (None: the study's own
+    question) prefers one side, newer than ``after_id``; annotated with ``criterion_outcome``."""
+    return with_criterion_outcome(
+        judgments_trusted(study=study).filter(
+            assignment__comparison__prompt__split=PromptSplit.TRAIN, id__gt=after_id
+        ),
+        criterion_id=criterion_id,
+    ).filter(criterion_outcome__in=[Outcome.A, Outcome.B])
 
 
 def prompt_position(*, study_id: int, prompt_id: int) -> float:
@@ -72,12 +79,14 @@ def prompt_splits(*, study_id: int, prompt_ids: set[int], validation_fraction: f
     return splits
 
 
-def frozen_pairs(*, study: Study, validation_fraction: float) -> list[FrozenPair]:
+def frozen_pairs(
+    *, study: Study, validation_fraction: float, criterion_id: int | None = None
+) -> list[FrozenPair]:
     rows = (
-        eligible_judgments(study=study)
+        eligible_judgments(study=study, criterion_id=criterion_id)
         .values_list(
             "id",
-            "outcome",
+            "criterion_outcome",
             "strength",
             "assignment__comparison__prompt_id",
             "assignment__comparison__sample_a_id",
@@ -98,15 +107,17 @@ def frozen_pairs(*, study: Study, validation_fraction: float) -> list[FrozenPair
                 prompt_id=prompt_id,
                 chosen_id=chosen,
                 rejected_id=rejected,
-                margin=MARGIN_OF_STRENGTH[strength],
+                margin=MARGIN_OF_STRENGTH[strength if criterion_id is None else None],
                 split=splits[prompt_id],
             )
         )
     return pairs
 
 
-def content_hash(*, pairs: list[FrozenPair], validation_fraction: float) -> str:
-    digest = hashlib.sha256(f"{RULE}|{validation_fraction:.6f}\n".encode())
+def content_hash(*, pairs: list[FrozenPair], validation_fraction: float, criterion_key: str = "") -> str:
+    # The study's own question hashes as before criteria existed; a further one adds its key.
+    about = f"|criterion:{criterion_key}" if criterion_key else ""
+    digest = hashlib.sha256(f"{RULE}|{validation_fraction:.6f}{about}\n".encode())
     for pair in sorted(pairs, key=lambda p: p.judgment_id):
         digest.update(
             f"{pair.judgment_id},{pair.chosen_id},{pair.rejected_id},{pair.margin},{pair.split}\n".encode()
@@ -116,24 +127,33 @@ def content_hash(*, pairs: list[FrozenPair], validation_fraction: float) -> str:
 
 @transaction.atomic
 def snapshot_create(
-    *, study: Study, validation_fraction: float = 0.2, job_id: int | None = None
+    *,
+    study: Study,
+    validation_fraction: float = 0.2,
+    job_id: int | None = None,
+    criterion_id: int | None = None,
 ) -> PreferenceSnapshot:
-    """Freeze the study's eligible judgments. The same judgments give the same hash, and the
-    existing snapshot is returned instead of a copy."""
+    """Freeze the study's eligible judgments, with their answers to the criterion (None: the
+    study's own question). The same judgments give the same hash, and the existing snapshot is
+    returned instead of a copy."""
+    criterion = Criterion.objects.get(study=study, id=criterion_id) if criterion_id is not None else None
     if not 0 <= validation_fraction < 1:
         raise ApplicationError(
             "The validation fraction must be in [0, 1).", extra={"field": "validation_fraction"}
         )
-    pairs = frozen_pairs(study=study, validation_fraction=validation_fraction)
+    pairs = frozen_pairs(study=study, validation_fraction=validation_fraction, criterion_id=criterion_id)
     if not pairs:
         raise ApplicationError("The study has no eligible judgments to snapshot yet.")
-    digest = content_hash(pairs=pairs, validation_fraction=validation_fraction)
+    digest = content_hash(
+        pairs=pairs, validation_fraction=validation_fraction, criterion_key=criterion.key if criterion else ""
+    )
     existing = PreferenceSnapshot.objects.filter(study=study, content_hash=digest).first()
     if existing is not None:
         return existing
     snapshot = PreferenceSnapshot.objects.create(
         study=study,
         content_hash=digest,
+        criterion=criterion,
         rule=RULE,
         validation_fraction=validation_fraction,
         train_count=sum(pair.split == "train" for pair in pairs),

@@ -48,7 +48,18 @@
     progressTrack: byId("progress-track"),
     progressFill: byId("progress-fill"),
     progressLabel: byId("progress-label"),
+    question: byId("question"),
+    questionStep: byId("question-step"),
   };
+
+  // --- Several questions about one pair ------------------------------------------------------
+  // A study may ask up to four questions (criteria) about the same pair. The same keys answer
+  // question 1, Enter goes on to question 2 (Backspace back), ..., and Enter on the last submits
+  // one vote with every answer. Strength goes with the first question only (it is stored on the
+  // judgment, which is the first question's answer).
+  const questions = config.questions && config.questions.length ? config.questions : [{ key: "", question: "" }];
+  let step = 0;
+  let answers = questions.map(() => null);
 
   let current = null; // {token, shownAt, firstInputAt, key}
   let choice = null;
@@ -286,7 +297,27 @@
   function resetVote() {
     choice = null;
     strength = null;
+    step = 0;
+    answers = questions.map(() => null);
+    renderStep();
     ui.rationale.value = "";
+    renderVote();
+  }
+
+  function renderStep() {
+    if (!ui.questionStep) return; // one question: the page as it always was
+    ui.questionStep.textContent = `Question ${step + 1} of ${questions.length}`;
+    ui.question.textContent = questions[step].question;
+    ui.task.dataset.step = String(step + 1);
+  }
+
+  // Move to question ``to`` keeping the answer given so far to the one being left.
+  function goToStep(to) {
+    if (to < 0 || to >= questions.length || to === step) return;
+    answers[step] = choice;
+    step = to;
+    choice = answers[step];
+    renderStep();
     renderVote();
   }
 
@@ -294,8 +325,8 @@
     for (const button of ui.choices) {
       button.setAttribute("aria-pressed", String(button.dataset.choice === choice));
     }
-    const sided = choice === "left" || choice === "right";
-    if (!sided) strength = null;
+    const sided = (choice === "left" || choice === "right") && step === 0;
+    if (!sided && step === 0) strength = null;
     for (const button of ui.strengths) {
       button.disabled = !sided;
       button.setAttribute("aria-pressed", String(Number(button.dataset.strength) === strength));
@@ -304,6 +335,11 @@
     ui.sampleRight.classList.toggle("chosen", choice === "right");
     ui.task.dataset.choice = choice || "";
     ui.submit.disabled = busy || choice === null;
+    const last = step === questions.length - 1;
+    if (ui.submit.dataset.last !== String(last)) {
+      ui.submit.dataset.last = String(last);
+      ui.submit.firstChild.textContent = last ? "Submit " : "Next question ";
+    }
   }
 
   function showPair(pair, { again = false } = {}) {
@@ -414,7 +450,7 @@
   }
 
   function chooseStrength(value) {
-    if (!current || busy || (choice !== "left" && choice !== "right")) return;
+    if (!current || busy || step !== 0 || (choice !== "left" && choice !== "right")) return;
     markInput();
     strength = strength === value ? null : value;
     renderVote();
@@ -422,6 +458,11 @@
 
   async function submit() {
     if (!current || busy || choice === null) return;
+    if (step < questions.length - 1) {
+      goToStep(step + 1); // Enter on an answered question goes on to the next one
+      return;
+    }
+    answers[step] = choice;
     const vote = current;
     vote.key = vote.key || uuid4(); // kept across retries of this vote: the server stores it once
     const activeSeconds = clock.seconds();
@@ -431,7 +472,7 @@
     clearError();
     const body = {
       token: vote.token,
-      choice,
+      choice: answers[0],
       strength,
       rationale: ui.rationale.value.trim(),
       idempotency_key: vote.key,
@@ -441,6 +482,9 @@
       active_seconds: activeSeconds,
       next: true, // the answer carries the next pair: one request per judgment
     };
+    if (questions.length > 1) {
+      body.answers = Object.fromEntries(questions.slice(1).map((question, index) => [question.key, answers[index + 1]]));
+    }
     pendingVote.save(body);
     try {
       const data = await post(config.voteUrl, body, { persistent: true, onWait: showResending });
@@ -635,6 +679,8 @@
       const button = event.target instanceof HTMLButtonElement ? event.target : null;
       if (button && !button.matches("[data-choice], [data-strength]")) return;
       submit();
+    } else if (key === "backspace" && current && step > 0 && !busy) {
+      goToStep(step - 1);
     } else if (key === "r" && current) {
       ui.rationale.focus();
     } else if (key === "u") {

@@ -38,6 +38,7 @@ def test_a_full_vote_parses_with_types_and_stripped_text() -> None:
         first_input_at=1_700_000_004_000,
         sent_at=1_700_000_009_000,
         active_seconds=7.5,
+        answers={},
         next=True,
     )
 
@@ -154,3 +155,16 @@ def test_a_gap_within_the_clock_skew_is_moved_onto_the_server_clock() -> None:
     shown = vote.client_time("shown_at")
     assert shown is not None
     assert abs((timezone.now() - shown) - timedelta(days=1)) < timedelta(seconds=5)
+
+
+def test_answers_to_further_questions_parse_and_bad_ones_name_the_question() -> None:
+    vote, errors = VoteInput.parse({**VALID, "answers": {"better": "tie"}})
+    assert errors == {} and vote is not None and vote.answers == {"better": "tie"}
+
+    vote, errors = VoteInput.parse({**VALID, "answers": {"better": "up"}})
+    assert (vote, errors) == (None, {"answers.better": "Choose one of left, right, tie, both_bad."})
+    vote, errors = VoteInput.parse({**VALID, "answers": ["left"]})
+    assert (vote, errors) == (
+        None,
+        {"answers": "Give an object of at most 8 answers: question key -> choice."},
+    )
