@@ -41,7 +41,7 @@ def test_two_questions_are_answered_in_one_keyboard_flow(live_server, open_page,
     # Back to question 1: its answer is still chosen; forward again.
     page.keyboard.press("Backspace")
     assert page.text_content("#question-step") == "Question 1 of 2"
-    assert page.get_attribute('[data-choice="left"]', "aria-pressed") == "true"
+    assert page.get_attribute('button[data-choice="left"]', "aria-pressed") == "true"
     page.keyboard.press("Enter")
     page.keyboard.press("2")
     screenshot(page, "criteria-question-2")
