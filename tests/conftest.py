@@ -33,3 +33,17 @@ def tiny_model_allowed(tiny_model_dir: Path, settings) -> Path:  # type: ignore[
     """The tiny model, in a folder that jobs may load models from (``LOVELACE_MODEL_ROOTS``)."""
     settings.LOVELACE_MODEL_ROOTS = [*settings.LOVELACE_MODEL_ROOTS, tiny_model_dir.parent]
     return tiny_model_dir
+
+
+@pytest.fixture
+def image_storage(settings, tmp_path: Path) -> Path:  # type: ignore[no-untyped-def]
+    """The images storage in a folder of this test's own (the var dir is left alone)."""
+    folder = tmp_path / "images"
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "images": {
+            "BACKEND": "django.core.files.storage.FileSystemStorage",
+            "OPTIONS": {"location": str(folder)},
+        },
+    }
+    return folder

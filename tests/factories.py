@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import itertools
 from datetime import timedelta
 from typing import Any
@@ -65,6 +66,31 @@ def sample(**fields: Any) -> Sample:
     fields.setdefault("version", fields.get("version") or version())
     fields.setdefault("text", f"A sample text {next(_counter)}.")
     return Sample.objects.create(**fields)
+
+
+def image_bytes(
+    width: int = 16,
+    height: int = 12,
+    color: tuple[int, int, int] = (200, 40, 40),
+    fmt: str = "PNG",
+    **options: Any,
+) -> bytes:
+    """A small solid image (PNG or JPEG) with the given Pillow save options (exif, pnginfo, …)."""
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (width, height), color).save(buffer, format=fmt, **options)
+    return buffer.getvalue()
+
+
+def image_sample(**fields: Any) -> Sample:
+    """An image sample (stored through the images storage: use the ``image_storage`` fixture)."""
+    from server.generators.images import image_asset_store
+
+    data = fields.pop("data", None) or image_bytes(color=(next(_counter) % 256, 90, 160))
+    fields.setdefault("prompt", fields.get("prompt") or prompt(study=study(modality="image")))
+    fields.setdefault("version", fields.get("version") or version())
+    return Sample.objects.create(image=image_asset_store(data=data), text="", **fields)
 
 
 def comparison(**fields: Any) -> Comparison:

@@ -207,8 +207,11 @@ class SampleImportApi(StudyAPI):
         summary="Import samples of external generators (staff): JSON rows or a JSONL/CSV file",
         description=(
             'Either a JSON body `{"rows": [...]}` (a row has the fields of a JSONL line; errors name '
-            "the row as its 1-based line) or a multipart upload of a `.jsonl` / `.csv` file. Any error "
-            "imports nothing."
+            "the row as its 1-based line) or a multipart upload of a `.jsonl` / `.csv` file; for an image "
+            "study, a `.zip` of PNG/JPEG files with `manifest.jsonl` or `manifest.csv` at its top level "
+            "(`prompt` or `condition`, `file`, `generator`, optional `version`, `split`, `prompt_id`, "
+            "`metadata`), each image validated and re-encoded without metadata; errors name the manifest "
+            "line and the image file. Any error imports nothing."
         ),
         request={
             "application/json": s.SampleImportRowsSerializer,

@@ -296,9 +296,15 @@ class SampleImportRowsSerializer(serializers.Serializer):
 
 
 class SampleImportFileSerializer(serializers.Serializer):
-    file = serializers.FileField(help_text="A .jsonl or .csv file (UTF-8) with one sample a line.")
+    file = serializers.FileField(
+        help_text="A .jsonl or .csv file (UTF-8) with one sample a line; for an image study, a .zip of "
+        "PNG/JPEG files with a manifest.jsonl or manifest.csv (prompt or condition, file, generator, "
+        "version, …) at its top level."
+    )
     format = serializers.ChoiceField(
-        choices=[("jsonl", "jsonl"), ("csv", "csv")], required=False, help_text="Default: from the file name."
+        choices=[("jsonl", "jsonl"), ("csv", "csv"), ("zip", "zip")],
+        required=False,
+        help_text="Default: from the file name.",
     )
 
 

@@ -10,6 +10,7 @@ Every variable is listed in ``.env.example`` and in the README.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -150,8 +151,31 @@ STATIC_URL = "static/"
 # image serves its own files rather than the copy an older image left in the volume.
 STATIC_ROOT = Path(env.string("LOVELACE_STATIC_ROOT", default=str(VAR_DIR / "static")))
 STATICFILES_DIRS = [BASE_DIR / "server" / "static"]
+
+
+def _image_storage() -> dict[str, object]:
+    """Where image samples' bytes go: a folder under the var dir by default; in production any
+    Django storage class with its options, e.g. django-storages' S3 backend (installed separately)
+    with ``LOVELACE_IMAGE_STORAGE_OPTIONS={"bucket_name": "lovelace-images", ...}``."""
+    backend = env.string(
+        "LOVELACE_IMAGE_STORAGE_BACKEND", default="django.core.files.storage.FileSystemStorage"
+    )
+    raw = env.string("LOVELACE_IMAGE_STORAGE_OPTIONS")
+    try:
+        options = json.loads(raw) if raw else {}
+    except ValueError:
+        raise ImproperlyConfigured("LOVELACE_IMAGE_STORAGE_OPTIONS must be a JSON object.") from None
+    if not isinstance(options, dict):
+        raise ImproperlyConfigured("LOVELACE_IMAGE_STORAGE_OPTIONS must be a JSON object.")
+    if backend == "django.core.files.storage.FileSystemStorage":
+        # Served only through the rating views (never a public URL): no base_url.
+        options.setdefault("location", str(VAR_DIR / "images"))
+    return {"BACKEND": backend, "OPTIONS": options}
+
+
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "images": _image_storage(),
     "staticfiles": {
         "BACKEND": (
             "django.contrib.staticfiles.storage.StaticFilesStorage"
@@ -181,6 +205,21 @@ SESSION_ENGINE = "server.core.sessions"
 LOVELACE_MAX_UPLOAD_BYTES = env.integer("LOVELACE_MAX_UPLOAD_BYTES", default=20 * 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = LOVELACE_MAX_UPLOAD_BYTES + 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
+# Image samples (see server/generators/images.py): each image's limits, and an import archive's
+# (a zip of images and a manifest; its entries are counted and sized before anything is unpacked).
+LOVELACE_IMAGE_MAX_BYTES = env.integer("LOVELACE_IMAGE_MAX_BYTES", default=10 * 1024 * 1024, minimum=1)
+LOVELACE_IMAGE_MIN_SIDE = env.integer("LOVELACE_IMAGE_MIN_SIDE", default=8, minimum=1)
+LOVELACE_IMAGE_MAX_SIDE = env.integer("LOVELACE_IMAGE_MAX_SIDE", default=4096, minimum=1)
+LOVELACE_IMAGE_MAX_PIXELS = env.integer("LOVELACE_IMAGE_MAX_PIXELS", default=4096 * 4096, minimum=1)
+LOVELACE_IMAGE_ARCHIVE_MAX_BYTES = env.integer(
+    "LOVELACE_IMAGE_ARCHIVE_MAX_BYTES", default=100 * 1024 * 1024, minimum=1
+)
+LOVELACE_IMAGE_ARCHIVE_MAX_UNCOMPRESSED = env.integer(
+    "LOVELACE_IMAGE_ARCHIVE_MAX_UNCOMPRESSED", default=200 * 1024 * 1024, minimum=1
+)
+LOVELACE_IMAGE_ARCHIVE_MAX_ENTRIES = env.integer(
+    "LOVELACE_IMAGE_ARCHIVE_MAX_ENTRIES", default=5000, minimum=1
+)
 
 # Jobs: a running job whose heartbeat is older than this is failed or re-queued by the reaper.
 LOVELACE_JOB_HEARTBEAT_TIMEOUT = env.integer("LOVELACE_JOB_HEARTBEAT_TIMEOUT", default=300)  # seconds

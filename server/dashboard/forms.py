@@ -420,19 +420,22 @@ class ExportForm(StudyForm):
 
 class ImportForm(forms.Form):
     file = forms.FileField(
-        help_text="JSONL or CSV, UTF-8; fields prompt, text, generator (+ version, split, metadata)."
+        help_text="JSONL or CSV, UTF-8; fields prompt, text, generator (+ version, split, metadata). "
+        "Image study: a .zip of PNG/JPEG files with manifest.jsonl or manifest.csv."
     )
     format = forms.ChoiceField(
-        choices=[("", "from the file name"), ("jsonl", "JSONL"), ("csv", "CSV")], required=False
+        choices=[("", "from the file name"), ("jsonl", "JSONL"), ("csv", "CSV"), ("zip", "Zip of images")],
+        required=False,
     )
 
     def clean_file(self) -> Any:
         upload = self.cleaned_data["file"]
-        if upload.size > settings.LOVELACE_MAX_UPLOAD_BYTES:
-            raise forms.ValidationError(
-                f"The file is {upload.size:,} bytes; "
-                f"the limit is {settings.LOVELACE_MAX_UPLOAD_BYTES:,} bytes."
-            )
+        archive = (upload.name or "").lower().endswith(".zip") or self.data.get(
+            self.add_prefix("format")
+        ) == "zip"
+        limit = settings.LOVELACE_IMAGE_ARCHIVE_MAX_BYTES if archive else settings.LOVELACE_MAX_UPLOAD_BYTES
+        if upload.size > limit:
+            raise forms.ValidationError(f"The file is {upload.size:,} bytes; the limit is {limit:,} bytes.")
         return upload
 
 
@@ -496,6 +499,7 @@ class GoldImportForm(ImportForm):
         self.fields[
             "file"
         ].help_text = "JSONL or CSV, UTF-8; fields prompt, text_a, text_b, expected (A, B or tie) (+ split)."
+        self.fields["format"].choices = [("", "from the file name"), ("jsonl", "JSONL"), ("csv", "CSV")]
 
 
 class PauseForm(forms.Form):

@@ -137,12 +137,55 @@ def sample_text_hash(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+class ImageFormat(models.TextChoices):
+    PNG = "png", "PNG"
+    JPEG = "jpeg", "JPEG"
+
+
+class ImageAsset(models.Model):
+    """One image, stored once by the SHA-256 of its re-encoded bytes (see ``server.generators.images``).
+
+    The bytes live in the ``images`` storage (``settings.STORAGES``) under ``storage_name``, which
+    is derived from the hash alone: no uploaded file name, no generator, nothing a rater could read
+    a source from. Rows are only ever added; two samples with the same pixels share one asset.
+    """
+
+    sha256 = models.CharField(max_length=64, unique=True)
+    storage_name = models.CharField(max_length=200)
+    width = models.PositiveIntegerField()
+    height = models.PositiveIntegerField()
+    format = models.CharField(max_length=8, choices=ImageFormat.choices)
+    byte_size = models.PositiveIntegerField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(format__in=ImageFormat.values), name="image_format_valid"),
+            models.CheckConstraint(condition=Q(width__gt=0) & Q(height__gt=0), name="image_size_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.format} {self.width}x{self.height} {self.sha256[:12]}"
+
+    @property
+    def content_type(self) -> str:
+        return "image/png" if self.format == ImageFormat.PNG else "image/jpeg"
+
+
 class Sample(models.Model):
     """One artifact with full provenance."""
 
     prompt = models.ForeignKey("studies.Prompt", on_delete=models.CASCADE, related_name="samples")
     version = models.ForeignKey(GeneratorVersion, on_delete=models.CASCADE, related_name="samples")
-    text = models.TextField()
+    # A text sample has its text (possibly empty: a model can generate nothing); an image sample
+    # has ``image`` and an empty text.
+    text = models.TextField(blank=True)
+    image = models.ForeignKey(
+        ImageAsset, null=True, blank=True, on_delete=models.PROTECT, related_name="samples"
+    )
+    # The content's hash: the text's SHA-256, or for an image sample its image's (so that two
+    # images of one prompt and version are two samples, and the same image imported twice is one).
     text_hash = models.CharField(max_length=64, editable=False)
     seed = models.BigIntegerField(null=True, blank=True)  # None for imported samples
     decoding = models.JSONField(default=dict, blank=True)
@@ -169,6 +212,10 @@ class Sample(models.Model):
                 condition=Q(latency_seconds__gte=0) | Q(latency_seconds__isnull=True),
                 name="sample_latency_non_negative",
             ),
+            # Text or image, never both.
+            models.CheckConstraint(
+                condition=Q(image__isnull=True) | Q(text=""), name="sample_text_xor_image"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -176,5 +223,10 @@ class Sample(models.Model):
 
     def save(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
         self.text = sample_text_normalised(self.text)
-        self.text_hash = sample_text_hash(self.text)
+        if self.image_id is not None:
+            if self.text:
+                raise ValidationError({"text": "An image sample has no text."})
+            self.text_hash = self.image.sha256
+        else:
+            self.text_hash = sample_text_hash(self.text)
         super().save(*args, **kwargs)

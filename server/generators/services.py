@@ -7,9 +7,10 @@ import json
 import os
 import re
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from django.conf import settings
@@ -19,10 +20,13 @@ from django.db import IntegrityError, transaction
 from server.core.exceptions import ApplicationError, NotFound
 from server.core.paths import corpus_path_check, data_roots, model_path_check, output_dir_check
 from server.core.untrusted_json import text_problem
+from server.generators.image_importing import ImageImportRow, parse_image_archive
+from server.generators.images import image_asset_for
 from server.generators.importing import ImportRow, parse_import
 from server.generators.models import (
     Generator,
     GeneratorVersion,
+    ImageAsset,
     Sample,
     VersionKind,
     sample_text_hash,
@@ -30,7 +34,7 @@ from server.generators.models import (
 )
 from server.jobs.models import Job, JobKind
 from server.jobs.services import job_enqueue
-from server.studies.models import Prompt, PromptSplit, Study, prompt_text_hash
+from server.studies.models import Modality, Prompt, PromptSplit, Study, prompt_text_hash
 from server.studies.services import study_enrol_version
 from workers.ml.endpoint_client import EndpointConfig, EndpointDecoding
 from workers.queues import Queue
@@ -313,7 +317,11 @@ class ImportResult:
 def samples_import_file(
     *, study_slug: str, data: bytes, filename: str, declared_format: str | None = None
 ) -> ImportResult:
-    """Parse and import a JSONL/CSV upload. Any error imports nothing and names its line and field."""
+    """Parse and import a JSONL/CSV upload, or for an image study a zip archive of images with a
+    manifest (``format`` "zip" or a name ending in .zip; see ``image_importing``). Any error
+    imports nothing and names its line and field."""
+    if declared_format == "zip" or (not declared_format and filename.lower().endswith(".zip")):
+        return image_samples_import_file(study_slug=study_slug, data=data)
     study = Study.objects.filter(slug=study_slug).first()
     if study is None:
         raise NotFound(f"There is no study {study_slug!r}.", extra={"field": "study"})
@@ -323,15 +331,27 @@ def samples_import_file(
     return samples_import(study=study, rows=rows)
 
 
-@transaction.atomic
-def samples_import(*, study: Study, rows: list[ImportRow]) -> ImportResult:
-    """Import rows in one transaction: prompts are matched by normalised text (created when new),
-    each (generator, version) is registered as external and enrolled; a sample whose text the
-    version already has for that prompt (in the database or earlier in the file) is a duplicate,
-    reported by line and skipped."""
-    result = ImportResult()
+class _ImportedRow(Protocol):
+    """What the text and the image import share of a row."""
+
+    @property
+    def line(self) -> int: ...
+    @property
+    def prompt(self) -> str: ...
+    @property
+    def generator(self) -> str: ...
+    @property
+    def version(self) -> str: ...
+    @property
+    def split(self) -> str: ...
+    @property
+    def prompt_id(self) -> str: ...
+
+
+def _import_prompts(*, study: Study, rows: Sequence[_ImportedRow]) -> tuple[dict[str, Prompt], int]:
+    """The study's prompts by text hash, with the rows' new prompts created; a new prompt given two
+    splits refuses the file. Answers the prompts and how many were created."""
     prompts = {prompt.text_hash: prompt for prompt in Prompt.objects.filter(study=study)}
-    versions: dict[tuple[str, str], GeneratorVersion] = {}
     split_of_new_prompt: dict[str, str] = {}
     for row in rows:
         text_hash = prompt_text_hash(row.prompt)
@@ -358,8 +378,15 @@ def samples_import(*, study: Study, rows: list[ImportRow]) -> ImportResult:
     ]
     for prompt in Prompt.objects.bulk_create(new_prompts):
         prompts[prompt.text_hash] = prompt
-    result.prompts_created = len(new_prompts)
+    return prompts, len(new_prompts)
 
+
+def _import_versions(
+    *, study: Study, rows: Sequence[_ImportedRow]
+) -> dict[tuple[str, str], GeneratorVersion]:
+    """Each (generator, version) of the rows, registered as external and enrolled in the study;
+    a version of another kind refuses the file."""
+    versions: dict[tuple[str, str], GeneratorVersion] = {}
     for row in rows:
         key = (row.generator.strip(), row.version)
         if key not in versions:
@@ -373,6 +400,18 @@ def samples_import(*, study: Study, rows: list[ImportRow]) -> ImportResult:
             versions[key] = generator_version_register(
                 generator_name=key[0], label=key[1], kind=VersionKind.EXTERNAL, study=study
             )
+    return versions
+
+
+@transaction.atomic
+def samples_import(*, study: Study, rows: list[ImportRow]) -> ImportResult:
+    """Import rows in one transaction: prompts are matched by normalised text (created when new),
+    each (generator, version) is registered as external and enrolled; a sample whose text the
+    version already has for that prompt (in the database or earlier in the file) is a duplicate,
+    reported by line and skipped."""
+    result = ImportResult()
+    prompts, result.prompts_created = _import_prompts(study=study, rows=rows)
+    versions = _import_versions(study=study, rows=rows)
     result.versions = sorted(f"{name}/{label}" for name, label in versions)
 
     existing_texts = set(
@@ -395,6 +434,70 @@ def samples_import(*, study: Study, rows: list[ImportRow]) -> ImportResult:
         )
     try:
         Sample.objects.bulk_create(to_create)
+    except IntegrityError:  # a concurrent import of the same samples: refuse whole, keep nothing
+        raise ApplicationError(
+            "Another import of the same samples ran at the same time; try again."
+        ) from None
+    result.created = len(to_create)
+    return result
+
+
+def image_samples_import_file(*, study_slug: str, data: bytes) -> ImportResult:
+    """Import image samples from a zip archive with a manifest (see ``image_importing``). Any
+    error imports nothing and names its manifest line, field and image file."""
+    study = Study.objects.filter(slug=study_slug).first()
+    if study is None:
+        raise NotFound(f"There is no study {study_slug!r}.", extra={"field": "study"})
+    if study.modality != Modality.IMAGE:
+        raise ApplicationError(
+            f"The study {study.slug!r} is a {study.modality} study: image samples go to an image study.",
+            extra={"field": "study"},
+        )
+    return image_samples_import(study=study, rows=parse_image_archive(data))
+
+
+@transaction.atomic
+def image_samples_import(*, study: Study, rows: list[ImageImportRow]) -> ImportResult:
+    """Import parsed image rows in one transaction, as ``samples_import`` does texts: an image the
+    version already has for that prompt (in the database or earlier in the file) is a duplicate,
+    reported by line and skipped. The images are written to storage only after every row passed;
+    a rolled-back import leaves files that nothing names, harmless since they are named by content
+    (the next import of the same pixels reuses them)."""
+    result = ImportResult()
+    prompts, result.prompts_created = _import_prompts(study=study, rows=rows)
+    versions = _import_versions(study=study, rows=rows)
+    result.versions = sorted(f"{name}/{label}" for name, label in versions)
+    existing = set(
+        Sample.objects.filter(
+            version__in=list(versions.values()), prompt__study=study, seed__isnull=True
+        ).values_list("version_id", "prompt_id", "text_hash")
+    )
+    assets: dict[str, ImageAsset] = {}
+    to_create: list[Sample] = []
+    for row in rows:
+        assert row.image is not None  # parse_image_archive sets it on every row it returns
+        version = versions[(row.generator.strip(), row.version)]
+        prompt = prompts[prompt_text_hash(row.prompt)]
+        key = (version.id, prompt.id, row.image.sha256)
+        if key in existing:
+            result.duplicates.append(row.line)
+            continue
+        existing.add(key)
+        if row.image.sha256 not in assets:
+            assets[row.image.sha256] = image_asset_for(row.image)
+        to_create.append(
+            Sample(
+                prompt=prompt,
+                version=version,
+                text="",
+                image=assets[row.image.sha256],
+                text_hash=row.image.sha256,
+                metadata=row.metadata,
+            )
+        )
+    try:
+        with transaction.atomic():
+            Sample.objects.bulk_create(to_create)
     except IntegrityError:  # a concurrent import of the same samples: refuse whole, keep nothing
         raise ApplicationError(
             "Another import of the same samples ran at the same time; try again."

@@ -35,6 +35,7 @@ from server.ratings.models import (
     RaterStatus,
 )
 from server.ratings.pair_selection import GOLD_GENERATOR, STAFF_GOLD_LABEL
+from server.ratings.selectors import CONTENT_FIELDS, CONTENT_RELATIONS
 from server.studies.models import Study
 
 logger = logging.getLogger(__name__)
@@ -132,8 +133,8 @@ def qualification_reserve(
     comparison = (
         staff_gold_comparisons(study=study)
         .exclude(id__in=seen)
-        .select_related("prompt", "sample_a", "sample_b")
-        .only("id", "study_id", "prompt__text", "sample_a__text", "sample_b__text", "kind")
+        .select_related(*CONTENT_RELATIONS)
+        .only("id", "study_id", "kind", *CONTENT_FIELDS)
         .order_by("?")
         .first()
     )

@@ -8,6 +8,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from django.db.models import QuerySet
 
 from server.core.exceptions import NotFound
+from server.generators.models import ImageAsset, Sample
 from server.ratings.models import Assignment, ComparisonKind, Judgment, Platform, Rater, RaterStatus
 from server.studies.models import Study
 
@@ -30,8 +31,24 @@ def shown_text(text: str) -> str:
     return text.strip()
 
 
+@dataclass(frozen=True)
+class ShownImage:
+    """An image sample as a rater's page gets it: the content hash that addresses it (it names
+    nothing but the pixels) and its size, which the page uses to lay it out before it loads."""
+
+    sha256: str
+    width: int
+    height: int
+
+
+def shown_image(sample: Sample) -> ShownImage | None:
+    image = sample.image
+    return None if image is None else ShownImage(sha256=image.sha256, width=image.width, height=image.height)
+
+
 def assignment_texts(*, assignment: Assignment) -> dict[str, str]:
-    """The prompt and the two texts of an assignment, on the sides the rater sees them."""
+    """The prompt and the two texts of an assignment, on the sides the rater sees them (an image
+    sample's text is empty; see ``assignment_images``)."""
     comparison = assignment.comparison
     left, right = (
         (comparison.sample_a, comparison.sample_b)
@@ -43,6 +60,42 @@ def assignment_texts(*, assignment: Assignment) -> dict[str, str]:
         "left": shown_text(left.text),
         "right": shown_text(right.text),
     }
+
+
+def assignment_images(*, assignment: Assignment) -> tuple[ShownImage | None, ShownImage | None]:
+    """The images of an assignment's samples, left then right (None for a text sample). Loaded
+    with the pair (``CONTENT_RELATIONS``): no query."""
+    comparison = assignment.comparison
+    left, right = (
+        (comparison.sample_a, comparison.sample_b)
+        if assignment.left_is_a
+        else (comparison.sample_b, comparison.sample_a)
+    )
+    return shown_image(left), shown_image(right)
+
+
+def study_image_get(*, study_id: int, sha256: str) -> ImageAsset | None:
+    """The image with this content hash if a sample of the study shows it (one query)."""
+    return (
+        ImageAsset.objects.filter(sha256=sha256, samples__prompt__study_id=study_id)
+        .only("id", "sha256", "storage_name", "format")
+        .first()
+    )
+
+
+# A pair on screen needs the prompt and the two texts (or images), nothing else of those rows
+# (their JSON columns cost more to decode than the texts).
+CONTENT_FIELDS = (
+    "prompt__text",
+    "sample_a__text",
+    "sample_b__text",
+    *(
+        f"{side}__image__{name}"
+        for side in ("sample_a", "sample_b")
+        for name in ("sha256", "width", "height")
+    ),
+)
+CONTENT_RELATIONS = ("prompt", "sample_a__image", "sample_b__image")
 
 
 def rater_get(*, rater_id: int, study_slug: str) -> Rater | None:

@@ -35,7 +35,7 @@ from django.utils import timezone
 
 from server.core import rate_limits
 from server.core.exceptions import ApplicationError, Conflict, NotFound
-from server.ratings import onboarding, quality, sql
+from server.ratings import onboarding, quality, selectors, sql
 from server.ratings.models import (
     Assignment,
     AssignmentStatus,
@@ -342,13 +342,10 @@ def _rater_finish(*, rater: Rater) -> None:
 # --- Assignments -------------------------------------------------------------------------------
 
 
-# A pair on screen needs the prompt and the two texts, nothing else of those rows (their JSON
-# columns cost more to decode than the texts).
-CONTENT_FIELDS = ("prompt__text", "sample_a__text", "sample_b__text")
-
-
 def _with_content(queryset):  # type: ignore[no-untyped-def]
-    return queryset.select_related("comparison__prompt", "comparison__sample_a", "comparison__sample_b").only(
+    return queryset.select_related(
+        *(f"comparison__{relation}" for relation in selectors.CONTENT_RELATIONS)
+    ).only(
         "id",
         "token",
         "comparison_id",
@@ -360,7 +357,7 @@ def _with_content(queryset):  # type: ignore[no-untyped-def]
         "is_qualification",
         "comparison__kind",
         "comparison__study_id",
-        *(f"comparison__{field}" for field in CONTENT_FIELDS),
+        *(f"comparison__{field}" for field in selectors.CONTENT_FIELDS),
     )
 
 

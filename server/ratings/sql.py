@@ -27,7 +27,7 @@ from django.db import connection, transaction
 from django.db.models import Model
 
 from server.core.db import hot_cursor
-from server.generators.models import Sample
+from server.generators.models import ImageAsset, Sample
 from server.ratings.models import Assignment, AssignmentStatus, Comparison, ComparisonKind, Judgment, Rater
 from server.ratings.quality import QualityRow
 from server.studies.models import Prompt, Study
@@ -39,6 +39,7 @@ COMPARISON = Comparison._meta.db_table
 JUDGMENT = Judgment._meta.db_table
 PROMPT = Prompt._meta.db_table
 SAMPLE = Sample._meta.db_table
+IMAGE = ImageAsset._meta.db_table
 
 RATER_COLUMNS = (
     "id",
@@ -94,16 +95,21 @@ FROM {ASSIGNMENT}
 WHERE rater_id = %s
 """
 
-# A pair as the rating page shows it: the comparison's ids with the prompt's and samples' texts
-# (read by ``_comparison_with_content``).
+# A pair as the rating page shows it: the comparison's ids with the prompt's and samples' texts,
+# and an image sample's image (hash and size; NULLs for a text sample), read by
+# ``_comparison_with_content``.
 _PAIR_COLUMNS = (
     "c.id, c.study_id, c.prompt_id, c.sample_a_id, c.sample_b_id, c.kind, c.active_assignments, "
-    "p.text, a.text, b.text"
+    "p.text, a.text, b.text, a.image_id, ia.sha256, ia.width, ia.height, b.image_id, ib.sha256, ib.width, "
+    "ib.height"
 )
+_PAIR_WIDTH = 18  # columns in _PAIR_COLUMNS
 _PAIR_TEXTS = f"""
 INNER JOIN {PROMPT} p ON p.id = c.prompt_id
 INNER JOIN {SAMPLE} a ON a.id = c.sample_a_id
 INNER JOIN {SAMPLE} b ON b.id = c.sample_b_id
+LEFT OUTER JOIN {IMAGE} ia ON ia.id = a.image_id
+LEFT OUTER JOIN {IMAGE} ib ON ib.id = b.image_id
 """
 
 # Fullest first, served by the (study, kind, active_assignments) index scanned backwards. "Not
@@ -247,9 +253,17 @@ def _comparison_with_content(row: tuple[Any, ...]) -> Comparison:
         row[:7],
     )
     comparison.prompt = _instance(Prompt, ("id", "text"), (row[2], row[7]))
-    comparison.sample_a = _instance(Sample, ("id", "text"), (row[3], row[8]))
-    comparison.sample_b = _instance(Sample, ("id", "text"), (row[4], row[9]))
+    comparison.sample_a = _sample_with_content(row[3], row[8], row[10:14])
+    comparison.sample_b = _sample_with_content(row[4], row[9], row[14:18])
     return comparison
+
+
+def _sample_with_content(sample_id: int, text: str, image: tuple[Any, ...]) -> Sample:
+    sample: Sample = _instance(Sample, ("id", "text", "image_id"), (sample_id, text, image[0]))
+    sample.image = (
+        None if image[0] is None else _instance(ImageAsset, ("id", "sha256", "width", "height"), image)
+    )
+    return sample
 
 
 def lock_regular_candidate(*, study_id: int, rater_id: int, overlap: int) -> Comparison | None:
@@ -277,7 +291,7 @@ def repeat_original(*, rater_id: int, skip_latest: int) -> tuple[Comparison, boo
     )
     if row is None:
         return None
-    return _comparison_with_content(row[:10]), bool(row[10])
+    return _comparison_with_content(row[:_PAIR_WIDTH]), bool(row[_PAIR_WIDTH])
 
 
 def lock_assignment_for_vote(*, token: str, now: datetime) -> Assignment | None:

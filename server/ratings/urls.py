@@ -15,4 +15,5 @@ urlpatterns = [
     path("<slug:slug>/api/undo", views.api_undo, name="api-undo"),
     path("<slug:slug>/api/acknowledge", views.api_acknowledge, name="api-acknowledge"),
     path("<slug:slug>/api/skip", views.api_skip, name="api-skip"),
+    path("<slug:slug>/image/<str:sha256>", views.image_file, name="image"),
 ]

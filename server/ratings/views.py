@@ -21,12 +21,13 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
 import secrets
 from collections.abc import Callable
 from typing import Any
 
 from django.contrib.auth.views import redirect_to_login
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
+from django.http import FileResponse, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.middleware.csrf import get_token
 from django.shortcuts import render
 from django.urls import reverse
@@ -35,6 +36,7 @@ from django.views.decorators.http import require_GET, require_POST
 from server.core.exceptions import ApplicationError
 from server.core.http import client_address
 from server.core.untrusted_json import UntrustedJSONError, json_loads_untrusted
+from server.generators.images import image_storage
 from server.ratings import onboarding, selectors, services, sql
 from server.ratings.forms import SkipForm, UndoForm, VoteInput
 from server.ratings.models import Assignment, Platform, Rater, RaterStatus
@@ -303,9 +305,22 @@ def _progress(rater: Rater, judged: int, quota: int | None) -> dict[str, Any] | 
 
 
 def _pair(
-    assignment: Assignment, qualification: onboarding.QualificationProgress | None = None
+    assignment: Assignment, slug: str, qualification: onboarding.QualificationProgress | None = None
 ) -> dict[str, Any]:
     pair: dict[str, Any] = {"token": assignment.token, **selectors.assignment_texts(assignment=assignment)}
+    images = selectors.assignment_images(assignment=assignment)
+    if images != (None, None):
+        # Addressed by content hash only: the URL names neither the sample nor its source.
+        pair["images"] = {
+            side: None
+            if image is None
+            else {
+                "url": reverse("ratings:image", args=[slug, image.sha256]),
+                "width": image.width,
+                "height": image.height,
+            }
+            for side, image in zip(("left", "right"), images, strict=True)
+        }
     if qualification is not None:
         # The rater knows it is being qualified (the page says so), so this tells it nothing new.
         pair["qualification"] = {"number": qualification.number, "total": qualification.total}
@@ -332,7 +347,7 @@ def _next_answer(rater: Rater, *, started: bool = True, address: str = "") -> di
     if result.assignment is not None:
         return {
             "status": "pair",
-            "pair": _pair(result.assignment, result.qualification),
+            "pair": _pair(result.assignment, rater.study.slug, result.qualification),
             "progress": progress,
         }
     if result.no_work == services.NoWork.START:
@@ -422,7 +437,7 @@ def api_acknowledge(request: HttpRequest, rater: Rater, payload: dict[str, Any])
 def api_undo(request: HttpRequest, rater: Rater, payload: dict[str, Any]) -> dict[str, Any]:
     form = _form(UndoForm, payload)
     assignment = services.judgment_undo(rater=rater, idempotency_key=form.cleaned_data["idempotency_key"])
-    return {"status": "pair", "pair": _pair(assignment)}
+    return {"status": "pair", "pair": _pair(assignment, rater.study.slug)}
 
 
 @json_endpoint
@@ -434,3 +449,42 @@ def api_skip(request: HttpRequest, rater: Rater, payload: dict[str, Any]) -> dic
         reason=form.cleaned_data["reason"],
     )
     return {"status": "skipped"}
+
+
+IMAGE_CACHE_SECONDS = 365 * 24 * 3600  # content-addressed: the bytes behind a URL never change
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+@require_GET
+def image_file(request: HttpRequest, slug: str, sha256: str) -> HttpResponse:
+    """An image sample's bytes, for the study's raters (its session's rater) and staff only.
+
+    The URL is the content hash: it names no sample, generator or version, and no file name is
+    sent. The type comes from the stored format (the bytes were re-encoded on import), with
+    ``nosniff`` and a sandboxing CSP so that no browser reads them as anything but an image."""
+    rater = _session_rater(request, slug, for_api=True)
+    if rater is not None:
+        study_id = rater.study_id
+    elif request.user.is_authenticated and request.user.is_staff:
+        study_id = Study.objects.filter(slug=slug).values_list("id", flat=True).first()
+    else:
+        return HttpResponse("Sign in to see this image.", status=403, content_type="text/plain")
+    asset = None
+    if study_id is not None and _SHA256.fullmatch(sha256):
+        asset = selectors.study_image_get(study_id=study_id, sha256=sha256)
+    if asset is None:
+        return HttpResponse("There is no such image.", status=404, content_type="text/plain")
+    etag = f'"{asset.sha256}"'
+    if etag in request.headers.get("If-None-Match", ""):
+        response = HttpResponse(status=304)
+    else:
+        response = FileResponse(
+            image_storage().open(asset.storage_name, "rb"), content_type=asset.content_type
+        )
+        del response["Content-Disposition"]  # FileResponse derives one from the storage's file name
+    response["ETag"] = etag
+    response["Cache-Control"] = f"private, max-age={IMAGE_CACHE_SECONDS}, immutable"
+    response["X-Content-Type-Options"] = "nosniff"
+    response["Content-Security-Policy"] = "default-src 'none'; sandbox"
+    response["Cross-Origin-Resource-Policy"] = "same-origin"
+    return response

@@ -1,4 +1,5 @@
-"""``manage.py import_samples STUDY_SLUG FILE [--format jsonl|csv]``: import external samples."""
+"""``manage.py import_samples STUDY_SLUG FILE [--format jsonl|csv|zip]``: import external samples
+(texts from JSONL/CSV; images from a zip with a manifest, for an image study)."""
 
 from __future__ import annotations
 
@@ -14,13 +15,15 @@ from server.generators.services import samples_import_file
 class Command(BaseCommand):
     help = (
         "Import samples from an external generator "
-        "(JSONL or CSV: prompt, text, generator[, version, split, metadata])."
+        "(JSONL or CSV: prompt, text, generator[, version, split, metadata]; for an image study a .zip "
+        "of PNG/JPEG files with manifest.jsonl or manifest.csv: prompt or condition, file, generator"
+        "[, version, split, metadata])."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("study")
         parser.add_argument("file", type=Path)
-        parser.add_argument("--format", choices=["jsonl", "csv"], default=None)
+        parser.add_argument("--format", choices=["jsonl", "csv", "zip"], default=None)
 
     def handle(self, *args: Any, **options: Any) -> None:
         path: Path = options["file"]
