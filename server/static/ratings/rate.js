@@ -328,6 +328,7 @@
     // A generated continuation starts with the space that followed the prompt: not part of the read.
     ui.left.textContent = pair.left.replace(/^\s+/, "");
     ui.right.textContent = pair.right.replace(/^\s+/, "");
+    window.LovelaceSampleContent.show(pair.images || null); // an image pair's images (sample_content.js)
     resetVote();
     ui.task.hidden = false;
     ui.task.setAttribute("aria-busy", "false");
