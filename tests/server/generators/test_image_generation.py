@@ -1,0 +1,203 @@
+"""Image generators in the job system: the build job (VAE and DCGAN), generation of image samples
+(resumable, without duplicates), and pair selection on image samples."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from server.core.exceptions import ApplicationError
+from server.generators.jobs import base_model_build_run, generate_run
+from server.generators.models import GeneratorVersion, ImageAsset, Sample, VersionKind
+from server.generators.services import generate_start, image_generator_build_start
+from server.jobs.models import Job, JobKind
+from server.ratings.models import Comparison, ComparisonKind
+from server.ratings.pair_selection import pair_selection_run, pair_selection_start
+from server.studies.models import Modality, PromptSplit
+from tests import factories
+from workers.ml.image_generators import MANIFEST_FILE
+from workers.runner import run_job
+
+pytestmark = pytest.mark.django_db
+
+PROMPTS = ["a red circle", "a blue square", "a green cross"]
+
+
+@pytest.fixture(scope="module")
+def built_generators(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A tiny VAE and DCGAN, built once for the module (the jobs' code path is tested below)."""
+    from server.generators.image_jobs import image_build_config
+    from workers.ml.image_generators import build_conditional_gan, build_conditional_vae
+
+    root = tmp_path_factory.mktemp("image-generators")
+    build_conditional_vae(
+        output_dir=root / "vae", checkpoint_dir=root / "c-vae", config=image_build_config("vae", "tiny", {})
+    )
+    build_conditional_gan(
+        output_dir=root / "dcgan",
+        checkpoint_dir=root / "c-dcgan",
+        config=image_build_config("dcgan", "tiny", {}),  # type: ignore[arg-type]
+    )
+    return {"vae": root / "vae", "dcgan": root / "dcgan"}
+
+
+@pytest.fixture
+def image_study(settings, built_generators: dict[str, Path], image_storage: Path):  # type: ignore[no-untyped-def]
+    settings.LOVELACE_MODEL_ROOTS = [
+        *settings.LOVELACE_MODEL_ROOTS,
+        next(iter(built_generators.values())).parent,
+    ]
+    study = factories.study(modality=Modality.IMAGE, gold_rate=0.2)
+    for text in PROMPTS:
+        factories.prompt(study=study, text=text)
+    factories.prompt(study=study, text="a yellow triangle", split=PromptSplit.HOLDOUT)
+    versions = [
+        factories.version(
+            kind=VersionKind.BASE,
+            model_path=str(built_generators[architecture]),
+            metadata={"modality": "image", "architecture": architecture},
+            enrol_in=study,
+        )
+        for architecture in ("vae", "dcgan")
+    ]
+    return study, versions
+
+
+@pytest.mark.parametrize("architecture", ["vae", "dcgan"])
+def test_an_image_build_job_registers_a_base_image_version(
+    settings, tmp_path: Path, architecture: str
+) -> None:
+    settings.VAR_DIR = tmp_path
+    study = factories.study(modality=Modality.IMAGE)
+    job = image_generator_build_start(
+        architecture=architecture,
+        generator_name="shapes",
+        label=architecture,
+        output_dir=str(tmp_path / "models" / architecture),
+        size="tiny",
+        config={"steps": 12},
+        study=study,
+        enrol=True,
+    )
+    assert job.kind == JobKind.BUILD_BASE_MODEL
+    assert run_job(job.id, base_model_build_run) == "succeeded"
+    job.refresh_from_db()
+    version = GeneratorVersion.objects.get(id=job.result["version_id"])
+    assert (version.kind, version.label, version.generator.name) == (VersionKind.BASE, architecture, "shapes")
+    assert version.model_path == str((tmp_path / "models" / architecture).resolve())
+    assert (Path(version.model_path) / MANIFEST_FILE).is_file()
+    kind = {"vae": "conditional_vae", "dcgan": "conditional_gan"}[architecture]
+    assert version.metadata["modality"] == "image"
+    assert (version.metadata["architecture"], version.metadata["generator_kind"]) == (architecture, kind)
+    assert len(version.metadata["decoder_sha256"]) == 64
+    assert version.metadata["steps"] == job.result["steps"] == 12
+    assert study.versions.filter(id=version.id).exists()
+    assert (job.progress_step, job.progress_total) == (12, 12)
+    assert not (tmp_path / "checkpoints" / f"job-{job.id}").exists()
+
+
+def test_an_image_build_refuses_unknown_architectures_and_settings(settings, tmp_path: Path) -> None:
+    settings.VAR_DIR = tmp_path
+    output = str(tmp_path / "models" / "x")
+    with pytest.raises(ApplicationError, match="Architecture must be one of vae, dcgan, not 'gpt'"):
+        image_generator_build_start(architecture="gpt", generator_name="g", label="l", output_dir=output)
+    with pytest.raises(ApplicationError, match="config.pixel_precision is not a setting of a dcgan build"):
+        image_generator_build_start(
+            architecture="dcgan",
+            generator_name="g",
+            label="l",
+            output_dir=output,
+            config={"pixel_precision": 2},
+        )
+    with pytest.raises(ApplicationError, match="config.steps must be an integer"):
+        image_generator_build_start(
+            architecture="vae", generator_name="g", label="l", output_dir=output, config={"steps": 1.5}
+        )
+    with pytest.raises(ApplicationError, match="is a text study; an image generator is enrolled in an image"):
+        image_generator_build_start(
+            architecture="vae",
+            generator_name="g",
+            label="l",
+            output_dir=output,
+            study=factories.study(),
+            enrol=True,
+        )
+    assert not Job.objects.exists()
+
+
+def test_generate_draws_image_samples_with_provenance_and_resumes_without_duplicates(image_study) -> None:  # type: ignore[no-untyped-def]
+    study, versions = image_study
+    job = generate_start(study=study, version_ids=[v.id for v in versions], samples_per_prompt=2)
+    assert run_job(job.id, generate_run) == "succeeded"
+    job.refresh_from_db()
+    assert job.result["created"] == job.result["total"] == 2 * 3 * 2
+    samples = Sample.objects.filter(job=job)
+    assert samples.count() == 12 and not samples.filter(image__isnull=True).exists()
+    assert set(samples.values_list("text", flat=True)) == {""}
+    sample = samples.filter(version=versions[1]).select_related("image").first()
+    assert sample.text_hash == sample.image.sha256
+    assert (sample.image.width, sample.image.height, sample.image.format) == (32, 32, "png")
+    assert sample.metadata["architecture"] == "dcgan"
+    manifest = json.loads((Path(versions[1].model_path) / MANIFEST_FILE).read_text())
+    assert sample.metadata["decoder_sha256"] == manifest["decoder_sha256"]
+    assert sample.latency_seconds > 0 and isinstance(sample.metadata["latent_seed"], int)
+    before = {(s.version_id, s.prompt_id, s.seed): s.text_hash for s in Sample.objects.all()}
+    # As if the worker died half-way: a re-run draws only what is missing, and the same images.
+    Sample.objects.filter(version=versions[0], seed=1).delete()
+    again = generate_start(study=study, version_ids=[v.id for v in versions], samples_per_prompt=2)
+    assert run_job(again.id, generate_run) == "succeeded"
+    again.refresh_from_db()
+    assert again.result["created"] == 3
+    assert {(s.version_id, s.prompt_id, s.seed): s.text_hash for s in Sample.objects.all()} == before
+    assert ImageAsset.objects.count() == len(set(before.values()))
+
+
+def test_a_prompt_that_is_no_condition_fails_the_job_naming_it(image_study) -> None:  # type: ignore[no-untyped-def]
+    study, versions = image_study
+    factories.prompt(study=study, text="a purple hexagon")
+    job = generate_start(study=study, version_ids=[versions[0].id], samples_per_prompt=1)
+    assert run_job(job.id, generate_run) == "failed"
+    job.refresh_from_db()
+    assert "cannot draw the prompt 'a purple hexagon'" in job.error
+    assert not Sample.objects.exists()
+
+
+def test_an_image_version_is_refused_in_a_text_study(image_study) -> None:  # type: ignore[no-untyped-def]
+    _, versions = image_study
+    text_study = factories.study()
+    factories.prompt(study=text_study)
+    from server.studies.services import study_enrol_version
+
+    study_enrol_version(study=text_study, version=versions[0])
+    with pytest.raises(ApplicationError, match="generates images; the study .* is a text study"):
+        generate_start(study=text_study, version_ids=[versions[0].id])
+
+
+def test_pair_selection_pairs_image_samples_and_makes_image_gold_checks(image_study) -> None:  # type: ignore[no-untyped-def]
+    study, versions = image_study
+    generate = generate_start(study=study, version_ids=[v.id for v in versions], samples_per_prompt=2)
+    run_job(generate.id, generate_run)
+    job = pair_selection_start(study=study, pairs_per_prompt=2)
+    assert run_job(job.id, pair_selection_run) == "succeeded"
+    regular = Comparison.objects.filter(study=study, kind=ComparisonKind.REGULAR).select_related(
+        "sample_a", "sample_b"
+    )
+    assert regular.count() == 3 * 2
+    for comparison in regular:
+        assert comparison.sample_a.version_id != comparison.sample_b.version_id
+        assert comparison.sample_a.image_id and comparison.sample_b.image_id
+    gold = Comparison.objects.filter(study=study, kind=ComparisonKind.GOLD).select_related(
+        "sample_a", "sample_b"
+    )
+    assert gold.count() == 1
+    check = gold.get()
+    # Both sides are images: the expected winner drawn for this prompt, the other for another one.
+    off_topic = check.sample_b if check.gold_answer == "A" else check.sample_a
+    real = check.sample_a if check.gold_answer == "A" else check.sample_b
+    assert off_topic.image_id and real.image_id and off_topic.image_id != real.image_id
+    assert (
+        off_topic.text == ""
+        and Sample.objects.get(id=off_topic.metadata["off_topic_from"]).prompt_id != check.prompt_id
+    )
