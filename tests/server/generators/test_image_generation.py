@@ -201,3 +201,60 @@ def test_pair_selection_pairs_image_samples_and_makes_image_gold_checks(image_st
         off_topic.text == ""
         and Sample.objects.get(id=off_topic.metadata["off_topic_from"]).prompt_id != check.prompt_id
     )
+
+
+def test_the_evaluate_job_of_an_image_version_stores_image_metrics_and_the_grid(  # type: ignore[no-untyped-def]
+    image_study, settings, tmp_path: Path, client
+) -> None:
+    from django.contrib.auth import get_user_model
+
+    from server.evaluations.creativity import evaluation_run
+    from server.evaluations.models import Evaluation
+    from server.evaluations.reports import evaluation_report_html
+    from server.evaluations.services import evaluation_start
+
+    settings.VAR_DIR = tmp_path  # the feature network is cached here
+    study, versions = image_study
+    job = evaluation_start(study=study, version_id=versions[0].id, split="train", samples_per_prompt=2)
+    job.params = {**job.params, "feature_size": "tiny"}
+    job.save(update_fields=["params"])
+    assert run_job(job.id, evaluation_run) == "succeeded", Job.objects.get(id=job.id).error
+    evaluation = Evaluation.objects.get()
+    metrics = evaluation.metrics
+    for name in (
+        "memorisation_pixel_share",
+        "memorisation_feature_share",
+        "frechet_distance",
+        "feature_mean_distance_per_prompt",
+        "condition_accuracy",
+        "nearest_training_pixel_distance",
+    ):
+        value = metrics[name]
+        assert value["lower"] <= value["mean"] <= value["upper"], name
+    assert 0.0 <= metrics["memorisation_pixel_share"]["mean"] <= 1.0
+    assert metrics["memorisation_pixel_share"]["count"] == 3  # prompts resampled, not samples
+    assert metrics["frechet_distance"]["count"] == 6 and metrics["frechet_distance"]["mean"] > 0
+    assert metrics["feature_vendi_per_prompt"]["mean"] >= 1.0
+    grid = metrics["memorisation_grid"]
+    assert len(grid) == 6
+    distances = [cell["pixel_distance"] for cell in grid]
+    assert distances == sorted(distances)
+    assert (
+        evaluation.protocol["modality"] == "image"
+        and evaluation.protocol["training_data"]["images"] == 16 * 4
+    )
+    assert len(evaluation.protocol["feature_network_sha256"]) == 64
+    # The report and the staff dashboard show the figures and the grid; nothing unescaped.
+    html = evaluation_report_html(study=study)
+    assert "frechet_distance" in html and html.count('alt="nearest training image"') == 6
+    assert f'src="data:image/png;base64,{grid[0]["sample_png"]}"' in html
+    staff = get_user_model().objects.create_user("staff", password="x", is_staff=True)
+    client.force_login(staff)
+    page = client.get(f"/dashboard/studies/{study.slug}/")
+    assert page.status_code == 200
+    assert page.content.decode().count('alt="nearest training image"') == 6
+    # A tampered grid (not base64) never reaches the page.
+    evaluation.metrics["memorisation_grid"][0]["sample_png"] = '"><script>alert(1)</script>'
+    evaluation.save()
+    assert "<script>alert(1)" not in evaluation_report_html(study=study)
+    assert evaluation_report_html(study=study).count('alt="nearest training image"') == 5
