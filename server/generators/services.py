@@ -771,6 +771,7 @@ def image_generator_build_start(
         study_id=study.id if study else None,
         created_by_id=created_by_id,
         parent_id=parent_id,
+        queue=Queue.CPU,  # the image generators train and sample on the CPU (workers.ml.image_generators)
         params={
             "modality": Modality.IMAGE.value,
             "architecture": architecture,

@@ -103,7 +103,7 @@ def test_an_image_build_refuses_unknown_architectures_and_settings(settings, tmp
     output = str(tmp_path / "models" / "x")
     with pytest.raises(ApplicationError, match="Architecture must be one of vae, dcgan, not 'gpt'"):
         image_generator_build_start(architecture="gpt", generator_name="g", label="l", output_dir=output)
-    with pytest.raises(ApplicationError, match="config.pixel_precision is not a setting of a dcgan build"):
+    with pytest.raises(ApplicationError, match=r"config\.pixel_precision is not a setting of a dcgan build"):
         image_generator_build_start(
             architecture="dcgan",
             generator_name="g",
@@ -111,7 +111,7 @@ def test_an_image_build_refuses_unknown_architectures_and_settings(settings, tmp
             output_dir=output,
             config={"pixel_precision": 2},
         )
-    with pytest.raises(ApplicationError, match="config.steps must be an integer"):
+    with pytest.raises(ApplicationError, match=r"config\.steps must be an integer"):
         image_generator_build_start(
             architecture="vae", generator_name="g", label="l", output_dir=output, config={"steps": 1.5}
         )
@@ -171,7 +171,7 @@ def test_an_image_version_is_refused_in_a_text_study(image_study) -> None:  # ty
     from server.studies.services import study_enrol_version
 
     study_enrol_version(study=text_study, version=versions[0])
-    with pytest.raises(ApplicationError, match="generates images; the study .* is a text study"):
+    with pytest.raises(ApplicationError, match=r"generates images; the study .* is a text study"):
         generate_start(study=text_study, version_ids=[versions[0].id])
 
 
