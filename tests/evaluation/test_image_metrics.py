@@ -62,7 +62,9 @@ def test_memorisation_counts_copies_and_orders_the_grid_nearest_first() -> None:
 def test_memorisation_share_resamples_conditions_when_given() -> None:
     training = np.array([[0.0], [10.0]])
     samples = np.array([[0.0], [0.0], [5.0], [5.0]])
-    space = memorisation_in_space(samples, training, threshold=1.0, conditions=["a", "a", "b", "b"], rounds=200)
+    space = memorisation_in_space(
+        samples, training, threshold=1.0, conditions=["a", "a", "b", "b"], rounds=200
+    )
     # Two conditions, one all near (1.0), one all far (0.0): mean 0.5, interval spans both.
     assert (space.near_share.mean, space.near_share.count) == (0.5, 2)
     assert (space.near_share.lower, space.near_share.upper) == (0.0, 1.0)
