@@ -57,14 +57,22 @@ class ShapesConfig:
     min_radius: float = 6.0
     """Smallest shape half-width in pixels: smaller shapes (a 10-pixel triangle) are hard to name."""
 
-    max_radius: float = 12.0
+    max_radius: float = 11.0
     """Largest half-width: with the position margin the shape always lies fully inside the image."""
+
+    max_offset: float = 5.0
+    """How far (pixels, each axis) the shape's centre may lie from the image centre, further
+    limited so that the shape stays inside. Enough that left-right symmetry varies between images
+    (the symmetry oracle's axis); a shape anywhere in the frame would cost the 32 × 32 generators
+    most of their training budget on placement alone."""
 
     def __post_init__(self) -> None:
         if self.images_per_class < 1:
             raise ValueError("images_per_class must be >= 1")
         if not 0.0 <= self.noise <= 0.5:
             raise ValueError("noise must lie in [0, 0.5]")
+        if self.max_offset < 0:
+            raise ValueError("max_offset must be >= 0")
         if not 2.0 <= self.min_radius <= self.max_radius <= IMAGE_SIZE / 2 - 1:
             raise ValueError(f"need 2 <= min_radius <= max_radius <= {IMAGE_SIZE // 2 - 1}")
 
@@ -152,7 +160,9 @@ def _render_one(label: int, config: ShapesConfig, generator: np.random.Generator
     colour_name, shape = list(COLOURS)[label // len(SHAPES)], SHAPES[label % len(SHAPES)]
     radius = generator.uniform(config.min_radius, config.max_radius)
     # Keep the whole shape (and a pixel of margin) inside the image.
-    low, high = radius + 1.0, IMAGE_SIZE - radius - 1.0
+    centre = IMAGE_SIZE / 2
+    low = max(radius + 1.0, centre - config.max_offset)
+    high = min(IMAGE_SIZE - radius - 1.0, centre + config.max_offset)
     centre_x, centre_y = generator.uniform(low, high), generator.uniform(low, high)
     colour = np.clip(
         np.asarray(COLOURS[colour_name]) + generator.uniform(-COLOUR_JITTER, COLOUR_JITTER, 3), 0.0, 1.0

@@ -418,3 +418,32 @@ def test_a_relative_root_folder_is_refused_with_its_name() -> None:
         ImproperlyConfigured, match=r"LOVELACE_DATA_ROOTS must list absolute folders, got 'data/corpora'\."
     ):
         Environment({"LOVELACE_DATA_ROOTS": "/srv/data:data/corpora"}).path_list("LOVELACE_DATA_ROOTS")
+
+
+def test_the_image_storage_defaults_to_a_folder_in_the_var_dir(tmp_path: Path) -> None:
+    completed = load_settings(show='settings.STORAGES["images"]', LOVELACE_VAR_DIR=str(tmp_path))
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout.strip() == str(
+        {
+            "BACKEND": "django.core.files.storage.FileSystemStorage",
+            "OPTIONS": {"location": str(tmp_path.resolve() / "images")},
+        }
+    )
+
+
+def test_the_image_storage_backend_and_its_options_come_from_the_environment() -> None:
+    completed = load_settings(
+        show='settings.STORAGES["images"]',
+        LOVELACE_IMAGE_STORAGE_BACKEND="storages.backends.s3.S3Storage",
+        LOVELACE_IMAGE_STORAGE_OPTIONS='{"bucket_name": "lovelace-images", "default_acl": "private"}',
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout.strip() == str(
+        {
+            "BACKEND": "storages.backends.s3.S3Storage",
+            "OPTIONS": {"bucket_name": "lovelace-images", "default_acl": "private"},
+        }
+    )
+    refused = load_settings(LOVELACE_IMAGE_STORAGE_OPTIONS='["not", "an object"]')
+    assert refused.returncode != 0
+    assert "LOVELACE_IMAGE_STORAGE_OPTIONS must be a JSON object." in refused.stderr
