@@ -258,3 +258,62 @@ def test_the_evaluate_job_of_an_image_version_stores_image_metrics_and_the_grid(
     evaluation.save()
     assert "<script>alert(1)" not in evaluation_report_html(study=study)
     assert evaluation_report_html(study=study).count('alt="nearest training image"') == 5
+
+
+def test_the_image_loop_trains_a_reward_model_and_a_child_with_full_lineage(
+    image_study, settings, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    from server.training.jobs import policy_train_run, reward_model_train_run
+    from server.training.models import RewardModel
+    from server.training.services import IMAGE_POLICY_METHOD, policy_train_start, reward_model_train_start
+    from server.training.snapshots import snapshot_create
+
+    settings.VAR_DIR = tmp_path
+    study, versions = image_study
+    generate = generate_start(study=study, version_ids=[v.id for v in versions], samples_per_prompt=2)
+    run_job(generate.id, generate_run)
+    # Judgments: the DCGAN's image wins every pair (as a rater who prefers sharper shapes might).
+    rater = factories.rater(study=study)
+    for prompt in study.prompts.filter(split=PromptSplit.TRAIN):
+        for seed in (0, 1):
+            a = Sample.objects.get(version=versions[0], prompt=prompt, seed=seed)
+            b = Sample.objects.get(version=versions[1], prompt=prompt, seed=seed)
+            comparison = factories.comparison(study=study, prompt=prompt, sample_a=a, sample_b=b)
+            factories.judgment(comparison=comparison, rater=rater, outcome="B")
+    snapshot = snapshot_create(study=study, validation_fraction=0.2)
+    with pytest.raises(ApplicationError, match="'lora' is not an option of the image reward model"):
+        reward_model_train_start(study=study, config={"lora": True})
+    job = reward_model_train_start(
+        study=study, snapshot_id=snapshot.id, config={"ensemble_size": 2, "epochs": 3}, then=["policy"]
+    )
+    assert run_job(job.id, reward_model_train_run) == "succeeded", Job.objects.get(id=job.id).error
+    reward_model = RewardModel.objects.get(job=job)
+    assert (reward_model.backbone, reward_model.ensemble_size, reward_model.metrics["modality"]) == (
+        "image-cnn",
+        2,
+        "image",
+    )
+    assert reward_model.metrics["train_pairs"] + reward_model.metrics["validation_pairs"] == 6
+    policy = Job.objects.get(kind=JobKind.TRAIN_POLICY)
+    assert (policy.params["method"], policy.parent_id) == (IMAGE_POLICY_METHOD, job.id)
+    with pytest.raises(ApplicationError, match="An image study trains its generators with the method"):
+        policy_train_start(study=study, parent_version_id=versions[0].id, method="dpo")
+    policy.params = {**policy.params, "config": {"steps": 3, "batch_size": 8, "evaluation_samples": 8}}
+    policy.save(update_fields=["params"])
+    assert run_job(policy.id, policy_train_run) == "succeeded", Job.objects.get(id=policy.id).error
+    child = GeneratorVersion.objects.get(kind=VersionKind.TRAINED)
+    assert child.parent_id in {v.id for v in versions}
+    assert (child.training_job_id, child.snapshot_id, child.reward_model_id) == (
+        policy.id,
+        snapshot.id,
+        reward_model.id,
+    )
+    assert child.metadata["modality"] == "image" and len(child.metadata["decoder_sha256"]) == 64
+    assert child.metadata["provenance"]["parent_decoder_sha256"] == child.parent.metadata.get(
+        "decoder_sha256", child.metadata["provenance"]["parent_decoder_sha256"]
+    )
+    assert study.versions.filter(id=child.id).exists()
+    # Then it is generated like a text child: its images, then pairs.
+    follow_up = Job.objects.get(kind=JobKind.GENERATE, parent=policy)
+    assert run_job(follow_up.id, generate_run) == "succeeded"
+    assert Sample.objects.filter(version=child, image__isnull=False).count() == follow_up.result["total"]
