@@ -316,4 +316,6 @@ def test_the_image_loop_trains_a_reward_model_and_a_child_with_full_lineage(
     # Then it is generated like a text child: its images, then pairs.
     follow_up = Job.objects.get(kind=JobKind.GENERATE, parent=policy)
     assert run_job(follow_up.id, generate_run) == "succeeded"
+    follow_up.refresh_from_db()
+    assert follow_up.result["total"] == 4 * 3  # every prompt, holdout included, three seeds
     assert Sample.objects.filter(version=child, image__isnull=False).count() == follow_up.result["total"]
