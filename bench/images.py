@@ -14,9 +14,12 @@ fine-tuned against it at several Î² (``workers.ml.image_policy``). Printed per Î
 mean before and after, the distance to the parent, and the oracle's own score before and after on
 fresh samples (the reward model never saw the oracle, only the votes).
 
-Measured 2026-12-01 (commit after 2c3e78f) on the 2-core development machine shared with other
-work (load average 11-15, one torch thread): wall times are 4-6 times the CPU time (VAE ~23 ms,
-GAN ~39 ms of CPU per step), so a quiet machine needs ~25 s and ~60 s for the two builds.
+Measured 2026-12-01 on the 2-core development machine shared with other work (load average
+11-15, one torch thread), so wall times below are 4-6 times the CPU time. CPU time per build
+(``time.process_time``, one thread, measured on short runs and scaled): rendering 4,096 images
+1 s, feature classifier ~22 s (400 steps), VAE ~25 s (1,000 steps), GAN ~61 s (1,500 steps):
+~110 s of CPU for all three, inside the 5-minute budget of the demo on 2 quiet cores even one
+after another; on this loaded machine they took 547 s of wall time.
 
     feature classifier   148 s, held-out accuracy 0.990
     VAE  build 148 s (1,000 steps, 65 k parameters), final loss 991 (reconstruction 96.6, KL 24.5)
