@@ -342,8 +342,10 @@ def frechet_distance_interval(
 
     200 rounds, not 1,000: each round costs an eigen-decomposition of a D × D matrix (~5 ms at
     D = 64). The bootstrap distribution of FD sits above the point value (resampling duplicates
-    rows, shrinking the spread): read the interval as the estimate's variability, not a bias
-    correction. Degenerate input: fewer than two samples gives NaN everywhere, count = rows.
+    rows or whole conditions, which shrinks the spread), often entirely: on 256 demo samples in
+    16 conditions the value was 264 and the interval [383, 1617]. Read the interval as the
+    estimate's variability for comparing versions at equal sample counts, not as bounds around
+    the value. Degenerate input: fewer than two samples gives NaN everywhere, count = rows.
     """
     a, b = _flat(samples), _flat(references)
     value = frechet_distance(a, b)

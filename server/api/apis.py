@@ -292,7 +292,7 @@ class NextAssignmentApi(RaterStudyAPI):
     )
     def post(self, request: Request, slug: str) -> Response:
         result = rating_services.assignment_next_for_rater(rater=self.rater(request))
-        return Response(s.NextAssignmentSerializer(result).data)
+        return Response(s.NextAssignmentSerializer(result, context={"study_slug": self.study.slug}).data)
 
 
 class GuidelinesAcknowledgeApi(RaterStudyAPI):
@@ -306,7 +306,7 @@ class GuidelinesAcknowledgeApi(RaterStudyAPI):
     def post(self, request: Request, slug: str) -> Response:
         rater = rating_onboarding.rater_guidelines_acknowledge(rater=self.rater(request))
         result = rating_services.assignment_next_for_rater(rater=rater)
-        return Response(s.NextAssignmentSerializer(result).data)
+        return Response(s.NextAssignmentSerializer(result, context={"study_slug": self.study.slug}).data)
 
 
 class AssignmentListApi(StudyListAPI):
@@ -368,7 +368,7 @@ class AssignmentSkipApi(RaterStudyAPI):
         assignment = rating_services.assignment_skip(
             rater=self.rater(request), token=token, reason=data["reason"]
         )
-        return Response(s.AssignmentSerializer(assignment).data)
+        return Response(s.AssignmentSerializer(assignment, context={"study_slug": self.study.slug}).data)
 
 
 class JudgmentUndoApi(RaterStudyAPI):
@@ -382,7 +382,7 @@ class JudgmentUndoApi(RaterStudyAPI):
         assignment = rating_services.judgment_undo(
             rater=self.rater(request), idempotency_key=data["idempotency_key"]
         )
-        return Response(s.AssignmentSerializer(assignment).data)
+        return Response(s.AssignmentSerializer(assignment, context={"study_slug": self.study.slug}).data)
 
 
 # --- Raters (staff) ----------------------------------------------------------------------------------

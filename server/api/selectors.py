@@ -45,7 +45,7 @@ def assignment_list_for_user(*, study: Study, user: Any) -> QuerySet[Assignment]
     """The user's own assignments in the study (none when the user has no rater row there yet)."""
     return (
         Assignment.objects.filter(rater__study=study, rater__user=user)
-        .select_related("comparison__prompt", "comparison__sample_a", "comparison__sample_b")
+        .select_related("comparison__prompt", "comparison__sample_a__image", "comparison__sample_b__image")
         .order_by("-id")
     )
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.urls import reverse
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from server.core.untrusted_json import json_value_problem
@@ -12,7 +14,7 @@ from server.evaluations.models import Evaluation, LeaderboardSnapshot
 from server.generators.models import GeneratorVersion, Sample, VersionKind
 from server.jobs.models import Job, JobStatus
 from server.ratings.models import Assignment, Rater
-from server.ratings.selectors import assignment_texts
+from server.ratings.selectors import assignment_images, assignment_texts
 from server.ratings.services import CHOICES, NoWork
 from server.studies.models import BootstrapClusters, Modality, PairSelection, Prompt, PromptSplit, Study
 from server.training.exports import EXPORT_KINDS
@@ -354,11 +356,49 @@ class AssignmentSerializer(serializers.ModelSerializer):
     prompt = serializers.SerializerMethodField()
     left = serializers.SerializerMethodField()
     right = serializers.SerializerMethodField()
+    images = serializers.SerializerMethodField(
+        help_text="An image pair's images (null for a text pair): for each side null or "
+        "{url, width, height}; the URL is the image's content hash, fetched with the same credentials."
+    )
 
     class Meta:
         model = Assignment
-        fields = ["token", "status", "prompt", "left", "right", "reserved_at", "expires_at"]
+        fields = ["token", "status", "prompt", "left", "right", "images", "reserved_at", "expires_at"]
         read_only_fields = fields
+
+    @extend_schema_field(
+        {
+            "type": "object",
+            "nullable": True,
+            "properties": {
+                side: {
+                    "type": "object",
+                    "nullable": True,
+                    "properties": {
+                        "url": {"type": "string"},
+                        "width": {"type": "integer"},
+                        "height": {"type": "integer"},
+                    },
+                }
+                for side in ("left", "right")
+            },
+        }
+    )
+    def get_images(self, assignment: Assignment) -> dict[str, Any] | None:
+        images = assignment_images(assignment=assignment)
+        if images == (None, None):
+            return None
+        slug = self.context.get("study_slug") or assignment.comparison.study.slug
+        return {
+            side: None
+            if image is None
+            else {
+                "url": reverse("ratings:image", args=[slug, image.sha256]),
+                "width": image.width,
+                "height": image.height,
+            }
+            for side, image in zip(("left", "right"), images, strict=True)
+        }
 
     def get_prompt(self, assignment: Assignment) -> str:
         return assignment_texts(assignment=assignment)["prompt"]

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.contrib import admin
 
-from server.generators.models import Generator, GeneratorVersion, Sample
+from server.generators.models import Generator, GeneratorVersion, ImageAsset, Sample
 
 
 @admin.register(Generator)
@@ -33,9 +33,27 @@ class SampleAdmin(admin.ModelAdmin):
     ]
     list_filter = ["version__generator", "version"]
     search_fields = ["text"]
-    raw_id_fields = ["prompt", "version", "job"]
+    raw_id_fields = ["prompt", "version", "job", "image"]
     readonly_fields = ["text_hash"]
 
     @admin.display(description="text")
     def short_text(self, sample: Sample) -> str:
-        return sample.text[:80]
+        return f"[image {sample.image_id}]" if sample.image_id else sample.text[:80]
+
+
+@admin.register(ImageAsset)
+class ImageAssetAdmin(admin.ModelAdmin):
+    """Read-only: an asset is named by its bytes' hash, so editing a row would break it."""
+
+    list_display = ["id", "sha256", "format", "width", "height", "byte_size", "created_at"]
+    list_filter = ["format"]
+    search_fields = ["sha256"]
+
+    def has_add_permission(self, request, obj=None) -> bool:  # type: ignore[no-untyped-def]
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:  # type: ignore[no-untyped-def]
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:  # type: ignore[no-untyped-def]
+        return False

@@ -325,6 +325,12 @@ def samples_import_file(
     study = Study.objects.filter(slug=study_slug).first()
     if study is None:
         raise NotFound(f"There is no study {study_slug!r}.", extra={"field": "study"})
+    if study.modality == Modality.IMAGE:
+        raise ApplicationError(
+            f"The study {study.slug!r} is an image study: import a .zip of its images with a manifest "
+            "(manifest.jsonl or manifest.csv).",
+            extra={"field": "file"},
+        )
     rows = parse_import(
         data, filename=filename, declared_format=declared_format, max_bytes=settings.LOVELACE_MAX_UPLOAD_BYTES
     )

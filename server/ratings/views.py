@@ -451,6 +451,19 @@ def api_skip(request: HttpRequest, rater: Rater, payload: dict[str, Any]) -> dic
     return {"status": "skipped"}
 
 
+def _token_user(request: HttpRequest) -> Any:
+    """The account of an ``Authorization: Token …`` header (the REST API's credentials), if any:
+    a program that rates through the API fetches a pair's images with the token it rates with."""
+    from rest_framework.authentication import TokenAuthentication
+    from rest_framework.exceptions import AuthenticationFailed
+
+    try:
+        found = TokenAuthentication().authenticate(request)  # type: ignore[arg-type]
+    except AuthenticationFailed:
+        return None
+    return None if found is None else found[0]
+
+
 IMAGE_CACHE_SECONDS = 365 * 24 * 3600  # content-addressed: the bytes behind a URL never change
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
@@ -463,10 +476,17 @@ def image_file(request: HttpRequest, slug: str, sha256: str) -> HttpResponse:
     sent. The type comes from the stored format (the bytes were re-encoded on import), with
     ``nosniff`` and a sandboxing CSP so that no browser reads them as anything but an image."""
     rater = _session_rater(request, slug, for_api=True)
+    user = request.user if request.user.is_authenticated else _token_user(request)
     if rater is not None:
         study_id = rater.study_id
-    elif request.user.is_authenticated and request.user.is_staff:
+    elif user is not None and user.is_active and user.is_staff:
         study_id = Study.objects.filter(slug=slug).values_list("id", flat=True).first()
+    elif user is not None:  # a programmatic rater of the REST API (its token), or an account's rater
+        study_id = (
+            Rater.objects.filter(study__slug=slug, user=user).values_list("study_id", flat=True).first()
+        )
+        if study_id is None:
+            return HttpResponse("You do not rate in this study.", status=403, content_type="text/plain")
     else:
         return HttpResponse("Sign in to see this image.", status=403, content_type="text/plain")
     asset = None

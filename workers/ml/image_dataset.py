@@ -9,8 +9,8 @@ blue) on a plain background, with jittered hue, size, position and background, p
 Its class is the (colour, shape) pair, ``class_names()[label]`` = "a red circle": a text that
 serves as the prompt of a study and as the condition of a generator. 4 × 4 = 16 classes.
 
-Deterministic: the same config gives the same uint8 array, bit for bit, on every machine (numpy's
-PCG64 generator and float64 arithmetic only).
+Deterministic: the same config gives the same uint8 array, bit for bit, for a given numpy version
+(numpy's PCG64 generator and float64 arithmetic only; no threads, no GPU).
 """
 
 from __future__ import annotations

@@ -47,11 +47,13 @@ from workers.ml.progress import ProgressReporter, null_reporter
 class ImagePolicyConfig:
     """One feedback step on an image generator."""
 
-    beta: float = 1.0
+    beta: float = 100.0
     """Weight of the mean squared difference to the parent. Rewards are normalised (std 1 on the
-    parent's samples) and the penalty is in squared [−1, 1] units, so at β = 1 raising the reward
-    by one standard deviation may cost an average squared change of 1 (a pixel moving by half
-    the range); larger β keeps the child recognisably the parent's."""
+    parent's samples) and the penalty is in squared [−1, 1] units. Measured on the demo GAN with a
+    warmth reward model (bench/images.py): β = 100 raised the reward by ~1 standard deviation at
+    a distance of 0.005 and kept the classifier accuracy on samples (0.69 → 0.64); β = 10 raised
+    it by ~6 but the accuracy fell to 0.24, and β ≤ 1 turned every class into a red blob
+    (accuracy 0.06): the reward model is exploited once the parent no longer holds the child."""
 
     steps: int = 150
     """Optimizer steps; ~20 ms each at batch 64 on one thread for the demo decoders."""

@@ -155,6 +155,7 @@ def test_the_next_pair_shows_texts_only_and_never_the_generator(
         # left_is_a is False: sample B is on the left
         "left": comparison.sample_b.text.strip(),
         "right": comparison.sample_a.text.strip(),
+        "images": None,  # a text pair
         "reserved_at": body["assignment"]["reserved_at"],
         "expires_at": body["assignment"]["expires_at"],
     }

@@ -249,6 +249,18 @@ def test_a_text_study_refuses_an_image_archive(image_storage: Path) -> None:
     )
 
 
+def test_an_image_study_refuses_a_text_file(image_storage: Path) -> None:
+    study = image_study()
+    with pytest.raises(ApplicationError) as refused:
+        samples_import_file(
+            study_slug=study.slug, data=b'{"prompt": "p", "text": "t", "generator": "g"}', filename="a.jsonl"
+        )
+    assert refused.value.message == (
+        f"The study '{study.slug}' is an image study: import a .zip of its images with a manifest "
+        "(manifest.jsonl or manifest.csv)."
+    )
+
+
 def test_the_command_imports_an_archive(image_storage: Path, tmp_path: Path) -> None:
     study = image_study()
     path = tmp_path / "images.zip"

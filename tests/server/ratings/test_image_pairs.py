@@ -149,3 +149,31 @@ def test_an_image_pair_takes_as_few_queries_as_a_text_pair(django_assert_max_num
     # session, rater + study, the image
     with django_assert_max_num_queries(3):
         assert client.get(pair["images"]["left"]["url"]).status_code == 200
+
+
+def test_a_programmatic_rater_gets_the_images_through_the_api_with_its_token() -> None:
+    from rest_framework.authtoken.models import Token
+    from rest_framework.test import APIClient
+
+    study = image_study()
+    user = factories.user()
+    factories.rater(study=study, user=user)
+    token = Token.objects.create(user=user)
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    answer = client.post(f"/api/studies/{study.slug}/assignments/next/").json()
+    images = answer["assignment"]["images"]
+    assert set(images) == {"left", "right"}
+    assert images["left"]["url"].startswith(f"/rate/{study.slug}/image/")
+    assert (answer["assignment"]["left"], answer["assignment"]["right"]) == ("", "")
+    assert "secret-label" not in json.dumps(answer)
+    listed = client.get(f"/api/studies/{study.slug}/assignments/").json()["results"][0]
+    assert listed["images"] == images
+    response = client.get(images["left"]["url"])
+    assert (response.status_code, response["Content-Type"]) == (200, "image/png")
+    stranger = APIClient()
+    stranger.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=factories.user()).key}")
+    assert stranger.get(images["left"]["url"]).status_code == 403
+    bad = APIClient()
+    bad.credentials(HTTP_AUTHORIZATION="Token not-a-token")
+    assert bad.get(images["left"]["url"]).status_code == 403

@@ -191,13 +191,14 @@ def test_feature_network_learns_and_gives_features(tmp_path: Path) -> None:
     config = FeatureNetworkConfig(
         data=ShapesConfig(images_per_class=16, seed=11),
         held_out=ShapesConfig(images_per_class=4, seed=12),
-        steps=60,
+        steps=40,
+        batch_size=32,
         report_every=20,
     )
     result = build_feature_network(output_dir=tmp_path / "features", config=config)
     assert np.mean(result.losses[-10:]) < np.mean(result.losses[:10])
-    # Chance is 1/16; sixty steps on 256 images already name most held-out images.
-    assert result.held_out_accuracy > 0.3
+    # Chance is 1/16; forty steps on 256 images already name a good share of held-out images.
+    assert result.held_out_accuracy > 0.2
     network = load_feature_network(tmp_path / "features")
     data = render_shapes(ShapesConfig(images_per_class=1, seed=13))
     features = image_features(network, data.images)
