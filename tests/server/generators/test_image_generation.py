@@ -319,3 +319,20 @@ def test_the_image_loop_trains_a_reward_model_and_a_child_with_full_lineage(
     follow_up.refresh_from_db()
     assert follow_up.result["total"] == 4 * 3  # every prompt, holdout included, three seeds
     assert Sample.objects.filter(version=child, image__isnull=False).count() == follow_up.result["total"]
+
+
+def test_the_build_command_starts_an_image_build(settings, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    from django.core.management import CommandError, call_command
+
+    settings.VAR_DIR = tmp_path
+    call_command("build_base_model", "--image", "dcgan", "--generator", "shapes", "--size", "tiny")
+    job = Job.objects.get()
+    assert (job.params["modality"], job.params["architecture"], job.params["size"]) == (
+        "image",
+        "dcgan",
+        "tiny",
+    )
+    assert job.params["output_dir"] == str(tmp_path / "models" / "shapes")
+    assert json.loads(capsys.readouterr().out)["job_id"] == job.id
+    with pytest.raises(CommandError, match="Give --corpus FILE"):
+        call_command("build_base_model", "--generator", "g")
