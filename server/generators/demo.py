@@ -99,7 +99,7 @@ def demo_generation_start(*, study: Study, corpus: Path | None = None) -> str:
 # --- The image demo ----------------------------------------------------------------------------------
 
 DEMO_IMAGE_GENERATOR = "lovelace-shapes"
-# Built in this order; on the demo worker's two slots they train side by side.
+# Built in this order, one after the other (the text pipeline keeps the worker's other slot).
 DEMO_IMAGE_ARCHITECTURES = ("vae", "dcgan")
 DEMO_IMAGE_SAMPLES_PER_PROMPT = 3
 
@@ -141,26 +141,34 @@ def demo_image_generation_start(*, study: Study) -> str:
     )
     if busy.exists():
         return ""
-    builds: list[Job] = []
+    missing: list[dict[str, str]] = []
     for architecture in DEMO_IMAGE_ARCHITECTURES:
         model_dir = demo_image_model_dir(architecture)
         if (model_dir / IMAGE_MANIFEST_FILE).exists():
             _demo_image_version_register(study=study, architecture=architecture, model_dir=model_dir)
             continue
-        builds.append(
-            image_generator_build_start(
-                architecture=architecture,
-                generator_name=DEMO_IMAGE_GENERATOR,
-                label=architecture,
-                output_dir=str(model_dir),
-                study=study,
-                enrol=True,
-                then=["generate"],
-            )
+        missing.append(
+            {
+                "architecture": architecture,
+                "generator": DEMO_IMAGE_GENERATOR,
+                "label": architecture,
+                "output_dir": str(model_dir),
+            }
         )
-    if builds:
-        names = " and ".join(f"{job.params['architecture']} build job {job.id}" for job in builds)
-        return f"image generator {names} (then generation and pair selection)"
+    if missing:
+        # One build after the other: the worker's other slot stays free for the text pipeline.
+        first = image_generator_build_start(
+            architecture=missing[0]["architecture"],
+            generator_name=missing[0]["generator"],
+            label=missing[0]["label"],
+            output_dir=missing[0]["output_dir"],
+            study=study,
+            enrol=True,
+            then=["generate"],
+            next_builds=missing[1:],
+        )
+        names = ", then ".join(build["architecture"] for build in missing)
+        return f"image generator build job {first.id}: {names} (then generation and pair selection)"
     versions = [version.id for version in study.versions.all() if version_is_image_generator(version)]
     job = generate_start(
         study=study,

@@ -26,6 +26,7 @@ from server.generators.services import (
     generate_start,
     generator_version_register,
     image_build_config_check,
+    image_generator_build_start,
     version_is_image_generator,
     version_model_check,
 )
@@ -112,7 +113,21 @@ def image_generator_build_run(*, job: Job, report: ProgressReporter, checkpoints
     )
     shutil.rmtree(checkpoints, ignore_errors=True)
     follow_up = None
-    if "generate" in params.get("then", []) and job.study is not None:
+    next_builds = params.get("next_builds") or []
+    if next_builds:
+        follow_up = image_generator_build_start(
+            architecture=next_builds[0]["architecture"],
+            generator_name=next_builds[0]["generator"],
+            label=next_builds[0]["label"],
+            output_dir=next_builds[0]["output_dir"],
+            size=params.get("size", "demo"),
+            study=job.study,
+            enrol=bool(params.get("enrol")),
+            then=params.get("then", []),
+            next_builds=next_builds[1:],
+            parent_id=job.id,
+        )
+    elif "generate" in params.get("then", []) and job.study is not None:
         follow_up = image_generation_start_when_built(study=job.study, parent_id=job.id)
     return {
         "version_id": version.id,
@@ -123,7 +138,7 @@ def image_generator_build_run(*, job: Job, report: ProgressReporter, checkpoints
         "final_losses": manifest.get("final_losses"),
         "seconds": round(result.seconds, 2),
         "parameters": result.parameters,
-        "generate_job_id": follow_up.id if follow_up else None,
+        "next_job_id": follow_up.id if follow_up else None,
     }
 
 

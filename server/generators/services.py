@@ -750,13 +750,19 @@ def image_generator_build_start(
     study: Study | None = None,
     enrol: bool = False,
     then: list[str] | None = None,
+    next_builds: list[dict[str, str]] | None = None,
     created_by_id: int | None = None,
     parent_id: int | None = None,
 ) -> Job:
     """Start building a class-conditional image generator (a VAE or a DCGAN) on the project's
     procedural shapes (``workers.ml.image_dataset``): a ``build_base_model`` job with
     ``modality: "image"`` that registers a BASE version whose model path is the generator folder.
-    ``size`` "demo" trains the demo model, "tiny" a model of seconds (tests)."""
+    ``size`` "demo" trains the demo model, "tiny" a model of seconds (tests).
+
+    ``next_builds`` ({"architecture", "generator", "label", "output_dir"} each, same size, study
+    and follow-ups): built one after another, each started by the previous one's job, so a chain
+    of builds holds one worker slot and leaves the other to the rest of the product (the demo's
+    text pipeline); ``then: ["generate"]`` runs after the last."""
     if size not in ("demo", "tiny"):
         raise ApplicationError("Size must be 'demo' or 'tiny'.", extra={"field": "size"})
     checked = image_build_config_check(architecture=architecture, config=config)
@@ -772,6 +778,14 @@ def image_generator_build_start(
     unknown = sorted(set(then or []) - {"generate"})
     if unknown:
         raise ApplicationError(f"Unknown follow-up {unknown[0]!r}.", extra={"field": "then"})
+    for index, build in enumerate(next_builds or []):
+        if not isinstance(build, dict) or set(build) != {"architecture", "generator", "label", "output_dir"}:
+            raise ApplicationError(
+                f"next_builds[{index}] needs exactly architecture, generator, label and output_dir.",
+                extra={"field": f"next_builds[{index}]"},
+            )
+        image_build_config_check(architecture=build["architecture"], config=None)
+        output_dir_check(build["output_dir"], field=f"next_builds[{index}].output_dir")
     return job_enqueue(
         kind=JobKind.BUILD_BASE_MODEL,
         study_id=study.id if study else None,
@@ -788,5 +802,6 @@ def image_generator_build_start(
             "config": checked,
             "enrol": enrol,
             "then": then or [],
+            "next_builds": next_builds or [],
         },
     )

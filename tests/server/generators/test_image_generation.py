@@ -336,3 +336,52 @@ def test_the_build_command_starts_an_image_build(settings, tmp_path: Path, capsy
     assert json.loads(capsys.readouterr().out)["job_id"] == job.id
     with pytest.raises(CommandError, match="Give --corpus FILE"):
         call_command("build_base_model", "--generator", "g")
+
+
+def test_chained_builds_run_one_after_another_then_generation_and_pairs(settings, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    settings.VAR_DIR = tmp_path
+    study = factories.study(modality=Modality.IMAGE)
+    for text in PROMPTS:
+        factories.prompt(study=study, text=text)
+    second = {
+        "architecture": "dcgan",
+        "generator": "g",
+        "label": "dcgan",
+        "output_dir": str(tmp_path / "models" / "b"),
+    }
+    first = image_generator_build_start(
+        architecture="vae",
+        generator_name="g",
+        label="vae",
+        output_dir=str(tmp_path / "models" / "a"),
+        size="tiny",
+        study=study,
+        enrol=True,
+        then=["generate"],
+        next_builds=[second],
+    )
+    assert run_job(first.id, base_model_build_run) == "succeeded"
+    follow = Job.objects.get(parent=first)
+    assert (follow.kind, follow.params["architecture"], follow.params["next_builds"]) == (
+        JobKind.BUILD_BASE_MODEL,
+        "dcgan",
+        [],
+    )
+    assert (follow.params["size"], follow.params["then"], follow.params["enrol"]) == (
+        "tiny",
+        ["generate"],
+        True,
+    )
+    assert not Job.objects.filter(kind=JobKind.GENERATE).exists()
+    assert run_job(follow.id, base_model_build_run) == "succeeded"
+    generate = Job.objects.get(kind=JobKind.GENERATE, parent=follow)
+    assert generate.params["version_ids"] == sorted(study.versions.values_list("id", flat=True))
+    assert len(generate.params["version_ids"]) == 2 and generate.params["then"] == ["select_pairs"]
+    with pytest.raises(ApplicationError, match=r"next_builds\[0\] needs exactly"):
+        image_generator_build_start(
+            architecture="vae",
+            generator_name="g",
+            label="l",
+            output_dir=str(tmp_path / "models" / "c"),
+            next_builds=[{}],
+        )
