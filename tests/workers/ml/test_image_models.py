@@ -295,3 +295,17 @@ def test_policy_step_raises_reward_and_moves_further_with_smaller_beta(
         torch.equal(parent_weights[name], value)
         for name, value in load_file(str(tiny_vae / DECODER_FILE)).items()
     )
+
+
+def test_memorisation_threshold_separates_copies_from_fresh_draws() -> None:
+    from evaluation.image_metrics import leave_one_out_threshold, memorisation_in_space
+
+    # Given 512 training images, 128 of them copied, and 128 fresh images of the same recipe
+    training = render_shapes(ShapesConfig(images_per_class=32, seed=41)).images
+    fresh = render_shapes(ShapesConfig(images_per_class=8, seed=42)).images
+    threshold = leave_one_out_threshold(training)
+    # Then every copy counts as near and fresh draws about as often as the 5 % calibration says
+    copies = memorisation_in_space(training[:128], training, threshold=threshold, rounds=10)
+    draws = memorisation_in_space(fresh, training, threshold=threshold, rounds=10)
+    assert copies.near_share.mean == 1.0
+    assert draws.near_share.mean == 7 / 128  # 5.5 %
