@@ -1,4 +1,5 @@
-"""The demo: accounts, a study of short creative texts, and the jobs that fill it with samples."""
+"""The demo: accounts, a study of short creative texts and a study of images (coloured shapes drawn
+by two small generators), and the jobs that fill them with samples."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from django.db import transaction
 
 from server.core.exceptions import ApplicationError
 from server.ratings.models import Rater
-from server.studies.models import PromptSplit, Study
+from server.studies.models import Modality, PromptSplit, Study
 from server.studies.services import PromptInput, prompt_bulk_create, study_create
 
 DEMO_ADMIN = ("admin", "lovelace-admin")
@@ -42,11 +43,24 @@ DEMO_PROMPTS_HOLDOUT = [
     "An evening walk by the river",
 ]
 
+DEMO_IMAGE_STUDY_SLUG = "shapes"
+# The conditions of the demo's image generators: workers.ml.image_dataset.class_names(), written
+# out because the web process does not import the data set's module (numpy); a test keeps the two
+# equal. One of each colour and shape is held out for the evaluation.
+DEMO_IMAGE_PROMPTS_HOLDOUT = ["a red cross", "a yellow triangle", "a green square", "a blue circle"]
+DEMO_IMAGE_PROMPTS_TRAIN = [
+    f"a {colour} {shape}"
+    for colour in ("red", "yellow", "green", "blue")
+    for shape in ("circle", "square", "triangle", "cross")
+    if f"a {colour} {shape}" not in DEMO_IMAGE_PROMPTS_HOLDOUT
+]
+
 
 @dataclass(frozen=True)
 class DemoSeed:
     study: Study
     created: bool
+    image_study: Study
 
 
 def demo_check_allowed() -> None:
@@ -98,4 +112,28 @@ def demo_seed() -> DemoSeed:
             + [PromptInput(text, split=PromptSplit.HOLDOUT) for text in DEMO_PROMPTS_HOLDOUT],
         )
     Rater.objects.get_or_create(study=study, user=rater_user)
-    return DemoSeed(study=study, created=created)
+    image_study = Study.objects.filter(slug=DEMO_IMAGE_STUDY_SLUG).first()
+    if image_study is None:
+        image_study = study_create(
+            name="Shapes",
+            slug=DEMO_IMAGE_STUDY_SLUG,
+            modality=Modality.IMAGE,
+            question="Which image shows the requested shape better, in a more interesting way?",
+            guidelines=(
+                "Each image was drawn for the request above it, such as 'a red circle'. Prefer the "
+                "image that clearly shows the requested shape in the requested colour and is drawn "
+                "well: clean edges, a shape that is not smeared or broken. Between two good images, "
+                "prefer the one that is less ordinary. An image of the wrong shape or colour loses. "
+                "Use 'tie' when both are equally good and 'both bad' when neither shows the request. "
+                "Press Z or X (or click) to see an image larger."
+            ),
+            overlap=2,
+            completion_code="LOVELACE-DEMO-SHAPES",
+        )
+        prompt_bulk_create(
+            study=image_study,
+            prompts=[PromptInput(text) for text in DEMO_IMAGE_PROMPTS_TRAIN]
+            + [PromptInput(text, split=PromptSplit.HOLDOUT) for text in DEMO_IMAGE_PROMPTS_HOLDOUT],
+        )
+    Rater.objects.get_or_create(study=image_study, user=rater_user)
+    return DemoSeed(study=study, created=created, image_study=image_study)

@@ -123,7 +123,11 @@ def output_dir_check(value: Any, *, field: str = "output_dir") -> Path:
     if (
         path is None
         or not _inside(path, output_roots(), strictly=True)
-        or (path.exists() and not (path / "config.json").is_file())
+        # A model: a transformers folder, or an image generator's (workers.ml.image_generators).
+        or (
+            path.exists()
+            and not any((path / name).is_file() for name in ("config.json", "image_generator.json"))
+        )
     ):
         raise ApplicationError(
             f"{field} must be the absolute path of a new model folder (or of an existing model) inside "

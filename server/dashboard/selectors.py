@@ -20,8 +20,13 @@ from django.utils import timezone
 
 from evaluation.proportions import wilson_interval
 from server.core.exceptions import NotFound
-from server.evaluations.models import LeaderboardSnapshot
-from server.evaluations.reports import latest_evaluations, novelty_value_series, scalar_metric_names
+from server.evaluations.models import Evaluation, LeaderboardSnapshot
+from server.evaluations.reports import (
+    latest_evaluations,
+    memorisation_grid,
+    novelty_value_series,
+    scalar_metric_names,
+)
 from server.evaluations.selectors import (
     CountBreakdown,
     leaderboard_count_breakdown,
@@ -527,9 +532,10 @@ def reward_models_payload(*, study: Study) -> list[dict[str, Any]]:
     return payload
 
 
-def evaluations_payload(*, study: Study) -> dict[str, Any]:
+def evaluations_payload(*, study: Study, evaluations: list[Evaluation] | None = None) -> dict[str, Any]:
     """Latest evaluation per version: the metrics table, and the novelty–value scatter with fronts."""
-    evaluations = latest_evaluations(study=study)
+    if evaluations is None:
+        evaluations = latest_evaluations(study=study)
     names = scalar_metric_names(evaluations)
     versions = []
     for evaluation in evaluations:
@@ -552,6 +558,17 @@ def evaluations_payload(*, study: Study) -> dict[str, Any]:
     return {"metric_names": names, "versions": versions}
 
 
+def memorisation_grids_payload(evaluations: list[Evaluation]) -> list[dict[str, Any]]:
+    """Per image evaluation: its label and the sample / nearest-training-image pairs (data URIs).
+    Kept out of ``evaluations_payload``, which the page also embeds as JSON for its charts."""
+    grids = []
+    for evaluation in evaluations:
+        cells = memorisation_grid(evaluation)
+        if cells:
+            grids.append({"label": str(evaluation.version), "cells": cells})
+    return grids
+
+
 @dataclass
 class StudyDashboard:
     study: Study
@@ -568,6 +585,7 @@ class StudyDashboard:
     snapshots: list[PreferenceSnapshot]
     sample_counts: dict[int, int] = field(default_factory=dict)
     gold_checks: dict[str, int] = field(default_factory=dict)  # {"generated": n, "staff": n}
+    memorisation_grids: list[dict[str, Any]] = field(default_factory=list)  # image evaluations' grids
     next_parent: ParentChoice | None = None  # where the loop trains from next, and why
     breakdown: CountBreakdown | None = None  # which live judgments count for the leaderboard, and why
     count_lines: list[str] = field(default_factory=list)  # the breakdown in words
@@ -646,6 +664,7 @@ def study_dashboard(
         .annotate(n=Count("id"))
         .values_list("version_id", "n")
     )
+    evaluations = latest_evaluations(study=study)
     return StudyDashboard(
         study=study,
         progress=study_progress(study=study),
@@ -656,7 +675,8 @@ def study_dashboard(
         raters=rater_page(study=study, number=raters_page),
         jobs=study_jobs(study=study),
         reward_models=reward_models_payload(study=study),
-        evaluations=evaluations_payload(study=study),
+        evaluations=evaluations_payload(study=study, evaluations=evaluations),
+        memorisation_grids=memorisation_grids_payload(evaluations),
         versions=list(study.versions.select_related("generator").order_by("id")),
         snapshots=list(PreferenceSnapshot.objects.filter(study=study).order_by("-created_at", "-id")[:20]),
         sample_counts=sample_counts,

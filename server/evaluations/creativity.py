@@ -38,7 +38,11 @@ from server.evaluations.selectors import leaderboard_latest
 from server.generators.endpoint_generation import endpoint_samples_generate_missing
 from server.generators.jobs import samples_generate_missing
 from server.generators.models import KINDS_WITHOUT_WEIGHTS, GeneratorVersion, Sample, VersionKind
-from server.generators.services import version_corpus_check, version_model_check
+from server.generators.services import (
+    version_corpus_check,
+    version_is_image_generator,
+    version_model_check,
+)
 from server.jobs.models import Job
 from server.studies.models import Criterion, Prompt
 from server.studies.services import VALUE_KEY
@@ -115,6 +119,10 @@ def evaluation_run(*, job: Job, report: ProgressReporter) -> dict[str, Any]:
     # Every file this job reads, checked before any work (see server.core.paths): the version rows
     # may have changed since the start, and the parameters may come from ``manage.py job start``.
     root = lineage_root(version)
+    if version_is_image_generator(version):
+        from server.evaluations.image_evaluation import image_evaluation_run
+
+        return image_evaluation_run(job=job, report=report, version=version, root=root)
     corpus = version_corpus_check(version=version if version.reference_corpus_path else root, field="corpus")
     embedding_model = model_path_check(
         params.get("embedding_model_path") or str(default_model_path()), field="embedding_model_path"

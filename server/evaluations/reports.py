@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from html import escape
@@ -28,7 +29,8 @@ from server.studies.services import ORIGINALITY_KEY, VALUE_KEY
 
 # Okabe–Ito: distinguishable with the common colour-vision deficiencies.
 PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000")
-STRUCTURED_METRICS = {"novelty_curve", "points", "pareto_sample_ids"}
+STRUCTURED_METRICS = {"novelty_curve", "points", "pareto_sample_ids", "memorisation_grid"}
+_BASE64 = re.compile(r"[A-Za-z0-9+/]+={0,2}")
 # The computed metrics validated against people, with the sign agreement should have: novelty
 # against "Which is more original?", value against "Which is better?". A long span copied from the
 # corpus is the opposite of novel, so it should correlate negatively.
@@ -562,6 +564,54 @@ def _pareto_samples(evaluations: list[Evaluation]) -> str:
     return "".join(blocks) or "<p>No Pareto-front samples (no reward model or reference corpus yet).</p>"
 
 
+def memorisation_grid(evaluation: Evaluation) -> list[dict[str, Any]]:
+    """The sample / nearest-training-image pairs of an image evaluation, nearest first, with the
+    PNGs as data URIs. Only well-formed base64 passes (the metrics are JSON a worker wrote, but
+    nothing from a JSON field reaches HTML unchecked)."""
+    cells = []
+    for cell in evaluation.metrics.get("memorisation_grid", []):
+        if not isinstance(cell, dict):
+            continue
+        sample, neighbour = cell.get("sample_png"), cell.get("neighbour_png")
+        if not all(isinstance(data, str) and _BASE64.fullmatch(data) for data in (sample, neighbour)):
+            continue
+        cells.append(
+            {
+                "sample_src": f"data:image/png;base64,{sample}",
+                "neighbour_src": f"data:image/png;base64,{neighbour}",
+                "pixel_distance": cell.get("pixel_distance"),
+                "feature_distance": cell.get("feature_distance"),
+                "near": cell.get("near") is True,
+            }
+        )
+    return cells
+
+
+def _memorisation_grids(evaluations: list[Evaluation]) -> str:
+    blocks = []
+    for evaluation in evaluations:
+        cells = memorisation_grid(evaluation)
+        if not cells:
+            continue
+        items = "".join(
+            f'<figure class=pair><img src="{escape(cell["sample_src"])}" alt=sample width=64 height=64>'
+            f'<img src="{escape(cell["neighbour_src"])}" alt="nearest training image" width=64 height=64>'
+            f"<figcaption>pixels {number_text(cell['pixel_distance'])} · features "
+            f"{number_text(cell['feature_distance'])}{' · <b>near</b>' if cell['near'] else ''}"
+            "</figcaption></figure>"
+            for cell in cells
+        )
+        blocks.append(f"<h3>{escape(str(evaluation.version))}</h3><div class=grid>{items}</div>")
+    if not blocks:
+        return ""
+    return (
+        "<h2>Samples and their nearest training images</h2><p class=note>Each pair: a sample (left) and "
+        "the training image nearest to it in pixels (right), nearest first. 'near' marks a distance below "
+        "the memorisation threshold (the 5% quantile of training images' distances to each other).</p>"
+        + "".join(blocks)
+    )
+
+
 REPORT_STYLE = """
 body{font:14px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:#1f2328;margin:0;
 background:#f6f8fa}
@@ -576,6 +626,8 @@ svg{display:block;margin:8px 0;max-width:100%;height:auto;font-size:11px;fill:#1
 svg .axis{font-size:12px}
 ul.samples{list-style:none;padding:0}pre{background:#f6f8fa;padding:8px;overflow:auto;font-size:12px}
 .note{color:#656d76}
+.grid{display:flex;flex-wrap:wrap;gap:12px}.pair{margin:0;font-size:11px;color:#656d76}
+.pair img{image-rendering:pixelated;border:1px solid #d0d7de;margin-right:2px}
 """
 
 
@@ -645,6 +697,7 @@ they are not combined into one score, because automatic metrics agree only weakl
 {scatter or "<p>No per-sample values yet (a reward model is needed).</p>"}
 <h3>Pareto-front samples</h3>
 {_pareto_samples(evaluations)}
+{_memorisation_grids(evaluations)}
 <h2>Each metric across versions</h2>
 {"".join(metric_plots) or "<p>No metric has an interval yet.</p>"}
 <h2>Protocol</h2>

@@ -16,6 +16,7 @@ from server.core.exceptions import ApplicationError
 from server.core.paths import corpus_path_check, output_dir_check
 from server.generators.demo import demo_versions_enrol_and_generate
 from server.generators.endpoint_generation import endpoint_samples_generate_missing
+from server.generators.image_jobs import image_generator_build_run, image_samples_generate_missing
 from server.generators.models import (
     GeneratorVersion,
     Sample,
@@ -23,10 +24,14 @@ from server.generators.models import (
     sample_text_hash,
     sample_text_normalised,
 )
-from server.generators.services import generator_version_register, version_model_check
+from server.generators.services import (
+    generator_version_register,
+    version_is_image_generator,
+    version_model_check,
+)
 from server.jobs.models import Job
 from server.ratings.pair_selection import pair_selection_start
-from server.studies.models import Prompt
+from server.studies.models import Modality, Prompt
 from workers.ml.base_model import TINY_BUILD_CONFIG, BaseModelConfig, build_base_model
 from workers.ml.progress import ProgressReporter
 from workers.ml.sampling import (
@@ -48,6 +53,8 @@ def checkpoint_dir_for(job: Job) -> Path:
 
 def base_model_build_run(*, job: Job, report: ProgressReporter) -> dict[str, Any]:
     params = job.params
+    if params.get("modality") == Modality.IMAGE:
+        return image_generator_build_run(job=job, report=report, checkpoints=checkpoint_dir_for(job))
     # Checked at the start and again here, where the files are touched (see server.core.paths).
     corpus_path = corpus_path_check(params["corpus_path"], field="corpus_path")
     output_dir = output_dir_check(params["output_dir"], field="output_dir")
@@ -227,7 +234,11 @@ def generate_run(*, job: Job, report: ProgressReporter) -> dict[str, Any]:
                 step=done,
                 total=total,
                 message=f"{version}: {done} of {total} samples",
-                metrics={"tokens_per_second": tokens_per_second},
+                metrics={
+                    "images_per_second" if version_is_image_generator(version) else "tokens_per_second": (
+                        tokens_per_second
+                    )
+                },
             )
 
         if version.kind == VersionKind.ENDPOINT:
@@ -242,6 +253,11 @@ def generate_run(*, job: Job, report: ProgressReporter) -> dict[str, Any]:
             created += outcome.created
             failed += outcome.failed
             failures += outcome.failures
+            continue
+        if version_is_image_generator(version):
+            created += image_samples_generate_missing(
+                version=version, prompts=prompts, seeds=seeds, job=job, on_chunk=progress
+            )
             continue
         made, events = samples_generate_missing(
             version=version,

@@ -554,6 +554,13 @@ def generate_start(
     if not (prompts if split == "all" else prompts.filter(split=split)).exists():
         raise ApplicationError(f"The study has no {split} prompts.", extra={"field": "split"})
     for version in versions:  # a row the Django admin edited is refused here, not only in the worker
+        # An image study's prompts are conditions for image generators; a text study's are not.
+        if version_is_image_generator(version) != (study.modality == Modality.IMAGE):
+            raise ApplicationError(
+                f"{version} generates {'images' if version_is_image_generator(version) else 'text'}; "
+                f"the study {study.slug!r} is a {study.modality} study.",
+                extra={"field": "version_ids"},
+            )
         if version.kind == VersionKind.ENDPOINT:
             version_endpoint_check(version=version, field="version_ids")
             try:
@@ -659,5 +666,142 @@ def base_model_build_start(
             "size": size,
             "enrol": enrol,
             "then": then or [],
+        },
+    )
+
+
+# --- Image generators ----------------------------------------------------------------------------
+
+IMAGE_ARCHITECTURES = ("vae", "dcgan")
+# What a build may override, per architecture (the fields of workers.ml.image_generators'
+# ConditionalVaeConfig / ConditionalGanConfig, listed here: the web process never imports torch),
+# plus "images_per_class", the size of the rendered training set.
+_IMAGE_COMMON_FIELDS = {
+    "latent_dim": int,
+    "width": int,
+    "label_dim": int,
+    "steps": int,
+    "batch_size": int,
+    "learning_rate": float,
+    "seed": int,
+    "checkpoint_every": int,
+    "report_every": int,
+    "images_per_class": int,
+}
+IMAGE_CONFIG_FIELDS: dict[str, dict[str, type]] = {
+    "vae": {**_IMAGE_COMMON_FIELDS, "kl_weight": float, "pixel_precision": float},
+    "dcgan": dict(_IMAGE_COMMON_FIELDS),
+}
+
+
+def version_is_image_generator(version: GeneratorVersion) -> bool:
+    """Whether ``version`` draws images (registered by an image build or an image policy job)."""
+    return (version.metadata or {}).get("modality") == Modality.IMAGE
+
+
+def image_build_config_check(*, architecture: str, config: dict[str, Any] | None) -> dict[str, Any]:
+    """The overrides of an image build, checked by name and type (a clear error naming the field);
+    the worker checks the values again when it builds the config."""
+    if architecture not in IMAGE_ARCHITECTURES:
+        raise ApplicationError(
+            f"Architecture must be one of {', '.join(IMAGE_ARCHITECTURES)}, not {architecture!r}.",
+            extra={"field": "architecture"},
+        )
+    if config is None:
+        return {}
+    if not isinstance(config, dict):
+        raise ApplicationError("The config must be an object of settings.", extra={"field": "config"})
+    known = IMAGE_CONFIG_FIELDS[architecture]
+    checked: dict[str, Any] = {}
+    for name, value in config.items():
+        if name not in known:
+            raise ApplicationError(
+                f"config.{name} is not a setting of a {architecture} build; "
+                f"known: {', '.join(sorted(known))}.",
+                extra={"field": f"config.{name}"},
+            )
+        wanted = known[name]
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or (wanted is int and not isinstance(value, int))
+        ):
+            raise ApplicationError(
+                f"config.{name} must be {'an integer' if wanted is int else 'a number'}.",
+                extra={"field": f"config.{name}"},
+            )
+        if value < 0 or (value == 0 and name != "seed"):
+            raise ApplicationError(
+                f"config.{name} must be {'zero or more' if name == 'seed' else 'positive'}.",
+                extra={"field": f"config.{name}"},
+            )
+        checked[name] = wanted(value)
+    return checked
+
+
+def image_generator_build_start(
+    *,
+    architecture: str,
+    generator_name: str,
+    label: str,
+    output_dir: str,
+    size: str = "demo",
+    config: dict[str, Any] | None = None,
+    study: Study | None = None,
+    enrol: bool = False,
+    then: list[str] | None = None,
+    next_builds: list[dict[str, str]] | None = None,
+    created_by_id: int | None = None,
+    parent_id: int | None = None,
+) -> Job:
+    """Start building a class-conditional image generator (a VAE or a DCGAN) on the project's
+    procedural shapes (``workers.ml.image_dataset``): a ``build_base_model`` job with
+    ``modality: "image"`` that registers a BASE version whose model path is the generator folder.
+    ``size`` "demo" trains the demo model, "tiny" a model of seconds (tests).
+
+    ``next_builds`` ({"architecture", "generator", "label", "output_dir"} each, same size, study
+    and follow-ups): built one after another, each started by the previous one's job, so a chain
+    of builds holds one worker slot and leaves the other to the rest of the product (the demo's
+    text pipeline); ``then: ["generate"]`` runs after the last."""
+    if size not in ("demo", "tiny"):
+        raise ApplicationError("Size must be 'demo' or 'tiny'.", extra={"field": "size"})
+    checked = image_build_config_check(architecture=architecture, config=config)
+    output_dir_check(output_dir, field="output_dir")
+    if not generator_name.strip() or not label.strip():
+        raise ApplicationError("A build needs a generator name and a label.")
+    if study is not None and enrol and study.modality != Modality.IMAGE:
+        raise ApplicationError(
+            f"The study {study.slug!r} is a {study.modality} study; an image generator is enrolled "
+            "in an image study.",
+            extra={"field": "study"},
+        )
+    unknown = sorted(set(then or []) - {"generate"})
+    if unknown:
+        raise ApplicationError(f"Unknown follow-up {unknown[0]!r}.", extra={"field": "then"})
+    for index, build in enumerate(next_builds or []):
+        if not isinstance(build, dict) or set(build) != {"architecture", "generator", "label", "output_dir"}:
+            raise ApplicationError(
+                f"next_builds[{index}] needs exactly architecture, generator, label and output_dir.",
+                extra={"field": f"next_builds[{index}]"},
+            )
+        image_build_config_check(architecture=build["architecture"], config=None)
+        output_dir_check(build["output_dir"], field=f"next_builds[{index}].output_dir")
+    return job_enqueue(
+        kind=JobKind.BUILD_BASE_MODEL,
+        study_id=study.id if study else None,
+        created_by_id=created_by_id,
+        parent_id=parent_id,
+        queue=Queue.CPU,  # the image generators train and sample on the CPU (workers.ml.image_generators)
+        params={
+            "modality": Modality.IMAGE.value,
+            "architecture": architecture,
+            "output_dir": output_dir,
+            "generator": generator_name.strip(),
+            "label": label.strip(),
+            "size": size,
+            "config": checked,
+            "enrol": enrol,
+            "then": then or [],
+            "next_builds": next_builds or [],
         },
     )

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from django.db import transaction
 
 from server.core.exceptions import ApplicationError
-from server.generators.models import Sample, VersionKind, sample_text_hash
+from server.generators.models import Sample, VersionKind
 from server.generators.services import generator_version_register
 from server.jobs.models import Job, JobKind
 from server.jobs.services import job_enqueue
@@ -117,7 +117,7 @@ def gold_comparisons_create(*, study: Study, count: int, seed: int, job_id: int 
         Sample.objects.filter(prompt__study=study, version__in=study.versions.all())
         .exclude(version__generator__name=GOLD_GENERATOR)
         .select_related("prompt")
-        .only("id", "prompt_id", "version_id", "text", "prompt__text")
+        .only("id", "prompt_id", "version_id", "text", "text_hash", "image_id", "prompt__text")
         .order_by("id")
     )
     if len({sample.prompt_id for sample in real}) < 2:
@@ -149,7 +149,8 @@ def gold_comparisons_create(*, study: Study, count: int, seed: int, job_id: int 
         off_topic = Sample.objects.filter(
             version=gold_version,
             prompt_id=original.prompt_id,
-            text_hash=sample_text_hash(donor.text),
+            # The content's hash: the text's, or an image sample's image's (see Sample.text_hash).
+            text_hash=donor.text_hash,
             seed__isnull=True,
         ).first()
         if off_topic is None:
@@ -157,6 +158,7 @@ def gold_comparisons_create(*, study: Study, count: int, seed: int, job_id: int 
                 version=gold_version,
                 prompt_id=original.prompt_id,
                 text=donor.text,
+                image_id=donor.image_id,  # an image study's check: an image drawn for another prompt
                 metadata={"off_topic_from": donor.id},
             )
         real_on_a = rng.random() < 0.5
@@ -177,18 +179,19 @@ def _off_topic_donor(
     original: Sample, real: list[Sample], words: frozenset[str], rng: random.Random
 ) -> Sample | None:
     """Of a few random samples of other prompts with another text, the one sharing the fewest
-    words with the original's prompt; another version than the original's wins a tie."""
+    words with the original's prompt; another version than the original's wins a tie. Contents
+    are compared by hash: image samples all have an empty text, and differ by their images."""
     draws = [rng.choice(real) for _ in range(DONOR_DRAWS)]
     candidates = [
         sample
         for sample in draws
-        if sample.prompt_id != original.prompt_id and sample.text.strip() != original.text.strip()
+        if sample.prompt_id != original.prompt_id and sample.text_hash != original.text_hash
     ]
     if not candidates:
         candidates = [
             sample
             for sample in real
-            if sample.prompt_id != original.prompt_id and sample.text.strip() != original.text.strip()
+            if sample.prompt_id != original.prompt_id and sample.text_hash != original.text_hash
         ]
         if not candidates:
             return None

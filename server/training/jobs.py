@@ -19,9 +19,9 @@ from server.jobs.models import Job
 from server.jobs.services import job_log
 from server.ratings.models import Outcome
 from server.ratings.selectors import judgments_trusted, with_criterion_outcome
-from server.studies.models import PromptSplit
+from server.studies.models import Modality, PromptSplit
 from server.training.models import PreferenceSnapshot, RewardModel
-from server.training.services import policy_train_start, reward_model_train_start
+from server.training.services import IMAGE_POLICY_METHOD, policy_train_start, reward_model_train_start
 from server.training.snapshots import snapshot_create, snapshot_rows
 from workers.ml.distributed import train_dpo_supervised, train_online_rl_supervised
 from workers.ml.dpo import train_dpo
@@ -128,10 +128,11 @@ def reward_model_train_run(*, job: Job, report: ProgressReporter) -> dict[str, A
     if reward_model is None:
         reward_model = _reward_model_train(job=job, report=report)
     if "policy" in job.params.get("then", []):
+        image_study = job.study.modality == Modality.IMAGE
         policy_train_start(
             study=job.study,
             parent_version_id=None,
-            method=job.study.auto_train_policy,
+            method=IMAGE_POLICY_METHOD if image_study else job.study.auto_train_policy,
             snapshot_id=reward_model.snapshot_id,
             reward_model_id=reward_model.id,
             parent_id=job.id,
@@ -148,6 +149,10 @@ def reward_model_train_run(*, job: Job, report: ProgressReporter) -> dict[str, A
 
 
 def _reward_model_train(*, job: Job, report: ProgressReporter) -> RewardModel:
+    if job.study.modality == Modality.IMAGE:
+        from server.training.image_jobs import image_reward_model_train
+
+        return image_reward_model_train(job=job, report=report)
     for warning in job.params.get("warnings", []):  # from the start: too few pairs, ...
         job_log(job_id=job.id, line=f"warning: {warning}")
     snapshot = PreferenceSnapshot.objects.get(id=job.params["snapshot_id"])
@@ -243,6 +248,24 @@ def _policy_train(*, job: Job, report: ProgressReporter) -> GeneratorVersion:
         job_log(job_id=job.id, line=f"warning: {warning}")
     parent = GeneratorVersion.objects.select_related("generator").get(id=params["parent_version_id"])
     method = params["method"]
+    if method == IMAGE_POLICY_METHOD:
+        from server.training.image_jobs import image_policy_train
+
+        label = _child_label(parent, job, method)
+        trained = image_policy_train(job=job, report=report, parent=parent, label=label)
+        return _register_child(
+            job=job,
+            parent=parent,
+            label=label,
+            output_dir=trained["output_dir"],
+            method=method,
+            config=trained["config"],
+            snapshot=PreferenceSnapshot.objects.get(id=params["snapshot_id"]),
+            reward_model=trained["reward_model"],
+            summary=trained["summary"],
+            provenance=trained["provenance"],
+            metadata=trained["metadata"],
+        )
     config = config_from_options(method, params.get("config", {}))
     label = _child_label(parent, job, method)
     output_dir = Path(settings.VAR_DIR) / "models" / f"{parent.generator.name}-{label}".replace("/", "_")
@@ -312,6 +335,7 @@ def _register_child(
     reward_model: RewardModel | None,
     summary: dict[str, Any],
     provenance: dict[str, Any],
+    metadata: dict[str, Any] | None = None,
 ) -> GeneratorVersion:
     """The child version with its full lineage: parent, job, snapshot, reward model, config, and
     the provenance of the weights it was trained from (path, content hash or revision, dtype,
@@ -331,7 +355,8 @@ def _register_child(
             "snapshot": snapshot,
             "reward_model": reward_model,
             "training_config": {"method": method, **config, "provenance": provenance},
-            "metadata": {"result": summary, "provenance": provenance},
+            # ``metadata``: what the child is beyond its lineage (an image generator says so).
+            "metadata": {**(metadata or {}), "result": summary, "provenance": provenance},
         },
     )
     study_enrol_version(study=job.study, version=child, job_id=job.id)

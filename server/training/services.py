@@ -18,10 +18,10 @@ from django.db import transaction
 from server.core.exceptions import ApplicationError, NotFound
 from server.core.paths import model_path_check
 from server.generators.models import KINDS_WITHOUT_WEIGHTS, GeneratorVersion, VersionKind
-from server.generators.services import version_model_check
+from server.generators.services import version_is_image_generator, version_model_check
 from server.jobs.models import Job, JobKind, JobStatus
 from server.jobs.services import job_enqueue
-from server.studies.models import Criterion, Study
+from server.studies.models import Criterion, Modality, Study
 from server.training.models import PreferenceSnapshot, RewardModel
 from workers.ml.policy_config import combination_problem, config_from_options, spread_problem
 from workers.ml.reward_model_config import HEADS_IN_ONE_PROCESS
@@ -243,6 +243,61 @@ ONLINE_RL_OPTIONS: dict[str, Option] = {
     "reward_std_penalty": Between(0.0, 10.0),  # pessimistic reward: mean − k·std over members
 }
 POLICY_METHODS = ("dpo", "rloo", "grpo")
+# The policy step of an image generator (workers.ml.image_policy): the child's images climb the
+# reward model's gradient, held near the parent's by a squared-difference penalty.
+IMAGE_POLICY_METHOD = "image_reward"
+# Options of the image loop's jobs, by name and type (workers.ml.image_reward.ImageRewardConfig,
+# workers.ml.image_policy.ImagePolicyConfig; listed here, the web process never imports torch).
+IMAGE_REWARD_OPTIONS: dict[str, type] = {
+    "ensemble_size": int,
+    "bootstrap": bool,
+    "width": int,
+    "epochs": int,
+    "batch_size": int,
+    "learning_rate": float,
+    "weight_decay": float,
+    "seed": int,
+}
+IMAGE_POLICY_OPTIONS: dict[str, type] = {
+    "beta": float,
+    "steps": int,
+    "batch_size": int,
+    "learning_rate": float,
+    "evaluation_samples": int,
+    "seed": int,
+    "report_every": int,
+}
+
+
+def image_options(config: dict[str, Any] | None, known: dict[str, type], what: str) -> dict[str, Any]:
+    """The options of an image-loop job, each checked by name and type (errors name the option)."""
+    if config is None:
+        return {}
+    if not isinstance(config, dict):
+        raise ApplicationError(f"The {what} options must be an object.", extra={"field": "config"})
+    checked: dict[str, Any] = {}
+    for name, value in config.items():
+        wanted = known.get(name)
+        if wanted is None:
+            raise ApplicationError(
+                f"{name!r} is not an option of the {what}; known: {', '.join(sorted(known))}.",
+                extra={"field": f"config.{name}"},
+            )
+        if wanted is bool:
+            valid = isinstance(value, bool)
+        else:
+            valid = not isinstance(value, bool) and isinstance(
+                value, (int, float) if wanted is float else int
+            )
+        if not valid or (wanted is not bool and value < 0):
+            kind = {bool: "true or false", int: "a non-negative integer", float: "a non-negative number"}[
+                wanted
+            ]
+            raise ApplicationError(
+                f"The {what} option {name!r} must be {kind}.", extra={"field": f"config.{name}"}
+            )
+        checked[name] = wanted(value)
+    return checked
 
 
 def policy_options(method: str, config: dict[str, Any] | None) -> dict[str, Any]:
@@ -395,7 +450,11 @@ def reward_model_train_start(
     a warning in the job's ``params["warnings"]`` (shown by the API and the dashboard, and written
     to the job's log when it runs): a young study may want a first model anyway.
     """
-    config = reward_model_options(config)
+    config = (
+        image_options(config, IMAGE_REWARD_OPTIONS, "image reward model")
+        if study.modality == Modality.IMAGE
+        else reward_model_options(config)
+    )
     snapshot = _of_study(
         PreferenceSnapshot,
         study=study,
@@ -528,7 +587,13 @@ def policy_train_start(
 ) -> Job:
     """Fine-tune a child of ``parent_version_id``: DPO on a snapshot, or RLOO / GRPO against a
     reward model."""
-    if method not in POLICY_METHODS:
+    image_study = study.modality == Modality.IMAGE
+    if image_study and method != IMAGE_POLICY_METHOD:
+        raise ApplicationError(
+            f"An image study trains its generators with the method {IMAGE_POLICY_METHOD!r}.",
+            extra={"field": "method"},
+        )
+    if not image_study and method not in POLICY_METHODS:
         raise ApplicationError("Method must be 'dpo', 'rloo' or 'grpo'.", extra={"field": "method"})
     choice = None if parent_version_id else policy_parent_choose(study=study)
     parent = (
@@ -549,7 +614,27 @@ def policy_train_start(
     params: dict[str, Any] = {"parent_version_id": parent.id, "method": method, "then": then or []}
     if choice is not None:
         params["parent_reason"] = choice.reason
-    if method == "dpo":
+    if image_study:
+        if not version_is_image_generator(parent):
+            raise ApplicationError(
+                f"{parent} is not an image generator.", extra={"field": "parent_version_id"}
+            )
+        params["config"] = image_options(config, IMAGE_POLICY_OPTIONS, "image policy")
+        reward_model = _of_study(RewardModel, study=study, object_id=reward_model_id)
+        if reward_model is None or reward_model.metrics.get("modality") != Modality.IMAGE:
+            raise ApplicationError(
+                "The image policy needs an image reward model of the study.",
+                extra={"field": "reward_model_id"},
+            )
+        model_path_check(reward_model.path, field="reward_model_id")
+        params["reward_model_id"] = reward_model.id
+        params["snapshot_id"] = reward_model.snapshot_id
+    elif version_is_image_generator(parent):
+        raise ApplicationError(
+            f"{parent} is an image generator; it is trained in an image study.",
+            extra={"field": "parent_version_id"},
+        )
+    elif method == "dpo":
         params["config"] = policy_options(method, config)
         snapshot = _of_study(PreferenceSnapshot, study=study, object_id=snapshot_id)
         if snapshot is None:

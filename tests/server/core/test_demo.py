@@ -56,7 +56,7 @@ def test_demo_seeds_accounts_study_and_starts_the_model_build_once(settings, tmp
     assert study.prompts.filter(split="train").count() == 16
     assert study.prompts.filter(split="holdout").count() == 4
     assert Rater.objects.filter(study=study, user__username="rater").count() == 1
-    build = Job.objects.get(kind=JobKind.BUILD_BASE_MODEL)
+    build = Job.objects.filter(params__has_key="corpus_path").get(kind=JobKind.BUILD_BASE_MODEL)
     assert build.params["then"] == ["demo_versions"]
     assert build.params["output_dir"] == str(tmp_path / "models" / "lovelace-tiny")
     output = capsys.readouterr().out
@@ -70,9 +70,9 @@ def test_a_cached_model_skips_the_build_and_enrols_two_decoding_versions(setting
     call_command("demo", "--no-serve")
     study = Study.objects.get(slug="short-pieces")
     assert sorted(study.versions.values_list("label", flat=True)) == sorted(DEMO_VERSIONS)
-    generate = Job.objects.get(kind=JobKind.GENERATE)
+    generate = Job.objects.get(kind=JobKind.GENERATE, study=study)
     assert (generate.params["split"], generate.params["then"]) == ("all", ["select_pairs"])
-    assert not Job.objects.filter(kind=JobKind.BUILD_BASE_MODEL).exists()
+    assert not Job.objects.filter(kind=JobKind.BUILD_BASE_MODEL, params__has_key="corpus_path").exists()
     assert demo_generation_start(study=study) == ""  # generation already queued
 
 
@@ -81,7 +81,7 @@ def test_another_corpus_builds_its_own_demo_generator(settings, tmp_path) -> Non
     corpus = tmp_path / "verse.txt"
     corpus.write_text("The tide came in.\n\nThe lamp went out.\n", encoding="utf-8")
     call_command("demo", "--no-serve", "--corpus", str(corpus))
-    build = Job.objects.get(kind=JobKind.BUILD_BASE_MODEL)
+    build = Job.objects.filter(params__has_key="corpus_path").get(kind=JobKind.BUILD_BASE_MODEL)
     assert build.params["corpus_path"] == str(corpus.resolve())
     assert build.params["output_dir"] == str(tmp_path / "models" / "lovelace-tiny-verse")
     assert build.params["generator"] == "lovelace-tiny-verse"
@@ -105,3 +105,63 @@ def test_a_bad_corpus_is_refused_before_any_job(settings, tmp_path, content, mes
     with pytest.raises(CommandError, match=re.escape(message)):
         call_command("build_base_model", "--corpus", str(corpus), "--generator", "g")
     assert not Job.objects.exists()
+
+
+def test_demo_seeds_the_image_study_and_starts_both_image_builds(settings, tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    from server.core.demo import DEMO_IMAGE_PROMPTS_HOLDOUT, DEMO_IMAGE_PROMPTS_TRAIN
+    from workers.ml.image_dataset import class_names
+
+    settings.VAR_DIR = tmp_path
+    call_command("demo", "--no-serve")
+    call_command("demo", "--no-serve")  # running it again is safe
+    study = Study.objects.get(slug="shapes")
+    assert study.modality == "image"
+    # The prompts are the generators' conditions, every one of them.
+    assert sorted(DEMO_IMAGE_PROMPTS_TRAIN + DEMO_IMAGE_PROMPTS_HOLDOUT) == sorted(class_names())
+    assert study.prompts.filter(split="train").count() == 12
+    assert study.prompts.filter(split="holdout").count() == 4
+    assert "requested shape" in study.guidelines
+    assert Rater.objects.filter(study=study, user__username="rater").count() == 1
+    # One build at a time (the VAE, then the DCGAN it starts): the text pipeline keeps a slot.
+    build = Job.objects.get(kind=JobKind.BUILD_BASE_MODEL, study=study)
+    assert (build.params["architecture"], build.params["modality"], build.params["enrol"]) == (
+        "vae",
+        "image",
+        True,
+    )
+    assert build.params["then"] == ["generate"]
+    assert build.params["output_dir"] == str(tmp_path / "models" / "lovelace-shapes-vae")
+    assert build.params["next_builds"] == [
+        {
+            "architecture": "dcgan",
+            "generator": "lovelace-shapes",
+            "label": "dcgan",
+            "output_dir": str(tmp_path / "models" / "lovelace-shapes-dcgan"),
+        }
+    ]
+    assert build.queue == "cpu"
+    output = capsys.readouterr().out
+    assert "/rate/shapes/" in output and "Started the image demo pipeline" in output
+
+
+def test_cached_image_generators_are_enrolled_and_generation_starts(settings, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    from server.generators.demo import demo_image_generation_start
+
+    settings.VAR_DIR = tmp_path
+    for architecture in ("vae", "dcgan"):
+        folder = tmp_path / "models" / f"lovelace-shapes-{architecture}"
+        folder.mkdir(parents=True)
+        (folder / "image_generator.json").write_text(
+            json.dumps({"kind": architecture, "decoder_sha256": "0" * 64})
+        )
+    call_command("demo", "--no-serve")
+    study = Study.objects.get(slug="shapes")
+    assert sorted(study.versions.values_list("label", flat=True)) == ["dcgan", "vae"]
+    assert {v.metadata["modality"] for v in study.versions.all()} == {"image"}
+    generate = Job.objects.get(kind=JobKind.GENERATE, study=study)
+    assert (generate.params["split"], generate.params["then"]) == ("all", ["select_pairs"])
+    assert generate.params["samples_per_prompt"] == 3
+    assert not Job.objects.filter(kind=JobKind.BUILD_BASE_MODEL, study=study).exists()
+    assert demo_image_generation_start(study=study) == ""  # generation already queued

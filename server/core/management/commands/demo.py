@@ -19,7 +19,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from server.core.demo import DEMO_ADMIN, DEMO_RATER, demo_check_allowed, demo_seed
 from server.core.exceptions import ApplicationError
-from server.generators.demo import demo_generation_start
+from server.generators.demo import demo_generation_start, demo_image_generation_start
 from server.generators.services import corpus_import_local
 
 
@@ -45,15 +45,19 @@ class Command(BaseCommand):
             # A file of the shell user's choosing: copied into var/ unless jobs may read it already.
             corpus = corpus_import_local(source=options["corpus"]) if options["corpus"] else None
             started = demo_generation_start(study=seed.study, corpus=corpus)
+            started_images = demo_image_generation_start(study=seed.image_study)
         except ApplicationError as error:
             raise CommandError(error.message) from None
         if started:
             self.stdout.write(f"Started the demo pipeline: {started}.")
+        if started_images:
+            self.stdout.write(f"Started the image demo pipeline: {started_images}.")
         port = options["port"]
         base = f"http://127.0.0.1:{port}"
         self.stdout.write(
             self.style.SUCCESS("Lovelace is starting.")
             + f"\n  rating page : {base}/rate/{seed.study.slug}/  (rater: {DEMO_RATER[0]} / {DEMO_RATER[1]})"
+            + f"\n  images      : {base}/rate/{seed.image_study.slug}/  (the same rater; images)"
             + f"\n  dashboard   : {base}/dashboard/  (staff: {DEMO_ADMIN[0]} / {DEMO_ADMIN[1]})"
             + f"\n  admin       : {base}/admin/"
             + f"\n  API schema  : {base}/api/schema/"

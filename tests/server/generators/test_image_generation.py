@@ -1,0 +1,387 @@
+"""Image generators in the job system: the build job (VAE and DCGAN), generation of image samples
+(resumable, without duplicates), and pair selection on image samples."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from server.core.exceptions import ApplicationError
+from server.generators.jobs import base_model_build_run, generate_run
+from server.generators.models import GeneratorVersion, ImageAsset, Sample, VersionKind
+from server.generators.services import generate_start, image_generator_build_start
+from server.jobs.models import Job, JobKind
+from server.ratings.models import Comparison, ComparisonKind
+from server.ratings.pair_selection import pair_selection_run, pair_selection_start
+from server.studies.models import Modality, PromptSplit
+from tests import factories
+from workers.ml.image_generators import MANIFEST_FILE
+from workers.runner import run_job
+
+pytestmark = pytest.mark.django_db
+
+PROMPTS = ["a red circle", "a blue square", "a green cross"]
+
+
+@pytest.fixture(scope="module")
+def built_generators(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A tiny VAE and DCGAN, built once for the module (the jobs' code path is tested below)."""
+    from server.generators.image_jobs import image_build_config
+    from workers.ml.image_generators import build_conditional_gan, build_conditional_vae
+
+    root = tmp_path_factory.mktemp("image-generators")
+    build_conditional_vae(
+        output_dir=root / "vae", checkpoint_dir=root / "c-vae", config=image_build_config("vae", "tiny", {})
+    )
+    build_conditional_gan(
+        output_dir=root / "dcgan",
+        checkpoint_dir=root / "c-dcgan",
+        config=image_build_config("dcgan", "tiny", {}),  # type: ignore[arg-type]
+    )
+    return {"vae": root / "vae", "dcgan": root / "dcgan"}
+
+
+@pytest.fixture
+def image_study(settings, built_generators: dict[str, Path], image_storage: Path):  # type: ignore[no-untyped-def]
+    settings.LOVELACE_MODEL_ROOTS = [
+        *settings.LOVELACE_MODEL_ROOTS,
+        next(iter(built_generators.values())).parent,
+    ]
+    study = factories.study(modality=Modality.IMAGE, gold_rate=0.2)
+    for text in PROMPTS:
+        factories.prompt(study=study, text=text)
+    factories.prompt(study=study, text="a yellow triangle", split=PromptSplit.HOLDOUT)
+    versions = [
+        factories.version(
+            kind=VersionKind.BASE,
+            model_path=str(built_generators[architecture]),
+            metadata={"modality": "image", "architecture": architecture},
+            enrol_in=study,
+        )
+        for architecture in ("vae", "dcgan")
+    ]
+    return study, versions
+
+
+@pytest.mark.parametrize("architecture", ["vae", "dcgan"])
+def test_an_image_build_job_registers_a_base_image_version(
+    settings, tmp_path: Path, architecture: str
+) -> None:
+    settings.VAR_DIR = tmp_path
+    study = factories.study(modality=Modality.IMAGE)
+    job = image_generator_build_start(
+        architecture=architecture,
+        generator_name="shapes",
+        label=architecture,
+        output_dir=str(tmp_path / "models" / architecture),
+        size="tiny",
+        config={"steps": 12},
+        study=study,
+        enrol=True,
+    )
+    assert job.kind == JobKind.BUILD_BASE_MODEL
+    assert run_job(job.id, base_model_build_run) == "succeeded"
+    job.refresh_from_db()
+    version = GeneratorVersion.objects.get(id=job.result["version_id"])
+    assert (version.kind, version.label, version.generator.name) == (VersionKind.BASE, architecture, "shapes")
+    assert version.model_path == str((tmp_path / "models" / architecture).resolve())
+    assert (Path(version.model_path) / MANIFEST_FILE).is_file()
+    kind = {"vae": "conditional_vae", "dcgan": "conditional_gan"}[architecture]
+    assert version.metadata["modality"] == "image"
+    assert (version.metadata["architecture"], version.metadata["generator_kind"]) == (architecture, kind)
+    assert len(version.metadata["decoder_sha256"]) == 64
+    assert version.metadata["steps"] == job.result["steps"] == 12
+    assert study.versions.filter(id=version.id).exists()
+    assert (job.progress_step, job.progress_total) == (12, 12)
+    assert not (tmp_path / "checkpoints" / f"job-{job.id}").exists()
+
+
+def test_an_image_build_refuses_unknown_architectures_and_settings(settings, tmp_path: Path) -> None:
+    settings.VAR_DIR = tmp_path
+    output = str(tmp_path / "models" / "x")
+    with pytest.raises(ApplicationError, match="Architecture must be one of vae, dcgan, not 'gpt'"):
+        image_generator_build_start(architecture="gpt", generator_name="g", label="l", output_dir=output)
+    with pytest.raises(ApplicationError, match=r"config\.pixel_precision is not a setting of a dcgan build"):
+        image_generator_build_start(
+            architecture="dcgan",
+            generator_name="g",
+            label="l",
+            output_dir=output,
+            config={"pixel_precision": 2},
+        )
+    with pytest.raises(ApplicationError, match=r"config\.steps must be an integer"):
+        image_generator_build_start(
+            architecture="vae", generator_name="g", label="l", output_dir=output, config={"steps": 1.5}
+        )
+    with pytest.raises(ApplicationError, match="is a text study; an image generator is enrolled in an image"):
+        image_generator_build_start(
+            architecture="vae",
+            generator_name="g",
+            label="l",
+            output_dir=output,
+            study=factories.study(),
+            enrol=True,
+        )
+    assert not Job.objects.exists()
+
+
+def test_generate_draws_image_samples_with_provenance_and_resumes_without_duplicates(image_study) -> None:  # type: ignore[no-untyped-def]
+    study, versions = image_study
+    job = generate_start(study=study, version_ids=[v.id for v in versions], samples_per_prompt=2)
+    assert run_job(job.id, generate_run) == "succeeded"
+    job.refresh_from_db()
+    assert job.result["created"] == job.result["total"] == 2 * 3 * 2
+    samples = Sample.objects.filter(job=job)
+    assert samples.count() == 12 and not samples.filter(image__isnull=True).exists()
+    assert set(samples.values_list("text", flat=True)) == {""}
+    sample = samples.filter(version=versions[1]).select_related("image").first()
+    assert sample.text_hash == sample.image.sha256
+    assert (sample.image.width, sample.image.height, sample.image.format) == (32, 32, "png")
+    assert sample.metadata["architecture"] == "dcgan"
+    manifest = json.loads((Path(versions[1].model_path) / MANIFEST_FILE).read_text())
+    assert sample.metadata["decoder_sha256"] == manifest["decoder_sha256"]
+    assert sample.latency_seconds > 0 and isinstance(sample.metadata["latent_seed"], int)
+    before = {(s.version_id, s.prompt_id, s.seed): s.text_hash for s in Sample.objects.all()}
+    # As if the worker died half-way: a re-run draws only what is missing, and the same images.
+    Sample.objects.filter(version=versions[0], seed=1).delete()
+    again = generate_start(study=study, version_ids=[v.id for v in versions], samples_per_prompt=2)
+    assert run_job(again.id, generate_run) == "succeeded"
+    again.refresh_from_db()
+    assert again.result["created"] == 3
+    assert {(s.version_id, s.prompt_id, s.seed): s.text_hash for s in Sample.objects.all()} == before
+    assert ImageAsset.objects.count() == len(set(before.values()))
+
+
+def test_a_prompt_that_is_no_condition_fails_the_job_naming_it(image_study) -> None:  # type: ignore[no-untyped-def]
+    study, versions = image_study
+    factories.prompt(study=study, text="a purple hexagon")
+    job = generate_start(study=study, version_ids=[versions[0].id], samples_per_prompt=1)
+    assert run_job(job.id, generate_run) == "failed"
+    job.refresh_from_db()
+    assert "cannot draw the prompt 'a purple hexagon'" in job.error
+    assert not Sample.objects.exists()
+
+
+def test_an_image_version_is_refused_in_a_text_study(image_study) -> None:  # type: ignore[no-untyped-def]
+    _, versions = image_study
+    text_study = factories.study()
+    factories.prompt(study=text_study)
+    from server.studies.services import study_enrol_version
+
+    study_enrol_version(study=text_study, version=versions[0])
+    with pytest.raises(ApplicationError, match=r"generates images; the study .* is a text study"):
+        generate_start(study=text_study, version_ids=[versions[0].id])
+
+
+def test_pair_selection_pairs_image_samples_and_makes_image_gold_checks(image_study) -> None:  # type: ignore[no-untyped-def]
+    study, versions = image_study
+    generate = generate_start(study=study, version_ids=[v.id for v in versions], samples_per_prompt=2)
+    run_job(generate.id, generate_run)
+    job = pair_selection_start(study=study, pairs_per_prompt=2)
+    assert run_job(job.id, pair_selection_run) == "succeeded"
+    regular = Comparison.objects.filter(study=study, kind=ComparisonKind.REGULAR).select_related(
+        "sample_a", "sample_b"
+    )
+    assert regular.count() == 3 * 2
+    for comparison in regular:
+        assert comparison.sample_a.version_id != comparison.sample_b.version_id
+        assert comparison.sample_a.image_id and comparison.sample_b.image_id
+    gold = Comparison.objects.filter(study=study, kind=ComparisonKind.GOLD).select_related(
+        "sample_a", "sample_b"
+    )
+    assert gold.count() == 1
+    check = gold.get()
+    # Both sides are images: the expected winner drawn for this prompt, the other for another one.
+    off_topic = check.sample_b if check.gold_answer == "A" else check.sample_a
+    real = check.sample_a if check.gold_answer == "A" else check.sample_b
+    assert off_topic.image_id and real.image_id and off_topic.image_id != real.image_id
+    assert (
+        off_topic.text == ""
+        and Sample.objects.get(id=off_topic.metadata["off_topic_from"]).prompt_id != check.prompt_id
+    )
+
+
+def test_the_evaluate_job_of_an_image_version_stores_image_metrics_and_the_grid(  # type: ignore[no-untyped-def]
+    image_study, settings, tmp_path: Path, client
+) -> None:
+    from django.contrib.auth import get_user_model
+
+    from server.evaluations.creativity import evaluation_run
+    from server.evaluations.models import Evaluation
+    from server.evaluations.reports import evaluation_report_html
+    from server.evaluations.services import evaluation_start
+
+    settings.VAR_DIR = tmp_path  # the feature network is cached here
+    study, versions = image_study
+    job = evaluation_start(study=study, version_id=versions[0].id, split="train", samples_per_prompt=2)
+    job.params = {**job.params, "feature_size": "tiny"}
+    job.save(update_fields=["params"])
+    assert run_job(job.id, evaluation_run) == "succeeded", Job.objects.get(id=job.id).error
+    evaluation = Evaluation.objects.get()
+    metrics = evaluation.metrics
+    for name in (
+        "memorisation_pixel_share",
+        "memorisation_feature_share",
+        "frechet_distance",
+        "feature_mean_distance_per_prompt",
+        "condition_accuracy",
+        "nearest_training_pixel_distance",
+    ):
+        value = metrics[name]
+        assert value["lower"] <= value["mean"] <= value["upper"], name
+    assert 0.0 <= metrics["memorisation_pixel_share"]["mean"] <= 1.0
+    assert metrics["memorisation_pixel_share"]["count"] == 3  # prompts resampled, not samples
+    assert metrics["frechet_distance"]["count"] == 6 and metrics["frechet_distance"]["mean"] > 0
+    assert metrics["feature_vendi_per_prompt"]["mean"] >= 1.0
+    grid = metrics["memorisation_grid"]
+    assert len(grid) == 6
+    distances = [cell["pixel_distance"] for cell in grid]
+    assert distances == sorted(distances)
+    assert (
+        evaluation.protocol["modality"] == "image"
+        and evaluation.protocol["training_data"]["images"] == 16 * 4
+    )
+    assert len(evaluation.protocol["feature_network_sha256"]) == 64
+    # The report and the staff dashboard show the figures and the grid; nothing unescaped.
+    html = evaluation_report_html(study=study)
+    assert "frechet_distance" in html and html.count('alt="nearest training image"') == 6
+    assert f'src="data:image/png;base64,{grid[0]["sample_png"]}"' in html
+    staff = get_user_model().objects.create_user("staff", password="x", is_staff=True)
+    client.force_login(staff)
+    page = client.get(f"/dashboard/studies/{study.slug}/")
+    assert page.status_code == 200
+    assert page.content.decode().count('alt="nearest training image"') == 6
+    # A tampered grid (not base64) never reaches the page.
+    evaluation.metrics["memorisation_grid"][0]["sample_png"] = '"><script>alert(1)</script>'
+    evaluation.save()
+    assert "<script>alert(1)" not in evaluation_report_html(study=study)
+    assert evaluation_report_html(study=study).count('alt="nearest training image"') == 5
+
+
+def test_the_image_loop_trains_a_reward_model_and_a_child_with_full_lineage(
+    image_study, settings, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    from server.training.jobs import policy_train_run, reward_model_train_run
+    from server.training.models import RewardModel
+    from server.training.services import IMAGE_POLICY_METHOD, policy_train_start, reward_model_train_start
+    from server.training.snapshots import snapshot_create
+
+    settings.VAR_DIR = tmp_path
+    study, versions = image_study
+    generate = generate_start(study=study, version_ids=[v.id for v in versions], samples_per_prompt=2)
+    run_job(generate.id, generate_run)
+    # Judgments: the DCGAN's image wins every pair (as a rater who prefers sharper shapes might).
+    rater = factories.rater(study=study)
+    for prompt in study.prompts.filter(split=PromptSplit.TRAIN):
+        for seed in (0, 1):
+            a = Sample.objects.get(version=versions[0], prompt=prompt, seed=seed)
+            b = Sample.objects.get(version=versions[1], prompt=prompt, seed=seed)
+            comparison = factories.comparison(study=study, prompt=prompt, sample_a=a, sample_b=b)
+            factories.judgment(comparison=comparison, rater=rater, outcome="B")
+    snapshot = snapshot_create(study=study, validation_fraction=0.2)
+    with pytest.raises(ApplicationError, match="'lora' is not an option of the image reward model"):
+        reward_model_train_start(study=study, config={"lora": True})
+    job = reward_model_train_start(
+        study=study, snapshot_id=snapshot.id, config={"ensemble_size": 2, "epochs": 3}, then=["policy"]
+    )
+    assert run_job(job.id, reward_model_train_run) == "succeeded", Job.objects.get(id=job.id).error
+    reward_model = RewardModel.objects.get(job=job)
+    assert (reward_model.backbone, reward_model.ensemble_size, reward_model.metrics["modality"]) == (
+        "image-cnn",
+        2,
+        "image",
+    )
+    assert reward_model.metrics["train_pairs"] + reward_model.metrics["validation_pairs"] == 6
+    policy = Job.objects.get(kind=JobKind.TRAIN_POLICY)
+    assert (policy.params["method"], policy.parent_id) == (IMAGE_POLICY_METHOD, job.id)
+    with pytest.raises(ApplicationError, match="An image study trains its generators with the method"):
+        policy_train_start(study=study, parent_version_id=versions[0].id, method="dpo")
+    policy.params = {**policy.params, "config": {"steps": 3, "batch_size": 8, "evaluation_samples": 8}}
+    policy.save(update_fields=["params"])
+    assert run_job(policy.id, policy_train_run) == "succeeded", Job.objects.get(id=policy.id).error
+    child = GeneratorVersion.objects.get(kind=VersionKind.TRAINED)
+    assert child.parent_id in {v.id for v in versions}
+    assert (child.training_job_id, child.snapshot_id, child.reward_model_id) == (
+        policy.id,
+        snapshot.id,
+        reward_model.id,
+    )
+    assert child.metadata["modality"] == "image" and len(child.metadata["decoder_sha256"]) == 64
+    assert child.metadata["provenance"]["parent_decoder_sha256"] == child.parent.metadata.get(
+        "decoder_sha256", child.metadata["provenance"]["parent_decoder_sha256"]
+    )
+    assert study.versions.filter(id=child.id).exists()
+    # Then it is generated like a text child: its images, then pairs.
+    follow_up = Job.objects.get(kind=JobKind.GENERATE, parent=policy)
+    assert run_job(follow_up.id, generate_run) == "succeeded"
+    follow_up.refresh_from_db()
+    assert follow_up.result["total"] == 4 * 3  # every prompt, holdout included, three seeds
+    assert Sample.objects.filter(version=child, image__isnull=False).count() == follow_up.result["total"]
+
+
+def test_the_build_command_starts_an_image_build(settings, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    from django.core.management import CommandError, call_command
+
+    settings.VAR_DIR = tmp_path
+    call_command("build_base_model", "--image", "dcgan", "--generator", "shapes", "--size", "tiny")
+    job = Job.objects.get()
+    assert (job.params["modality"], job.params["architecture"], job.params["size"]) == (
+        "image",
+        "dcgan",
+        "tiny",
+    )
+    assert job.params["output_dir"] == str(tmp_path / "models" / "shapes")
+    assert json.loads(capsys.readouterr().out)["job_id"] == job.id
+    with pytest.raises(CommandError, match="Give --corpus FILE"):
+        call_command("build_base_model", "--generator", "g")
+
+
+def test_chained_builds_run_one_after_another_then_generation_and_pairs(settings, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    settings.VAR_DIR = tmp_path
+    study = factories.study(modality=Modality.IMAGE)
+    for text in PROMPTS:
+        factories.prompt(study=study, text=text)
+    second = {
+        "architecture": "dcgan",
+        "generator": "g",
+        "label": "dcgan",
+        "output_dir": str(tmp_path / "models" / "b"),
+    }
+    first = image_generator_build_start(
+        architecture="vae",
+        generator_name="g",
+        label="vae",
+        output_dir=str(tmp_path / "models" / "a"),
+        size="tiny",
+        study=study,
+        enrol=True,
+        then=["generate"],
+        next_builds=[second],
+    )
+    assert run_job(first.id, base_model_build_run) == "succeeded"
+    follow = Job.objects.get(parent=first)
+    assert (follow.kind, follow.params["architecture"], follow.params["next_builds"]) == (
+        JobKind.BUILD_BASE_MODEL,
+        "dcgan",
+        [],
+    )
+    assert (follow.params["size"], follow.params["then"], follow.params["enrol"]) == (
+        "tiny",
+        ["generate"],
+        True,
+    )
+    assert not Job.objects.filter(kind=JobKind.GENERATE).exists()
+    assert run_job(follow.id, base_model_build_run) == "succeeded"
+    generate = Job.objects.get(kind=JobKind.GENERATE, parent=follow)
+    assert generate.params["version_ids"] == sorted(study.versions.values_list("id", flat=True))
+    assert len(generate.params["version_ids"]) == 2 and generate.params["then"] == ["select_pairs"]
+    with pytest.raises(ApplicationError, match=r"next_builds\[0\] needs exactly"):
+        image_generator_build_start(
+            architecture="vae",
+            generator_name="g",
+            label="l",
+            output_dir=str(tmp_path / "models" / "c"),
+            next_builds=[{}],
+        )
