@@ -109,6 +109,13 @@ class BaseModelConfig:
     """Steps between reporter calls (each may write a database row); the reported loss is the mean
     over these steps. Cancellation takes effect at the next report."""
 
+    held_out_every: int = 10
+    """About one piece in this many is held out of training and scores the model at the end
+    (held-out perplexity). Which pieces: those whose text hashes to 0 modulo this number, so a
+    piece stays held out when others are added, removed or reordered. 0 holds nothing out. A
+    corpus of fewer than MIN_PIECES_TO_HOLD_OUT pieces is never split: a handful of held-out
+    pieces measures little and costs a small corpus a sizeable share of its text."""
+
     def __post_init__(self) -> None:
         if self.n_embd % self.n_head:
             raise ValueError(f"n_embd {self.n_embd} is not divisible by n_head {self.n_head}")
@@ -117,6 +124,8 @@ class BaseModelConfig:
         for name in ("steps", "batch_size", "checkpoint_every", "report_every", "context_length"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1")
+        if self.held_out_every < 0 or self.held_out_every == 1:
+            raise ValueError("held_out_every must be 0 (hold nothing out) or >= 2")
 
 
 TINY_BUILD_CONFIG = BaseModelConfig(
@@ -136,6 +145,34 @@ TINY_BUILD_CONFIG = BaseModelConfig(
 """A model that builds in about a second: for tests and smoke runs, not for reading its output."""
 
 
+MIN_PIECES_TO_HOLD_OUT = 100
+
+
+@dataclass(frozen=True)
+class HeldOutPerplexity:
+    """How well a model predicts pieces it was not trained on (lower is better)."""
+
+    pieces: int
+    tokens: int
+    """Tokens predicted: every token of every piece plus the END_OF_TEXT that closes it."""
+    words: int
+    """Whitespace-separated words of the pieces, plus one per piece for its end."""
+    per_token: float
+    """exp(mean negative log-likelihood per token). Depends on the tokenizer."""
+    per_word: float
+    """exp(total negative log-likelihood / words): the same text costs the same whatever the
+    tokenizer, so models with different vocabularies compare on this one."""
+
+    def as_dict(self) -> dict[str, float | int]:
+        return {
+            "pieces": self.pieces,
+            "tokens": self.tokens,
+            "words": self.words,
+            "per_token": round(self.per_token, 3),
+            "per_word": round(self.per_word, 3),
+        }
+
+
 @dataclass
 class BuildResult:
     output_dir: Path
@@ -149,6 +186,8 @@ class BuildResult:
     """Wall time of this call."""
     parameters: int = 0
     vocab_size: int = 0
+    held_out: HeldOutPerplexity | None = None
+    """Perplexity on the held-out pieces; None when the corpus was too small to split."""
 
 
 def split_corpus(text: str) -> list[str]:
@@ -162,6 +201,51 @@ def split_corpus(text: str) -> list[str]:
     ['Roses.\\nViolets.', 'The sea.']
     """
     return [piece.strip() for piece in re.split(r"\n[ \t\r\f\v]*\n", text) if piece.strip()]
+
+
+def held_out_split(pieces: Sequence[str], every: int) -> tuple[list[str], list[str]]:
+    """(training pieces, held-out pieces): a piece is held out when the SHA-256 of its text is 0
+    modulo ``every``. Nothing is held out when ``every`` is 0 or there are fewer than
+    MIN_PIECES_TO_HOLD_OUT pieces (or when no piece would be left to train on)."""
+    if every == 0 or len(pieces) < MIN_PIECES_TO_HOLD_OUT:
+        return list(pieces), []
+    train: list[str] = []
+    held_out: list[str] = []
+    for piece in pieces:
+        digest = int.from_bytes(hashlib.sha256(piece.encode()).digest()[:8], "big")
+        (held_out if digest % every == 0 else train).append(piece)
+    return (train, held_out) if train else (list(pieces), [])
+
+
+@torch.no_grad()
+def held_out_perplexity(model: Any, tokenizer: Any, pieces: Sequence[str]) -> HeldOutPerplexity:
+    """Perplexity of ``model`` on ``pieces``, each scored as END_OF_TEXT piece END_OF_TEXT (as in
+    training) from its own start. A piece longer than the model's context is scored in
+    consecutive windows, each from its own start (slightly pessimistic at window edges)."""
+    end_of_text = tokenizer.backend_tokenizer.token_to_id(END_OF_TEXT)
+    window = int(model.config.n_positions)
+    was_training = model.training
+    model.eval()
+    total_nll = 0.0
+    tokens = 0
+    for encoded in tokenizer(list(pieces), add_special_tokens=False)["input_ids"]:
+        ids = [end_of_text, *encoded, end_of_text]
+        for start in range(0, len(ids) - 1, window - 1):
+            chunk = torch.tensor([ids[start : start + window]], device=model.device)
+            if chunk.shape[1] < 2:
+                continue
+            logits = model(input_ids=chunk, attention_mask=torch.ones_like(chunk)).logits[0, :-1].float()
+            total_nll += float(torch.nn.functional.cross_entropy(logits, chunk[0, 1:], reduction="sum"))
+            tokens += chunk.shape[1] - 1
+    model.train(was_training)
+    words = sum(len(piece.split()) + 1 for piece in pieces)
+    return HeldOutPerplexity(
+        pieces=len(pieces),
+        tokens=tokens,
+        words=words,
+        per_token=math.exp(total_nll / max(1, tokens)),
+        per_word=math.exp(total_nll / max(1, words)),
+    )
 
 
 def train_tokenizer(pieces: Iterable[str], *, vocab_size: int, min_frequency: int) -> PreTrainedTokenizerFast:
@@ -214,7 +298,7 @@ def build_base_model(
     if checkpoint is not None:
         _check_checkpoint_matches(checkpoint, config, corpus_sha256, checkpoint_path)
 
-    pieces = split_corpus(corpus)
+    pieces, held_out = held_out_split(split_corpus(corpus), config.held_out_every)
     if not pieces:
         raise ValueError("the corpus has no text")
     if checkpoint is not None:
@@ -303,6 +387,14 @@ def build_base_model(
             )
 
     model.eval()
+    perplexity = held_out_perplexity(model, tokenizer, held_out) if held_out else None
+    if perplexity is not None:
+        reporter(
+            step=step,
+            total=config.steps,
+            message=f"held-out perplexity {perplexity.per_word:.1f} per word, "
+            f"{perplexity.per_token:.2f} per token ({perplexity.pieces} pieces)",
+        )
     _write_atomically(
         output_dir,
         model,
@@ -312,6 +404,7 @@ def build_base_model(
             "corpus_sha256": corpus_sha256,
             "steps": step,
             "final_loss": losses[-1],
+            "held_out_perplexity": perplexity.as_dict() if perplexity else None,
         },
     )
     return BuildResult(
@@ -322,6 +415,7 @@ def build_base_model(
         seconds=time.perf_counter() - started,
         parameters=sum(parameter.numel() for parameter in model.parameters()),
         vocab_size=len(tokenizer),
+        held_out=perplexity,
     )
 
 
