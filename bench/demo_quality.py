@@ -126,15 +126,29 @@ def measure(
         f"\n== {name}: {len(corpus.encode()) / 1000:.0f} KB corpus, {len(pieces)} pieces; "
         f"{config.n_layer} layers x {config.n_embd}, vocabulary {config.vocab_size}, context "
         f"{config.context_length}, {config.steps} steps x {config.batch_size} windows, "
-        f"learning rate {config.learning_rate:g} -> {config.min_learning_rate:g}, dropout {config.dropout:g}"
+        f"learning rate {config.learning_rate:g} -> {config.min_learning_rate:g}, dropout {config.dropout:g}",
+        flush=True,
     )
+    started = time.perf_counter()
+    cpu_before = _cpu_seconds()
+
+    def progress(
+        *, step: int, total: int, message: str = "", metrics: dict[str, float] | None = None
+    ) -> None:
+        if step % 250 == 0 and metrics:
+            print(
+                f"   step {step}/{total}: loss {metrics['loss']:.2f}, "
+                f"{time.perf_counter() - started:.0f} s wall, {_cpu_seconds() - cpu_before:.0f} s CPU",
+                flush=True,
+            )
+
     with tempfile.TemporaryDirectory() as scratch:
-        cpu_before = _cpu_seconds()
         result = build_base_model(
             corpus=corpus,
             output_dir=Path(scratch) / "model",
             checkpoint_dir=Path(scratch) / "checkpoints",
             config=config,
+            reporter=progress,
         )
         cpu = _cpu_seconds() - cpu_before
         loaded = load_model(result.output_dir, device="cpu")
@@ -163,7 +177,9 @@ def measure(
         vocabulary = dict(index_vocabulary)
         encoded = [encode_tokens(sample, vocabulary) for sample in tokens]
         longest = longest_copied_spans(index, encoded)
-        mostly_copied = np.mean([span > MOSTLY_COPIED * len(sample) for span, sample in zip(longest, tokens)])
+        mostly_copied = np.mean(
+            [span > MOSTLY_COPIED * len(sample) for span, sample in zip(longest, tokens, strict=True)]
+        )
         novelty = np.nanmean(ngram_novelty_curves(index, encoded, NOVELTY_N)[:, NOVELTY_N - 1])
         print(
             f"-- {label} (temperature {decoding.temperature}, top_p {decoding.top_p}): {len(texts)} samples "
