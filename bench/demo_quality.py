@@ -14,7 +14,7 @@ the held-out pieces the two corpora share and on its own, and, for the demo's tw
 (``DEMO_VERSIONS``), samples for the demo's prompts: the in-corpus word share, n-gram novelty
 (share of the samples' word n-grams found nowhere in the corpus) and the share of samples that are
 mostly copied (their longest verbatim corpus span covers more than half of their words). Ten
-samples of the careful decoding are printed verbatim. ``--after-only`` skips the before build;
+samples of each careful decoding are printed verbatim. ``--after-only`` skips the before build;
 ``--set name=value`` overrides a field of the after config (for experiments).
 """
 
@@ -77,8 +77,11 @@ PROMPTS = [
     "A lamp in the window", "The sound of the tide", "An evening walk by the river",
 ]  # fmt: skip
 DECODINGS = {
-    "careful": SamplingConfig(temperature=0.7, top_p=0.9, max_new_tokens=48, stop=("\n\n",)),
-    "bold": SamplingConfig(temperature=1.1, top_p=1.0, max_new_tokens=48, stop=("\n\n",)),
+    "careful": SamplingConfig(temperature=0.6, top_p=0.9, max_new_tokens=48, stop=("\n\n",)),
+    "bold": SamplingConfig(temperature=1.0, top_p=1.0, max_new_tokens=48, stop=("\n\n",)),
+    # the two versions' decodings until December 2026
+    "careful-old": SamplingConfig(temperature=0.7, top_p=0.9, max_new_tokens=48, stop=("\n\n",)),
+    "bold-old": SamplingConfig(temperature=1.1, top_p=1.0, max_new_tokens=48, stop=("\n\n",)),
 }
 SEEDS = 3  # samples per prompt, as the demo asks (DEMO_SAMPLES_PER_PROMPT)
 NOVELTY_N = 4
@@ -188,7 +191,7 @@ def measure(
             f"{novelty:.1%}; mostly copied {mostly_copied:.1%}; longest copied span median "
             f"{int(np.median(longest))} tokens"
         )
-        if label == "careful":
+        if label.startswith("careful"):
             for text in texts[:10]:
                 print("  |", " / ".join(line.strip() for line in text.strip().splitlines()))
 
