@@ -62,9 +62,11 @@ BEFORE_PIECES = 356
 
 BEFORE_CONFIG = BaseModelConfig(
     vocab_size=2048, context_length=128, n_layer=4, n_head=4, n_embd=128, steps=500, batch_size=8,
-    learning_rate=3e-3, min_learning_rate=3e-4, warmup_steps=30, checkpoint_every=100,
+    learning_rate=3e-3, min_learning_rate=3e-4, warmup_steps=30, checkpoint_every=100, dropout=0.0,
+    weight_decay=0.0,
 )  # fmt: skip
-"""BaseModelConfig's defaults until December 2026 (the fields that existed then)."""
+"""BaseModelConfig's defaults until December 2026 (every field that existed then, except
+held_out_every, which is new: the before model is scored on pieces it did not see)."""
 
 # The demo study's prompts and its two versions' decodings (server/core/demo.py and
 # server/generators/demo.py; copied because those modules need Django).
