@@ -76,7 +76,12 @@ def base_model_build_run(*, job: Job, report: ProgressReporter) -> dict[str, Any
         decoding=params.get("decoding", {}),
         reference_corpus_path=str(corpus_path),
         study=job.study if params.get("enrol") else None,
-        metadata={"built_by_job": job.id, "parameters": result.parameters, "steps": result.steps},
+        metadata={
+            "built_by_job": job.id,
+            "parameters": result.parameters,
+            "steps": result.steps,
+            "held_out_perplexity": result.held_out.as_dict() if result.held_out else None,
+        },
     )
     shutil.rmtree(checkpoints, ignore_errors=True)
     if "demo_versions" in params.get("then", []) and job.study is not None:
@@ -91,6 +96,7 @@ def base_model_build_run(*, job: Job, report: ProgressReporter) -> dict[str, Any
         "final_loss": result.losses[-1] if result.losses else None,
         "seconds": round(result.seconds, 2),
         "parameters": result.parameters,
+        "held_out_perplexity": result.held_out.as_dict() if result.held_out else None,
     }
 
 

@@ -182,7 +182,7 @@ GARDEN_WORDS = frozenset(
 _CLAUSE_MARK = re.compile(r"[,.;:!?]")
 DIVERSITY_MIN_WORDS = 4
 # (weight, oracle, low, high): low and high are about the 10th and 90th percentiles of the oracle
-# over the 356 paragraphs of the demo corpus (workers/ml/corpus/lovelace.txt; garden 0 / 0.083,
+# over the first 356 paragraphs of the demo corpus (workers/ml/corpus/lovelace.txt; garden 0 / 0.083,
 # short clauses 0.083 / 0.214, diversity 0.81 / 0.98), rounded outward, so each part spans [0, 1] on
 # ordinary text instead of one part (diversity, mostly 0.8-1) adding a near-constant.
 COMPOSITE_PARTS: tuple[tuple[float, Oracle, float, float], ...] = (

@@ -14,10 +14,13 @@ from tests.workers.ml.conftest import TINY_CORPUS
 from workers.ml.base_model import (
     BUILD_INFO_FILE,
     CHECKPOINT_FILE,
+    DEMO_CORPUS_PATH,
     END_OF_TEXT,
+    MIN_PIECES_TO_HOLD_OUT,
     TINY_BUILD_CONFIG,
     BuildResult,
     build_base_model,
+    held_out_split,
     in_corpus_word_share,
     normalize_word,
     split_corpus,
@@ -174,3 +177,59 @@ def test_in_corpus_word_share_counts_normalised_words() -> None:
     assert in_corpus_word_share(texts, corpus) == pytest.approx(5 / 6)
     assert normalize_word('"Moon\'s,"') == "moon's"
     assert math.isnan(in_corpus_word_share(["..."], corpus))
+
+
+def test_held_out_split_holds_out_pieces_by_their_text() -> None:
+    # Given 300 distinct pieces
+    pieces = [f"Piece number {n} is about the sea." for n in range(300)]
+
+    # When they are split one in ten, and again reversed with 50 more pieces
+    train, held_out = held_out_split(pieces, 10)
+    _, held_out_again = held_out_split([*reversed(pieces), *(f"Another piece {n}." for n in range(50))], 10)
+
+    # Then every piece lands on exactly one side, about a tenth is held out, and a held-out piece
+    # stays held out whatever else the corpus holds
+    assert sorted(train + held_out) == sorted(pieces)
+    assert 15 <= len(held_out) <= 45
+    assert set(held_out) <= set(held_out_again)
+    # and nothing is held out of a small corpus or when the config says 0
+    small = pieces[: MIN_PIECES_TO_HOLD_OUT - 1]
+    assert held_out_split(small, 10) == (small, [])
+    assert held_out_split(pieces, 0) == (pieces, [])
+
+
+def test_build_reports_held_out_perplexity(tmp_path: Path, tiny_build: BuildResult) -> None:
+    # Given a corpus large enough to split (the demo corpus's first 150 pieces) and a recorder
+    pieces = split_corpus(DEMO_CORPUS_PATH.read_text(encoding="utf-8"))[:150]
+    _, held_out = held_out_split(pieces, TINY_BUILD_CONFIG.held_out_every)
+    messages: list[str] = []
+
+    def record(*, step: int, total: int, message: str = "", metrics: dict[str, float] | None = None) -> None:
+        messages.append(message)
+
+    # When the tiny model is built on it
+    result = build_base_model(
+        corpus="\n\n".join(pieces),
+        output_dir=tmp_path / "model",
+        checkpoint_dir=tmp_path / "checkpoints",
+        config=TINY_BUILD_CONFIG,
+        reporter=record,
+    )
+
+    # Then the held-out pieces are scored: every token of each plus its END_OF_TEXT, per word
+    # with one word per piece for its end, and per word and per token are the same likelihood
+    perplexity = result.held_out
+    assert perplexity is not None
+    assert perplexity.pieces == len(held_out) > 0
+    assert perplexity.words == sum(len(piece.split()) + 1 for piece in held_out)
+    assert perplexity.tokens > perplexity.pieces
+    assert 1 < perplexity.per_token < result.vocab_size
+    assert math.log(perplexity.per_word) * perplexity.words == pytest.approx(
+        math.log(perplexity.per_token) * perplexity.tokens, rel=1e-9
+    )
+    # and the build says so, in its last message and in the model folder
+    assert messages[-1].startswith(f"held-out perplexity {perplexity.per_word:.1f} per word")
+    info = json.loads((result.output_dir / BUILD_INFO_FILE).read_text())
+    assert info["held_out_perplexity"] == perplexity.as_dict()
+    # while a corpus too small to split holds nothing out
+    assert tiny_build.held_out is None

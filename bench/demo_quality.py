@@ -1,0 +1,207 @@
+"""Demo-model quality: held-out perplexity, samples and their novelty, before and after, one run.
+
+Run from the repository root: ``.venv/bin/python -m bench.demo_quality``. Prints figures; asserts
+nothing. On 2 CPU threads (the demo's budget: a build of at most 5 minutes) it builds
+
+- before: the demo model as it was until December 2026 (``BEFORE_CONFIG``: 4 x 128, 2048-token
+  vocabulary, 500 steps of 8 windows) on the corpus as it was then (its first ``BEFORE_PIECES``
+  pieces; everything since was appended);
+- after: ``BaseModelConfig()`` on the whole corpus;
+
+both with the corpus's held-out pieces kept out of training (``held_out_split``). For each it
+prints build time (wall and CPU), held-out perplexity per word (comparable across tokenizers) on
+the held-out pieces the two corpora share and on its own, and, for the demo's two decodings
+(``DEMO_VERSIONS``), samples for the demo's prompts: the in-corpus word share, n-gram novelty
+(share of the samples' word n-grams found nowhere in the corpus) and the share of samples that are
+mostly copied (their longest verbatim corpus span covers more than half of their words). Ten
+samples of each careful decoding are printed verbatim. ``--after-only`` skips the before build;
+``--set name=value`` overrides a field of the after config (for experiments).
+"""
+
+from __future__ import annotations
+
+import os
+
+# Must precede the torch import (see bench/generation.py): passive OpenMP waiting on a shared machine.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import argparse
+import dataclasses
+import resource
+import statistics
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from evaluation.novelty import (
+    build_ngram_index,
+    build_vocabulary,
+    encode_tokens,
+    longest_copied_spans,
+    ngram_novelty_curves,
+    tokenize_words,
+)
+from workers.ml.base_model import (
+    DEMO_CORPUS_PATH,
+    BaseModelConfig,
+    build_base_model,
+    held_out_perplexity,
+    held_out_split,
+    in_corpus_word_share,
+    split_corpus,
+)
+from workers.ml.sampling import SampleRequest, SamplingConfig, generate_samples, load_model
+
+BEFORE_PIECES = 356
+"""The corpus had 356 pieces before it grew; the later pieces were appended after them."""
+
+BEFORE_CONFIG = BaseModelConfig(
+    vocab_size=2048, context_length=128, n_layer=4, n_head=4, n_embd=128, steps=500, batch_size=8,
+    learning_rate=3e-3, min_learning_rate=3e-4, warmup_steps=30, checkpoint_every=100, dropout=0.0,
+    weight_decay=0.0,
+)  # fmt: skip
+"""BaseModelConfig's defaults until December 2026 (every field that existed then, except
+held_out_every, which is new: the before model is scored on pieces it did not see)."""
+
+# The demo study's prompts and its two versions' decodings (server/core/demo.py and
+# server/generators/demo.py; copied because those modules need Django).
+PROMPTS = [
+    "The sea at night", "A letter to the moon", "The old clock in the kitchen", "Rain on the city",
+    "A lighthouse keeper's morning", "The garden in winter", "A train that never stops",
+    "Bread and the baker's hands", "The river remembers", "Stars over the harbour",
+    "A library after closing", "The loom and the numbers", "A small cat on a warm roof",
+    "Friendship in autumn", "The weather of memory", "A machine that dreams", "The first snow",
+    "A lamp in the window", "The sound of the tide", "An evening walk by the river",
+]  # fmt: skip
+DECODINGS = {
+    "careful": SamplingConfig(temperature=0.6, top_p=0.9, max_new_tokens=48, stop=("\n\n",)),
+    "bold": SamplingConfig(temperature=1.0, top_p=1.0, max_new_tokens=48, stop=("\n\n",)),
+    # the two versions' decodings until December 2026
+    "careful-old": SamplingConfig(temperature=0.7, top_p=0.9, max_new_tokens=48, stop=("\n\n",)),
+    "bold-old": SamplingConfig(temperature=1.1, top_p=1.0, max_new_tokens=48, stop=("\n\n",)),
+}
+SEEDS = 3  # samples per prompt, as the demo asks (DEMO_SAMPLES_PER_PROMPT)
+NOVELTY_N = 4
+MOSTLY_COPIED = 0.5
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--after-only", action="store_true")
+    parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE")
+    parser.add_argument("--decoding", action="append", default=[], metavar="LABEL:TEMPERATURE:TOP_P")
+    arguments = parser.parse_args()
+    torch.set_num_threads(2)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, load average {os.getloadavg()}")
+    corpus = DEMO_CORPUS_PATH.read_text(encoding="utf-8")
+    pieces = split_corpus(corpus)
+    before_corpus = "\n\n".join(pieces[:BEFORE_PIECES]) + "\n"
+    _, shared_held_out = held_out_split(pieces[:BEFORE_PIECES], BaseModelConfig().held_out_every)
+    overrides = {}
+    for assignment in arguments.set:
+        name, value = assignment.split("=", 1)
+        kind = type(getattr(BaseModelConfig(), name))
+        overrides[name] = kind(value)
+    decodings = dict(DECODINGS)
+    for spec in arguments.decoding:
+        label, temperature, top_p = spec.split(":")
+        decodings[label] = SamplingConfig(
+            temperature=float(temperature), top_p=float(top_p), max_new_tokens=48, stop=("\n\n",)
+        )
+    runs = [] if arguments.after_only else [("before", before_corpus, BEFORE_CONFIG)]
+    runs.append(("after", corpus, dataclasses.replace(BaseModelConfig(), **overrides)))
+    for name, text, config in runs:
+        measure(name, text, config, shared_held_out, decodings)
+
+
+def measure(
+    name: str,
+    corpus: str,
+    config: BaseModelConfig,
+    shared_held_out: Sequence[str],
+    decodings: dict[str, SamplingConfig],
+) -> None:
+    pieces = split_corpus(corpus)
+    print(
+        f"\n== {name}: {len(corpus.encode()) / 1000:.0f} KB corpus, {len(pieces)} pieces; "
+        f"{config.n_layer} layers x {config.n_embd}, vocabulary {config.vocab_size}, context "
+        f"{config.context_length}, {config.steps} steps x {config.batch_size} windows, "
+        f"learning rate {config.learning_rate:g} -> {config.min_learning_rate:g}, dropout {config.dropout:g}",
+        flush=True,
+    )
+    started = time.perf_counter()
+    cpu_before = _cpu_seconds()
+
+    def progress(
+        *, step: int, total: int, message: str = "", metrics: dict[str, float] | None = None
+    ) -> None:
+        if step % 250 == 0 and metrics:
+            print(
+                f"   step {step}/{total}: loss {metrics['loss']:.2f}, "
+                f"{time.perf_counter() - started:.0f} s wall, {_cpu_seconds() - cpu_before:.0f} s CPU",
+                flush=True,
+            )
+
+    with tempfile.TemporaryDirectory() as scratch:
+        result = build_base_model(
+            corpus=corpus,
+            output_dir=Path(scratch) / "model",
+            checkpoint_dir=Path(scratch) / "checkpoints",
+            config=config,
+            reporter=progress,
+        )
+        cpu = _cpu_seconds() - cpu_before
+        loaded = load_model(result.output_dir, device="cpu")
+    print(
+        f"build {result.seconds:.0f} s wall, {cpu:.0f} s CPU; {result.parameters / 1e6:.2f} M parameters, "
+        f"vocabulary {result.vocab_size}; training loss {statistics.mean(result.losses[:10]):.2f} -> "
+        f"{statistics.mean(result.losses[-20:]):.2f}"
+    )
+    own = result.held_out
+    shared = held_out_perplexity(loaded.model, loaded.tokenizer, shared_held_out)
+    print(
+        f"held-out perplexity per word: {shared.per_word:.1f} on the {shared.pieces} pieces held out "
+        f"of the old corpus; {own.per_word:.1f} on its own {own.pieces} (per token {own.per_token:.2f})"
+        if own
+        else "no held-out pieces"
+    )
+    index_vocabulary = build_vocabulary([tokenize_words(corpus)])
+    index = build_ngram_index(encode_tokens(tokenize_words(corpus), index_vocabulary))
+    requests = [SampleRequest(prompt=prompt, seed=seed) for seed in range(SEEDS) for prompt in PROMPTS]
+    for label, decoding in decodings.items():
+        started = time.perf_counter()
+        samples = generate_samples(loaded, requests, config=decoding).samples
+        texts = [request.prompt + sample.text for request, sample in zip(requests, samples, strict=True)]
+        tokens = [tokenize_words(text) for text in texts]
+        words = [[token for token in sample if token.isalnum()] for sample in tokens]
+        vocabulary = dict(index_vocabulary)
+        encoded = [encode_tokens(sample, vocabulary) for sample in tokens]
+        longest = longest_copied_spans(index, encoded)
+        mostly_copied = np.mean(
+            [span > MOSTLY_COPIED * len(sample) for span, sample in zip(longest, tokens, strict=True)]
+        )
+        novelty = np.nanmean(ngram_novelty_curves(index, encoded, NOVELTY_N)[:, NOVELTY_N - 1])
+        print(
+            f"-- {label} (temperature {decoding.temperature}, top_p {decoding.top_p}): {len(texts)} samples "
+            f"in {time.perf_counter() - started:.1f} s, {statistics.mean(map(len, words)):.0f} words each; "
+            f"in-corpus words {in_corpus_word_share(texts, corpus):.1%}; {NOVELTY_N}-gram novelty "
+            f"{novelty:.1%}; mostly copied {mostly_copied:.1%}; longest copied span median "
+            f"{int(np.median(longest))} tokens"
+        )
+        if label.startswith("careful"):
+            for text in texts[:10]:
+                print("  |", " / ".join(line.strip() for line in text.strip().splitlines()))
+
+
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+if __name__ == "__main__":
+    main()
