@@ -10,7 +10,8 @@ TORCH_VERSION := 2.13.0
 
 # Tests use the real PostgreSQL and Redis of this machine unless told otherwise.
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/lovelace
-TEST_BROKER_URL ?= redis://127.0.0.1:6379/15
+# Test process N uses Redis database 13 + N (modulo 16): 13, 14 and 15, away from the default 0.
+TEST_BROKER_URL ?= redis://127.0.0.1:6379/13
 
 .PHONY: demo test install lock lint types services chromium bench clean
 
