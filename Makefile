@@ -10,7 +10,8 @@ TORCH_VERSION := 2.13.0
 
 # Tests use the real PostgreSQL and Redis of this machine unless told otherwise.
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/lovelace
-TEST_BROKER_URL ?= redis://127.0.0.1:6379/15
+# Test process N uses Redis database 13 + N (modulo 16): 13, 14 and 15, away from the default 0.
+TEST_BROKER_URL ?= redis://127.0.0.1:6379/13
 
 .PHONY: demo test install lock lint types services chromium bench clean
 
@@ -51,11 +52,18 @@ lint: $(STAMP)
 types: $(STAMP)
 	$(VENV)/bin/mypy
 
+# The suite runs in TEST_PROCESSES processes (pytest-xdist), more than this 2-core machine's cores:
+# much of it waits on worker, gunicorn and Chromium subprocesses. Each process has its own test
+# database, Redis database (the broker's + 0, 1, 2…) and var folder (tests/settings.py). Tests
+# marked xdist_group share one process (--dist loadgroup). PYTEST_ARGS come last and win:
+# PYTEST_ARGS="-n 0" runs the suite in one process.
+TEST_PROCESSES ?= 3
+
 test: $(STAMP) chromium lint types
 	DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} \
 	CELERY_BROKER_URL=$${CELERY_BROKER_URL:-$(TEST_BROKER_URL)} \
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 \
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_PROCESSES) --dist loadgroup $(PYTEST_ARGS)
 
 # The loop bench takes 10-45 minutes per oracle: `$(PY) -m bench.loop --oracle garden` (see its docstring).
 bench: $(STAMP)

@@ -6,7 +6,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see workers/celery_app.py
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
+import subprocess
+import sys
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
@@ -47,3 +50,74 @@ def image_storage(settings, tmp_path: Path) -> Path:  # type: ignore[no-untyped-
         },
     }
     return folder
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(
+    django_db_modify_db_settings_parallel_suffix: None, request: pytest.FixtureRequest
+) -> None:
+    """Under pytest-xdist on PostgreSQL, each test process's database (``test_<name>_gw1``) is a
+    copy of one database migrated once per run (``TEST["TEMPLATE"]``): the processes no longer run
+    every migration each, which took minutes of a loaded 2-core machine. Django still runs
+    ``migrate`` on each copy, which finds nothing left to do."""
+    from django.conf import settings
+
+    database = settings.DATABASES["default"]
+    worker = getattr(request.config, "workerinput", {}).get("workerid")
+    if not worker or database["ENGINE"] != "django.db.backends.postgresql":
+        return
+    database["TEST"]["TEMPLATE"] = template_database(request.config)
+
+
+def template_database_name() -> str:
+    from django.conf import settings
+
+    return f"test_{settings.DATABASES['default']['NAME']}_template"
+
+
+def template_database(config: pytest.Config) -> str:
+    """The run's migrated template database, created by the first test process that asks (the
+    others wait on the lock); the controller drops it when the run ends."""
+    from filelock import FileLock
+
+    name = template_database_name()
+    shared = config._tmp_path_factory.getbasetemp().parent  # type: ignore[attr-defined]  # the run's
+    with FileLock(shared / "template-database.lock"):
+        done = shared / "template-database.done"
+        if not done.exists():
+            _server_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)', f'CREATE DATABASE "{name}"')
+            url = urlunsplit(urlsplit(os.environ["DATABASE_URL"])._replace(path=f"/{name}"))
+            # What Django's create_test_db does to a new test database, in a process of its own so
+            # that this one's connections keep pointing where they did.
+            for command in (["migrate", "--run-syncdb"], ["createcachetable"]):
+                subprocess.run(
+                    [sys.executable, "manage.py", *command, "--verbosity", "0"],
+                    cwd=Path(__file__).resolve().parents[1],
+                    env={**os.environ, "DATABASE_URL": url},
+                    check=True,
+                )
+            done.write_text(name)
+    return name
+
+
+def _server_execute(*statements: str) -> None:
+    import psycopg
+    from django.conf import settings
+
+    database = settings.DATABASES["default"]
+    with psycopg.connect(
+        host=database["HOST"], port=database["PORT"] or 5432, user=database["USER"],
+        password=database["PASSWORD"] or None, dbname="postgres", autocommit=True,
+    ) as server:  # fmt: skip
+        for statement in statements:
+            server.execute(statement)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """The xdist controller drops the template database once every test process is done."""
+    config = session.config
+    if hasattr(config, "workerinput") or not getattr(config.option, "numprocesses", None):
+        return
+    if not (config._tmp_path_factory.getbasetemp() / "template-database.done").exists():  # type: ignore[attr-defined]
+        return
+    _server_execute(f'DROP DATABASE IF EXISTS "{template_database_name()}" WITH (FORCE)')

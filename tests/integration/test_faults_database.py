@@ -55,7 +55,9 @@ def figure(pattern: str, output: str) -> int | None:
 def test_postgres_restart_under_rating_load_loses_and_duplicates_nothing(
     private_pg: PrivatePostgres, fault_table: FaultTable, tmp_path: Path
 ) -> None:
-    arguments = ["--raters", "4", "--seconds", "8", "--warmup", "0", "--no-baseline"]
+    # 20 s of load: the crash must fall inside it even when the test processes of a parallel run
+    # share two cores with it (with 8 s, the bench once ended before 40 votes were stored).
+    arguments = ["--raters", "4", "--seconds", "20", "--warmup", "0", "--no-baseline"]
     arguments += ["--comparisons", "1000", "--golds", "10", "--workers", "2"]
     log_path = tmp_path / "bench.log"
     try:
@@ -76,7 +78,8 @@ def test_postgres_restart_under_rating_load_loses_and_duplicates_nothing(
                     log_path=log_path,
                 )
                 if bench.poll() is not None:
-                    raise AssertionError("the bench ended before the restart")
+                    tail = log_path.read_text(errors="replace")[-3000:]
+                    raise AssertionError(f"the bench ended before the restart\n--- bench log ---\n{tail}")
                 began = time.monotonic()
                 private_pg.restart(down_for=DOWN_SECONDS)
                 outage = time.monotonic() - began
