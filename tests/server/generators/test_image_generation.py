@@ -385,3 +385,138 @@ def test_chained_builds_run_one_after_another_then_generation_and_pairs(settings
             output_dir=str(tmp_path / "models" / "c"),
             next_builds=[{}],
         )
+
+
+def _judged_image_study_with_reward_model(study, versions):  # type: ignore[no-untyped-def]
+    """Samples of both versions, the DCGAN preferred in every pair, and a tiny image reward model."""
+    from server.training.jobs import reward_model_train_run
+    from server.training.models import RewardModel
+    from server.training.services import reward_model_train_start
+    from server.training.snapshots import snapshot_create
+
+    generate = generate_start(study=study, version_ids=[v.id for v in versions], samples_per_prompt=2)
+    assert run_job(generate.id, generate_run) == "succeeded"
+    rater = factories.rater(study=study)
+    for prompt in study.prompts.filter(split=PromptSplit.TRAIN):
+        a = Sample.objects.get(version=versions[0], prompt=prompt, seed=0)
+        b = Sample.objects.get(version=versions[1], prompt=prompt, seed=0)
+        comparison = factories.comparison(study=study, prompt=prompt, sample_a=a, sample_b=b)
+        factories.judgment(comparison=comparison, rater=rater, outcome="B")
+    snapshot = snapshot_create(study=study, validation_fraction=0.0)
+    job = reward_model_train_start(
+        study=study, snapshot_id=snapshot.id, config={"ensemble_size": 2, "epochs": 2}
+    )
+    assert run_job(job.id, reward_model_train_run) == "succeeded", Job.objects.get(id=job.id).error
+    return RewardModel.objects.get(job=job)
+
+
+def test_the_image_evaluation_scores_value_with_the_image_reward_model(  # type: ignore[no-untyped-def]
+    image_study, settings, tmp_path: Path
+) -> None:
+    from server.evaluations.creativity import evaluation_run
+    from server.evaluations.models import Evaluation
+    from server.evaluations.reports import novelty_value_series
+    from server.evaluations.services import evaluation_start
+    from server.training.models import RewardModel
+
+    settings.VAR_DIR = tmp_path
+    study, versions = image_study
+    reward_model = _judged_image_study_with_reward_model(study, versions)
+    # A newer text reward model's row in the study (an admin's mistake) is never used on images.
+    RewardModel.objects.create(
+        study=study, snapshot=reward_model.snapshot, backbone="gpt2", ensemble_size=1, path=str(tmp_path)
+    )
+    job = evaluation_start(study=study, version_id=versions[1].id, split="train", samples_per_prompt=2)
+    job.params = {**job.params, "feature_size": "tiny"}
+    job.save(update_fields=["params"])
+    assert run_job(job.id, evaluation_run) == "succeeded", Job.objects.get(id=job.id).error
+    evaluation = Evaluation.objects.get()
+    score = evaluation.metrics["reward_model_score"]
+    assert score["reward_model_id"] == reward_model.id and score["count"] == 3  # prompts resampled
+    assert score["lower"] <= score["mean"] <= score["upper"]
+    assert evaluation.protocol["reward_model_id"] == reward_model.id
+    points = evaluation.metrics["points"]
+    assert len(points) == 6 and {p["sample_id"] for p in points} == set(
+        Sample.objects.filter(version=versions[1], prompt__split=PromptSplit.TRAIN).values_list(
+            "id", flat=True
+        )
+    )
+    front = evaluation.metrics["pareto_sample_ids"]
+    assert 1 <= len(front) <= 6 and set(front) <= {p["sample_id"] for p in points}
+    everything, on_front = novelty_value_series(evaluation)
+    assert len(everything) == 6 and len(on_front) == len(front)
+
+
+def test_an_image_evaluation_without_an_image_reward_model_says_so(  # type: ignore[no-untyped-def]
+    image_study, settings, tmp_path: Path
+) -> None:
+    from server.evaluations.creativity import evaluation_run
+    from server.evaluations.models import Evaluation
+    from server.evaluations.services import evaluation_start
+    from server.training.models import PreferenceSnapshot, RewardModel
+
+    settings.VAR_DIR = tmp_path
+    study, versions = image_study
+    # A text reward model's row in an image study (an admin's mistake) is not an image model.
+    snapshot = PreferenceSnapshot.objects.create(study=study, content_hash="x", rule="r")
+    RewardModel.objects.create(
+        study=study, snapshot=snapshot, backbone="gpt2", ensemble_size=1, path=str(tmp_path)
+    )
+    job = evaluation_start(study=study, version_id=versions[0].id, split="train", samples_per_prompt=1)
+    job.params = {**job.params, "feature_size": "tiny"}
+    job.save(update_fields=["params"])
+    assert run_job(job.id, evaluation_run) == "succeeded", Job.objects.get(id=job.id).error
+    evaluation = Evaluation.objects.get()
+    assert "reward_model_score" not in evaluation.metrics and "points" not in evaluation.metrics
+    assert evaluation.protocol["reward_model_id"] is None
+    assert "no image reward model yet" in " ".join(evaluation.protocol["notes"])
+
+
+def test_active_pair_selection_on_an_image_study_uses_the_image_reward_model(  # type: ignore[no-untyped-def]
+    image_study, settings, tmp_path: Path
+) -> None:
+    settings.VAR_DIR = tmp_path
+    study, versions = image_study
+    _judged_image_study_with_reward_model(study, versions)
+    before = Comparison.objects.filter(study=study, kind=ComparisonKind.REGULAR).count()
+    job = pair_selection_start(study=study, strategy="active", pairs_per_prompt=1)
+    assert run_job(job.id, pair_selection_run) == "succeeded", Job.objects.get(id=job.id).error
+    job.refresh_from_db()
+    assert job.result["regular_created"] == 3  # one per train prompt, among the untried pairs
+    new = Comparison.objects.filter(study=study, kind=ComparisonKind.REGULAR).order_by("id")[before:]
+    for comparison in new:
+        assert comparison.sample_a.image_id and comparison.sample_b.image_id
+
+
+def test_the_automatic_loop_of_an_image_study_trains_image_models(  # type: ignore[no-untyped-def]
+    image_study, settings, tmp_path: Path
+) -> None:
+    from server.training.jobs import reward_model_train_run, snapshot_run
+    from server.training.services import IMAGE_POLICY_METHOD, training_loops_start_due
+
+    settings.VAR_DIR = tmp_path
+    study, versions = image_study
+    study.auto_train_min_judgments = 2
+    study.save(update_fields=["auto_train_min_judgments"])
+    generate = generate_start(study=study, version_ids=[v.id for v in versions], samples_per_prompt=2)
+    assert run_job(generate.id, generate_run) == "succeeded"
+    rater = factories.rater(study=study)
+    for prompt in study.prompts.filter(split=PromptSplit.TRAIN):
+        a = Sample.objects.get(version=versions[0], prompt=prompt, seed=0)
+        b = Sample.objects.get(version=versions[1], prompt=prompt, seed=0)
+        factories.judgment(
+            comparison=factories.comparison(study=study, prompt=prompt, sample_a=a, sample_b=b),
+            rater=rater,
+            outcome="B",
+        )
+    (snapshot_job_id,) = training_loops_start_due()
+    assert run_job(snapshot_job_id, snapshot_run) == "succeeded", Job.objects.get(id=snapshot_job_id).error
+    reward_job = Job.objects.get(kind=JobKind.TRAIN_REWARD_MODEL, parent_id=snapshot_job_id)
+    assert reward_job.params["config"] == {}  # the image options' defaults, no text option
+    reward_job.params = {**reward_job.params, "config": {"ensemble_size": 2, "epochs": 2}}
+    reward_job.save(update_fields=["params"])
+    assert run_job(reward_job.id, reward_model_train_run) == "succeeded", Job.objects.get(
+        id=reward_job.id
+    ).error
+    policy = Job.objects.get(kind=JobKind.TRAIN_POLICY, parent=reward_job)
+    assert policy.params["method"] == IMAGE_POLICY_METHOD
