@@ -520,3 +520,244 @@ def test_the_automatic_loop_of_an_image_study_trains_image_models(  # type: igno
     ).error
     policy = Job.objects.get(kind=JobKind.TRAIN_POLICY, parent=reward_job)
     assert policy.params["method"] == IMAGE_POLICY_METHOD
+
+
+# --- Starting the image loop from the API and the dashboard --------------------------------------
+
+
+@pytest.fixture
+def staff_api(settings):  # type: ignore[no-untyped-def]
+    from rest_framework.authtoken.models import Token
+    from rest_framework.test import APIClient
+
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    token, _ = Token.objects.get_or_create(user=factories.user(is_staff=True))
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    return client
+
+
+@pytest.fixture
+def staff_page(settings, client):  # type: ignore[no-untyped-def]
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    client.force_login(factories.user(is_staff=True))
+    return client
+
+
+def test_the_api_builds_an_image_generator_for_an_image_study_only(  # type: ignore[no-untyped-def]
+    image_study, staff_api, settings, tmp_path: Path
+) -> None:
+    settings.VAR_DIR = tmp_path
+    study, versions = image_study
+    url = f"/api/studies/{study.slug}/jobs/build-image-generator/"
+    body = {"architecture": "dcgan", "generator": "Shapes GAN", "label": "v2", "size": "tiny"}
+
+    response = staff_api.post(url, {**body, "config": {"steps": 3, "images_per_class": 4}}, format="json")
+
+    assert response.status_code == 202, response.json()
+    job = Job.objects.get(id=response.json()["id"])
+    assert (job.kind, job.study_id, job.params["modality"], job.params["enrol"]) == (
+        JobKind.BUILD_BASE_MODEL,
+        study.id,
+        "image",
+        True,
+    )
+    assert job.params["config"] == {"steps": 3, "images_per_class": 4}
+    output = Path(job.params["output_dir"])
+    assert output.parent == tmp_path / "models" and output.name.startswith(
+        f"image-{study.slug}-shapes-gan-v2-"
+    )
+    assert run_job(job.id, base_model_build_run) == "succeeded", Job.objects.get(id=job.id).error
+    built = study.versions.exclude(id__in=[v.id for v in versions]).get()
+    assert (built.label, built.metadata["modality"]) == ("v2", "image")
+
+    refused = staff_api.post(url, {**body, "config": {"steps": -1}}, format="json")
+    assert refused.status_code == 400
+    assert refused.json() == {"error": "config.steps must be positive.", "details": {"field": "config.steps"}}
+    refused = staff_api.post(url, {**body, "config": {"lora": True}}, format="json")
+    assert refused.status_code == 400 and refused.json()["error"].startswith(
+        "config.lora is not a setting of a dcgan build; known: batch_size"
+    )
+    refused = staff_api.post(url, {**body, "architecture": "diffusion"}, format="json")
+    assert refused.status_code == 400 and "architecture" in refused.json()["details"]["fields"]
+
+    text_study = factories.study()
+    refused = staff_api.post(
+        f"/api/studies/{text_study.slug}/jobs/build-image-generator/", body, format="json"
+    )
+    assert refused.status_code == 400
+    assert refused.json()["error"] == (
+        f"The study {text_study.slug!r} is a text study: image generators are built for image studies "
+        "only (a text study registers or builds text models)."
+    )
+    assert Job.objects.filter(study=text_study).count() == 0
+
+
+def test_the_api_starts_the_image_policy_and_refuses_text_methods(  # type: ignore[no-untyped-def]
+    image_study, staff_api, settings, tmp_path: Path
+) -> None:
+    settings.VAR_DIR = tmp_path
+    study, versions = image_study
+    url = f"/api/studies/{study.slug}/jobs/train-policy/"
+    parent = {"parent_version_id": versions[0].id}
+
+    missing = staff_api.post(url, {**parent, "method": "image_reward"}, format="json")
+    assert missing.status_code == 400
+    assert missing.json()["error"] == "The image policy needs an image reward model of the study."
+    reward_model = _judged_image_study_with_reward_model(study, versions)
+    response = staff_api.post(
+        url, {**parent, "method": "image_reward", "config": {"steps": 3, "beta": 0.5}}, format="json"
+    )
+    assert response.status_code == 202, response.json()
+    job = Job.objects.get(id=response.json()["id"])
+    assert (job.params["method"], job.params["reward_model_id"], job.params["config"]) == (
+        "image_reward",
+        reward_model.id,
+        {"steps": 3, "beta": 0.5},
+    )
+    dpo = staff_api.post(url, {**parent, "method": "dpo"}, format="json")
+    assert dpo.status_code == 400
+    assert dpo.json()["error"] == "An image study trains its generators with the method 'image_reward'."
+    bad = staff_api.post(url, {**parent, "method": "image_reward", "config": {"lora_rank": 8}}, format="json")
+    assert bad.status_code == 400 and bad.json()["details"] == {"field": "config.lora_rank"}
+    # The image reward model from the API too, its options checked as the image trainer's.
+    lora = staff_api.post(
+        f"/api/studies/{study.slug}/jobs/train-reward-model/", {"config": {"lora": True}}, format="json"
+    )
+    assert lora.status_code == 400 and lora.json()["error"].startswith(
+        "'lora' is not an option of the image reward model"
+    )
+
+    text_study = factories.study()
+    refused = staff_api.post(
+        f"/api/studies/{text_study.slug}/jobs/train-policy/", {"method": "image_reward"}, format="json"
+    )
+    assert refused.status_code == 400
+    assert refused.json()["error"] == (
+        "'image_reward' is the method of an image study; a text study trains with 'dpo', 'rloo' or 'grpo'."
+    )
+
+
+def _form_of(response, slug: str):  # type: ignore[no-untyped-def]
+    return next((item["form"] for item in response.context["actions"] if item["action"].slug == slug), None)
+
+
+def test_the_dashboard_offers_image_forms_to_an_image_study_and_text_forms_to_a_text_study(  # type: ignore[no-untyped-def]
+    image_study, staff_page
+) -> None:
+    from server.dashboard.forms import ImageBuildForm, ImagePolicyForm, ImageRewardModelForm
+
+    study, _ = image_study
+    page = staff_page.get(f"/dashboard/studies/{study.slug}/")
+    assert page.status_code == 200
+    assert isinstance(_form_of(page, "build-image-generator"), ImageBuildForm)
+    reward_form = _form_of(page, "train-reward-model")
+    policy_form = _form_of(page, "train-policy")
+    assert isinstance(reward_form, ImageRewardModelForm) and isinstance(policy_form, ImagePolicyForm)
+    assert "ensemble_size" in reward_form.fields and "kind" not in reward_form.fields
+    assert "method" not in policy_form.fields and "lora" not in policy_form.fields
+    html = page.content.decode()
+    assert 'id="action-build-image-generator"' in html and 'name="beta"' in html
+
+    text_study = factories.study()
+    page = staff_page.get(f"/dashboard/studies/{text_study.slug}/")
+    assert _form_of(page, "build-image-generator") is None
+    assert "image_reward" not in dict(_form_of(page, "train-policy").fields["method"].choices)
+    assert "kind" in _form_of(page, "train-reward-model").fields  # the text reward model's own settings
+    assert 'id="action-build-image-generator"' not in page.content.decode()
+    refused = staff_page.post(
+        f"/dashboard/studies/{text_study.slug}/actions/build-image-generator/",
+        {"architecture": "vae", "generator": "g", "label": "base", "size": "tiny"},
+    )
+    assert refused.status_code == 400
+    assert (
+        "Build an image generator: this is a text study; the action is for image studies only."
+        in refused.content.decode()
+    )
+    assert Job.objects.filter(study=text_study).count() == 0
+
+
+def test_the_dashboard_starts_an_image_build_with_typed_checked_settings(  # type: ignore[no-untyped-def]
+    image_study, staff_page, settings, tmp_path: Path
+) -> None:
+    settings.VAR_DIR = tmp_path
+    study, _ = image_study
+    url = f"/dashboard/studies/{study.slug}/actions/build-image-generator/"
+    data = {"architecture": "vae", "generator": "Shapes VAE", "label": "base", "size": "tiny"}
+
+    out_of_range = staff_page.post(url, {**data, "steps": "0", "learning_rate": "2"})
+    assert out_of_range.status_code == 400
+    form = _form_of(out_of_range, "build-image-generator")
+    assert form.errors == {
+        "steps": ["Ensure this value is greater than or equal to 1."],
+        "learning_rate": ["Ensure this value is less than or equal to 1.0."],
+    }
+    unknown = staff_page.post(url, {**data, "config": '{"lora": true}'})
+    assert unknown.status_code == 400
+    assert (
+        _form_of(unknown, "build-image-generator")
+        .errors["config"][0]
+        .startswith("config.lora is not a setting of a vae build")
+    )
+    assert Job.objects.count() == 0
+
+    started = staff_page.post(url, {**data, "steps": "5", "seed": "0", "config": '{"kl_weight": 0.5}'})
+    assert started.status_code == 303
+    job = Job.objects.get()
+    assert job.params["config"] == {"steps": 5, "seed": 0, "kl_weight": 0.5}
+    assert (job.params["architecture"], job.params["generator"], job.study_id) == (
+        "vae",
+        "Shapes VAE",
+        study.id,
+    )
+
+
+def test_the_dashboard_trains_the_image_reward_model_and_policy(  # type: ignore[no-untyped-def]
+    image_study, staff_page, settings, tmp_path: Path
+) -> None:
+    settings.VAR_DIR = tmp_path
+    study, versions = image_study
+    base = f"/dashboard/studies/{study.slug}/actions/"
+
+    no_model = staff_page.post(f"{base}train-policy/", {"parent_version": str(versions[0].id), "steps": "3"})
+    assert no_model.status_code == 400
+    assert _form_of(no_model, "train-policy").errors == {
+        "reward_model": ["The image policy needs an image reward model of the study."]
+    }
+    reward_model = _judged_image_study_with_reward_model(study, versions)
+    lora = staff_page.post(f"{base}train-reward-model/", {"epochs": "2", "config": '{"lora": true}'})
+    assert lora.status_code == 400
+    assert (
+        _form_of(lora, "train-reward-model")
+        .errors["config"][0]
+        .startswith("'lora' is not an option of the image reward model")
+    )
+    too_big = staff_page.post(f"{base}train-reward-model/", {"ensemble_size": "17"})
+    assert _form_of(too_big, "train-reward-model").errors == {
+        "ensemble_size": ["Ensure this value is less than or equal to 16."]
+    }
+    before = Job.objects.count()
+    started = staff_page.post(
+        f"{base}train-reward-model/", {"ensemble_size": "2", "epochs": "2", "bootstrap": "false"}
+    )
+    assert started.status_code == 303
+    job = Job.objects.order_by("-id").first()
+    assert Job.objects.count() == before + 1 and job.kind == JobKind.TRAIN_REWARD_MODEL
+    assert job.params["config"] == {"ensemble_size": 2, "epochs": 2, "bootstrap": False}
+
+    policy = staff_page.post(
+        f"{base}train-policy/",
+        {
+            "parent_version": str(versions[0].id),
+            "reward_model": str(reward_model.id),
+            "steps": "3",
+            "beta": "0.1",
+        },
+    )
+    assert policy.status_code == 303
+    job = Job.objects.order_by("-id").first()
+    assert (job.kind, job.params["method"], job.params["config"]) == (
+        JobKind.TRAIN_POLICY,
+        "image_reward",
+        {"steps": 3, "beta": 0.1},
+    )
