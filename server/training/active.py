@@ -50,7 +50,7 @@ def comparisons_select_active(
         .first()
         if image_study
         else RewardModel.objects.filter(study=study, criterion__isnull=True)
-        .exclude(metrics__modality="image")
+        .exclude(metrics__contains={"modality": "image"})  # (a missing key is not "image")
         .order_by("-created_at")
         .first()
     )
