@@ -33,7 +33,12 @@ from server.api.permissions import IsStaff, StudyAccess, is_staff
 from server.core.exceptions import NotFound
 from server.evaluations.selectors import leaderboard_latest
 from server.evaluations.services import evaluation_start, leaderboard_recompute_start
-from server.generators.services import generate_start, generator_version_register, samples_import_file
+from server.generators.services import (
+    generate_start,
+    generator_version_register,
+    image_generator_build_for_study,
+    samples_import_file,
+)
 from server.jobs.services import job_cancel
 from server.judges.models import MachineJudge
 from server.judges.selectors import machine_judges_overview
@@ -584,6 +589,29 @@ class GenerateStartApi(JobStartAPI):
         return self.accepted(job)
 
 
+class ImageBuildStartApi(JobStartAPI):
+    @extend_schema(
+        summary="Start building an image generator for an image study (staff)",
+        description="A class-conditional VAE or DCGAN trained on the procedural shapes; the version "
+        "is registered and enrolled in the study when the job finishes. A text study answers 400.",
+        request=s.ImageBuildStartSerializer,
+        responses={202: s.JobSerializer},
+    )
+    def post(self, request: Request, slug: str) -> Response:
+        data = _valid(s.ImageBuildStartSerializer, request.data)
+        with transaction.atomic():
+            job = image_generator_build_for_study(
+                study=self.study,
+                architecture=data["architecture"],
+                generator_name=data["generator"],
+                label=data["label"],
+                size=data["size"],
+                config=data["config"],
+                created_by_id=request.user.id,
+            )
+        return self.accepted(job)
+
+
 class PairSelectionStartApi(JobStartAPI):
     @extend_schema(
         summary="Start pair selection (staff)",
@@ -612,7 +640,7 @@ class RewardModelStartApi(JobStartAPI):
 
 class PolicyStartApi(JobStartAPI):
     @extend_schema(
-        summary="Start policy training: DPO or RLOO (staff)",
+        summary="Start policy training: DPO, RLOO or GRPO; image_reward in an image study (staff)",
         request=s.PolicyStartSerializer,
         responses={202: s.JobSerializer},
     )

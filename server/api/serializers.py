@@ -733,6 +733,23 @@ class GenerateStartSerializer(serializers.Serializer):
     decoding = JsonObject(required=False, default=dict)
 
 
+class ImageBuildStartSerializer(serializers.Serializer):
+    architecture = serializers.ChoiceField(choices=[("vae", "vae"), ("dcgan", "dcgan")])
+    generator = Text(max_length=200, help_text="Name of the generator to register.")
+    label = Text(max_length=120, default="base")
+    size = serializers.ChoiceField(
+        choices=[("demo", "demo"), ("tiny", "tiny")],
+        default="demo",
+        help_text="demo: the demo model (minutes on a CPU); tiny: seconds (tests).",
+    )
+    config = JsonObject(
+        required=False,
+        default=dict,
+        help_text="Overrides of the architecture's settings by name (latent_dim, width, steps, "
+        "batch_size, learning_rate, seed, images_per_class...; vae also kl_weight, pixel_precision).",
+    )
+
+
 class PairSelectionStartSerializer(serializers.Serializer):
     strategy = serializers.ChoiceField(choices=PairSelection.choices, required=False, allow_null=True)
     pairs_per_prompt = Integer(min_value=1, max_value=100, default=2)
@@ -753,7 +770,11 @@ class RewardModelStartSerializer(serializers.Serializer):
 
 class PolicyStartSerializer(serializers.Serializer):
     parent_version_id = Identifier(required=False, allow_null=True)
-    method = serializers.ChoiceField(choices=[("dpo", "dpo"), ("rloo", "rloo"), ("grpo", "grpo")])
+    method = serializers.ChoiceField(
+        choices=[("dpo", "dpo"), ("rloo", "rloo"), ("grpo", "grpo"), ("image_reward", "image_reward")],
+        help_text="dpo, rloo or grpo in a text study; image_reward (the generator climbs the study's "
+        "image reward model) in an image study.",
+    )
     snapshot_id = Identifier(required=False, allow_null=True)
     reward_model_id = Identifier(required=False, allow_null=True)
     config = JsonObject(required=False, default=dict)

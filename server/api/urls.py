@@ -52,6 +52,7 @@ urlpatterns = [
     path(f"{study}reward-models/", apis.RewardModelListApi.as_view(), name="reward-models"),
     # Jobs
     path(f"{study}jobs/generate/", apis.GenerateStartApi.as_view(), name="start-generate"),
+    path(f"{study}jobs/build-image-generator/", apis.ImageBuildStartApi.as_view(), name="start-image-build"),
     path(f"{study}jobs/select-pairs/", apis.PairSelectionStartApi.as_view(), name="start-select-pairs"),
     path(f"{study}jobs/train-reward-model/", apis.RewardModelStartApi.as_view(), name="start-reward-model"),
     path(f"{study}jobs/train-policy/", apis.PolicyStartApi.as_view(), name="start-policy"),

@@ -19,6 +19,7 @@ from server.studies.models import BootstrapClusters, PairSelection, Study
 from server.studies.selectors import study_criteria
 from server.training.exports import EXPORT_KINDS
 from server.training.models import PreferenceSnapshot, RewardModel
+from server.training.services import IMAGE_POLICY_METHOD
 
 
 class VersionChoiceField(forms.ModelChoiceField):
@@ -592,3 +593,188 @@ class MachineJudgeForm(StudyForm):
             arguments["endpoint"] = data["endpoint"]
             arguments["judging_prompt"] = data["judging_prompt"]
         return arguments
+
+
+# --- Image studies ----------------------------------------------------------------------------------
+# An image study's generators are small image networks (server.generators.services' image builds,
+# server.training's image reward model and image policy): their forms offer their own settings,
+# typed and range-checked here (the service checks names and types again, the worker the config).
+
+MAX_SEED = 2**31 - 1
+
+
+def _whole(label: str, low: int, high: int, help_text: str = "") -> forms.IntegerField:
+    return forms.IntegerField(
+        label=label, min_value=low, max_value=high, required=False, help_text=help_text or f"{low}–{high:,}."
+    )
+
+
+def _number(label: str, low: float, high: float, help_text: str = "") -> forms.FloatField:
+    return forms.FloatField(
+        label=label,
+        min_value=low,
+        max_value=high,
+        required=False,
+        help_text=help_text or f"{low:g}–{high:g}.",
+    )
+
+
+class ImageTrainingForm(StudyForm):
+    """An image job's form: its own choices, typed settings (blank: the trainer's default) named
+    as the options, and the advanced JSON, merged (JSON last) into the job's ``config``."""
+
+    wide = True
+    own_fields: tuple[str, ...] = ()
+    settings_title = "Settings"
+    config = OptionalJSONField(
+        required=False,
+        label="Advanced options (JSON)",
+        help_text='Options by their API names; an option given here replaces its field. e.g. {"seed": 7}',
+    )
+
+    def setup(self) -> None:
+        # The advanced JSON last on the page.
+        self.fields["config"] = self.fields.pop("config")
+
+    def clean_config(self) -> dict[str, Any]:
+        return _json_object(self.cleaned_data.get("config"), "Advanced options")
+
+    def setting_names(self) -> list[str]:
+        return [name for name in self.fields if name not in self.own_fields and name != "config"]
+
+    def merged_config(self) -> dict[str, Any]:
+        typed = {
+            name: self.cleaned_data[name]
+            for name in self.setting_names()
+            if self.cleaned_data.get(name) is not None
+        }
+        return {**typed, **self.cleaned_data["config"]}
+
+    def sections(self) -> list[Section]:
+        return [
+            Section("", "", [(self[name], "") for name in self.own_fields]),
+            Section(self.settings_title, "", [(self[name], "") for name in self.setting_names()]),
+            Section("Advanced", "", [(self["config"], "")]),
+        ]
+
+    def field_of_error(self, service_field: str | None) -> str | None:
+        # "config.epochs": the epochs field, unless the advanced JSON gave it (or it has none).
+        if service_field and service_field.startswith("config."):
+            option = service_field.removeprefix("config.")
+            if option in (self.cleaned_data.get("config") or {}) or option not in self.setting_names():
+                return "config"
+            return option
+        if service_field == "config":
+            return "config"
+        return super().field_of_error(service_field)
+
+
+class ImageBuildForm(ImageTrainingForm):
+    own_fields = ("architecture", "generator", "label", "size")
+    settings_title = "Training"
+    architecture = forms.ChoiceField(
+        choices=[("vae", "VAE (conditional variational autoencoder)"), ("dcgan", "DCGAN (conditional GAN)")]
+    )
+    generator = forms.CharField(max_length=200, help_text="Name of the generator to register.")
+    label = forms.CharField(max_length=120, initial="base")
+    size = forms.ChoiceField(
+        choices=[("demo", "demo (minutes on a CPU)"), ("tiny", "tiny (seconds; a smoke test)")],
+        initial="demo",
+    )
+    steps = _whole("Steps", 1, 1_000_000)
+    batch_size = _whole("Batch size", 1, 4096)
+    learning_rate = _number("Learning rate", 1e-7, 1.0)
+    latent_dim = _whole("Latent dimensions", 1, 1024)
+    width = _whole("Width", 1, 1024, "Channels of the first layer; 1–1,024.")
+    images_per_class = _whole("Images per class", 1, 100_000, "Size of the rendered training set.")
+    seed = _whole("Seed", 0, MAX_SEED)
+
+    def arguments(self) -> dict[str, Any]:
+        data = self.cleaned_data
+        return {
+            "architecture": data["architecture"],
+            "generator_name": data["generator"],
+            "label": data["label"],
+            "size": data["size"],
+            "config": self.merged_config(),
+        }
+
+    def field_of_error(self, service_field: str | None) -> str | None:
+        if service_field in ("output_dir", "study"):
+            return None
+        return super().field_of_error(service_field)
+
+
+class ImageRewardModelForm(ImageTrainingForm):
+    own_fields = ("snapshot",)
+    snapshot = SnapshotChoiceField(
+        queryset=PreferenceSnapshot.objects.none(), required=False, empty_label="latest snapshot"
+    )
+    ensemble_size = _whole("Ensemble size", 1, 16, "Members, whose disagreement is the uncertainty; 1–16.")
+    epochs = _whole("Epochs", 1, 1000)
+    batch_size = _whole("Batch size", 1, 4096)
+    learning_rate = _number("Learning rate", 1e-7, 1.0)
+    weight_decay = _number("Weight decay", 0.0, 1.0)
+    width = _whole("Width", 1, 1024, "Channels of the CNN's first layer; 1–1,024.")
+    bootstrap = forms.NullBooleanField(
+        required=False,
+        label="Bootstrap",
+        help_text="Each member on a resample of the pairs (blank: the trainer's default).",
+        widget=forms.Select(choices=[("", "default"), ("true", "yes"), ("false", "no")]),
+    )
+    seed = _whole("Seed", 0, MAX_SEED)
+
+    def setup(self) -> None:
+        super().setup()
+        self.fields["snapshot"].queryset = PreferenceSnapshot.objects.filter(study=self.study).order_by(
+            "-created_at"
+        )
+
+    def arguments(self) -> dict[str, Any]:
+        snapshot = self.cleaned_data["snapshot"]
+        return {"snapshot_id": snapshot.id if snapshot else None, "config": self.merged_config()}
+
+
+class ImagePolicyForm(ImageTrainingForm):
+    own_fields = ("parent_version", "reward_model")
+    parent_version = VersionChoiceField(
+        queryset=GeneratorVersion.objects.none(), required=False, empty_label="best-rated image generator"
+    )
+    reward_model = RewardModelChoiceField(
+        queryset=RewardModel.objects.none(), required=False, empty_label="latest image reward model"
+    )
+    beta = _number(
+        "β (stay near the parent)",
+        0.0,
+        100.0,
+        "Weight of the squared distance to the parent's images; 0–100.",
+    )
+    steps = _whole("Steps", 1, 1_000_000)
+    batch_size = _whole("Batch size", 1, 4096)
+    learning_rate = _number("Learning rate", 1e-7, 1.0)
+    evaluation_samples = _whole(
+        "Evaluation samples", 1, 100_000, "Images scored before and after; 1–100,000."
+    )
+    report_every = _whole("Report every", 1, 1_000_000, "Steps between progress reports.")
+    seed = _whole("Seed", 0, MAX_SEED)
+
+    def setup(self) -> None:
+        super().setup()
+        self.fields["parent_version"].queryset = (
+            self.study.versions.exclude(kind__in=KINDS_WITHOUT_WEIGHTS)
+            .filter(metadata__modality="image")
+            .select_related("generator")
+            .order_by("id")
+        )
+        self.fields["reward_model"].queryset = RewardModel.objects.filter(
+            study=self.study, metrics__modality="image"
+        ).order_by("-created_at")
+
+    def arguments(self) -> dict[str, Any]:
+        data = self.cleaned_data
+        return {
+            "parent_version_id": data["parent_version"].id if data["parent_version"] else None,
+            "method": IMAGE_POLICY_METHOD,
+            "reward_model_id": data["reward_model"].id if data["reward_model"] else None,
+            "config": self.merged_config(),
+        }

@@ -35,14 +35,19 @@ from server.dashboard import forms, selectors
 from server.dashboard.insights import study_insights
 from server.dashboard.metrics import metrics_collect
 from server.evaluations.services import evaluation_start, leaderboard_recompute_start
-from server.generators.services import generate_start, generator_version_register, samples_import_file
+from server.generators.services import (
+    generate_start,
+    generator_version_register,
+    image_generator_build_for_study,
+    samples_import_file,
+)
 from server.jobs.services import job_cancel
 from server.judges.selectors import machine_judges_overview
 from server.judges.services import machine_judge_start
 from server.ratings import services as rating_services
 from server.ratings.gold_import import gold_pairs_import_file
 from server.ratings.pair_selection import pair_selection_start
-from server.studies.models import Study
+from server.studies.models import Modality, Study
 from server.training.exports import export_file_path, export_start
 from server.training.services import policy_train_start, reward_model_train_start, snapshot_start
 
@@ -74,6 +79,16 @@ class Action:
     button: str
     # Shows the study's training-data warning (too few pairs) next to the button, before a start.
     warns_of_few_pairs: bool = False
+    # The form of an image study, where its settings differ from a text study's (None: the same).
+    image_form: type[forms.StudyForm] | None = None
+    # The only modality it applies to (None: both); the page shows it for those studies only.
+    modality: str | None = None
+
+    def applies_to(self, study: Study) -> bool:
+        return self.modality is None or self.modality == study.modality
+
+    def form_for(self, study: Study) -> type[forms.StudyForm]:
+        return self.image_form if self.image_form and study.modality == Modality.IMAGE else self.form
 
 
 ACTIONS = {
@@ -86,6 +101,16 @@ ACTIONS = {
             forms.GenerateForm,
             generate_start,
             "Start generation",
+        ),
+        Action(
+            "build-image-generator",
+            "Build an image generator",
+            "A class-conditional VAE or DCGAN trained on the procedural shapes (CPU queue); the new "
+            "version is enrolled in the study when it is built.",
+            forms.ImageBuildForm,
+            image_generator_build_for_study,
+            "Start the build",
+            modality=Modality.IMAGE,
         ),
         Action(
             "select-pairs",
@@ -112,6 +137,7 @@ ACTIONS = {
             reward_model_train_start,
             "Start training",
             warns_of_few_pairs=True,
+            image_form=forms.ImageRewardModelForm,
         ),
         Action(
             "train-policy",
@@ -122,6 +148,7 @@ ACTIONS = {
             policy_train_start,
             "Start training",
             warns_of_few_pairs=True,
+            image_form=forms.ImagePolicyForm,
         ),
         Action(
             "evaluate",
@@ -195,8 +222,13 @@ def _render_study(
         criterion=request.GET.get("criterion"),
     )
     actions = [
-        {"action": action, "form": bound.get(slug) or action.form(study=study), "open": slug in bound}
+        {
+            "action": action,
+            "form": bound.get(slug) or action.form_for(study)(study=study),
+            "open": slug in bound,
+        }
         for slug, action in ACTIONS.items()
+        if action.applies_to(study)
     ]
     context = {
         "data": data,
@@ -244,7 +276,14 @@ def study_action(request: HttpRequest, slug: str, action: str) -> HttpResponse:
     if spec is None:
         raise Http404("No such action.")
     study = selectors.study_get(slug=slug)
-    form = spec.form(request.POST, study=study)
+    if not spec.applies_to(study):
+        messages.error(
+            request,
+            f"{spec.title}: this is a {study.modality} study; the action is for {spec.modality} "
+            "studies only.",
+        )
+        return _render_study(request, study, status=400)
+    form = spec.form_for(study)(request.POST, study=study)
     if form.is_valid():
         try:
             with transaction.atomic():

@@ -32,7 +32,9 @@ from evaluation.image_metrics import (
     leave_one_out_threshold,
     memorisation_check,
 )
+from evaluation.pareto import pareto_front
 from server.core.exceptions import ApplicationError
+from server.core.paths import model_path_check
 from server.evaluations.models import Evaluation
 from server.evaluations.selectors import leaderboard_latest
 from server.generators.image_jobs import image_samples_generate_missing
@@ -40,7 +42,9 @@ from server.generators.images import image_asset_read
 from server.generators.models import GeneratorVersion, Sample
 from server.generators.services import version_model_check
 from server.jobs.models import Job
-from server.studies.models import Prompt
+from server.studies.models import Criterion, Prompt
+from server.studies.services import VALUE_KEY
+from server.training.models import RewardModel
 from workers.ml.image_dataset import ShapesConfig, UInt8Array, render_shapes
 from workers.ml.image_features import (
     FeatureNetworkConfig,
@@ -96,7 +100,7 @@ def _png_base64(image: UInt8Array) -> str:
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def _decode(data: bytes) -> UInt8Array:
+def decoded_image(data: bytes) -> UInt8Array:
     from PIL import Image
 
     with Image.open(io.BytesIO(data)) as image:
@@ -132,7 +136,7 @@ def image_evaluation_run(
         raise ApplicationError(
             f"{version} has no image samples on the {params['split']} prompts to evaluate."
         )
-    images = np.stack([_decode(image_asset_read(sample.image)) for sample in samples])  # type: ignore[arg-type]
+    images = np.stack([decoded_image(image_asset_read(sample.image)) for sample in samples])  # type: ignore[arg-type]
     prompt_of = np.array([sample.prompt_id for sample in samples], dtype=np.int64)
 
     report(step=1, total=STEPS, message="training images and features")
@@ -203,6 +207,30 @@ def image_evaluation_run(
         }
         for index in check.pixels.grid_order[:GRID_SIZE].tolist()
     ]
+    reward_model = image_reward_model_of(study=study)
+    if reward_model is not None:
+        # Value per sample, as text's: the image reward model's score (the members' mean, in
+        # ensemble-normalised units), its mean with an interval resampling prompts; with the
+        # distance to the nearest training image in features as novelty, the Pareto view's points.
+        from workers.ml.image_reward import load_image_reward_model, score_images
+
+        ensemble = load_image_reward_model(
+            Path(model_path_check(reward_model.path, field="reward model path"))
+        )
+        values = score_images(ensemble, images).mean
+        metrics["reward_model_score"] = {
+            **_interval(*_mean_ci(values, prompt_of, seed)),
+            "reward_model_id": reward_model.id,
+        }
+        novelty = np.asarray(check.features.distance, dtype=np.float64)
+        front = pareto_front(novelty, values)
+        metrics["points"] = [
+            {"sample_id": sample.id, "novelty": round(float(n), 5), "value": round(float(v), 5)}
+            for sample, n, v in zip(samples, novelty, values, strict=True)
+        ]
+        metrics["pareto_sample_ids"] = [samples[i].id for i in front.tolist()]
+    else:
+        notes.append("no image reward model yet: per-sample value and the Pareto view were not computed")
     features_manifest = json.loads((features_dir / "image_features.json").read_text())
     protocol = {
         "modality": "image",
@@ -218,6 +246,8 @@ def image_evaluation_run(
         },
         "reference_model": str(root_path),
         "feature_network": str(features_dir),
+        "reward_model_id": reward_model.id if reward_model else None,
+        "novelty_measure": "nearest_training_feature_distance",
         "feature_network_sha256": features_manifest.get("weights_sha256"),
         "feature_network_held_out_accuracy": features_manifest.get("held_out_accuracy"),
         "memorisation_threshold_quantile": 0.05,
@@ -231,6 +261,18 @@ def image_evaluation_run(
     )
     report(step=STEPS, total=STEPS, message="stored")
     return {"evaluation_id": evaluation.id, "samples": len(samples), "notes": notes}
+
+
+def image_reward_model_of(*, study: Any) -> RewardModel | None:
+    """The study's latest image reward model of its value question (the creativity template's
+    value criterion, else the study's own question), as text's evaluation picks; a text reward
+    model is never used on images."""
+    value_criterion = Criterion.objects.filter(study=study, key=VALUE_KEY).first()
+    models = RewardModel.objects.filter(study=study, metrics__modality="image")
+    models = (
+        models.filter(criterion=value_criterion) if value_criterion else models.filter(criterion__isnull=True)
+    )
+    return models.order_by("-created_at", "-id").first()
 
 
 def _mean_ci(values: Any, groups: Any, seed: int) -> tuple[float, float, float, int]:

@@ -805,3 +805,37 @@ def image_generator_build_start(
             "next_builds": next_builds or [],
         },
     )
+
+
+def image_generator_build_for_study(
+    *,
+    study: Study,
+    architecture: str,
+    generator_name: str,
+    label: str = "base",
+    size: str = "demo",
+    config: dict[str, Any] | None = None,
+    created_by_id: int | None = None,
+) -> Job:
+    """An image generator build started by staff for a study (the dashboard and the API): the
+    version is enrolled in the study, and its folder is a new one under the var folder chosen
+    here (a name from a form never picks, or replaces, a folder on the server)."""
+    if study.modality != Modality.IMAGE:
+        raise ApplicationError(
+            f"The study {study.slug!r} is a {study.modality} study: image generators are built for image "
+            "studies only (a text study registers or builds text models).",
+            extra={"field": "architecture"},
+        )
+    stem = re.sub(r"[^a-z0-9]+", "-", f"{generator_name}-{label}".lower()).strip("-")[:60] or "generator"
+    output_dir = Path(settings.VAR_DIR) / "models" / f"image-{study.slug}-{stem}-{os.urandom(4).hex()}"
+    return image_generator_build_start(
+        architecture=architecture,
+        generator_name=generator_name,
+        label=label,
+        output_dir=str(output_dir),
+        size=size,
+        config=config,
+        study=study,
+        enrol=True,
+        created_by_id=created_by_id,
+    )

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 from django.db import transaction
 
+from server.core.exceptions import ApplicationError
 from server.core.paths import model_path_check
 from server.generators.models import Sample
 from server.ratings.pair_selection import (
@@ -28,7 +29,7 @@ from server.ratings.pair_selection import (
     existing_regular_pairs,
     gold_comparisons_create,
 )
-from server.studies.models import Study
+from server.studies.models import Modality, Study
 from server.training.models import RewardModel
 from workers.ml.active_selection import pair_disagreement
 from workers.ml.reward_model import load_reward_ensemble, score_texts
@@ -40,8 +41,18 @@ def comparisons_select_active(
     *, study: Study, pairs_per_prompt: int, seed: int, job_id: int | None = None
 ) -> SelectionResult:
     # The study's own question (its first criterion) decides which pairs are uncertain.
+    # An image study's are image reward models (a CNN ensemble on pixels), a text study's text ones.
+    image_study = study.modality == Modality.IMAGE
     reward_model = (
-        RewardModel.objects.filter(study=study, criterion__isnull=True).order_by("-created_at").first()
+        RewardModel.objects.filter(study=study, criterion__isnull=True)
+        .filter(metrics__modality="image")
+        .order_by("-created_at")
+        .first()
+        if image_study
+        else RewardModel.objects.filter(study=study, criterion__isnull=True)
+        .exclude(metrics__contains={"modality": "image"})  # (a missing key is not "image")
+        .order_by("-created_at")
+        .first()
     )
     if reward_model is None:
         return comparisons_select_random(
@@ -64,12 +75,18 @@ def comparisons_select_active(
 
     sample_ids = sorted({sample_id for _, a, b in candidates for sample_id in (a, b)})
     position = {sample_id: index for index, sample_id in enumerate(sample_ids)}
-    rows = dict(Sample.objects.filter(id__in=sample_ids).values_list("id", "text"))
-    prompts = dict(Sample.objects.filter(id__in=sample_ids).values_list("id", "prompt__text"))
     # The row may have been edited (Django admin): load only from the allowed model folders.
-    ensemble = load_reward_ensemble(Path(model_path_check(reward_model.path, field="reward model path")))
-    scores = score_texts(ensemble, [rows[i] for i in sample_ids], prompts=[prompts[i] for i in sample_ids])
-    member_scores = scores.member_scores.detach().cpu().numpy()
+    model_dir = Path(model_path_check(reward_model.path, field="reward model path"))
+    if study.modality == Modality.IMAGE:
+        member_scores = _image_member_scores(model_dir, sample_ids)
+    else:
+        rows = dict(Sample.objects.filter(id__in=sample_ids).values_list("id", "text"))
+        prompts = dict(Sample.objects.filter(id__in=sample_ids).values_list("id", "prompt__text"))
+        ensemble = load_reward_ensemble(model_dir)
+        scores = score_texts(
+            ensemble, [rows[i] for i in sample_ids], prompts=[prompts[i] for i in sample_ids]
+        )
+        member_scores = scores.member_scores.detach().cpu().numpy()
     index_pairs = np.array([[position[a], position[b]] for _, a, b in candidates], dtype=np.int64)
     disagreement = pair_disagreement(member_scores, index_pairs)
 
@@ -92,3 +109,17 @@ def comparisons_select_active(
     return SelectionResult(
         regular_created=regular, gold_created=gold, prompts_considered=prompts_with_candidates
     )
+
+
+def _image_member_scores(model_dir: Path, sample_ids: list[int]) -> np.ndarray:
+    """[K, N] each member's normalised score of the image samples, in ``sample_ids`` order."""
+    from server.evaluations.image_evaluation import decoded_image
+    from server.generators.images import image_asset_read
+    from workers.ml.image_reward import load_image_reward_model, score_images
+
+    samples = Sample.objects.filter(id__in=sample_ids).select_related("image").in_bulk()
+    missing = [sample_id for sample_id in sample_ids if samples[sample_id].image is None]
+    if missing:
+        raise ApplicationError(f"Sample {missing[0]} of this image study has no image to score.")
+    images = np.stack([decoded_image(image_asset_read(samples[i].image)) for i in sample_ids])  # type: ignore[arg-type]
+    return score_images(load_image_reward_model(model_dir), images).member_scores

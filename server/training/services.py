@@ -594,7 +594,12 @@ def policy_train_start(
             extra={"field": "method"},
         )
     if not image_study and method not in POLICY_METHODS:
-        raise ApplicationError("Method must be 'dpo', 'rloo' or 'grpo'.", extra={"field": "method"})
+        raise ApplicationError(
+            f"{method!r} is the method of an image study; a text study trains with 'dpo', 'rloo' or 'grpo'."
+            if method == IMAGE_POLICY_METHOD
+            else "Method must be 'dpo', 'rloo' or 'grpo'.",
+            extra={"field": "method"},
+        )
     choice = None if parent_version_id else policy_parent_choose(study=study)
     parent = (
         GeneratorVersion.objects.filter(id=parent_version_id).first() if choice is None else choice.version

@@ -385,3 +385,379 @@ def test_chained_builds_run_one_after_another_then_generation_and_pairs(settings
             output_dir=str(tmp_path / "models" / "c"),
             next_builds=[{}],
         )
+
+
+def _judged_image_study_with_reward_model(study, versions):  # type: ignore[no-untyped-def]
+    """Samples of both versions, the DCGAN preferred in every pair, and a tiny image reward model."""
+    from server.training.jobs import reward_model_train_run
+    from server.training.models import RewardModel
+    from server.training.services import reward_model_train_start
+    from server.training.snapshots import snapshot_create
+
+    generate = generate_start(study=study, version_ids=[v.id for v in versions], samples_per_prompt=2)
+    assert run_job(generate.id, generate_run) == "succeeded"
+    rater = factories.rater(study=study)
+    for prompt in study.prompts.filter(split=PromptSplit.TRAIN):
+        a = Sample.objects.get(version=versions[0], prompt=prompt, seed=0)
+        b = Sample.objects.get(version=versions[1], prompt=prompt, seed=0)
+        comparison = factories.comparison(study=study, prompt=prompt, sample_a=a, sample_b=b)
+        factories.judgment(comparison=comparison, rater=rater, outcome="B")
+    snapshot = snapshot_create(study=study, validation_fraction=0.0)
+    job = reward_model_train_start(
+        study=study, snapshot_id=snapshot.id, config={"ensemble_size": 2, "epochs": 2}
+    )
+    assert run_job(job.id, reward_model_train_run) == "succeeded", Job.objects.get(id=job.id).error
+    return RewardModel.objects.get(job=job)
+
+
+def test_the_image_evaluation_scores_value_with_the_image_reward_model(  # type: ignore[no-untyped-def]
+    image_study, settings, tmp_path: Path
+) -> None:
+    from server.evaluations.creativity import evaluation_run
+    from server.evaluations.models import Evaluation
+    from server.evaluations.reports import novelty_value_series
+    from server.evaluations.services import evaluation_start
+    from server.training.models import RewardModel
+
+    settings.VAR_DIR = tmp_path
+    study, versions = image_study
+    reward_model = _judged_image_study_with_reward_model(study, versions)
+    # A newer text reward model's row in the study (an admin's mistake) is never used on images.
+    RewardModel.objects.create(
+        study=study, snapshot=reward_model.snapshot, backbone="gpt2", ensemble_size=1, path=str(tmp_path)
+    )
+    job = evaluation_start(study=study, version_id=versions[1].id, split="train", samples_per_prompt=2)
+    job.params = {**job.params, "feature_size": "tiny"}
+    job.save(update_fields=["params"])
+    assert run_job(job.id, evaluation_run) == "succeeded", Job.objects.get(id=job.id).error
+    evaluation = Evaluation.objects.get()
+    score = evaluation.metrics["reward_model_score"]
+    assert score["reward_model_id"] == reward_model.id and score["count"] == 3  # prompts resampled
+    assert score["lower"] <= score["mean"] <= score["upper"]
+    assert evaluation.protocol["reward_model_id"] == reward_model.id
+    points = evaluation.metrics["points"]
+    assert len(points) == 6 and {p["sample_id"] for p in points} == set(
+        Sample.objects.filter(version=versions[1], prompt__split=PromptSplit.TRAIN).values_list(
+            "id", flat=True
+        )
+    )
+    front = evaluation.metrics["pareto_sample_ids"]
+    assert 1 <= len(front) <= 6 and set(front) <= {p["sample_id"] for p in points}
+    everything, on_front = novelty_value_series(evaluation)
+    assert len(everything) == 6 and len(on_front) == len(front)
+
+
+def test_an_image_evaluation_without_an_image_reward_model_says_so(  # type: ignore[no-untyped-def]
+    image_study, settings, tmp_path: Path
+) -> None:
+    from server.evaluations.creativity import evaluation_run
+    from server.evaluations.models import Evaluation
+    from server.evaluations.services import evaluation_start
+    from server.training.models import PreferenceSnapshot, RewardModel
+
+    settings.VAR_DIR = tmp_path
+    study, versions = image_study
+    # A text reward model's row in an image study (an admin's mistake) is not an image model.
+    snapshot = PreferenceSnapshot.objects.create(study=study, content_hash="x", rule="r")
+    RewardModel.objects.create(
+        study=study, snapshot=snapshot, backbone="gpt2", ensemble_size=1, path=str(tmp_path)
+    )
+    job = evaluation_start(study=study, version_id=versions[0].id, split="train", samples_per_prompt=1)
+    job.params = {**job.params, "feature_size": "tiny"}
+    job.save(update_fields=["params"])
+    assert run_job(job.id, evaluation_run) == "succeeded", Job.objects.get(id=job.id).error
+    evaluation = Evaluation.objects.get()
+    assert "reward_model_score" not in evaluation.metrics and "points" not in evaluation.metrics
+    assert evaluation.protocol["reward_model_id"] is None
+    assert "no image reward model yet" in " ".join(evaluation.protocol["notes"])
+
+
+def test_active_pair_selection_on_an_image_study_uses_the_image_reward_model(  # type: ignore[no-untyped-def]
+    image_study, settings, tmp_path: Path
+) -> None:
+    settings.VAR_DIR = tmp_path
+    study, versions = image_study
+    _judged_image_study_with_reward_model(study, versions)
+    before = Comparison.objects.filter(study=study, kind=ComparisonKind.REGULAR).count()
+    job = pair_selection_start(study=study, strategy="active", pairs_per_prompt=1)
+    assert run_job(job.id, pair_selection_run) == "succeeded", Job.objects.get(id=job.id).error
+    job.refresh_from_db()
+    assert job.result["regular_created"] == 3  # one per train prompt, among the untried pairs
+    new = Comparison.objects.filter(study=study, kind=ComparisonKind.REGULAR).order_by("id")[before:]
+    for comparison in new:
+        assert comparison.sample_a.image_id and comparison.sample_b.image_id
+
+
+def test_the_automatic_loop_of_an_image_study_trains_image_models(  # type: ignore[no-untyped-def]
+    image_study, settings, tmp_path: Path
+) -> None:
+    from server.training.jobs import reward_model_train_run, snapshot_run
+    from server.training.services import IMAGE_POLICY_METHOD, training_loops_start_due
+
+    settings.VAR_DIR = tmp_path
+    study, versions = image_study
+    study.auto_train_min_judgments = 2
+    study.save(update_fields=["auto_train_min_judgments"])
+    generate = generate_start(study=study, version_ids=[v.id for v in versions], samples_per_prompt=2)
+    assert run_job(generate.id, generate_run) == "succeeded"
+    rater = factories.rater(study=study)
+    for prompt in study.prompts.filter(split=PromptSplit.TRAIN):
+        a = Sample.objects.get(version=versions[0], prompt=prompt, seed=0)
+        b = Sample.objects.get(version=versions[1], prompt=prompt, seed=0)
+        factories.judgment(
+            comparison=factories.comparison(study=study, prompt=prompt, sample_a=a, sample_b=b),
+            rater=rater,
+            outcome="B",
+        )
+    (snapshot_job_id,) = training_loops_start_due()
+    assert run_job(snapshot_job_id, snapshot_run) == "succeeded", Job.objects.get(id=snapshot_job_id).error
+    reward_job = Job.objects.get(kind=JobKind.TRAIN_REWARD_MODEL, parent_id=snapshot_job_id)
+    assert reward_job.params["config"] == {}  # the image options' defaults, no text option
+    reward_job.params = {**reward_job.params, "config": {"ensemble_size": 2, "epochs": 2}}
+    reward_job.save(update_fields=["params"])
+    assert run_job(reward_job.id, reward_model_train_run) == "succeeded", Job.objects.get(
+        id=reward_job.id
+    ).error
+    policy = Job.objects.get(kind=JobKind.TRAIN_POLICY, parent=reward_job)
+    assert policy.params["method"] == IMAGE_POLICY_METHOD
+
+
+# --- Starting the image loop from the API and the dashboard --------------------------------------
+
+
+@pytest.fixture
+def staff_api(settings):  # type: ignore[no-untyped-def]
+    from rest_framework.authtoken.models import Token
+    from rest_framework.test import APIClient
+
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    token, _ = Token.objects.get_or_create(user=factories.user(is_staff=True))
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    return client
+
+
+@pytest.fixture
+def staff_page(settings, client):  # type: ignore[no-untyped-def]
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    client.force_login(factories.user(is_staff=True))
+    return client
+
+
+def test_the_api_builds_an_image_generator_for_an_image_study_only(  # type: ignore[no-untyped-def]
+    image_study, staff_api, settings, tmp_path: Path
+) -> None:
+    settings.VAR_DIR = tmp_path
+    study, versions = image_study
+    url = f"/api/studies/{study.slug}/jobs/build-image-generator/"
+    body = {"architecture": "dcgan", "generator": "Shapes GAN", "label": "v2", "size": "tiny"}
+
+    response = staff_api.post(url, {**body, "config": {"steps": 3, "images_per_class": 4}}, format="json")
+
+    assert response.status_code == 202, response.json()
+    job = Job.objects.get(id=response.json()["id"])
+    assert (job.kind, job.study_id, job.params["modality"], job.params["enrol"]) == (
+        JobKind.BUILD_BASE_MODEL,
+        study.id,
+        "image",
+        True,
+    )
+    assert job.params["config"] == {"steps": 3, "images_per_class": 4}
+    output = Path(job.params["output_dir"])
+    assert output.parent == tmp_path / "models" and output.name.startswith(
+        f"image-{study.slug}-shapes-gan-v2-"
+    )
+    assert run_job(job.id, base_model_build_run) == "succeeded", Job.objects.get(id=job.id).error
+    built = study.versions.exclude(id__in=[v.id for v in versions]).get()
+    assert (built.label, built.metadata["modality"]) == ("v2", "image")
+
+    refused = staff_api.post(url, {**body, "config": {"steps": -1}}, format="json")
+    assert refused.status_code == 400
+    assert refused.json() == {"error": "config.steps must be positive.", "details": {"field": "config.steps"}}
+    refused = staff_api.post(url, {**body, "config": {"lora": True}}, format="json")
+    assert refused.status_code == 400 and refused.json()["error"].startswith(
+        "config.lora is not a setting of a dcgan build; known: batch_size"
+    )
+    refused = staff_api.post(url, {**body, "architecture": "diffusion"}, format="json")
+    assert refused.status_code == 400 and "architecture" in refused.json()["details"]["fields"]
+
+    text_study = factories.study()
+    refused = staff_api.post(
+        f"/api/studies/{text_study.slug}/jobs/build-image-generator/", body, format="json"
+    )
+    assert refused.status_code == 400
+    assert refused.json()["error"] == (
+        f"The study {text_study.slug!r} is a text study: image generators are built for image studies "
+        "only (a text study registers or builds text models)."
+    )
+    assert Job.objects.filter(study=text_study).count() == 0
+
+
+def test_the_api_starts_the_image_policy_and_refuses_text_methods(  # type: ignore[no-untyped-def]
+    image_study, staff_api, settings, tmp_path: Path
+) -> None:
+    settings.VAR_DIR = tmp_path
+    study, versions = image_study
+    url = f"/api/studies/{study.slug}/jobs/train-policy/"
+    parent = {"parent_version_id": versions[0].id}
+
+    missing = staff_api.post(url, {**parent, "method": "image_reward"}, format="json")
+    assert missing.status_code == 400
+    assert missing.json()["error"] == "The image policy needs an image reward model of the study."
+    reward_model = _judged_image_study_with_reward_model(study, versions)
+    response = staff_api.post(
+        url, {**parent, "method": "image_reward", "config": {"steps": 3, "beta": 0.5}}, format="json"
+    )
+    assert response.status_code == 202, response.json()
+    job = Job.objects.get(id=response.json()["id"])
+    assert (job.params["method"], job.params["reward_model_id"], job.params["config"]) == (
+        "image_reward",
+        reward_model.id,
+        {"steps": 3, "beta": 0.5},
+    )
+    dpo = staff_api.post(url, {**parent, "method": "dpo"}, format="json")
+    assert dpo.status_code == 400
+    assert dpo.json()["error"] == "An image study trains its generators with the method 'image_reward'."
+    bad = staff_api.post(url, {**parent, "method": "image_reward", "config": {"lora_rank": 8}}, format="json")
+    assert bad.status_code == 400 and bad.json()["details"] == {"field": "config.lora_rank"}
+    # The image reward model from the API too, its options checked as the image trainer's.
+    lora = staff_api.post(
+        f"/api/studies/{study.slug}/jobs/train-reward-model/", {"config": {"lora": True}}, format="json"
+    )
+    assert lora.status_code == 400 and lora.json()["error"].startswith(
+        "'lora' is not an option of the image reward model"
+    )
+
+    text_study = factories.study()
+    refused = staff_api.post(
+        f"/api/studies/{text_study.slug}/jobs/train-policy/", {"method": "image_reward"}, format="json"
+    )
+    assert refused.status_code == 400
+    assert refused.json()["error"] == (
+        "'image_reward' is the method of an image study; a text study trains with 'dpo', 'rloo' or 'grpo'."
+    )
+
+
+def _form_of(response, slug: str):  # type: ignore[no-untyped-def]
+    return next((item["form"] for item in response.context["actions"] if item["action"].slug == slug), None)
+
+
+def test_the_dashboard_offers_image_forms_to_an_image_study_and_text_forms_to_a_text_study(  # type: ignore[no-untyped-def]
+    image_study, staff_page
+) -> None:
+    from server.dashboard.forms import ImageBuildForm, ImagePolicyForm, ImageRewardModelForm
+
+    study, _ = image_study
+    page = staff_page.get(f"/dashboard/studies/{study.slug}/")
+    assert page.status_code == 200
+    assert isinstance(_form_of(page, "build-image-generator"), ImageBuildForm)
+    reward_form = _form_of(page, "train-reward-model")
+    policy_form = _form_of(page, "train-policy")
+    assert isinstance(reward_form, ImageRewardModelForm) and isinstance(policy_form, ImagePolicyForm)
+    assert "ensemble_size" in reward_form.fields and "kind" not in reward_form.fields
+    assert "method" not in policy_form.fields and "lora" not in policy_form.fields
+    html = page.content.decode()
+    assert 'id="action-build-image-generator"' in html and 'name="beta"' in html
+
+    text_study = factories.study()
+    page = staff_page.get(f"/dashboard/studies/{text_study.slug}/")
+    assert _form_of(page, "build-image-generator") is None
+    assert "image_reward" not in dict(_form_of(page, "train-policy").fields["method"].choices)
+    assert "kind" in _form_of(page, "train-reward-model").fields  # the text reward model's own settings
+    assert 'id="action-build-image-generator"' not in page.content.decode()
+    refused = staff_page.post(
+        f"/dashboard/studies/{text_study.slug}/actions/build-image-generator/",
+        {"architecture": "vae", "generator": "g", "label": "base", "size": "tiny"},
+    )
+    assert refused.status_code == 400
+    assert (
+        "Build an image generator: this is a text study; the action is for image studies only."
+        in refused.content.decode()
+    )
+    assert Job.objects.filter(study=text_study).count() == 0
+
+
+def test_the_dashboard_starts_an_image_build_with_typed_checked_settings(  # type: ignore[no-untyped-def]
+    image_study, staff_page, settings, tmp_path: Path
+) -> None:
+    settings.VAR_DIR = tmp_path
+    study, _ = image_study
+    url = f"/dashboard/studies/{study.slug}/actions/build-image-generator/"
+    data = {"architecture": "vae", "generator": "Shapes VAE", "label": "base", "size": "tiny"}
+
+    out_of_range = staff_page.post(url, {**data, "steps": "0", "learning_rate": "2"})
+    assert out_of_range.status_code == 400
+    form = _form_of(out_of_range, "build-image-generator")
+    assert form.errors == {
+        "steps": ["Ensure this value is greater than or equal to 1."],
+        "learning_rate": ["Ensure this value is less than or equal to 1.0."],
+    }
+    unknown = staff_page.post(url, {**data, "config": '{"lora": true}'})
+    assert unknown.status_code == 400
+    assert (
+        _form_of(unknown, "build-image-generator")
+        .errors["config"][0]
+        .startswith("config.lora is not a setting of a vae build")
+    )
+    assert Job.objects.count() == 0
+
+    started = staff_page.post(url, {**data, "steps": "5", "seed": "0", "config": '{"kl_weight": 0.5}'})
+    assert started.status_code == 303
+    job = Job.objects.get()
+    assert job.params["config"] == {"steps": 5, "seed": 0, "kl_weight": 0.5}
+    assert (job.params["architecture"], job.params["generator"], job.study_id) == (
+        "vae",
+        "Shapes VAE",
+        study.id,
+    )
+
+
+def test_the_dashboard_trains_the_image_reward_model_and_policy(  # type: ignore[no-untyped-def]
+    image_study, staff_page, settings, tmp_path: Path
+) -> None:
+    settings.VAR_DIR = tmp_path
+    study, versions = image_study
+    base = f"/dashboard/studies/{study.slug}/actions/"
+
+    no_model = staff_page.post(f"{base}train-policy/", {"parent_version": str(versions[0].id), "steps": "3"})
+    assert no_model.status_code == 400
+    assert _form_of(no_model, "train-policy").errors == {
+        "reward_model": ["The image policy needs an image reward model of the study."]
+    }
+    reward_model = _judged_image_study_with_reward_model(study, versions)
+    lora = staff_page.post(f"{base}train-reward-model/", {"epochs": "2", "config": '{"lora": true}'})
+    assert lora.status_code == 400
+    assert (
+        _form_of(lora, "train-reward-model")
+        .errors["config"][0]
+        .startswith("'lora' is not an option of the image reward model")
+    )
+    too_big = staff_page.post(f"{base}train-reward-model/", {"ensemble_size": "17"})
+    assert _form_of(too_big, "train-reward-model").errors == {
+        "ensemble_size": ["Ensure this value is less than or equal to 16."]
+    }
+    before = Job.objects.count()
+    started = staff_page.post(
+        f"{base}train-reward-model/", {"ensemble_size": "2", "epochs": "2", "bootstrap": "false"}
+    )
+    assert started.status_code == 303
+    job = Job.objects.order_by("-id").first()
+    assert Job.objects.count() == before + 1 and job.kind == JobKind.TRAIN_REWARD_MODEL
+    assert job.params["config"] == {"ensemble_size": 2, "epochs": 2, "bootstrap": False}
+
+    policy = staff_page.post(
+        f"{base}train-policy/",
+        {
+            "parent_version": str(versions[0].id),
+            "reward_model": str(reward_model.id),
+            "steps": "3",
+            "beta": "0.1",
+        },
+    )
+    assert policy.status_code == 303
+    job = Job.objects.order_by("-id").first()
+    assert (job.kind, job.params["method"], job.params["config"]) == (
+        JobKind.TRAIN_POLICY,
+        "image_reward",
+        {"steps": 3, "beta": 0.1},
+    )
