@@ -143,7 +143,8 @@ def report(*, chains: list[ImageChain], oracle_name: str) -> list[str]:
         labels = [float(chain.labels[round_number]) for chain in chains]
         accuracy = [chain.condition_accuracy[round_number] for chain in chains]
         line = (
-            f"  round {round_number}: labels {sum(labels) / len(labels):5.1f}  score {_mean_and_error(scores)}"
+            f"  round {round_number}: labels {sum(labels) / len(labels):5.1f}  "
+            f"score {_mean_and_error(scores)}"
             f"  condition accuracy {_mean_and_error(accuracy)}"
         )
         if round_number > 0:
@@ -267,13 +268,14 @@ def run_chain(
         )
         # The reward model's accuracy against the noiseless oracle on fresh pairs (ties left out).
         ensemble = load_image_reward_model(reward_dir)
-        predicted = score_images(ensemble, validation_left).mean > score_images(ensemble, validation_right).mean
+        predicted = (
+            score_images(ensemble, validation_left).mean > score_images(ensemble, validation_right).mean
+        )
         truth_left = np.array(_oracle_scores(oracle, validation_conditions, validation_left))
         truth_right = np.array(_oracle_scores(oracle, validation_conditions, validation_right))
         decided = truth_left != truth_right
-        reward_accuracy = (
-            float((predicted[decided] == (truth_left > truth_right)[decided]).mean()) if decided.any() else None
-        )
+        agree = predicted[decided] == (truth_left > truth_right)[decided]
+        reward_accuracy = float(agree.mean()) if decided.any() else None
 
         child = chain_dir / f"child-{round_number}"
         policy = fine_tune_image_generator(

@@ -34,9 +34,9 @@ def test_simulated_votes_follow_the_oracle_without_noise_and_ignore_it_with_full
     images = render_shapes(ShapesConfig(images_per_class=1, seed=5)).images
     left, right = images[:8], images[8:16]
     conditions = ["c"] * 8
-    truth = np.array([warmth_oracle("c", a) > warmth_oracle("c", b) for a, b in zip(left, right, strict=True)])
+    truth = [warmth_oracle("c", a) > warmth_oracle("c", b) for a, b in zip(left, right, strict=True)]
     votes = simulated_votes(warmth_oracle, conditions, left, right, 0.0, np.random.default_rng(0))
-    assert votes.tolist() == truth.tolist()
+    assert votes.tolist() == truth
     # Every vote a coin flip: swapping the images does not change which side wins.
     forward = simulated_votes(warmth_oracle, conditions, left, right, 1.0, np.random.default_rng(1))
     swapped = simulated_votes(warmth_oracle, conditions, right, left, 1.0, np.random.default_rng(1))
@@ -102,5 +102,5 @@ def test_one_round_of_one_chain_on_tiny_models(tmp_path: Path) -> None:
     assert chain.child_scores[0] is None and chain.child_scores[1] is not None
     assert chain.kept[0] is None and isinstance(chain.kept[1], bool)
     # The best version is the child exactly when it was kept, else the base (same evaluation draws).
-    assert (chain.scores[1] == chain.child_scores[1]) if chain.kept[1] else (chain.scores[1] == chain.scores[0])
+    assert chain.scores[1] == (chain.child_scores[1] if chain.kept[1] else chain.scores[0])
     assert (tmp_path / "chain" / "child-1").is_dir()
