@@ -207,8 +207,11 @@ def run_chain(
     noise: float,
     beta: float,
     policy_steps: int,
+    gate: str = "oracle",
 ) -> ImageChain:
-    """One seed's rounds (see the module docstring); children go under ``chain_dir``."""
+    """One seed's rounds (see the module docstring); children go under ``chain_dir``. ``gate``:
+    "oracle" keeps the parent unless the child beats it on the holdout (``keep_child``); "none"
+    makes every child the best (the score then moves only through the reward model)."""
     from workers.ml.image_dataset import class_names
     from workers.ml.image_features import condition_accuracy, load_feature_network
     from workers.ml.image_generators import load_generator, sample_images
@@ -293,7 +296,8 @@ def run_chain(
         )
         decision = keep_child(parent_holdout, child_holdout)
         child_score, child_accuracy = measure(child)
-        if decision.kept:
+        kept = decision.kept or gate == "none"
+        if kept:
             best = child
         score, accuracy = measure(best)
         chain.scores.append(score)
@@ -301,7 +305,7 @@ def run_chain(
         chain.condition_accuracy.append(accuracy)
         chain.child_scores.append(child_score)
         chain.child_condition_accuracy.append(child_accuracy)
-        chain.kept.append(decision.kept)
+        chain.kept.append(kept)
         chain.reward_accuracy.append(reward_accuracy)
         load_generator(best)  # the best version must stay loadable (a kept child is read again)
         error = "n/a" if decision.standard_error is None else f"{decision.standard_error:.4f}"
@@ -310,7 +314,7 @@ def run_chain(
             f"{'n/a' if reward_accuracy is None else f'{reward_accuracy:.3f}'}, policy reward "
             f"{policy.reward_before:.2f} → {policy.reward_after:.2f}, distance "
             f"{policy.distance_to_parent:.4f}; holdout child − parent {decision.difference:+.4f} "
-            f"(se {error}) → {'child kept' if decision.kept else 'parent kept'}; child score "
+            f"(se {error}) → {'child kept' if kept else 'parent kept'}; child score "
             f"{child_score:.4f} (condition accuracy {child_accuracy:.3f}); best {score:.4f} "
             f"(condition accuracy {accuracy:.3f}); {time.perf_counter() - started:.0f} s",
             flush=True,
@@ -334,6 +338,12 @@ def main(argv: Sequence[str] | None = None) -> list[ImageChain]:
     parser.add_argument("--noise", type=float, default=NOISE, help="share of random votes; 1 is the control")
     parser.add_argument("--beta", type=float, default=100.0)
     parser.add_argument("--policy-steps", type=int, default=150)
+    parser.add_argument(
+        "--gate",
+        choices=("oracle", "none"),
+        default="oracle",
+        help="oracle: a child replaces its parent only when it beats it on holdout images; none: always",
+    )
     parser.add_argument("--workdir", type=Path, default=Path("var/bench-image-loop"))
     arguments = parser.parse_args(argv)
     problems = []
@@ -358,7 +368,7 @@ def main(argv: Sequence[str] | None = None) -> list[ImageChain]:
     print(
         f"bench.loop --modality image: oracle {arguments.oracle}, {arguments.seeds} seeds, "
         f"{arguments.rounds} rounds × {arguments.labels_per_round} labels, noise {arguments.noise:g}, "
-        f"β {arguments.beta:g}, {arguments.policy_steps} policy steps",
+        f"β {arguments.beta:g}, {arguments.policy_steps} policy steps, gate {arguments.gate}",
         flush=True,
     )
     work: Path = arguments.workdir
@@ -367,7 +377,10 @@ def main(argv: Sequence[str] | None = None) -> list[ImageChain]:
     safe_name = "".join(c if c.isalnum() else "-" for c in arguments.oracle)
     chains = []
     for seed in range(arguments.seeds):
-        chain_dir = work / f"{safe_name}-noise{arguments.noise:g}" / f"seed-{seed}"
+        chain_dir = (
+            work / f"{safe_name}-noise{arguments.noise:g}-beta{arguments.beta:g}-gate-{arguments.gate}"
+        )
+        chain_dir = chain_dir / f"seed-{seed}"
         shutil.rmtree(chain_dir, ignore_errors=True)  # children of an earlier run are not reused
         chains.append(
             run_chain(
@@ -381,6 +394,7 @@ def main(argv: Sequence[str] | None = None) -> list[ImageChain]:
                 noise=arguments.noise,
                 beta=arguments.beta,
                 policy_steps=arguments.policy_steps,
+                gate=arguments.gate,
             )
         )
     print(f"\n{len(chains)} chains in {time.perf_counter() - started:.0f} s")

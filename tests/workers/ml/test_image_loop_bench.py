@@ -68,7 +68,8 @@ def test_report_passes_a_rise_beyond_two_standard_errors_and_never_a_flat_line()
     assert flat[-1] == "summary random image-policy: round0 0.1000 final 0.1000 se 0.0000 labels 128"
 
 
-def test_one_round_of_one_chain_on_tiny_models(tmp_path: Path) -> None:
+@pytest.mark.parametrize("gate", ["oracle", "none"])
+def test_one_round_of_one_chain_on_tiny_models(tmp_path: Path, gate: str) -> None:
     data = ShapesConfig(images_per_class=4, seed=3)
     gan = tmp_path / "gan"
     build_conditional_gan(
@@ -96,11 +97,14 @@ def test_one_round_of_one_chain_on_tiny_models(tmp_path: Path) -> None:
         noise=0.1,
         beta=100.0,
         policy_steps=2,
+        gate=gate,
     )
     assert chain.labels == [0, 16]
     assert len(chain.scores) == len(chain.condition_accuracy) == 2
     assert chain.child_scores[0] is None and chain.child_scores[1] is not None
     assert chain.kept[0] is None and isinstance(chain.kept[1], bool)
+    if gate == "none":
+        assert chain.kept[1] is True  # without the gate every child becomes the best
     # The best version is the child exactly when it was kept, else the base (same evaluation draws).
     assert chain.scores[1] == (chain.child_scores[1] if chain.kept[1] else chain.scores[0])
     assert (tmp_path / "chain" / "child-1").is_dir()
