@@ -4,6 +4,9 @@ Run: ``.venv/bin/python -m bench.loop --oracle garden`` (needs the PostgreSQL of
 creates and drops its own database ``lovelace_bench_loop``, or the one named by
 ``LOVELACE_BENCH_LOOP_DATABASE``). Not part of the test run.
 
+Images: ``--modality image`` runs ``bench.image_loop`` instead (no database; its own oracles
+``warmth``, ``symmetry``; see that module for its options and figures).
+
 Options: ``--oracle NAME|module:function`` (any oracle ``manage.py simulate_raters`` accepts:
 ``theme``, ``length``, ``garden``, ``short_clauses``, ``diversity``, ``composite``), ``--seeds N``
 (3), ``--strategies random,active``, ``--methods dpo,rloo`` (rloo = RLOO against the round's
@@ -439,7 +442,21 @@ def report(*, chains: list[Chain], oracle_name: str, strategies: list[str], meth
 
 
 def main() -> None:
+    # ``--modality image`` runs the Django-free image loop (bench/image_loop.py) with its own options.
+    modality = argparse.ArgumentParser(add_help=False)
+    modality.add_argument("--modality", choices=("text", "image"), default="text")
+    if modality.parse_known_args()[0].modality == "image":
+        from bench.image_loop import main as image_main
+
+        image_main(sys.argv[1:])
+        return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--modality",
+        choices=("text", "image"),
+        default="text",
+        help="image: the image loop without Django (bench/image_loop.py, python -m bench.image_loop -h)",
+    )
     parser.add_argument("--oracle", default="garden", help="a built-in oracle name or module:function")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--strategies", default="random,active", help="comma-separated: random, active")

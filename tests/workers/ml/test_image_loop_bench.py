@@ -1,0 +1,110 @@
+"""The image loop bench's round logic (bench/image_loop.py) on trivial inputs: the keep-the-parent
+rule, the simulated votes, the report's verdict and summary line, and one round of one chain on
+tiny models (seconds)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bench.image_loop import ImageChain, keep_child, report, run_chain, simulated_votes
+from evaluation.image_oracles import warmth_oracle
+from workers.ml.image_dataset import ShapesConfig, render_shapes
+from workers.ml.image_features import FeatureNetworkConfig, build_feature_network
+from workers.ml.image_generators import ConditionalGanConfig, build_conditional_gan
+
+
+def test_keep_child_needs_two_standard_errors_and_a_rise() -> None:
+    assert keep_child([0.0, 0.0, 0.0], [1.0, 1.0, 1.0]).kept is True  # se 0, rise 1
+    flat = keep_child([0.5, 0.5], [0.5, 0.5])
+    assert (flat.difference, flat.standard_error, flat.kept) == (0.0, 0.0, False)
+    # Differences 1, −1, 1, −1, 0.5: mean 0.1, far below two standard errors.
+    noisy = keep_child([0.0] * 5, [1.0, -1.0, 1.0, -1.0, 0.5])
+    assert noisy.difference == pytest.approx(0.1)
+    assert noisy.kept is False
+    assert keep_child([0.0] * 4, [1.0, 1.2, 0.8, 1.0]).kept is True
+    assert keep_child([1.0], [2.0]).kept is False  # one image: no standard error, no decision
+    with pytest.raises(ValueError, match="got 2 and 1"):
+        keep_child([1.0, 2.0], [1.0])
+
+
+def test_simulated_votes_follow_the_oracle_without_noise_and_ignore_it_with_full_noise() -> None:
+    images = render_shapes(ShapesConfig(images_per_class=1, seed=5)).images
+    left, right = images[:8], images[8:16]
+    conditions = ["c"] * 8
+    truth = [warmth_oracle("c", a) > warmth_oracle("c", b) for a, b in zip(left, right, strict=True)]
+    votes = simulated_votes(warmth_oracle, conditions, left, right, 0.0, np.random.default_rng(0))
+    assert votes.tolist() == truth
+    # Every vote a coin flip: swapping the images does not change which side wins.
+    forward = simulated_votes(warmth_oracle, conditions, left, right, 1.0, np.random.default_rng(1))
+    swapped = simulated_votes(warmth_oracle, conditions, right, left, 1.0, np.random.default_rng(1))
+    assert forward.tolist() == swapped.tolist()
+
+
+def _chain(seed: int, scores: list[float]) -> ImageChain:
+    return ImageChain(
+        seed=seed,
+        scores=scores,
+        labels=[0, 128],
+        condition_accuracy=[0.7, 0.6],
+        child_scores=[None, scores[1]],
+        child_condition_accuracy=[None, 0.6],
+        kept=[None, scores[1] != scores[0]],
+        reward_accuracy=[None, 0.8],
+    )
+
+
+def test_report_passes_a_rise_beyond_two_standard_errors_and_never_a_flat_line() -> None:
+    rising = report(
+        chains=[_chain(0, [0.1, 0.2]), _chain(1, [0.1, 0.21]), _chain(2, [0.1, 0.19])], oracle_name="warmth"
+    )
+    assert rising[-1] == "summary random image-policy: round0 0.1000 final 0.2000 se 0.0058 labels 128"
+    assert "  verdict: rises: final − round0 = +0.1000 ≥ 2 × se 0.0058 over 3 seeds" in rising
+    assert any("kept 3/3" in line for line in rising)
+    flat = report(chains=[_chain(0, [0.1, 0.1]), _chain(1, [0.1, 0.1])], oracle_name="warmth")
+    assert "  verdict: does not rise: final − round0 = +0.0000 (flat) over 2 seeds" in flat
+    assert flat[-1] == "summary random image-policy: round0 0.1000 final 0.1000 se 0.0000 labels 128"
+
+
+@pytest.mark.parametrize("gate", ["oracle", "none"])
+def test_one_round_of_one_chain_on_tiny_models(tmp_path: Path, gate: str) -> None:
+    data = ShapesConfig(images_per_class=4, seed=3)
+    gan = tmp_path / "gan"
+    build_conditional_gan(
+        output_dir=gan,
+        checkpoint_dir=tmp_path / "checkpoints",
+        config=ConditionalGanConfig(
+            data=data, latent_dim=4, width=8, label_dim=4, steps=4, batch_size=16, checkpoint_every=4
+        ),
+    )
+    features = tmp_path / "features"
+    build_feature_network(
+        output_dir=features,
+        config=FeatureNetworkConfig(
+            data=data, held_out=ShapesConfig(images_per_class=1, seed=4), steps=4, batch_size=16
+        ),
+    )
+    chain = run_chain(
+        seed=0,
+        oracle=warmth_oracle,
+        base=gan,
+        features=features,
+        chain_dir=tmp_path / "chain",
+        rounds=1,
+        labels_per_round=16,
+        noise=0.1,
+        beta=100.0,
+        policy_steps=2,
+        gate=gate,
+    )
+    assert chain.labels == [0, 16]
+    assert len(chain.scores) == len(chain.condition_accuracy) == 2
+    assert chain.child_scores[0] is None and chain.child_scores[1] is not None
+    assert chain.kept[0] is None and isinstance(chain.kept[1], bool)
+    if gate == "none":
+        assert chain.kept[1] is True  # without the gate every child becomes the best
+    # The best version is the child exactly when it was kept, else the base (same evaluation draws).
+    assert chain.scores[1] == (chain.child_scores[1] if chain.kept[1] else chain.scores[0])
+    assert (tmp_path / "chain" / "child-1").is_dir()
