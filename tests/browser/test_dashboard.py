@@ -49,7 +49,16 @@ def watch_errors(page) -> list[str]:  # type: ignore[no-untyped-def]
             else None
         ),
     )
-    page.on("requestfailed", lambda request: errors.append(f"request failed: {request.url}"))
+    # A poll still in flight when a form submission navigates away is aborted by the browser
+    # (net::ERR_ABORTED): the page left, nothing failed. Any other failure is an error.
+    page.on(
+        "requestfailed",
+        lambda request: (
+            errors.append(f"request failed: {request.url} ({request.failure})")
+            if "ERR_ABORTED" not in (request.failure or "")
+            else None
+        ),
+    )
     page.on(
         "response",
         lambda response: (
