@@ -14,12 +14,13 @@ ignore the prompt, as the text oracles do.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
+
+from evaluation.named_functions import function_by_name
 
 UInt8Array = npt.NDArray[np.uint8]
 ImageOracle = Callable[[str, UInt8Array], float]
@@ -81,23 +82,4 @@ def oracle_choice(
 def load_image_oracle(name_or_path: str) -> ImageOracle:
     """The image oracle called ``name_or_path``: a built-in name (``IMAGE_ORACLES``) or
     ``module:function``. ValueError naming what was wrong (and the built-in names) otherwise."""
-    if name_or_path in IMAGE_ORACLES:
-        return IMAGE_ORACLES[name_or_path]
-    names = ", ".join(sorted(IMAGE_ORACLES))
-    module_name, _, function_name = name_or_path.partition(":")
-    if not module_name or not function_name:
-        raise ValueError(
-            f"Unknown image oracle {name_or_path!r}: use a built-in name ({names}) or module:function."
-        )
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as error:
-        raise ValueError(
-            f"Image oracle {name_or_path!r}: cannot import module {module_name!r} ({error})."
-        ) from None
-    oracle = getattr(module, function_name, None)
-    if oracle is None:
-        raise ValueError(f"Image oracle {name_or_path!r}: module {module_name!r} has no {function_name!r}.")
-    if not callable(oracle):
-        raise ValueError(f"Image oracle {name_or_path!r} is not a function.")
-    return oracle  # type: ignore[no-any-return]
+    return function_by_name(name_or_path, IMAGE_ORACLES, "image oracle")

@@ -12,7 +12,6 @@ go through it.
 
 from __future__ import annotations
 
-import importlib
 import itertools
 import json
 import random
@@ -23,6 +22,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib import error as urlerror
 from urllib import request as urlrequest
+
+from evaluation.named_functions import function_by_name
 
 Oracle = Callable[[str, str], float]
 EMPTY_RETRIES = 3
@@ -207,26 +208,7 @@ def load_oracle(name_or_path: str) -> Oracle:
     Raises ``ValueError`` naming what was wrong (and the built-in names) for an unknown name, a
     module that does not import, or an attribute that is missing or not callable.
     """
-    if name_or_path in ORACLES:
-        return ORACLES[name_or_path]
-    names = ", ".join(sorted(ORACLES))
-    module_name, _, function_name = name_or_path.partition(":")
-    if not module_name or not function_name:
-        raise ValueError(
-            f"Unknown oracle {name_or_path!r}: use a built-in name ({names}) or module:function."
-        )
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as error:
-        raise ValueError(
-            f"Oracle {name_or_path!r}: cannot import module {module_name!r} ({error})."
-        ) from None
-    oracle = getattr(module, function_name, None)
-    if oracle is None:
-        raise ValueError(f"Oracle {name_or_path!r}: module {module_name!r} has no {function_name!r}.")
-    if not callable(oracle):
-        raise ValueError(f"Oracle {name_or_path!r} is not a function.")
-    return oracle  # type: ignore[no-any-return]
+    return function_by_name(name_or_path, ORACLES, "oracle")
 
 
 @dataclass
