@@ -24,13 +24,14 @@ from typing import Any
 from django.conf import settings
 
 from server.core.exceptions import ApplicationError
-from server.core.untrusted_json import UntrustedJSONError, json_loads_untrusted, json_value_problem
+from server.core.untrusted_json import json_value_problem
 from server.generators.images import EncodedImage, ImageRefused, image_reencode
 from server.generators.importing import (
     MAX_TEXT_CHARACTERS,
     ImportProblem,
     decode_utf8,
     import_refused,
+    metadata_of,
     parse_csv,
     parse_jsonl,
 )
@@ -110,16 +111,7 @@ def _validate(line: int, record: dict[str, Any], problems: list[ImportProblem]) 
             values[name] = value.strip()
     if values.get("split", "train") not in ("train", "holdout"):
         problems.append(ImportProblem(line, "split", "must be 'train' or 'holdout'"))
-    metadata = record.get("metadata", {})
-    if isinstance(metadata, str):  # CSV carries metadata as a JSON object in one cell
-        try:
-            metadata = json_loads_untrusted(metadata) if metadata.strip() else {}
-        except UntrustedJSONError as error:
-            problems.append(ImportProblem(line, "metadata", error.message))
-            metadata = {}
-    if not isinstance(metadata, dict):
-        problems.append(ImportProblem(line, "metadata", "must be a JSON object"))
-        metadata = {}
+    metadata = metadata_of(line, record, problems)
     if len(problems) > before:
         return None
     return ImageImportRow(line=line, metadata=metadata, **values)

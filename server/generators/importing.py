@@ -102,6 +102,22 @@ def _subfield(name: str, path: str) -> str:
     return f"{name}{path if path.startswith('[') else '.' + path}" if path else name
 
 
+def metadata_of(line: int, record: dict[str, Any], problems: list[ImportProblem]) -> dict[str, Any]:
+    """A row's ``metadata`` object ({} when absent); a problem for anything else. CSV carries it
+    as a JSON object in one cell."""
+    metadata = record.get("metadata", {})
+    if isinstance(metadata, str):
+        try:
+            metadata = json_loads_untrusted(metadata) if metadata.strip() else {}
+        except UntrustedJSONError as error:
+            problems.append(ImportProblem(line, _subfield("metadata", error.path), error.message))
+            return {}
+    if not isinstance(metadata, dict):
+        problems.append(ImportProblem(line, "metadata", "must be a JSON object"))
+        return {}
+    return metadata
+
+
 def _validate(line: int, record: dict[str, Any], problems: list[ImportProblem]) -> ImportRow | None:
     before = len(problems)
     values: dict[str, Any] = {}
@@ -132,16 +148,7 @@ def _validate(line: int, record: dict[str, Any], problems: list[ImportProblem]) 
             values[name] = value.strip()
     if values.get("split", "train") not in ("train", "holdout"):
         problems.append(ImportProblem(line, "split", "must be 'train' or 'holdout'"))
-    metadata = record.get("metadata", {})
-    if isinstance(metadata, str):  # CSV carries metadata as a JSON object in one cell
-        try:
-            metadata = json_loads_untrusted(metadata) if metadata.strip() else {}
-        except UntrustedJSONError as error:
-            problems.append(ImportProblem(line, _subfield("metadata", error.path), error.message))
-            metadata = {}
-    if not isinstance(metadata, dict):
-        problems.append(ImportProblem(line, "metadata", "must be a JSON object"))
-        metadata = {}
+    metadata = metadata_of(line, record, problems)
     unknown = sorted(set(record) - set(REQUIRED_FIELDS) - set(OPTIONAL_FIELDS))
     if unknown:
         problems.append(

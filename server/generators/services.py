@@ -409,22 +409,45 @@ def _import_versions(
     return versions
 
 
+def _import_targets(
+    *, study: Study, rows: Sequence[_ImportedRow]
+) -> tuple[
+    ImportResult, dict[str, Prompt], dict[tuple[str, str], GeneratorVersion], set[tuple[int, int, str]]
+]:
+    """What an import of ``rows`` (texts or images) writes into: its result so far, the prompts by
+    text hash (created when new), the external versions by (generator, label) (registered and
+    enrolled when new), and the (version, prompt, text hash) keys of the imported samples that
+    these versions already have (an image sample's text hash is its image's)."""
+    result = ImportResult()
+    prompts, result.prompts_created = _import_prompts(study=study, rows=rows)
+    versions = _import_versions(study=study, rows=rows)
+    result.versions = sorted(f"{name}/{label}" for name, label in versions)
+    existing = set(
+        Sample.objects.filter(
+            version__in=list(versions.values()), prompt__study=study, seed__isnull=True
+        ).values_list("version_id", "prompt_id", "text_hash")
+    )
+    return result, prompts, versions, existing
+
+
+def _imported_samples_create(samples: list[Sample]) -> int:
+    try:
+        with transaction.atomic():
+            Sample.objects.bulk_create(samples)
+    except IntegrityError:  # a concurrent import of the same samples: refuse whole, keep nothing
+        raise ApplicationError(
+            "Another import of the same samples ran at the same time; try again."
+        ) from None
+    return len(samples)
+
+
 @transaction.atomic
 def samples_import(*, study: Study, rows: list[ImportRow]) -> ImportResult:
     """Import rows in one transaction: prompts are matched by normalised text (created when new),
     each (generator, version) is registered as external and enrolled; a sample whose text the
     version already has for that prompt (in the database or earlier in the file) is a duplicate,
     reported by line and skipped."""
-    result = ImportResult()
-    prompts, result.prompts_created = _import_prompts(study=study, rows=rows)
-    versions = _import_versions(study=study, rows=rows)
-    result.versions = sorted(f"{name}/{label}" for name, label in versions)
-
-    existing_texts = set(
-        Sample.objects.filter(
-            version__in=list(versions.values()), prompt__study=study, seed__isnull=True
-        ).values_list("version_id", "prompt_id", "text_hash")
-    )
+    result, prompts, versions, existing_texts = _import_targets(study=study, rows=rows)
     to_create: list[Sample] = []
     for row in rows:
         version = versions[(row.generator.strip(), row.version)]
@@ -438,13 +461,7 @@ def samples_import(*, study: Study, rows: list[ImportRow]) -> ImportResult:
         to_create.append(
             Sample(prompt=prompt, version=version, text=text, text_hash=key[2], metadata=row.metadata)
         )
-    try:
-        Sample.objects.bulk_create(to_create)
-    except IntegrityError:  # a concurrent import of the same samples: refuse whole, keep nothing
-        raise ApplicationError(
-            "Another import of the same samples ran at the same time; try again."
-        ) from None
-    result.created = len(to_create)
+    result.created = _imported_samples_create(to_create)
     return result
 
 
@@ -469,15 +486,7 @@ def image_samples_import(*, study: Study, rows: list[ImageImportRow]) -> ImportR
     reported by line and skipped. The images are written to storage only after every row passed;
     a rolled-back import leaves files that nothing names, harmless since they are named by content
     (the next import of the same pixels reuses them)."""
-    result = ImportResult()
-    prompts, result.prompts_created = _import_prompts(study=study, rows=rows)
-    versions = _import_versions(study=study, rows=rows)
-    result.versions = sorted(f"{name}/{label}" for name, label in versions)
-    existing = set(
-        Sample.objects.filter(
-            version__in=list(versions.values()), prompt__study=study, seed__isnull=True
-        ).values_list("version_id", "prompt_id", "text_hash")
-    )
+    result, prompts, versions, existing = _import_targets(study=study, rows=rows)
     assets: dict[str, ImageAsset] = {}
     to_create: list[Sample] = []
     for row in rows:
@@ -501,14 +510,7 @@ def image_samples_import(*, study: Study, rows: list[ImageImportRow]) -> ImportR
                 metadata=row.metadata,
             )
         )
-    try:
-        with transaction.atomic():
-            Sample.objects.bulk_create(to_create)
-    except IntegrityError:  # a concurrent import of the same samples: refuse whole, keep nothing
-        raise ApplicationError(
-            "Another import of the same samples ran at the same time; try again."
-        ) from None
-    result.created = len(to_create)
+    result.created = _imported_samples_create(to_create)
     return result
 
 
