@@ -116,7 +116,11 @@ class Supervision:
     grace_seconds: float = 300.0
     # After a rank died, time for the launcher to stop the others and report exit codes before
     # the supervisor kills what is left (survivors of a NCCL job hang in their next collective).
-    settle_seconds: float = 5.0
+    # The launcher SIGTERMs the survivors, which try to save their step, and SIGKILLs them after
+    # its own 30 s; its exit-code summary (the only record of a rank killed by a signal) comes
+    # after that, so waiting less loses it on a loaded machine. Costs nothing when the launcher
+    # is quicker: the wait ends as soon as every process has stopped.
+    settle_seconds: float = 40.0
     # Between looks at the events file and at the processes.
     poll_seconds: float = 0.2
     # The reporter is called at least this often, so that a cancel or a lost claim is noticed while

@@ -35,7 +35,7 @@ from workers.ml.policy_config import DPOConfig, LoraSettings, combination_proble
 from workers.ml.policy_training import check_environment
 from workers.ml.trainer_bridge import last_checkpoint
 
-FAST = Supervision(poll_seconds=0.05, grace_seconds=30.0, settle_seconds=5.0)
+FAST = Supervision(poll_seconds=0.05, grace_seconds=30.0, settle_seconds=40.0)
 
 
 @pytest.fixture(autouse=True, scope="module")

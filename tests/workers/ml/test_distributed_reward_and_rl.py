@@ -32,7 +32,7 @@ from workers.ml.distributed import (
 from workers.ml.policy_config import LoraSettings, OnlineRLConfig
 from workers.ml.reward_model import RewardModelConfig, RewardModelResult, train_reward_model
 
-FAST = Supervision(poll_seconds=0.05, grace_seconds=30.0, settle_seconds=5.0)
+FAST = Supervision(poll_seconds=0.05, grace_seconds=30.0, settle_seconds=40.0)
 STEPS_PER_MEMBER = 8  # 32 pairs, 4 per optimizer step
 
 
