@@ -24,6 +24,7 @@ from server.evaluations.models import Evaluation, LeaderboardSnapshot
 from server.evaluations.reports import (
     latest_evaluations,
     memorisation_grid,
+    novelty_axis_label,
     novelty_value_series,
     scalar_metric_names,
 )
@@ -555,7 +556,7 @@ def evaluations_payload(*, study: Study, evaluations: list[Evaluation] | None = 
                 },
             }
         )
-    return {"metric_names": names, "versions": versions}
+    return {"metric_names": names, "versions": versions, "novelty_axis": novelty_axis_label(study)}
 
 
 def memorisation_grids_payload(evaluations: list[Evaluation]) -> list[dict[str, Any]]:
