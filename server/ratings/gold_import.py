@@ -124,14 +124,9 @@ def _validate_common(
     """The prompt, the expected answer, the split and unknown fields (of every modality)."""
     before = len(problems)
     prompt = record.get("prompt")
-    if prompt is None or (isinstance(prompt, str) and not prompt.strip()):
-        problems.append(ImportProblem(line, "prompt", "is missing or empty"))
-    elif not isinstance(prompt, str):
-        problems.append(ImportProblem(line, "prompt", f"must be text, not {type(prompt).__name__}"))
-    elif len(prompt) > MAX_TEXT_CHARACTERS:
-        problems.append(ImportProblem(line, "prompt", f"is longer than {MAX_TEXT_CHARACTERS:,} characters"))
-    elif "\x00" in prompt:
-        problems.append(ImportProblem(line, "prompt", "contains a NUL character"))
+    problem = _text_problem(prompt)
+    if problem:
+        problems.append(ImportProblem(line, "prompt", problem))
     expected = record.get("expected")
     if not isinstance(expected, str) or expected.strip().lower() not in EXPECTED:
         problems.append(ImportProblem(line, "expected", "must be A, B or tie"))
@@ -149,36 +144,35 @@ def _validate_common(
     )
 
 
+def _text_problem(value: Any) -> str | None:
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return "is missing or empty"
+    if not isinstance(value, str):
+        return f"must be text, not {type(value).__name__}"
+    if len(value) > MAX_TEXT_CHARACTERS:
+        return f"is longer than {MAX_TEXT_CHARACTERS:,} characters"
+    if "\x00" in value:
+        return "contains a NUL character"
+    return None
+
+
 def _validate(line: int, record: dict[str, Any], problems: list[ImportProblem]) -> GoldRow | None:
+    """A line of a text study: two texts."""
     before = len(problems)
-    values: dict[str, str] = {}
-    for name in ("prompt", "text_a", "text_b"):
-        value = record.get(name)
-        if value is None or (isinstance(value, str) and not value.strip()):
-            problems.append(ImportProblem(line, name, "is missing or empty"))
-        elif not isinstance(value, str):
-            problems.append(ImportProblem(line, name, f"must be text, not {type(value).__name__}"))
-        elif len(value) > MAX_TEXT_CHARACTERS:
-            problems.append(ImportProblem(line, name, f"is longer than {MAX_TEXT_CHARACTERS:,} characters"))
-        elif "\x00" in value:
-            problems.append(ImportProblem(line, name, "contains a NUL character"))
+    texts: dict[str, str] = {}
+    for name in ("text_a", "text_b"):
+        problem = _text_problem(record.get(name))
+        if problem:
+            problems.append(ImportProblem(line, name, problem))
         else:
-            values[name] = value.strip() if name == "prompt" else sample_text_normalised(value)
-    if "text_a" in values and values.get("text_b") == values["text_a"]:
+            texts[name] = sample_text_normalised(record[name])
+    if "text_a" in texts and texts.get("text_b") == texts["text_a"]:
         problems.append(ImportProblem(line, "text_b", "is the same text as text_a"))
-    expected = record.get("expected")
-    if not isinstance(expected, str) or expected.strip().lower() not in EXPECTED:
-        problems.append(ImportProblem(line, "expected", "must be A, B or tie"))
-    split = record.get("split") or PromptSplit.TRAIN
-    if split not in PromptSplit.values:
-        problems.append(ImportProblem(line, "split", "must be 'train' or 'holdout'"))
-    unknown = sorted(set(record) - set(REQUIRED_FIELDS) - set(OPTIONAL_FIELDS))
-    if unknown:
-        known = ", ".join(REQUIRED_FIELDS + OPTIONAL_FIELDS)
-        problems.append(ImportProblem(line, unknown[0], f"is not a known field (known: {known})"))
-    if len(problems) > before:
+    rest = {key: value for key, value in record.items() if key not in ("text_a", "text_b")}
+    row = _validate_common(line, rest, problems, REQUIRED_FIELDS)
+    if row is None or len(problems) > before:
         return None
-    return GoldRow(line=line, expected=EXPECTED[str(expected).strip().lower()], split=split, **values)
+    return GoldRow(line=line, prompt=row.prompt, expected=row.expected, split=row.split, **texts)
 
 
 def _validator(
