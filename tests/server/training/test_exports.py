@@ -480,3 +480,39 @@ def test_an_image_preferences_export_without_validation_pairs_has_an_empty_image
     dataset = load_from_disk(job.result["files"]["dataset"])
     assert (len(dataset["train"]), len(dataset["validation"])) == (4, 0)
     assert type(dataset["validation"].features["chosen"]).__name__ == "Image"
+
+
+@pytest.mark.usefixtures("image_storage")
+def test_the_exported_image_dataset_trains_the_image_reward_model(settings, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import numpy as np
+    from datasets import load_from_disk
+
+    from server.training.snapshots import snapshot_create
+    from workers.ml.image_reward import ImagePreferences, ImageRewardConfig, train_image_reward_model
+
+    settings.VAR_DIR = tmp_path
+    study, _ = judged_image_study()
+    job = run_export(
+        study=study, kind="preferences", snapshot_id=snapshot_create(study=study, validation_fraction=0.0).id
+    )
+    train = load_from_disk(job.result["files"]["dataset"])["train"]
+
+    def pixels(images: list) -> np.ndarray:  # type: ignore[type-arg]
+        return np.stack(
+            [np.asarray(image.convert("RGB").resize((32, 32)), dtype=np.uint8) for image in images]
+        )
+
+    preferences = ImagePreferences(
+        chosen=pixels(train["chosen"]),
+        rejected=pixels(train["rejected"]),
+        margins=np.asarray(train["margin"]),
+    )
+    result = train_image_reward_model(
+        preferences=preferences,
+        reference_images=np.concatenate([preferences.chosen, preferences.rejected]),
+        output_dir=tmp_path / "reward",
+        config=ImageRewardConfig(ensemble_size=1, epochs=2, bootstrap=False),
+    )
+    assert preferences.chosen.shape == (4, 32, 32, 3)
+    assert (result.train_pairs, (tmp_path / "reward" / "image_reward.json").is_file()) == (4, True)
+    assert np.isfinite(result.first_loss) and np.isfinite(result.last_loss)
