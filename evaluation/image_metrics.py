@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from evaluation.bootstrap import MeanInterval, bootstrap_mean, percentile_interval
+from evaluation.bootstrap import MeanInterval, basic_interval, bootstrap_mean
 from evaluation.diversity import vendi_score
 
 FloatArray = npt.NDArray[np.float64]
@@ -319,10 +319,13 @@ def frechet_distance(samples: npt.ArrayLike, references: npt.ArrayLike) -> float
 
 @dataclass(frozen=True)
 class FrechetInterval:
-    """The Fréchet distance and a percentile interval from resampling the samples (the reference
-    set held fixed: it is the training set, not a draw that varies between evaluations)."""
+    """The Fréchet distance (``value``, the plug-in estimate FID reports), its bootstrap bias, the
+    bias-corrected distance and a basic bootstrap interval around it (the reference set held
+    fixed: it is the training set, not a draw that varies between evaluations)."""
 
     value: float
+    bias_corrected: float
+    bias: float
     lower: float
     upper: float
     count: int
@@ -337,37 +340,56 @@ def frechet_distance_interval(
     confidence: float = 0.95,
     seed: int = 0,
 ) -> FrechetInterval:
-    """``frechet_distance`` with a bootstrap interval: samples (or, with ``conditions``, whole
-    conditions) are resampled with replacement ``rounds`` times and the distance recomputed.
+    """``frechet_distance`` with a basic (pivotal) bootstrap interval: samples are resampled with
+    replacement ``rounds`` times (with ``conditions``, within each condition) and the distance
+    recomputed; see ``evaluation.bootstrap.basic_interval``.
+
+    Why basic, not percentile: the distance estimated from n samples is biased upward (the
+    sample mean's noise adds tr(Σ)/n to ‖μ_a − μ_b‖², and the covariance's noise inflates the
+    trace term), and a resample, whose rows repeat, carries that bias once more. The replicates
+    therefore sit above the value, often entirely: with percentile bounds, 256 demo samples in
+    16 conditions gave the value 264 and the interval [383, 1617], an interval that excluded its
+    own estimate. The basic interval subtracts the shift (θ* − θ̂ stands in for θ̂ − θ). On a
+    synthetic case (16 conditions × 16 samples, 64 dimensions, checked against 64,000 samples)
+    the plug-in value was 16.7, the distance it estimates 9.6, the percentile interval [21.9,
+    25.1] and the basic one [8.3, 11.4] around the bias-corrected 10.0: ``value`` lies inside the
+    interval only when its bias is small next to its spread (many samples per feature
+    dimension), so compare versions at equal sample counts, by the corrected value and interval.
+
+    Why within conditions: the split's prompts fix how many samples each condition has, and
+    the reference holds every condition. Resampling whole conditions changes that mix (a round
+    draws about 63% of the conditions), which measures a different mixture rather than the
+    noise of this one: on the synthetic case its percentile interval was [117, 288] for 16.7.
 
     200 rounds, not 1,000: each round costs an eigen-decomposition of a D × D matrix (~5 ms at
-    D = 64). The bootstrap distribution of FD sits above the point value (resampling duplicates
-    rows or whole conditions, which shrinks the spread), often entirely: on 256 demo samples in
-    16 conditions the value was 264 and the interval [383, 1617]. Read the interval as the
-    estimate's variability for comparing versions at equal sample counts, not as bounds around
-    the value. Degenerate input: fewer than two samples gives NaN everywhere, count = rows.
+    D = 64). Degenerate input: fewer than two samples gives NaN everywhere, count = rows; one
+    sample per condition gives lower = upper = value (nothing to resample within a condition).
     """
     a, b = _flat(samples), _flat(references)
     value = frechet_distance(a, b)
     count = a.shape[0]
     if math.isnan(value):
-        return FrechetInterval(value=value, lower=math.nan, upper=math.nan, count=count)
+        return FrechetInterval(
+            value=value, bias_corrected=value, bias=math.nan, lower=math.nan, upper=math.nan, count=count
+        )
     reference_moments = _moments(b)
     generator = np.random.default_rng(seed)
-    if conditions is None:
-        units = [np.array([row]) for row in range(count)]
-    else:
-        labels = np.asarray(conditions).reshape(-1)
-        units = [np.flatnonzero(labels == label) for label in np.unique(labels)]
+    labels = np.zeros(count, dtype=np.int64) if conditions is None else np.asarray(conditions).reshape(-1)
+    if labels.shape[0] != count:
+        raise ValueError(f"{labels.shape[0]} conditions for {count} samples")
+    strata = [np.flatnonzero(labels == label) for label in np.unique(labels)]
     replicates = np.empty(rounds)
     for round_index in range(rounds):
-        chosen = generator.integers(0, len(units), size=len(units))
-        rows = np.concatenate([units[unit] for unit in chosen])
-        replicates[round_index] = (
-            frechet_distance_from_moments(*_moments(a[rows]), *reference_moments)
-            if rows.size >= 2
-            else math.nan
+        rows = np.concatenate(
+            [stratum[generator.integers(0, stratum.size, size=stratum.size)] for stratum in strata]
         )
-    replicates = replicates[~np.isnan(replicates)]
-    lower, upper = percentile_interval(replicates, confidence)
-    return FrechetInterval(value=value, lower=float(lower), upper=float(upper), count=count)
+        replicates[round_index] = frechet_distance_from_moments(*_moments(a[rows]), *reference_moments)
+    interval = basic_interval(value, replicates, confidence, floor=0.0)
+    return FrechetInterval(
+        value=value,
+        bias_corrected=interval.bias_corrected,
+        bias=interval.bias,
+        lower=interval.lower,
+        upper=interval.upper,
+        count=count,
+    )

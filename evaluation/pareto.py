@@ -13,6 +13,8 @@ import math
 import numpy as np
 import numpy.typing as npt
 
+from evaluation.bootstrap import MeanInterval, bootstrap_mean
+
 IntArray = npt.NDArray[np.int64]
 
 
@@ -59,3 +61,31 @@ def novel_and_valuable_share(
         return math.nan
     both = (x[defined] >= novelty_threshold) & (y[defined] >= value_threshold)
     return float(both.mean())
+
+
+def novel_and_valuable_interval(
+    novelty: npt.ArrayLike,
+    value: npt.ArrayLike,
+    *,
+    novelty_threshold: float,
+    value_threshold: float,
+    groups: npt.ArrayLike,
+    rounds: int = 1000,
+    seed: int = 0,
+) -> MeanInterval:
+    """``novel_and_valuable_share`` with a bootstrap interval over prompts (``groups``: each
+    sample's prompt), the cluster bootstrap of every per-sample mean Lovelace reports.
+
+    The share pools the samples of the resampled prompts (ratio of sums), so ``mean`` is exactly
+    ``novel_and_valuable_share``; ``count`` is the number of prompts with a defined sample.
+    Degenerate input: no sample with both values defined gives NaN mean and bounds, count 0;
+    one prompt gives lower = upper = mean.
+    """
+    x = np.asarray(novelty, dtype=np.float64).reshape(-1)
+    y = np.asarray(value, dtype=np.float64).reshape(-1)
+    prompts = np.asarray(groups).reshape(-1)
+    if not x.shape == y.shape == prompts.shape:
+        raise ValueError(f"novelty, value and groups differ in length: {x.size}, {y.size}, {prompts.size}")
+    both = ((x >= novelty_threshold) & (y >= value_threshold)).astype(np.float64)
+    both[np.isnan(x) | np.isnan(y)] = np.nan  # left out, as in the share
+    return bootstrap_mean(both, groups=prompts, weight_by="sample", rounds=rounds, seed=seed)

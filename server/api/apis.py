@@ -250,7 +250,8 @@ class GoldImportApi(StudyAPI):
         summary="Add gold checks with their expected answers (staff): JSON pairs or a JSONL/CSV file",
         description=(
             'Either a JSON body `{"pairs": [...]}` (a pair has the fields of a JSONL line: `prompt`, '
-            "`text_a`, `text_b`, `expected` = A, B or tie, optional `split`; errors name the pair as its "
+            "`text_a`, `text_b`, `expected` = A, B or tie, optional `split`; an image study's pair has "
+            "`image_a`, `image_b` instead: the SHA-256 of images of the study; errors name the pair as its "
             "1-based line) or a multipart upload of a `.jsonl` / `.csv` file. Any error imports nothing; "
             "checks the study already has are skipped and listed."
         ),
@@ -272,7 +273,8 @@ class GoldImportApi(StudyAPI):
             )
         else:
             data = _valid(s.GoldImportRowsSerializer, request.data)
-            result = gold_pairs_import(study=self.study, rows=gold_rows_from_records(data["pairs"]))
+            rows = gold_rows_from_records(data["pairs"], modality=self.study.modality)
+            result = gold_pairs_import(study=self.study, rows=rows)
         return Response(s.GoldImportResultSerializer(result).data, status=status.HTTP_201_CREATED)
 
 

@@ -372,6 +372,12 @@ class ImportResultSerializer(serializers.Serializer):
     )
     prompts_created = serializers.IntegerField()
     versions = serializers.ListField(child=serializers.CharField())
+    images = serializers.ListField(
+        child=JsonObject(),
+        required=False,
+        help_text="An image import's images, one {line, sha256} per manifest line: the SHA-256 of the "
+        "stored image, by which a gold pair names it (image_a, image_b). Empty for a text import.",
+    )
 
 
 class GoldImportRowsSerializer(serializers.Serializer):
@@ -379,7 +385,8 @@ class GoldImportRowsSerializer(serializers.Serializer):
         child=JsonObject(),
         min_length=1,
         max_length=MAX_BULK,
-        help_text="Objects with prompt, text_a, text_b, expected (A, B or tie) and optionally split; "
+        help_text="Objects with prompt, text_a, text_b, expected (A, B or tie) and optionally split "
+        "(an image study: image_a, image_b, the SHA-256 of images of the study, instead of the texts); "
         "errors name the pair as its 1-based line.",
     )
 

@@ -512,9 +512,7 @@ class GoldImportForm(ImportForm):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields[
-            "file"
-        ].help_text = "JSONL or CSV, UTF-8; fields prompt, text_a, text_b, expected (A, B or tie) (+ split)."
+        self.fields["file"].help_text = "JSONL or CSV, UTF-8, one pair a line with the fields named above."
         self.fields["format"].choices = [("", "from the file name"), ("jsonl", "JSONL"), ("csv", "CSV")]
 
 

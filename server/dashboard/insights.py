@@ -596,6 +596,10 @@ class RationaleEntry:
     prompt: str
     text_a: str
     text_b: str
+    # The image samples' content hashes (None for a text sample): the page shows them through the
+    # rating app's image route, which staff may read and which names no sample or generator.
+    image_a: str | None
+    image_b: str | None
     version_a: str
     version_b: str
     version_a_id: int
@@ -650,7 +654,8 @@ def rationale_page(
 ) -> Page:
     """Rationales (live judgments with a written reason) and skip reasons, newest first, with the
     pair they were about; a Django ``Page`` of ``RationaleEntry``. Texts are returned as stored:
-    generated and typed text is untrusted, and the template escapes it."""
+    generated and typed text is untrusted, and the template escapes it; an image sample comes as
+    its content hash."""
     items: list[tuple[Any, str, int]] = []
     if filters.kind in ("all", "rationales"):
         items += [
@@ -672,6 +677,8 @@ def rationale_page(
         "assignment__comparison__prompt",
         "assignment__comparison__sample_a__version__generator",
         "assignment__comparison__sample_b__version__generator",
+        "assignment__comparison__sample_a__image",
+        "assignment__comparison__sample_b__image",
     )
     judgments = {j.id: j for j in Judgment.objects.filter(id__in=judgment_ids).select_related(*related)}
     assignments = {
@@ -698,6 +705,8 @@ def rationale_page(
                 prompt=comparison.prompt.text,
                 text_a=comparison.sample_a.text,
                 text_b=comparison.sample_b.text,
+                image_a=comparison.sample_a.image.sha256 if comparison.sample_a.image else None,
+                image_b=comparison.sample_b.image.sha256 if comparison.sample_b.image else None,
                 version_a=str(comparison.sample_a.version),
                 version_b=str(comparison.sample_b.version),
                 version_a_id=comparison.sample_a.version_id,

@@ -24,6 +24,7 @@ from server.evaluations.models import Evaluation, LeaderboardSnapshot
 from server.evaluations.reports import (
     latest_evaluations,
     memorisation_grid,
+    novelty_axis_label,
     novelty_value_series,
     scalar_metric_names,
 )
@@ -49,7 +50,7 @@ from server.ratings.onboarding import qualification_problem
 from server.ratings.pair_selection import GOLD_GENERATOR, STAFF_GOLD_LABEL
 from server.studies.models import Study
 from server.studies.selectors import CriterionView, study_criteria
-from server.training.exports import DATASET_FOLDER
+from server.training.exports import DATASET_FOLDER, IMAGES_FOLDER
 from server.training.models import PreferenceSnapshot, RewardModel
 from server.training.services import ParentChoice, policy_parent_choose, too_few_pairs_warning
 from server.training.snapshots import eligible_judgments
@@ -457,8 +458,12 @@ def job_payload(job: Job, *, with_metrics: bool) -> dict[str, Any]:
         "started_at": job.started_at.isoformat() if job.started_at else None,
         "finished_at": job.finished_at.isoformat() if job.finished_at else None,
         "is_finished": job.is_finished,
-        # Downloadable files only: the saved dataset is a folder (its zip is in the list).
-        "files": sorted(name for name in (job.result or {}).get("files", {}) if name != DATASET_FOLDER)
+        # Downloadable files only: the saved dataset and the images are folders (zips in the list).
+        "files": sorted(
+            name
+            for name in (job.result or {}).get("files", {})
+            if name not in (DATASET_FOLDER, IMAGES_FOLDER)
+        )
         if job.kind == JobKind.EXPORT
         else [],
     }
@@ -555,7 +560,7 @@ def evaluations_payload(*, study: Study, evaluations: list[Evaluation] | None = 
                 },
             }
         )
-    return {"metric_names": names, "versions": versions}
+    return {"metric_names": names, "versions": versions, "novelty_axis": novelty_axis_label(study)}
 
 
 def memorisation_grids_payload(evaluations: list[Evaluation]) -> list[dict[str, Any]]:

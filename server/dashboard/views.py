@@ -69,6 +69,9 @@ def staff_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpRespo
     return wrapper
 
 
+IMAGE_HASHES_SHOWN = 50  # an image import's SHA-256 listed in the success message (64 characters each)
+
+
 @dataclass(frozen=True)
 class Action:
     slug: str
@@ -323,10 +326,23 @@ def study_import(request: HttpRequest, slug: str) -> HttpResponse:
                 if result.duplicates
                 else ""
             )
+            # An image import's hashes are what a gold pair names its images by (``gold_import``).
+            shown = result.images[:IMAGE_HASHES_SHOWN]
+            hashes = (
+                "; SHA-256 by manifest line (for gold checks): "
+                + ", ".join(f"{entry['line']}: {entry['sha256']}" for entry in shown)
+                + (
+                    f" (first {len(shown)} of {len(result.images)}; the API's import lists all)"
+                    if len(result.images) > len(shown)
+                    else ""
+                )
+                if shown
+                else ""
+            )
             messages.success(
                 request,
                 f"Imported {result.created} samples and {result.prompts_created} new prompts "
-                f"({', '.join(result.versions)}){skipped}.",
+                f"({', '.join(result.versions)}){skipped}{hashes}.",
             )
             return _redirect(_study_url(study, "import"))
     return _render_study(request, study, import_form=form, import_errors=errors, status=400)

@@ -27,7 +27,7 @@ from evaluation.novelty import (
     ngram_novelty_curves,
     tokenize_words,
 )
-from evaluation.pareto import novel_and_valuable_share, pareto_front
+from evaluation.pareto import novel_and_valuable_interval, pareto_front
 from evaluation.surprise import compare_surprisal
 from evaluation.value import win_rate_against
 from server.core.exceptions import ApplicationError
@@ -332,13 +332,17 @@ def evaluation_run(*, job: Job, report: ProgressReporter) -> dict[str, Any]:
         novelty_threshold = float(params.get("novelty_threshold", 0.5))
         value_threshold = float(params.get("value_threshold", 0.0))
         front = pareto_front(novelty_4, values)
+        share = novel_and_valuable_interval(
+            novelty_4,
+            values,
+            novelty_threshold=novelty_threshold,
+            value_threshold=value_threshold,
+            groups=prompt_of,
+            rounds=BOOTSTRAP_ROUNDS,
+            seed=seed,
+        )
         metrics["novel_and_valuable_share"] = {
-            "mean": round(
-                novel_and_valuable_share(
-                    novelty_4, values, novelty_threshold=novelty_threshold, value_threshold=value_threshold
-                ),
-                5,
-            ),
+            **_interval(share),
             "novelty_threshold": novelty_threshold,
             "value_threshold": value_threshold,
         }

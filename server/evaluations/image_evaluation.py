@@ -32,7 +32,7 @@ from evaluation.image_metrics import (
     leave_one_out_threshold,
     memorisation_check,
 )
-from evaluation.pareto import pareto_front
+from evaluation.pareto import novel_and_valuable_interval, pareto_front
 from server.core.exceptions import ApplicationError
 from server.core.paths import model_path_check
 from server.evaluations.models import Evaluation
@@ -70,11 +70,12 @@ TINY_FEATURES = FeatureNetworkConfig(
 )
 
 
-def _interval(mean: float, lower: float, upper: float, count: int) -> dict[str, float | int | None]:
-    def clean(value: float) -> float | None:
-        return round(float(value), 5) if np.isfinite(value) else None
+def _clean(value: float) -> float | None:
+    return round(float(value), 5) if np.isfinite(value) else None
 
-    return {"mean": clean(mean), "lower": clean(lower), "upper": clean(upper), "count": count}
+
+def _interval(mean: float, lower: float, upper: float, count: int) -> dict[str, float | int | None]:
+    return {"mean": _clean(mean), "lower": _clean(lower), "upper": _clean(upper), "count": count}
 
 
 def feature_network_dir(config: FeatureNetworkConfig) -> Path:
@@ -180,7 +181,14 @@ def image_evaluation_run(
     frechet = frechet_distance_interval(
         sample_features, training_features, conditions=prompt_of, rounds=FRECHET_ROUNDS, seed=seed
     )
-    metrics["frechet_distance"] = _interval(frechet.value, frechet.lower, frechet.upper, frechet.count)
+    # The bias-corrected distance with its basic bootstrap interval (the plug-in value, FID's
+    # convention, is biased upward at these sample counts and may lie above the interval; it is
+    # kept as ``plug_in`` for comparisons at equal sample counts). See frechet_distance_interval.
+    metrics["frechet_distance"] = {
+        **_interval(frechet.bias_corrected, frechet.lower, frechet.upper, frechet.count),
+        "plug_in": _clean(frechet.value),
+        "bias": _clean(frechet.bias),
+    }
     accuracy = condition_accuracy(network, images, [sample.prompt.text for sample in samples])
     metrics["condition_accuracy"] = _interval(*_mean_ci(accuracy, prompt_of, seed))
 
@@ -229,6 +237,25 @@ def image_evaluation_run(
             for sample, n, v in zip(samples, novelty, values, strict=True)
         ]
         metrics["pareto_sample_ids"] = [samples[i].id for i in front.tolist()]
+        # Novel and valuable, as text's: novel = no nearer to any training image (in features)
+        # than the memorisation threshold, i.e. not flagged as a near-copy; valuable = a reward
+        # score at or above the value threshold (default 0, the ensemble-normalised mean).
+        novelty_threshold = float(check.features.threshold)
+        value_threshold = float(params.get("value_threshold", 0.0))
+        share = novel_and_valuable_interval(
+            novelty,
+            values,
+            novelty_threshold=novelty_threshold,
+            value_threshold=value_threshold,
+            groups=prompt_of,
+            rounds=BOOTSTRAP_ROUNDS,
+            seed=seed,
+        )
+        metrics["novel_and_valuable_share"] = {
+            **_interval(share.mean, share.lower, share.upper, share.count),
+            "novelty_threshold": round(novelty_threshold, 5),
+            "value_threshold": value_threshold,
+        }
     else:
         notes.append("no image reward model yet: per-sample value and the Pareto view were not computed")
     features_manifest = json.loads((features_dir / "image_features.json").read_text())
@@ -248,6 +275,7 @@ def image_evaluation_run(
         "feature_network": str(features_dir),
         "reward_model_id": reward_model.id if reward_model else None,
         "novelty_measure": "nearest_training_feature_distance",
+        "novelty_threshold_for_joint": "memorisation_feature_threshold",
         "feature_network_sha256": features_manifest.get("weights_sha256"),
         "feature_network_held_out_accuracy": features_manifest.get("held_out_accuracy"),
         "memorisation_threshold_quantile": 0.05,

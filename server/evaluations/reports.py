@@ -9,6 +9,7 @@ into one "creativity score": automatic metrics correlate only weakly with human 
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 import re
@@ -22,6 +23,7 @@ from django.utils import timezone
 from evaluation.rank_correlation import RankCorrelation, bootstrap_spearman
 from server.evaluations.models import Evaluation
 from server.evaluations.selectors import leaderboard_latest
+from server.generators.images import image_asset_read
 from server.generators.models import Sample
 from server.studies.models import Study
 from server.studies.selectors import study_criteria
@@ -279,6 +281,17 @@ def _legend(series: list[Series], *, width: int) -> list[str]:
 # --- The report -----------------------------------------------------------------------------------
 
 
+# The novelty–value plane's horizontal axis: what each modality's evaluation calls novelty.
+NOVELTY_AXIS = {
+    "text": "novelty (share of novel 4-grams)",
+    "image": "novelty (feature distance to the nearest training image)",
+}
+
+
+def novelty_axis_label(study: Study) -> str:
+    return NOVELTY_AXIS.get(study.modality, NOVELTY_AXIS["text"])
+
+
 def latest_evaluations(*, study: Study) -> list[Evaluation]:
     """The newest evaluation of each version of the study, ordered by version id."""
     latest: dict[int, Evaluation] = {}
@@ -531,6 +544,18 @@ above) and is wide with few versions.</p>
 """
 
 
+def _sample_content(sample: Sample) -> str:
+    """A sample as the self-contained report shows it: its text, escaped, or its image inline (the
+    stored bytes, re-encoded on import, as a data URI of the stored format's type)."""
+    if sample.image is None:
+        return f"<blockquote>{escape(sample.text)}</blockquote>"
+    data = base64.b64encode(image_asset_read(sample.image)).decode("ascii")
+    return (
+        f'<p><img class=sample-image src="data:{sample.image.content_type};base64,{data}" '
+        f'alt="image sample" width="96" height="96"></p>'
+    )
+
+
 def _pareto_samples(evaluations: list[Evaluation]) -> str:
     wanted = {
         sample_id
@@ -540,7 +565,7 @@ def _pareto_samples(evaluations: list[Evaluation]) -> str:
     samples = {
         sample.id: sample
         for sample in Sample.objects.filter(id__in=[i for i in wanted if isinstance(i, int)]).select_related(
-            "prompt"
+            "prompt", "image"
         )
     }
     blocks = []
@@ -555,7 +580,7 @@ def _pareto_samples(evaluations: list[Evaluation]) -> str:
             items.append(
                 f"<li><p class=meta>novelty {number_text(point.get('novelty'))} · value "
                 f"{number_text(point.get('value'))} · prompt: {escape(sample.prompt.text)}</p>"
-                f"<blockquote>{escape(sample.text)}</blockquote></li>"
+                f"{_sample_content(sample)}</li>"
             )
         if items:
             blocks.append(
@@ -628,6 +653,7 @@ ul.samples{list-style:none;padding:0}pre{background:#f6f8fa;padding:8px;overflow
 .note{color:#656d76}
 .grid{display:flex;flex-wrap:wrap;gap:12px}.pair{margin:0;font-size:11px;color:#656d76}
 .pair img{image-rendering:pixelated;border:1px solid #d0d7de;margin-right:2px}
+.sample-image{image-rendering:pixelated;object-fit:contain;border:1px solid #d0d7de}
 """
 
 
@@ -668,7 +694,7 @@ def evaluation_report_html(*, study: Study) -> str:
         scatter_series,
         fronts,
         title="novelty–value scatter with each version's Pareto front",
-        x_label="novelty (4-gram)",
+        x_label=novelty_axis_label(study),
         y_label="value (reward-model score)",
     )
 

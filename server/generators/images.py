@@ -60,6 +60,15 @@ def image_storage_name(sha256: str, image_format: str) -> str:
     return f"{sha256[:2]}/{sha256}.{extension}"
 
 
+EXPORT_IMAGES_FOLDER = "images"
+
+
+def image_export_name(storage_name: str) -> str:
+    """An image's path in an export folder, ``images/<sha256>.<ext>``: its storage name without
+    the fan-out folder (the content hash, so one file per image whatever shows it how often)."""
+    return f"{EXPORT_IMAGES_FOLDER}/{storage_name.rsplit('/', 1)[-1]}"
+
+
 def image_storage() -> Storage:
     return storages["images"]
 

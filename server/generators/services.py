@@ -312,6 +312,9 @@ class ImportResult:
     duplicates: list[int] = field(default_factory=list)  # line numbers of samples already present
     prompts_created: int = 0
     versions: list[str] = field(default_factory=list)
+    # An image import's images by manifest line (duplicates too): the SHA-256 of the stored,
+    # re-encoded bytes, by which gold checks name an image (``gold_import``). Empty for texts.
+    images: list[dict[str, Any]] = field(default_factory=list)
 
 
 def samples_import_file(
@@ -494,6 +497,7 @@ def image_samples_import(*, study: Study, rows: list[ImageImportRow]) -> ImportR
         version = versions[(row.generator.strip(), row.version)]
         prompt = prompts[prompt_text_hash(row.prompt)]
         key = (version.id, prompt.id, row.image.sha256)
+        result.images.append({"line": row.line, "sha256": row.image.sha256})
         if key in existing:
             result.duplicates.append(row.line)
             continue

@@ -2,10 +2,10 @@
 
 The raw record behind every figure Lovelace shows: each judgment (revoked ones included, with
 when and why), its timings, quality flags and rationale, the rater, the pair as stored (A / B) and
-as shown (``left_is_a``), the prompt and both texts with their versions. Rows come from one
-server-side cursor a chunk at a time and go to both files as they come, so an export holds one
-chunk in memory whatever the size of the study. ``pyarrow`` is imported by the writer only (the
-worker's; the web process never loads it).
+as shown (``left_is_a``), the prompt and both texts (or images: file and content hash) with their
+versions. Rows come from one server-side cursor a chunk at a time and go to both files as they
+come, so an export holds one chunk in memory whatever the size of the study. ``pyarrow`` is
+imported by the writer only (the worker's; the web process never loads it).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from server.generators.images import image_export_name
 from server.ratings.models import Judgment
 from server.studies.models import Study
 
@@ -60,8 +61,15 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("version_b", "assignment__comparison__sample_b__version__label", "string"),
     ("text_a", "assignment__comparison__sample_a__text", "string"),
     ("text_b", "assignment__comparison__sample_b__text", "string"),
+    # An image sample's file in the export (``images/<sha256>.<ext>``) and its content hash;
+    # null for a text sample. The query reads the storage name; the writer turns it into the file.
+    ("image_a", "assignment__comparison__sample_a__image__storage_name", "string"),
+    ("image_b", "assignment__comparison__sample_b__image__storage_name", "string"),
+    ("image_a_sha256", "assignment__comparison__sample_a__image__sha256", "string"),
+    ("image_b_sha256", "assignment__comparison__sample_b__image__sha256", "string"),
 )
 COLUMN_NAMES = tuple(name for name, _, _ in COLUMNS)
+IMAGE_COLUMNS = tuple(COLUMN_NAMES.index(name) for name in ("image_a", "image_b"))
 
 
 def judgment_rows(*, study: Study, chunk_rows: int = CHUNK_ROWS) -> Iterator[list[tuple[Any, ...]]]:
@@ -107,10 +115,12 @@ def judgments_write(
     jsonl_path: Path,
     parquet_path: Path,
     on_chunk: Callable[[int], None] = lambda rows: None,
+    on_image: Callable[[str], None] | None = None,
     chunk_rows: int = CHUNK_ROWS,
 ) -> int:
     """Write the study's judgments to both files, a chunk at a time; returns the row count.
-    ``on_chunk(rows_so_far)`` is called after each chunk (progress, heartbeat)."""
+    ``on_chunk(rows_so_far)`` is called after each chunk (progress, heartbeat); ``on_image`` with
+    the storage name of each image a row shows (the caller copies it into the export)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -120,7 +130,8 @@ def judgments_write(
         open(jsonl_path, "w", encoding="utf-8") as jsonl,
         pq.ParquetWriter(str(parquet_path), schema, compression="zstd") as parquet,
     ):
-        for chunk in judgment_rows(study=study, chunk_rows=chunk_rows):
+        for stored in judgment_rows(study=study, chunk_rows=chunk_rows):
+            chunk = [_with_image_files(row, on_image) for row in stored]
             for row in chunk:
                 record = {name: _json_value(value) for name, value in zip(COLUMN_NAMES, row, strict=True)}
                 jsonl.write(json.dumps(record, ensure_ascii=False) + "\n")
@@ -132,3 +143,17 @@ def judgments_write(
             written += len(chunk)
             on_chunk(written)
     return written
+
+
+def _with_image_files(row: tuple[Any, ...], on_image: Callable[[str], None] | None) -> tuple[Any, ...]:
+    """The row with its images' storage names turned into export file names (``on_image`` sees
+    each storage name first)."""
+    if all(row[index] is None for index in IMAGE_COLUMNS):
+        return row
+    values = list(row)
+    for index in IMAGE_COLUMNS:
+        if values[index] is not None:
+            if on_image is not None:
+                on_image(values[index])
+            values[index] = image_export_name(values[index])
+    return tuple(values)

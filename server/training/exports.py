@@ -14,8 +14,16 @@ paths as the job's result. Kinds:
   trainers take ``dataset["train"]`` and ``dataset["validation"]``). With ``hub_repo`` and a
   ``HF_TOKEN`` in the worker's environment, it is also pushed to that Hugging Face Hub dataset
   repository (private); a failed push is reported in the result and the files are kept.
+  An image study's pairs are images: each image is written once, by content hash, to ``images/``
+  (``<sha256>.png`` or ``.jpg``, the stored bytes), and ``chosen`` / ``rejected`` in the JSONL are
+  those files' paths relative to the export folder (with ``chosen_sha256`` / ``rejected_sha256``);
+  the dataset's ``chosen`` and ``rejected`` are ``datasets.Image`` columns holding the bytes, so
+  ``load_from_disk`` gives PIL images. ``preferences-images.zip`` holds the JSONL with ``images/``
+  for download. Rows are read from a server-side cursor and the dataset written from a generator,
+  so memory holds a chunk of rows and the names of the images written, not the images.
 - ``judgments`` — every judgment of the study with every field (``server.ratings.judgment_export``),
-  streamed to ``judgments.jsonl`` and ``judgments.parquet``.
+  streamed to ``judgments.jsonl`` and ``judgments.parquet``; for an image study also each image
+  once in ``images/`` (``image_a`` / ``image_b`` name the files) and ``judgments-images.zip``.
 - ``leaderboard`` — the latest LeaderboardSnapshot as ``leaderboard.csv``.
 - ``evaluation_report`` — one self-contained HTML page (``evaluation-report.html``) with the
   latest evaluation of each version and its plots as inline SVG.
@@ -32,6 +40,7 @@ import os
 import re
 import shutil
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -41,12 +50,13 @@ from server.core.csv_export import CSVWriter
 from server.core.exceptions import ApplicationError, Conflict, NotFound
 from server.evaluations.models import Evaluation
 from server.evaluations.selectors import leaderboard_latest
+from server.generators.images import EXPORT_IMAGES_FOLDER, image_export_name, image_storage
 from server.jobs.models import Job, JobKind
 from server.jobs.services import job_enqueue
 from server.ratings.judgment_export import COLUMN_NAMES, judgments_write
 from server.ratings.models import Judgment
-from server.studies.models import Study
-from server.training.models import PreferenceSnapshot
+from server.studies.models import Modality, Study
+from server.training.models import PreferenceSnapshot, SnapshotPair
 from server.training.snapshots import eligible_judgments, snapshot_create, snapshot_rows
 
 EXPORT_KINDS = ("preferences", "judgments", "leaderboard", "evaluation_report")
@@ -67,7 +77,19 @@ LEADERBOARD_COLUMNS = (
     "win_rate_upper",
 )
 
+IMAGE_ROW_COLUMNS = (
+    *DATASET_COLUMNS,
+    "judgment_id",
+    "chosen_version_id",
+    "rejected_version_id",
+    "chosen_sha256",
+    "rejected_sha256",
+)
+IMAGE_CHUNK_ROWS = 500  # pairs a cursor round trip brings; each row holds two file names, not images
 PREFERENCES_JSONL = "preferences.jsonl"
+IMAGES_FOLDER = EXPORT_IMAGES_FOLDER
+PREFERENCES_IMAGES_ZIP = "preferences-images.zip"
+JUDGMENTS_IMAGES_ZIP = "judgments-images.zip"
 DATASET_FOLDER = "dataset"
 DATASET_ZIP = "preferences-dataset.zip"
 JUDGMENTS_JSONL = "judgments.jsonl"
@@ -194,6 +216,8 @@ def _export_preferences(*, job: Job, study: Study, folder: Path, report) -> dict
         snapshot = PreferenceSnapshot.objects.filter(study=study).order_by(
             "-created_at", "-id"
         ).first() or snapshot_create(study=study, job_id=job.id)
+    if study.modality == Modality.IMAGE:
+        return _export_image_preferences(snapshot=snapshot, folder=folder, report=report)
     rows = snapshot_rows(snapshot=snapshot)
 
     report(step=1, total=4, message=f"writing {len(rows)} rows as JSONL")
@@ -235,9 +259,128 @@ def _export_preferences(*, job: Job, study: Study, folder: Path, report) -> dict
     }
 
 
+def _image_pair_rows(snapshot_id: int, split: str | None = None) -> Iterator[dict[str, Any]]:
+    """The snapshot's pairs of two images in id order, from a server-side cursor, each with the
+    file names the export gives its images (``images/<sha256>.<ext>``) and their storage names."""
+    pairs = SnapshotPair.objects.filter(
+        snapshot_id=snapshot_id, chosen__image__isnull=False, rejected__image__isnull=False
+    )
+    if split is not None:
+        pairs = pairs.filter(split=split)
+    fields = (
+        "chosen__prompt__text",
+        "chosen__image__storage_name",
+        "rejected__image__storage_name",
+        "margin",
+        "judgment__assignment__rater_id",
+        "split",
+        "judgment_id",
+        "chosen__version_id",
+        "rejected__version_id",
+        "chosen__image__sha256",
+        "rejected__image__sha256",
+    )
+    for values in pairs.order_by("id").values_list(*fields).iterator(chunk_size=IMAGE_CHUNK_ROWS):
+        prompt, chosen_name, rejected_name, *rest = values
+        row = dict(
+            zip(
+                IMAGE_ROW_COLUMNS,
+                (prompt, image_export_name(chosen_name), image_export_name(rejected_name), *rest),
+                strict=True,
+            )
+        )
+        yield {**row, "_stored": (chosen_name, rejected_name)}
+
+
+class _ImageCopier:
+    """Copies each stored image into the export once (the set holds names, ~100 bytes each)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.written: set[str] = set()
+        (folder / IMAGES_FOLDER).mkdir(exist_ok=True)
+
+    def copy(self, storage_name: str) -> None:
+        exported = image_export_name(storage_name)
+        if exported in self.written:
+            return
+        with image_storage().open(storage_name, "rb") as source, open(self.folder / exported, "wb") as target:
+            shutil.copyfileobj(source, target)
+        self.written.add(exported)
+
+
+def _image_dataset_examples(snapshot_id: int, split: str, folder: str) -> Iterator[dict[str, Any]]:
+    """Rows of the image dataset: the images' bytes read back from the export's files (a
+    ``datasets.Image`` value as a {bytes, path} dict, stored in the Arrow files)."""
+    for row in _image_pair_rows(snapshot_id, split):
+        example = {name: row[name] for name in DATASET_COLUMNS}
+        for side in ("chosen", "rejected"):
+            path = Path(folder) / row[side]
+            example[side] = {"bytes": path.read_bytes(), "path": path.name}
+        yield example
+
+
+def _export_image_preferences(*, snapshot: PreferenceSnapshot, folder: Path, report) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    from datasets import Dataset, DatasetDict, Features, Image, Value  # worker only: heavy import
+
+    total = SnapshotPair.objects.filter(snapshot=snapshot).count()
+    report(step=1, total=4, message=f"writing the snapshot's {total} pairs and their images")
+    copier = _ImageCopier(folder)
+    rows = 0
+    with open(folder / PREFERENCES_JSONL, "w", encoding="utf-8") as handle:
+        for row in _image_pair_rows(snapshot.id):
+            for storage_name in row.pop("_stored"):
+                copier.copy(storage_name)
+            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+            rows += 1
+
+    report(step=2, total=4, message="writing the Hugging Face dataset with image columns")
+    features = Features(
+        {
+            "prompt": Value("string"),
+            "chosen": Image(),
+            "rejected": Image(),
+            "margin": Value("float64"),
+            "rater_id": Value("int64"),
+            "split": Value("string"),
+        }
+    )
+    cache = folder / ".datasets-cache"  # from_generator's Arrow files, removed once saved
+    splits = {}
+    for split in ("train", "validation"):
+        if SnapshotPair.objects.filter(
+            snapshot=snapshot, split=split, chosen__image__isnull=False, rejected__image__isnull=False
+        ).exists():
+            splits[split] = Dataset.from_generator(
+                _image_dataset_examples,
+                features=features,
+                gen_kwargs={"snapshot_id": snapshot.id, "split": split, "folder": str(folder)},
+                cache_dir=str(cache),
+            )
+        else:  # from_generator refuses a generator with no rows
+            splits[split] = Dataset.from_dict({name: [] for name in DATASET_COLUMNS}, features=features)
+    DatasetDict(splits).save_to_disk(str(folder / DATASET_FOLDER), num_shards=dict.fromkeys(splits, 1))
+    del splits
+    shutil.rmtree(cache, ignore_errors=True)
+
+    report(step=3, total=4, message="packing the dataset and the images for download")
+    _zip_folder(folder / DATASET_FOLDER, folder / DATASET_ZIP)
+    _zip_paths(folder, [folder / PREFERENCES_JSONL, folder / IMAGES_FOLDER], folder / PREFERENCES_IMAGES_ZIP)
+    return {
+        "snapshot_id": snapshot.id,
+        "content_hash": snapshot.content_hash,
+        "rows": rows,
+        "images": len(copier.written),
+        # Pairs with a text side (none, unless an admin edited rows) are not image pairs.
+        "skipped_pairs": total - rows,
+        "files": [PREFERENCES_JSONL, IMAGES_FOLDER, DATASET_FOLDER, DATASET_ZIP, PREFERENCES_IMAGES_ZIP],
+    }
+
+
 def _export_judgments(*, study: Study, folder: Path, report) -> dict[str, Any]:  # type: ignore[no-untyped-def]
     total = Judgment.objects.filter(assignment__comparison__study=study).count()
     report(step=0, total=max(total, 1), message=f"writing {total} judgments as JSONL and Parquet")
+    copier = _ImageCopier(folder) if study.modality == Modality.IMAGE else None
     written = judgments_write(
         study=study,
         jsonl_path=folder / JUDGMENTS_JSONL,
@@ -245,8 +388,29 @@ def _export_judgments(*, study: Study, folder: Path, report) -> dict[str, Any]: 
         on_chunk=lambda rows: report(
             step=min(rows, total), total=max(total, 1), message=f"{rows} of {total} judgments written"
         ),
+        on_image=copier.copy if copier else None,
     )
-    return {"rows": written, "columns": list(COLUMN_NAMES), "files": [JUDGMENTS_JSONL, JUDGMENTS_PARQUET]}
+    files = [JUDGMENTS_JSONL, JUDGMENTS_PARQUET]
+    result: dict[str, Any] = {"rows": written, "columns": list(COLUMN_NAMES)}
+    if copier is not None:
+        _zip_paths(
+            folder,
+            [folder / JUDGMENTS_JSONL, folder / JUDGMENTS_PARQUET, folder / IMAGES_FOLDER],
+            folder / JUDGMENTS_IMAGES_ZIP,
+        )
+        files += [IMAGES_FOLDER, JUDGMENTS_IMAGES_ZIP]
+        result["images"] = len(copier.written)
+    return {**result, "files": files}
+
+
+def _zip_paths(root: Path, paths: list[Path], target: Path) -> None:
+    """Files and folders (recursively) under ``root`` into one archive, named relative to ``root``.
+    Images are stored, not deflated: PNG and JPEG are compressed already."""
+    with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_STORED) as archive:
+        for path in paths:
+            for item in [path] if path.is_file() else sorted(path.rglob("*")):
+                if item.is_file():
+                    archive.write(item, arcname=str(item.relative_to(root)))
 
 
 def _zip_folder(source: Path, target: Path) -> None:

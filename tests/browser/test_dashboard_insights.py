@@ -189,3 +189,36 @@ def test_no_sideways_scrolling_on_the_study_page_and_the_rationale_browser(
 def _artifact(name: str) -> Path:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     return ARTIFACTS / f"{name}.png"
+
+
+@pytest.mark.usefixtures("image_storage")
+def test_the_rationale_browser_shows_an_image_pair_as_images(live_server, open_page, screenshot) -> None:  # type: ignore[no-untyped-def]
+    from django.contrib.auth import get_user_model
+
+    from server.ratings.models import AssignmentStatus
+    from tests import factories
+
+    get_user_model().objects.create_user("operator", password="operator-password-1", is_staff=True)
+    study = factories.study(modality="image", slug="digits")
+    prompt = factories.prompt(study=study, text="Draw a seven")
+    samples = [
+        factories.image_sample(prompt=prompt, data=factories.image_bytes(28, 28, color=(level, 40, 40)))
+        for level in (20, 220)
+    ]
+    comparison = factories.comparison(study=study, prompt=prompt, sample_a=samples[0], sample_b=samples[1])
+    factories.assignment(
+        comparison=comparison, status=AssignmentStatus.SKIPPED, skip_reason="An image is broken or unreadable"
+    )
+    page = open_page(viewport=DESKTOP)
+    errors = watch_errors(page)
+    sign_in(page, live_server, "/dashboard/studies/digits/rationales/")
+    page.click("#rationale-list details summary")
+    page.wait_for_function(
+        "[...document.querySelectorAll('#rationale-list img.ins-image')]"
+        ".every((img) => img.complete && img.naturalWidth === 28)"
+    )
+    assert page.locator("#rationale-list img.ins-image").count() == 2
+    assert page.locator("#rationale-list blockquote").count() == 0
+    assert overflow(page)["sticking"] == []
+    screenshot(page, "rationales-images-desktop")
+    assert errors == []

@@ -182,3 +182,30 @@ def test_a_phone_shows_both_images_side_by_side_without_overflow(live_server, op
     assert Judgment.objects.get().chose_left is True
     wait_for_images(page)
     assert_nothing_names_the_source(page, answers)
+
+
+def test_an_image_pair_is_skipped_with_an_image_reason(live_server, open_page) -> None:  # type: ignore[no-untyped-def]
+    study = image_study()
+    page = open_page(viewport=DESKTOP)
+    join(page, live_server, study)
+    first_src = page.get_attribute("#left-image", "src")
+
+    page.keyboard.press("s")
+    page.wait_for_selector("#skip-dialog[open]")
+    reasons = page.eval_on_selector_all(
+        "#skip-dialog input[name=reason]", "inputs => inputs.map((input) => input.value)"
+    )
+    assert reasons == [
+        "I cannot judge this topic",
+        "An image is broken or unreadable",
+        "Offensive or harmful content",
+        "other",
+    ]
+    assert "text" not in page.inner_text("#skip-dialog").lower()
+    page.check("input[value='An image is broken or unreadable']")
+    page.click("#skip-confirm")
+    page.wait_for_function(f"document.getElementById('left-image').getAttribute('src') !== {first_src!r}")
+
+    skipped = Assignment.objects.get(status=AssignmentStatus.SKIPPED)
+    assert skipped.skip_reason == "An image is broken or unreadable"
+    assert Judgment.objects.count() == 0

@@ -5,6 +5,7 @@ import math
 import numpy as np
 import pytest
 
+from evaluation.bootstrap import basic_interval
 from evaluation.image_metrics import (
     feature_diversity,
     frechet_distance,
@@ -138,6 +139,47 @@ def test_frechet_distance_degenerate_inputs_and_interval() -> None:
     references = generator.normal(0.0, 1.0, size=(400, 2))
     interval = frechet_distance_interval(samples, references, rounds=100, seed=1)
     assert interval.count == 200
+    # The normal case (many samples per dimension): the bias is small next to the spread, and
+    # the interval holds the plug-in value, the corrected one and the true distance, 2 (a unit
+    # shift in each of two dimensions, equal covariances).
     assert interval.lower <= interval.value <= interval.upper
-    # The true distance is 2 (a unit shift in each of two dimensions, equal covariances).
+    assert interval.lower <= interval.bias_corrected <= interval.upper
     assert interval.lower < 2.0 < interval.upper
+    assert interval.bias_corrected == pytest.approx(interval.value - interval.bias, abs=1e-12)
+
+
+def test_basic_interval_hand_computed() -> None:
+    # Replicates 0, 1, ..., 100: quantiles 2.5 and 97.5 (linear interpolation), mean 50.
+    result = basic_interval(60.0, np.arange(101.0))
+    assert (result.lower, result.upper) == (120.0 - 97.5, 120.0 - 2.5)
+    assert (result.bias, result.bias_corrected) == (-10.0, 70.0)
+    # Replicates all above the estimate, as a distance's are: the percentile interval [12.5, 17.5]
+    # would exclude 10; the basic one is [2.5, 7.5] around 10 − 5 = 5, and a floor clips it.
+    shifted = basic_interval(10.0, np.linspace(12.0, 18.0, 101), confidence=5 / 6, floor=4.0)
+    assert (shifted.lower, shifted.upper) == (pytest.approx(4.0), pytest.approx(7.5))
+    assert (shifted.bias, shifted.bias_corrected) == (pytest.approx(5.0), pytest.approx(5.0))
+    empty = basic_interval(3.0, [math.nan])
+    assert math.isnan(empty.lower) and math.isnan(empty.bias) and empty.bias_corrected == 3.0
+
+
+def test_frechet_interval_resamples_within_conditions_and_is_not_above_its_value() -> None:
+    # One sample per condition: nothing to resample within a condition, so every round equals
+    # the value (whole-condition resampling would change the mix of conditions instead).
+    generator = np.random.default_rng(3)
+    references = generator.normal(0.0, 1.0, size=(50, 2))
+    one_each = generator.normal(0.5, 1.0, size=(6, 2))
+    single = frechet_distance_interval(one_each, references, conditions=np.arange(6), rounds=20, seed=0)
+    assert single.lower == single.upper == pytest.approx(single.value, abs=1e-12)
+    assert single.bias == pytest.approx(0.0, abs=1e-12)
+    # Clustered features, 8 conditions of 40 samples in 3 dimensions: the replicates sit above
+    # the value (bias > 0) and the interval is not above it.
+    centres = generator.normal(0.0, 4.0, size=(8, 3))
+    labels = np.repeat(np.arange(8), 40)
+    samples = centres[labels] + generator.normal(0.2, 1.0, size=(320, 3))
+    training = np.concatenate([centre + generator.normal(0.0, 1.0, size=(200, 3)) for centre in centres])
+    clustered = frechet_distance_interval(samples, training, conditions=labels, rounds=200, seed=0)
+    assert clustered.bias > 0
+    assert clustered.lower <= clustered.value <= clustered.upper
+    assert clustered.lower <= clustered.bias_corrected < clustered.value
+    with pytest.raises(ValueError, match="3 conditions for 6 samples"):
+        frechet_distance_interval(one_each, references, conditions=[0, 1, 2])

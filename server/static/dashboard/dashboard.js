@@ -348,7 +348,7 @@
       data: { datasets },
       options: {
         scales: {
-          x: { type: "linear", title: { display: true, text: "novelty (share of novel 4-grams)" } },
+          x: { type: "linear", title: { display: true, text: evaluations.novelty_axis || "novelty" } },
           y: { type: "linear", title: { display: true, text: "value (reward-model score)" } },
         },
         plugins: {

@@ -106,6 +106,7 @@ def test_samples_import_from_json_rows(world: World, staff_client: APIClient) ->
         "duplicates": [],
         "prompts_created": 1,
         "versions": ["human/external", "poet-bot/2"],
+        "images": [],
     }
     assert Sample.objects.filter(text="A beam\u2028in the fog").exists()
 

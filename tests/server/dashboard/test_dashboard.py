@@ -164,6 +164,7 @@ def test_the_study_page_has_every_section_and_its_chart_data(world: World, staff
         re.search(r'<script id="evaluations-data" type="application/json">(.*?)</script>', page).group(1)
     )
     assert len(evaluations["versions"][0]["points"]) == 5 and len(evaluations["versions"][0]["front"]) == 2
+    assert evaluations["novelty_axis"] == "novelty (share of novel 4-grams)"  # a text study
     # Raters: pause for the active ones, resume for the paused one, each a CSRF-protected POST.
     assert page.count('action="/dashboard/studies/poems/raters/') == 3
     assert f'action="/dashboard/studies/poems/raters/{world.paused_rater.id}/resume/"' in page

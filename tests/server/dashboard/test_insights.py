@@ -334,3 +334,33 @@ def test_hostile_text_is_escaped_in_every_insight_section_and_the_browser(settin
         assert "&lt;script&gt;window.__pwned = 1&lt;/script&gt;" in page
     browser = client.get(f"{STUDY_URL}rationales/").content.decode()
     assert "I cannot judge verse in this language. &lt;script&gt;" in browser
+
+
+@pytest.mark.usefixtures("image_storage")
+def test_the_rationale_browser_shows_image_samples_as_images_staff_can_open() -> None:
+    study = factories.study(modality="image", slug="digits")
+    prompt = factories.prompt(study=study, text="Draw a <b>seven</b>")
+    first = factories.image_sample(prompt=prompt, data=factories.image_bytes(color=(10, 20, 30)))
+    second = factories.image_sample(prompt=prompt, data=factories.image_bytes(color=(200, 20, 30)))
+    comparison = factories.comparison(study=study, prompt=prompt, sample_a=first, sample_b=second)
+    factories.judgment(comparison=comparison, outcome="A", rationale="Sharper strokes")
+    factories.assignment(
+        comparison=comparison, status=AssignmentStatus.SKIPPED, skip_reason="An image is broken or unreadable"
+    )
+    staff = factories.user(is_staff=True)
+    client = Client()
+    client.force_login(staff)
+
+    entries = rationale_page(study=study, filters=RationaleFilters()).object_list
+    assert {(entry.image_a, entry.image_b, entry.text_a) for entry in entries} == {
+        (first.image.sha256, second.image.sha256, "")
+    }
+    page = client.get("/dashboard/studies/digits/rationales/").content.decode()
+    for sample in (first, second):
+        url = f"/rate/digits/image/{sample.image.sha256}"
+        assert page.count(f'src="{url}"') == 2  # the judgment's entry and the skip's
+        image = client.get(url)
+        assert image.status_code == 200 and image["Content-Type"] == "image/png"
+    assert page.count("The prompt and the two images") == 2 and "two texts" not in page
+    assert "<blockquote></blockquote>" not in page
+    assert "Draw a &lt;b&gt;seven&lt;/b&gt;" in page and "An image is broken or unreadable" in page

@@ -413,9 +413,10 @@ def _judged_image_study_with_reward_model(study, versions):  # type: ignore[no-u
 def test_the_image_evaluation_scores_value_with_the_image_reward_model(  # type: ignore[no-untyped-def]
     image_study, settings, tmp_path: Path
 ) -> None:
+    from server.dashboard.selectors import evaluations_payload
     from server.evaluations.creativity import evaluation_run
     from server.evaluations.models import Evaluation
-    from server.evaluations.reports import novelty_value_series
+    from server.evaluations.reports import evaluation_report_html, novelty_value_series
     from server.evaluations.services import evaluation_start
     from server.training.models import RewardModel
 
@@ -445,6 +446,27 @@ def test_the_image_evaluation_scores_value_with_the_image_reward_model(  # type:
     assert 1 <= len(front) <= 6 and set(front) <= {p["sample_id"] for p in points}
     everything, on_front = novelty_value_series(evaluation)
     assert len(everything) == 6 and len(on_front) == len(front)
+    # Novel and valuable as for text: novel = at least the memorisation threshold (in features)
+    # from every training image, valuable = a reward score of at least 0; prompts resampled.
+    share = evaluation.metrics["novel_and_valuable_share"]
+    threshold = evaluation.metrics["memorisation_feature_share"]["threshold"]
+    assert (share["novelty_threshold"], share["value_threshold"], share["count"]) == (threshold, 0.0, 3)
+    by_hand = sum(p["novelty"] >= threshold and p["value"] >= 0.0 for p in points) / len(points)
+    assert share["mean"] == pytest.approx(by_hand, abs=1e-5)
+    assert share["lower"] <= share["mean"] <= share["upper"]
+    frechet = evaluation.metrics["frechet_distance"]
+    assert frechet["lower"] <= frechet["mean"] <= frechet["upper"]
+    assert frechet["mean"] == pytest.approx(max(frechet["plug_in"] - frechet["bias"], 0.0), abs=2e-5)
+    # The report and the dashboard: the share in their tables, the image novelty on the axis,
+    # and the front's samples as images (inline in the self-contained report).
+    html = evaluation_report_html(study=study)
+    assert "novel_and_valuable_share" in html
+    assert "novelty (feature distance to the nearest training image)" in html
+    assert html.count('alt="image sample"') == min(len(front), 5)
+    payload = evaluations_payload(study=study)
+    assert "novel_and_valuable_share" in payload["metric_names"]
+    assert payload["versions"][0]["metrics"]["novel_and_valuable_share"] == share
+    assert payload["novelty_axis"] == "novelty (feature distance to the nearest training image)"
 
 
 def test_an_image_evaluation_without_an_image_reward_model_says_so(  # type: ignore[no-untyped-def]

@@ -286,6 +286,8 @@ def test_the_api_imports_an_archive_upload(image_storage: Path) -> None:
     response = client.post(f"/api/studies/{study.slug}/samples/import/", {"file": upload}, format="multipart")
     assert response.status_code == 201, response.json()
     assert response.json()["created"] == 1
+    stored = Sample.objects.select_related("image").get().image.sha256
+    assert response.json()["images"] == [{"line": 1, "sha256": stored}]  # what gold pairs name
     bad = io.BytesIO(archive(jsonl({"prompt": "p", "file": "x.png", "generator": "g"}), {}))
     bad.name = "images.zip"
     response = client.post(f"/api/studies/{study.slug}/samples/import/", {"file": bad}, format="multipart")
@@ -306,6 +308,9 @@ def test_the_dashboard_form_imports_an_archive_and_lists_errors(image_storage: P
     response = client.post(f"/dashboard/studies/{study.slug}/import/", {"file": upload})
     assert response.status_code == 303
     assert Sample.objects.filter(image__isnull=False).count() == 1
+    stored = Sample.objects.select_related("image").get().image.sha256
+    page = client.get(response["Location"]).content.decode()
+    assert f"SHA-256 by manifest line (for gold checks): 1: {stored}." in page
     bad = io.BytesIO(
         archive(jsonl({"prompt": "p", "file": "notes.txt", "generator": "g"}), {"notes.txt": b"hi"})
     )

@@ -195,3 +195,150 @@ def world(db: None, settings, tmp_path: Path) -> World:  # type: ignore[no-untyp
 @pytest.fixture
 def staff_client(world: World) -> APIClient:
     return token_client(world.staff)
+
+
+# --- Image studies: a gold pair names two images of the study by their SHA-256 ---------------------
+
+
+def imported_images(study) -> list[str]:  # type: ignore[no-untyped-def]
+    """Three images imported into the study (a zip with a manifest); their SHA-256 as the import
+    reports them, by manifest line."""
+    from server.generators.services import samples_import_file
+    from tests.server.generators.test_image_import import archive
+    from tests.server.generators.test_image_import import jsonl as manifest
+
+    colours = {"red.png": (220, 0, 0), "blue.png": (0, 0, 220), "grey.png": (90, 90, 90)}
+    data = archive(
+        manifest(*({"prompt": "a square", "file": name, "generator": "dcgan"} for name in colours)),
+        {name: factories.image_bytes(16, 16, color=colour) for name, colour in colours.items()},
+    )
+    result = samples_import_file(study_slug=study.slug, data=data, filename="images.zip")
+    assert [entry["line"] for entry in result.images] == [1, 2, 3]
+    return [entry["sha256"] for entry in result.images]
+
+
+@pytest.mark.usefixtures("image_storage")
+def test_an_image_study_imports_gold_pairs_of_its_images_by_sha256() -> None:
+    study = factories.study(modality="image")
+    red, blue, grey = imported_images(study)
+    pairs = [
+        {"prompt": "a square", "image_a": red, "image_b": blue, "expected": "A"},
+        {"prompt": "a square", "image_a": grey.upper(), "image_b": red, "expected": "tie"},
+        {"prompt": "a new prompt", "image_a": blue, "image_b": grey, "expected": "B", "split": "holdout"},
+    ]
+    result = gold_pairs_import_file(study=study, data=jsonl(pairs), filename="gold.jsonl")
+    assert (result.created, result.duplicates, result.prompts_created) == (3, [], 1)
+    gold = list(
+        Comparison.objects.filter(study=study, kind=ComparisonKind.GOLD)
+        .select_related("prompt", "sample_a__image", "sample_b__image", "sample_a__version__generator")
+        .order_by("id")
+    )
+    assert [
+        (c.prompt.text, c.sample_a.image.sha256, c.sample_b.image.sha256, c.gold_answer) for c in gold
+    ] == [
+        ("a square", red, blue, "A"),
+        ("a square", grey, red, "tie"),
+        ("a new prompt", blue, grey, "B"),
+    ]
+    for comparison in gold:
+        for sample in (comparison.sample_a, comparison.sample_b):
+            assert (sample.text, sample.text_hash) == ("", sample.image.sha256)
+            assert (sample.version.generator.name, sample.version.label) == (GOLD_GENERATOR, STAFF_GOLD_LABEL)
+    # The same file again (and a pair swapped with the swapped answer) changes nothing; CSV works.
+    again = gold_pairs_import_file(study=study, data=jsonl(pairs), filename="gold.jsonl")
+    assert (again.created, again.duplicates) == (0, [1, 2, 3])
+    swapped = {**pairs[0], "image_a": blue, "image_b": red, "expected": "B"}
+    assert gold_pairs_import_file(study=study, data=jsonl([swapped]), filename="g.jsonl").duplicates == [1]
+    csv = f"prompt,image_a,image_b,expected\na square,{blue},{grey},A\n".encode()
+    assert gold_pairs_import_file(study=study, data=csv, filename="gold.csv").created == 1
+    # One gold sample per prompt and image: red, blue, grey for "a square"; blue, grey for the new one.
+    assert Sample.objects.filter(version__generator__name=GOLD_GENERATOR).count() == 5
+
+
+@pytest.mark.usefixtures("image_storage")
+def test_image_gold_pairs_are_refused_by_line_for_texts_unknown_and_foreign_images() -> None:
+    study = factories.study(modality="image")
+    red, blue, _ = imported_images(study)
+    other = factories.study(modality="image")
+    foreign = factories.image_sample(
+        prompt=factories.prompt(study=other), data=factories.image_bytes(color=(1, 2, 3))
+    ).image.sha256
+    lines = [
+        {"prompt": "a square", "image_a": red, "image_b": blue, "expected": "A"},
+        {"prompt": "a square", "text_a": "Waves.", "text_b": "Bread.", "expected": "A"},
+        {"prompt": "a square", "image_a": red, "image_b": "red.png", "expected": "A"},
+        {"prompt": "a square", "image_a": blue, "image_b": blue, "expected": "B"},
+        {"prompt": "a square", "image_a": red, "image_b": "0" * 64, "expected": "A"},
+        {"prompt": "a square", "image_a": foreign, "image_b": red, "expected": "A"},
+        {"prompt": "a square", "image_a": blue, "image_b": red, "expected": "A"},
+    ]
+    before = (Comparison.objects.count(), Sample.objects.count())
+    images_please = (
+        "is for text studies: an image study's gold pair names its images as image_a and image_b "
+        "(the SHA-256 of images of the study)"
+    )
+    unknown = "no image of this study has this SHA-256 (import the image first)"
+    # First each line on its own, then the lines against the study (as for texts).
+    with pytest.raises(ApplicationError) as raised:
+        gold_pairs_import_file(study=study, data=jsonl(lines), filename="gold.jsonl")
+    assert raised.value.extra["errors"] == [
+        {"line": 2, "field": "text_a", "message": images_please},
+        {"line": 2, "field": "text_b", "message": images_please},
+        {"line": 2, "field": "image_a", "message": "is missing or empty"},
+        {"line": 2, "field": "image_b", "message": "is missing or empty"},
+        {"line": 3, "field": "image_b", "message": "must be an image's SHA-256 (64 hexadecimal digits)"},
+        {"line": 4, "field": "image_b", "message": "is the same image as image_a"},
+    ]
+    with pytest.raises(ApplicationError) as raised:
+        gold_pairs_import_file(study=study, data=jsonl([lines[0], *lines[4:]]), filename="gold.jsonl")
+    assert raised.value.extra["errors"] == [
+        {"line": 2, "field": "image_b", "message": unknown},
+        {"line": 3, "field": "image_a", "message": unknown},
+        {"line": 4, "field": "", "message": "repeats the pair of line 1"},
+    ]
+    assert (Comparison.objects.count(), Sample.objects.count()) == before
+    # A text study keeps its fields: an image pair there names its unknown field.
+    with pytest.raises(ApplicationError) as text_study:
+        gold_pairs_import_file(study=factories.study(), data=jsonl([lines[0]]), filename="gold.jsonl")
+    assert {
+        "line": 1,
+        "field": "image_a",
+        "message": ("is not a known field (known: prompt, text_a, text_b, expected, split)"),
+    } in text_study.value.extra["errors"]
+
+
+@pytest.mark.usefixtures("image_storage")
+def test_image_gold_pairs_through_the_api(world: World, staff_client: APIClient) -> None:
+    study = factories.study(modality="image", slug="digits")
+    red, blue, _ = imported_images(study)
+    url = "/api/studies/digits/gold/import/"
+    refused = staff_client.post(
+        url,
+        {"pairs": [{"prompt": "a square", "image_a": red, "image_b": "x", "expected": "A"}]},
+        format="json",
+    )
+    assert refused.status_code == 400
+    assert refused.json()["details"]["errors"] == [
+        {"line": 1, "field": "image_b", "message": "must be an image's SHA-256 (64 hexadecimal digits)"}
+    ]
+    pair = {"prompt": "a square", "image_a": red, "image_b": blue, "expected": "B"}
+    created = staff_client.post(url, {"pairs": [pair]}, format="json")
+    assert created.status_code == 201 and created.json() == {
+        "created": 1,
+        "duplicates": [],
+        "prompts_created": 0,
+    }
+    check = Comparison.objects.get(study=study, kind=ComparisonKind.GOLD)
+    assert (check.sample_a.image.sha256, check.sample_b.image.sha256, check.gold_answer) == (red, blue, "B")
+
+
+def test_the_dashboard_names_the_gold_fields_of_the_studys_modality(world: World) -> None:
+    staff = Client()
+    staff.force_login(world.staff)
+    factories.study(modality="image", slug="digits")
+    image_page = staff.get("/dashboard/studies/digits/").content.decode()
+    text_page = staff.get("/dashboard/studies/poems/").content.decode()
+    assert (
+        "<code>image_a</code>, <code>image_b</code>" in image_page and "<code>text_a</code>" not in image_page
+    )
+    assert "<code>text_a</code>, <code>text_b</code>" in text_page and "<code>image_a</code>" not in text_page

@@ -167,6 +167,27 @@ def test_mturk_preview_shows_the_task_and_records_nothing() -> None:
     assert "frame-ancestors https://www.mturk.com" in response["Content-Security-Policy"]
 
 
+@pytest.mark.parametrize(
+    ("modality", "says", "never"),
+    [
+        ("text", b"read a prompt and two texts", b"two images"),
+        ("image", b"see a prompt and two images", b"two texts"),
+    ],
+)
+def test_the_preview_and_the_skip_reasons_name_the_studys_modality(
+    modality: str, says: bytes, never: bytes
+) -> None:
+    study = make_study(modality=modality)
+    mturk_preview = {"t": study.invite_token, "assignmentId": "ASSIGNMENT_ID_NOT_AVAILABLE", "hitId": "h"}
+    preview = Client().get(page_url(study), mturk_preview)
+    assert says in preview.content and never not in preview.content
+    page = invited(study).get(page_url(study))
+    broken = b"An image is broken or unreadable" if modality == "image" else b"A text is broken or unreadable"
+    other = b"A text is broken or unreadable" if modality == "image" else b"An image is broken or unreadable"
+    assert page.content.count(broken) == 2  # the radio's stored value and its label
+    assert other not in page.content
+
+
 def test_an_mturk_worker_who_accepted_gets_a_rater_and_a_frameable_page() -> None:
     study = make_study()
     query = {

@@ -326,3 +326,193 @@ def test_a_hub_push_that_fails_is_reported_and_the_files_are_kept(world: World, 
     assert (hub["repo"], hub["pushed"]) == ("lovelace-tests/prefs", False) and hub["error"]
     assert "hf_not_a_real_token" not in json.dumps(job.result)
     assert Path(job.result["files"]["preferences-dataset.zip"]).is_file()
+
+
+# --- Image studies: images written once by content hash, rows naming them, image columns -----------
+
+COLOURS = {"red": (220, 0, 0), "blue": (0, 0, 220), "green": (0, 200, 0), "grey": (90, 90, 90)}
+
+
+def judged_image_study() -> tuple[object, dict[str, object]]:
+    """Four prompts; the red image is in three pairs (one asset, one export file); the judged
+    winners are red, blue (a tie is not a preference), green and red."""
+    study = factories.study(modality="image")
+    versions = [factories.version(enrol_in=study) for _ in range(2)]
+    rater = factories.rater(study=study)
+    images: dict[str, object] = {}
+    plan = [
+        ("red", "blue", "A"),
+        ("blue", "red", "A"),
+        ("grey", "green", "B"),
+        ("red", "grey", "A"),
+        ("green", "blue", "tie"),
+    ]
+    for number, (left, right, outcome) in enumerate(plan):
+        prompt = factories.prompt(study=study, text=f"shape {number}")
+        samples = []
+        for version, colour in zip(versions, (left, right), strict=True):
+            sample = factories.image_sample(
+                prompt=prompt, version=version, data=factories.image_bytes(8, 8, color=COLOURS[colour])
+            )
+            images[colour] = sample.image
+            samples.append(sample)
+        comparison = factories.comparison(
+            study=study, prompt=prompt, sample_a=samples[0], sample_b=samples[1]
+        )
+        factories.judgment(comparison=comparison, rater=rater, outcome=outcome)
+    return study, images
+
+
+@pytest.mark.usefixtures("image_storage")
+def test_an_image_preferences_export_writes_each_image_once_and_loads_back_as_images(
+    settings, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    from datasets import load_from_disk
+
+    from server.generators.images import image_asset_read
+    from server.training.snapshots import snapshot_create
+
+    settings.VAR_DIR = tmp_path
+    study, images = judged_image_study()
+    snapshot = snapshot_create(study=study, validation_fraction=0.5)
+    job = run_export(study=study, kind="preferences", snapshot_id=snapshot.id)
+    folder = Path(job.result["directory"])
+    assert sorted(job.result["files"]) == sorted(
+        ["preferences.jsonl", "images", "dataset", "preferences-dataset.zip", "preferences-images.zip"]
+    )
+    assert (job.result["rows"], job.result["images"], job.result["skipped_pairs"]) == (4, 4, 0)
+
+    # The JSONL: one row a pair, chosen / rejected naming files that hold the stored bytes.
+    rows = [json.loads(line) for line in (folder / "preferences.jsonl").read_text().splitlines()]
+    by_sha = {asset.sha256: asset for asset in images.values()}
+    winners = [(by_sha[row["chosen_sha256"]], by_sha[row["rejected_sha256"]]) for row in rows]
+    assert winners == [
+        (images["red"], images["blue"]),
+        (images["blue"], images["red"]),
+        (images["green"], images["grey"]),
+        (images["red"], images["grey"]),
+    ]
+    for row in rows:
+        for side in ("chosen", "rejected"):
+            asset = by_sha[row[f"{side}_sha256"]]
+            assert row[side] == f"images/{asset.sha256}.png"
+            assert (folder / row[side]).read_bytes() == image_asset_read(asset)
+    assert sorted(path.name for path in (folder / "images").iterdir()) == sorted(
+        f"{asset.sha256}.png" for asset in images.values()
+    )
+    assert {row["split"] for row in rows} == {"train", "validation"}  # both splits have pairs
+
+    # The dataset: image columns that decode to the pixels, row for row as the JSONL's splits.
+    dataset = load_from_disk(str(folder / "dataset"))
+    assert set(dataset) == {"train", "validation"}
+    for split in ("train", "validation"):
+        expected = [row for row in rows if row["split"] == split]
+        part = dataset[split]
+        assert part.column_names == list(DATASET_COLUMNS)
+        assert [type(part.features[name]).__name__ for name in ("chosen", "rejected")] == ["Image", "Image"]
+        assert len(part) == len(expected)
+        for example, row in zip(part, expected, strict=True):
+            assert (example["prompt"], example["margin"], example["rater_id"]) == (
+                row["prompt"], row["margin"], row["rater_id"]
+            )  # fmt: skip
+            for side in ("chosen", "rejected"):
+                colour = next(name for name, asset in images.items() if asset.sha256 == row[f"{side}_sha256"])
+                assert (
+                    example[side].size == (8, 8)
+                    and example[side].convert("RGB").getpixel((3, 3)) == COLOURS[colour]
+                )
+    # The download: JSONL and images in one archive, the same bytes.
+    with zipfile.ZipFile(folder / "preferences-images.zip") as archive:
+        names = sorted(archive.namelist())
+        assert names == sorted(["preferences.jsonl", *(f"images/{a.sha256}.png" for a in images.values())])
+        assert archive.read(rows[0]["chosen"]) == (folder / rows[0]["chosen"]).read_bytes()
+    assert not (folder / ".datasets-cache").exists()
+
+
+@pytest.mark.usefixtures("image_storage")
+def test_an_image_judgments_export_names_each_image_file_and_hash(settings, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import pyarrow.parquet as pq
+
+    settings.VAR_DIR = tmp_path
+    study, images = judged_image_study()
+    job = run_export(study=study, kind="judgments")
+    folder = Path(job.result["directory"])
+    assert "images" in job.result["files"] and "judgments-images.zip" in job.result["files"]
+    assert job.result["images"] == 4
+    lines = [json.loads(line) for line in (folder / "judgments.jsonl").read_text().splitlines()]
+    table = pq.read_table(folder / "judgments.parquet").to_pylist()
+    assert len(lines) == len(table) == 5
+    for line, parquet in zip(lines, table, strict=True):
+        for side in ("a", "b"):
+            sha = line[f"image_{side}_sha256"]
+            assert line[f"image_{side}"] == parquet[f"image_{side}"] == f"images/{sha}.png"
+            assert (folder / line[f"image_{side}"]).is_file()
+            assert line[f"text_{side}"] == ""
+    assert sorted(path.name for path in (folder / "images").iterdir()) == sorted(
+        f"{asset.sha256}.png" for asset in images.values()
+    )
+
+
+def test_a_text_judgments_export_has_no_image_files(world: World) -> None:
+    job = run_export(study=world.study_a, kind="judgments")
+    lines = [
+        json.loads(line) for line in Path(job.result["files"]["judgments.jsonl"]).read_text().splitlines()
+    ]
+    assert {(line["image_a"], line["image_b"], line["image_a_sha256"]) for line in lines} == {
+        (None, None, None)
+    }
+    assert sorted(job.result["files"]) == ["judgments.jsonl", "judgments.parquet"]
+
+
+@pytest.mark.usefixtures("image_storage")
+def test_an_image_preferences_export_without_validation_pairs_has_an_empty_image_split(
+    settings, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    from datasets import load_from_disk
+
+    from server.training.snapshots import snapshot_create
+
+    settings.VAR_DIR = tmp_path
+    study, _ = judged_image_study()
+    job = run_export(
+        study=study, kind="preferences", snapshot_id=snapshot_create(study=study, validation_fraction=0.0).id
+    )
+    dataset = load_from_disk(job.result["files"]["dataset"])
+    assert (len(dataset["train"]), len(dataset["validation"])) == (4, 0)
+    assert type(dataset["validation"].features["chosen"]).__name__ == "Image"
+
+
+@pytest.mark.usefixtures("image_storage")
+def test_the_exported_image_dataset_trains_the_image_reward_model(settings, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import numpy as np
+    from datasets import load_from_disk
+
+    from server.training.snapshots import snapshot_create
+    from workers.ml.image_reward import ImagePreferences, ImageRewardConfig, train_image_reward_model
+
+    settings.VAR_DIR = tmp_path
+    study, _ = judged_image_study()
+    job = run_export(
+        study=study, kind="preferences", snapshot_id=snapshot_create(study=study, validation_fraction=0.0).id
+    )
+    train = load_from_disk(job.result["files"]["dataset"])["train"]
+
+    def pixels(images: list) -> np.ndarray:  # type: ignore[type-arg]
+        return np.stack(
+            [np.asarray(image.convert("RGB").resize((32, 32)), dtype=np.uint8) for image in images]
+        )
+
+    preferences = ImagePreferences(
+        chosen=pixels(train["chosen"]),
+        rejected=pixels(train["rejected"]),
+        margins=np.asarray(train["margin"]),
+    )
+    result = train_image_reward_model(
+        preferences=preferences,
+        reference_images=np.concatenate([preferences.chosen, preferences.rejected]),
+        output_dir=tmp_path / "reward",
+        config=ImageRewardConfig(ensemble_size=1, epochs=2, bootstrap=False),
+    )
+    assert preferences.chosen.shape == (4, 32, 32, 3)
+    assert (result.train_pairs, (tmp_path / "reward" / "image_reward.json").is_file()) == (4, True)
+    assert np.isfinite(result.first_loss) and np.isfinite(result.last_loss)
