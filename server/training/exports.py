@@ -15,7 +15,9 @@ paths as the job's result. Kinds:
   ``HF_TOKEN`` in the worker's environment, it is also pushed to that Hugging Face Hub dataset
   repository (private); a failed push is reported in the result and the files are kept.
 - ``judgments`` — every judgment of the study with every field (``server.ratings.judgment_export``),
-  streamed to ``judgments.jsonl`` and ``judgments.parquet``.
+  streamed to ``judgments.jsonl`` and ``judgments.parquet``, with its ``answers`` to every question
+  of the study (a list of ``{criterion, position, question, outcome, chose_left}``); the result
+  lists the study's criteria.
 - ``leaderboard`` — the latest LeaderboardSnapshot as ``leaderboard.csv``.
 - ``evaluation_report`` — one self-contained HTML page (``evaluation-report.html``) with the
   latest evaluation of each version and its plots as inline SVG.
@@ -46,6 +48,7 @@ from server.jobs.services import job_enqueue
 from server.ratings.judgment_export import COLUMN_NAMES, judgments_write
 from server.ratings.models import Judgment
 from server.studies.models import Study
+from server.studies.selectors import study_criteria
 from server.training.models import PreferenceSnapshot
 from server.training.snapshots import eligible_judgments, snapshot_create, snapshot_rows
 
@@ -246,7 +249,15 @@ def _export_judgments(*, study: Study, folder: Path, report) -> dict[str, Any]: 
             step=min(rows, total), total=max(total, 1), message=f"{rows} of {total} judgments written"
         ),
     )
-    return {"rows": written, "columns": list(COLUMN_NAMES), "files": [JUDGMENTS_JSONL, JUDGMENTS_PARQUET]}
+    return {
+        "rows": written,
+        "columns": list(COLUMN_NAMES),
+        "criteria": [
+            {"key": criterion.key, "position": criterion.position, "question": criterion.question}
+            for criterion in study_criteria(study=study)
+        ],
+        "files": [JUDGMENTS_JSONL, JUDGMENTS_PARQUET],
+    }
 
 
 def _zip_folder(source: Path, target: Path) -> None:
