@@ -576,6 +576,26 @@ class LeaderboardRowSerializer(serializers.Serializer):
 CRITERION_HELP = "The key of the criterion (further question) it is about; null: the study's own question."
 
 
+class LengthControlledRowSerializer(serializers.Serializer):
+    version_id = serializers.IntegerField()
+    label = serializers.CharField()
+    rating = serializers.FloatField(allow_null=True)
+    lower = serializers.FloatField(allow_null=True)
+    upper = serializers.FloatField(allow_null=True)
+    rank = serializers.IntegerField()
+    battles = serializers.IntegerField()
+
+
+class LengthControlledSerializer(serializers.Serializer):
+    length_coefficient = serializers.FloatField(
+        allow_null=True, help_text="γ: the change in the log-odds of winning per unit of the covariate."
+    )
+    length_coefficient_interval = serializers.ListField(child=serializers.FloatField(allow_null=True))
+    covariate = serializers.CharField()
+    rounds = serializers.IntegerField()
+    rows = LengthControlledRowSerializer(many=True)
+
+
 class LeaderboardSerializer(serializers.ModelSerializer):
     rows = LeaderboardRowSerializer(many=True, read_only=True)
     criterion = serializers.SlugRelatedField(
@@ -584,11 +604,64 @@ class LeaderboardSerializer(serializers.ModelSerializer):
     matrices = serializers.DictField(
         read_only=True, help_text='{"version_ids", "labels", "win_rate": [[...]], "battles": [[...]]}'
     )
+    length_controlled = serializers.SerializerMethodField(
+        help_text="The same criterion's ratings net of the length covariate, with bootstrap intervals and "
+        "ranks (null when some sample has no token count, or the board predates them)."
+    )
 
     class Meta:
         model = LeaderboardSnapshot
-        fields = ["id", "criterion", "created_at", "judgment_count", "params", "rows", "matrices", "job_id"]
+        fields = [
+            "id",
+            "criterion",
+            "created_at",
+            "judgment_count",
+            "params",
+            "rows",
+            "length_controlled",
+            "matrices",
+            "job_id",
+        ]
         read_only_fields = fields
+
+    @extend_schema_field(LengthControlledSerializer(allow_null=True))
+    def get_length_controlled(self, board: LeaderboardSnapshot) -> dict[str, Any] | None:
+        style = ((board.matrices or {}).get("diagnostics") or {}).get("style_control")
+        if not isinstance(style, dict) or not style.get("rows"):
+            return None
+        return LengthControlledSerializer(style).data
+
+
+class AlphaSerializer(serializers.Serializer):
+    level = serializers.ChoiceField(choices=["ordinal", "nominal"])
+    scale = serializers.CharField()
+    alpha = serializers.FloatField(allow_null=True, help_text="Krippendorff's α; null when undefined.")
+    lower = serializers.FloatField(allow_null=True)
+    upper = serializers.FloatField(allow_null=True)
+    units = serializers.IntegerField(help_text="Comparisons judged by two or more raters.")
+    values = serializers.IntegerField(help_text="Judgments on those comparisons.")
+    rounds = serializers.IntegerField(help_text="Bootstrap rounds in which α was defined.")
+
+
+class KappaSerializer(serializers.Serializer):
+    first = serializers.CharField()
+    second = serializers.CharField()
+    kappa = serializers.FloatField(allow_null=True)
+    lower = serializers.FloatField(allow_null=True)
+    upper = serializers.FloatField(allow_null=True)
+    items = serializers.IntegerField()
+    agreement = serializers.FloatField(allow_null=True)
+
+
+class AgreementSerializer(serializers.Serializer):
+    criterion = serializers.CharField(help_text="The key of the criterion whose answers these are.")
+    question = serializers.CharField()
+    judgments = serializers.IntegerField()
+    raters = serializers.IntegerField()
+    alpha = AlphaSerializer(many=True, source="rows")
+    kappas = KappaSerializer(many=True)
+    kappa_pairs_considered = serializers.IntegerField()
+    empty_reason = serializers.CharField(help_text="Why α cannot be computed; empty when it can.")
 
 
 class EvaluationSerializer(serializers.ModelSerializer):
