@@ -17,6 +17,7 @@ from server.ratings.models import Assignment, Rater
 from server.ratings.selectors import assignment_images, assignment_texts
 from server.ratings.services import CHOICES, NoWork
 from server.studies.models import (
+    ANSWER_PHRASE_MAX,
     MAX_CRITERIA,
     BootstrapClusters,
     Modality,
@@ -120,10 +121,23 @@ class ErrorSerializer(serializers.Serializer):
 # --- Studies --------------------------------------------------------------------------------------
 
 
+ANSWER_PHRASE_API_HELP = (
+    "What completes the rating page's buttons: “Left is <phrase>” (e.g. “more original”); empty: plain "
+    "“Left” / “Right”. Omitted: the phrase a question shaped “Which … is <phrase>?” implies, else empty."
+)
+
+
 class CriterionSerializer(serializers.Serializer):
     key = Slug(max_length=40, help_text="How votes, leaderboards and snapshots name this question.")
     question = Text(max_length=500)
     guidelines = Text(required=False, allow_blank=True, max_length=50_000, default="")
+    answer_phrase = Text(
+        required=False,
+        allow_blank=True,
+        allow_null=True,
+        max_length=ANSWER_PHRASE_MAX,
+        help_text=ANSWER_PHRASE_API_HELP,
+    )
 
 
 class StudySerializer(serializers.ModelSerializer):
@@ -133,9 +147,16 @@ class StudySerializer(serializers.ModelSerializer):
 
     @extend_schema_field(CriterionSerializer(many=True))
     def get_criteria(self, study: Study) -> list[dict[str, str]]:
-        first = {"key": study.criterion_key, "question": study.question, "guidelines": study.guidelines}
-        others = sorted(study.criteria.all(), key=lambda criterion: criterion.position)
-        return [first, *({"key": c.key, "question": c.question, "guidelines": c.guidelines} for c in others)]
+        questions = [study, *sorted(study.criteria.all(), key=lambda criterion: criterion.position)]
+        return [
+            {
+                "key": study.criterion_key if question is study else question.key,
+                "question": question.question,
+                "guidelines": question.guidelines,
+                "answer_phrase": question.answer_phrase,
+            }
+            for question in questions
+        ]
 
     class Meta:
         model = Study
@@ -145,6 +166,7 @@ class StudySerializer(serializers.ModelSerializer):
             "name",
             "question",
             "guidelines",
+            "answer_phrase",
             "modality",
             "is_active",
             "overlap",
@@ -194,6 +216,13 @@ class StudyCreateSerializer(serializers.Serializer):
         help_text="A ready set of criteria.",
     )
     guidelines = Text(required=False, allow_blank=True, max_length=50_000)
+    answer_phrase = Text(
+        required=False,
+        allow_blank=True,
+        allow_null=True,
+        max_length=ANSWER_PHRASE_MAX,
+        help_text="With question only (criteria carry their own). " + ANSWER_PHRASE_API_HELP,
+    )
     modality = serializers.ChoiceField(choices=Modality.choices, required=False)
     overlap = Integer(min_value=1, max_value=100, required=False)
     gold_rate = Number(min_value=0.0, max_value=0.5, required=False)
