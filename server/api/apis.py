@@ -31,6 +31,7 @@ from server.api import serializers as s
 from server.api.parsers import JSONParser
 from server.api.permissions import IsStaff, StudyAccess, is_staff
 from server.core.exceptions import NotFound
+from server.dashboard.insights import study_agreement
 from server.evaluations.selectors import leaderboard_latest
 from server.evaluations.services import evaluation_start, leaderboard_recompute_start
 from server.generators.services import (
@@ -49,7 +50,7 @@ from server.ratings.gold_import import gold_pairs_import, gold_pairs_import_file
 from server.ratings.models import Judgment
 from server.ratings.pair_selection import pair_selection_start
 from server.studies.models import Study
-from server.studies.selectors import study_criterion
+from server.studies.selectors import CriterionView, study_criterion
 from server.studies.services import PromptInput, prompt_bulk_create, study_create
 from server.training.exports import export_file_path, export_start
 from server.training.services import policy_train_start, reward_model_train_start
@@ -442,26 +443,28 @@ class RaterResumeApi(StudyAPI):
 # --- Results (staff) ------------------------------------------------------------------------------------
 
 
+CRITERION_PARAMETER = OpenApiParameter(
+    "criterion", str, description="A criterion key: its answers (default: the study's own question)."
+)
+
+
+def _criterion(study: Study, request: Request) -> CriterionView:
+    try:
+        return study_criterion(study=study, key=request.query_params.get("criterion"))
+    except LookupError as error:
+        raise NotFound(str(error), extra={"field": "criterion"}) from None
+
+
 class LeaderboardApi(StudyAPI):
     schema_tag = "results"
 
     @extend_schema(
-        summary="The study's latest leaderboard (staff)",
+        summary="The study's latest leaderboard of a criterion, plain and length-controlled (staff)",
         responses=s.LeaderboardSerializer,
-        parameters=[
-            OpenApiParameter(
-                "criterion",
-                str,
-                description="A criterion key: its leaderboard (default: the study's own question).",
-            )
-        ],
+        parameters=[CRITERION_PARAMETER],
     )
     def get(self, request: Request, slug: str) -> Response:
-        key = request.query_params.get("criterion")
-        try:
-            criterion = study_criterion(study=self.study, key=key)
-        except LookupError as error:
-            raise NotFound(str(error), extra={"field": "criterion"}) from None
+        criterion = _criterion(self.study, request)
         board = leaderboard_latest(study=self.study, criterion_id=criterion.id)
         if board is None:
             raise NotFound(
@@ -470,6 +473,20 @@ class LeaderboardApi(StudyAPI):
                 else f"The study has no leaderboard of {criterion.key!r} yet."
             )
         return Response(s.LeaderboardSerializer(board).data)
+
+
+class AgreementApi(StudyAPI):
+    schema_tag = "results"
+
+    @extend_schema(
+        summary="Agreement between raters on a criterion: Krippendorff's α with bootstrap intervals, "
+        "Cohen's κ per rater pair (staff)",
+        responses=s.AgreementSerializer,
+        parameters=[CRITERION_PARAMETER],
+    )
+    def get(self, request: Request, slug: str) -> Response:
+        criterion = _criterion(self.study, request)
+        return Response(s.AgreementSerializer(study_agreement(study=self.study, criterion=criterion)).data)
 
 
 class EvaluationListApi(StudyListAPI):

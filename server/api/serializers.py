@@ -17,6 +17,7 @@ from server.ratings.models import Assignment, Rater
 from server.ratings.selectors import assignment_images, assignment_texts
 from server.ratings.services import CHOICES, NoWork
 from server.studies.models import (
+    ANSWER_PHRASE_MAX,
     MAX_CRITERIA,
     BootstrapClusters,
     Modality,
@@ -120,10 +121,23 @@ class ErrorSerializer(serializers.Serializer):
 # --- Studies --------------------------------------------------------------------------------------
 
 
+ANSWER_PHRASE_API_HELP = (
+    "What completes the rating page's buttons: “Left is <phrase>” (e.g. “more original”); empty: plain "
+    "“Left” / “Right”. Omitted: the phrase a question shaped “Which … is <phrase>?” implies, else empty."
+)
+
+
 class CriterionSerializer(serializers.Serializer):
     key = Slug(max_length=40, help_text="How votes, leaderboards and snapshots name this question.")
     question = Text(max_length=500)
     guidelines = Text(required=False, allow_blank=True, max_length=50_000, default="")
+    answer_phrase = Text(
+        required=False,
+        allow_blank=True,
+        allow_null=True,
+        max_length=ANSWER_PHRASE_MAX,
+        help_text=ANSWER_PHRASE_API_HELP,
+    )
 
 
 class StudySerializer(serializers.ModelSerializer):
@@ -133,9 +147,16 @@ class StudySerializer(serializers.ModelSerializer):
 
     @extend_schema_field(CriterionSerializer(many=True))
     def get_criteria(self, study: Study) -> list[dict[str, str]]:
-        first = {"key": study.criterion_key, "question": study.question, "guidelines": study.guidelines}
-        others = sorted(study.criteria.all(), key=lambda criterion: criterion.position)
-        return [first, *({"key": c.key, "question": c.question, "guidelines": c.guidelines} for c in others)]
+        questions = [study, *sorted(study.criteria.all(), key=lambda criterion: criterion.position)]
+        return [
+            {
+                "key": study.criterion_key if question is study else question.key,
+                "question": question.question,
+                "guidelines": question.guidelines,
+                "answer_phrase": question.answer_phrase,
+            }
+            for question in questions
+        ]
 
     class Meta:
         model = Study
@@ -145,6 +166,7 @@ class StudySerializer(serializers.ModelSerializer):
             "name",
             "question",
             "guidelines",
+            "answer_phrase",
             "modality",
             "is_active",
             "overlap",
@@ -194,6 +216,13 @@ class StudyCreateSerializer(serializers.Serializer):
         help_text="A ready set of criteria.",
     )
     guidelines = Text(required=False, allow_blank=True, max_length=50_000)
+    answer_phrase = Text(
+        required=False,
+        allow_blank=True,
+        allow_null=True,
+        max_length=ANSWER_PHRASE_MAX,
+        help_text="With question only (criteria carry their own). " + ANSWER_PHRASE_API_HELP,
+    )
     modality = serializers.ChoiceField(choices=Modality.choices, required=False)
     overlap = Integer(min_value=1, max_value=100, required=False)
     gold_rate = Number(min_value=0.0, max_value=0.5, required=False)
@@ -583,6 +612,26 @@ class LeaderboardRowSerializer(serializers.Serializer):
 CRITERION_HELP = "The key of the criterion (further question) it is about; null: the study's own question."
 
 
+class LengthControlledRowSerializer(serializers.Serializer):
+    version_id = serializers.IntegerField()
+    label = serializers.CharField()
+    rating = serializers.FloatField(allow_null=True)
+    lower = serializers.FloatField(allow_null=True)
+    upper = serializers.FloatField(allow_null=True)
+    rank = serializers.IntegerField()
+    battles = serializers.IntegerField()
+
+
+class LengthControlledSerializer(serializers.Serializer):
+    length_coefficient = serializers.FloatField(
+        allow_null=True, help_text="γ: the change in the log-odds of winning per unit of the covariate."
+    )
+    length_coefficient_interval = serializers.ListField(child=serializers.FloatField(allow_null=True))
+    covariate = serializers.CharField()
+    rounds = serializers.IntegerField()
+    rows = LengthControlledRowSerializer(many=True)
+
+
 class LeaderboardSerializer(serializers.ModelSerializer):
     rows = LeaderboardRowSerializer(many=True, read_only=True)
     criterion = serializers.SlugRelatedField(
@@ -591,11 +640,64 @@ class LeaderboardSerializer(serializers.ModelSerializer):
     matrices = serializers.DictField(
         read_only=True, help_text='{"version_ids", "labels", "win_rate": [[...]], "battles": [[...]]}'
     )
+    length_controlled = serializers.SerializerMethodField(
+        help_text="The same criterion's ratings net of the length covariate, with bootstrap intervals and "
+        "ranks (null when some sample has no token count, or the board predates them)."
+    )
 
     class Meta:
         model = LeaderboardSnapshot
-        fields = ["id", "criterion", "created_at", "judgment_count", "params", "rows", "matrices", "job_id"]
+        fields = [
+            "id",
+            "criterion",
+            "created_at",
+            "judgment_count",
+            "params",
+            "rows",
+            "length_controlled",
+            "matrices",
+            "job_id",
+        ]
         read_only_fields = fields
+
+    @extend_schema_field(LengthControlledSerializer(allow_null=True))
+    def get_length_controlled(self, board: LeaderboardSnapshot) -> dict[str, Any] | None:
+        style = ((board.matrices or {}).get("diagnostics") or {}).get("style_control")
+        if not isinstance(style, dict) or not style.get("rows"):
+            return None
+        return LengthControlledSerializer(style).data
+
+
+class AlphaSerializer(serializers.Serializer):
+    level = serializers.ChoiceField(choices=["ordinal", "nominal"])
+    scale = serializers.CharField()
+    alpha = serializers.FloatField(allow_null=True, help_text="Krippendorff's α; null when undefined.")
+    lower = serializers.FloatField(allow_null=True)
+    upper = serializers.FloatField(allow_null=True)
+    units = serializers.IntegerField(help_text="Comparisons judged by two or more raters.")
+    values = serializers.IntegerField(help_text="Judgments on those comparisons.")
+    rounds = serializers.IntegerField(help_text="Bootstrap rounds in which α was defined.")
+
+
+class KappaSerializer(serializers.Serializer):
+    first = serializers.CharField()
+    second = serializers.CharField()
+    kappa = serializers.FloatField(allow_null=True)
+    lower = serializers.FloatField(allow_null=True)
+    upper = serializers.FloatField(allow_null=True)
+    items = serializers.IntegerField()
+    agreement = serializers.FloatField(allow_null=True)
+
+
+class AgreementSerializer(serializers.Serializer):
+    criterion = serializers.CharField(help_text="The key of the criterion whose answers these are.")
+    question = serializers.CharField()
+    judgments = serializers.IntegerField()
+    raters = serializers.IntegerField()
+    alpha = AlphaSerializer(many=True, source="rows")
+    kappas = KappaSerializer(many=True)
+    kappa_pairs_considered = serializers.IntegerField()
+    empty_reason = serializers.CharField(help_text="Why α cannot be computed; empty when it can.")
 
 
 class EvaluationSerializer(serializers.ModelSerializer):

@@ -46,6 +46,7 @@ urlpatterns = [
     path(f"{study}raters/<id:rater_id>/pause/", apis.RaterPauseApi.as_view(), name="rater-pause"),
     path(f"{study}raters/<id:rater_id>/resume/", apis.RaterResumeApi.as_view(), name="rater-resume"),
     path(f"{study}leaderboard/", apis.LeaderboardApi.as_view(), name="leaderboard"),
+    path(f"{study}agreement/", apis.AgreementApi.as_view(), name="agreement"),
     path(f"{study}evaluations/", apis.EvaluationListApi.as_view(), name="evaluations"),
     path(f"{study}evaluations/<id:evaluation_id>/", apis.EvaluationDetailApi.as_view(), name="evaluation"),
     path(f"{study}snapshots/", apis.SnapshotListCreateApi.as_view(), name="snapshots"),

@@ -1,12 +1,12 @@
 """Reads behind the dashboard's insight sections: what the statistics compute, shown with their
 uncertainty and their n, and the reason whenever there is nothing to show.
 
-- agreement: Krippendorff's α per study (and per criterion, once studies ask more than one
-  question) with a bootstrap interval over comparisons; Cohen's κ for the rater pairs that
-  judged enough of the same comparisons;
+- agreement: Krippendorff's α of one criterion (the one chosen on the page; the study's own
+  question by default) with a bootstrap interval over comparisons; Cohen's κ for the rater pairs
+  that judged enough of the same comparisons, on the same answers;
 - the length-controlled leaderboard and the Davidson tie parameter, as the latest recompute
-  stored them (``server.evaluations.leaderboard``);
-- the "both bad" rate per version;
+  stored them for that criterion (``server.evaluations.leaderboard``);
+- the "both bad" rate per version, on that criterion's answers;
 - the lineage of versions with their ratings round by round;
 - rater quality and the reward models' reliability diagrams (SVG, ``server.dashboard.charts``);
 - the evaluation report's forest plots;
@@ -55,8 +55,9 @@ from server.evaluations.selectors import leaderboard_latest
 from server.generators.models import GeneratorVersion
 from server.jobs.models import Job
 from server.ratings.models import Assignment, AssignmentStatus, Judgment, Outcome, Rater
-from server.ratings.selectors import judgments_trusted
+from server.ratings.selectors import judgments_trusted, with_criterion_outcome
 from server.studies.models import Study, StudyVersion
+from server.studies.selectors import CriterionView, study_criteria
 from server.training.models import RewardModel
 
 OUTCOME_CODES = {
@@ -87,8 +88,7 @@ def _finite_or_none(value: float) -> float | None:
 
 @dataclass(frozen=True)
 class AlphaRow:
-    """α of one criterion on one scale. ``criterion`` is "overall" while a study asks one
-    question; a study with several criteria gets one row per criterion and scale."""
+    """α of one criterion (its key) on one scale."""
 
     criterion: str
     level: str
@@ -114,6 +114,8 @@ class KappaRow:
 
 @dataclass
 class AgreementSummary:
+    criterion: str  # the key of the criterion whose answers these are
+    question: str
     judgments: int
     raters: int
     rows: list[AlphaRow] = field(default_factory=list)
@@ -142,17 +144,23 @@ def _alpha_row(criterion: str, level: str, scale: str, estimate: AlphaEstimate) 
     )
 
 
-def study_agreement(*, study: Study, rounds: int = AGREEMENT_ROUNDS) -> AgreementSummary:
+def study_agreement(
+    *, study: Study, criterion: CriterionView | None = None, rounds: int = AGREEMENT_ROUNDS
+) -> AgreementSummary:
     """Agreement among the raters on the judgments every statistic uses (``judgments_trusted``:
-    live, unflagged, raters not paused, regular comparisons), all prompts. Units are comparisons;
-    the outcome is in the comparison's own terms (A / B are its samples, not the sides shown)."""
+    live, unflagged, raters not paused, regular comparisons), all prompts, in their answers to
+    ``criterion`` (None: the study's own question). Units are comparisons; the outcome is in the
+    comparison's own terms (A / B are its samples, not the sides shown)."""
+    criterion = criterion or study_criteria(study=study)[0]
     rows = list(
-        judgments_trusted(study=study).values_list(
-            "assignment__comparison_id", "assignment__rater_id", "outcome"
+        with_criterion_outcome(judgments_trusted(study=study), criterion_id=criterion.id).values_list(
+            "assignment__comparison_id", "assignment__rater_id", "criterion_outcome"
         )
     )
     rater_ids = sorted({row[1] for row in rows})
-    summary = AgreementSummary(judgments=len(rows), raters=len(rater_ids))
+    summary = AgreementSummary(
+        criterion=criterion.key, question=criterion.question, judgments=len(rows), raters=len(rater_ids)
+    )
     if not rows:
         summary.empty_reason = "No judgments yet: agreement needs comparisons judged by two or more raters."
         return summary
@@ -162,13 +170,12 @@ def study_agreement(*, study: Study, rounds: int = AGREEMENT_ROUNDS) -> Agreemen
     codes = np.full((len(rater_ids), len(unit_ids)), np.nan)
     for comparison_id, rater_id, outcome in rows:
         codes[rater_index[rater_id], unit_index[comparison_id]] = OUTCOME_CODES[outcome]
-    # One criterion today; a study with several questions adds a loop over them here.
     for level, scale in SCALES:
         data = ordinal_outcome_codes(np.nan_to_num(codes, nan=0).astype(int)) if level == "ordinal" else codes
         if level == "ordinal":
             data = np.where(np.isnan(codes), np.nan, data)
         estimate = bootstrap_krippendorff_alpha(data, level=level, rounds=rounds)  # type: ignore[arg-type]
-        summary.rows.append(_alpha_row("overall", level, scale, estimate))
+        summary.rows.append(_alpha_row(criterion.key, level, scale, estimate))
     if all(row.units == 0 for row in summary.rows):
         summary.empty_reason = (
             "No comparison has been judged by two or more raters yet: α needs comparisons judged by two or "
@@ -293,17 +300,18 @@ class BothBadRow:
     high: float | None
 
 
-def both_bad_rates(*, study: Study) -> list[BothBadRow]:
+def both_bad_rates(*, study: Study, criterion_id: int | None = None) -> list[BothBadRow]:
     """Per enrolled version: the share of trusted judgments of its comparisons (all prompts) that
     said "both bad", with its 95 % Wilson interval. A judgment counts for both of its versions.
     The judgments of one prompt share their samples, so the interval is a floor on the
-    uncertainty, as for the head-to-head win rates."""
+    uncertainty, as for the head-to-head win rates. ``criterion_id``: whose answers (None: the
+    study's own question)."""
     per_pair = (
-        judgments_trusted(study=study)
+        with_criterion_outcome(judgments_trusted(study=study), criterion_id=criterion_id)
         .values(
             "assignment__comparison__sample_a__version_id", "assignment__comparison__sample_b__version_id"
         )
-        .annotate(total=Count("id"), both_bad=Count("id", filter=Q(outcome=Outcome.BOTH_BAD)))
+        .annotate(total=Count("id"), both_bad=Count("id", filter=Q(criterion_outcome=Outcome.BOTH_BAD)))
         .order_by()
     )
     totals: dict[int, list[int]] = {}
@@ -733,14 +741,22 @@ class StudyInsights:
     forest_plots: list[tuple[str, SafeString]]
     rationale_counts: dict[str, int]
     rationale_preview: list[RationaleEntry]
+    criterion: CriterionView | None = None  # whose answers agreement, length control and both bad are
+    several_criteria: bool = False  # the sections then name the criterion
 
 
-def study_insights(*, study: Study) -> StudyInsights:
-    board = leaderboard_latest(study=study)  # the study's own question
+def study_insights(*, study: Study, criterion: CriterionView | None = None) -> StudyInsights:
+    """The insight sections; agreement, the length-controlled board and "both bad" are those of
+    ``criterion`` (the one chosen on the page; None: the study's own question)."""
+    criteria = study_criteria(study=study)
+    criterion = criterion or criteria[0]
+    board = leaderboard_latest(study=study, criterion_id=criterion.id)
     return StudyInsights(
-        agreement=study_agreement(study=study),
+        criterion=criterion,
+        several_criteria=len(criteria) > 1,
+        agreement=study_agreement(study=study, criterion=criterion),
         length_control=length_control(board=board),
-        both_bad=both_bad_rates(study=study),
+        both_bad=both_bad_rates(study=study, criterion_id=criterion.id),
         lineage=study_lineage(study=study),
         rater_quality=rater_quality(study=study),
         reliability=reliability_diagrams(study=study),

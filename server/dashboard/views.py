@@ -243,7 +243,9 @@ def _render_study(
         "endpoint_form": endpoint_form or forms.EndpointVersionForm(),
         "machine_judges": machine_judges_overview(study=study),
         "human_ranks": _human_ranks(data.leaderboard),
-        "insights": study_insights(study=study),
+        "insights": study_insights(
+            study=study, criterion=next(c for c in data.criteria if c.key == data.criterion)
+        ),
     }
     return render(request, "dashboard/study.html", context, status=status)
 

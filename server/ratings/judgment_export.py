@@ -3,9 +3,18 @@
 The raw record behind every figure Lovelace shows: each judgment (revoked ones included, with
 when and why), its timings, quality flags and rationale, the rater, the pair as stored (A / B) and
 as shown (``left_is_a``), the prompt and both texts (or images: file and content hash) with their
-versions. Rows come from one server-side cursor a chunk at a time and go to both files as they
-come, so an export holds one chunk in memory whatever the size of the study. ``pyarrow`` is
-imported by the writer only (the worker's; the web process never loads it).
+versions, and ``answers``: the judgment's answer to every question of the study
+(``ANSWER_FIELDS``). Rows come from one server-side cursor a chunk at a time and go to both files
+as they come, so an export holds one chunk in memory whatever the size of the study; the answers
+to the further questions of a chunk come in one more query per chunk (not per row). ``pyarrow``
+is imported by the writer only (the worker's; the web process never loads it).
+
+``answers`` is a list, one entry per question the judgment answered, in the order the rater
+answered them: ``{"criterion": key, "position": 0.., "question": text, "outcome": "A" | "B" |
+"tie" | "both_bad", "chose_left": true | false | null}``. Position 0 is the study's own question
+(the same answer as the row's ``outcome`` and ``chose_left``), so every criterion reads the same
+way: explode the list (``pandas.DataFrame.explode``, ``pyarrow.compute.list_flatten``) and filter
+on ``criterion``. A further question added after a vote has no entry in that vote's list.
 """
 
 from __future__ import annotations
@@ -17,8 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from server.generators.images import image_export_name
-from server.ratings.models import Judgment
-from server.studies.models import Study
+from server.ratings.models import Judgment, JudgmentAnswer
+from server.studies.models import Criterion, Study
 
 CHUNK_ROWS = 2000
 
@@ -68,27 +77,69 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("image_a_sha256", "assignment__comparison__sample_a__image__sha256", "string"),
     ("image_b_sha256", "assignment__comparison__sample_b__image__sha256", "string"),
 )
-COLUMN_NAMES = tuple(name for name, _, _ in COLUMNS)
+# The last column: every question's answer (see the module's docstring).
+ANSWERS_COLUMN = "answers"
+ANSWER_FIELDS: tuple[tuple[str, str], ...] = (
+    ("criterion", "string"),
+    ("position", "int64"),
+    ("question", "string"),
+    ("outcome", "string"),
+    ("chose_left", "bool"),
+)
+COLUMN_NAMES = (*(name for name, _, _ in COLUMNS), ANSWERS_COLUMN)
 IMAGE_COLUMNS = tuple(COLUMN_NAMES.index(name) for name in ("image_a", "image_b"))
+_OUTCOME = COLUMN_NAMES.index("outcome")
+_CHOSE_LEFT = COLUMN_NAMES.index("chose_left")
 
 
 def judgment_rows(*, study: Study, chunk_rows: int = CHUNK_ROWS) -> Iterator[list[tuple[Any, ...]]]:
-    """The study's judgments in id order, ``chunk_rows`` tuples (``COLUMNS`` order) at a time,
-    from a server-side cursor on PostgreSQL (Django's ``iterator``)."""
+    """The study's judgments in id order, ``chunk_rows`` tuples (``COLUMN_NAMES`` order, the
+    answers list last) at a time, from a server-side cursor on PostgreSQL (Django's
+    ``iterator``), each chunk's further answers in one query."""
+    first = {"criterion": study.criterion_key, "position": 0, "question": study.question}
+    further = {
+        criterion_id: {"criterion": key, "position": position, "question": question}
+        for criterion_id, key, position, question in Criterion.objects.filter(study=study).values_list(
+            "id", "key", "position", "question"
+        )
+    }
     rows = (
         Judgment.objects.filter(assignment__comparison__study=study)
         .order_by("id")
         .values_list(*(path for _, path, _ in COLUMNS))
         .iterator(chunk_size=chunk_rows)
     )
+
+    def with_answers(chunk: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+        answers: dict[int, list[dict[str, Any]]] = {}
+        if further:
+            for judgment_id, criterion_id, outcome, chose_left in (
+                JudgmentAnswer.objects.filter(judgment_id__in=[row[0] for row in chunk])
+                .order_by("judgment_id", "criterion__position")
+                .values_list("judgment_id", "criterion_id", "outcome", "chose_left")
+            ):
+                answers.setdefault(judgment_id, []).append(
+                    {**further[criterion_id], "outcome": outcome, "chose_left": chose_left}
+                )
+        return [
+            (
+                *row,
+                [
+                    {**first, "outcome": row[_OUTCOME], "chose_left": row[_CHOSE_LEFT]},
+                    *answers.get(row[0], ()),
+                ],
+            )
+            for row in chunk
+        ]
+
     chunk: list[tuple[Any, ...]] = []
     for row in rows:
         chunk.append(row)
         if len(chunk) >= chunk_rows:
-            yield chunk
+            yield with_answers(chunk)
             chunk = []
     if chunk:
-        yield chunk
+        yield with_answers(chunk)
 
 
 def _json_value(value: Any) -> Any:
@@ -106,7 +157,13 @@ def _arrow_schema() -> Any:
         "strings": pa.list_(pa.string()),
         "timestamp": pa.timestamp("us", tz="UTC"),
     }
-    return pa.schema([pa.field(name, types[kind]) for name, _, kind in COLUMNS])
+    answer = pa.struct([pa.field(name, types[kind]) for name, kind in ANSWER_FIELDS])
+    return pa.schema(
+        [
+            *(pa.field(name, types[kind]) for name, _, kind in COLUMNS),
+            pa.field(ANSWERS_COLUMN, pa.list_(answer)),
+        ]
+    )
 
 
 def judgments_write(

@@ -212,8 +212,9 @@ def rate_page(request: HttpRequest, slug: str) -> HttpResponse:
         "csrfToken": get_token(request),
         "undoSeconds": services.UNDO_WINDOW_SECONDS,
         "showProgress": study.show_progress,
-        # The questions a vote answers, in order (one unless the study has further criteria).
-        "questions": [{"key": c.key, "question": c.question} for c in criteria],
+        # The questions a vote answers, in order (one unless the study has further criteria), each
+        # with the words of its four answer buttons.
+        "questions": [{"key": c.key, "question": c.question, "labels": c.choice_labels} for c in criteria],
     }
     response = render(
         request,
@@ -224,6 +225,7 @@ def rate_page(request: HttpRequest, slug: str) -> HttpResponse:
             "config": config,
             "closed": not study.is_active,
             "criteria": criteria if len(criteria) > 1 else [],
+            "labels": criteria[0].choice_labels,  # the first question's, until the script moves on
         },
     )
     return _frameable_for_mturk(response) if rater.platform == Platform.MTURK else response

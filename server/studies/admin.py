@@ -11,7 +11,7 @@ class CriterionInline(admin.TabularInline):
     model = Criterion
     extra = 0
     max_num = MAX_CRITERIA - 1
-    fields = ["position", "key", "question", "guidelines"]
+    fields = ["position", "key", "question", "answer_phrase", "guidelines"]
 
 
 class StudyVersionInline(admin.TabularInline):

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 
 from django.conf import settings
@@ -12,6 +13,44 @@ from django.db.models import F, Q
 
 def _new_invite_token() -> str:
     return secrets.token_urlsafe(18)
+
+
+ANSWER_PHRASE_MAX = 60
+# "Which is more original?" → "more original"; "Which poem is better?" → "better". Only this
+# shape is read: "Left is <phrase>" is then grammatical by construction.
+_WHICH_IS = re.compile(r"^\s*which(?:\s+[\w-]+)?\s+is\s+([^?,;:\n]{1,60}?)\s*\?\s*$", re.IGNORECASE)
+ANSWER_PHRASE_HELP = (
+    "How the rating page's buttons answer the question: “Left is <phrase>” / “Right is <phrase>” "
+    "(e.g. “more original”). Blank: plain “Left” / “Right”."
+)
+
+
+def answer_phrase_from_question(question: str) -> str:
+    """The phrase that completes "Left is …" for a question shaped "Which [thing] is …?"
+    ("Which is more original?" → "more original"); "" (plain Left / Right) for any other."""
+    match = _WHICH_IS.match(question or "")
+    return match.group(1).strip() if match else ""
+
+
+def answer_phrase_problem(phrase: str, *, check_length: bool = True) -> str | None:
+    """Why ``phrase`` cannot complete "Left is …" on a button; None when it can."""
+    if check_length and len(phrase) > ANSWER_PHRASE_MAX:
+        return f"Use at most {ANSWER_PHRASE_MAX} characters (buttons read “Left is <phrase>”)."
+    if phrase != phrase.strip() or any(not character.isprintable() for character in phrase):
+        return "Use one line without leading or trailing spaces."
+    if phrase.lower().startswith("is ") or phrase.endswith("?"):
+        return (
+            "Give only what follows “Left is”, without “is” and without a question mark "
+            "(e.g. “more original”)."
+        )
+    return None
+
+
+def validate_answer_phrase(phrase: str) -> None:
+    """The model field's validator (its ``max_length`` checks the length)."""
+    problem = answer_phrase_problem(phrase, check_length=False)
+    if problem:
+        raise ValidationError(problem)
 
 
 class Modality(models.TextChoices):
@@ -49,6 +88,12 @@ class Study(models.Model):
     # (``Criterion``), answered in the same vote.
     question = models.CharField(max_length=500)
     guidelines = models.TextField(blank=True)
+    answer_phrase = models.CharField(
+        max_length=ANSWER_PHRASE_MAX,
+        blank=True,
+        validators=[validate_answer_phrase],
+        help_text=ANSWER_PHRASE_HELP,
+    )
     criterion_key = models.SlugField(
         max_length=40,
         default="primary",
@@ -202,6 +247,12 @@ class Criterion(models.Model):
     key = models.SlugField(max_length=40)
     question = models.CharField(max_length=500)
     guidelines = models.TextField(blank=True)
+    answer_phrase = models.CharField(
+        max_length=ANSWER_PHRASE_MAX,
+        blank=True,
+        validators=[validate_answer_phrase],
+        help_text=ANSWER_PHRASE_HELP,
+    )
     position = models.PositiveSmallIntegerField(
         validators=[MinValueValidator(1), MaxValueValidator(MAX_CRITERIA - 1)]
     )

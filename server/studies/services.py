@@ -16,6 +16,8 @@ from server.studies.models import (
     PromptSplit,
     Study,
     StudyVersion,
+    answer_phrase_from_question,
+    answer_phrase_problem,
     prompt_text_hash,
 )
 
@@ -41,6 +43,14 @@ class CriterionInput:
     key: str
     question: str
     guidelines: str = ""
+    # What completes "Left is …" on the rating page's buttons; None: derived from the question
+    # ("Which is more original?" → "more original", else plain Left / Right); "": plain.
+    answer_phrase: str | None = None
+
+    def phrase(self) -> str:
+        if self.answer_phrase is None:
+            return answer_phrase_from_question(self.question.strip())
+        return self.answer_phrase.strip()
 
 
 # Boden's two conditions of creativity, asked of people: novel ("original") and valuable
@@ -49,12 +59,14 @@ CREATIVITY_CRITERIA = (
     CriterionInput(
         key="original",
         question="Which is more original?",
+        answer_phrase="more original",
         guidelines="Judge originality only: which answer is less expected, less like what anyone would "
         "write for this prompt (a surprising idea, image or turn), whether or not it is any good.",
     ),
     CriterionInput(
         key="better",
         question="Which is better?",
+        answer_phrase="better",
         guidelines="Judge overall value only: which answer serves the prompt better (makes sense, is "
         "well written, is worth reading), whether or not it is original.",
     ),
@@ -83,6 +95,9 @@ def criteria_problems(criteria: list[CriterionInput]) -> dict[str, str]:
             errors[f"{field}.question"] = "A criterion needs a question."
         elif len(criterion.question.strip()) > 500:
             errors[f"{field}.question"] = "Use at most 500 characters."
+        phrase_problem = answer_phrase_problem(criterion.phrase())
+        if phrase_problem:
+            errors[f"{field}.answer_phrase"] = phrase_problem
     return errors
 
 
@@ -98,7 +113,8 @@ def study_create(
 ) -> Study:
     """A new study. Its questions come from ``criteria`` (1 to MAX_CRITERIA, answered in this
     order; the first is the study's own question), from a ``template`` (``"creativity"``: more
-    original? and better?), or from ``question`` (one criterion, as before criteria existed)."""
+    original? and better?), or from ``question`` (one criterion, as before criteria existed).
+    A question without an ``answer_phrase`` gets the one it implies (``answer_phrase_from_question``)."""
     if template:
         if template not in STUDY_TEMPLATES:
             raise ApplicationError(
@@ -111,15 +127,24 @@ def study_create(
                 extra={"fields": {"criteria": "A template sets the criteria."}},
             )
         criteria = list(STUDY_TEMPLATES[template])
+    if criteria and rules.get("answer_phrase") is not None:
+        raise ApplicationError(
+            "With criteria or a template, give each criterion's own answer phrase.",
+            extra={"fields": {"answer_phrase": "Give it in criteria, one per question."}},
+        )
     if criteria:
         problems = criteria_problems(criteria)
         if problems:
             raise ApplicationError("The study's criteria are not valid.", extra={"fields": problems})
         first = criteria[0]
         question = first.question.strip()
-        rules = {**rules, "criterion_key": first.key.strip()}
+        rules = {**rules, "criterion_key": first.key.strip(), "answer_phrase": first.phrase()}
         if not str(rules.get("guidelines") or "").strip():  # the caller's own guidelines win
             rules["guidelines"] = first.guidelines.strip()
+    elif rules.get("answer_phrase") is None:
+        rules["answer_phrase"] = answer_phrase_from_question(question.strip())
+    else:
+        rules["answer_phrase"] = str(rules["answer_phrase"]).strip()
     study = Study(name=name, slug=slug, question=question, created_by_id=created_by_id, **rules)
     try:
         study.full_clean()
@@ -133,6 +158,7 @@ def study_create(
                 key=criterion.key.strip(),
                 question=criterion.question.strip(),
                 guidelines=criterion.guidelines.strip(),
+                answer_phrase=criterion.phrase(),
                 position=position,
             )
             for position, criterion in enumerate(criteria or [], start=0)

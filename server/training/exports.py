@@ -22,8 +22,10 @@ paths as the job's result. Kinds:
   for download. Rows are read from a server-side cursor and the dataset written from a generator,
   so memory holds a chunk of rows and the names of the images written, not the images.
 - ``judgments`` — every judgment of the study with every field (``server.ratings.judgment_export``),
-  streamed to ``judgments.jsonl`` and ``judgments.parquet``; for an image study also each image
-  once in ``images/`` (``image_a`` / ``image_b`` name the files) and ``judgments-images.zip``.
+  streamed to ``judgments.jsonl`` and ``judgments.parquet``, with its ``answers`` to every question
+  of the study (a list of ``{criterion, position, question, outcome, chose_left}``); the result
+  lists the study's criteria. For an image study also each image once in ``images/`` (``image_a``
+  / ``image_b`` name the files) and ``judgments-images.zip``.
 - ``leaderboard`` — the latest LeaderboardSnapshot as ``leaderboard.csv``.
 - ``evaluation_report`` — one self-contained HTML page (``evaluation-report.html``) with the
   latest evaluation of each version and its plots as inline SVG.
@@ -56,6 +58,7 @@ from server.jobs.services import job_enqueue
 from server.ratings.judgment_export import COLUMN_NAMES, judgments_write
 from server.ratings.models import Judgment
 from server.studies.models import Modality, Study
+from server.studies.selectors import study_criteria
 from server.training.models import PreferenceSnapshot, SnapshotPair
 from server.training.snapshots import eligible_judgments, snapshot_create, snapshot_rows
 
@@ -391,7 +394,14 @@ def _export_judgments(*, study: Study, folder: Path, report) -> dict[str, Any]: 
         on_image=copier.copy if copier else None,
     )
     files = [JUDGMENTS_JSONL, JUDGMENTS_PARQUET]
-    result: dict[str, Any] = {"rows": written, "columns": list(COLUMN_NAMES)}
+    result: dict[str, Any] = {
+        "rows": written,
+        "columns": list(COLUMN_NAMES),
+        "criteria": [
+            {"key": criterion.key, "position": criterion.position, "question": criterion.question}
+            for criterion in study_criteria(study=study)
+        ],
+    }
     if copier is not None:
         _zip_paths(
             folder,

@@ -305,6 +305,14 @@
   }
 
   function renderStep() {
+    // The buttons answer the question shown: "Left is more original", then "Left is better".
+    const labels = questions[step].labels;
+    if (labels) {
+      for (const button of ui.choices) {
+        const label = button.querySelector(".choice-label");
+        if (label && labels[button.dataset.choice]) label.textContent = labels[button.dataset.choice];
+      }
+    }
     if (!ui.questionStep) return; // one question: the page as it always was
     ui.questionStep.textContent = `Question ${step + 1} of ${questions.length}`;
     ui.question.textContent = questions[step].question;

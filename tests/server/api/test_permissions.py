@@ -103,6 +103,7 @@ ENDPOINTS = [
         "resume rater", "post", lambda w: f"{STUDY}/raters/{w.paused_rater.id}/resume/", (401, 403, 404, 200)
     ),
     Endpoint("leaderboard", "get", lambda w: f"{STUDY}/leaderboard/", (401, 403, 404, 200)),
+    Endpoint("agreement", "get", lambda w: f"{STUDY}/agreement/", (401, 403, 404, 200)),
     Endpoint("list evaluations", "get", lambda w: f"{STUDY}/evaluations/", (401, 403, 404, 200)),
     Endpoint(
         "evaluation detail", "get", lambda w: f"{STUDY}/evaluations/{w.evaluation.id}/", (401, 403, 404, 200)

@@ -78,7 +78,8 @@ def test_alpha_per_study_on_the_hand_computed_table() -> None:
     summary = study_agreement(study=study, rounds=100)
 
     ordinal, nominal = summary.rows
-    assert (ordinal.criterion, ordinal.level, nominal.level) == ("overall", "ordinal", "nominal")
+    assert (ordinal.criterion, ordinal.level, nominal.level) == ("primary", "ordinal", "nominal")
+    assert (summary.criterion, summary.question) == ("primary", "Which text is better?")
     assert ordinal.alpha == pytest.approx(0.79) and nominal.alpha == pytest.approx(2 / 3)
     assert (ordinal.units, ordinal.values, summary.judgments, summary.raters) == (4, 8, 8, 2)
     assert ordinal.lower is not None and ordinal.lower <= ordinal.alpha <= ordinal.upper

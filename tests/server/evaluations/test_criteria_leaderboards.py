@@ -122,3 +122,82 @@ def test_the_api_and_the_dashboard_show_each_criterions_leaderboard(client) -> N
     assert 'id="criterion-selector"' in page
     assert 'data-criterion="better" aria-current="true"' in page
     assert 'href="?criterion=original#leaderboard"' in page
+
+
+def agreeing_on_originality_not_on_value():  # type: ignore[no-untyped-def]
+    """Two raters, four comparisons with token counts: on "original" they agree on every one
+    (α = 1); on "better" they give the hand-computed table of tests/evaluation/
+    test_agreement_intervals.py (ordinal α 0.79, nominal α 2/3)."""
+    study = study_create(name="Poems", slug="poems", template="creativity")
+    better = Criterion.objects.get(study=study)
+    wild, plain = (factories.version(label=label, enrol_in=study) for label in ("wild", "plain"))
+    raters = [factories.rater(study=study) for _ in range(2)]
+    original_answers = [Outcome.A, Outcome.B, Outcome.A, Outcome.B]
+    better_answers = [["A", "B", "A", "tie"], ["A", "B", "tie", "tie"]]
+    for index, original in enumerate(original_answers):
+        prompt = factories.prompt(study=study)
+        comparison = factories.comparison(
+            study=study,
+            prompt=prompt,
+            sample_a=factories.sample(prompt=prompt, version=wild, token_count=40 + 10 * index),
+            sample_b=factories.sample(prompt=prompt, version=plain, token_count=30),
+        )
+        for rater, answers in zip(raters, better_answers, strict=True):
+            judgment = factories.judgment(comparison=comparison, rater=rater, outcome=original)
+            JudgmentAnswer.objects.create(judgment=judgment, criterion=better, outcome=answers[index])
+    return study, better
+
+
+def test_agreement_and_the_length_controlled_board_are_those_of_the_chosen_criterion(client) -> None:  # type: ignore[no-untyped-def]
+    from server.dashboard.insights import study_agreement, study_insights
+    from server.studies.selectors import study_criterion
+
+    study, better = agreeing_on_originality_not_on_value()
+    leaderboard_recompute_run(
+        job=Job.objects.create(kind=JobKind.RECOMPUTE_LEADERBOARD, study=study, params={"rounds": 20}),
+        report=lambda **_: None,
+    )
+    original_board = leaderboard_latest(study=study)
+    better_board = leaderboard_latest(study=study, criterion_id=better.id)
+    original_style = original_board.matrices["diagnostics"]["style_control"]
+    better_style = better_board.matrices["diagnostics"]["style_control"]
+    assert original_style["rows"] != better_style["rows"]
+
+    # α of each criterion from its own answers.
+    original = study_agreement(study=study, rounds=50)
+    valued = study_agreement(study=study, criterion=study_criterion(study=study, key="better"), rounds=50)
+    assert (original.criterion, [row.alpha for row in original.rows]) == ("original", [1.0, 1.0])
+    assert valued.criterion == "better" and [row.criterion for row in valued.rows] == ["better", "better"]
+    assert [row.alpha for row in valued.rows] == [pytest.approx(0.79), pytest.approx(2 / 3)]
+    assert (valued.judgments, valued.raters, valued.rows[0].units) == (8, 2, 4)
+    insights = study_insights(study=study, criterion=study_criterion(study=study, key="better"))
+    assert insights.length_control.board_id == better_board.id
+    assert insights.length_control.rows == better_style["rows"]
+
+    # The API: the same ?criterion= as the plain board.
+    staff = factories.user(is_staff=True)
+    api: APIClient = token_client(staff)
+    agreement = api.get("/api/studies/poems/agreement/?criterion=better").json()
+    assert (agreement["criterion"], agreement["question"]) == ("better", "Which is better?")
+    assert [row["alpha"] for row in agreement["alpha"]] == [pytest.approx(0.79), pytest.approx(2 / 3)]
+    assert [row["alpha"] for row in api.get("/api/studies/poems/agreement/").json()["alpha"]] == [1.0, 1.0]
+    assert api.get("/api/studies/poems/agreement/?criterion=worse").status_code == 404
+    board = api.get("/api/studies/poems/leaderboard/?criterion=better").json()
+    assert board["length_controlled"]["rows"] == better_style["rows"]
+    assert board["length_controlled"]["length_coefficient"] == better_style["length_coefficient"]
+    default_board = api.get("/api/studies/poems/leaderboard/").json()
+    assert default_board["length_controlled"]["rows"] == original_style["rows"]
+
+    # The dashboard: the sections follow the criterion chosen above the leaderboard.
+    client.force_login(staff)
+    page = client.get("/dashboard/studies/poems/?criterion=better").content.decode()
+    assert 'Agreement between raters: <span class="dash-criterion-named" data-criterion="better">' in page
+    assert '<tr data-level="ordinal" data-criterion="better"><td>Which is better?</td>' in page
+    assert '<td class="num alpha-value">0.79</td>' in page
+    named = '<span class="dash-criterion-named" data-criterion="better">Which is better?</span>'
+    assert f"Length-controlled leaderboard and ties: {named}" in page
+    first = better_style["rows"][0]
+    assert f'<tr data-version-id="{first["version_id"]}"><td class="num">{first["rank"]}</td>' in page
+    default = client.get("/dashboard/studies/poems/").content.decode()
+    assert '<tr data-level="ordinal" data-criterion="original"><td>Which is more original?</td>' in default
+    assert '<td class="num alpha-value">1.00</td>' in default

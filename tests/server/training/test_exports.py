@@ -274,6 +274,93 @@ def test_judgments_export_streams_every_judgment_with_every_field_to_jsonl_and_p
     )  # fmt: skip
 
 
+def test_judgments_export_carries_every_answer_to_every_criterion_in_one_query_per_chunk(
+    settings, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    import pyarrow.parquet as pq
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from server.ratings.judgment_export import judgments_write
+    from server.ratings.services import assignment_next_for_rater, judgment_submit
+    from server.studies.models import Criterion
+    from server.studies.services import study_create
+
+    settings.VAR_DIR = tmp_path
+    # Given a creativity study (more original? better?) with three votes, then a third question
+    # added and a fourth vote that answers all three
+    study = study_create(
+        name="Poems", slug="poems-criteria", template="creativity", require_guidelines_ack=False,
+        gold_rate=0.0, repeat_rate=0.0,
+    )  # fmt: skip
+    for _ in range(4):
+        factories.comparison(study=study)
+    votes = [("left", {"better": "right"}), ("tie", {"better": "left"}), ("right", {"better": "both_bad"})]
+    for number, (choice, answers) in enumerate(votes):
+        rater = factories.rater(study=study)
+        token = assignment_next_for_rater(rater=rater).assignment.token
+        key = f"k{number}"
+        judgment_submit(rater=rater, token=token, choice=choice, idempotency_key=key, answers=answers)
+    Criterion.objects.create(study=study, key="clear", question="Which is clearer?", position=2)
+    rater = factories.rater(study=study)
+    token = assignment_next_for_rater(rater=rater).assignment.token
+    answers = {"better": "left", "clear": "right"}
+    judgment_submit(rater=rater, token=token, choice="left", idempotency_key="k3", answers=answers)
+    judgments = list(Judgment.objects.filter(assignment__comparison__study=study).order_by("id"))
+
+    job = run_export(study=study, kind="judgments")
+
+    files = job.result["files"]
+    lines = [json.loads(line) for line in Path(files["judgments.jsonl"]).read_text().splitlines()]
+    table = pq.read_table(files["judgments.parquet"])
+    assert table.column_names[-1] == "answers" == list(lines[0])[-1]
+    assert table.column("answers").to_pylist() == [line["answers"] for line in lines]
+    questions = {
+        "original": "Which is more original?", "better": "Which is better?", "clear": "Which is clearer?"
+    }  # fmt: skip
+    expected = [
+        [
+            {"criterion": "original", "position": 0, "question": questions["original"],
+             "outcome": judgment.outcome, "chose_left": judgment.chose_left},
+            *(
+                {"criterion": key, "position": position, "question": questions[key], "outcome": outcome,
+                 "chose_left": chose_left}
+                for key, position, outcome, chose_left in judgment.answers.order_by("criterion__position")
+                .values_list("criterion__key", "criterion__position", "outcome", "chose_left")
+            ),
+        ]
+        for judgment in judgments
+    ]  # fmt: skip
+    assert [line["answers"] for line in lines] == expected
+    assert [[entry["criterion"] for entry in line["answers"]] for line in lines] == [
+        ["original", "better"], ["original", "better"], ["original", "better"],
+        ["original", "better", "clear"],
+    ]  # fmt: skip
+    # Each answer is the vote's own: "tie" to the first question and "left" to the second, ...
+    assert [(entry["outcome"], entry["chose_left"]) for entry in lines[1]["answers"]] == [
+        ("tie", None), ("B" if lines[1]["left_is_a"] is False else "A", True)
+    ]  # fmt: skip
+    assert [(entry["outcome"], entry["chose_left"]) for entry in lines[3]["answers"]][2] == (
+        "B" if lines[3]["left_is_a"] else "A", False
+    )  # fmt: skip
+    assert lines[2]["answers"][1]["outcome"] == "both_bad"
+    assert job.result["criteria"] == [
+        {"key": "original", "position": 0, "question": "Which is more original?"},
+        {"key": "better", "position": 1, "question": "Which is better?"},
+        {"key": "clear", "position": 2, "question": "Which is clearer?"},
+    ]
+
+    # The further answers come in one query per chunk, not one per judgment.
+    with CaptureQueriesContext(connection) as queries:
+        written = judgments_write(
+            study=study, jsonl_path=tmp_path / "j.jsonl", parquet_path=tmp_path / "j.parquet", chunk_rows=3
+        )
+    answer_queries = [
+        query["sql"] for query in queries.captured_queries if 'FROM "ratings_judgmentanswer"' in query["sql"]
+    ]
+    assert (written, len(answer_queries)) == (4, 2)
+
+
 def test_judgments_export_holds_one_chunk_in_memory_whatever_the_study_size(
     world: World, tmp_path: Path
 ) -> None:
