@@ -111,11 +111,19 @@ from pathlib import Path
 import numpy as np
 
 from evaluation.image_oracles import ImageOracle, load_image_oracle
-from evaluation.loop_verdict import RISE_STANDARD_ERRORS, rise_verdict, standard_error, summary_line
+from evaluation.loop_verdict import (
+    RatedInterval,
+    beats_beyond_interval,
+    rise_verdict,
+    standard_error,
+    summary_line,
+)
 
 NOISE = 0.1  # share of random votes, as in bench/loop.py
 LABELS_PER_ROUND = 128
-PER_CONDITION = 16  # holdout and evaluation images per condition (16 conditions: 256 images)
+PER_CONDITION = 16  # evaluation images per condition (16 conditions: 256 images)
+GATE_PAIRS = 128  # holdout A/B votes per round (8 per condition)
+GATE_BOOTSTRAP_ROUNDS = 1000  # the leaderboard's (server.evaluations.leaderboard.DEFAULT_ROUNDS)
 VALIDATION_PAIRS = 64
 STRATEGY, METHOD = "random", "image-policy"
 
@@ -128,6 +136,7 @@ class ImageChain:
     seed: int
     scores: list[float] = field(default_factory=list)
     labels: list[int] = field(default_factory=list)
+    gate_labels: list[int] = field(default_factory=list)  # holdout A/B votes so far (train nothing)
     condition_accuracy: list[float] = field(default_factory=list)
     child_scores: list[float | None] = field(default_factory=list)
     child_condition_accuracy: list[float | None] = field(default_factory=list)
@@ -137,29 +146,55 @@ class ImageChain:
 
 @dataclass(frozen=True)
 class KeepDecision:
-    """Child against parent on the same holdout latents: ``difference`` is the mean of the
-    per-image differences (child − parent), ``standard_error`` its standard error."""
+    """The holdout A/B of one round: ``child_wins`` of ``pairs`` votes went to the child; its rating
+    and the parent's with their bootstrap intervals on the two-version board of these votes; and
+    whether the child replaces the parent (``beats_beyond_interval``)."""
 
-    difference: float
-    standard_error: float | None
+    pairs: int
+    child_wins: int
+    child: RatedInterval
+    parent: RatedInterval
     kept: bool
 
-
-def keep_child(parent_scores: Sequence[float], child_scores: Sequence[float]) -> KeepDecision:
-    """The keep-the-parent rule: the child replaces the parent only when its mean oracle score on
-    the same holdout images beats the parent's by ≥ ``RISE_STANDARD_ERRORS`` standard errors of
-    the paired differences, and by more than 0 (an unchanged child never replaces its parent).
-    ValueError for empty or unequal lists."""
-    if not parent_scores or len(parent_scores) != len(child_scores):
-        raise ValueError(
-            f"need one parent and one child score per holdout image (got {len(parent_scores)} "
-            f"and {len(child_scores)})"
+    def shown(self) -> str:
+        return (
+            f"child won {self.child_wins}/{self.pairs}, child [{self.child.lower:.0f}, "
+            f"{self.child.upper:.0f}] vs parent [{self.parent.lower:.0f}, {self.parent.upper:.0f}]"
         )
-    differences = [child - parent for parent, child in zip(parent_scores, child_scores, strict=True)]
-    difference = sum(differences) / len(differences)
-    error = standard_error(differences)
-    kept = error is not None and difference > 0 and difference >= RISE_STANDARD_ERRORS * error
-    return KeepDecision(difference, error, kept)
+
+
+def keep_child(child_won: Sequence[bool], conditions: Sequence[str], *, seed: int = 0) -> KeepDecision:
+    """The product's keep-the-parent rule on a holdout A/B: one vote per pair of a parent's and a
+    child's image of the same condition and latent, ``child_won`` saying which won. The votes make a
+    Bradley–Terry board of the two versions with the leaderboard's bootstrap (``DEFAULT_ROUNDS``
+    rounds, whole conditions resampled: the study default, prompt clusters); the child is kept only
+    when its lower bound lies above the parent's upper bound (``beats_beyond_interval``, the rule of
+    ``server.training.services.policy_parent_choose``). ValueError for no votes or unequal lists."""
+    from evaluation.bradley_terry import bootstrap_bradley_terry, count_pair_outcomes_clustered
+    from evaluation.outcomes import Outcome
+
+    if not child_won or len(child_won) != len(conditions):
+        raise ValueError(
+            f"need one vote and one condition per holdout pair (got {len(child_won)} and {len(conditions)})"
+        )
+    pairs = len(child_won)
+    # Version 0 is the parent (sample A), 1 the child (sample B).
+    outcome = [Outcome.B_WINS if won else Outcome.A_WINS for won in child_won]
+    cluster_of = {name: index for index, name in enumerate(dict.fromkeys(conditions))}
+    counted = count_pair_outcomes_clustered(
+        np.zeros(pairs, dtype=np.int64),
+        np.ones(pairs, dtype=np.int64),
+        np.array(outcome, dtype=np.int64),
+        np.array([cluster_of[name] for name in conditions], dtype=np.int64),
+        n_versions=2,
+    )
+    board = bootstrap_bradley_terry(
+        counted.counts, rounds=GATE_BOOTSTRAP_ROUNDS, seed=seed, clusters=counted.clusters
+    )
+    parent, child = (
+        RatedInterval(float(board.lower[i]), float(board.upper[i]), float(board.battles[i])) for i in (0, 1)
+    )
+    return KeepDecision(pairs, int(sum(child_won)), child, parent, beats_beyond_interval(child, parent))
 
 
 def simulated_votes(
@@ -196,9 +231,11 @@ def report(*, chains: list[ImageChain], oracle_name: str) -> list[str]:
     for round_number in range(len(chains[0].scores)):
         scores = [chain.scores[round_number] for chain in chains]
         labels = [float(chain.labels[round_number]) for chain in chains]
+        gate_labels = [float(chain.gate_labels[round_number]) for chain in chains]
         accuracy = [chain.condition_accuracy[round_number] for chain in chains]
         line = (
-            f"  round {round_number}: labels {sum(labels) / len(labels):5.1f}  "
+            f"  round {round_number}: labels {sum(labels) / len(labels):5.1f}  gate labels "
+            f"{sum(gate_labels) / len(gate_labels):5.1f}  "
             f"score {_mean_and_error(scores)}"
             f"  condition accuracy {_mean_and_error(accuracy)}"
         )
@@ -218,6 +255,11 @@ def report(*, chains: list[ImageChain], oracle_name: str) -> list[str]:
     verdict = rise_verdict([chain.scores[0] for chain in chains], [chain.scores[-1] for chain in chains])
     lines.append(f"  verdict: {verdict.verdict}")
     final_labels = [float(chain.labels[-1]) for chain in chains]
+    final_gate_labels = [float(chain.gate_labels[-1]) for chain in chains]
+    lines.append(
+        f"  labels {sum(final_labels) / len(final_labels):g} (training votes), gate labels "
+        f"{sum(final_gate_labels) / len(final_gate_labels):g} (holdout A/B votes, which train nothing)"
+    )
     lines.append("")
     lines.append(summary_line(STRATEGY, METHOD, verdict, sum(final_labels) / len(final_labels)))
     for line in lines:
@@ -262,11 +304,19 @@ def run_chain(
     noise: float,
     beta: float,
     policy_steps: int,
-    gate: str = "oracle",
+    gate: str = "ab",
+    gate_pairs: int = GATE_PAIRS,
+    pessimism: float = 0.0,
+    ensemble_size: int = 3,
+    reward_epochs: int = 30,
 ) -> ImageChain:
     """One seed's rounds (see the module docstring); children go under ``chain_dir``. ``gate``:
-    "oracle" keeps the parent unless the child beats it on the holdout (``keep_child``); "none"
-    makes every child the best (the score then moves only through the reward model)."""
+    "ab" keeps the parent unless the child beats it in a holdout A/B of ``gate_pairs`` votes of the
+    same simulated raters (``keep_child``); "none" makes every child the best, with no A/B."""
+    if gate not in ("ab", "none"):
+        raise ValueError(f"gate must be 'ab' or 'none', not {gate!r}")
+    if gate_pairs < 1:
+        raise ValueError("gate_pairs must be at least 1")
     from workers.ml.image_dataset import class_names
     from workers.ml.image_features import condition_accuracy, load_feature_network
     from workers.ml.image_generators import load_generator, sample_images
@@ -294,6 +344,7 @@ def run_chain(
     score, accuracy = measure(best)
     chain.scores.append(score)
     chain.labels.append(0)
+    chain.gate_labels.append(0)
     chain.condition_accuracy.append(accuracy)
     chain.child_scores.append(None)
     chain.child_condition_accuracy.append(None)
@@ -303,6 +354,10 @@ def run_chain(
     chosen: list[np.ndarray] = []
     rejected: list[np.ndarray] = []
     generator = np.random.default_rng(seed)
+    # The A/B votes draw their coin flips from their own stream: the training votes of a seed are
+    # then the same with and without the gate (until the gate keeps a different best).
+    gate_generator = np.random.default_rng((seed, 1))
+    gate_conditions = [names[index % len(names)] for index in range(gate_pairs)]
     for round_number in range(1, rounds + 1):
         started = time.perf_counter()
         base_seed = 1_000 * seed + 10 * round_number  # this round's sampling seeds: base_seed + 1 … + 6
@@ -322,7 +377,7 @@ def run_chain(
             preferences=ImagePreferences(chosen=np.concatenate(chosen), rejected=np.concatenate(rejected)),
             reference_images=reference,
             output_dir=reward_dir,
-            config=ImageRewardConfig(seed=base_seed),
+            config=ImageRewardConfig(seed=base_seed, ensemble_size=ensemble_size, epochs=reward_epochs),
         )
         # The reward model's accuracy against the noiseless oracle on fresh pairs (ties left out).
         ensemble = load_image_reward_model(reward_dir)
@@ -340,36 +395,42 @@ def run_chain(
             parent_dir=best,
             reward_dir=reward_dir,
             output_dir=child,
-            config=ImagePolicyConfig(beta=beta, steps=policy_steps, seed=base_seed),
+            config=ImagePolicyConfig(
+                beta=beta, steps=policy_steps, seed=base_seed, reward_std_penalty=pessimism
+            ),
         )
-        holdout_seed = base_seed + 6
-        parent_holdout = _oracle_scores(
-            oracle, evaluation_conditions, sample_images(best, evaluation_conditions, seed=holdout_seed)
-        )
-        child_holdout = _oracle_scores(
-            oracle, evaluation_conditions, sample_images(child, evaluation_conditions, seed=holdout_seed)
-        )
-        decision = keep_child(parent_holdout, child_holdout)
+        decision = None
+        if gate == "ab":
+            # The product's check before a child ships: raters compare parent and child images of
+            # one condition drawn from the same latents, on holdout latents nothing trains on.
+            holdout_seed = base_seed + 6
+            parent_images = sample_images(best, gate_conditions, seed=holdout_seed)
+            child_images = sample_images(child, gate_conditions, seed=holdout_seed)
+            child_won = simulated_votes(
+                oracle, gate_conditions, child_images, parent_images, noise, gate_generator
+            )
+            decision = keep_child(child_won.tolist(), gate_conditions)
         child_score, child_accuracy = measure(child)
-        kept = decision.kept or gate == "none"
+        kept = decision.kept if decision is not None else True
         if kept:
             best = child
         score, accuracy = measure(best)
         chain.scores.append(score)
         chain.labels.append(labels_per_round * round_number)
+        chain.gate_labels.append(chain.gate_labels[-1] + (0 if decision is None else decision.pairs))
         chain.condition_accuracy.append(accuracy)
         chain.child_scores.append(child_score)
         chain.child_condition_accuracy.append(child_accuracy)
         chain.kept.append(kept)
         chain.reward_accuracy.append(reward_accuracy)
         load_generator(best)  # the best version must stay loadable (a kept child is read again)
-        error = "n/a" if decision.standard_error is None else f"{decision.standard_error:.4f}"
         print(
             f"seed {seed} round {round_number}: reward accuracy "
             f"{'n/a' if reward_accuracy is None else f'{reward_accuracy:.3f}'}, policy reward "
             f"{policy.reward_before:.2f} → {policy.reward_after:.2f}, distance "
-            f"{policy.distance_to_parent:.4f}; holdout child − parent {decision.difference:+.4f} "
-            f"(se {error}) → {'child kept' if kept else 'parent kept'}; child score "
+            f"{policy.distance_to_parent:.4f}; "
+            f"{'no gate' if decision is None else 'holdout A/B ' + decision.shown()} → "
+            f"{'child kept' if kept else 'parent kept'}; child score "
             f"{child_score:.4f} (condition accuracy {child_accuracy:.3f}); best {score:.4f} "
             f"(condition accuracy {accuracy:.3f}); {time.perf_counter() - started:.0f} s",
             flush=True,
@@ -394,10 +455,19 @@ def main(argv: Sequence[str] | None = None) -> list[ImageChain]:
     parser.add_argument("--beta", type=float, default=100.0)
     parser.add_argument("--policy-steps", type=int, default=150)
     parser.add_argument(
+        "--pessimism", type=float, default=0.0, help="k of the policy's reward mean − k·std over members"
+    )
+    parser.add_argument("--ensemble-size", type=int, default=3, help="reward-model members")
+    parser.add_argument("--reward-epochs", type=int, default=30, help="epochs of each member")
+    parser.add_argument(
         "--gate",
-        choices=("oracle", "none"),
-        default="oracle",
-        help="oracle: a child replaces its parent only when it beats it on holdout images; none: always",
+        choices=("ab", "none"),
+        default="ab",
+        help="ab: a child replaces its parent only when it beats it in a holdout A/B of the raters; "
+        "none: always",
+    )
+    parser.add_argument(
+        "--gate-pairs", type=int, default=GATE_PAIRS, help="A/B votes per round, a positive multiple of 16"
     )
     parser.add_argument("--workdir", type=Path, default=Path("var/bench-image-loop"))
     arguments = parser.parse_args(argv)
@@ -408,10 +478,16 @@ def main(argv: Sequence[str] | None = None) -> list[ImageChain]:
         problems.append(f"the image loop has one method: {METHOD}")
     if not 0 <= arguments.noise <= 1:
         problems.append("--noise must be between 0 and 1")
-    if arguments.seeds < 1 or arguments.rounds < 1 or arguments.policy_steps < 1:
-        problems.append("--seeds, --rounds and --policy-steps must be at least 1")
+    if min(arguments.seeds, arguments.rounds, arguments.policy_steps, arguments.ensemble_size) < 1:
+        problems.append("--seeds, --rounds, --policy-steps and --ensemble-size must be at least 1")
+    if arguments.reward_epochs < 1:
+        problems.append("--reward-epochs must be at least 1")
+    if not arguments.pessimism >= 0:
+        problems.append("--pessimism must be >= 0")
     if arguments.labels_per_round < 16 or arguments.labels_per_round % 16:
         problems.append("--labels-per-round must be a positive multiple of 16 (one pair per condition)")
+    if arguments.gate_pairs < 16 or arguments.gate_pairs % 16:
+        problems.append("--gate-pairs must be a positive multiple of 16 (one pair per condition)")
     if arguments.beta < 0:
         problems.append("--beta must be >= 0")
     try:
@@ -423,7 +499,9 @@ def main(argv: Sequence[str] | None = None) -> list[ImageChain]:
     print(
         f"bench.loop --modality image: oracle {arguments.oracle}, {arguments.seeds} seeds, "
         f"{arguments.rounds} rounds × {arguments.labels_per_round} labels, noise {arguments.noise:g}, "
-        f"β {arguments.beta:g}, {arguments.policy_steps} policy steps, gate {arguments.gate}",
+        f"β {arguments.beta:g}, {arguments.policy_steps} policy steps, pessimism {arguments.pessimism:g}, "
+        f"{arguments.ensemble_size} reward members × {arguments.reward_epochs} epochs, gate {arguments.gate}"
+        + (f" ({arguments.gate_pairs} A/B pairs a round)" if arguments.gate == "ab" else ""),
         flush=True,
     )
     work: Path = arguments.workdir
@@ -434,6 +512,8 @@ def main(argv: Sequence[str] | None = None) -> list[ImageChain]:
     for seed in range(arguments.seeds):
         chain_dir = (
             work / f"{safe_name}-noise{arguments.noise:g}-beta{arguments.beta:g}-gate-{arguments.gate}"
+            f"-steps{arguments.policy_steps}-k{arguments.pessimism:g}-m{arguments.ensemble_size}"
+            f"-e{arguments.reward_epochs}"
         )
         chain_dir = chain_dir / f"seed-{seed}"
         shutil.rmtree(chain_dir, ignore_errors=True)  # children of an earlier run are not reused
@@ -450,6 +530,10 @@ def main(argv: Sequence[str] | None = None) -> list[ImageChain]:
                 beta=arguments.beta,
                 policy_steps=arguments.policy_steps,
                 gate=arguments.gate,
+                gate_pairs=arguments.gate_pairs,
+                pessimism=arguments.pessimism,
+                ensemble_size=arguments.ensemble_size,
+                reward_epochs=arguments.reward_epochs,
             )
         )
     print(f"\n{len(chains)} chains in {time.perf_counter() - started:.0f} s")
