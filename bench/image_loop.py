@@ -8,8 +8,11 @@ test run.
 
 Options: ``--oracle warmth|symmetry|module:function`` (``evaluation.image_oracles``), ``--seeds N``
 (3), ``--rounds`` (3), ``--labels-per-round`` (128: 8 pairs of each of the 16 conditions),
-``--noise`` (0.1: share of random votes; 1 is the control), ``--beta`` (100, the policy step's
-pull toward the parent), ``--policy-steps`` (150), ``--workdir`` (``var/bench-image-loop``).
+``--noise`` (0.1: share of random votes; 1 is the control), ``--gate ab|none`` (ab),
+``--gate-pairs`` (128 A/B votes a round), ``--beta`` (100, the policy step's pull toward the
+parent), ``--policy-steps`` (150), ``--pessimism`` (0: k of the policy's reward mean − k·std over
+the reward members), ``--ensemble-size`` (3), ``--reward-epochs`` (30), ``--workdir``
+(``var/bench-image-loop``).
 
 Base model: one conditional DCGAN at its default config (``build_conditional_gan``, 1,500 steps)
 and one feature classifier (``build_feature_network``, for the condition accuracy), built once
@@ -20,83 +23,111 @@ reward ensemble's and the policy's training draws, the holdout and the evaluatio
 Each seed is one chain. Round 0 is the base GAN. Each round: sample pairs of two images of one
 condition from the current best version (``labels-per-round`` pairs, the conditions in turn);
 simulated raters judge them (the oracle's higher score wins, ``--noise`` of the votes are coin
-flips; nothing in training sees the oracle, only the votes); the image reward ensemble trains on
-all labels so far (normalised on the best version's samples); a child of the best version is
-fine-tuned against it (``workers.ml.image_policy``: reward − β · squared distance to the
-parent); parent and child draw 256 fresh holdout images (16 per condition, the same latents for
-both) and the child becomes the best only when its mean oracle score beats the parent's by at
-least two standard errors of the paired per-image differences (``RISE_STANDARD_ERRORS``);
-otherwise the parent stays the best (the loop's keep-the-parent rule; the gate stands in for a
-human A/B check of the child before it ships).
+flips); the image reward ensemble trains on all labels so far (normalised on the best version's
+samples); a child of the best version is fine-tuned against it (``workers.ml.image_policy``:
+reward − β · squared distance to the parent). Then the keep gate, the product's: the same
+simulated raters judge ``--gate-pairs`` holdout pairs, each a parent's and a child's image of one
+condition drawn from the same latent (latents no other step uses), and ``keep_child`` fits a
+Bradley–Terry board of the two versions to these votes with the leaderboard's bootstrap (1,000
+rounds, whole conditions resampled: the study default of prompt clusters). The child becomes the
+best only when its lower bound lies above the parent's upper bound
+(``evaluation.loop_verdict.beats_beyond_interval``, the rule by which the server's loop chooses
+its next parent, ``policy_parent_choose``, for text and image studies alike); otherwise the
+parent stays. Gate votes train nothing and are counted apart ("gate labels"). The oracle decides
+nothing: it only drives the raters' votes and scores the rounds.
 
 The score of a round is the oracle's mean over 256 evaluation images of that round's best
 version (16 per condition, latents fixed per seed and never used by the raters, training or the
-keep gate), so a child kept by luck on the holdout is not also scored on the same draws. Also
-printed per round: the condition accuracy of the best version and of the round's child (the
-feature classifier's share of images that show their condition: does the child still draw its
-shape, or has it found a way to please the reward model that no shape survives?), the share of
-chains whose child was kept, and the reward ensemble's accuracy on 64 fresh pairs of the best
-version judged by the oracle without noise (a measurement only: these pairs count in no budget
-and train nothing). Then the verdict (final − round 0, paired by seed, must reach 2 standard
-errors; a flat line never passes) and ``summary random image-policy: round0 <x> final <y> se <s>
-labels <n>`` (pairs are drawn at random: "random" is the strategy, as in ``bench.loop``).
+gate). Also printed per round: the condition accuracy of the best version and of the round's
+child (the feature classifier's share of images that show their condition: does the child still
+draw its shape, or has it found a way to please the reward model that no shape survives?), the
+share of chains whose child was kept, and the reward ensemble's accuracy on 64 fresh pairs of the
+best version judged by the oracle without noise (a measurement only, like the score: these pairs
+count in no budget, train nothing and decide nothing). Then the verdict (final − round 0, paired
+by seed, must reach 2 standard errors; a flat line never passes), the training and gate labels,
+and ``summary random image-policy: round0 <x> final <y> se <s> labels <n>`` (``labels``: training
+votes; "random" is the strategy, as in ``bench.loop``).
 
-``--gate none`` makes every child the best (no oracle in the loop but the raters'): the control
-for the gate, which is itself a hill-climber on the oracle, since a child that happens to score
-higher on the holdout is kept whatever the reward model learnt. ``--noise 1`` (every vote a
-coin flip) is the control for learning: whatever rises there rises without anyone's preference.
+``--gate none`` makes every child the best, with no A/B. ``--noise 1`` (every vote, training and
+gate, a coin flip) is the control for learning: whatever rises there rises without anyone's
+preference. Under coin flips the gate keeps a child by chance only: ``keep_child`` kept 40 of
+1,000 coin-flip A/Bs of 128 pairs (4.0 %; the bootstrap over 16 conditions runs a little narrow,
+with each pair its own cluster it was 2.4 %, the rule's nominal one-sided 2.5 %).
 
 Target (issue #14, item 6): the oracle score of the best version rises over three rounds beyond
 its standard error (the verdict above).
 
-Measured 2026-12-01 on the 2-core machine shared with other work (``OMP_NUM_THREADS=1``, two
-benches side by side): base GAN 154 s, feature classifier 43 s (held-out accuracy 0.990), both
-once; a round 7-67 s by load (reward ensemble 3 × 30 epochs on up to 384 pairs, policy 150 steps);
-3 seeds × 3 rounds 136-141 s with two benches side by side, 434-436 s with four. Defaults
-unless named; round 0 → final is the best version's score, mean over 3 seeds; se is that of
-the per-seed differences; accuracy is the condition accuracy of the best version (round 0
-0.662 ± 0.010); labels 384 in every row; ``kept``: children that became the best, of 9;
-``acc r3``: condition accuracy of the final best, mean ± se.
+Measured 2026-12-01 (commit dee2ded) on the 2-core machine shared with other work
+(``OMP_NUM_THREADS=1``, two benches side by side): base GAN 93 s, feature classifier 12 s (held-out
+accuracy 0.990), both once; a round 7-128 s by load; 3 seeds × 3 rounds 179-188 s at the defaults
+with two benches side by side, 330-788 s for the heavier rows under more load. Defaults unless
+named; round 0 → final is the best version's score, mean over 3 seeds; se is that of the per-seed
+differences; labels 384 training (1,152 in the ×3 rows) and 384 gate labels in every gated row (0
+gate labels with ``--gate none``); ``kept``: children that became the best, of 9; ``acc r3``:
+condition accuracy of the final best, mean ± se (round 0: 0.671 ± 0.012). ``k 1``: ``--pessimism
+1``; ``8 members``: ``--ensemble-size 8``; ``450 steps``: ``--policy-steps 450``; ``×3 labels``:
+``--labels-per-round 384`` (1,152 training labels), ``no gate``: ``--gate none``.
 
     oracle   run                 r0     r1     r2     r3     final − r0 (se)  verdict kept acc r3
-    warmth   β 100               0.0347 0.0709 0.1093 0.1448 +0.1101 (0.0151) rises   9/9  0.585 ±.019
-    warmth   β 100, --gate none  0.0347 0.0709 0.1093 0.1448 +0.1101 (0.0151) rises   9/9  0.585 ±.019
-    warmth   β 100, --noise 1    0.0347 0.0493 0.0535 0.0535 +0.0188 (0.0093) rises   4/9  0.587 ±.040
-    symmetry β 100               0.8708 0.8708 0.8708 0.8708 +0.0000 (0.0000) flat    0/9  0.662 ±.010
-    symmetry β 1000              0.8708 0.8709 0.8712 0.8714 +0.0006 (0.0003) rises   7/9  0.658 ±.003
-    symmetry β 1000, --noise 1   0.8708 0.8708 0.8708 0.8708 +0.0000 (0.0000) flat    0/9  0.662 ±.010
-    symmetry β 1000, --gate none 0.8708 0.8709 0.8708 0.8709 +0.0001 (0.0007) no      9/9  0.663 ±.001
-    symmetry β 300               0.8708 0.8709 0.8711 0.8711 +0.0003 (0.0002) no      2/9  0.667 ±.008
+    warmth   β 100               0.0179 0.0567 0.1014 0.1406 +0.1227 (0.0135) rises   9/9  0.633 ±.049
+    warmth   β 100, --gate none  0.0179 0.0567 0.1014 0.1406 +0.1227 (0.0135) rises   9/9  0.633 ±.049
+    warmth   β 100, --noise 1    0.0179 0.0179 0.0179 0.0179 +0.0000 (0.0000) flat    0/9  0.671 ±.012
+    symmetry β 100               0.8703 0.8703 0.8703 0.8703 +0.0000 (0.0000) flat    0/9  0.671 ±.012
+    symmetry β 100, k 1          0.8703 0.8703 0.8703 0.8703 +0.0000 (0.0000) flat    0/9  0.671 ±.012
+    symmetry β 100, 8 members    0.8703 0.8703 0.8703 0.8703 +0.0000 (0.0000) flat    0/9  0.671 ±.012
+    symmetry β 1000              0.8703 0.8704 0.8705 0.8705 +0.0002 (0.0001) no      2/9  0.673 ±.013
+    symmetry β 1000, 8 members   0.8703 0.8705 0.8706 0.8706 +0.0003 (0.0002) no      3/9  0.676 ±.010
+    symmetry β 1000, 450 steps   0.8703 0.8703 0.8705 0.8705 +0.0002 (0.0001) no      2/9  0.671 ±.014
+    symmetry β 1000, ×3 labels   0.8703 0.8707 0.8710 0.8713 +0.0010 (0.0004) rises   6/9  0.668 ±.010
+    symmetry β 1000, ×3, no gate 0.8703 0.8708 0.8711 0.8712 +0.0009 (0.0005) no      9/9  0.654 ±.009
+    symmetry β 1000, ×3, noise 1 0.8703 0.8703 0.8703 0.8703 +0.0000 (0.0000) flat    0/9  0.671 ±.012
 
-    summary lines: warmth β 100: ``summary random image-policy: round0 0.0347 final 0.1448 se
-    0.0151 labels 384``; symmetry β 100: ``round0 0.8708 final 0.8708 se 0.0000 labels 384``;
-    symmetry β 1000: ``round0 0.8708 final 0.8714 se 0.0003 labels 384``.
+    summary lines: warmth: ``summary random image-policy: round0 0.0179 final 0.1406 se 0.0135
+    labels 384``; warmth ``--noise 1``: ``round0 0.0179 final 0.0179 se 0.0000 labels 384``;
+    warmth ``--gate none``: ``round0 0.0179 final 0.1406 se 0.0135 labels 384``; symmetry:
+    ``round0 0.8703 final 0.8703 se 0.0000 labels 384``; symmetry β 1000, ×3 labels: ``round0
+    0.8703 final 0.8713 se 0.0004 labels 1152``, with ``--noise 1``: ``round0 0.8703 final
+    0.8703 se 0.0000 labels 1152``, with ``--gate none``: ``round0 0.8703 final 0.8712 se 0.0005
+    labels 1152``.
 
-Warmth meets the target by 7 standard errors, and the same with no gate (every child was kept
-anyway: each one beat its parent by 0.022-0.045 at 40-220 se of the holdout differences); the
-reward ensemble scores 0.87-0.91 on fresh noiseless pairs. The price is visible: the condition
-accuracy falls 0.662 → 0.642 → 0.617 → 0.585 as the images warm (the child still draws its
-shape in most images, but less often; at β 100 the step moves each round's images by a mean
-squared 0.0014-0.0028). The ``--noise 1`` control also passes the verdict (+0.019, se 0.009):
-there the reward model is at chance (0.42-0.53) and its children move far (distance 0.02-0.07,
-accuracy down to 0.44-0.47), and the oracle gate keeps the few that happened to be warmer (4 of
-9); so the gate alone can make a flat learner "rise", and a verdict is to be read against its
-control: the learnt rise is 6 times the control's.
+Warmth meets the target by 9 standard errors with the raters' A/B as the gate: every child won
+114-125 of its 128 A/B votes (interval of the child far above the parent's) and was kept, so
+``--gate none`` gives the same line; the reward ensemble scores 0.78-0.97 on fresh noiseless
+pairs, and each step moves the images by a mean squared 0.0020-0.0052. The price: the condition
+accuracy falls 0.671 → 0.633 (one seed 0.648 → 0.535 in its last round). The ``--noise 1``
+control stays flat: the reward model is at chance (0.39-0.64), its children move far (distance
+0.014-0.081, condition accuracy of the children 0.52-0.68), 6 of the 9 happen to be warmer than
+their parent on the evaluation images, and the gate, which sees only coin flips (53-69 of 128
+votes for the child), keeps none. (The earlier gate on the oracle's holdout scores kept such
+lucky children and let the control "rise", +0.019, se 0.009: it hill-climbed the oracle.)
 
-Symmetry at the default β 100 does not rise: the reward ensemble learns the preference only
-partly (0.58-0.83 on fresh pairs) and climbing it is reward hacking, not symmetry: the policy's
-reward rises 1.4-5.3 standard deviations while every child is less symmetric than its parent
-on the holdout (−0.002 to −0.032), so the gate keeps the base every time and the line is flat.
-Any small change of the pixels that is not itself mirror-symmetric lowers this oracle, and the
-reward's gradient is not symmetric. At β 1000 the child moves about a hundredth as far (distance
-0.0001-0.0003) and 7 of 9 children beat their parents by a hair: +0.0006 over three rounds,
-which passes at 2 se, while the noise-1 control stays flat (0 of 9 kept). But without the gate
-the same β 1000 children give +0.0001 (se 0.0007): the learnt step alone does not raise symmetry
-beyond its error; the gate's selection among children that the votes push slightly the right
-way on average does (β 300: +0.0003, se 0.0002, does not pass). So for symmetry the target is
-met only at β 1000 with the gate, by 0.5 % of the 0.129 of asymmetry left, and not by learning
-alone. What limits it is the reward model (384 labels, 10 % noise, a small CNN whose pixel
-gradient is not mirror-symmetric), not the number of rounds.
+Symmetry at the defaults does not rise. The reward ensemble learns the preference only partly
+(0.59-0.77 on fresh noiseless pairs) and climbing it is reward hacking: the policy's reward rises
+1.8-11 standard deviations while every child is less symmetric than its parent (evaluation score
+0.838-0.869 against 0.870) and loses its A/B (2-44 of 128 votes), so the gate keeps the base every
+time and the line is flat. Any small change of the pixels that is not itself mirror-symmetric lowers
+this oracle, and the reward's pixel gradient is not mirror-symmetric. Generic changes tried (about
+30 minutes, nothing that knows the oracle): the pessimistic reward (k = 1) and 8 members instead of
+3 change nothing at β 100 (8 members: accuracy 0.67-0.77; the members agree on the hack, so their
+disagreement does not penalise it); a smaller step, β 1000, moves each child a tenth to a hundredth
+as far (mean squared 0.0001-0.0006) and 2-3 of 9 children win their A/B, +0.0002 to +0.0003 over
+three rounds, short of 2 se (the table's figures are rounded: at β 1000 the per-seed differences,
+about +0.0004, 0 and +0.0003, fall just short); 450 policy steps instead of 150 at β 1000 give the
+same (the distance did not grow: the step had converged). More labels do it: at β 1000 with 384
+labels a round (1,152 in all; defaults otherwise) the reward ensemble reaches 0.72-0.91, 6 of 9
+children win their A/B and the score rises +0.0010 (se 0.0004), which passes. Its ``--noise 1``
+control stays flat (the reward model at 0.39-0.59, 0 of 9 kept); without the gate the same settings
+give +0.0009 (se 0.0005, per seed about +0.0018, +0.0004, +0.0003), short of 2 se, at a lower
+condition accuracy (0.654): the gate drops the children that lose their A/B (3 of 9) and so narrows
+the spread over seeds; the mean rise is about the same with and without it, so the gate does not
+make it, but on its own, over 3 seeds, it does not pass.
+
+What limits symmetry is the reward model (128 labels a round at 10 % noise give 0.59-0.77; its
+gradient leaves the mirror symmetry) and how little the oracle leaves to gain by small steps: the
+rise that passes is 0.8 % of the 0.130 of asymmetry left. The simulated raters also judge a
+difference of any size (the oracle's exact scores): at β 1000 parent and child images differ by a
+mean squared 0.0001-0.0006 and the votes still favour the more symmetric one, so the A/B's power
+here is that of ideal raters, not a claim about people.
 """
 
 from __future__ import annotations
@@ -166,7 +197,7 @@ class KeepDecision:
 def keep_child(child_won: Sequence[bool], conditions: Sequence[str], *, seed: int = 0) -> KeepDecision:
     """The product's keep-the-parent rule on a holdout A/B: one vote per pair of a parent's and a
     child's image of the same condition and latent, ``child_won`` saying which won. The votes make a
-    Bradley–Terry board of the two versions with the leaderboard's bootstrap (``DEFAULT_ROUNDS``
+    Bradley–Terry board of the two versions with the leaderboard's bootstrap (``GATE_BOOTSTRAP_ROUNDS``
     rounds, whole conditions resampled: the study default, prompt clusters); the child is kept only
     when its lower bound lies above the parent's upper bound (``beats_beyond_interval``, the rule of
     ``server.training.services.policy_parent_choose``). ValueError for no votes or unequal lists."""
