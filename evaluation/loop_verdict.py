@@ -104,3 +104,28 @@ def summary_line(strategy: str, method: str, verdict: RiseVerdict, labels: float
         f"summary {strategy} {method}: round0 {verdict.round0:.4f} final {verdict.final:.4f} "
         f"se {error} labels {labels:g}"
     )
+
+
+@dataclass(frozen=True)
+class RatedInterval:
+    """A version's row of a leaderboard as the loop reads it: the bootstrap interval of its rating
+    and the judgments it took part in (NaN bounds when the board had no bootstrap rounds)."""
+
+    lower: float
+    upper: float
+    battles: float
+
+
+def beats_beyond_interval(child: RatedInterval | None, parent: RatedInterval | None) -> bool:
+    """The loop's keep-the-parent rule: a child replaces its parent only when it was rated (at
+    least one battle) and its lower bound lies above the parent's upper bound on the same
+    leaderboard of holdout votes. A child not on the board, a parent not on the board, a child
+    better only within the noise, or bounds that are NaN (no bootstrap) keep the parent.
+
+    One rule for text and images: the server's ``policy_parent_choose`` and ``bench.image_loop``'s
+    holdout A/B both decide with it. With two versions the bounds are mirror images (ratings are
+    centred), so it asks the bootstrap interval of the difference to exclude zero.
+    """
+    if child is None or parent is None or not child.battles > 0:
+        return False
+    return child.lower > parent.upper  # False for NaN

@@ -15,6 +15,7 @@ from typing import Any
 
 from django.db import transaction
 
+from evaluation.loop_verdict import RatedInterval, beats_beyond_interval
 from server.core.exceptions import ApplicationError, NotFound
 from server.core.paths import model_path_check
 from server.generators.models import KINDS_WITHOUT_WEIGHTS, GeneratorVersion, VersionKind
@@ -264,6 +265,7 @@ IMAGE_POLICY_OPTIONS: dict[str, type] = {
     "batch_size": int,
     "learning_rate": float,
     "evaluation_samples": int,
+    "reward_std_penalty": float,
     "seed": int,
     "report_every": int,
 }
@@ -512,6 +514,18 @@ def _interval(row: dict[str, Any] | None) -> str:
     return f"{row['rating']:.0f} [{row['lower']:.0f}, {row['upper']:.0f}] over {row['battles']} battles"
 
 
+def _rated(row: dict[str, Any] | None) -> RatedInterval | None:
+    """A leaderboard row as the keep-the-parent rule reads it (bounds stored as None: NaN)."""
+    if row is None:
+        return None
+    lower, upper = row.get("lower"), row.get("upper")
+    return RatedInterval(
+        lower=math.nan if lower is None else float(lower),
+        upper=math.nan if upper is None else float(upper),
+        battles=float(row.get("battles") or 0),
+    )
+
+
 def policy_parent_choose(*, study: Study) -> ParentChoice:
     """The parent of the loop's next policy, with the reason.
 
@@ -520,7 +534,9 @@ def policy_parent_choose(*, study: Study) -> ParentChoice:
     on the latest leaderboard beyond the interval: the child's lower bound above the parent's upper
     bound (the leaderboard is computed on holdout prompts, which training never sees). Otherwise
     the parent stays, and the reason names both intervals: a child that is merely not worse, or
-    better within the noise, does not move the loop.
+    better within the noise, does not move the loop. The rule is ``beats_beyond_interval``
+    (evaluation/loop_verdict.py), the one ``bench.image_loop``'s holdout A/B applies too; image
+    studies reach it by the same path (the loop's policy step starts with no parent named).
     """
     from server.evaluations.selectors import leaderboard_latest
 
@@ -552,9 +568,7 @@ def policy_parent_choose(*, study: Study) -> ParentChoice:
             (
                 child
                 for child in children
-                if parent_row is not None
-                and rows.get(child.id, {}).get("battles")
-                and rows[child.id]["lower"] > parent_row["upper"]
+                if beats_beyond_interval(_rated(rows.get(child.id)), _rated(parent_row))
             ),
             None,
         )

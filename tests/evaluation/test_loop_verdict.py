@@ -5,7 +5,14 @@ import re
 
 import pytest
 
-from evaluation.loop_verdict import labels_to_reach, rise_verdict, standard_error, summary_line
+from evaluation.loop_verdict import (
+    RatedInterval,
+    beats_beyond_interval,
+    labels_to_reach,
+    rise_verdict,
+    standard_error,
+    summary_line,
+)
 
 
 def test_standard_error_is_the_sample_deviation_over_root_n() -> None:
@@ -85,3 +92,14 @@ def test_summary_line_format() -> None:
     assert re.fullmatch(r"summary \S+ \S+: round0 [\d.]+ final [\d.]+ se [\d.]+ labels \d+", line)
     single = summary_line("active", "rloo", rise_verdict([0.5], [0.25]), 65.5)
     assert single == "summary active rloo: round0 0.5000 final 0.2500 se n/a labels 65.5"
+
+
+def test_a_child_replaces_its_parent_only_above_the_parents_interval() -> None:
+    parent = RatedInterval(lower=960.0, upper=1040.0, battles=80)
+    assert beats_beyond_interval(RatedInterval(1041.0, 1140.0, 80), parent) is True
+    assert beats_beyond_interval(RatedInterval(1040.0, 1140.0, 80), parent) is False  # touching
+    assert beats_beyond_interval(RatedInterval(990.0, 1070.0, 80), parent) is False  # within the noise
+    assert beats_beyond_interval(RatedInterval(1100.0, 1140.0, 0), parent) is False  # never rated
+    assert beats_beyond_interval(None, parent) is False
+    assert beats_beyond_interval(RatedInterval(1100.0, 1140.0, 80), None) is False
+    assert beats_beyond_interval(RatedInterval(math.nan, math.nan, 80), parent) is False  # no bootstrap

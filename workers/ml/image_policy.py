@@ -7,7 +7,8 @@ uniformly from the parent's classes,
 
     − r(child(z, y)) + β · mean((child(z, y) − parent(z, y))²)
 
-where r is the image reward ensemble's normalised mean (``workers.ml.image_reward``) and the
+where r is the image reward ensemble's normalised mean (``workers.ml.image_reward``; with
+``reward_std_penalty`` k > 0 the pessimistic mean − k·std over its members) and the
 penalty is the mean squared difference of the two images for the same latent and condition, in
 [−1, 1] pixel units. The decoder is differentiable, so the reward's gradient flows straight into
 it (no policy-gradient estimator needed). β plays the part of the KL coefficient: large β keeps
@@ -68,6 +69,11 @@ class ImagePolicyConfig:
     """Fixed latents (drawn from ``seed + 1``) on which reward and distance are measured before
     and after, the same for every β so that runs are comparable."""
 
+    reward_std_penalty: float = 0.0
+    """k in the pessimistic reward mean − k·std over the ensemble's members that the child climbs
+    (0: the mean), as the text policies offer: images on which the members disagree, where the
+    reward model knows least, pay for it. ``reward_before`` and ``reward_after`` stay the mean."""
+
     seed: int = 0
     """Seeds the training latents and conditions."""
 
@@ -77,6 +83,8 @@ class ImagePolicyConfig:
     def __post_init__(self) -> None:
         if self.beta < 0:
             raise ValueError("beta must be >= 0")
+        if not self.reward_std_penalty >= 0:
+            raise ValueError("reward_std_penalty must be >= 0")
         for name in ("steps", "batch_size", "evaluation_samples", "report_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1")
@@ -142,7 +150,7 @@ def fine_tune_image_generator(
         with torch.no_grad():
             anchor = parent.decoder(latent, batch_labels)
         images = child(latent, batch_labels)
-        reward = reward_model.reward(images).mean()
+        reward = reward_model.reward(images, config.reward_std_penalty).mean()
         distance = ((images - anchor) ** 2).mean()
         loss = -reward + config.beta * distance
         optimizer.zero_grad(set_to_none=True)

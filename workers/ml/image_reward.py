@@ -165,8 +165,14 @@ class ImageRewardEnsemble(nn.Module):
         raw = torch.stack([member(images) for member in self.members])
         return (raw - self.member_mean[:, None]) / self.member_std[:, None]  # type: ignore[index]
 
-    def reward(self, images: torch.Tensor) -> torch.Tensor:
-        return (self(images).mean(dim=0) - self.ensemble_mean) / self.ensemble_std
+    def reward(self, images: torch.Tensor, std_penalty: float = 0.0) -> torch.Tensor:
+        """The normalised mean over members; with ``std_penalty`` k > 0 the pessimistic reward
+        mean − k·std, the members' population std in the same units (``score_images``' std)."""
+        members = self(images)
+        reward = (members.mean(dim=0) - self.ensemble_mean) / self.ensemble_std
+        if std_penalty == 0:
+            return reward
+        return reward - std_penalty * members.std(dim=0, unbiased=False) / self.ensemble_std
 
 
 def _tensor(images: UInt8Array) -> torch.Tensor:

@@ -85,3 +85,62 @@ def test_the_dashboard_says_where_the_loop_trains_next_and_why() -> None:
 
     assert f"The loop trains next from {base}." in page
     assert "does not beat it beyond the interval" in page
+
+
+@pytest.mark.parametrize(
+    ("child_row", "expected"),
+    [((1030, 990, 1070, 40), "base"), ((1100, 1060, 1140, 80), "child")],
+    ids=["within-the-noise", "beyond-the-interval"],
+)
+def test_the_automatic_loop_of_an_image_study_keeps_the_parent_by_the_same_rule(
+    settings, tmp_path, child_row, expected
+) -> None:  # type: ignore[no-untyped-def]
+    """The image loop's policy step (started by its reward model step, no parent named) trains
+    from the version the text loop would: the child only when it beats its parent beyond the
+    interval of the holdout leaderboard."""
+    from server.studies.models import Modality
+    from server.training.jobs import reward_model_train_run
+    from server.training.models import PreferenceSnapshot, RewardModel
+    from server.training.services import IMAGE_POLICY_METHOD
+
+    settings.LOVELACE_MODEL_ROOTS = [*settings.LOVELACE_MODEL_ROOTS, tmp_path]
+    for folder in ("base", "child", "reward"):
+        (tmp_path / folder).mkdir()
+    image = {"modality": "image", "architecture": "dcgan"}
+    study = factories.study(modality=Modality.IMAGE)
+    base = factories.version(
+        enrol_in=study, kind=VersionKind.BASE, label="base", model_path=str(tmp_path / "base"), metadata=image
+    )
+    child = factories.version(
+        enrol_in=study,
+        kind=VersionKind.TRAINED,
+        label="child",
+        generator=base.generator,
+        parent=base,
+        training_job=Job.objects.create(kind="train_policy", queue="gpu"),
+        model_path=str(tmp_path / "child"),
+        metadata=image,
+    )
+    board(study, (child.id, *child_row), (base.id, 1000, 960, 1040, 40))
+    snapshot = PreferenceSnapshot.objects.create(study=study, content_hash="0" * 64, rule="test")
+    reward_job = Job.objects.create(
+        kind="train_reward_model", queue="gpu", study=study, params={"then": ["policy"]}
+    )
+    # The reward model is recorded: the step only starts the next one (as after a kill).
+    RewardModel.objects.create(
+        study=study,
+        snapshot=snapshot,
+        backbone="image-cnn",
+        ensemble_size=1,
+        path=str(tmp_path / "reward"),
+        metrics={"modality": "image"},
+        job=reward_job,
+    )
+
+    reward_model_train_run(job=reward_job, report=lambda **_: None)
+
+    policy = Job.objects.get(kind="train_policy", parent=reward_job)
+    assert policy.params["method"] == IMAGE_POLICY_METHOD
+    assert policy.params["parent_version_id"] == {"base": base, "child": child}[expected].id
+    assert policy.params["parent_reason"] == policy_parent_choose(study=study).reason
+    assert ("stays the parent" in policy.params["parent_reason"]) == (expected == "base")

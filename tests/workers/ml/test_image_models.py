@@ -297,6 +297,26 @@ def test_policy_step_raises_reward_and_moves_further_with_smaller_beta(
     )
 
 
+def test_the_pessimistic_reward_is_the_mean_less_k_members_std(tmp_path: Path) -> None:
+    pairs = _warmth_pairs(seed=5, pairs=32)
+    train_image_reward_model(
+        preferences=pairs,
+        reference_images=pairs.chosen,
+        output_dir=tmp_path / "reward",
+        config=ImageRewardConfig(ensemble_size=3, epochs=2),
+    )
+    ensemble = load_image_reward_model(tmp_path / "reward")
+    scores = score_images(ensemble, pairs.rejected)
+    assert scores.std.max() > 0  # the members disagree somewhere
+    images = torch.from_numpy(to_unit_tensor_layout(pairs.rejected))
+    with torch.no_grad():
+        plain, pessimistic = ensemble.reward(images), ensemble.reward(images, 2.0)
+    np.testing.assert_allclose(plain.numpy(), scores.mean, atol=1e-5)
+    np.testing.assert_allclose(pessimistic.numpy(), scores.mean - 2.0 * scores.std, atol=1e-5)
+    with pytest.raises(ValueError, match="reward_std_penalty must be >= 0"):
+        ImagePolicyConfig(reward_std_penalty=-0.5)
+
+
 def test_memorisation_threshold_separates_copies_from_fresh_draws() -> None:
     from evaluation.image_metrics import leave_one_out_threshold, memorisation_in_space
 
