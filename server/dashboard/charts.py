@@ -75,9 +75,11 @@ def lineage_layout(nodes: Sequence[LineageNode]) -> dict[int, tuple[int, int]]:
     return places
 
 
-def svg_lineage(nodes: Sequence[LineageNode]) -> str:
+def svg_lineage(nodes: Sequence[LineageNode], *, leaderboard: bool = True) -> str:
     """Versions as boxes (label, kind, latest rating with its interval and rank), trained ones
-    joined to their parent by an arrow labelled with the method and what it trained on."""
+    joined to their parent by an arrow labelled with the method and what it trained on.
+    ``leaderboard`` False: there is no leaderboard (of the question shown) yet, and the enrolled
+    boxes say so."""
     if not nodes:
         return ""
     places = lineage_layout(nodes)
@@ -135,7 +137,7 @@ def svg_lineage(nodes: Sequence[LineageNode]) -> str:
             detail = (
                 "no judgments yet"
                 if node.battles == 0
-                else "not on the leaderboard"
+                else ("not on the leaderboard" if leaderboard else "no leaderboard yet")
                 if node.enrolled
                 else "not enrolled in this study"
             )

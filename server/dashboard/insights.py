@@ -7,7 +7,7 @@ uncertainty and their n, and the reason whenever there is nothing to show.
 - the length-controlled leaderboard and the Davidson tie parameter, as the latest recompute
   stored them for that criterion (``server.evaluations.leaderboard``);
 - the "both bad" rate per version, on that criterion's answers;
-- the lineage of versions with their ratings round by round;
+- the lineage of versions with their ratings round by round, on that criterion's leaderboards;
 - rater quality and the reward models' reliability diagrams (SVG, ``server.dashboard.charts``);
 - the evaluation report's forest plots;
 - rationales and skip reasons, browsable by version and pair.
@@ -354,6 +354,8 @@ class Lineage:
     empty_reason: str = ""
     rounds_empty_reason: str = ""
     truncated: int = 0  # versions left out of the graph beyond ``LINEAGE_NODES_SHOWN``
+    # Why the boxes carry no ratings: the chosen criterion has no leaderboard yet.
+    ratings_missing_reason: str = ""
 
 
 def _edge_label(version: GeneratorVersion, jobs: dict[int, Job]) -> str:
@@ -368,10 +370,22 @@ def _edge_label(version: GeneratorVersion, jobs: dict[int, Job]) -> str:
     return " · ".join([str(method), *source])
 
 
-def study_lineage(*, study: Study) -> Lineage:
+def _no_board_yet(criterion: CriterionView) -> str:
+    """Why there are no ratings of ``criterion``: no recompute has stored its leaderboard yet."""
+    return (
+        "No leaderboard yet"
+        if criterion.is_primary
+        else f"No leaderboard of “{criterion.question}” yet (a recompute stores one per question)"
+    )
+
+
+def study_lineage(*, study: Study, criterion: CriterionView | None = None) -> Lineage:
     """The study's versions and their ancestors as a graph (parent → child, labelled with the
     training method and the snapshot or reward model it trained on), each with its latest rating;
-    and every version's rating with its interval on each of the last leaderboards."""
+    and every version's rating with its interval on each of the last leaderboards. The ratings are
+    those of ``criterion`` (None: the study's own question); a criterion without a leaderboard yet
+    gets none, with the reason, never another question's."""
+    criterion = criterion or study_criteria(study=study)[0]
     enrolled = list(study.versions.select_related("generator").order_by("id"))
     if not enrolled:
         return Lineage(
@@ -393,11 +407,12 @@ def study_lineage(*, study: Study) -> Lineage:
         job.id: job
         for job in Job.objects.filter(id__in=[v.training_job_id for v in ordered if v.training_job_id])
     }
-    boards = list(
-        study.leaderboards.filter(criterion__isnull=True).order_by("-created_at", "-id")[
-            :LEADERBOARD_ROUNDS_SHOWN
-        ]
-    )[::-1]
+    of_criterion = (
+        study.leaderboards.filter(criterion__isnull=True)
+        if criterion.is_primary
+        else study.leaderboards.filter(criterion_id=criterion.id)
+    )
+    boards = list(of_criterion.order_by("-created_at", "-id")[:LEADERBOARD_ROUNDS_SHOWN])[::-1]
     latest = {row.get("version_id"): row for row in (boards[-1].rows if boards else [])}
     enrolled_ids = set(StudyVersion.objects.filter(study=study).values_list("version_id", flat=True))
     nodes = [
@@ -417,13 +432,15 @@ def study_lineage(*, study: Study) -> Lineage:
         for version in ordered
     ]
     lineage = Lineage(
-        svg=mark_safe(svg_lineage(nodes)),  # safe: charts escape every label
+        # safe: charts escape every label
+        svg=mark_safe(svg_lineage(nodes, leaderboard=bool(boards))),
         trained=sum(1 for version in ordered if version.parent_id),
         truncated=truncated,
     )
     if not boards:
+        lineage.ratings_missing_reason = f"{_no_board_yet(criterion)}: the boxes carry no ratings."
         lineage.rounds_empty_reason = (
-            "No leaderboard yet: ratings round by round start with the first recompute."
+            f"{_no_board_yet(criterion)}: ratings round by round start with the first recompute."
         )
         return lineage
     lineage.rounds = [
@@ -741,13 +758,14 @@ class StudyInsights:
     forest_plots: list[tuple[str, SafeString]]
     rationale_counts: dict[str, int]
     rationale_preview: list[RationaleEntry]
-    criterion: CriterionView | None = None  # whose answers agreement, length control and both bad are
+    # Whose answers agreement, length control, both bad and the lineage's ratings are.
+    criterion: CriterionView | None = None
     several_criteria: bool = False  # the sections then name the criterion
 
 
 def study_insights(*, study: Study, criterion: CriterionView | None = None) -> StudyInsights:
-    """The insight sections; agreement, the length-controlled board and "both bad" are those of
-    ``criterion`` (the one chosen on the page; None: the study's own question)."""
+    """The insight sections; agreement, the length-controlled board, "both bad" and the lineage's
+    ratings are those of ``criterion`` (the one chosen on the page; None: the study's own question)."""
     criteria = study_criteria(study=study)
     criterion = criterion or criteria[0]
     board = leaderboard_latest(study=study, criterion_id=criterion.id)
@@ -757,7 +775,7 @@ def study_insights(*, study: Study, criterion: CriterionView | None = None) -> S
         agreement=study_agreement(study=study, criterion=criterion),
         length_control=length_control(board=board),
         both_bad=both_bad_rates(study=study, criterion_id=criterion.id),
-        lineage=study_lineage(study=study),
+        lineage=study_lineage(study=study, criterion=criterion),
         rater_quality=rater_quality(study=study),
         reliability=reliability_diagrams(study=study),
         forest_plots=forest_plots(study=study),

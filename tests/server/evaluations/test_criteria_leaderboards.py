@@ -201,3 +201,85 @@ def test_agreement_and_the_length_controlled_board_are_those_of_the_chosen_crite
     default = client.get("/dashboard/studies/poems/").content.decode()
     assert '<tr data-level="ordinal" data-criterion="original"><td>Which is more original?</td>' in default
     assert '<td class="num alpha-value">1.00</td>' in default
+
+
+def _lineage_box(html: str, version_id: int) -> str:
+    """The lineage graph's box of one version (the SVG group, as drawn)."""
+    start = html.index(f'<g class="lineage-node" data-version-id="{version_id}">')
+    return html[start : html.index("</g>", start)]
+
+
+def test_the_lineage_ratings_follow_the_chosen_criterion(client) -> None:  # type: ignore[no-untyped-def]
+    from server.dashboard.insights import study_lineage
+    from server.evaluations.reports import number_text
+    from server.studies.selectors import study_criterion
+
+    study, better, wild, plain = two_minds()
+    for _ in range(2):  # two rounds, each storing one leaderboard per criterion
+        leaderboard_recompute_run(
+            job=Job.objects.create(kind=JobKind.RECOMPUTE_LEADERBOARD, study=study, params={"rounds": 20}),
+            report=lambda **_: None,
+        )
+    Criterion.objects.create(study=study, key="moving", question="Which is more moving?", position=2)
+    boards = LeaderboardSnapshot.objects.filter(study=study).order_by("id")
+    original_boards = list(boards.filter(criterion__isnull=True))
+    better_boards = list(boards.filter(criterion=better))
+    latest_original = {row["version_id"]: row for row in original_boards[-1].rows}
+    latest_better = {row["version_id"]: row for row in better_boards[-1].rows}
+    # The two questions rank the versions in opposite orders.
+    assert latest_original[wild.id]["rating"] > latest_original[plain.id]["rating"]
+    assert latest_better[plain.id]["rating"] > latest_better[wild.id]["rating"]
+
+    original = study_lineage(study=study)
+    valued = study_lineage(study=study, criterion=study_criterion(study=study, key="better"))
+    unrated = study_lineage(study=study, criterion=study_criterion(study=study, key="moving"))
+
+    # Round by round: the chosen criterion's own leaderboards, never the other's.
+    assert [round_["id"] for round_ in original.rounds] == [board.id for board in original_boards]
+    assert [round_["id"] for round_ in valued.rounds] == [board.id for board in better_boards]
+    for lineage, rounds in ((original, original_boards), (valued, better_boards)):
+        for version in (wild, plain):
+            cells = next(row["cells"] for row in lineage.table if row["version_id"] == version.id)
+            assert cells == [
+                next(row for row in board.rows if row["version_id"] == version.id) for board in rounds
+            ]
+        assert lineage.ratings_missing_reason == "" and "<svg" in str(lineage.rounds_svg)
+    # The graph: each box carries the chosen criterion's latest rating.
+    for lineage, latest, other in (
+        (original, latest_original, latest_better),
+        (valued, latest_better, latest_original),
+    ):
+        for version in (wild, plain):
+            box = _lineage_box(str(lineage.svg), version.id)
+            assert f"{version.kind} · {number_text(latest[version.id]['rating'], 0)} [" in box
+            assert f"· {number_text(other[version.id]['rating'], 0)} [" not in box
+    # A question no recompute has rated yet says so instead of showing another's numbers.
+    reason = "No leaderboard of “Which is more moving?” yet (a recompute stores one per question)"
+    assert (unrated.rounds, unrated.table, str(unrated.rounds_svg)) == ([], [], "")
+    assert unrated.ratings_missing_reason == f"{reason}: the boxes carry no ratings."
+    assert unrated.rounds_empty_reason == f"{reason}: ratings round by round start with the first recompute."
+    for version in (wild, plain):
+        assert _lineage_box(str(unrated.svg), version.id).endswith(
+            f"{version.kind} · no leaderboard yet</text>"
+        )
+
+    # The dashboard: the section names the question chosen above the leaderboard and shows its numbers.
+    client.force_login(factories.user(is_staff=True))
+    page = client.get("/dashboard/studies/poems/?criterion=better").content.decode()
+    named = '<span class="dash-criterion-named" data-criterion="better">Which is better?</span>'
+    assert f"Lineage of versions: {named}</h2>" in page
+    assert _lineage_box(page, plain.id) == _lineage_box(str(valued.svg), plain.id)
+    first = better_boards[0].rows[0]
+    assert first["version_id"] == plain.id
+    assert (
+        f'<tr data-version-id="{plain.id}"><td class="dash-version">{plain}</td>\n          '
+        f'<td>{first["rating"]:,.0f} <span class="dash-muted dash-small">'
+        f"[{first['lower']:,.0f}–{first['upper']:,.0f}]"
+    ) in page
+    default = client.get("/dashboard/studies/poems/").content.decode()
+    assert 'Lineage of versions: <span class="dash-criterion-named" data-criterion="original">' in default
+    assert _lineage_box(default, wild.id) == _lineage_box(str(original.svg), wild.id)
+    silent = client.get("/dashboard/studies/poems/?criterion=moving").content.decode()
+    assert f'<p class="dash-empty" id="lineage-unrated">{reason}: the boxes carry no ratings.</p>' in silent
+    assert f'<p class="dash-empty" id="rounds-empty">{reason}: ratings round by round' in silent
+    assert 'id="rounds-table"' not in silent and f"{plain.kind} · no leaderboard yet" in silent
