@@ -224,7 +224,7 @@ def test_the_evaluate_job_of_an_image_version_stores_image_metrics_and_the_grid(
     for name in (
         "memorisation_pixel_share",
         "memorisation_feature_share",
-        "frechet_distance",
+        "frechet_distance_corrected",
         "feature_mean_distance_per_prompt",
         "condition_accuracy",
         "nearest_training_pixel_distance",
@@ -233,7 +233,17 @@ def test_the_evaluate_job_of_an_image_version_stores_image_metrics_and_the_grid(
         assert value["lower"] <= value["mean"] <= value["upper"], name
     assert 0.0 <= metrics["memorisation_pixel_share"]["mean"] <= 1.0
     assert metrics["memorisation_pixel_share"]["count"] == 3  # prompts resampled, not samples
-    assert metrics["frechet_distance"]["count"] == 6 and metrics["frechet_distance"]["mean"] > 0
+    # frechet_distance is the plug-in value only (what evaluations stored under that name before
+    # the correction, so versions' newest evaluations compare like with like); the corrected
+    # distance and its interval have their own name.
+    assert metrics["frechet_distance"] == {
+        "mean": metrics["frechet_distance_corrected"]["plug_in"],
+        "lower": None,
+        "upper": None,
+        "count": 6,
+    }
+    assert metrics["frechet_distance"]["mean"] > 0
+    assert metrics["frechet_distance_corrected"]["count"] == 6
     assert metrics["feature_vendi_per_prompt"]["mean"] >= 1.0
     grid = metrics["memorisation_grid"]
     assert len(grid) == 6
@@ -246,7 +256,7 @@ def test_the_evaluate_job_of_an_image_version_stores_image_metrics_and_the_grid(
     assert len(evaluation.protocol["feature_network_sha256"]) == 64
     # The report and the staff dashboard show the figures and the grid; nothing unescaped.
     html = evaluation_report_html(study=study)
-    assert "frechet_distance" in html and html.count('alt="nearest training image"') == 6
+    assert "frechet_distance_corrected" in html and html.count('alt="nearest training image"') == 6
     assert f'src="data:image/png;base64,{grid[0]["sample_png"]}"' in html
     staff = get_user_model().objects.create_user("staff", password="x", is_staff=True)
     client.force_login(staff)
@@ -454,7 +464,8 @@ def test_the_image_evaluation_scores_value_with_the_image_reward_model(  # type:
     by_hand = sum(p["novelty"] >= threshold and p["value"] >= 0.0 for p in points) / len(points)
     assert share["mean"] == pytest.approx(by_hand, abs=1e-5)
     assert share["lower"] <= share["mean"] <= share["upper"]
-    frechet = evaluation.metrics["frechet_distance"]
+    frechet = evaluation.metrics["frechet_distance_corrected"]
+    assert evaluation.metrics["frechet_distance"]["mean"] == frechet["plug_in"]
     assert frechet["lower"] <= frechet["mean"] <= frechet["upper"]
     assert frechet["mean"] == pytest.approx(max(frechet["plug_in"] - frechet["bias"], 0.0), abs=2e-5)
     # The report and the dashboard: the share in their tables, the image novelty on the axis,
