@@ -4,7 +4,7 @@ the views call with ``form.arguments()``; a refusal comes back as an Application
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from django import forms
 from django.conf import settings
@@ -19,7 +19,7 @@ from server.studies.models import BootstrapClusters, PairSelection, Study
 from server.studies.selectors import study_criteria
 from server.training.exports import EXPORT_KINDS
 from server.training.models import PreferenceSnapshot, RewardModel
-from server.training.services import IMAGE_POLICY_METHOD
+from server.training.services import IMAGE_POLICY_METHOD, ONLINE_RL_OPTIONS, Between
 
 
 class VersionChoiceField(forms.ModelChoiceField):
@@ -733,6 +733,11 @@ class ImageRewardModelForm(ImageTrainingForm):
         return {"snapshot_id": snapshot.id if snapshot else None, "config": self.merged_config()}
 
 
+# The image policy's ensemble caution k is the text policies' (mean − k·std over the members):
+# its range is the service's declaration of that option.
+_CAUTION = cast(Between, ONLINE_RL_OPTIONS["reward_std_penalty"])
+
+
 class ImagePolicyForm(ImageTrainingForm):
     own_fields = ("parent_version", "reward_model")
     parent_version = VersionChoiceField(
@@ -752,6 +757,13 @@ class ImagePolicyForm(ImageTrainingForm):
     learning_rate = _number("Learning rate", 1e-7, 1.0)
     evaluation_samples = _whole(
         "Evaluation samples", 1, 100_000, "Images scored before and after; 1–100,000."
+    )
+    reward_std_penalty = _number(
+        "Ensemble caution k",
+        _CAUTION.low,
+        _CAUTION.high,
+        "Reward = mean − k × spread over the image reward model's members; 0: the mean; "
+        f"{_CAUTION.low:g}–{_CAUTION.high:g}.",
     )
     report_every = _whole("Report every", 1, 1_000_000, "Steps between progress reports.")
     seed = _whole("Seed", 0, MAX_SEED)

@@ -689,6 +689,11 @@ def test_the_dashboard_offers_image_forms_to_an_image_study_and_text_forms_to_a_
     assert isinstance(reward_form, ImageRewardModelForm) and isinstance(policy_form, ImagePolicyForm)
     assert "ensemble_size" in reward_form.fields and "kind" not in reward_form.fields
     assert "method" not in policy_form.fields and "lora" not in policy_form.fields
+    # Every option the image services accept has its typed field, and no field is unknown to them.
+    from server.training.services import IMAGE_POLICY_OPTIONS, IMAGE_REWARD_OPTIONS
+
+    assert set(reward_form.setting_names()) == set(IMAGE_REWARD_OPTIONS)
+    assert set(policy_form.setting_names()) == set(IMAGE_POLICY_OPTIONS)
     html = page.content.decode()
     assert 'id="action-build-image-generator"' in html and 'name="beta"' in html
 
@@ -785,6 +790,7 @@ def test_the_dashboard_trains_the_image_reward_model_and_policy(  # type: ignore
             "reward_model": str(reward_model.id),
             "steps": "3",
             "beta": "0.1",
+            "reward_std_penalty": "0.5",
         },
     )
     assert policy.status_code == 303
@@ -792,5 +798,10 @@ def test_the_dashboard_trains_the_image_reward_model_and_policy(  # type: ignore
     assert (job.kind, job.params["method"], job.params["config"]) == (
         JobKind.TRAIN_POLICY,
         "image_reward",
-        {"steps": 3, "beta": 0.1},
+        {"steps": 3, "beta": 0.1, "reward_std_penalty": 0.5},
     )
+    too_cautious = staff_page.post(f"{base}train-policy/", {"reward_std_penalty": "10.5"})
+    assert _form_of(too_cautious, "train-policy").errors == {
+        "reward_std_penalty": ["Ensure this value is less than or equal to 10.0."]
+    }
+    assert Job.objects.order_by("-id").first() == job
