@@ -4,7 +4,7 @@ the views call with ``form.arguments()``; a refusal comes back as an Application
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 from django import forms
 from django.conf import settings
@@ -19,7 +19,7 @@ from server.studies.models import BootstrapClusters, PairSelection, Study
 from server.studies.selectors import study_criteria
 from server.training.exports import EXPORT_KINDS
 from server.training.models import PreferenceSnapshot, RewardModel
-from server.training.services import IMAGE_POLICY_METHOD, ONLINE_RL_OPTIONS, Between
+from server.training.services import IMAGE_OPTION_BOUNDS, IMAGE_POLICY_METHOD
 
 
 class VersionChoiceField(forms.ModelChoiceField):
@@ -733,9 +733,8 @@ class ImageRewardModelForm(ImageTrainingForm):
         return {"snapshot_id": snapshot.id if snapshot else None, "config": self.merged_config()}
 
 
-# The image policy's ensemble caution k is the text policies' (mean − k·std over the members):
-# its range is the service's declaration of that option.
-_CAUTION = cast(Between, ONLINE_RL_OPTIONS["reward_std_penalty"])
+# The image policy's ensemble caution k (mean − k·std over the members): the service's range.
+_CAUTION = IMAGE_OPTION_BOUNDS["reward_std_penalty"]
 
 
 class ImagePolicyForm(ImageTrainingForm):

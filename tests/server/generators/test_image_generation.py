@@ -653,6 +653,14 @@ def test_the_api_starts_the_image_policy_and_refuses_text_methods(  # type: igno
     assert dpo.json()["error"] == "An image study trains its generators with the method 'image_reward'."
     bad = staff_api.post(url, {**parent, "method": "image_reward", "config": {"lora_rank": 8}}, format="json")
     assert bad.status_code == 400 and bad.json()["details"] == {"field": "config.lora_rank"}
+    cautious = staff_api.post(
+        url, {**parent, "method": "image_reward", "config": {"reward_std_penalty": 10.5}}, format="json"
+    )
+    assert (cautious.status_code, cautious.json()["details"]) == (400, {"field": "config.reward_std_penalty"})
+    assert (
+        cautious.json()["error"]
+        == "The image policy option 'reward_std_penalty' must be a number from 0 to 10."
+    )
     # The image reward model from the API too, its options checked as the image trainer's.
     lora = staff_api.post(
         f"/api/studies/{study.slug}/jobs/train-reward-model/", {"config": {"lora": True}}, format="json"
