@@ -469,6 +469,19 @@ def run_chain(
     return chain
 
 
+def run_folder_name(arguments: argparse.Namespace) -> str:
+    """The folder of a run's chains, named by every option that changes its results (the seed has
+    its own folder below it), so two runs that differ in any of them never share a folder, nor
+    delete each other's."""
+    safe_oracle = "".join(c if c.isalnum() else "-" for c in arguments.oracle)
+    gate = f"gate-{arguments.gate}" + (f"{arguments.gate_pairs}" if arguments.gate == "ab" else "")
+    return (
+        f"{safe_oracle}-rounds{arguments.rounds}-labels{arguments.labels_per_round}"
+        f"-noise{arguments.noise:g}-beta{arguments.beta:g}-{gate}-steps{arguments.policy_steps}"
+        f"-k{arguments.pessimism:g}-m{arguments.ensemble_size}-e{arguments.reward_epochs}"
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> list[ImageChain]:
     parser = argparse.ArgumentParser(
         prog="bench.loop --modality image", description=(__doc__ or "").splitlines()[0]
@@ -538,15 +551,9 @@ def main(argv: Sequence[str] | None = None) -> list[ImageChain]:
     work: Path = arguments.workdir
     started = time.perf_counter()
     base, features = base_models(work)
-    safe_name = "".join(c if c.isalnum() else "-" for c in arguments.oracle)
     chains = []
     for seed in range(arguments.seeds):
-        chain_dir = (
-            work / f"{safe_name}-noise{arguments.noise:g}-beta{arguments.beta:g}-gate-{arguments.gate}"
-            f"-steps{arguments.policy_steps}-k{arguments.pessimism:g}-m{arguments.ensemble_size}"
-            f"-e{arguments.reward_epochs}"
-        )
-        chain_dir = chain_dir / f"seed-{seed}"
+        chain_dir = work / run_folder_name(arguments) / f"seed-{seed}"
         shutil.rmtree(chain_dir, ignore_errors=True)  # children of an earlier run are not reused
         chains.append(
             run_chain(

@@ -19,7 +19,7 @@ from server.studies.models import BootstrapClusters, PairSelection, Study
 from server.studies.selectors import study_criteria
 from server.training.exports import EXPORT_KINDS
 from server.training.models import PreferenceSnapshot, RewardModel
-from server.training.services import IMAGE_POLICY_METHOD
+from server.training.services import IMAGE_OPTION_BOUNDS, IMAGE_POLICY_METHOD
 
 
 class VersionChoiceField(forms.ModelChoiceField):
@@ -733,6 +733,10 @@ class ImageRewardModelForm(ImageTrainingForm):
         return {"snapshot_id": snapshot.id if snapshot else None, "config": self.merged_config()}
 
 
+# The image policy's ensemble caution k (mean − k·std over the members): the service's range.
+_CAUTION = IMAGE_OPTION_BOUNDS["reward_std_penalty"]
+
+
 class ImagePolicyForm(ImageTrainingForm):
     own_fields = ("parent_version", "reward_model")
     parent_version = VersionChoiceField(
@@ -752,6 +756,13 @@ class ImagePolicyForm(ImageTrainingForm):
     learning_rate = _number("Learning rate", 1e-7, 1.0)
     evaluation_samples = _whole(
         "Evaluation samples", 1, 100_000, "Images scored before and after; 1–100,000."
+    )
+    reward_std_penalty = _number(
+        "Ensemble caution k",
+        _CAUTION.low,
+        _CAUTION.high,
+        "Reward = mean − k × spread over the image reward model's members; 0: the mean; "
+        f"{_CAUTION.low:g}–{_CAUTION.high:g}.",
     )
     report_every = _whole("Report every", 1, 1_000_000, "Steps between progress reports.")
     seed = _whole("Seed", 0, MAX_SEED)

@@ -18,6 +18,7 @@ import base64
 import hashlib
 import io
 import json
+import math
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -181,10 +182,14 @@ def image_evaluation_run(
     frechet = frechet_distance_interval(
         sample_features, training_features, conditions=prompt_of, rounds=FRECHET_ROUNDS, seed=seed
     )
-    # The bias-corrected distance with its basic bootstrap interval (the plug-in value, FID's
-    # convention, is biased upward at these sample counts and may lie above the interval; it is
-    # kept as ``plug_in`` for comparisons at equal sample counts). See frechet_distance_interval.
-    metrics["frechet_distance"] = {
+    # Two metrics, so that versions' evaluations are compared on one estimate each:
+    # ``frechet_distance`` is the plug-in value (FID's convention, and what evaluations stored
+    # under that name before the correction), without an interval: the basic bootstrap interval
+    # is centred on the corrected value and the plug-in one, biased upward at these sample counts,
+    # may lie above it. ``frechet_distance_corrected`` is the bias-corrected distance with that
+    # interval. See frechet_distance_interval.
+    metrics["frechet_distance"] = _interval(frechet.value, math.nan, math.nan, frechet.count)
+    metrics["frechet_distance_corrected"] = {
         **_interval(frechet.bias_corrected, frechet.lower, frechet.upper, frechet.count),
         "plug_in": _clean(frechet.value),
         "bias": _clean(frechet.bias),

@@ -114,7 +114,11 @@ def judgment_rows(*, study: Study, chunk_rows: int = CHUNK_ROWS) -> Iterator[lis
         answers: dict[int, list[dict[str, Any]]] = {}
         if further:
             for judgment_id, criterion_id, outcome, chose_left in (
-                JudgmentAnswer.objects.filter(judgment_id__in=[row[0] for row in chunk])
+                # Only the criteria read when the export started: a criterion added (and answered)
+                # since would have no entry in ``further``, and the export one question set.
+                JudgmentAnswer.objects.filter(
+                    judgment_id__in=[row[0] for row in chunk], criterion_id__in=list(further)
+                )
                 .order_by("judgment_id", "criterion__position")
                 .values_list("judgment_id", "criterion_id", "outcome", "chose_left")
             ):

@@ -1,14 +1,49 @@
 from __future__ import annotations
 
+from typing import Any
+
+from django import forms
 from django.contrib import admin
 
-from server.studies.models import MAX_CRITERIA, Criterion, Prompt, Study, StudyVersion
+from server.studies.models import (
+    MAX_CRITERIA,
+    Criterion,
+    Prompt,
+    Study,
+    StudyVersion,
+    answer_phrase_from_question,
+)
+
+ADMIN_ANSWER_PHRASE_HELP = (
+    "How the rating page's buttons answer the question: “Left is <phrase>” / “Right is <phrase>” "
+    "(e.g. “more original”). Left blank when adding: the phrase a question shaped “Which … is "
+    "<phrase>?” implies, else plain “Left” / “Right”. A phrase left as derived follows a change of "
+    "the question; clear it after adding for plain buttons."
+)
+
+
+class AnswerPhraseForm(forms.ModelForm):
+    """A study's or criterion's admin form: added with a blank phrase, it gets the one its question
+    implies (a changed question re-derives a phrase left as derived: the model's ``save``)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if "answer_phrase" in self.fields:
+            self.fields["answer_phrase"].help_text = ADMIN_ANSWER_PHRASE_HELP
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        question = cleaned.get("question")
+        if self.instance._state.adding and not cleaned.get("answer_phrase") and question:
+            cleaned["answer_phrase"] = answer_phrase_from_question(question.strip())
+        return cleaned
 
 
 class CriterionInline(admin.TabularInline):
     """The study's further questions (its own question and guidelines are the first criterion)."""
 
     model = Criterion
+    form = AnswerPhraseForm
     extra = 0
     max_num = MAX_CRITERIA - 1
     fields = ["position", "key", "question", "answer_phrase", "guidelines"]
@@ -22,6 +57,7 @@ class StudyVersionInline(admin.TabularInline):
 
 @admin.register(Study)
 class StudyAdmin(admin.ModelAdmin):
+    form = AnswerPhraseForm
     list_display = [
         "name",
         "slug",

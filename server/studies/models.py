@@ -27,9 +27,48 @@ ANSWER_PHRASE_HELP = (
 
 def answer_phrase_from_question(question: str) -> str:
     """The phrase that completes "Left is …" for a question shaped "Which [thing] is …?"
-    ("Which is more original?" → "more original"); "" (plain Left / Right) for any other."""
+    ("Which is more original?" → "more original"); "" (plain Left / Right) for any other, and
+    for a phrase that ``answer_phrase_problem`` refuses ("Which one is is better?", a tab)."""
     match = _WHICH_IS.match(question or "")
-    return match.group(1).strip() if match else ""
+    phrase = match.group(1).strip() if match else ""
+    return "" if answer_phrase_problem(phrase) else phrase
+
+
+def answer_phrase_follow_question(row: Study | Criterion) -> None:
+    """Before saving ``row`` (a study or a criterion): when its question changed since it was
+    loaded and its phrase is still the one the old question implied, the phrase the new question
+    implies, so "Which is more original?" edited to "Which poem do you prefer?" stops showing
+    "Left is more original". A phrase someone wrote (not the derived one) is kept."""
+    loaded = getattr(row, "_loaded_question", None)
+    if loaded is None or loaded == row.question:
+        return
+    if row.answer_phrase == answer_phrase_from_question(loaded.strip()):
+        row.answer_phrase = answer_phrase_from_question(row.question.strip())
+
+
+class _RemembersQuestion(models.Model):
+    """Remembers the question a row was loaded with (for ``answer_phrase_follow_question``)."""
+
+    question: str
+    answer_phrase: str
+    _loaded_question: str | None = None
+
+    class Meta:
+        abstract = True
+
+    def save(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        answer_phrase_follow_question(self)
+        update_fields = kwargs.get("update_fields")
+        if update_fields is not None and "question" in update_fields:
+            kwargs["update_fields"] = {*update_fields, "answer_phrase"}
+        super().save(*args, **kwargs)
+        self._loaded_question = self.__dict__.get("question")  # None when deferred
+
+    @classmethod
+    def from_db(cls, db, field_names, values):  # type: ignore[no-untyped-def]
+        row = super().from_db(db, field_names, values)
+        row._loaded_question = row.__dict__.get("question")
+        return row
 
 
 def answer_phrase_problem(phrase: str, *, check_length: bool = True) -> str | None:
@@ -77,7 +116,7 @@ class BootstrapClusters(models.TextChoices):
     NONE = "none", "none: judgments independently (too narrow when prompts repeat)"
 
 
-class Study(models.Model):
+class Study(_RemembersQuestion):
     """One question asked of raters about one kind of artifact, with its rules."""
 
     name = models.CharField(max_length=200)
@@ -233,7 +272,7 @@ class Study(models.Model):
 MAX_CRITERIA = 4  # the study's own question and up to three more
 
 
-class Criterion(models.Model):
+class Criterion(_RemembersQuestion):
     """A further question asked about the same pair as the study's own (``Study.question``, the
     first criterion), with its own guidelines; answered in the same vote, in ``position`` order.
 

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from django.core.exceptions import ValidationError
 from django.core.validators import slug_re
@@ -114,7 +114,8 @@ def study_create(
     """A new study. Its questions come from ``criteria`` (1 to MAX_CRITERIA, answered in this
     order; the first is the study's own question), from a ``template`` (``"creativity"``: more
     original? and better?), or from ``question`` (one criterion, as before criteria existed).
-    A question without an ``answer_phrase`` gets the one it implies (``answer_phrase_from_question``)."""
+    A question without an ``answer_phrase`` gets the one it implies (``answer_phrase_from_question``);
+    an explicit ``answer_phrase=""`` beside criteria or a template makes the first question plain."""
     if template:
         if template not in STUDY_TEMPLATES:
             raise ApplicationError(
@@ -127,6 +128,17 @@ def study_create(
                 extra={"fields": {"criteria": "A template sets the criteria."}},
             )
         criteria = list(STUDY_TEMPLATES[template])
+    if criteria and rules.get("answer_phrase") == "":
+        # An explicit empty phrase: plain Left / Right for the first question, over the phrase
+        # its question implies or the template's; a phrase the caller gave that criterion too
+        # contradicts it.
+        if not template and criteria[0].answer_phrase not in (None, ""):
+            raise ApplicationError(
+                "answer_phrase is empty but the first criterion gives one; give it once, in criteria.",
+                extra={"fields": {"answer_phrase": "Give it in criteria, one per question."}},
+            )
+        criteria = [replace(criteria[0], answer_phrase=""), *criteria[1:]]
+        del rules["answer_phrase"]
     if criteria and rules.get("answer_phrase") is not None:
         raise ApplicationError(
             "With criteria or a template, give each criterion's own answer phrase.",

@@ -235,13 +235,15 @@ DPO_OPTIONS: dict[str, Option] = {
     "label_smoothing": Between(0.0, 0.5, open_high=True),  # share of flipped crowd labels
     "max_length": Whole(2, 32_768),  # tokens of prompt + response; above max_prompt_length
 }
+# The pessimistic reward's k, mean − k·std over the reward model's members (text and image policies).
+REWARD_STD_PENALTY = Between(0.0, 10.0)
 ONLINE_RL_OPTIONS: dict[str, Option] = {
     **POLICY_OPTIONS,
     "beta": Positive(10.0),  # the KL penalty must be positive (the trainer refuses 0)
     "num_generations": Whole(2, 64),  # the baselines compare at least 2 completions per prompt
     "max_completion_length": Whole(1, 4096),  # tokens, as a generate job's decoding allows
     "temperature": Positive(10.0),
-    "reward_std_penalty": Between(0.0, 10.0),  # pessimistic reward: mean − k·std over members
+    "reward_std_penalty": REWARD_STD_PENALTY,
 }
 POLICY_METHODS = ("dpo", "rloo", "grpo")
 # The policy step of an image generator (workers.ml.image_policy): the child's images climb the
@@ -270,6 +272,10 @@ IMAGE_POLICY_OPTIONS: dict[str, type] = {
     "report_every": int,
 }
 
+# An image option with the range of its text counterpart: the ensemble caution k is the same
+# mean − k·std over members (the dashboard's image policy form reads its range here).
+IMAGE_OPTION_BOUNDS: dict[str, Between] = {"reward_std_penalty": REWARD_STD_PENALTY}
+
 
 def image_options(config: dict[str, Any] | None, known: dict[str, type], what: str) -> dict[str, Any]:
     """The options of an image-loop job, each checked by name and type (errors name the option)."""
@@ -297,6 +303,12 @@ def image_options(config: dict[str, Any] | None, known: dict[str, type], what: s
             ]
             raise ApplicationError(
                 f"The {what} option {name!r} must be {kind}.", extra={"field": f"config.{name}"}
+            )
+        bounds = IMAGE_OPTION_BOUNDS.get(name)
+        problem = bounds.problem(value) if bounds else None
+        if problem:
+            raise ApplicationError(
+                f"The {what} option {name!r} {problem}.", extra={"field": f"config.{name}"}
             )
         checked[name] = wanted(value)
     return checked

@@ -5,8 +5,23 @@ import re
 import server.studies.models
 from django.db import migrations, models
 
-# A copy of studies.models.answer_phrase_from_question as it was when this migration was written.
+# A copy of studies.models.answer_phrase_from_question (with answer_phrase_problem's checks) as it
+# was when this migration was written.
 WHICH_IS = re.compile(r"^\s*which(?:\s+[\w-]+)?\s+is\s+([^?,;:\n]{1,60}?)\s*\?\s*$", re.IGNORECASE)
+
+
+def phrase_from_question(question):
+    """The derived phrase, or "" (plain Left / Right) when it could not complete "Left is …"."""
+    match = WHICH_IS.match(question or "")
+    phrase = match.group(1).strip() if match else ""
+    if (
+        len(phrase) > 60
+        or any(not character.isprintable() for character in phrase)
+        or phrase.lower().startswith("is ")
+        or phrase.endswith("?")
+    ):
+        return ""
+    return phrase
 
 
 def derive_phrases(apps, schema_editor):
@@ -15,9 +30,9 @@ def derive_phrases(apps, schema_editor):
     for model_name in ("Study", "Criterion"):
         model = apps.get_model("studies", model_name)
         for row in model.objects.only("id", "question"):
-            match = WHICH_IS.match(row.question or "")
-            if match:
-                model.objects.filter(id=row.id).update(answer_phrase=match.group(1).strip())
+            phrase = phrase_from_question(row.question)
+            if phrase:
+                model.objects.filter(id=row.id).update(answer_phrase=phrase)
 
 
 class Migration(migrations.Migration):

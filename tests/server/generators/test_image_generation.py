@@ -224,7 +224,7 @@ def test_the_evaluate_job_of_an_image_version_stores_image_metrics_and_the_grid(
     for name in (
         "memorisation_pixel_share",
         "memorisation_feature_share",
-        "frechet_distance",
+        "frechet_distance_corrected",
         "feature_mean_distance_per_prompt",
         "condition_accuracy",
         "nearest_training_pixel_distance",
@@ -233,7 +233,17 @@ def test_the_evaluate_job_of_an_image_version_stores_image_metrics_and_the_grid(
         assert value["lower"] <= value["mean"] <= value["upper"], name
     assert 0.0 <= metrics["memorisation_pixel_share"]["mean"] <= 1.0
     assert metrics["memorisation_pixel_share"]["count"] == 3  # prompts resampled, not samples
-    assert metrics["frechet_distance"]["count"] == 6 and metrics["frechet_distance"]["mean"] > 0
+    # frechet_distance is the plug-in value only (what evaluations stored under that name before
+    # the correction, so versions' newest evaluations compare like with like); the corrected
+    # distance and its interval have their own name.
+    assert metrics["frechet_distance"] == {
+        "mean": metrics["frechet_distance_corrected"]["plug_in"],
+        "lower": None,
+        "upper": None,
+        "count": 6,
+    }
+    assert metrics["frechet_distance"]["mean"] > 0
+    assert metrics["frechet_distance_corrected"]["count"] == 6
     assert metrics["feature_vendi_per_prompt"]["mean"] >= 1.0
     grid = metrics["memorisation_grid"]
     assert len(grid) == 6
@@ -246,7 +256,7 @@ def test_the_evaluate_job_of_an_image_version_stores_image_metrics_and_the_grid(
     assert len(evaluation.protocol["feature_network_sha256"]) == 64
     # The report and the staff dashboard show the figures and the grid; nothing unescaped.
     html = evaluation_report_html(study=study)
-    assert "frechet_distance" in html and html.count('alt="nearest training image"') == 6
+    assert "frechet_distance_corrected" in html and html.count('alt="nearest training image"') == 6
     assert f'src="data:image/png;base64,{grid[0]["sample_png"]}"' in html
     staff = get_user_model().objects.create_user("staff", password="x", is_staff=True)
     client.force_login(staff)
@@ -454,7 +464,8 @@ def test_the_image_evaluation_scores_value_with_the_image_reward_model(  # type:
     by_hand = sum(p["novelty"] >= threshold and p["value"] >= 0.0 for p in points) / len(points)
     assert share["mean"] == pytest.approx(by_hand, abs=1e-5)
     assert share["lower"] <= share["mean"] <= share["upper"]
-    frechet = evaluation.metrics["frechet_distance"]
+    frechet = evaluation.metrics["frechet_distance_corrected"]
+    assert evaluation.metrics["frechet_distance"]["mean"] == frechet["plug_in"]
     assert frechet["lower"] <= frechet["mean"] <= frechet["upper"]
     assert frechet["mean"] == pytest.approx(max(frechet["plug_in"] - frechet["bias"], 0.0), abs=2e-5)
     # The report and the dashboard: the share in their tables, the image novelty on the axis,
@@ -642,6 +653,14 @@ def test_the_api_starts_the_image_policy_and_refuses_text_methods(  # type: igno
     assert dpo.json()["error"] == "An image study trains its generators with the method 'image_reward'."
     bad = staff_api.post(url, {**parent, "method": "image_reward", "config": {"lora_rank": 8}}, format="json")
     assert bad.status_code == 400 and bad.json()["details"] == {"field": "config.lora_rank"}
+    cautious = staff_api.post(
+        url, {**parent, "method": "image_reward", "config": {"reward_std_penalty": 10.5}}, format="json"
+    )
+    assert (cautious.status_code, cautious.json()["details"]) == (400, {"field": "config.reward_std_penalty"})
+    assert (
+        cautious.json()["error"]
+        == "The image policy option 'reward_std_penalty' must be a number from 0 to 10."
+    )
     # The image reward model from the API too, its options checked as the image trainer's.
     lora = staff_api.post(
         f"/api/studies/{study.slug}/jobs/train-reward-model/", {"config": {"lora": True}}, format="json"
@@ -678,6 +697,11 @@ def test_the_dashboard_offers_image_forms_to_an_image_study_and_text_forms_to_a_
     assert isinstance(reward_form, ImageRewardModelForm) and isinstance(policy_form, ImagePolicyForm)
     assert "ensemble_size" in reward_form.fields and "kind" not in reward_form.fields
     assert "method" not in policy_form.fields and "lora" not in policy_form.fields
+    # Every option the image services accept has its typed field, and no field is unknown to them.
+    from server.training.services import IMAGE_POLICY_OPTIONS, IMAGE_REWARD_OPTIONS
+
+    assert set(reward_form.setting_names()) == set(IMAGE_REWARD_OPTIONS)
+    assert set(policy_form.setting_names()) == set(IMAGE_POLICY_OPTIONS)
     html = page.content.decode()
     assert 'id="action-build-image-generator"' in html and 'name="beta"' in html
 
@@ -774,6 +798,7 @@ def test_the_dashboard_trains_the_image_reward_model_and_policy(  # type: ignore
             "reward_model": str(reward_model.id),
             "steps": "3",
             "beta": "0.1",
+            "reward_std_penalty": "0.5",
         },
     )
     assert policy.status_code == 303
@@ -781,5 +806,10 @@ def test_the_dashboard_trains_the_image_reward_model_and_policy(  # type: ignore
     assert (job.kind, job.params["method"], job.params["config"]) == (
         JobKind.TRAIN_POLICY,
         "image_reward",
-        {"steps": 3, "beta": 0.1},
+        {"steps": 3, "beta": 0.1, "reward_std_penalty": 0.5},
     )
+    too_cautious = staff_page.post(f"{base}train-policy/", {"reward_std_penalty": "10.5"})
+    assert _form_of(too_cautious, "train-policy").errors == {
+        "reward_std_penalty": ["Ensure this value is less than or equal to 10.0."]
+    }
+    assert Job.objects.order_by("-id").first() == job

@@ -4,6 +4,7 @@ and the API, and sent to the page for each question."""
 
 from __future__ import annotations
 
+import importlib
 import json
 
 import pytest
@@ -32,10 +33,18 @@ pytestmark = pytest.mark.django_db
         ("Which is better, and why?", ""),
         ("Rate the pair.", ""),
         ("", ""),
+        # A derived phrase that answer_phrase_problem refuses gives plain Left / Right too.
+        ("Which one is is better?", ""),
+        ("Which is more\toriginal?", ""),
+        ("Which is " + "x" * 60 + "?", "x" * 60),
     ],
 )
 def test_the_phrase_a_question_implies(question: str, phrase: str) -> None:
     assert answer_phrase_from_question(question) == phrase
+    assert answer_phrase_problem(answer_phrase_from_question(question)) is None
+    # The migration that gave existing questions their phrase derives the same.
+    migration = importlib.import_module("server.studies.migrations.0008_answer_phrase")
+    assert migration.phrase_from_question(question) == phrase
 
 
 ONLY_WHAT_FOLLOWS = (
@@ -200,3 +209,147 @@ def test_the_rating_page_sends_each_questions_buttons_and_shows_the_firsts() -> 
     ]
     assert '<span class="choice-label">Left is more original</span>' in page
     assert '<div class="choices" role="group" aria-labelledby="question" id="choices">' in page
+
+
+def _admin_client() -> Client:
+    client = Client()
+    client.force_login(factories.user(username="operator", is_staff=True, is_superuser=True))
+    return client
+
+
+def _change_form(client: Client, study: Study) -> tuple[str, dict[str, object]]:
+    url = f"/admin/studies/study/{study.id}/change/"
+    form = client.get(url).context["adminform"].form
+    data = {name: form[name].value() for name in form.fields if form[name].value() is not None}
+    data.update({"studyversion_set-TOTAL_FORMS": "0", "studyversion_set-INITIAL_FORMS": "0"})
+    criteria = list(study.criteria.order_by("position"))
+    data.update({"criteria-TOTAL_FORMS": str(len(criteria)), "criteria-INITIAL_FORMS": str(len(criteria))})
+    for index, criterion in enumerate(criteria):
+        data.update(
+            {
+                f"criteria-{index}-id": str(criterion.id),
+                f"criteria-{index}-study": str(study.id),
+                f"criteria-{index}-position": str(criterion.position),
+                f"criteria-{index}-key": criterion.key,
+                f"criteria-{index}-question": criterion.question,
+                f"criteria-{index}-answer_phrase": criterion.answer_phrase,
+                f"criteria-{index}-guidelines": criterion.guidelines,
+            }
+        )
+    return url, data
+
+
+def test_the_admin_derives_the_phrase_of_a_study_and_a_criterion_added_blank() -> None:
+    client = _admin_client()
+    form = client.get("/admin/studies/study/add/").context["adminform"].form
+    data = {name: form[name].value() for name in form.fields if form[name].value() is not None}
+    data.update({"studyversion_set-TOTAL_FORMS": "0", "studyversion_set-INITIAL_FORMS": "0"})
+    data.update(
+        {
+            "name": "Poems",
+            "slug": "poems",
+            "question": "Which poem is more original?",
+            "answer_phrase": "",
+            "criteria-TOTAL_FORMS": "2",
+            "criteria-INITIAL_FORMS": "0",
+            "criteria-0-position": "1",
+            "criteria-0-key": "kind",
+            "criteria-0-question": "Which is kinder?",
+            "criteria-0-answer_phrase": "",
+            "criteria-0-guidelines": "",
+            "criteria-1-position": "2",
+            "criteria-1-key": "fit",
+            "criteria-1-question": "Which is clearer?",
+            "criteria-1-answer_phrase": "the clearer one",
+            "criteria-1-guidelines": "",
+        }
+    )
+
+    response = client.post("/admin/studies/study/add/", data)
+
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    study = Study.objects.get()
+    assert study.answer_phrase == "more original"
+    assert list(study.criteria.values_list("key", "answer_phrase")) == [
+        ("kind", "kinder"),
+        ("fit", "the clearer one"),
+    ]
+
+
+def test_the_admin_rederives_a_phrase_left_as_derived_when_the_question_changes() -> None:
+    study = study_create(
+        name="S",
+        slug="s",
+        criteria=[
+            CriterionInput(key="original", question="Which is more original?"),
+            CriterionInput(key="kind", question="Which is kinder?"),
+            CriterionInput(key="fit", question="Which is clearer?", answer_phrase="the clearer one"),
+        ],
+    )
+    client = _admin_client()
+    url, data = _change_form(client, study)
+    data.update(
+        {
+            "question": "Which poem do you prefer?",  # phrase left "more original": re-derived
+            "criteria-0-question": "Which is funnier?",  # phrase left "kinder": re-derived
+            "criteria-1-question": "Which reads better?",  # a phrase someone wrote: kept
+        }
+    )
+
+    response = client.post(url, data)
+
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    study.refresh_from_db()
+    assert (study.question, study.answer_phrase) == ("Which poem do you prefer?", "")
+    assert study_criteria(study=study)[0].choice_labels["left"] == "Left"
+    assert list(study.criteria.values_list("question", "answer_phrase")) == [
+        ("Which is funnier?", "funnier"),
+        ("Which reads better?", "the clearer one"),
+    ]
+
+
+def test_any_save_of_a_changed_question_rederives_a_phrase_left_as_derived() -> None:
+    study = study_create(name="S", slug="s", question="Which is better?")
+    kept = study_create(name="T", slug="t", question="Which is better?", answer_phrase="nicer")
+
+    study = Study.objects.get(id=study.id)
+    study.question = "Which story is funnier?"
+    study.save(update_fields=["question"])
+    kept = Study.objects.get(id=kept.id)
+    kept.question = "Which story is funnier?"
+    kept.save()
+    unchanged = Study.objects.get(id=kept.id)
+    unchanged.answer_phrase = ""  # cleared by hand, question unchanged: stays plain
+    unchanged.save()
+
+    assert Study.objects.get(id=study.id).answer_phrase == "funnier"
+    assert Study.objects.get(id=kept.id).answer_phrase == ""
+    assert kept.answer_phrase == "nicer"
+
+
+def test_an_explicit_empty_phrase_beside_criteria_gives_plain_buttons() -> None:
+    criteria = [
+        CriterionInput(key="kind", question="Which is kinder?"),
+        CriterionInput(key="fit", question="Which is clearer?"),
+    ]
+
+    plain = study_create(name="S", slug="s", criteria=criteria, answer_phrase="")
+    template = study_create(name="T", slug="t", template="creativity", answer_phrase="")
+    with pytest.raises(ApplicationError) as error:
+        study_create(
+            name="U",
+            slug="u",
+            criteria=[CriterionInput(key="kind", question="Which is kinder?", answer_phrase="kinder")],
+            answer_phrase="",
+        )
+
+    assert [(c.key, c.answer_phrase) for c in study_criteria(study=plain)] == [
+        ("kind", ""),
+        ("fit", "clearer"),
+    ]
+    assert [(c.key, c.answer_phrase) for c in study_criteria(study=template)] == [
+        ("original", ""),
+        ("better", "better"),
+    ]
+    assert error.value.extra["fields"] == {"answer_phrase": "Give it in criteria, one per question."}
+    assert Study.objects.count() == 2

@@ -361,6 +361,43 @@ def test_judgments_export_carries_every_answer_to_every_criterion_in_one_query_p
     assert (written, len(answer_queries)) == (4, 2)
 
 
+def test_a_criterion_added_while_judgments_export_leaves_the_export_to_the_questions_it_started_with() -> (
+    None
+):
+    from server.ratings.judgment_export import judgment_rows
+    from server.ratings.models import JudgmentAnswer
+    from server.ratings.services import assignment_next_for_rater, judgment_submit
+    from server.studies.models import Criterion
+    from server.studies.services import study_create
+
+    # Given a creativity study with two votes, exported one judgment per chunk
+    study = study_create(
+        name="Poems", slug="poems-added", template="creativity", require_guidelines_ack=False,
+        gold_rate=0.0, repeat_rate=0.0,
+    )  # fmt: skip
+    for number in range(2):
+        factories.comparison(study=study)
+        rater = factories.rater(study=study)
+        token = assignment_next_for_rater(rater=rater).assignment.token
+        judgment_submit(
+            rater=rater, token=token, choice="left", idempotency_key=f"k{number}", answers={"better": "right"}
+        )
+    second = Judgment.objects.filter(assignment__comparison__study=study).order_by("id").last()
+    chunks = judgment_rows(study=study, chunk_rows=1)
+    first_chunk = next(chunks)
+
+    # When a third question is added, and answered for the second vote, before its chunk is read
+    clear = Criterion.objects.create(study=study, key="clear", question="Which is clearer?", position=2)
+    JudgmentAnswer.objects.create(judgment=second, criterion=clear, outcome="A", chose_left=True)
+    rest = list(chunks)
+
+    # Then every row answers the questions the export started with, and no more
+    assert [[entry["criterion"] for entry in row[-1]] for chunk in (first_chunk, *rest) for row in chunk] == [
+        ["original", "better"],
+        ["original", "better"],
+    ]
+
+
 def test_judgments_export_holds_one_chunk_in_memory_whatever_the_study_size(
     world: World, tmp_path: Path
 ) -> None:

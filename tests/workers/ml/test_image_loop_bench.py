@@ -4,12 +4,13 @@ verdict and summary line, and one round of one chain on tiny models (seconds).""
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from bench.image_loop import ImageChain, keep_child, report, run_chain, simulated_votes
+from bench.image_loop import ImageChain, keep_child, report, run_chain, run_folder_name, simulated_votes
 from evaluation.image_oracles import warmth_oracle
 from workers.ml.image_dataset import ShapesConfig, render_shapes
 from workers.ml.image_features import FeatureNetworkConfig, build_feature_network
@@ -133,3 +134,29 @@ def test_one_round_of_one_chain_on_tiny_models(tmp_path: Path, gate: str) -> Non
     # The best version is the child exactly when it was kept, else the base (same evaluation draws).
     assert chain.scores[1] == (chain.child_scores[1] if chain.kept[1] else chain.scores[0])
     assert (tmp_path / "chain" / "child-1").is_dir()
+
+
+def test_runs_that_differ_in_any_option_that_changes_results_get_their_own_folder() -> None:
+    options = {
+        "oracle": "warmth", "rounds": 3, "labels_per_round": 64, "noise": 0.0, "beta": 100.0,
+        "policy_steps": 150, "pessimism": 0.0, "ensemble_size": 3, "reward_epochs": 30, "gate": "ab",
+        "gate_pairs": 64,
+    }  # fmt: skip
+    changed = {
+        "oracle": "coolness", "rounds": 4, "labels_per_round": 32, "noise": 0.5, "beta": 10.0,
+        "policy_steps": 100, "pessimism": 1.0, "ensemble_size": 5, "reward_epochs": 10, "gate": "none",
+        "gate_pairs": 128,
+    }  # fmt: skip
+    base = run_folder_name(argparse.Namespace(**options))
+
+    names = {
+        name: run_folder_name(argparse.Namespace(**{**options, name: changed[name]})) for name in options
+    }
+
+    assert base == "warmth-rounds3-labels64-noise0-beta100-gate-ab64-steps150-k0-m3-e30"
+    assert len({base, *names.values()}) == len(options) + 1, names
+    # Without the A/B gate its pair count changes nothing, and names no folder.
+    without_gate = {**options, "gate": "none"}
+    assert run_folder_name(argparse.Namespace(**without_gate)) == run_folder_name(
+        argparse.Namespace(**{**without_gate, "gate_pairs": 128})
+    )
