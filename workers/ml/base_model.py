@@ -75,12 +75,13 @@ class BaseModelConfig:
     times, a narrower model taking more steps in the same CPU time learns more. On a 620 KB draft
     of the demo corpus, dropout 0, equal CPU budgets (held-out perplexity per word): 4 x 256 for
     625 steps 183, 6 x 192 for 680 steps 189, 4 x 192 for 950 steps 151, 4 x 128 for 1390 steps
-    142. (On the 117 KB corpus, seen ~18 times, it was the other way round: 4 x 256 won.)"""
+    142; on the 1 MB corpus 4 x 96 for 1700 steps reached 137, as 4 x 128 did (a plateau). (On
+    the 117 KB corpus, seen ~18 times, it was the other way round: 4 x 256 won.)"""
 
     dropout: float = 0.0
     """Dropout in attention, residual and embeddings. Off: the build shows the 1 MB demo corpus ~6
-    times (1390 x 8 x 128 tokens against its ~230 k training tokens), and dropout costs a fifth to a quarter
-    of a step's CPU time (random masks, and attention without the fused kernel). On a 418 KB
+    times (1390 x 8 x 128 tokens against its ~230 k training tokens), and dropout costs a fifth to
+    a quarter of a step's CPU time (random masks, and attention without the fused kernel). On a 418 KB
     draft of the corpus at 4 x 256 and equal CPU budgets: 0.1 for 540 steps reached held-out
     perplexity 198 per word, 0 for 620 steps 170. (On the 117 KB corpus, seen ~18 times, 0.2
     was needed: without it a model recited what it half-remembered.)"""
@@ -97,7 +98,8 @@ class BaseModelConfig:
     learning_rate: float = 2e-3
     """Peak AdamW learning rate; small models tolerate (and need) more than GPT-2's 6e-4. On the
     620 KB draft, 4 x 192 for 950 steps: 2e-3 reached held-out perplexity 151 per word, 1.4e-3
-    159; 4 x 256 with 3e-3 reached 261 (2e-3: 183)."""
+    159; 4 x 256 with 3e-3 reached 261 (2e-3: 183). On the 1 MB corpus at 4 x 128, 3e-3 reached
+    133 against 2e-3's 137: too small a gain for one seed to change the default."""
 
     min_learning_rate: float = 2e-4
     """Cosine decay ends here (a tenth of the peak, as in nanoGPT)."""
