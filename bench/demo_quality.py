@@ -3,10 +3,11 @@
 Run from the repository root: ``.venv/bin/python -m bench.demo_quality``. Prints figures; asserts
 nothing. On 2 CPU threads (the demo's budget: a build of at most 5 minutes) it builds
 
-- before: the demo model as it was until December 2026 (``BEFORE_CONFIG``: 4 x 128, 2048-token
-  vocabulary, 500 steps of 8 windows) on the corpus as it was then (its first ``BEFORE_PIECES``
-  pieces; everything since was appended);
-- after: ``BaseModelConfig()`` on the whole corpus;
+- before: the demo model as it was until the corpus grew in December 2026 (``BEFORE_CONFIG``:
+  4 x 256, 2048-token vocabulary, dropout 0.2, 500 steps of 8 windows) on the corpus as it was
+  then (its first ``BEFORE_PIECES`` pieces, 117 KB; everything since was appended), sampled with
+  the demo's decodings of then (``BEFORE_DECODINGS``: no ``end_at_sentence``);
+- after: ``BaseModelConfig()`` on the whole corpus, sampled with the demo's decodings now;
 
 both with the corpus's held-out pieces kept out of training (``held_out_split``). For each it
 prints build time (wall and CPU), held-out perplexity per word (comparable across tokenizers) on
@@ -14,7 +15,8 @@ the held-out pieces the two corpora share and on its own, and, for the demo's tw
 (``DEMO_VERSIONS``), samples for the demo's prompts: the in-corpus word share, n-gram novelty
 (share of the samples' word n-grams found nowhere in the corpus) and the share of samples that are
 mostly copied (their longest verbatim corpus span covers more than half of their words). Ten
-samples of each careful decoding are printed verbatim. ``--after-only`` skips the before build;
+samples of each careful decoding are printed verbatim. ``--after-only`` and ``--before-only`` skip
+a build (CPU times compare only when taken at the same load: run both in one call to compare);
 ``--set name=value`` overrides a field of the after config (for experiments).
 """
 
@@ -57,16 +59,15 @@ from workers.ml.base_model import (
 )
 from workers.ml.sampling import SampleRequest, SamplingConfig, generate_samples, load_model
 
-BEFORE_PIECES = 356
-"""The corpus had 356 pieces before it grew; the later pieces were appended after them."""
+BEFORE_PIECES = 736
+"""The corpus had 736 pieces (117 KB) before it grew; the later pieces were appended after them."""
 
 BEFORE_CONFIG = BaseModelConfig(
-    vocab_size=2048, context_length=128, n_layer=4, n_head=4, n_embd=128, steps=500, batch_size=8,
-    learning_rate=3e-3, min_learning_rate=3e-4, warmup_steps=30, checkpoint_every=100, dropout=0.0,
-    weight_decay=0.0,
+    vocab_size=2048, min_frequency=2, context_length=128, n_layer=4, n_head=8, n_embd=256, dropout=0.2,
+    steps=500, batch_size=8, learning_rate=2e-3, min_learning_rate=2e-4, warmup_steps=20, weight_decay=0.1,
+    grad_clip=1.0, seed=0, checkpoint_every=100, held_out_every=10,
 )  # fmt: skip
-"""BaseModelConfig's defaults until December 2026 (every field that existed then, except
-held_out_every, which is new: the before model is scored on pieces it did not see)."""
+"""BaseModelConfig's defaults until the corpus grew past 736 pieces (December 2026)."""
 
 # The demo study's prompts and its two versions' decodings (server/core/demo.py and
 # server/generators/demo.py; copied because those modules need Django).
@@ -79,12 +80,18 @@ PROMPTS = [
     "A lamp in the window", "The sound of the tide", "An evening walk by the river",
 ]  # fmt: skip
 DECODINGS = {
-    "careful": SamplingConfig(temperature=0.6, top_p=0.9, max_new_tokens=48, stop=("\n\n",)),
-    "bold": SamplingConfig(temperature=1.0, top_p=1.0, max_new_tokens=48, stop=("\n\n",)),
-    # the two versions' decodings until December 2026
-    "careful-old": SamplingConfig(temperature=0.7, top_p=0.9, max_new_tokens=48, stop=("\n\n",)),
-    "bold-old": SamplingConfig(temperature=1.1, top_p=1.0, max_new_tokens=48, stop=("\n\n",)),
+    "careful": SamplingConfig(
+        temperature=0.6, top_p=0.9, max_new_tokens=48, stop=("\n\n",), end_at_sentence=True
+    ),
+    "bold": SamplingConfig(
+        temperature=1.0, top_p=1.0, max_new_tokens=48, stop=("\n\n",), end_at_sentence=True
+    ),
 }
+BEFORE_DECODINGS = {
+    label: dataclasses.replace(decoding, end_at_sentence=False) for label, decoding in DECODINGS.items()
+}
+"""The before model's decodings: the same, but a text that runs out of tokens is not cut back to
+its last complete sentence (``end_at_sentence`` came with the larger corpus)."""
 SEEDS = 3  # samples per prompt, as the demo asks (DEMO_SAMPLES_PER_PROMPT)
 NOVELTY_N = 4
 MOSTLY_COPIED = 0.5
@@ -93,6 +100,7 @@ MOSTLY_COPIED = 0.5
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--after-only", action="store_true")
+    parser.add_argument("--before-only", action="store_true")
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE")
     parser.add_argument("--decoding", action="append", default=[], metavar="LABEL:TEMPERATURE:TOP_P")
     arguments = parser.parse_args()
@@ -107,16 +115,17 @@ def main() -> None:
         name, value = assignment.split("=", 1)
         kind = type(getattr(BaseModelConfig(), name))
         overrides[name] = kind(value)
-    decodings = dict(DECODINGS)
+    extra = {}
     for spec in arguments.decoding:
         label, temperature, top_p = spec.split(":")
-        decodings[label] = SamplingConfig(
-            temperature=float(temperature), top_p=float(top_p), max_new_tokens=48, stop=("\n\n",)
+        extra[label] = dataclasses.replace(
+            DECODINGS["careful"], temperature=float(temperature), top_p=float(top_p)
         )
-    runs = [] if arguments.after_only else [("before", before_corpus, BEFORE_CONFIG)]
-    runs.append(("after", corpus, dataclasses.replace(BaseModelConfig(), **overrides)))
-    for name, text, config in runs:
-        measure(name, text, config, shared_held_out, decodings)
+    runs = [] if arguments.after_only else [("before", before_corpus, BEFORE_CONFIG, BEFORE_DECODINGS)]
+    if not arguments.before_only:
+        runs.append(("after", corpus, dataclasses.replace(BaseModelConfig(), **overrides), DECODINGS))
+    for name, text, config, decodings in runs:
+        measure(name, text, config, shared_held_out, {**decodings, **extra})
 
 
 def measure(

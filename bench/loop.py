@@ -39,7 +39,9 @@ beats round 0 by ≥ 2 standard errors with ≤ 300 labels, and active reaches r
 with ≤ 70 % of its labels on at least three of the four.
 
 Measured 2026-12-01, commit c8840f0 (DPO_CONFIG below; TRL 1.16, peft 0.21), ``--seeds 3
---methods dpo``, 3 rounds × 96 labels; final − round 0 with the se of the per-seed differences:
+--methods dpo``, 3 rounds × 96 labels, on the demo model of that time (4 × 256, dropout 0.2, on the
+117 KB corpus; the demo model and its corpus have grown since, and these figures were not taken
+again); final − round 0 with the se of the per-seed differences:
 
     oracle         round 0   random final        active final        verdict (r / a)  active/random
     garden         0.0177    0.0203 (+0.0026,    0.0194 (+0.0018,    no / no          not reached

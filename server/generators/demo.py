@@ -27,11 +27,24 @@ DEMO_GENERATOR = "lovelace-tiny"
 DEMO_CORPUS = Path(__file__).resolve().parents[2] / "workers" / "ml" / "corpus" / "lovelace.txt"
 # Two decoding settings of the same weights: raters see whether bolder sampling reads as more
 # creative or as more broken. "bold" samples the model's own distribution (temperature 1); above 1
-# the demo model invents words (1.1 put 6 % non-corpus words in its samples, 1.0 about 3 %), which
-# only measures breakage. "careful" is cooler (bench.demo_quality prints both).
+# the demo model invents words, which only measures breakage. "careful" is cooler. Both end a text
+# that runs out of tokens after its last complete sentence, so that neither reads as broken off
+# (bench.demo_quality prints both).
 DEMO_VERSIONS = {
-    "careful": {"temperature": 0.6, "top_p": 0.9, "max_new_tokens": 48, "stop": ["\n\n"]},
-    "bold": {"temperature": 1.0, "top_p": 1.0, "max_new_tokens": 48, "stop": ["\n\n"]},
+    "careful": {
+        "temperature": 0.6,
+        "top_p": 0.9,
+        "max_new_tokens": 48,
+        "stop": ["\n\n"],
+        "end_at_sentence": True,
+    },
+    "bold": {
+        "temperature": 1.0,
+        "top_p": 1.0,
+        "max_new_tokens": 48,
+        "stop": ["\n\n"],
+        "end_at_sentence": True,
+    },
 }
 DEMO_SAMPLES_PER_PROMPT = 3
 

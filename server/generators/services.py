@@ -39,7 +39,17 @@ from server.studies.services import study_enrol_version
 from workers.ml.endpoint_client import EndpointConfig, EndpointDecoding
 from workers.queues import Queue
 
-DECODING_FIELDS = {"temperature", "top_p", "top_k", "max_new_tokens", "stop", "batch_size", "dtype", "engine"}
+DECODING_FIELDS = {
+    "temperature",
+    "top_p",
+    "top_k",
+    "max_new_tokens",
+    "stop",
+    "end_at_sentence",
+    "batch_size",
+    "dtype",
+    "engine",
+}
 # Kept here, not imported from workers.ml (the web process never imports torch): what
 # workers/ml/sampling.py and workers/ml/vllm_sampling.py accept.
 DTYPES = ("auto", "float32", "bfloat16", "float16")
@@ -61,11 +71,12 @@ def validate_decoding(decoding: dict[str, Any]) -> dict[str, Any]:
         "max_new_tokens": lambda v: isinstance(v, int) and 1 <= v <= 4096,
         "batch_size": lambda v: isinstance(v, int) and 1 <= v <= 1024,
         "stop": lambda v: isinstance(v, list) and all(isinstance(s, str) and s for s in v),
+        "end_at_sentence": lambda v: isinstance(v, bool),
         "dtype": lambda v: v in DTYPES,
         "engine": lambda v: v in ENGINES,
     }
     for name, value in decoding.items():
-        if isinstance(value, bool) or not checks[name](value):
+        if (isinstance(value, bool) and name != "end_at_sentence") or not checks[name](value):
             raise ApplicationError(
                 f"Decoding parameter {name!r} has an invalid value {value!r}.",
                 extra={"field": f"decoding.{name}"},

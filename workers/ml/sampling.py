@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import re
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -68,6 +69,13 @@ class SamplingConfig:
     stop: tuple[str, ...] = ()
     """Stop strings. A row stops as soon as its text contains one; the text is cut before the
     earliest occurrence (the stop string itself is not part of the text)."""
+
+    end_at_sentence: bool = False
+    """A sample that ran out of room (``max_new_tokens`` or the context) ends after its last
+    complete sentence: at the last ".", "!" or "?" (with any closing quotes or brackets after it)
+    that is followed by whitespace, or ends the text. Its tokens and log-probabilities are cut with
+    it; its finish reason stays "length". A sample without a complete sentence is kept whole. For
+    short-text demos, where a text broken off mid-sentence reads as broken whatever the model."""
 
     batch_size: int = 16
     """Most rows in flight at once. On a GPU larger is faster until memory runs out (the batch is
@@ -324,7 +332,9 @@ def generate_samples(
 
     def finished(row: _Row, reason: FinishReason) -> None:
         nonlocal reported
-        samples[row.index] = _finish_sample(row, loaded.tokenizer, reason, config.stop)
+        samples[row.index] = _finish_sample(
+            row, loaded.tokenizer, reason, config.stop, config.end_at_sentence
+        )
         if on_sample is not None:
             on_sample(row.index, samples[row.index])
         if len(samples) - reported >= config.batch_size or len(samples) == len(rows):
@@ -660,19 +670,54 @@ def _tail_contains_stop(tokenizer: Any, ids: list[int], window: int, stops: Sequ
     return any(stop in tail for stop in stops)
 
 
-def _finish_sample(row: _Row, tokenizer: Any, reason: FinishReason, stops: Sequence[str]) -> Sample:
+_SENTENCE_END = re.compile(r"[.!?][\"')\]]*(?=\s|$)")
+
+
+def last_sentence_end(text: str) -> int:
+    """Length of ``text`` up to the end of its last complete sentence (see
+    ``SamplingConfig.end_at_sentence``); 0 when it has none.
+
+    >>> last_sentence_end('She sang. "Come home!" The boat')
+    22
+    >>> last_sentence_end("3.5 miles and")
+    0
+    """
+    ends = [match.end() for match in _SENTENCE_END.finditer(text)]
+    return ends[-1] if ends else 0
+
+
+def cut_at_sentence_end(tokenizer: Any, ids: Sequence[int], text: str) -> tuple[str, int]:
+    """(text up to its last complete sentence, how many of ``ids`` cover it) for a sample whose
+    tokens ``ids`` decode to ``text``; the text and len(ids) unchanged when it has no complete
+    sentence or already ends with one. The local sampler and the vLLM engine share it."""
+    end = last_sentence_end(text)
+    if not 0 < end < len(text):
+        return text, len(ids)
+    return text[:end], _tokens_covering(tokenizer, ids, text[:end])
+
+
+def _tokens_covering(tokenizer: Any, ids: Sequence[int], text: str) -> int:
+    """The shortest run of leading tokens whose text starts with ``text`` (a prefix of their text)."""
+    return next(
+        (count for count in range(len(ids) + 1) if _decode_text(tokenizer, ids[:count]).startswith(text)),
+        len(ids),
+    )
+
+
+def _finish_sample(
+    row: _Row, tokenizer: Any, reason: FinishReason, stops: Sequence[str], end_at_sentence: bool = False
+) -> Sample:
     ids = row.generated
     text = _decode_text(tokenizer, ids)
     positions = [text.find(stop) for stop in stops if stop in text]
     if positions:
         text = text[: min(positions)]
         # Keep the shortest run of tokens whose text covers the cut text.
-        kept = next(
-            (count for count in range(len(ids) + 1) if _decode_text(tokenizer, ids[:count]).startswith(text)),
-            len(ids),
-        )
-        ids = ids[:kept]
+        ids = ids[: _tokens_covering(tokenizer, ids, text)]
         reason = "stop"
+    elif reason == "length" and end_at_sentence:
+        text, kept = cut_at_sentence_end(tokenizer, ids, text)
+        ids = ids[:kept]
     return Sample(
         prompt=row.request.prompt,
         seed=row.request.seed,

@@ -13,8 +13,9 @@ reaches the model exactly as in training and local generation; each request carr
 strings cut the text before the stop; the results come back as ``sampling.Sample`` in request
 order and ``on_sample`` hears each one. What differs: the random numbers are vLLM's, so the same
 seed gives a different text than the local sampler; ``logprob`` is vLLM's cumulative log-probability
-of the sampled tokens, and ``sampling_logprob`` is not available (recorded as NaN). Continuous
-batching is vLLM's own.
+of the sampled tokens, and ``sampling_logprob`` is not available (recorded as NaN); a sample that
+``end_at_sentence`` cut has no ``logprob`` either (vLLM reports only the sum over all its tokens).
+Continuous batching is vLLM's own.
 
 Not run on this project's CI machines (no GPU, no vllm): ``engine_choose`` and the request mapping
 are tested; the engine itself is exercised only on a GPU worker.
@@ -31,7 +32,7 @@ from typing import Any
 
 from workers.ml.chat_format import prompt_ids
 from workers.ml.model_loading import load_tokenizer
-from workers.ml.sampling import GenerationResult, Sample, SampleRequest, SamplingConfig
+from workers.ml.sampling import GenerationResult, Sample, SampleRequest, SamplingConfig, cut_at_sentence_end
 
 ENGINES = ("auto", "local", "vllm")
 
@@ -125,15 +126,22 @@ def generate_with_vllm(
         for offset, (request, output) in enumerate(zip(chunk, outputs, strict=True)):
             completion = output.outputs[0]
             cumulative = completion.cumulative_logprob
+            text, token_ids = completion.text, tuple(completion.token_ids)
+            logprob = float(cumulative) if cumulative is not None else math.nan
+            reason = finish_reason(completion)
+            if config.end_at_sentence and reason == "length":
+                text, kept = cut_at_sentence_end(tokenizer, token_ids, text)
+                if kept < len(token_ids):
+                    token_ids, logprob = token_ids[:kept], math.nan
             sample = Sample(
                 prompt=request.prompt,
                 seed=request.seed,
-                text=completion.text,
-                token_ids=tuple(completion.token_ids),
-                token_count=len(completion.token_ids),
-                logprob=float(cumulative) if cumulative is not None else math.nan,
+                text=text,
+                token_ids=token_ids,
+                token_count=len(token_ids),
+                logprob=logprob,
                 sampling_logprob=math.nan,
-                finish_reason=finish_reason(completion),  # type: ignore[arg-type]
+                finish_reason=reason,  # type: ignore[arg-type]
                 latency_s=waited,
             )
             samples.append(sample)

@@ -264,6 +264,14 @@ def test_decoding_engine_and_dtype_are_checked_when_the_version_is_registered() 
         "engine": "auto",
         "dtype": "bfloat16",
     }
-    for bad in ({"engine": "tgi"}, {"dtype": "int8"}, {"engine": ["vllm"]}):
+    assert validate_decoding({"end_at_sentence": True}) == {"end_at_sentence": True}
+    for bad in (
+        {"engine": "tgi"},
+        {"dtype": "int8"},
+        {"engine": ["vllm"]},
+        {"end_at_sentence": "yes"},
+        {"end_at_sentence": 1},
+        {"max_new_tokens": True},
+    ):
         with pytest.raises(ApplicationError, match="invalid value"):
             validate_decoding(bad)

@@ -16,6 +16,7 @@ from workers.ml.sampling import (
     encode_prompt,
     generate_samples,
     generation_defaults,
+    last_sentence_end,
     load_model,
 )
 from workers.ml.scoring import token_logprobs_of_ids
@@ -177,6 +178,63 @@ def test_stop_string_cuts_the_text_and_stops_the_row(tiny_model: LoadedModel) ->
     decoded = tiny_model.tokenizer.decode(list(stopped.token_ids), skip_special_tokens=True)
     assert decoded.startswith(stopped.text)
     assert stop not in decoded[: len(stopped.text) + len(stop) - 1]
+
+
+@pytest.mark.parametrize(
+    ("text", "end"),
+    [
+        ("The boat came in. The gulls", len("The boat came in.")),
+        ('She said, "Come home!" and then "Why?" He', len('She said, "Come home!" and then "Why?"')),
+        ("It rained (all night.) Then", len("It rained (all night.)")),
+        ("Done.", len("Done.")),
+        ("Two ends. Here.\n", len("Two ends. Here.")),
+        ("3.5 miles and more", 0),
+        ("No end at all", 0),
+        ("", 0),
+    ],
+)
+def test_last_sentence_end_is_after_the_last_full_stop_mark_before_a_space(text: str, end: int) -> None:
+    assert last_sentence_end(text) == end
+
+
+def test_end_at_sentence_cuts_a_text_that_ran_out_of_tokens_back_to_its_last_sentence(
+    tiny_model: LoadedModel,
+) -> None:
+    # Given samples drawn without and with end_at_sentence (same seeds, so the same tokens)
+    requests = [
+        SampleRequest(prompt=prompt, seed=seed) for seed in range(8) for prompt in ("The sea", "Rain")
+    ]
+    # (hot: the tiny model writes verse, whose lines rarely end a sentence mid-text)
+    plain = SamplingConfig(max_new_tokens=40, temperature=1.5)
+    whole = generate_samples(tiny_model, requests, config=plain).samples
+    cut = generate_samples(
+        tiny_model, requests, config=dataclasses.replace(plain, end_at_sentence=True)
+    ).samples
+
+    # Then a text that ran out of tokens with a complete sentence before its end ends with that
+    # sentence, its tokens are the shortest prefix that covers it and its log-probability is theirs;
+    # every other text is left as it was
+    cut_count = 0
+    for before, after in zip(whole, cut, strict=True):
+        end = last_sentence_end(before.text)
+        if before.finish_reason == "length" and 0 < end < len(before.text):
+            cut_count += 1
+            assert after.text == before.text[:end]
+            assert after.finish_reason == "length"
+            assert after.token_ids == before.token_ids[: after.token_count]
+            decoded = tiny_model.tokenizer.decode(list(after.token_ids), skip_special_tokens=True)
+            shorter = tiny_model.tokenizer.decode(list(after.token_ids[:-1]), skip_special_tokens=True)
+            assert decoded.startswith(after.text) and not shorter.startswith(after.text)
+        else:
+            assert (after.text, after.token_ids) == (before.text, before.token_ids)
+    assert cut_count > 0
+    scored = token_logprobs_of_ids(
+        tiny_model,
+        [(encode_prompt(tiny_model.tokenizer, sample.prompt), sample.token_ids) for sample in cut],
+        batch_size=4,
+    )
+    for values, sample in zip(scored, cut, strict=True):
+        assert float(values.sum()) == pytest.approx(sample.logprob, abs=1e-3)
 
 
 def test_max_new_tokens_bounds_every_sample(tiny_model: LoadedModel) -> None:
