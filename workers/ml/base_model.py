@@ -44,18 +44,22 @@ BUILD_INFO_FILE = "lovelace_build.json"
 @dataclass(frozen=True)
 class BaseModelConfig:
     """What to build and how long to train. The defaults build the demo model: on the 1 MB demo
-    corpus with 2 CPU threads (bench/demo_quality.py) it took 252 s of CPU time and 231 s of wall
-    time (the previous defaults, 4 x 256 with dropout 0.2 on the 117 KB corpus, in the same run:
-    257 s and 203 s), ended at training loss ~3.7 nats/token and held-out perplexity 137 per word
-    (129 on the pieces held out of the 117 KB corpus, where the previous defaults reached 258),
-    and 98.9 % of the words of its careful samples occur in the corpus (targets: <= 5 minutes,
+    corpus with 2 CPU threads on an idle machine (bench/demo_quality.py) it took 265 s of CPU time
+    and 161 s of wall time, ended at training loss ~3.9 nats/token and held-out perplexity 117 per
+    word (115 on the pieces held out of the 117 KB corpus, where the model before the 1 MB corpus
+    reached 258 and the same model with a 2048-token vocabulary 129), and 99.9 % of the words of
+    its careful samples (98.6 % at temperature 1) occur in the corpus (targets: <= 5 minutes,
     >= 80 %)."""
 
-    vocab_size: int = 2048
-    """BPE vocabulary including the 256 byte tokens and END_OF_TEXT. 2048 turns the words of the
-    1 MB demo corpus into 1.29 tokens each on average (3072: 1.21, 4096: 1.17). The tied embedding
-    is also the output layer, a quarter of a 4 x 128 model's arithmetic per token at 2048: 4096
-    would save 9 % of the tokens and cost about a quarter more arithmetic per token."""
+    vocab_size: int = 6000
+    """BPE vocabulary including the 256 byte tokens and END_OF_TEXT. At 6000 almost every word of
+    the 1 MB demo corpus (5,191 distinct) is one token (1.15 tokens per word; 2048: 1.29), so a
+    sample is made of the corpus's words, not of pieces a small model glues into non-words. The
+    tied embedding is also the output layer, so a token costs more (0.22 s of CPU a step against
+    0.18 s at 2048); measured side by side on the demo corpus at 4 x 128 (bench.demo_quality):
+    2048 for 1390 steps, held-out perplexity 129 per word, 94.3 % corpus words at temperature 1;
+    6000 for 1200 steps (about the same CPU time), 115 and 98.6 %; 6000 for 1390 steps, 108 and
+    98.4 % at 15 % more CPU."""
 
     min_frequency: int = 2
     """A pair must occur this often to become a merge; 1 would learn merges from typos."""
@@ -71,25 +75,27 @@ class BaseModelConfig:
     """Attention heads per block; n_embd must be divisible by it (32 dimensions per head)."""
 
     n_embd: int = 128
-    """Width. 4 x 128 is ~1.1 M parameters. With a corpus larger than the budget can show many
-    times, a narrower model taking more steps in the same CPU time learns more. On a 620 KB draft
-    of the demo corpus, dropout 0, equal CPU budgets (held-out perplexity per word): 4 x 256 for
+    """Width. 4 x 128 is ~1.6 M parameters with the 6000-token vocabulary (~1.1 M at 2048). With
+    a corpus larger than the budget can show many times, a narrower model taking more steps in
+    the same CPU time learns more. On a 620 KB draft of the demo corpus, dropout 0, 2048 tokens,
+    equal CPU budgets (held-out perplexity per word): 4 x 256 for
     625 steps 183, 6 x 192 for 680 steps 189, 4 x 192 for 950 steps 151, 4 x 128 for 1390 steps
     142; on the 1 MB corpus 4 x 96 for 1700 steps reached 137, as 4 x 128 did (a plateau). (On
     the 117 KB corpus, seen ~18 times, it was the other way round: 4 x 256 won.)"""
 
     dropout: float = 0.0
-    """Dropout in attention, residual and embeddings. Off: the build shows the 1 MB demo corpus ~6
-    times (1390 x 8 x 128 tokens against its ~230 k training tokens), and dropout costs a fifth to
+    """Dropout in attention, residual and embeddings. Off: the build shows the 1 MB demo corpus ~5
+    times (1200 x 8 x 128 tokens against its ~200 k training tokens), and dropout costs a fifth to
     a quarter of a step's CPU time (random masks, and attention without the fused kernel). On a 418 KB
     draft of the corpus at 4 x 256 and equal CPU budgets: 0.1 for 540 steps reached held-out
     perplexity 198 per word, 0 for 620 steps 170. (On the 117 KB corpus, seen ~18 times, 0.2
     was needed: without it a model recited what it half-remembered.)"""
 
-    steps: int = 1390
-    """Optimizer steps. 1390 at 4 x 128 cost the CPU time 500 steps of the previous default (4 x
-    256, dropout 0.2) did: a step costs 0.36 of one of those (0.190 s against 0.527 s of CPU,
-    2 threads, measured side by side), which keeps the build inside the 5-minute budget."""
+    steps: int = 1200
+    """Optimizer steps. 1200 at 4 x 128 with the 6000-token vocabulary cost about the CPU time 500
+    steps of the model before the 1 MB corpus (4 x 256, dropout 0.2, 2048 tokens) did: 265 s
+    against 257 s on 2 threads, inside the 5-minute budget (161 s of wall time on an idle machine).
+    The dimensions below were chosen at 1390 steps with 2048 tokens (0.190 s of CPU a step)."""
 
     batch_size: int = 8
     """Windows per step: 8 x 128 tokens, ~0.2 s of CPU at the default width (16 doubles it; 4
