@@ -3,25 +3,19 @@
 from __future__ import annotations
 
 import pytest
-from django.test import Client
 
 from server.studies.models import Study
 from tests import factories
+from tests.server.studies.admin_forms import admin_client, study_change_form
 
 pytestmark = pytest.mark.django_db
 
 
 def test_the_study_admin_edits_the_quality_tests() -> None:
     study = factories.study()
-    staff = factories.user(username="operator", is_staff=True, is_superuser=True)
-    client = Client()
-    client.force_login(staff)
-    url = f"/admin/studies/study/{study.id}/change/"
-    form = client.get(url).context["adminform"].form
-    data = {name: form[name].value() for name in form.fields if form[name].value() is not None}
+    client = admin_client()
+    url, data = study_change_form(client, study)
     data.update({"quality_alpha": "0.05", "quality_min_checks": "9"})
-    data.update({"studyversion_set-TOTAL_FORMS": "0", "studyversion_set-INITIAL_FORMS": "0"})  # no enrolments
-    data.update({"criteria-TOTAL_FORMS": "0", "criteria-INITIAL_FORMS": "0"})  # no further questions
 
     response = client.post(url, data)
 
@@ -33,13 +27,8 @@ def test_the_study_admin_edits_the_quality_tests() -> None:
 
 def test_the_study_admin_adds_a_further_question() -> None:
     study = factories.study()
-    staff = factories.user(username="operator", is_staff=True, is_superuser=True)
-    client = Client()
-    client.force_login(staff)
-    url = f"/admin/studies/study/{study.id}/change/"
-    form = client.get(url).context["adminform"].form
-    data = {name: form[name].value() for name in form.fields if form[name].value() is not None}
-    data.update({"studyversion_set-TOTAL_FORMS": "0", "studyversion_set-INITIAL_FORMS": "0"})
+    client = admin_client()
+    url, data = study_change_form(client, study)
     data.update(
         {
             "criteria-TOTAL_FORMS": "1",

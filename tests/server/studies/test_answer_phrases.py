@@ -16,6 +16,7 @@ from server.studies.selectors import study_criteria
 from server.studies.services import CriterionInput, study_create
 from tests import factories
 from tests.server.api.conftest import token_client
+from tests.server.studies.admin_forms import admin_client, study_change_form
 
 pytestmark = pytest.mark.django_db
 
@@ -161,13 +162,8 @@ def test_the_api_creates_and_shows_each_questions_phrase() -> None:
 
 def test_the_admin_edits_the_phrases_and_refuses_a_bad_one() -> None:
     study = factories.study(question="Which text is better?")
-    staff = factories.user(username="operator", is_staff=True, is_superuser=True)
-    client = Client()
-    client.force_login(staff)
-    url = f"/admin/studies/study/{study.id}/change/"
-    form = client.get(url).context["adminform"].form
-    data = {name: form[name].value() for name in form.fields if form[name].value() is not None}
-    data.update({"studyversion_set-TOTAL_FORMS": "0", "studyversion_set-INITIAL_FORMS": "0"})
+    client = admin_client()
+    url, data = study_change_form(client, study)
     data.update(
         {
             "answer_phrase": "is better?",
@@ -211,36 +207,8 @@ def test_the_rating_page_sends_each_questions_buttons_and_shows_the_firsts() -> 
     assert '<div class="choices" role="group" aria-labelledby="question" id="choices">' in page
 
 
-def _admin_client() -> Client:
-    client = Client()
-    client.force_login(factories.user(username="operator", is_staff=True, is_superuser=True))
-    return client
-
-
-def _change_form(client: Client, study: Study) -> tuple[str, dict[str, object]]:
-    url = f"/admin/studies/study/{study.id}/change/"
-    form = client.get(url).context["adminform"].form
-    data = {name: form[name].value() for name in form.fields if form[name].value() is not None}
-    data.update({"studyversion_set-TOTAL_FORMS": "0", "studyversion_set-INITIAL_FORMS": "0"})
-    criteria = list(study.criteria.order_by("position"))
-    data.update({"criteria-TOTAL_FORMS": str(len(criteria)), "criteria-INITIAL_FORMS": str(len(criteria))})
-    for index, criterion in enumerate(criteria):
-        data.update(
-            {
-                f"criteria-{index}-id": str(criterion.id),
-                f"criteria-{index}-study": str(study.id),
-                f"criteria-{index}-position": str(criterion.position),
-                f"criteria-{index}-key": criterion.key,
-                f"criteria-{index}-question": criterion.question,
-                f"criteria-{index}-answer_phrase": criterion.answer_phrase,
-                f"criteria-{index}-guidelines": criterion.guidelines,
-            }
-        )
-    return url, data
-
-
 def test_the_admin_derives_the_phrase_of_a_study_and_a_criterion_added_blank() -> None:
-    client = _admin_client()
+    client = admin_client()
     form = client.get("/admin/studies/study/add/").context["adminform"].form
     data = {name: form[name].value() for name in form.fields if form[name].value() is not None}
     data.update({"studyversion_set-TOTAL_FORMS": "0", "studyversion_set-INITIAL_FORMS": "0"})
@@ -286,8 +254,8 @@ def test_the_admin_rederives_a_phrase_left_as_derived_when_the_question_changes(
             CriterionInput(key="fit", question="Which is clearer?", answer_phrase="the clearer one"),
         ],
     )
-    client = _admin_client()
-    url, data = _change_form(client, study)
+    client = admin_client()
+    url, data = study_change_form(client, study)
     data.update(
         {
             "question": "Which poem do you prefer?",  # phrase left "more original": re-derived
