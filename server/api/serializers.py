@@ -595,23 +595,6 @@ class PauseSerializer(serializers.Serializer):
 # --- Results ---------------------------------------------------------------------------------------
 
 
-class LeaderboardRowSerializer(serializers.Serializer):
-    version_id = serializers.IntegerField()
-    label = serializers.CharField()
-    rating = serializers.FloatField(allow_null=True)
-    lower = serializers.FloatField(allow_null=True)
-    upper = serializers.FloatField(allow_null=True)
-    rank = serializers.IntegerField()
-    battles = serializers.IntegerField()
-    win_rate = serializers.FloatField(allow_null=True)
-    # The win rate's bootstrap interval (the rating's resamples); null in older snapshots.
-    win_rate_lower = serializers.FloatField(allow_null=True)
-    win_rate_upper = serializers.FloatField(allow_null=True)
-
-
-CRITERION_HELP = "The key of the criterion (further question) it is about; null: the study's own question."
-
-
 class LengthControlledRowSerializer(serializers.Serializer):
     version_id = serializers.IntegerField()
     label = serializers.CharField()
@@ -620,6 +603,16 @@ class LengthControlledRowSerializer(serializers.Serializer):
     upper = serializers.FloatField(allow_null=True)
     rank = serializers.IntegerField()
     battles = serializers.IntegerField()
+
+
+class LeaderboardRowSerializer(LengthControlledRowSerializer):
+    win_rate = serializers.FloatField(allow_null=True)
+    # The win rate's bootstrap interval (the rating's resamples); null in older snapshots.
+    win_rate_lower = serializers.FloatField(allow_null=True)
+    win_rate_upper = serializers.FloatField(allow_null=True)
+
+
+CRITERION_HELP = "The key of the criterion (further question) it is about; null: the study's own question."
 
 
 class LengthControlledSerializer(serializers.Serializer):
