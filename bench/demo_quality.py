@@ -6,18 +6,22 @@ nothing. On 2 CPU threads (the demo's budget: a build of at most 5 minutes) it b
 - before: the demo model as it was until the corpus grew in December 2026 (``BEFORE_CONFIG``:
   4 x 256, 2048-token vocabulary, dropout 0.2, 500 steps of 8 windows) on the corpus as it was
   then (its first ``BEFORE_PIECES`` pieces, 117 KB; everything since was appended), sampled with
-  the demo's decodings of then (``BEFORE_DECODINGS``: no ``end_at_sentence``);
-- after: ``BaseModelConfig()`` on the whole corpus, sampled with the demo's decodings now;
+  the demo's decodings and prompts of then (``BEFORE_DECODINGS``: no ``end_at_sentence``;
+  ``BEFORE_PROMPTS``: titles);
+- after: ``BaseModelConfig()`` on the whole corpus, sampled with the demo's decodings and prompts
+  (story openings) now;
 
 both with the corpus's held-out pieces kept out of training (``held_out_split``). For each it
 prints build time (wall and CPU), held-out perplexity per word (comparable across tokenizers) on
 the held-out pieces the two corpora share and on its own, and, for the demo's two decodings
 (``DEMO_VERSIONS``), samples for the demo's prompts: the in-corpus word share, n-gram novelty
 (share of the samples' word n-grams found nowhere in the corpus) and the share of samples that are
-mostly copied (their longest verbatim corpus span covers more than half of their words). Ten
-samples of each careful decoding are printed verbatim. ``--after-only`` and ``--before-only`` skip
-a build (CPU times compare only when taken at the same load: run both in one call to compare);
-``--set name=value`` overrides a field of the after config (for experiments).
+mostly copied (their longest verbatim corpus span covers more than half of their words), all of
+the continuation alone (the prompt is not the model's). Ten samples of each careful decoding and
+five of each other are printed, the continuation in brackets after its prompt. ``--after-only``
+and ``--before-only`` skip a build (CPU times compare only when taken at the same load: run both
+in one call to compare); ``--set name=value`` overrides a field of the after config (for
+experiments).
 """
 
 from __future__ import annotations
@@ -56,6 +60,7 @@ from workers.ml.base_model import (
     held_out_split,
     in_corpus_word_share,
     split_corpus,
+    uses_bf16,
 )
 from workers.ml.sampling import SampleRequest, SamplingConfig, generate_samples, load_model
 
@@ -65,13 +70,36 @@ BEFORE_PIECES = 736
 BEFORE_CONFIG = BaseModelConfig(
     vocab_size=2048, min_frequency=2, context_length=128, n_layer=4, n_head=8, n_embd=256, dropout=0.2,
     steps=500, batch_size=8, learning_rate=2e-3, min_learning_rate=2e-4, warmup_steps=20, weight_decay=0.1,
-    grad_clip=1.0, seed=0, checkpoint_every=100, held_out_every=10,
+    grad_clip=1.0, seed=0, checkpoint_every=100, held_out_every=10, optimizer="adamw", bf16=False,
 )  # fmt: skip
-"""BaseModelConfig's defaults until the corpus grew past 736 pieces (December 2026)."""
+"""BaseModelConfig's defaults until the corpus grew past 736 pieces (December 2026): AdamW alone,
+in float32."""
 
 # The demo study's prompts and its two versions' decodings (server/core/demo.py and
-# server/generators/demo.py; copied because those modules need Django).
+# server/generators/demo.py; copied because those modules need Django; a test keeps them equal).
 PROMPTS = [
+    "The sea was calm and dark that night.",
+    "A girl wrote a letter to the moon.",
+    "The old clock in the kitchen stopped at noon.",
+    "Rain fell on the city all morning.",
+    "The lighthouse keeper climbed the stairs at dawn.",
+    "In winter the garden was white and quiet.",
+    "The night train left the station on time.",
+    "The baker opened his shop at five.",
+    "An old man sat by the river every evening.",
+    "The fishing boats came back to the harbour late.",
+    "The library was empty after closing time.",
+    "A weaver sat down at her loom.",
+    "A small cat slept on a warm roof.",
+    "Two friends walked through the park in autumn.",
+    "My grandmother kept every letter she was sent.",
+    "A boy built a machine out of old clocks.",
+    "The first snow fell in the night.",
+    "A lamp was burning in the window.",
+    "The tide came in slowly over the sand.",
+    "We walked by the river in the evening.",
+]
+BEFORE_PROMPTS = [
     "The sea at night", "A letter to the moon", "The old clock in the kitchen", "Rain on the city",
     "A lighthouse keeper's morning", "The garden in winter", "A train that never stops",
     "Bread and the baker's hands", "The river remembers", "Stars over the harbour",
@@ -79,6 +107,7 @@ PROMPTS = [
     "Friendship in autumn", "The weather of memory", "A machine that dreams", "The first snow",
     "A lamp in the window", "The sound of the tide", "An evening walk by the river",
 ]  # fmt: skip
+"""The demo's prompts until December 2026: titles, where the prompts now are story openings."""
 DECODINGS = {
     "careful": SamplingConfig(
         temperature=0.6, top_p=0.9, max_new_tokens=48, stop=("\n\n",), end_at_sentence=True
@@ -121,11 +150,13 @@ def main() -> None:
         extra[label] = dataclasses.replace(
             DECODINGS["careful"], temperature=float(temperature), top_p=float(top_p)
         )
-    runs = [] if arguments.after_only else [("before", before_corpus, BEFORE_CONFIG, BEFORE_DECODINGS)]
+    before = ("before", before_corpus, BEFORE_CONFIG, BEFORE_DECODINGS, BEFORE_PROMPTS)
+    runs = [] if arguments.after_only else [before]
     if not arguments.before_only:
-        runs.append(("after", corpus, dataclasses.replace(BaseModelConfig(), **overrides), DECODINGS))
-    for name, text, config, decodings in runs:
-        measure(name, text, config, shared_held_out, {**decodings, **extra})
+        after = dataclasses.replace(BaseModelConfig(), **overrides)
+        runs.append(("after", corpus, after, DECODINGS, PROMPTS))
+    for name, text, config, decodings, prompts in runs:
+        measure(name, text, config, shared_held_out, {**decodings, **extra}, prompts)
 
 
 def measure(
@@ -134,13 +165,15 @@ def measure(
     config: BaseModelConfig,
     shared_held_out: Sequence[str],
     decodings: dict[str, SamplingConfig],
+    prompts: Sequence[str],
 ) -> None:
     pieces = split_corpus(corpus)
     print(
         f"\n== {name}: {len(corpus.encode()) / 1000:.0f} KB corpus, {len(pieces)} pieces; "
         f"{config.n_layer} layers x {config.n_embd}, vocabulary {config.vocab_size}, context "
         f"{config.context_length}, {config.steps} steps x {config.batch_size} windows, "
-        f"learning rate {config.learning_rate:g} -> {config.min_learning_rate:g}, dropout {config.dropout:g}",
+        f"{config.optimizer}, learning rate {config.learning_rate:g} -> {config.min_learning_rate:g}, "
+        f"dropout {config.dropout:g}, bfloat16 autocast {uses_bf16(config)}",
         flush=True,
     )
     started = time.perf_counter()
@@ -181,11 +214,13 @@ def measure(
     )
     index_vocabulary = build_vocabulary([tokenize_words(corpus)])
     index = build_ngram_index(encode_tokens(tokenize_words(corpus), index_vocabulary))
-    requests = [SampleRequest(prompt=prompt, seed=seed) for seed in range(SEEDS) for prompt in PROMPTS]
+    requests = [SampleRequest(prompt=prompt, seed=seed) for seed in range(SEEDS) for prompt in prompts]
     for label, decoding in decodings.items():
         started = time.perf_counter()
         samples = generate_samples(loaded, requests, config=decoding).samples
-        texts = [request.prompt + sample.text for request, sample in zip(requests, samples, strict=True)]
+        # The figures are of what the model wrote; the prompt (a title before, an opening sentence
+        # that the corpus lacks now) counts for neither novelty nor copying.
+        texts = [sample.text for sample in samples]
         tokens = [tokenize_words(text) for text in texts]
         words = [[token for token in sample if token.isalnum()] for sample in tokens]
         vocabulary = dict(index_vocabulary)
@@ -202,9 +237,10 @@ def measure(
             f"{novelty:.1%}; mostly copied {mostly_copied:.1%}; longest copied span median "
             f"{int(np.median(longest))} tokens"
         )
-        if label.startswith("careful"):
-            for text in texts[:10]:
-                print("  |", " / ".join(line.strip() for line in text.strip().splitlines()))
+        shown = 10 if label.startswith("careful") else 5
+        for request, text in list(zip(requests, texts, strict=True))[:shown]:
+            written = " / ".join(line.strip() for line in text.strip().splitlines())
+            print(f"  | {request.prompt} [{written}]")
 
 
 def _cpu_seconds() -> float:

@@ -18,29 +18,33 @@ DEMO_ADMIN = ("admin", "lovelace-admin")
 DEMO_RATER = ("rater", "lovelace-rater")
 DEMO_STUDY_SLUG = "short-pieces"
 
+# Each prompt is the opening sentence of a short story; the versions write what comes next. An
+# opening gives the small demo model a scene to stay in (a title such as "The sea at night" asked it
+# to continue a phrase, and it rarely wrote a sentence that made sense of it). None of them occurs in
+# the demo corpus, so a continuation cannot be a recited piece.
 DEMO_PROMPTS_TRAIN = [
-    "The sea at night",
-    "A letter to the moon",
-    "The old clock in the kitchen",
-    "Rain on the city",
-    "A lighthouse keeper's morning",
-    "The garden in winter",
-    "A train that never stops",
-    "Bread and the baker's hands",
-    "The river remembers",
-    "Stars over the harbour",
-    "A library after closing",
-    "The loom and the numbers",
-    "A small cat on a warm roof",
-    "Friendship in autumn",
-    "The weather of memory",
-    "A machine that dreams",
+    "The sea was calm and dark that night.",
+    "A girl wrote a letter to the moon.",
+    "The old clock in the kitchen stopped at noon.",
+    "Rain fell on the city all morning.",
+    "The lighthouse keeper climbed the stairs at dawn.",
+    "In winter the garden was white and quiet.",
+    "The night train left the station on time.",
+    "The baker opened his shop at five.",
+    "An old man sat by the river every evening.",
+    "The fishing boats came back to the harbour late.",
+    "The library was empty after closing time.",
+    "A weaver sat down at her loom.",
+    "A small cat slept on a warm roof.",
+    "Two friends walked through the park in autumn.",
+    "My grandmother kept every letter she was sent.",
+    "A boy built a machine out of old clocks.",
 ]
 DEMO_PROMPTS_HOLDOUT = [
-    "The first snow",
-    "A lamp in the window",
-    "The sound of the tide",
-    "An evening walk by the river",
+    "The first snow fell in the night.",
+    "A lamp was burning in the window.",
+    "The tide came in slowly over the sand.",
+    "We walked by the river in the evening.",
 ]
 
 DEMO_IMAGE_STUDY_SLUG = "shapes"
@@ -99,9 +103,10 @@ def demo_seed() -> DemoSeed:
             slug=DEMO_STUDY_SLUG,
             question="Which piece is more creative while still making sense?",
             guidelines=(
-                "Read both pieces. Prefer the one that surprises you in a good way: a fresh image, an "
-                "unexpected turn, words that fit together. A piece that is nonsense is not creative. "
-                "Use 'tie' when both are equally good and 'both bad' when neither works."
+                "Each piece continues the opening sentence shown above it. Read both. Prefer the one "
+                "that surprises you in a good way: a fresh image, an unexpected turn, words that fit "
+                "together and fit the opening. A piece that is nonsense is not creative. Use 'tie' "
+                "when both are equally good and 'both bad' when neither works."
             ),
             overlap=2,
             completion_code="LOVELACE-DEMO",

@@ -43,20 +43,21 @@ BUILD_INFO_FILE = "lovelace_build.json"
 
 @dataclass(frozen=True)
 class BaseModelConfig:
-    """What to build and how long to train. The defaults build the demo model: on the 1 MB demo
-    corpus with 2 CPU threads on an idle machine (bench/demo_quality.py) it took 265 s of CPU time
-    and 161 s of wall time, ended at training loss ~3.9 nats/token and held-out perplexity 117 per
-    word (115 on the pieces held out of the 117 KB corpus, where the model before the 1 MB corpus
-    reached 258 and the same model with a 2048-token vocabulary 129), and 99.9 % of the words of
-    its careful samples (98.6 % at temperature 1) occur in the corpus (targets: <= 5 minutes,
-    >= 80 %)."""
+    """What to build and how long to train. The defaults build the demo model: on the 2.1 MB demo
+    corpus with 2 CPU threads on an idle machine (bench/demo_quality.py) it took 408 s of CPU time
+    and 292 s of wall time (233 s in another run: the wall time varies from run to run on this
+    machine), ended at training loss ~3.45 nats/token and held-out perplexity 76 per word (on the
+    pieces held out of the 117 KB corpus; the demo model of the 1 MB corpus with AdamW for 1200
+    steps reached 115 there, the one before it 262), and 100 % of the words of its careful samples
+    (98.9 % at temperature 1) occur in the corpus (targets: <= 5 minutes, >= 80 %)."""
 
     vocab_size: int = 6000
     """BPE vocabulary including the 256 byte tokens and END_OF_TEXT. At 6000 almost every word of
-    the 1 MB demo corpus (5,191 distinct) is one token (1.15 tokens per word; 2048: 1.29), so a
-    sample is made of the corpus's words, not of pieces a small model glues into non-words. The
-    tied embedding is also the output layer, so a token costs more (0.22 s of CPU a step against
-    0.18 s at 2048); measured side by side on the demo corpus at 4 x 128 (bench.demo_quality):
+    the 1 MB demo corpus (5,191 distinct; 7,226 in today's 2.1 MB) is one token (1.15 tokens per
+    word; 2048: 1.29), so a sample is made of the corpus's words, not of pieces a small model
+    glues into non-words. The tied embedding is also the output layer, so a token costs more (0.22
+    s of CPU a step against 0.18 s at 2048); measured side by side on the 1 MB corpus at 4 x 128
+    with AdamW (bench.demo_quality):
     2048 for 1390 steps, held-out perplexity 129 per word, 94.3 % corpus words at temperature 1;
     6000 for 1200 steps (about the same CPU time), 115 and 98.6 %; 6000 for 1390 steps, 108 and
     98.4 % at 15 % more CPU."""
@@ -84,18 +85,19 @@ class BaseModelConfig:
     the 117 KB corpus, seen ~18 times, it was the other way round: 4 x 256 won.)"""
 
     dropout: float = 0.0
-    """Dropout in attention, residual and embeddings. Off: the build shows the 1 MB demo corpus ~5
-    times (1200 x 8 x 128 tokens against its ~200 k training tokens), and dropout costs a fifth to
+    """Dropout in attention, residual and embeddings. Off: the build shows the 2.1 MB demo corpus
+    ~3.5 times (1600 x 8 x 128 tokens against its ~470 k training tokens), and dropout costs a fifth to
     a quarter of a step's CPU time (random masks, and attention without the fused kernel). On a 418 KB
     draft of the corpus at 4 x 256 and equal CPU budgets: 0.1 for 540 steps reached held-out
     perplexity 198 per word, 0 for 620 steps 170. (On the 117 KB corpus, seen ~18 times, 0.2
     was needed: without it a model recited what it half-remembered.)"""
 
-    steps: int = 1200
-    """Optimizer steps. 1200 at 4 x 128 with the 6000-token vocabulary cost about the CPU time 500
-    steps of the model before the 1 MB corpus (4 x 256, dropout 0.2, 2048 tokens) did: 265 s
-    against 257 s on 2 threads, inside the 5-minute budget (161 s of wall time on an idle machine).
-    The dimensions below were chosen at 1390 steps with 2048 tokens (0.190 s of CPU a step)."""
+    steps: int = 1600
+    """Optimizer steps: about 0.25 s of CPU and 0.15-0.18 s of wall time each on 2 threads, so
+    1600 fill most of the 5-minute budget (233-292 s of wall time on an idle machine) with room
+    for a slower run. 1800 reached held-out perplexity 73 per word against 1600's 76 in 318 s of
+    wall time; 6 x 128 for 1300 steps (the same CPU) 82. The dimensions below were chosen with
+    AdamW at 1390 steps with 2048 tokens (0.190 s of CPU a step)."""
 
     batch_size: int = 8
     """Windows per step: 8 x 128 tokens, ~0.2 s of CPU at the default width (16 doubles it; 4
@@ -108,7 +110,24 @@ class BaseModelConfig:
     133 against 2e-3's 137: too small a gain for one seed to change the default."""
 
     min_learning_rate: float = 2e-4
-    """Cosine decay ends here (a tenth of the peak, as in nanoGPT)."""
+    """Cosine decay ends here (a tenth of the peak, as in nanoGPT). The Muon learning rate follows
+    the same schedule, scaled to its own peak."""
+
+    optimizer: str = "muon"
+    """"muon": Muon (``torch.optim.Muon``: momentum, its update orthogonalised by Newton-Schulz
+    iterations) for the transformer blocks' weight matrices and AdamW for the rest; "adamw":
+    AdamW for everything (the demo model until December 2026). Muon learns more per token: on
+    the 1 MB demo corpus at 1200 steps (4 x 128, 6000 tokens, float32) it reached held-out
+    perplexity 88 per word where AdamW reached 117, for ~10 % more CPU a step. It also began to
+    learn that corpus by heart (training loss 2.9 nats per token at 1800 steps, 3.9 held out),
+    which is why the corpus grew to 2.1 MB."""
+
+    muon_learning_rate: float = 8e-3
+    """Peak learning rate of the Muon-updated matrices, on AdamW's scale (Muon's update is matched
+    to an AdamW update's RMS). At 1200 steps on the 1 MB corpus, in a variant whose token
+    embeddings started from a sentence encoder's (a 2 % gain, dropped as not worth the
+    dependency): 2e-3 (AdamW's) reached held-out perplexity 91 per word, 4e-3 86, 8e-3 81;
+    without it, 1.6e-2 reached 93 where 8e-3 reached 88."""
 
     warmup_steps: int = 20
     """Linear warm-up from 0: Adam's second-moment estimates are noisy for the first steps."""
@@ -123,8 +142,8 @@ class BaseModelConfig:
     """Seeds model initialisation, window sampling and dropout."""
 
     checkpoint_every: int = 200
-    """Steps between checkpoints: ~40 s of work at the default size; the file is ~13 MB (weights
-    and Adam moments)."""
+    """Steps between checkpoints: ~30-35 s of work at the default size; the file is ~13 MB
+    (weights, Adam moments and Muon momenta)."""
 
     report_every: int = 10
     """Steps between reporter calls (each may write a database row); the reported loss is the mean
@@ -137,6 +156,13 @@ class BaseModelConfig:
     corpus of fewer than MIN_PIECES_TO_HOLD_OUT pieces is never split: a handful of held-out
     pieces measures little and costs a small corpus a sizeable share of its text."""
 
+    bf16: bool | None = None
+    """Run the forward and backward passes under bfloat16 autocast (weights, optimizer state and
+    the loss stay float32). None decides by the hardware: on where the CPU computes bfloat16
+    natively (AVX-512 BF16 or AMX; the demo build then takes ~12 % less CPU), off elsewhere, where
+    emulated bfloat16 would be slower than float32. A build resumes bit for bit on the machine
+    that started it (as before)."""
+
     def __post_init__(self) -> None:
         if self.n_embd % self.n_head:
             raise ValueError(f"n_embd {self.n_embd} is not divisible by n_head {self.n_head}")
@@ -145,6 +171,8 @@ class BaseModelConfig:
         for name in ("steps", "batch_size", "checkpoint_every", "report_every", "context_length"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1")
+        if self.optimizer not in ("muon", "adamw"):
+            raise ValueError(f"optimizer must be 'muon' or 'adamw', got {self.optimizer!r}")
         if self.held_out_every < 0 or self.held_out_every == 1:
             raise ValueError("held_out_every must be 0 (hold nothing out) or >= 2")
 
@@ -340,9 +368,9 @@ def build_base_model(
     # transformers infers the loss from the class name, which "GPT2LMHeadModel" does not match
     # (it warns, then uses this loss anyway).
     model.loss_type = "ForCausalLM"
-    optimizer = torch.optim.AdamW(
-        model.parameters(), lr=config.learning_rate, betas=(0.9, 0.95), weight_decay=config.weight_decay
-    )
+    optimizer = base_model_optimizer(model, config)
+    autocast_bf16 = uses_bf16(config)
+
     # Window sampling has its own generator, so its stream does not depend on dropout's draws.
     windows = torch.Generator().manual_seed(config.seed + 1)
     losses: list[float] = []
@@ -379,15 +407,17 @@ def build_base_model(
     )
     model.train()
     while step < config.steps:
+        schedule = _learning_rate(step, config) / config.learning_rate
         for group in optimizer.param_groups:
-            group["lr"] = _learning_rate(step, config)
+            group["lr"] = group["peak_lr"] * schedule
         starts = torch.randint(
             0, len(stream) - config.context_length + 1, (config.batch_size,), generator=windows
         )
         batch = torch.stack([stream[start : start + config.context_length] for start in starts.tolist()])
         # END_OF_TEXT doubles as the padding id, but nothing here is padding: an explicit all-ones
         # mask says so (and silences transformers' warning about unmasked padding).
-        loss = model(input_ids=batch, attention_mask=torch.ones_like(batch), labels=batch).loss
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast_bf16):
+            loss = model(input_ids=batch, attention_mask=torch.ones_like(batch), labels=batch).loss
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
@@ -440,6 +470,13 @@ def build_base_model(
     )
 
 
+def uses_bf16(config: BaseModelConfig) -> bool:
+    """Whether a build of ``config`` on this machine runs under bfloat16 autocast (``config.bf16``)."""
+    if config.bf16 is not None:
+        return config.bf16
+    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
 def _check_checkpoint_matches(
     checkpoint: dict[str, Any], config: BaseModelConfig, corpus_sha256: str, path: Path
 ) -> None:
@@ -476,6 +513,68 @@ def _model_config(config: BaseModelConfig, *, vocab_size: int, end_of_text: int)
         eos_token_id=end_of_text,
         pad_token_id=end_of_text,
     )
+
+
+class MuonAndAdamW:
+    """Muon for the transformer blocks' weight matrices, AdamW for everything else (embeddings,
+    biases, layer norms), stepped together: the split Muon's authors prescribe. Just enough of
+    the optimizer interface for the training loop and its checkpoints."""
+
+    def __init__(self, muon: torch.optim.Optimizer, adamw: torch.optim.Optimizer) -> None:
+        self.muon = muon
+        self.adamw = adamw
+
+    @property
+    def param_groups(self) -> list[dict[str, Any]]:
+        return [*self.muon.param_groups, *self.adamw.param_groups]
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        self.muon.zero_grad(set_to_none=set_to_none)
+        self.adamw.zero_grad(set_to_none=set_to_none)
+
+    def step(self) -> None:
+        self.muon.step()
+        self.adamw.step()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"muon": self.muon.state_dict(), "adamw": self.adamw.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.muon.load_state_dict(state["muon"])
+        self.adamw.load_state_dict(state["adamw"])
+
+
+def base_model_optimizer(model: Any, config: BaseModelConfig) -> torch.optim.Optimizer | MuonAndAdamW:
+    """The optimizer of ``config.optimizer``; each parameter group carries its ``peak_lr``, which
+    the schedule scales step by step."""
+    # The fused kernel updates all of its parameters in one pass: at the demo model's size the
+    # per-tensor loop of the default implementation is mostly overhead (a sixth of a step).
+    adamw_options = {"betas": (0.9, 0.95), "weight_decay": config.weight_decay, "fused": True}
+    if config.optimizer == "adamw":
+        adamw = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, **adamw_options)
+        adamw.param_groups[0]["peak_lr"] = config.learning_rate
+        return adamw
+    # The blocks' 2-D weights (GPT-2's Conv1D attention and MLP matrices). Embeddings stay with
+    # AdamW: their rows are looked up, not multiplied, so orthogonalising their update is wrong.
+    matrices = [
+        parameter
+        for name, parameter in model.named_parameters()
+        if name.startswith("transformer.h.") and parameter.ndim == 2
+    ]
+    chosen = {id(parameter) for parameter in matrices}
+    others = [parameter for parameter in model.parameters() if id(parameter) not in chosen]
+    # "match_rms_adamw" scales Muon's orthogonalised update to the RMS of an AdamW update, so its
+    # learning rate and weight decay read on AdamW's scale.
+    muon = torch.optim.Muon(
+        matrices,
+        lr=config.muon_learning_rate,
+        weight_decay=config.weight_decay,
+        adjust_lr_fn="match_rms_adamw",
+    )
+    adamw = torch.optim.AdamW(others, lr=config.learning_rate, **adamw_options)
+    muon.param_groups[0]["peak_lr"] = config.muon_learning_rate
+    adamw.param_groups[0]["peak_lr"] = config.learning_rate
+    return MuonAndAdamW(muon, adamw)
 
 
 def _learning_rate(step: int, config: BaseModelConfig) -> float:

@@ -165,3 +165,18 @@ def test_cached_image_generators_are_enrolled_and_generation_starts(settings, tm
     assert generate.params["samples_per_prompt"] == 3
     assert not Job.objects.filter(kind=JobKind.BUILD_BASE_MODEL, study=study).exists()
     assert demo_image_generation_start(study=study) == ""  # generation already queued
+
+
+def test_demo_prompts_are_story_openings_that_the_corpus_does_not_hold() -> None:
+    from bench.demo_quality import PROMPTS
+    from server.core.demo import DEMO_PROMPTS_HOLDOUT, DEMO_PROMPTS_TRAIN
+    from workers.ml.base_model import DEMO_CORPUS_PATH
+
+    prompts = DEMO_PROMPTS_TRAIN + DEMO_PROMPTS_HOLDOUT
+    corpus = " ".join(DEMO_CORPUS_PATH.read_text().split()).lower()
+    # Whole sentences, so that a version continues a scene instead of a phrase.
+    assert all(prompt[0].isupper() and prompt.endswith(".") for prompt in prompts)
+    # None is in the corpus (nor without its full stop), so no continuation can be a recited piece.
+    assert [prompt for prompt in prompts if prompt[:-1].lower() in corpus] == []
+    # The bench that reports the demo's samples samples these prompts, in this order.
+    assert prompts == PROMPTS

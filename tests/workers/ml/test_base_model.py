@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoModelForCausalLM, AutoTokenizer, GPT2Config, GPT2LMHeadModel
 
 from tests.workers.ml.conftest import TINY_CORPUS
 from workers.ml.base_model import (
@@ -19,11 +19,14 @@ from workers.ml.base_model import (
     MIN_PIECES_TO_HOLD_OUT,
     TINY_BUILD_CONFIG,
     BuildResult,
+    MuonAndAdamW,
+    base_model_optimizer,
     build_base_model,
     held_out_split,
     in_corpus_word_share,
     normalize_word,
     split_corpus,
+    uses_bf16,
 )
 from workers.ml.checkpoint import load_if_exists
 from workers.ml.progress import Cancelled
@@ -233,3 +236,64 @@ def test_build_reports_held_out_perplexity(tmp_path: Path, tiny_build: BuildResu
     assert info["held_out_perplexity"] == perplexity.as_dict()
     # while a corpus too small to split holds nothing out
     assert tiny_build.held_out is None
+
+
+def test_muon_updates_the_block_matrices_and_adamw_the_rest() -> None:
+    # Given the tiny model and its default optimizer (Muon with AdamW)
+    torch.manual_seed(0)
+    model = GPT2LMHeadModel(GPT2Config(vocab_size=320, n_positions=64, n_embd=32, n_layer=2, n_head=2))
+    optimizer = base_model_optimizer(model, TINY_BUILD_CONFIG)
+
+    # Then Muon holds exactly the transformer blocks' weight matrices, and AdamW the embeddings
+    # (the output layer is the token embedding), biases and layer norms, each parameter once
+    names = {id(parameter): name for name, parameter in model.named_parameters()}
+    assert isinstance(optimizer, MuonAndAdamW)
+    muon = sorted(names[id(p)] for group in optimizer.muon.param_groups for p in group["params"])
+    adamw = sorted(names[id(p)] for group in optimizer.adamw.param_groups for p in group["params"])
+    assert muon == sorted(
+        f"transformer.h.{block}.{matrix}.weight"
+        for block in range(2)
+        for matrix in ("attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj")
+    )
+    assert {"transformer.wte.weight", "transformer.wpe.weight", "transformer.h.0.ln_1.weight"} <= set(adamw)
+    assert sorted(muon + adamw) == sorted(names.values())
+    # each at its own peak learning rate, which the schedule scales
+    assert [group["peak_lr"] for group in optimizer.param_groups] == [
+        TINY_BUILD_CONFIG.muon_learning_rate,
+        TINY_BUILD_CONFIG.learning_rate,
+    ]
+
+
+@pytest.mark.parametrize("bf16", [False, True])
+def test_adamw_builds_resume_bit_for_bit_in_either_precision(tmp_path: Path, bf16: bool) -> None:
+    # Given the optimizer of the demo model until December 2026, with and without bfloat16
+    # autocast (emulated where the CPU lacks it: slower, not wrong)
+    config = dataclasses.replace(TINY_BUILD_CONFIG, optimizer="adamw", bf16=bf16)
+    assert uses_bf16(config) is bf16
+    uninterrupted = build_base_model(
+        corpus=TINY_CORPUS, output_dir=tmp_path / "a", checkpoint_dir=tmp_path / "a-ck", config=config
+    )
+
+    def cancel_at_15(
+        *, step: int, total: int, message: str = "", metrics: dict[str, float] | None = None
+    ) -> None:
+        if step == 15:
+            raise Cancelled
+
+    # When another build is cancelled after its checkpoint at step 10 and started again
+    arguments = {"corpus": TINY_CORPUS, "output_dir": tmp_path / "b", "checkpoint_dir": tmp_path / "b-ck"}
+    with pytest.raises(Cancelled):
+        build_base_model(**arguments, config=config, reporter=cancel_at_15)  # type: ignore[arg-type]
+    resumed = build_base_model(**arguments, config=config)  # type: ignore[arg-type]
+
+    # Then it learns, and ends where the uninterrupted build did
+    assert sum(uninterrupted.losses[-5:]) < sum(uninterrupted.losses[:5]) - 5 * 1.5
+    assert (resumed.resumed_from_step, resumed.losses) == (10, uninterrupted.losses)
+    weights = load_file(resumed.output_dir / "model.safetensors")
+    reference = load_file(uninterrupted.output_dir / "model.safetensors")
+    assert all(torch.equal(weights[name], reference[name]) for name in reference)
+
+
+def test_an_unknown_optimizer_is_refused() -> None:
+    with pytest.raises(ValueError, match="optimizer must be 'muon' or 'adamw', got 'sgd'"):
+        dataclasses.replace(TINY_BUILD_CONFIG, optimizer="sgd")
