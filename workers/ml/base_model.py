@@ -547,15 +547,13 @@ class MuonAndAdamW:
 def base_model_optimizer(model: Any, config: BaseModelConfig) -> torch.optim.Optimizer | MuonAndAdamW:
     """The optimizer of ``config.optimizer``; each parameter group carries its ``peak_lr``, which
     the schedule scales step by step."""
-    # The fused kernel updates all of its parameters in one pass: at the demo model's size the
-    # per-tensor loop of the default implementation is mostly overhead (a sixth of a step).
-    adamw_options = {"betas": (0.9, 0.95), "weight_decay": config.weight_decay, "fused": True}
     if config.optimizer == "adamw":
-        adamw = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, **adamw_options)
+        adamw = _adamw(list(model.parameters()), config)
         adamw.param_groups[0]["peak_lr"] = config.learning_rate
         return adamw
-    # The blocks' 2-D weights (GPT-2's Conv1D attention and MLP matrices). Embeddings stay with
-    # AdamW: their rows are looked up, not multiplied, so orthogonalising their update is wrong.
+    # The blocks' 2-D weights (GPT-2's Conv1D attention and MLP matrices). The embeddings (the
+    # output layer is the token embedding) stay with AdamW, as Muon's authors prescribe: their rows
+    # are looked up one token at a time, and an orthogonalised update would move every row alike.
     matrices = [
         parameter
         for name, parameter in model.named_parameters()
@@ -571,10 +569,18 @@ def base_model_optimizer(model: Any, config: BaseModelConfig) -> torch.optim.Opt
         weight_decay=config.weight_decay,
         adjust_lr_fn="match_rms_adamw",
     )
-    adamw = torch.optim.AdamW(others, lr=config.learning_rate, **adamw_options)
+    adamw = _adamw(others, config)
     muon.param_groups[0]["peak_lr"] = config.muon_learning_rate
     adamw.param_groups[0]["peak_lr"] = config.learning_rate
     return MuonAndAdamW(muon, adamw)
+
+
+def _adamw(parameters: list[torch.nn.Parameter], config: BaseModelConfig) -> torch.optim.AdamW:
+    # The fused kernel updates all of its parameters in one pass: at the demo model's size the
+    # per-tensor loop of the default implementation is mostly overhead (a sixth of a step).
+    return torch.optim.AdamW(
+        parameters, lr=config.learning_rate, betas=(0.9, 0.95), weight_decay=config.weight_decay, fused=True
+    )
 
 
 def _learning_rate(step: int, config: BaseModelConfig) -> float:
