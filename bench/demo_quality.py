@@ -113,14 +113,15 @@ DECODINGS = {
         temperature=0.6, top_p=0.9, max_new_tokens=48, stop=("\n\n",), end_at_sentence=True
     ),
     "bold": SamplingConfig(
-        temperature=1.0, top_p=1.0, max_new_tokens=48, stop=("\n\n",), end_at_sentence=True
+        temperature=0.8, top_p=1.0, max_new_tokens=48, stop=("\n\n",), end_at_sentence=True
     ),
 }
 BEFORE_DECODINGS = {
-    label: dataclasses.replace(decoding, end_at_sentence=False) for label, decoding in DECODINGS.items()
+    "careful": dataclasses.replace(DECODINGS["careful"], end_at_sentence=False),
+    "bold": dataclasses.replace(DECODINGS["bold"], temperature=1.0, end_at_sentence=False),
 }
-"""The before model's decodings: the same, but a text that runs out of tokens is not cut back to
-its last complete sentence (``end_at_sentence`` came with the larger corpus)."""
+"""The before model's decodings: bold at temperature 1, and a text that runs out of tokens is not
+cut back to its last complete sentence (``end_at_sentence`` came with the larger corpus)."""
 SEEDS = 3  # samples per prompt, as the demo asks (DEMO_SAMPLES_PER_PROMPT)
 NOVELTY_N = 4
 MOSTLY_COPIED = 0.5

@@ -168,7 +168,7 @@ def test_cached_image_generators_are_enrolled_and_generation_starts(settings, tm
 
 
 def test_demo_prompts_are_story_openings_that_the_corpus_does_not_hold() -> None:
-    from bench.demo_quality import PROMPTS
+    from bench.demo_quality import DECODINGS, PROMPTS
     from server.core.demo import DEMO_PROMPTS_HOLDOUT, DEMO_PROMPTS_TRAIN
     from workers.ml.base_model import DEMO_CORPUS_PATH
 
@@ -178,5 +178,13 @@ def test_demo_prompts_are_story_openings_that_the_corpus_does_not_hold() -> None
     assert all(prompt[0].isupper() and prompt.endswith(".") for prompt in prompts)
     # None is in the corpus (nor without its full stop), so no continuation can be a recited piece.
     assert [prompt for prompt in prompts if prompt[:-1].lower() in corpus] == []
-    # The bench that reports the demo's samples samples these prompts, in this order.
+    # The bench that reports the demo's samples samples these prompts, in this order, with the
+    # demo versions' decodings.
     assert prompts == PROMPTS
+    assert DECODINGS.keys() == DEMO_VERSIONS.keys()
+    for label, decoding in DEMO_VERSIONS.items():
+        bench = DECODINGS[label]
+        assert {name: getattr(bench, name) for name in decoding} == {
+            **decoding,
+            "stop": tuple(decoding["stop"]),
+        }
