@@ -553,9 +553,8 @@ def base_model_optimizer(model: Any, config: BaseModelConfig) -> torch.optim.Opt
         adamw.param_groups[0]["peak_lr"] = config.learning_rate
         return adamw
     # The blocks' 2-D weights (GPT-2's Conv1D attention and MLP matrices). The embeddings (the
-    # output layer is the token embedding) stay with AdamW, as Muon's authors prescribe: a step's
-    # gradient touches only the rows of the tokens in the batch, and orthogonalising it would
-    # spread the update over every row.
+    # output layer is the token embedding) stay with AdamW, as Muon's authors prescribe: Muon is
+    # for the hidden layers' matrices; the input and output layers train better with Adam.
     matrices = [
         parameter
         for name, parameter in model.named_parameters()
