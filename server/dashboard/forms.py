@@ -19,7 +19,14 @@ from server.studies.models import BootstrapClusters, PairSelection, Study
 from server.studies.selectors import study_criteria
 from server.training.exports import EXPORT_KINDS
 from server.training.models import PreferenceSnapshot, RewardModel
-from server.training.services import IMAGE_OPTION_BOUNDS, IMAGE_POLICY_METHOD
+from server.training.services import (
+    IMAGE_POLICY_METHOD,
+    IMAGE_POLICY_OPTIONS,
+    IMAGE_REWARD_OPTIONS,
+    Between,
+    Option,
+    Whole,
+)
 
 
 class VersionChoiceField(forms.ModelChoiceField):
@@ -596,7 +603,8 @@ class MachineJudgeForm(StudyForm):
 # --- Image studies ----------------------------------------------------------------------------------
 # An image study's generators are small image networks (server.generators.services' image builds,
 # server.training's image reward model and image policy): their forms offer their own settings,
-# typed and range-checked here (the service checks names and types again, the worker the config).
+# typed and range-checked here. The image reward model's and policy's ranges are the training
+# service's declarations, which the API checks too.
 
 MAX_SEED = 2**31 - 1
 
@@ -615,6 +623,17 @@ def _number(label: str, low: float, high: float, help_text: str = "") -> forms.F
         required=False,
         help_text=help_text or f"{low:g}–{high:g}.",
     )
+
+
+def _declared(label: str, declaration: Option, description: str = "") -> forms.Field:
+    """A field with the range of a service declaration; its help ends with the range."""
+    if isinstance(declaration, Whole):
+        low, high = declaration.low, declaration.high
+        return _whole(label, low, high, f"{description} {low:,}–{high:,}.".lstrip())
+    if isinstance(declaration, Between):
+        low_, high_ = declaration.low, declaration.high
+        return _number(label, low_, high_, f"{description} {low_:g}–{high_:g}.".lstrip())
+    raise TypeError(f"no number field for {declaration!r}")
 
 
 class ImageTrainingForm(StudyForm):
@@ -708,19 +727,23 @@ class ImageRewardModelForm(ImageTrainingForm):
     snapshot = SnapshotChoiceField(
         queryset=PreferenceSnapshot.objects.none(), required=False, empty_label="latest snapshot"
     )
-    ensemble_size = _whole("Ensemble size", 1, 16, "Members, whose disagreement is the uncertainty; 1–16.")
-    epochs = _whole("Epochs", 1, 1000)
-    batch_size = _whole("Batch size", 1, 4096)
-    learning_rate = _number("Learning rate", 1e-7, 1.0)
-    weight_decay = _number("Weight decay", 0.0, 1.0)
-    width = _whole("Width", 1, 1024, "Channels of the CNN's first layer; 1–1,024.")
+    ensemble_size = _declared(
+        "Ensemble size",
+        IMAGE_REWARD_OPTIONS["ensemble_size"],
+        "Members, whose disagreement is the uncertainty;",
+    )
+    epochs = _declared("Epochs", IMAGE_REWARD_OPTIONS["epochs"])
+    batch_size = _declared("Batch size", IMAGE_REWARD_OPTIONS["batch_size"])
+    learning_rate = _declared("Learning rate", IMAGE_REWARD_OPTIONS["learning_rate"])
+    weight_decay = _declared("Weight decay", IMAGE_REWARD_OPTIONS["weight_decay"])
+    width = _declared("Width", IMAGE_REWARD_OPTIONS["width"], "Channels of the CNN's first layer;")
     bootstrap = forms.NullBooleanField(
         required=False,
         label="Bootstrap",
         help_text="Each member on a resample of the pairs (blank: the trainer's default).",
         widget=forms.Select(choices=[("", "default"), ("true", "yes"), ("false", "no")]),
     )
-    seed = _whole("Seed", 0, MAX_SEED)
+    seed = _declared("Seed", IMAGE_REWARD_OPTIONS["seed"])
 
     def setup(self) -> None:
         super().setup()
@@ -733,10 +756,6 @@ class ImageRewardModelForm(ImageTrainingForm):
         return {"snapshot_id": snapshot.id if snapshot else None, "config": self.merged_config()}
 
 
-# The image policy's ensemble caution k (mean − k·std over the members): the service's range.
-_CAUTION = IMAGE_OPTION_BOUNDS["reward_std_penalty"]
-
-
 class ImagePolicyForm(ImageTrainingForm):
     own_fields = ("parent_version", "reward_model")
     parent_version = VersionChoiceField(
@@ -745,27 +764,26 @@ class ImagePolicyForm(ImageTrainingForm):
     reward_model = RewardModelChoiceField(
         queryset=RewardModel.objects.none(), required=False, empty_label="latest image reward model"
     )
-    beta = _number(
+    beta = _declared(
         "β (stay near the parent)",
-        0.0,
-        100.0,
-        "Weight of the squared distance to the parent's images; 0–100.",
+        IMAGE_POLICY_OPTIONS["beta"],
+        "Weight of the squared distance to the parent's images;",
     )
-    steps = _whole("Steps", 1, 1_000_000)
-    batch_size = _whole("Batch size", 1, 4096)
-    learning_rate = _number("Learning rate", 1e-7, 1.0)
-    evaluation_samples = _whole(
-        "Evaluation samples", 1, 100_000, "Images scored before and after; 1–100,000."
+    steps = _declared("Steps", IMAGE_POLICY_OPTIONS["steps"])
+    batch_size = _declared("Batch size", IMAGE_POLICY_OPTIONS["batch_size"])
+    learning_rate = _declared("Learning rate", IMAGE_POLICY_OPTIONS["learning_rate"])
+    evaluation_samples = _declared(
+        "Evaluation samples", IMAGE_POLICY_OPTIONS["evaluation_samples"], "Images scored before and after;"
     )
-    reward_std_penalty = _number(
+    reward_std_penalty = _declared(
         "Ensemble caution k",
-        _CAUTION.low,
-        _CAUTION.high,
-        "Reward = mean − k × spread over the image reward model's members; 0: the mean; "
-        f"{_CAUTION.low:g}–{_CAUTION.high:g}.",
+        IMAGE_POLICY_OPTIONS["reward_std_penalty"],
+        "Reward = mean − k × spread over the image reward model's members; 0: the mean;",
     )
-    report_every = _whole("Report every", 1, 1_000_000, "Steps between progress reports.")
-    seed = _whole("Seed", 0, MAX_SEED)
+    report_every = _declared(
+        "Report every", IMAGE_POLICY_OPTIONS["report_every"], "Steps between progress reports;"
+    )
+    seed = _declared("Seed", IMAGE_POLICY_OPTIONS["seed"])
 
     def setup(self) -> None:
         super().setup()

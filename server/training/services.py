@@ -249,36 +249,36 @@ POLICY_METHODS = ("dpo", "rloo", "grpo")
 # The policy step of an image generator (workers.ml.image_policy): the child's images climb the
 # reward model's gradient, held near the parent's by a squared-difference penalty.
 IMAGE_POLICY_METHOD = "image_reward"
-# Options of the image loop's jobs, by name and type (workers.ml.image_reward.ImageRewardConfig,
-# workers.ml.image_policy.ImagePolicyConfig; listed here, the web process never imports torch).
-IMAGE_REWARD_OPTIONS: dict[str, type] = {
-    "ensemble_size": int,
-    "bootstrap": bool,
-    "width": int,
-    "epochs": int,
-    "batch_size": int,
-    "learning_rate": float,
-    "weight_decay": float,
-    "seed": int,
+# Options of the image loop's jobs, by name, type and range (workers.ml.image_reward.
+# ImageRewardConfig, workers.ml.image_policy.ImagePolicyConfig; listed here, the web process never
+# imports torch). The dashboard's image forms take their ranges from here, so the API and the
+# forms refuse the same values, before a job is queued.
+IMAGE_REWARD_OPTIONS: dict[str, Option] = {
+    "ensemble_size": Whole(1, 16),
+    "bootstrap": Flag(),
+    "width": Whole(1, 1024),  # channels of the CNN's first layer
+    "epochs": Whole(1, 1000),
+    "batch_size": Whole(1, 4096),
+    "learning_rate": Between(1e-7, 1.0),
+    "weight_decay": Between(0.0, 1.0),
+    "seed": SEED,
 }
-IMAGE_POLICY_OPTIONS: dict[str, type] = {
-    "beta": float,
-    "steps": int,
-    "batch_size": int,
-    "learning_rate": float,
-    "evaluation_samples": int,
-    "reward_std_penalty": float,
-    "seed": int,
-    "report_every": int,
+IMAGE_POLICY_OPTIONS: dict[str, Option] = {
+    "beta": Between(0.0, 100.0),  # weight of the squared distance to the parent's images
+    "steps": Whole(1, 1_000_000),
+    "batch_size": Whole(1, 4096),
+    "learning_rate": Between(1e-7, 1.0),
+    "evaluation_samples": Whole(1, 100_000),
+    # The same mean − k·std over the ensemble's members as the text policy's caution.
+    "reward_std_penalty": REWARD_STD_PENALTY,
+    "seed": SEED,
+    "report_every": Whole(1, 1_000_000),
 }
 
-# An image option with the range of its text counterpart: the ensemble caution k is the same
-# mean − k·std over members (the dashboard's image policy form reads its range here).
-IMAGE_OPTION_BOUNDS: dict[str, Between] = {"reward_std_penalty": REWARD_STD_PENALTY}
 
-
-def image_options(config: dict[str, Any] | None, known: dict[str, type], what: str) -> dict[str, Any]:
-    """The options of an image-loop job, each checked by name and type (errors name the option)."""
+def image_options(config: dict[str, Any] | None, known: dict[str, Option], what: str) -> dict[str, Any]:
+    """The options of an image-loop job, each checked by name, type and range (errors name the
+    option); numbers of a fractional option are stored as floats."""
     if config is None:
         return {}
     if not isinstance(config, dict):
@@ -291,26 +291,12 @@ def image_options(config: dict[str, Any] | None, known: dict[str, type], what: s
                 f"{name!r} is not an option of the {what}; known: {', '.join(sorted(known))}.",
                 extra={"field": f"config.{name}"},
             )
-        if wanted is bool:
-            valid = isinstance(value, bool)
-        else:
-            valid = not isinstance(value, bool) and isinstance(
-                value, (int, float) if wanted is float else int
-            )
-        if not valid or (wanted is not bool and value < 0):
-            kind = {bool: "true or false", int: "a non-negative integer", float: "a non-negative number"}[
-                wanted
-            ]
-            raise ApplicationError(
-                f"The {what} option {name!r} must be {kind}.", extra={"field": f"config.{name}"}
-            )
-        bounds = IMAGE_OPTION_BOUNDS.get(name)
-        problem = bounds.problem(value) if bounds else None
+        problem = wanted.problem(value)
         if problem:
             raise ApplicationError(
                 f"The {what} option {name!r} {problem}.", extra={"field": f"config.{name}"}
             )
-        checked[name] = wanted(value)
+        checked[name] = float(value) if isinstance(wanted, Between | Positive) else value
     return checked
 
 

@@ -668,6 +668,41 @@ def test_the_api_starts_the_image_policy_and_refuses_text_methods(  # type: igno
     assert lora.status_code == 400 and lora.json()["error"].startswith(
         "'lora' is not an option of the image reward model"
     )
+    # Every image option has its range in the service, as the dashboard's forms do: the API refuses
+    # what a form would, before a job is queued, naming the option.
+    jobs_before = Job.objects.count()
+    for path, config, message in [
+        (
+            "train-reward-model",
+            {"ensemble_size": 0},
+            "The image reward model option 'ensemble_size' must be a whole number from 1 to 16.",
+        ),
+        (
+            "train-reward-model",
+            {"learning_rate": 2.0},
+            "The image reward model option 'learning_rate' must be a number from 1e-07 to 1.",
+        ),
+        (
+            "train-reward-model",
+            {"bootstrap": 1},
+            "The image reward model option 'bootstrap' must be true or false.",
+        ),
+        (
+            "train-policy",
+            {"steps": 2.5},
+            "The image policy option 'steps' must be a whole number from 1 to 1,000,000.",
+        ),
+        ("train-policy", {"beta": 101}, "The image policy option 'beta' must be a number from 0 to 100."),
+    ]:
+        body = (
+            {"config": config}
+            if path == "train-reward-model"
+            else {**parent, "method": "image_reward", "config": config}
+        )
+        answer = staff_api.post(f"/api/studies/{study.slug}/jobs/{path}/", body, format="json")
+        assert (answer.status_code, answer.json()["error"]) == (400, message)
+        assert answer.json()["details"] == {"field": f"config.{next(iter(config))}"}
+    assert Job.objects.count() == jobs_before
 
     text_study = factories.study()
     refused = staff_api.post(
