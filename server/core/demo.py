@@ -21,7 +21,8 @@ DEMO_STUDY_SLUG = "short-pieces"
 # Each prompt is the opening sentence of a short story; the versions write what comes next. An
 # opening gives the small demo model a scene to stay in (a title such as "The sea at night" asked it
 # to continue a phrase, and it rarely wrote a sentence that made sense of it). None of them occurs in
-# the demo corpus, so a continuation cannot be a recited piece.
+# the demo corpus, so the model continues an opening it has not read (bench.demo_quality counts
+# the continuations that are mostly copied from the corpus).
 DEMO_PROMPTS_TRAIN = [
     "The sea was calm and dark that night.",
     "A girl wrote a letter to the moon.",

@@ -176,7 +176,7 @@ def test_demo_prompts_are_story_openings_that_the_corpus_does_not_hold() -> None
     corpus = " ".join(DEMO_CORPUS_PATH.read_text().split()).lower()
     # Whole sentences, so that a version continues a scene instead of a phrase.
     assert all(prompt[0].isupper() and prompt.endswith(".") for prompt in prompts)
-    # None is in the corpus (nor without its full stop), so no continuation can be a recited piece.
+    # None is in the corpus (nor without its full stop): the model continues what it has not read.
     assert [prompt for prompt in prompts if prompt[:-1].lower() in corpus] == []
     # The bench that reports the demo's samples samples these prompts, in this order, with the
     # demo versions' decodings.
