@@ -67,7 +67,9 @@ def prompt_position(*, study_id: int, prompt_id: int) -> float:
 def prompt_splits(*, study_id: int, prompt_ids: set[int], validation_fraction: float) -> dict[int, str]:
     """Validation prompts: those whose position falls below the fraction. When none does but the
     fraction is positive and there are two prompts or more, the lowest-positioned prompt is
-    validation, so a small study still gets a validation set (reward-model accuracy needs one)."""
+    validation, so a small study still gets a validation set (reward-model accuracy needs one);
+    when all do, the highest-positioned prompt trains, so a small study still has pairs to train
+    on (four prompts at a fraction of 0.5 all fall below it once in sixteen studies)."""
     positions = {
         prompt_id: prompt_position(study_id=study_id, prompt_id=prompt_id) for prompt_id in prompt_ids
     }
@@ -76,6 +78,8 @@ def prompt_splits(*, study_id: int, prompt_ids: set[int], validation_fraction: f
     }
     if validation_fraction > 0 and len(splits) >= 2 and "validation" not in splits.values():
         splits[min(positions, key=positions.__getitem__)] = "validation"
+    if len(splits) >= 2 and "train" not in splits.values():
+        splits[max(positions, key=positions.__getitem__)] = "train"
     return splits
 
 

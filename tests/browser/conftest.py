@@ -78,3 +78,17 @@ def fresh_rate_limits(settings) -> None:  # type: ignore[no-untyped-def]
         alias: {**options, "KEY_PREFIX": f"test-{uuid.uuid4().hex}"}
         for alias, options in settings.CACHES.items()
     }
+
+
+# A browser test that outlives this has a wedged Chromium: once, in CI, `Browser.new_context` waited
+# forever (Playwright's sync API gives it no timeout) and held the whole run. The thread method
+# dumps every thread's stack and ends the worker process; pytest-xdist reports the test as failed
+# and starts a fresh worker, with a fresh Chromium, for the tests still to run.
+BROWSER_TEST_TIMEOUT = 300
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    browser_tests = Path(__file__).parent
+    for item in items:
+        if browser_tests in item.path.parents:
+            item.add_marker(pytest.mark.timeout(BROWSER_TEST_TIMEOUT, method="thread"))

@@ -241,7 +241,7 @@ def test_a_study_refuses_an_unknown_loop_method() -> None:
         Study.objects.filter(id=study.id).update(auto_train_policy="ppo")
 
 
-def test_a_small_study_still_gets_one_validation_prompt() -> None:
+def test_a_small_study_still_gets_one_validation_prompt_and_one_training_prompt() -> None:
     from server.training.snapshots import prompt_position, prompt_splits
 
     ids = {11, 12, 13, 14}
@@ -251,6 +251,15 @@ def test_a_small_study_still_gets_one_validation_prompt() -> None:
     assert set(prompt_splits(study_id=7, prompt_ids=ids, validation_fraction=0).values()) == {"train"}
     # A single prompt is never forced out of training.
     assert prompt_splits(study_id=7, prompt_ids={11}, validation_fraction=1e-12) == {11: "train"}
+    # and a study whose prompts all fall below the fraction still trains on its highest one
+    study_id = next(
+        study
+        for study in range(1, 10_000)
+        if all(prompt_position(study_id=study, prompt_id=prompt_id) < 0.5 for prompt_id in ids)
+    )
+    highest = max(ids, key=lambda prompt_id: prompt_position(study_id=study_id, prompt_id=prompt_id))
+    splits = prompt_splits(study_id=study_id, prompt_ids=ids, validation_fraction=0.5)
+    assert [prompt_id for prompt_id, split in splits.items() if split == "train"] == [highest]
     # Stable: the same prompts give the same split.
     assert prompt_splits(study_id=7, prompt_ids=ids, validation_fraction=0.3) == prompt_splits(
         study_id=7, prompt_ids=ids, validation_fraction=0.3
