@@ -21,7 +21,7 @@ the continuation alone (the prompt is not the model's). Ten samples of each care
 five of each other are printed, the continuation in brackets after its prompt. ``--after-only``
 and ``--before-only`` skip a build (CPU times compare only when taken at the same load: run both
 in one call to compare); ``--set name=value`` overrides a field of the after config (for
-experiments).
+experiments: ``--set optimizer=adamw``, ``--set bf16=false``).
 """
 
 from __future__ import annotations
@@ -52,6 +52,7 @@ from evaluation.novelty import (
     ngram_novelty_curves,
     tokenize_words,
 )
+from server.core.demo_texts import DEMO_PROMPTS_HOLDOUT, DEMO_PROMPTS_TRAIN, DEMO_VERSIONS
 from workers.ml.base_model import (
     DEMO_CORPUS_PATH,
     BaseModelConfig,
@@ -75,30 +76,8 @@ BEFORE_CONFIG = BaseModelConfig(
 """BaseModelConfig's defaults until the corpus grew past 736 pieces (December 2026): AdamW alone,
 in float32."""
 
-# The demo study's prompts and its two versions' decodings (server/core/demo.py and
-# server/generators/demo.py; copied because those modules need Django; a test keeps them equal).
-PROMPTS = [
-    "The sea was calm and dark that night.",
-    "A girl wrote a letter to the moon.",
-    "The old clock in the kitchen stopped at noon.",
-    "Rain fell on the city all morning.",
-    "The lighthouse keeper climbed the stairs at dawn.",
-    "In winter the garden was white and quiet.",
-    "The night train left the station on time.",
-    "The baker opened his shop at five.",
-    "An old man sat by the river every evening.",
-    "The fishing boats came back to the harbour late.",
-    "The library was empty after closing time.",
-    "A weaver sat down at her loom.",
-    "A small cat slept on a warm roof.",
-    "Two friends walked through the park in autumn.",
-    "My grandmother kept every letter she was sent.",
-    "A boy built a machine out of old clocks.",
-    "The first snow fell in the night.",
-    "A lamp was burning in the window.",
-    "The tide came in slowly over the sand.",
-    "We walked by the river in the evening.",
-]
+# The demo study's prompts and its two versions' decodings, as the demo seeds and enrols them.
+PROMPTS = DEMO_PROMPTS_TRAIN + DEMO_PROMPTS_HOLDOUT
 BEFORE_PROMPTS = [
     "The sea at night", "A letter to the moon", "The old clock in the kitchen", "Rain on the city",
     "A lighthouse keeper's morning", "The garden in winter", "A train that never stops",
@@ -109,12 +88,9 @@ BEFORE_PROMPTS = [
 ]  # fmt: skip
 """The demo's prompts until December 2026: titles, where the prompts now are story openings."""
 DECODINGS = {
-    "careful": SamplingConfig(
-        temperature=0.6, top_p=0.9, max_new_tokens=48, stop=("\n\n",), end_at_sentence=True
-    ),
-    "bold": SamplingConfig(
-        temperature=0.8, top_p=1.0, max_new_tokens=48, stop=("\n\n",), end_at_sentence=True
-    ),
+    # A version's decoding is JSON (stop strings a list); the generate job passes them as a tuple.
+    label: SamplingConfig(**{**decoding, "stop": tuple(decoding["stop"])})
+    for label, decoding in DEMO_VERSIONS.items()
 }
 BEFORE_DECODINGS = {
     "careful": dataclasses.replace(DECODINGS["careful"], end_at_sentence=False),
@@ -143,8 +119,11 @@ def main() -> None:
     overrides = {}
     for assignment in arguments.set:
         name, value = assignment.split("=", 1)
-        kind = type(getattr(BaseModelConfig(), name))
-        overrides[name] = kind(value)
+        default = getattr(BaseModelConfig(), name)
+        if default is None or isinstance(default, bool):  # bf16: true, false or none (auto)
+            overrides[name] = {"true": True, "false": False, "none": None}[value.lower()]
+        else:
+            overrides[name] = type(default)(value)
     extra = {}
     for spec in arguments.decoding:
         label, temperature, top_p = spec.split(":")

@@ -9,6 +9,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import transaction
 
+from server.core.demo_texts import DEMO_PROMPTS_HOLDOUT, DEMO_PROMPTS_TRAIN
 from server.core.exceptions import ApplicationError
 from server.ratings.models import Rater
 from server.studies.models import Modality, PromptSplit, Study
@@ -17,36 +18,6 @@ from server.studies.services import PromptInput, prompt_bulk_create, study_creat
 DEMO_ADMIN = ("admin", "lovelace-admin")
 DEMO_RATER = ("rater", "lovelace-rater")
 DEMO_STUDY_SLUG = "short-pieces"
-
-# Each prompt is the opening sentence of a short story; the versions write what comes next. An
-# opening gives the small demo model a scene to stay in (a title such as "The sea at night" asked it
-# to continue a phrase, and it rarely wrote a sentence that made sense of it). None of them occurs in
-# the demo corpus, so the model continues an opening it has not read (bench.demo_quality counts
-# the continuations that are mostly copied from the corpus).
-DEMO_PROMPTS_TRAIN = [
-    "The sea was calm and dark that night.",
-    "A girl wrote a letter to the moon.",
-    "The old clock in the kitchen stopped at noon.",
-    "Rain fell on the city all morning.",
-    "The lighthouse keeper climbed the stairs at dawn.",
-    "In winter the garden was white and quiet.",
-    "The night train left the station on time.",
-    "The baker opened his shop at five.",
-    "An old man sat by the river every evening.",
-    "The fishing boats came back to the harbour late.",
-    "The library was empty after closing time.",
-    "A weaver sat down at her loom.",
-    "A small cat slept on a warm roof.",
-    "Two friends walked through the park in autumn.",
-    "My grandmother kept every letter she was sent.",
-    "A boy built a machine out of old clocks.",
-]
-DEMO_PROMPTS_HOLDOUT = [
-    "The first snow fell in the night.",
-    "A lamp was burning in the window.",
-    "The tide came in slowly over the sand.",
-    "We walked by the river in the evening.",
-]
 
 DEMO_IMAGE_STUDY_SLUG = "shapes"
 # The conditions of the demo's image generators: workers.ml.image_dataset.class_names(), written

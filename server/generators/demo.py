@@ -9,6 +9,7 @@ from pathlib import Path
 from django.conf import settings
 from django.db import transaction
 
+from server.core.demo_texts import DEMO_VERSIONS
 from server.generators.models import GeneratorVersion, VersionKind
 from server.generators.services import (
     base_model_build_start,
@@ -25,28 +26,6 @@ IMAGE_MANIFEST_FILE = "image_generator.json"  # workers.ml.image_generators.MANI
 
 DEMO_GENERATOR = "lovelace-tiny"
 DEMO_CORPUS = Path(__file__).resolve().parents[2] / "workers" / "ml" / "corpus" / "lovelace.txt"
-# Two decoding settings of the same weights: raters see whether bolder sampling reads as more
-# creative or as more broken. "bold" samples at temperature 0.8 over the whole vocabulary; at 1 (the
-# model's own distribution) the demo model's tail breaks its grammar ("A farmer had a young couple's
-# happened in the top of a river."), which would only measure breakage. "careful" is cooler and
-# cuts the tail (4-gram novelty 50 % against bold's 69 %). Both end a text that runs out of tokens
-# after its last complete sentence, so that neither reads as broken off (bench.demo_quality).
-DEMO_VERSIONS = {
-    "careful": {
-        "temperature": 0.6,
-        "top_p": 0.9,
-        "max_new_tokens": 48,
-        "stop": ["\n\n"],
-        "end_at_sentence": True,
-    },
-    "bold": {
-        "temperature": 0.8,
-        "top_p": 1.0,
-        "max_new_tokens": 48,
-        "stop": ["\n\n"],
-        "end_at_sentence": True,
-    },
-}
 DEMO_SAMPLES_PER_PROMPT = 3
 
 
