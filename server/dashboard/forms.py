@@ -23,6 +23,7 @@ from server.training.services import (
     IMAGE_POLICY_METHOD,
     IMAGE_POLICY_OPTIONS,
     IMAGE_REWARD_OPTIONS,
+    SEED,
     Between,
     Option,
     Whole,
@@ -606,8 +607,6 @@ class MachineJudgeForm(StudyForm):
 # typed and range-checked here. The image reward model's and policy's ranges are the training
 # service's declarations, which the API checks too.
 
-MAX_SEED = 2**31 - 1
-
 
 def _whole(label: str, low: int, high: int, help_text: str = "") -> forms.IntegerField:
     return forms.IntegerField(
@@ -628,11 +627,11 @@ def _number(label: str, low: float, high: float, help_text: str = "") -> forms.F
 def _declared(label: str, declaration: Option, description: str = "") -> forms.Field:
     """A field with the range of a service declaration; its help ends with the range."""
     if isinstance(declaration, Whole):
-        low, high = declaration.low, declaration.high
-        return _whole(label, low, high, f"{description} {low:,}–{high:,}.".lstrip())
+        whole_range = f"{declaration.low:,}–{declaration.high:,}."
+        return _whole(label, declaration.low, declaration.high, f"{description} {whole_range}".lstrip())
     if isinstance(declaration, Between):
-        low_, high_ = declaration.low, declaration.high
-        return _number(label, low_, high_, f"{description} {low_:g}–{high_:g}.".lstrip())
+        number_range = f"{declaration.low:g}–{declaration.high:g}."
+        return _number(label, declaration.low, declaration.high, f"{description} {number_range}".lstrip())
     raise TypeError(f"no number field for {declaration!r}")
 
 
@@ -704,7 +703,7 @@ class ImageBuildForm(ImageTrainingForm):
     latent_dim = _whole("Latent dimensions", 1, 1024)
     width = _whole("Width", 1, 1024, "Channels of the first layer; 1–1,024.")
     images_per_class = _whole("Images per class", 1, 100_000, "Size of the rendered training set.")
-    seed = _whole("Seed", 0, MAX_SEED)
+    seed = _declared("Seed", SEED)
 
     def arguments(self) -> dict[str, Any]:
         data = self.cleaned_data

@@ -285,18 +285,18 @@ def image_options(config: dict[str, Any] | None, known: dict[str, Option], what:
         raise ApplicationError(f"The {what} options must be an object.", extra={"field": "config"})
     checked: dict[str, Any] = {}
     for name, value in config.items():
-        wanted = known.get(name)
-        if wanted is None:
+        option = known.get(name)
+        if option is None:
             raise ApplicationError(
                 f"{name!r} is not an option of the {what}; known: {', '.join(sorted(known))}.",
                 extra={"field": f"config.{name}"},
             )
-        problem = wanted.problem(value)
+        problem = option.problem(value)
         if problem:
             raise ApplicationError(
                 f"The {what} option {name!r} {problem}.", extra={"field": f"config.{name}"}
             )
-        checked[name] = float(value) if isinstance(wanted, Between | Positive) else value
+        checked[name] = float(value) if isinstance(option, Between | Positive) else value
     return checked
 
 
