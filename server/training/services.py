@@ -258,7 +258,7 @@ IMAGE_REWARD_OPTIONS: dict[str, Option] = {
     "bootstrap": Flag(),
     "width": Whole(1, 1024),  # channels of the CNN's first layer
     "epochs": Whole(1, 1000),
-    "batch_size": Whole(1, 4096),
+    "batch_size": BATCH_SIZE,
     "learning_rate": Between(1e-7, 1.0),
     "weight_decay": Between(0.0, 1.0),
     "seed": SEED,
@@ -266,7 +266,7 @@ IMAGE_REWARD_OPTIONS: dict[str, Option] = {
 IMAGE_POLICY_OPTIONS: dict[str, Option] = {
     "beta": Between(0.0, 100.0),  # weight of the squared distance to the parent's images
     "steps": Whole(1, 1_000_000),
-    "batch_size": Whole(1, 4096),
+    "batch_size": BATCH_SIZE,
     "learning_rate": Between(1e-7, 1.0),
     "evaluation_samples": Whole(1, 100_000),
     # The same mean − k·std over the ensemble's members as the text policy's caution.
