@@ -521,11 +521,18 @@ def raw_dpo(side: Side, model_dir: Path, workload: Workload, steps: int, warmup:
         )
         attention = torch.tensor([[1] * len(row) + [0] * (width - len(row)) for row in rows], device=device())
         in_response = torch.tensor([mask + [0] * (width - len(mask)) for mask in masks], device=device())
-        batches.append((ids, attention, in_response[:, 1:]))  # targets: the response's tokens
+        # Logits from the position before the earliest response token on (``logits_to_keep``), as
+        # a plain loop that does not waste the head on prompts would; the trainer's head scores
+        # the response tokens alone.
+        keep = width - min((mask.index(1) for mask in masks if 1 in mask), default=1) + 1
+        batches.append((ids, attention, in_response[:, 1:], keep))  # targets: the response's tokens
 
-    def log_probs(ids: torch.Tensor, attention: torch.Tensor, in_response: torch.Tensor) -> torch.Tensor:
-        logits = model(input_ids=ids, attention_mask=attention, use_cache=False).logits[:, :-1]
-        return (_token_log_probs(logits, ids[:, 1:]) * in_response).sum(1)
+    def log_probs(
+        ids: torch.Tensor, attention: torch.Tensor, in_response: torch.Tensor, keep: int
+    ) -> torch.Tensor:
+        logits = model(input_ids=ids, attention_mask=attention, use_cache=False, logits_to_keep=keep).logits
+        targets, in_targets = ids[:, -(keep - 1) :], in_response[:, -(keep - 1) :]
+        return (_token_log_probs(logits[:, :-1], targets) * in_targets).sum(1)
 
     # The reference: the parent (adapters off), precomputed as the trainer does, outside the steps.
     with torch.no_grad(), model.disable_adapter():

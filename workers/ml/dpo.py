@@ -18,7 +18,10 @@ What we configure around TRL, and why:
 - prompts are cut to ``max_prompt_length`` tokens here (TRL 1.16 has only ``max_length``, which
   keeps the start and would cut the response), then prompt + response to ``max_length``;
 - chat models get TRL's conversational rows through ``chat_format``, the same rendering that
-  generation uses.
+  generation uses;
+- on a device without TRL's fused LM head kernel (a CPU), log-probabilities come from plain
+  logits + log-softmax over the response tokens only (``lm_head``): the same values, several
+  times faster there.
 Progress, metrics, cancel and resume go through ``trainer_bridge``.
 """
 
@@ -28,6 +31,7 @@ import itertools
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from datasets import Dataset
 from transformers.trainer_callback import PrinterCallback
@@ -35,6 +39,7 @@ from trl import DPOConfig as TRLDPOConfig
 from trl import DPOTrainer
 
 from workers.ml.chat_format import preference_row, truncate_prompt
+from workers.ml.lm_head import use_plain_lm_heads
 from workers.ml.policy_config import DPOConfig
 from workers.ml.policy_training import (
     load_parent,
@@ -87,6 +92,27 @@ def downsample_curve(values: Sequence[float], points: int = CURVE_POINTS) -> lis
         return list(values)
     bounds = [round(index * len(values) / points) for index in range(points + 1)]
     return [sum(values[a:b]) / (b - a) for a, b in itertools.pairwise(bounds)]
+
+
+class _DPOTrainer(DPOTrainer):  # type: ignore[misc]
+    """TRL's trainer with the plain LM head (``lm_head``) on devices without TRL's kernel, from the
+    first forward on: the constructor precomputes the reference log-probabilities, after it has
+    added its fused head, through ``compute_ref_log_probs``."""
+
+    _plain_head_checked = False
+
+    def use_plain_head(self) -> None:
+        if not self._plain_head_checked:
+            # The fields DPOTrainer asks its fused head for (TRL 1.16).
+            outputs: tuple[str, ...] = ("log_probs", "entropy", "mean_logits", "is_top1")
+            if self.use_weighting:
+                outputs += ("log_sum_sq_probs",)
+            use_plain_lm_heads(self, outputs=outputs)
+            self._plain_head_checked = True
+
+    def compute_ref_log_probs(self, model: Any, inputs: dict[str, Any]) -> Any:
+        self.use_plain_head()
+        return super().compute_ref_log_probs(model, inputs)
 
 
 def _rows(tokenizer: object, pairs: Sequence[PreferencePair], max_prompt_length: int) -> Dataset:
@@ -142,7 +168,7 @@ def train_dpo(
         train = shared_dataset(train, checkpoint_dir / "datasets" / "train", arguments)
         if validation_pairs:
             validation = shared_dataset(validation, checkpoint_dir / "datasets" / "validation", arguments)
-    trainer = DPOTrainer(
+    trainer = _DPOTrainer(
         model=model,
         args=arguments,
         train_dataset=train,
@@ -151,6 +177,7 @@ def train_dpo(
         peft_config=peft_config(config),
     )
     trainer.remove_callback(PrinterCallback)
+    trainer.use_plain_head()  # when no reference log-probability was computed in the constructor
     if config.lora is not None:
         set_lora_dropout(trainer.model, config.lora.dropout)
     bridge = JobBridge(reporter, label="DPO")

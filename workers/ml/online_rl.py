@@ -34,6 +34,7 @@ from trl import GRPOConfig, GRPOTrainer, RLOOConfig, RLOOTrainer
 
 from workers.ml.chat_format import completion_text, training_prompt, truncate_prompt
 from workers.ml.dpo import downsample_curve
+from workers.ml.lm_head import use_plain_lm_heads
 from workers.ml.model_loading import is_adapter
 from workers.ml.policy_config import OnlineRLConfig
 from workers.ml.policy_training import (
@@ -159,6 +160,8 @@ def train_online_rl(
         peft_config=peft_config(config),
     )
     trainer.remove_callback(PrinterCallback)
+    # The fields both trainers ask their fused LM head for (TRL 1.16), from the plain head on a CPU.
+    use_plain_lm_heads(trainer, outputs=("log_probs", "entropy"), temperature=trainer.temperature)
     if config.lora is not None:
         set_lora_dropout(trainer.model, config.lora.dropout)
     bridge = JobBridge(reporter, label=config.method.upper())
