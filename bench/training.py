@@ -59,14 +59,31 @@ before it: the peak is reset by writing 5 to ``/proc/self/clear_refs`` and read 
 Both sides load the model inside the measured call, so both include the weights; the trainer's also
 include what it builds besides (datasets, accelerate's wrappers, the saved child in memory).
 
-What makes a trainer step cost more than the raw one (TRL 1.16, measured here on the CPU), none of
-it a setting of ours: the policy trainers compute log-probabilities through TRL's fused LM head (a
-chunked log-softmax kernel, Triton on CUDA; on a CPU it runs as torch tiles over the whole
-vocabulary, forward + backward 2x slower than logits + log_softmax at GPT-2's vocabulary and 3x
-at the demo's), which DPO's loss always uses; RLOO adds a forward of the policy without gradients
-per step (the sampling policy's log-probabilities, for the KL penalty in the reward); GRPO computes
-the entropy of every completion token. Per-step logging and the data loader cost under 10 ms a
+What a trainer step costs beyond the raw one (TRL 1.16, measured here on the CPU): TRL's policy
+trainers compute log-probabilities through a fused LM head (a Triton kernel on CUDA); on a CPU its
+fallback runs the same online softmax as torch operations over every position, the prompt's and
+the padding's too, and was forward + backward 15x slower than logits + ``log_softmax`` at the
+demo's vocabulary and 5x at GPT-2's. Our trainers replace it there with plain logits +
+``log_softmax`` over the response tokens alone (``workers/ml/lm_head.py``), the same values. What
+remains: DPO's metrics (entropy, mean logit, top-1 share of every response token: one more pass
+over the vocabulary, about 7 % of a GPT-2-small step); RLOO's forward of the policy without
+gradients per step (the sampling policy's log-probabilities, for the KL penalty in the reward);
+GRPO's entropy of every completion token. Per-step logging and the data loader cost under 10 ms a
 step (profiled on the demo model): ``logging_steps=1`` is not what limits.
+
+Measured 2026-12-01 (commit of workers/ml/lm_head.py; 3 repeats of 4 steps; the machine ran four
+``bench.loop`` runs beside it, so trust the CPU-time column), CPU-time overhead, mean +- se:
+
+    model        dpo            rloo           grpo           reward
+    demo         1.13 +- 0.03   1.14 +- 0.03   1.02 +- 0.02   1.02 +- 0.01
+    gpt2-small   1.16 +- 0.02   1.09 +- 0.01   0.99 +- 0.01   0.95 +- 0.03
+
+All met except GPT-2-small DPO, inconclusive (1.16 + 2 se is above 1.2): DPO's metrics above.
+Before the plain head, against the raw DPO loop of then, which scored every position: demo DPO
+1.91 +- 0.02 and RLOO 1.73 +- 0.12 (the demo model of now); GPT-2 small DPO 1.37 +- 0.01 and RLOO
+1.29 +- 0.03 (2026-11-30). Against that same raw loop, the plain head's DPO step took 0.82 +- 0.02
+of the raw one on the demo model; the raw DPO loop now keeps only the logits from the first
+response token on (``logits_to_keep``), as a loop that does not waste the head on prompts would.
 
 Expected time on 2 shared CPU cores: ``--quick`` under a minute when the machine is idle (about
 1.5 minutes at a load average of 4); the full run (both models, 3 repeats) about 30 minutes,
