@@ -86,6 +86,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from server.core.demo_texts import DEMO_VERSIONS
+
 ROOT = Path(__file__).resolve().parents[1]
 # LOVELACE_BENCH_LOOP_DATABASE names another database, so that two runs on one server do not drop
 # each other's.
@@ -94,48 +96,57 @@ if not DATABASE.replace("_", "").isalnum():
     raise SystemExit(f"LOVELACE_BENCH_LOOP_DATABASE {DATABASE!r}: letters, digits and _ only")
 os.environ["DATABASE_URL"] = f"postgres://postgres@127.0.0.1:5432/{DATABASE}"
 os.environ.setdefault("LOVELACE_VAR_DIR", str(ROOT / "var" / "bench-loop"))
+# The demo's model, when it was built, sits beside the bench's var folder (``_base_model``): jobs may
+# load it only from an allowed folder.
+DEMO_MODELS = Path(os.environ["LOVELACE_VAR_DIR"]).resolve().parent / "models"
+os.environ["LOVELACE_MODEL_ROOTS"] = ":".join(
+    filter(None, [os.environ.get("LOVELACE_MODEL_ROOTS", ""), str(DEMO_MODELS)])
+)
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "server.config.settings")
 os.environ.setdefault("DJANGO_DEBUG", "true")  # development mode on PostgreSQL (off by default there)
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-# Neutral prompts; each seed splits them into the loop's prompts and the evaluation prompts.
+# Opening sentences of short stories, as the demo asks (server/core/demo_texts.py), none of them in
+# the demo corpus and none holding a word of the garden oracle's lexicon; each seed splits them into
+# the loop's prompts and the evaluation prompts.
 PROMPTS = [
-    "The garden in the morning",
-    "A letter to a friend",
-    "The clock on the wall",
-    "Bread in the oven",
-    "A train at dawn",
-    "The library in winter",
-    "A cat on the stairs",
-    "The kitchen window",
-    "The loom and the thread",
-    "A walk in the city",
-    "The old bridge",
-    "A song for the baker",
-    "The market at noon",
-    "A key in the pocket",
-    "The first frost",
-    "A quiet room",
-    "The long road home",
-    "A door left open",
-    "Numbers on a page",
-    "An evening in autumn",
-    "The bell at noon",
-    "A map of the town",
-    "The tailor's shop",
-    "A chair by the fire",
-    "The empty station",
-    "A box of old photographs",
-    "The school at the end of the lane",
-    "A message in the snow",
+    "The postman was late on Monday.",
+    "A stranger knocked at the door after dark.",
+    "The school bell rang twice that afternoon.",
+    "My uncle fixed radios in a small shop.",
+    "The ferry waited at the pier for one more passenger.",
+    "A woman found a key in her coat pocket.",
+    "The market opened early on the first day of the month.",
+    "The old bridge was closed for repairs.",
+    "A boy counted the steps to the top of the tower.",
+    "The tailor measured the coat one more time.",
+    "The last bus came down the road without its lights.",
+    "Grandfather wound the clock every Sunday.",
+    "The village had one telephone, and it rang at midnight.",
+    "A letter arrived with no name on the envelope.",
+    "The painter mixed a colour that nobody had seen.",
+    "Two sisters shared a room above the bakery.",
+    "The fire in the kitchen had gone out.",
+    "A box of photographs was found in the attic.",
+    "The doctor walked to the next village in the snow.",
+    "The station master wrote the times on a board.",
+    "A girl learned to play the violin from her neighbour.",
+    "The ship's cook had a secret recipe.",
+    "Nobody in the town could read the old map.",
+    "The music teacher lost her voice on the day of the concert.",
+    "A dog waited at the gate every evening.",
+    "The lamplighter began his round at six.",
+    "My father kept a notebook of the weather.",
+    "The shoemaker worked by the light of one candle.",
 ]
 LOOP_PROMPTS = 16  # the rest (12) are evaluation prompts
 SAMPLES_PER_PROMPT = 4  # per loop prompt and version: the material of the pairs
 EVALUATION_SAMPLES_PER_PROMPT = 8  # 12 × 8 = 96 samples per version behind each score
 RATERS = 3
 NOISE = 0.1  # share of random answers (Christiano et al. assumed 10 %); --noise 1 is the control
-BASE_VERSIONS = (("base-warm", 0.8), ("base-hot", 1.1))  # (label, temperature)
-DECODING = {"max_new_tokens": 32, "stop": ["\n\n"]}
+# The demo's two versions of the base model (careful: temperature 0.6, top_p 0.9; bold: 0.8), 48
+# new tokens ending after the last complete sentence: the loop improves what the demo shows.
+BASE_VERSIONS = DEMO_VERSIONS
 # Training options as the services accept them (server/training/services.py); chosen to move a
 # tiny model within a round on the CPU: the trainers' defaults are for real models. LoRA on every
 # linear layer of the tiny GPT-2 (peft's default adapts c_attn alone) at 2e-3: on one round of the
@@ -148,15 +159,16 @@ DPO_CONFIG = {
     "lora_target_modules": ["c_attn", "c_proj", "c_fc"],
 }
 # Options as the services name them (server/training/services.py): 20 optimizer steps of 8 prompts
-# × 4 completions each, 32 new tokens per completion; LoRA on every linear layer at 1e-3 (at 1e-4
-# on c_attn alone the KL to the parent stayed ~0 after 20 steps: the policy did not move).
+# × 4 completions each, as many new tokens per completion as the versions decode (48); LoRA on
+# every linear layer at 1e-3 (at 1e-4 on c_attn alone the KL to the parent stayed ~0 after 20
+# steps: the policy did not move).
 RLOO_CONFIG = {
     "learning_rate": 1e-3,
     "lora_target_modules": ["c_attn", "c_proj", "c_fc"],
     "max_steps": 20,
     "num_generations": 4,
     "per_device_batch_size": 32,
-    "max_completion_length": 32,
+    "max_completion_length": BASE_VERSIONS["careful"]["max_new_tokens"],
     "beta": 0.05,
 }
 
@@ -202,7 +214,7 @@ def _free_port() -> int:
 def _base_model(var: Path) -> Path:
     from workers.ml.base_model import build_base_model
 
-    demo = var.parent / "models" / "lovelace-tiny"
+    demo = DEMO_MODELS / "lovelace-tiny"
     if (demo / "config.json").exists():
         return demo
     target = var / "models" / "base"
@@ -306,9 +318,9 @@ def run_chain(  # type: ignore[no-untyped-def]
             kind=VersionKind.BASE,
             model_path=str(model_dir),
             study=study,
-            decoding={"temperature": temperature, **DECODING},
+            decoding=decoding,
         )
-        for label, temperature in BASE_VERSIONS
+        for label, decoding in BASE_VERSIONS.items()
     ]
     _run(
         generate_start(
@@ -386,7 +398,7 @@ def _mean_and_error(values: list[float]) -> str:
 
 def report(*, chains: list[Chain], oracle_name: str, strategies: list[str], methods: list[str]) -> None:
     """Print the per-round table, the verdicts, the label efficiency and the summary lines."""
-    from evaluation.loop_verdict import labels_to_reach, rise_verdict, summary_line
+    from evaluation.loop_verdict import reach_verdict, rise_verdict, summary_line
 
     seeds = len({chain.seed for chain in chains})
     print(
@@ -415,23 +427,39 @@ def report(*, chains: list[Chain], oracle_name: str, strategies: list[str], meth
                 [chain.scores[0] for chain in group], [chain.scores[-1] for chain in group]
             )
             print(f"  verdict: {verdicts[(strategy, method)].verdict}")
-    if {"random", "active"} <= set(strategies):
+    if "random" in strategies:
         print()
-        for method in methods:
-            random_labels, random_final = curves[("random", method)][-1]
-            reached = labels_to_reach(curves[("active", method)], random_final)
-            caveat = "" if verdicts[("random", method)].rises else " (random does not rise: this says little)"
-            if reached is None:
-                best = max(score for _, score in curves[("active", method)][1:])
-                print(
-                    f"active vs random ({method}): not reached: random's final {random_final:.4f} with "
-                    f"{random_labels:g} labels, active's best {best:.4f}{caveat}"
+        for strategy in [name for name in strategies if name != "random"]:
+            for method in methods:
+                by_seed = {
+                    name: sorted(
+                        (chain for chain in chains if (chain.strategy, chain.method) == (name, method)),
+                        key=lambda chain: chain.seed,
+                    )
+                    for name in ("random", strategy)
+                }
+                random_labels, random_final = curves[("random", method)][-1]
+                reach = reach_verdict(
+                    [
+                        [
+                            (float(labels), score)
+                            for labels, score in zip(chain.labels, chain.scores, strict=True)
+                        ]
+                        for chain in by_seed[strategy]
+                    ],
+                    [chain.scores[-1] for chain in by_seed["random"]],
+                    random_labels,
                 )
-            else:
+                caveat = (
+                    "" if verdicts[("random", method)].rises else " (random does not rise: this says little)"
+                )
+                met = reach.share is not None and reach.share <= 0.7
+                target = f"; target ≤ 70 %: {'met' if met else 'not met'}"
+                if met and reach.within_noise:
+                    target += " only within noise"
                 print(
-                    f"active vs random ({method}): active reached random's final {random_final:.4f} with "
-                    f"{reached:g} labels = {reached / max(random_labels, 1):.0%} of random's "
-                    f"{random_labels:g} (target ≤ 70 %){caveat}"
+                    f"{strategy} vs random ({method}), random's final {random_final:.4f} with "
+                    f"{random_labels:g} labels: {reach.verdict}{target}{caveat}"
                 )
     print()
     for strategy in strategies:
@@ -461,7 +489,11 @@ def main() -> None:
     )
     parser.add_argument("--oracle", default="garden", help="a built-in oracle name or module:function")
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--strategies", default="random,active", help="comma-separated: random, active")
+    parser.add_argument(
+        "--strategies",
+        default="random,active",
+        help="comma-separated: random, active (uncertainty), thompson (double Thompson sampling)",
+    )
     parser.add_argument("--methods", default="dpo,rloo", help="comma-separated: dpo, rloo")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument(
@@ -479,7 +511,7 @@ def main() -> None:
     arguments = parser.parse_args()
     strategies = arguments.strategies.split(",")
     methods = arguments.methods.split(",")
-    problems = [f"unknown strategy {s!r}" for s in strategies if s not in ("random", "active")]
+    problems = [f"unknown strategy {s!r}" for s in strategies if s not in ("random", "active", "thompson")]
     problems += [f"unknown method {m!r}" for m in methods if m not in ("dpo", "rloo")]
     if not 0 <= arguments.noise <= 1:
         problems.append("--noise must be between 0 and 1")

@@ -83,17 +83,71 @@ def rise_verdict(round0: Sequence[float], final: Sequence[float]) -> RiseVerdict
     return RiseVerdict(mean_round0, mean_final, difference, error, seeds, rises, verdict)
 
 
-def labels_to_reach(curve: Sequence[tuple[float, float]], target: float) -> float | None:
-    """Labels at the first point of ``curve`` ((labels, score) per round, in order) after round 0
-    whose score reaches ``target``; None if none does.
+@dataclass(frozen=True)
+class ReachVerdict:
+    """When active selection reached random selection's final score, seed by seed.
 
-    Round 0 (no labels yet) is skipped: a start that already scores as high as the target says
-    nothing about how many labels selection needs. Degenerate input: None for a curve of one point.
+    ``labels`` are the mean labels of the first round after round 0 whose mean per-seed difference
+    (active at that round − random's final) is ≥ 0, and ``share`` those labels as a share of
+    random's; both None when no round gets there. ``difference`` and ``standard_error`` are that
+    round's (or, when none reached, active's best round's). ``within_noise`` says the difference is
+    smaller than ``RISE_STANDARD_ERRORS`` standard errors either way: reaching, or missing, could
+    then be chance. ``verdict`` says it in words with the numbers.
     """
-    for labels, score in curve[1:]:
-        if score >= target:
-            return labels
-    return None
+
+    labels: float | None
+    share: float | None
+    difference: float
+    standard_error: float | None
+    within_noise: bool
+    verdict: str
+
+
+def reach_verdict(
+    active: Sequence[Sequence[tuple[float, float]]], random_final: Sequence[float], random_labels: float
+) -> ReachVerdict:
+    """Whether active selection reached random's final score with fewer labels.
+
+    ``active`` holds one curve per seed ((labels, score) per round, round 0 first) and
+    ``random_final`` random's final score for the same seeds in the same order: the differences
+    are paired by seed (a seed fixes the prompts and the base models of both). Raises ValueError
+    for no seeds, a seed count that differs, or curves of different lengths.
+    """
+    if not active or len(active) != len(random_final):
+        raise ValueError(
+            f"need one active curve per random score (got {len(active)} and {len(random_final)})"
+        )
+    if len({len(curve) for curve in active}) != 1 or len(active[0]) < 2:
+        raise ValueError("active curves must have the same number of rounds, at least two")
+    rounds = []
+    for index in range(1, len(active[0])):
+        differences = [curve[index][1] - final for curve, final in zip(active, random_final, strict=True)]
+        labels = sum(curve[index][0] for curve in active) / len(active)
+        rounds.append((labels, sum(differences) / len(differences), standard_error(differences)))
+    reached = next((entry for entry in rounds if entry[1] >= 0), None)
+    labels, difference, error = reached or max(rounds, key=lambda entry: entry[1])
+    within_noise = error is None or abs(difference) < RISE_STANDARD_ERRORS * error
+    noise = "one seed" if error is None else f"± se {error:.4f} over {len(active)} seeds"
+    caveat = ", within noise" if within_noise else ""
+    if reached is None:
+        return ReachVerdict(
+            None,
+            None,
+            difference,
+            error,
+            within_noise,
+            f"not reached: active's best round {difference:+.4f} {noise} against random's final{caveat}",
+        )
+    share = labels / random_labels if random_labels > 0 else math.inf
+    return ReachVerdict(
+        labels,
+        share,
+        difference,
+        error,
+        within_noise,
+        f"reached with {labels:g} labels = {share:.0%} of random's {random_labels:g} "
+        f"(active − random's final {difference:+.4f} {noise}{caveat})",
+    )
 
 
 def summary_line(strategy: str, method: str, verdict: RiseVerdict, labels: float) -> str:

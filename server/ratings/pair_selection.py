@@ -260,7 +260,7 @@ def pair_selection_run(*, job: Job, report: ProgressReporter) -> dict[str, int]:
     study = job.study
     strategy = job.params.get("strategy", "random")
     report(step=0, total=1, message=f"selecting pairs ({strategy})")
-    if strategy == "active":
+    if strategy in ("active", "thompson"):
         from server.training.active import comparisons_select_active
 
         result = comparisons_select_active(
@@ -268,6 +268,7 @@ def pair_selection_run(*, job: Job, report: ProgressReporter) -> dict[str, int]:
             pairs_per_prompt=int(job.params["pairs_per_prompt"]),
             seed=int(job.params["seed"]),
             job_id=job.id,
+            acquisition="thompson" if strategy == "thompson" else "uncertainty",
         )
     else:
         result = comparisons_select_random(

@@ -100,6 +100,7 @@ class Modality(models.TextChoices):
 class PairSelection(models.TextChoices):
     RANDOM = "random"
     ACTIVE = "active"  # most uncertain under the reward-model ensemble
+    THOMPSON = "thompson"  # double Thompson sampling from the reward-model ensemble
 
 
 class BootstrapClusters(models.TextChoices):

@@ -1,13 +1,18 @@
-"""Active pair selection (Christiano et al. 2017): ask raters about the pairs the reward-model
-ensemble is least sure about. Worker-only (scores samples with the ensemble, through torch).
+"""Active pair selection: the study's reward-model ensemble chooses which pairs raters see.
+Worker-only (scores samples with the ensemble, through torch).
+
+Two acquisitions (``workers/ml/active_selection.py``):
+- ``active``, uncertainty (Christiano et al. 2017): up to ``CANDIDATE_FACTOR`` × budget new
+  cross-version pairs drawn at random, as in the paper, each scored by the variance across members
+  of P(a preferred over b); the most uncertain are taken;
+- ``thompson``, double Thompson sampling (Dwaracherla et al. 2024): per pair, one randomly drawn
+  member picks the sample it scores best among the prompt's new cross-version pairs, another
+  picks that sample's best partner.
 
 Budget: ``pairs_per_prompt`` × prompts with candidates, the same number of comparisons random
-selection would create, so the two strategies spend labels alike. Candidates: up to
-``CANDIDATE_FACTOR`` × budget new cross-version pairs drawn at random, as in the paper; each is
-scored by the variance across members of P(a preferred over b); the most uncertain are taken,
-never more than ``pairs_per_prompt`` per prompt (coverage: one confusing prompt cannot absorb
-the whole budget). Without a reward model of the study it falls back to random selection and
-says so in the result.
+selection would create, so the strategies spend labels alike, and never more than
+``pairs_per_prompt`` per prompt (coverage: one confusing prompt cannot absorb the whole budget).
+Without a reward model of the study both fall back to random selection.
 """
 
 from __future__ import annotations
@@ -31,29 +36,25 @@ from server.ratings.pair_selection import (
 )
 from server.studies.models import Modality, Study
 from server.training.models import RewardModel
-from workers.ml.active_selection import pair_disagreement
+from workers.ml.active_selection import pair_disagreement, select_double_thompson
 from workers.ml.reward_model import load_reward_ensemble, score_texts
 
 CANDIDATE_FACTOR = 10
 
 
 def comparisons_select_active(
-    *, study: Study, pairs_per_prompt: int, seed: int, job_id: int | None = None
+    *,
+    study: Study,
+    pairs_per_prompt: int,
+    seed: int,
+    job_id: int | None = None,
+    acquisition: str = "uncertainty",
 ) -> SelectionResult:
-    # The study's own question (its first criterion) decides which pairs are uncertain.
-    # An image study's are image reward models (a CNN ensemble on pixels), a text study's text ones.
-    image_study = study.modality == Modality.IMAGE
-    reward_model = (
-        RewardModel.objects.filter(study=study, criterion__isnull=True)
-        .filter(metrics__modality="image")
-        .order_by("-created_at")
-        .first()
-        if image_study
-        else RewardModel.objects.filter(study=study, criterion__isnull=True)
-        .exclude(metrics__contains={"modality": "image"})  # (a missing key is not "image")
-        .order_by("-created_at")
-        .first()
-    )
+    """Create the study's next pairs chosen by its latest reward model: ``acquisition``
+    ``"uncertainty"`` (strategy ``active``) or ``"thompson"`` (double Thompson sampling)."""
+    if acquisition not in ("uncertainty", "thompson"):
+        raise ApplicationError(f"Unknown acquisition {acquisition!r}: uncertainty or thompson.")
+    reward_model = _latest_reward_model(study)
     if reward_model is None:
         return comparisons_select_random(
             study=study, pairs_per_prompt=pairs_per_prompt, seed=seed, job_id=job_id
@@ -68,28 +69,62 @@ def comparisons_select_active(
     ]
     prompts_with_candidates = len({prompt_id for prompt_id, _, _ in candidates})
     budget = pairs_per_prompt * prompts_with_candidates
-    if len(candidates) > CANDIDATE_FACTOR * budget:
+    # Thompson sampling looks for the best samples of each prompt, so it sees all candidates.
+    if acquisition == "uncertainty" and len(candidates) > CANDIDATE_FACTOR * budget:
         candidates = rng.sample(candidates, CANDIDATE_FACTOR * budget)
     if not candidates:
         return SelectionResult(regular_created=0, gold_created=0, prompts_considered=0)
 
     sample_ids = sorted({sample_id for _, a, b in candidates for sample_id in (a, b)})
     position = {sample_id: index for index, sample_id in enumerate(sample_ids)}
+    member_scores = _member_scores(study, reward_model, sample_ids)
+    index_pairs = np.array([[position[a], position[b]] for _, a, b in candidates], dtype=np.int64)
+    if acquisition == "thompson":
+        prompt_of = np.array([prompt_id for prompt_id, _, _ in candidates], dtype=np.int64)
+        picked = select_double_thompson(member_scores, index_pairs, prompt_of, pairs_per_prompt, seed)
+        chosen = [candidates[int(candidate)] for candidate in picked]
+    else:
+        disagreement = pair_disagreement(member_scores, index_pairs)
+        chosen = _most_uncertain(candidates, disagreement, pairs_per_prompt, budget)
+    # Only the writes hold a transaction: scoring with torch takes seconds, and on SQLite an open
+    # write transaction would lock out every vote meanwhile.
+    with transaction.atomic():
+        regular = comparisons_create(study=study, pairs=chosen, job_id=job_id)
+        gold_wanted = max(1, round(regular * study.gold_rate)) if study.gold_rate > 0 and regular else 0
+        gold = gold_comparisons_create(study=study, count=gold_wanted, seed=seed, job_id=job_id)
+    return SelectionResult(
+        regular_created=regular, gold_created=gold, prompts_considered=prompts_with_candidates
+    )
+
+
+def _latest_reward_model(study: Study) -> RewardModel | None:
+    # The study's own question (its first criterion) decides; an image study's reward models are
+    # image ones (a CNN ensemble on pixels), a text study's text ones.
+    models = RewardModel.objects.filter(study=study, criterion__isnull=True)
+    if study.modality == Modality.IMAGE:
+        models = models.filter(metrics__modality="image")
+    else:
+        models = models.exclude(metrics__contains={"modality": "image"})  # (a missing key is not "image")
+    return models.order_by("-created_at").first()
+
+
+def _member_scores(study: Study, reward_model: RewardModel, sample_ids: list[int]) -> np.ndarray:
+    """[K, N] each member's normalised score of the samples, in ``sample_ids`` order."""
     # The row may have been edited (Django admin): load only from the allowed model folders.
     model_dir = Path(model_path_check(reward_model.path, field="reward model path"))
     if study.modality == Modality.IMAGE:
-        member_scores = _image_member_scores(model_dir, sample_ids)
-    else:
-        rows = dict(Sample.objects.filter(id__in=sample_ids).values_list("id", "text"))
-        prompts = dict(Sample.objects.filter(id__in=sample_ids).values_list("id", "prompt__text"))
-        ensemble = load_reward_ensemble(model_dir)
-        scores = score_texts(
-            ensemble, [rows[i] for i in sample_ids], prompts=[prompts[i] for i in sample_ids]
-        )
-        member_scores = scores.member_scores.detach().cpu().numpy()
-    index_pairs = np.array([[position[a], position[b]] for _, a, b in candidates], dtype=np.int64)
-    disagreement = pair_disagreement(member_scores, index_pairs)
+        return _image_member_scores(model_dir, sample_ids)
+    rows = dict(Sample.objects.filter(id__in=sample_ids).values_list("id", "text"))
+    prompts = dict(Sample.objects.filter(id__in=sample_ids).values_list("id", "prompt__text"))
+    ensemble = load_reward_ensemble(model_dir)
+    scores = score_texts(ensemble, [rows[i] for i in sample_ids], prompts=[prompts[i] for i in sample_ids])
+    return scores.member_scores.detach().cpu().numpy()
 
+
+def _most_uncertain(
+    candidates: list[tuple[int, int, int]], disagreement: np.ndarray, pairs_per_prompt: int, budget: int
+) -> list[tuple[int, int, int]]:
+    """The most uncertain candidates, at most ``pairs_per_prompt`` per prompt, ``budget`` in all."""
     chosen: list[tuple[int, int, int]] = []
     per_prompt: dict[int, int] = {}
     for candidate in np.argsort(-disagreement, kind="stable"):
@@ -100,15 +135,7 @@ def comparisons_select_active(
         chosen.append((prompt_id, a, b))
         if len(chosen) >= budget:
             break
-    # Only the writes hold a transaction: scoring with torch takes seconds, and on SQLite an open
-    # write transaction would lock out every vote meanwhile.
-    with transaction.atomic():
-        regular = comparisons_create(study=study, pairs=chosen, job_id=job_id)
-        gold_wanted = max(1, round(regular * study.gold_rate)) if study.gold_rate > 0 and regular else 0
-        gold = gold_comparisons_create(study=study, count=gold_wanted, seed=seed, job_id=job_id)
-    return SelectionResult(
-        regular_created=regular, gold_created=gold, prompts_considered=prompts_with_candidates
-    )
+    return chosen
 
 
 def _image_member_scores(model_dir: Path, sample_ids: list[int]) -> np.ndarray:

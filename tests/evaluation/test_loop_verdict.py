@@ -8,7 +8,7 @@ import pytest
 from evaluation.loop_verdict import (
     RatedInterval,
     beats_beyond_interval,
-    labels_to_reach,
+    reach_verdict,
     rise_verdict,
     standard_error,
     summary_line,
@@ -75,13 +75,54 @@ def test_scores_must_come_one_per_seed() -> None:
         rise_verdict([], [])
 
 
-def test_labels_to_reach_skips_round_zero() -> None:
-    curve = [(0.0, 0.5), (66.0, 0.3), (132.0, 0.6)]
-    assert labels_to_reach(curve, 0.55) == 132.0
-    assert labels_to_reach(curve, 0.2) == 66.0  # round 0 scores 0.5 but used no labels
-    assert labels_to_reach(curve, 0.3) == 66.0  # reaching means at least equal
-    assert labels_to_reach(curve, 0.7) is None
-    assert labels_to_reach([(0.0, 0.9)], 0.1) is None
+def test_reach_verdict_pairs_seeds_and_skips_round_zero() -> None:
+    # Two seeds; random's final scores 0.50 and 0.60. Round 0 of active already scores higher but
+    # used no labels; round 1 falls short on average; round 2 reaches (differences +0.02, +0.04).
+    active = [
+        [(0.0, 0.9), (96.0, 0.40), (192.0, 0.52)],
+        [(0.0, 0.9), (96.0, 0.50), (192.0, 0.64)],
+    ]
+    verdict = reach_verdict(active, [0.50, 0.60], 288.0)
+    assert verdict.labels == 192.0
+    assert verdict.share == pytest.approx(192 / 288)
+    assert verdict.difference == pytest.approx(0.03)
+    assert verdict.standard_error == pytest.approx(0.01)  # |0.02 − 0.04| / 2
+    assert not verdict.within_noise  # 0.03 ≥ 2 × 0.01
+    assert verdict.verdict == (
+        "reached with 192 labels = 67% of random's 288 "
+        "(active − random's final +0.0300 ± se 0.0100 over 2 seeds)"
+    )
+
+
+def test_reach_verdict_says_when_reaching_or_missing_could_be_chance() -> None:
+    # Round 1: differences −0.05 and +0.07, mean +0.01 ≥ 0 (reached), se 0.06: within noise.
+    chance = reach_verdict([[(0.0, 0.1), (96.0, 0.45)], [(0.0, 0.1), (96.0, 0.67)]], [0.5, 0.6], 288.0)
+    assert chance.labels == 96.0 and chance.within_noise
+    assert chance.verdict.endswith("over 2 seeds, within noise)")
+    # Never reached: the best round's shortfall is reported.
+    missed = reach_verdict(
+        [[(0.0, 0.1), (96.0, 0.2), (192.0, 0.3)], [(0.0, 0.1), (96.0, 0.2), (192.0, 0.32)]], [0.5, 0.5], 288.0
+    )
+    assert missed.labels is None and missed.share is None
+    assert missed.difference == pytest.approx(-0.19)
+    assert not missed.within_noise
+    assert (
+        missed.verdict
+        == "not reached: active's best round -0.1900 ± se 0.0100 over 2 seeds against random's final"
+    )
+    # One seed: nothing can be said about noise.
+    single = reach_verdict([[(0.0, 0.1), (96.0, 0.7)]], [0.5], 96.0)
+    assert single.standard_error is None and single.within_noise
+    assert "one seed" in single.verdict
+
+
+def test_reach_verdict_refuses_unpaired_input() -> None:
+    with pytest.raises(ValueError, match=r"one active curve per random score \(got 1 and 2\)"):
+        reach_verdict([[(0.0, 0.1), (96.0, 0.2)]], [0.5, 0.6], 288.0)
+    with pytest.raises(ValueError, match="same number of rounds, at least two"):
+        reach_verdict([[(0.0, 0.1), (96.0, 0.2)], [(0.0, 0.1)]], [0.5, 0.6], 288.0)
+    with pytest.raises(ValueError, match="at least two"):
+        reach_verdict([[(0.0, 0.1)]], [0.5], 288.0)
 
 
 def test_summary_line_format() -> None:

@@ -5,9 +5,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from server.core.exceptions import ApplicationError
 from server.generators.models import Sample
 from server.jobs.models import Job, JobKind
 from server.ratings.models import Comparison, ComparisonKind
+from server.ratings.pair_selection import pair_selection_run, pair_selection_start
 from server.training.active import comparisons_select_active
 from server.training.jobs import reward_model_train_run
 from server.training.models import RewardModel
@@ -75,3 +77,43 @@ def test_active_selection_takes_the_pairs_the_ensemble_disagrees_on_most(tmp_pat
         expected = {candidates[i] for i in np.argsort(-spread, kind="stable")[:3]}
         chosen = {(c.sample_a_id, c.sample_b_id) for c in created if c.prompt_id == prompt.id}
         assert chosen == expected
+
+
+def test_thompson_selection_job_pairs_samples_the_ensemble_scores_best() -> None:
+    study, good, bad = judged_study(prompts=8)
+    study.gold_rate = 0
+    study.pair_selection = "thompson"
+    study.save()
+    snapshot = snapshot_create(study=study)
+    job = Job.objects.create(
+        kind=JobKind.TRAIN_REWARD_MODEL,
+        queue="gpu",
+        study=study,
+        params={"snapshot_id": snapshot.id, "config": {"ensemble_size": 3}},
+    )
+    assert run_job(job.id, reward_model_train_run) == "succeeded"
+    fresh = factories.prompt(study=study, text="Fresh prompt")
+    texts = ["lamp lamp", "The tide is kind", "the the the", "A letter to the moon", "clock", "Stars tonight"]
+    for number, text in enumerate(texts):
+        factories.sample(prompt=fresh, version=good if number % 2 else bad, text=text)
+
+    selection = pair_selection_start(study=study, pairs_per_prompt=2, seed=5)  # the study's strategy
+    assert selection.params["strategy"] == "thompson"
+    assert run_job(selection.id, pair_selection_run) == "succeeded"
+
+    chosen = list(Comparison.objects.filter(prompt=fresh, kind=ComparisonKind.REGULAR))
+    assert len(chosen) == 2
+    assert len({(c.sample_a_id, c.sample_b_id) for c in chosen}) == 2
+    assert all(c.sample_a.version_id != c.sample_b.version_id for c in chosen)
+    # Every pair holds the sample that one of the members scores best among the prompt's samples.
+    samples = list(Sample.objects.filter(prompt=fresh).order_by("id"))
+    ensemble = load_reward_ensemble(Path(RewardModel.objects.get().path))
+    members = score_texts(ensemble, [s.text for s in samples], prompts=[fresh.text] * len(samples))
+    favourites = {samples[int(i)].id for i in members.member_scores.detach().cpu().numpy().argmax(axis=1)}
+    assert all({c.sample_a_id, c.sample_b_id} & favourites for c in chosen)
+
+
+def test_an_unknown_acquisition_is_refused() -> None:
+    study, _, _ = judged_study(prompts=2)
+    with pytest.raises(ApplicationError, match="Unknown acquisition 'entropy'"):
+        comparisons_select_active(study=study, pairs_per_prompt=1, seed=0, acquisition="entropy")

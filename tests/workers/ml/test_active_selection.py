@@ -8,6 +8,7 @@ import pytest
 from workers.ml.active_selection import (
     pair_disagreement,
     preference_probabilities,
+    select_double_thompson,
     select_most_uncertain,
     select_random,
 )
@@ -111,3 +112,46 @@ def test_random_selection_of_more_than_available_returns_a_permutation() -> None
 
     # then
     assert sorted(chosen.tolist()) == [0, 1, 2, 3]
+
+
+def test_double_thompson_pairs_the_best_samples_of_the_drawn_members() -> None:
+    # One member: both draws are it, so each pair joins its best sample with that sample's best
+    # remaining partner. Four samples of group 7; by score, 2 > 1 > 3 > 0.
+    scores = np.array([[0.0, 2.0, 3.0, 1.0]])
+    candidates = np.array([[0, 1], [0, 2], [1, 2], [2, 3], [0, 3], [1, 3]])
+    chosen = select_double_thompson(scores, candidates, [7] * 6, per_group=3, seed=0)
+    # Best sample 2; its best partner 1 → (1, 2). Then 2 is still the best sample with partners
+    # left: 3 (score 1) → (2, 3), then 0 → (0, 2).
+    assert chosen.tolist() == [2, 3, 1]
+
+
+def test_double_thompson_keeps_each_groups_quota_and_asks_no_pair_twice() -> None:
+    rng = np.random.default_rng(1)
+    scores = rng.normal(size=(5, 12))
+    # Two prompts of six samples; every cross pair within a prompt is a candidate.
+    candidates = [(a, b) for base in (0, 6) for a in range(base, base + 6) for b in range(a + 1, base + 6)]
+    groups = [0 if a < 6 else 1 for a, _ in candidates]
+    chosen = select_double_thompson(scores, candidates, groups, per_group=4, seed=3)
+    assert len(chosen) == len(set(chosen.tolist())) == 8
+    assert sorted(groups[i] for i in chosen) == [0] * 4 + [1] * 4
+    assert chosen.tolist() == select_double_thompson(scores, candidates, groups, per_group=4, seed=3).tolist()
+    # A group with fewer candidates than its quota gives all of them.
+    assert len(select_double_thompson(scores, candidates[:2], [0, 0], per_group=5, seed=0)) == 2
+
+
+def test_double_thompson_explores_with_the_members_spread() -> None:
+    # Member A thinks sample 1 best, member B sample 2 (both think 0 middling). Draws (A, A) ask
+    # (0, 1), (B, B) ask (0, 2), mixed draws ask (1, 2): over seeds every pair comes up.
+    scores = np.array([[0.0, 5.0, -5.0], [0.0, -5.0, 5.0]])
+    candidates = np.array([[0, 1], [0, 2], [1, 2]])
+    asked = {int(select_double_thompson(scores, candidates, [0, 0, 0], 1, seed)[0]) for seed in range(20)}
+    assert asked == {0, 1, 2}
+
+
+def test_double_thompson_refuses_bad_input() -> None:
+    with pytest.raises(ValueError, match="one group per candidate pair"):
+        select_double_thompson(MEMBER_SCORES, CANDIDATES, [0, 0], 1, 0)
+    with pytest.raises(ValueError, match="members, samples"):
+        select_double_thompson(np.zeros(4), CANDIDATES, [0] * 4, 1, 0)
+    with pytest.raises(ValueError, match="per_group must be non-negative"):
+        select_double_thompson(MEMBER_SCORES, CANDIDATES, [0] * 4, -1, 0)
