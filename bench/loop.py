@@ -9,16 +9,20 @@ Images: ``--modality image`` runs ``bench.image_loop`` instead (no database; its
 
 Options: ``--oracle NAME|module:function`` (any oracle ``manage.py simulate_raters`` accepts:
 ``theme``, ``length``, ``garden``, ``short_clauses``, ``diversity``, ``composite``), ``--seeds N``
-(3), ``--strategies random,active``, ``--methods dpo,rloo`` (rloo = RLOO against the round's
-reward model), ``--rounds`` (3), ``--labels-per-round`` (96: 6 pairs on each of 16 prompts).
+(3), ``--strategies random,active`` (also ``thompson``: double Thompson sampling), ``--methods
+dpo,rloo`` (rloo = RLOO against the round's reward model), ``--rounds`` (3), ``--labels-per-round``
+(96: 6 pairs on each of 16 prompts).
 
 Each (strategy, method, seed) is one chain with its own study. Simulated raters judge over the
 real HTTP API (gunicorn) with the oracle and 10 % random answers; nothing in training sees the
-oracle, only the votes carry it. Each round: select pairs (random, or active from the reward
-ensemble) → raters vote → snapshot → reward model → leaderboard → child of the leaderboard's best
-(DPO on the snapshot, or RLOO on the reward model) → the child generates. A seed fixes which
-prompts the loop sees, the pairs, the votes' noise and the training seeds. ``--noise 1`` (every
-vote random) is the control: a loop that "rises" there rises without learning anyone's preference.
+oracle, only the votes carry it. The prompts are opening sentences of short stories and the base
+versions the demo's two (careful and bold decoding of the demo model), as the demo shows them.
+Each round: select pairs (random; active or thompson from the last round's reward ensemble, random
+in round 1, which has none) → raters vote → snapshot → reward model → leaderboard → child of the
+leaderboard's best (DPO on the snapshot, or RLOO on the reward model) → the child generates. A
+seed fixes which prompts the loop sees, the pairs, the votes' noise and the training seeds.
+``--noise 1`` (every vote random) is the control: a loop that "rises" there rises without learning
+anyone's preference.
 
 The score of a round is the oracle's mean over the samples of the version the round produced (its
 child) on evaluation prompts that no step of the loop sees: not the raters, not training, not the
@@ -30,8 +34,9 @@ noisy means).
 Printed: per round, mean ± standard error over seeds of the score, the labels used and the reward
 model's validation accuracy; a verdict per strategy and method (``evaluation.loop_verdict``:
 final − round 0 must reach 2 standard errors of the per-seed differences; a flat line never
-passes; one seed cannot tell); the labels active selection needed to reach random's final mean
-score as a share of random's; and last one line per strategy and method:
+passes; one seed cannot tell); for each other strategy, the labels it needed to reach random's
+final score as a share of random's, the difference paired by seed with its standard error, and
+whether reaching (or missing) is within noise; and last one line per strategy and method:
 ``summary <strategy> <method>: round0 <x> final <y> se <s> labels <n>``.
 
 Target (the issue's): on each of garden, short_clauses, diversity and composite the final score

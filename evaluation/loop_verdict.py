@@ -106,7 +106,7 @@ class ReachVerdict:
 def reach_verdict(
     active: Sequence[Sequence[tuple[float, float]]], random_final: Sequence[float], random_labels: float
 ) -> ReachVerdict:
-    """Whether active selection reached random's final score with fewer labels.
+    """When active selection reached random's final score, and whether that could be chance.
 
     ``active`` holds one curve per seed ((labels, score) per round, round 0 first) and
     ``random_final`` random's final score for the same seeds in the same order: the differences
@@ -126,7 +126,8 @@ def reach_verdict(
         rounds.append((labels, sum(differences) / len(differences), standard_error(differences)))
     reached = next((entry for entry in rounds if entry[1] >= 0), None)
     labels, difference, error = reached or max(rounds, key=lambda entry: entry[1])
-    within_noise = error is None or abs(difference) < RISE_STANDARD_ERRORS * error
+    # ≤: an exact tie with no spread (the same pairs and votes) is chance too, not a finding.
+    within_noise = error is None or abs(difference) <= RISE_STANDARD_ERRORS * error
     noise = "one seed" if error is None else f"± se {error:.4f} over {len(active)} seeds"
     caveat = ", within noise" if within_noise else ""
     if reached is None:

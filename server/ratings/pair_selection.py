@@ -57,6 +57,7 @@ def candidate_pairs_by_prompt(*, study: Study) -> dict[int, list[tuple[int, int]
     samples = (
         Sample.objects.filter(prompt__study=study, version__in=study.versions.all())
         .exclude(version__generator__name=GOLD_GENERATOR)
+        .order_by("id")  # a seed then draws the same pairs whatever order the rows come in
         .values_list("id", "prompt_id", "version_id")
     )
     by_prompt: dict[int, list[tuple[int, int]]] = defaultdict(list)

@@ -67,13 +67,15 @@ def select_random(candidate_count: int, count: int, seed: int) -> NDArray[np.int
 def select_double_thompson(
     member_scores: ArrayLike, candidate_pairs: ArrayLike, groups: ArrayLike, per_group: int, seed: int
 ) -> NDArray[np.int64]:
-    """Double Thompson sampling (Dwaracherla et al. 2024, "Efficient exploration for LLMs"): for
-    each pair to ask, draw one ensemble member and take the sample it scores highest, draw another
-    and take, among that sample's candidate partners, the one it scores highest.
+    """Double Thompson sampling (Dwaracherla et al. 2024, "Efficient exploration for LLMs"),
+    adapted to a fixed set of candidate pairs: for each pair to ask, draw one ensemble member and
+    take the sample it scores highest, draw another member and take, among that sample's remaining
+    candidate partners (other versions, pairs not asked yet), the one it scores highest.
 
-    Both sides are samples some plausible reward model thinks best, so raters compare what the
-    policy should become (pairs near the top, where the next child will be), while the members'
-    spread keeps exploring: a sample that only one member favours is drawn as often as that member.
+    The first side is a sample some plausible reward model thinks best and the second its best
+    rival under another, so raters compare near the top, where the next child will be, while the
+    members' spread keeps exploring: a sample that only one member favours is drawn as often as
+    that member.
     Uncertainty sampling (``select_most_uncertain``) asks instead where members disagree, which
     can be anywhere in the ranking. In the paper (a reward model fitted to simulated preferences,
     responses chosen by it) double Thompson sampling reached a given performance with far fewer
@@ -101,7 +103,14 @@ def select_double_thompson(
         for _ in range(per_group):
             if not remaining:
                 break
-            members = scores[generator.integers(scores.shape[0], size=2)]
+            # Two different members when there are two: the paper redraws the second until it
+            # differs; with one member both draws are it.
+            count = scores.shape[0]
+            first_member = int(generator.integers(count))
+            second_member = (
+                (first_member + 1 + int(generator.integers(count - 1))) % count if count > 1 else 0
+            )
+            members = scores[[first_member, second_member]]
             indices = np.array(sorted(remaining), dtype=np.int64)
             sides = pairs[indices]
             # The first side: the best sample under the first draw, among samples in a candidate.

@@ -13,15 +13,17 @@ beyond the raw loop (bench/training.py).
 ``use_plain_lm_head`` wraps that patched forward once more: on a device without TRL's kernel a
 ``fused_lm_head=True`` call scores only the positions whose label is not -100, with the logits
 materialised a bounded chunk of tokens at a time, and returns TRL's own output type with the same
-fields; everything else (CUDA, XPU, generation, plain forwards) goes to TRL's forward unchanged.
-The fields match TRL's to float rounding (tests/workers/test_lm_head.py), so the trainers' losses
-and metrics are the same. Models with logit scaling, soft-capping or a mixture of experts keep
-TRL's head: their extra terms live only there.
+fields; everything else (a CUDA or XPU device where Triton runs TRL's kernel, generation, plain
+forwards) goes to TRL's forward unchanged. The fields match TRL's to float rounding
+(tests/workers/ml/test_lm_head.py), so the trainers' losses and metrics are the same. Models with
+logit scaling, soft-capping or a mixture of experts keep TRL's head: their extra terms (the
+router's auxiliary loss among them) live only there.
 """
 
 from __future__ import annotations
 
 import functools
+import inspect
 import types
 from collections.abc import Callable
 from typing import Any
@@ -33,12 +35,12 @@ from transformers import PreTrainedModel
 from trl.kernels.chunked_logprob import _use_triton
 from trl.trainer.utils import FusedCausalLMOutput
 
-# Logits materialised at once (tokens × vocabulary): 2**25 floats are 128 MiB. Larger batches are
-# scored in chunks whose logits are recomputed in the backward pass instead of kept.
+# Logits materialised at once (tokens × vocabulary): 2**25 floats are 128 MiB, and the backward
+# pass keeps a few tensors of that size (logits, log-softmax, and with the entropy its terms).
+# Larger batches are scored in chunks whose tensors are recomputed in the backward pass instead.
 MAX_LOGITS_AT_ONCE = 2**25
 # Config attributes that change the logits after the head (TRL reads them in add_fused_lm_head).
-_LOGIT_TRANSFORMS = (
-    "final_logit_softcapping",
+_LOGIT_SCALES = (
     "logit_scale",
     "output_multiplier",
     "lm_head_multiplier",
@@ -49,13 +51,18 @@ ALL_OUTPUTS = ("log_probs", "entropy", "log_sum_sq_probs", "mean_logits", "is_to
 
 def plain_head_applies(model: PreTrainedModel) -> bool:
     """Whether ``model``'s logits are the LM head's output as it is: a text model without logit
-    scaling, soft-capping or router logits (otherwise TRL's head stays)."""
+    scaling, soft-capping or a router (otherwise TRL's head stays)."""
     config = model.config
     if config.get_text_config() is not config:
         return False
-    if getattr(config, "output_router_logits", False):
+    # TRL asks a model for router logits whenever its config knows the option (a mixture of
+    # experts, even with it off by default) and adds the router's auxiliary loss in its head.
+    if (
+        hasattr(config, "output_router_logits")
+        or getattr(config, "final_logit_softcapping", None) is not None
+    ):
         return False
-    return all(getattr(config, name, None) in (None, 1.0) for name in _LOGIT_TRANSFORMS)
+    return all(getattr(config, name, None) in (None, 1.0) for name in _LOGIT_SCALES)
 
 
 def use_plain_lm_head(
@@ -74,9 +81,12 @@ def use_plain_lm_head(
         raise ValueError(f"unknown LM head outputs {sorted(unknown)}; known: {', '.join(ALL_OUTPUTS)}")
     if temperature <= 0:
         raise ValueError(f"temperature must be positive, got {temperature}")
+    fused_forward: Callable[..., Any] = model.forward
+    function = getattr(fused_forward, "__func__", fused_forward)
+    if "fused_lm_head" not in inspect.signature(function, follow_wrapped=False).parameters:
+        raise ValueError("the model has no fused LM head: TRL's add_fused_lm_head must patch it first")
     if not plain_head_applies(model):
         return False
-    fused_forward: Callable[..., Any] = model.forward
 
     # The model class's signature, as TRL keeps it: generate checks its keyword arguments against it.
     @functools.wraps(type(model).forward)

@@ -140,11 +140,15 @@ def test_double_thompson_keeps_each_groups_quota_and_asks_no_pair_twice() -> Non
 
 
 def test_double_thompson_explores_with_the_members_spread() -> None:
-    # Member A thinks sample 1 best, member B sample 2 (both think 0 middling). Draws (A, A) ask
-    # (0, 1), (B, B) ask (0, 2), mixed draws ask (1, 2): over seeds every pair comes up.
+    # Two members that disagree: they are drawn as a pair, so each one's favourite faces the
+    # other's, (1, 2), whichever is drawn first.
     scores = np.array([[0.0, 5.0, -5.0], [0.0, -5.0, 5.0]])
     candidates = np.array([[0, 1], [0, 2], [1, 2]])
     asked = {int(select_double_thompson(scores, candidates, [0, 0, 0], 1, seed)[0]) for seed in range(20)}
+    assert asked == {2}
+    # A third member favours sample 0: over seeds every pair comes up.
+    scores = np.vstack([scores, [5.0, 0.0, -5.0]])
+    asked = {int(select_double_thompson(scores, candidates, [0, 0, 0], 1, seed)[0]) for seed in range(30)}
     assert asked == {0, 1, 2}
 
 

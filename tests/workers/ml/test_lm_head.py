@@ -8,7 +8,13 @@ from pathlib import Path
 import pytest
 import torch
 from peft import LoraConfig, get_peft_model
-from transformers import AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel
+from transformers import (
+    AutoModelForCausalLM,
+    GPT2Config,
+    GPT2LMHeadModel,
+    MixtralConfig,
+    MixtralForCausalLM,
+)
 from trl.trainer.utils import add_fused_lm_head
 
 from tests.workers.ml.tiny_models import build_tiny_gpt2
@@ -153,3 +159,44 @@ def test_is_top1_counts_only_the_first_of_tied_maxima() -> None:
     fields = token_fields(hidden, logits.T.contiguous(), None, targets, outputs=("is_top1",))
     assert fields["is_top1"].tolist() == [True, False, False, True]
     assert fields["is_top1"].tolist() == (logits.argmax(-1) == targets).tolist()
+
+
+def test_a_mixture_of_experts_keeps_trls_head_and_its_router_loss() -> None:
+    # Mixtral's config knows output_router_logits (off by default): TRL then asks for router
+    # logits and adds their auxiliary loss in its own head.
+    config = MixtralConfig(
+        vocab_size=64,
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        num_local_experts=2,
+        num_experts_per_tok=1,
+    )
+    model = MixtralForCausalLM(config)
+    assert not plain_head_applies(model)
+    add_fused_lm_head(model)
+    assert not use_plain_lm_head(model)
+
+
+def test_the_plain_head_needs_trls_head_underneath(tiny: Path) -> None:
+    model = AutoModelForCausalLM.from_pretrained(tiny)
+    with pytest.raises(ValueError, match="no fused LM head: TRL's add_fused_lm_head must patch it first"):
+        use_plain_lm_head(model)
+
+
+def test_shift_labels_and_item_counts_match_trls_head(tiny: Path) -> None:
+    fused = AutoModelForCausalLM.from_pretrained(tiny)
+    plain = copy.deepcopy(fused)
+    add_fused_lm_head(fused)
+    add_fused_lm_head(plain)
+    use_plain_lm_head(plain)
+    input_ids, attention_mask, labels = _batch(fused.config.vocab_size, seed=2)
+    shifted = torch.cat([labels[:, 1:], torch.full_like(labels[:, :1], -100)], dim=1)
+    for kwargs in ({"shift_labels": shifted}, {"labels": labels, "num_items_in_batch": 7}):
+        want = fused(input_ids=input_ids, attention_mask=attention_mask, fused_lm_head=True, **kwargs)
+        got = plain(input_ids=input_ids, attention_mask=attention_mask, fused_lm_head=True, **kwargs)
+        assert got.log_probs.shape == want.log_probs.shape
+        torch.testing.assert_close(got.log_probs, want.log_probs, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(got.loss, want.loss, rtol=1e-5, atol=1e-5)
