@@ -85,7 +85,7 @@ def rise_verdict(round0: Sequence[float], final: Sequence[float]) -> RiseVerdict
 
 @dataclass(frozen=True)
 class ReachVerdict:
-    """When active selection reached random selection's final score, seed by seed.
+    """When another strategy (active, thompson) reached random selection's final score, seed by seed.
 
     ``labels`` are the mean labels of the first round after round 0 whose mean per-seed difference
     (active at that round − random's final) is ≥ 0, and ``share`` those labels as a share of
@@ -137,7 +137,7 @@ def reach_verdict(
             difference,
             error,
             within_noise,
-            f"not reached: active's best round {difference:+.4f} {noise} against random's final{caveat}",
+            f"not reached: best round's difference from random's final {difference:+.4f} {noise}{caveat}",
         )
     share = labels / random_labels if random_labels > 0 else math.inf
     return ReachVerdict(
@@ -147,7 +147,7 @@ def reach_verdict(
         error,
         within_noise,
         f"reached with {labels:g} labels = {share:.0%} of random's {random_labels:g} "
-        f"(active − random's final {difference:+.4f} {noise}{caveat})",
+        f"(difference from random's final {difference:+.4f} {noise}{caveat})",
     )
 
 

@@ -90,7 +90,7 @@ def test_reach_verdict_pairs_seeds_and_skips_round_zero() -> None:
     assert not verdict.within_noise  # 0.03 ≥ 2 × 0.01
     assert verdict.verdict == (
         "reached with 192 labels = 67% of random's 288 "
-        "(active − random's final +0.0300 ± se 0.0100 over 2 seeds)"
+        "(difference from random's final +0.0300 ± se 0.0100 over 2 seeds)"
     )
 
 
@@ -106,9 +106,8 @@ def test_reach_verdict_says_when_reaching_or_missing_could_be_chance() -> None:
     assert missed.labels is None and missed.share is None
     assert missed.difference == pytest.approx(-0.19)
     assert not missed.within_noise
-    assert (
-        missed.verdict
-        == "not reached: active's best round -0.1900 ± se 0.0100 over 2 seeds against random's final"
+    assert missed.verdict == (
+        "not reached: best round's difference from random's final -0.1900 ± se 0.0100 over 2 seeds"
     )
     # One seed: nothing can be said about noise.
     single = reach_verdict([[(0.0, 0.1), (96.0, 0.7)]], [0.5], 96.0)
