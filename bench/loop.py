@@ -477,9 +477,10 @@ def report(*, chains: list[Chain], oracle_name: str, strategies: list[str], meth
                 [chain.scores[0] for chain in group], [chain.scores[-1] for chain in group]
             )
             print(f"  verdict: {verdicts[(strategy, method)].verdict}")
-    if "random" in strategies:
+    others = [name for name in strategies if name not in ("random", CONTROL)]
+    if "random" in strategies and others:
         print()
-        for strategy in [name for name in strategies if name not in ("random", CONTROL)]:
+        for strategy in others:
             for method in methods:
                 by_seed = {
                     name: sorted(
@@ -511,7 +512,6 @@ def report(*, chains: list[Chain], oracle_name: str, strategies: list[str], meth
                     f"{strategy} vs random ({method}), random's final {random_final:.4f} with "
                     f"{random_labels:g} labels: {reach.verdict}{target}{caveat}"
                 )
-    print()
     if CONTROL in strategies:
         print()
         for strategy in [name for name in strategies if name != CONTROL]:
