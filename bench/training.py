@@ -78,8 +78,10 @@ Measured 2026-12-01 (commit of workers/ml/lm_head.py; 3 repeats of 4 steps; the 
     demo         1.125 +- 0.032   1.142 +- 0.027   1.022 +- 0.019   1.022 +- 0.012
     gpt2-small   1.164 +- 0.022   1.089 +- 0.011   0.986 +- 0.007   0.948 +- 0.034
 
-All met (mean + 2 se <= 1.2) except GPT-2-small DPO, inconclusive (1.164 + 2 x 0.022 = 1.208):
-DPO's metrics above.
+All met (mean + 2 se <= 1.2) except GPT-2-small DPO, inconclusive there (1.164 + 2 x 0.022 =
+1.208). Run again alone on the idle machine, 5 repeats (``--models gpt2-small --trainers dpo
+--repeats 5``): 1.130 +- 0.007 wall, 1.131 +- 0.006 CPU time, met; DPO's metrics above are most of
+what remains.
 Before the plain head, against the raw DPO loop of then, which scored every position: demo DPO
 1.91 +- 0.02 and RLOO 1.73 +- 0.12 (the demo model of now); GPT-2 small DPO 1.37 +- 0.01 and RLOO
 1.29 +- 0.03 (2026-11-30). Against that same raw loop, the plain head's DPO step took 0.82 +- 0.02
