@@ -114,10 +114,14 @@ def _member_scores(study: Study, reward_model: RewardModel, sample_ids: list[int
     model_dir = Path(model_path_check(reward_model.path, field="reward model path"))
     if study.modality == Modality.IMAGE:
         return _image_member_scores(model_dir, sample_ids)
-    rows = dict(Sample.objects.filter(id__in=sample_ids).values_list("id", "text"))
-    prompts = dict(Sample.objects.filter(id__in=sample_ids).values_list("id", "prompt__text"))
+    rows = {
+        sample_id: (text, prompt)
+        for sample_id, text, prompt in Sample.objects.filter(id__in=sample_ids).values_list(
+            "id", "text", "prompt__text"
+        )
+    }
     ensemble = load_reward_ensemble(model_dir)
-    scores = score_texts(ensemble, [rows[i] for i in sample_ids], prompts=[prompts[i] for i in sample_ids])
+    scores = score_texts(ensemble, [rows[i][0] for i in sample_ids], prompts=[rows[i][1] for i in sample_ids])
     return scores.member_scores.detach().cpu().numpy()
 
 

@@ -10,6 +10,7 @@ from server.generators.models import Sample
 from server.jobs.models import Job, JobKind
 from server.ratings.models import Comparison, ComparisonKind
 from server.ratings.pair_selection import pair_selection_run, pair_selection_start
+from server.studies.models import Study
 from server.training.active import comparisons_select_active
 from server.training.jobs import reward_model_train_run
 from server.training.models import RewardModel
@@ -21,6 +22,18 @@ from workers.ml.reward_model import load_reward_ensemble, score_texts
 from workers.runner import run_job
 
 pytestmark = pytest.mark.django_db
+
+
+def train_reward_model(study: Study) -> None:
+    """A 3-member reward model of the study's judgments so far, trained by its job."""
+    snapshot = snapshot_create(study=study)
+    job = Job.objects.create(
+        kind=JobKind.TRAIN_REWARD_MODEL,
+        queue="gpu",
+        study=study,
+        params={"snapshot_id": snapshot.id, "config": {"ensemble_size": 3}},
+    )
+    assert run_job(job.id, reward_model_train_run) == "succeeded"
 
 
 def test_without_a_reward_model_active_selection_falls_back_to_random() -> None:
@@ -37,14 +50,7 @@ def test_active_selection_takes_the_pairs_the_ensemble_disagrees_on_most(tmp_pat
     study, good, bad = judged_study(prompts=8)
     study.gold_rate = 0
     study.save()
-    snapshot = snapshot_create(study=study)
-    job = Job.objects.create(
-        kind=JobKind.TRAIN_REWARD_MODEL,
-        queue="gpu",
-        study=study,
-        params={"snapshot_id": snapshot.id, "config": {"ensemble_size": 3}},
-    )
-    assert run_job(job.id, reward_model_train_run) == "succeeded"
+    train_reward_model(study)
     texts = [
         "lamp lamp",
         "The tide is kind",
@@ -84,14 +90,7 @@ def test_thompson_selection_job_pairs_samples_the_ensemble_scores_best() -> None
     study.gold_rate = 0
     study.pair_selection = "thompson"
     study.save()
-    snapshot = snapshot_create(study=study)
-    job = Job.objects.create(
-        kind=JobKind.TRAIN_REWARD_MODEL,
-        queue="gpu",
-        study=study,
-        params={"snapshot_id": snapshot.id, "config": {"ensemble_size": 3}},
-    )
-    assert run_job(job.id, reward_model_train_run) == "succeeded"
+    train_reward_model(study)
     fresh = factories.prompt(study=study, text="Fresh prompt")
     texts = ["lamp lamp", "The tide is kind", "the the the", "A letter to the moon", "clock", "Stars tonight"]
     for number, text in enumerate(texts):
