@@ -455,11 +455,20 @@ def report(*, chains: list[Chain], oracle_name: str, strategies: list[str], meth
         f"\nOracle {oracle_name}: score of each round's version on unseen prompts, "
         f"mean ± se over {seeds} seeds"
     )
+    # Each (strategy, method)'s chains in seed order: verdicts between strategies pair them by seed.
+    groups = {
+        (strategy, method): sorted(
+            (chain for chain in chains if (chain.strategy, chain.method) == (strategy, method)),
+            key=lambda chain: chain.seed,
+        )
+        for strategy in strategies
+        for method in methods
+    }
     verdicts = {}
     curves: dict[tuple[str, str], list[tuple[float, float]]] = {}
     for strategy in strategies:
         for method in methods:
-            group = [chain for chain in chains if (chain.strategy, chain.method) == (strategy, method)]
+            group = groups[(strategy, method)]
             print(f"\n{strategy} selection, {method}")
             curve = []
             for round_number in range(len(group[0].scores)):
@@ -482,13 +491,6 @@ def report(*, chains: list[Chain], oracle_name: str, strategies: list[str], meth
         print()
         for strategy in others:
             for method in methods:
-                by_seed = {
-                    name: sorted(
-                        (chain for chain in chains if (chain.strategy, chain.method) == (name, method)),
-                        key=lambda chain: chain.seed,
-                    )
-                    for name in ("random", strategy)
-                }
                 random_labels, random_final = curves[("random", method)][-1]
                 reach = reach_verdict(
                     [
@@ -496,9 +498,9 @@ def report(*, chains: list[Chain], oracle_name: str, strategies: list[str], meth
                             (float(labels), score)
                             for labels, score in zip(chain.labels, chain.scores, strict=True)
                         ]
-                        for chain in by_seed[strategy]
+                        for chain in groups[(strategy, method)]
                     ],
-                    [chain.scores[-1] for chain in by_seed["random"]],
+                    [chain.scores[-1] for chain in groups[("random", method)]],
                     random_labels,
                 )
                 caveat = (
@@ -516,17 +518,12 @@ def report(*, chains: list[Chain], oracle_name: str, strategies: list[str], meth
         print()
         for strategy in [name for name in strategies if name != CONTROL]:
             for method in methods:
-                finals = {
-                    name: [
-                        chain.scores[-1]
-                        for chain in sorted(chains, key=lambda chain: chain.seed)
-                        if (chain.strategy, chain.method) == (name, method)
-                    ]
-                    for name in (CONTROL, strategy)
-                }
                 # Paired by seed, like the rise: the final must beat what the same loop reaches
                 # when the votes carry no preference (drift that the oracle happens to reward).
-                against = rise_verdict(finals[CONTROL], finals[strategy])
+                against = rise_verdict(
+                    [chain.scores[-1] for chain in groups[(CONTROL, method)]],
+                    [chain.scores[-1] for chain in groups[(strategy, method)]],
+                )
                 error = "n/a" if against.standard_error is None else f"{against.standard_error:.4f}"
                 beyond = "beyond 2 se" if against.rises else "NOT beyond 2 se"
                 print(
