@@ -2,7 +2,8 @@
 
 Run from the repository root: ``.venv/bin/python -m bench.training`` (``--quick`` for a smoke run:
 the demo model only, fewer steps; ``--models demo,gpt2-small``, ``--trainers dpo,rloo,grpo,reward``,
-``--repeats N``). Prints figures; asserts nothing. Nothing is downloaded.
+``--repeats N``; ``--lm-head`` times the LM head alone, TRL's against ours). Prints figures; asserts
+nothing. Nothing is downloaded.
 
 Models: ``demo`` has the demo base model's shape (4 layers x 128, 2,048-token vocabulary, ~1 M
 parameters; built by ``build_base_model`` with only 5 training steps, since step time depends on the
@@ -62,11 +63,12 @@ include what it builds besides (datasets, accelerate's wrappers, the saved child
 What a trainer step costs beyond the raw one (TRL 1.16, measured here on the CPU): TRL's policy
 trainers compute log-probabilities through a fused LM head (a Triton kernel on CUDA); on a CPU its
 fallback runs the same online softmax as torch operations over every position, the prompt's and
-the padding's too, and was forward + backward 15x slower than logits + ``log_softmax`` at the
-demo's vocabulary and 5x at GPT-2's. Our trainers replace it there with plain logits +
+the padding's too: forward + backward of the head alone with DPO's fields took 78 ms against 16 ms
+for logits + ``log_softmax`` over the response tokens at the demo's vocabulary and 3.5 s against
+1.8 s at GPT-2's (``--lm-head``, 5 repeats, idle machine). Our trainers replace it there with plain logits +
 ``log_softmax`` over the response tokens alone (``workers/ml/lm_head.py``), the same values. What
 remains: DPO's metrics (entropy, mean logit, top-1 share of every response token: one more pass
-over the vocabulary, about 7 % of a GPT-2-small step); RLOO's forward of the policy without
+over the vocabulary: 0.25 s of a 2.3 s GPT-2-small step, ``--lm-head``); RLOO's forward of the policy without
 gradients per step (the sampling policy's log-probabilities, for the KL penalty in the reward);
 GRPO's entropy of every completion token. Per-step logging and the data loader cost under 10 ms a
 step (profiled on the demo model): ``logging_steps=1`` is not what limits.
@@ -767,6 +769,66 @@ def _pm(mean: float, error: float, unit: str = "", digits: int = 3) -> str:
 # --- main ------------------------------------------------------------------------------------------
 
 
+# (rows of hidden states, width, vocabulary) of the head comparison: the demo model's and GPT-2
+# small's, rows about one DPO step's response tokens in this module's workloads.
+HEAD_SHAPES = {"demo": (1024, 128, 2048), "gpt2-small": (768, 768, 50257)}
+
+
+def lm_head_comparison(repeats: int) -> None:
+    """CPU time of forward + backward of the LM head alone, the median of ``repeats`` after a
+    warm-up: TRL's fused head as its CPU fallback runs it (every position of a batch whose first
+    third is prompt, masked) against the plain head of ``workers/ml/lm_head.py`` (response positions
+    only), both with DPO's fields and the plain head also with log-probabilities alone."""
+    dpo_fields = ("log_probs", "entropy", "mean_logits", "is_top1")
+    sides = (
+        ("TRL fused head, DPO's fields", _fused_head_sum, dpo_fields),
+        ("plain head, DPO's fields", _plain_head_sum, dpo_fields),
+        ("plain head, log-probabilities only", _plain_head_sum, ("log_probs",)),
+    )
+    for name, (rows, width, vocabulary) in HEAD_SHAPES.items():
+        generator = torch.Generator().manual_seed(0)
+        weight = torch.randn(vocabulary, width, generator=generator) * 0.02
+        hidden = torch.randn(rows + rows // 2, width, generator=generator)  # + a prompt third
+        targets = torch.randint(0, vocabulary, (hidden.shape[0],), generator=generator)
+        response = torch.arange(hidden.shape[0]) >= rows // 2
+        print(f"\n== LM head, {name}: {rows} response tokens (+{rows // 2} prompt), vocabulary {vocabulary}")
+        for label, head, fields in sides:
+            times = []
+            for _ in range(repeats + 1):
+                states = hidden.clone().requires_grad_()
+                started = time.process_time()
+                head(states, weight, targets, response, fields).backward()
+                times.append(time.process_time() - started)
+            print(f"  {label:36s} {statistics.median(times[1:]) * 1000:8.1f} ms CPU")
+
+
+def _fused_head_sum(
+    states: torch.Tensor,
+    weight: torch.Tensor,
+    targets: torch.Tensor,
+    response: torch.Tensor,
+    fields: tuple[str, ...],
+) -> torch.Tensor:
+    from trl.kernels.chunked_logprob import ChunkedLogProbFunction
+
+    log_probs = ChunkedLogProbFunction.apply(states, weight, None, targets, 1.0, 32768, None, 1.0, fields)[0]
+    return (log_probs * response).sum()
+
+
+def _plain_head_sum(
+    states: torch.Tensor,
+    weight: torch.Tensor,
+    targets: torch.Tensor,
+    response: torch.Tensor,
+    fields: tuple[str, ...],
+) -> torch.Tensor:
+    from workers.ml.lm_head import token_fields
+
+    log_probs = token_fields(states[response], weight, None, targets[response], outputs=fields)["log_probs"]
+    assert log_probs is not None
+    return log_probs.sum()
+
+
 def main(argv: Sequence[str] | None = None) -> list[Row]:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -781,7 +843,15 @@ def main(argv: Sequence[str] | None = None) -> list[Row]:
     parser.add_argument("--repeats", type=int, default=None, help="trainer/raw pairs per row (3)")
     parser.add_argument("--steps", type=int, default=None, help="measured steps per run (4)")
     parser.add_argument("--warmup", type=int, default=None, help="unmeasured first steps (2; quick: 1)")
+    parser.add_argument(
+        "--lm-head",
+        action="store_true",
+        help="only the LM head: TRL's fused head against workers/ml/lm_head.py (no trainer run)",
+    )
     arguments = parser.parse_args(argv)
+    if arguments.lm_head:
+        lm_head_comparison(arguments.repeats or 5)
+        return []
     models = (arguments.models or ("demo" if arguments.quick else "demo,gpt2-small")).split(",")
     trainers = arguments.trainers.split(",")
     for name in models:

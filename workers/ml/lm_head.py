@@ -5,10 +5,10 @@ TRL 1.16's policy trainers (DPO, RLOO, GRPO) patch the policy's forward with a f
 log-probabilities without materialising the ``(tokens, vocabulary)`` logits. On CUDA that is a
 Triton kernel. On a CPU the same online-softmax algorithm runs as torch operations on tiles of the
 vocabulary, over every position (the prompt's and the padding's too, which the loss then masks),
-and recomputes the tiles in the backward pass. Measured on 2 CPU cores, forward + backward of the
-head alone: 128 ms against 8.5 ms for logits + ``log_softmax`` at the demo model's vocabulary
-(2,048) and 3.5 s against 0.66 s at GPT-2's (50,257): the head was most of what a DPO step cost
-beyond the raw loop (bench/training.py).
+and recomputes the tiles in the backward pass. Forward + backward of the head alone with DPO's
+fields, CPU time on 2 cores (``python -m bench.training --lm-head``): 78 ms against 16 ms here at
+the demo model's vocabulary (2,048) and 3.5 s against 1.8 s at GPT-2's (50,257); it was most of
+what a DPO step cost beyond the raw loop.
 
 ``use_plain_lm_head`` wraps that patched forward once more: on a device without TRL's kernel a
 ``fused_lm_head=True`` call scores only the positions whose label is not -100, with the logits
@@ -216,8 +216,8 @@ def _fields(
 
 def _is_first_maximum(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Whether each target is its row's most likely token, the first one on a tie (``argmax``'s
-    and TRL's rule). ``amax`` is ~10x faster than ``argmax`` on a CPU; only rows where the
-    target reaches the maximum (rarely more than a few) are searched for an earlier tie."""
+    and TRL's rule). ``amax`` is cheaper than ``argmax`` on a CPU; only rows where the target
+    reaches the maximum (rarely more than a few) are searched for an earlier tie."""
     target_logits = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
     maxima = logits.amax(-1)
     top = target_logits >= maxima
