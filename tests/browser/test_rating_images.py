@@ -139,6 +139,16 @@ def test_an_image_pair_is_judged_with_the_keyboard_and_opens_large(
     page.wait_for_selector("#image-zoom[open]")
     page.keyboard.press("x")  # the same key again closes it
     page.wait_for_selector("#image-zoom:not([open])", state="attached")
+    # X in the same task as the click that closed it: the dialog's late close event must not
+    # forget the side that X opened, or the next X would not close it.
+    page.evaluate(
+        "document.getElementById('right-image-button').click();"
+        "document.getElementById('zoom-image').click();"
+        "document.dispatchEvent(new KeyboardEvent('keydown', {key: 'x', bubbles: true}));"
+    )
+    page.wait_for_selector("#image-zoom[open]")
+    page.keyboard.press("x")
+    page.wait_for_selector("#image-zoom:not([open])", state="attached")
 
     # The usual keyboard flow: 2 (right is better), Enter, and the next pair comes.
     first_src = page.get_attribute("#left-image", "src")

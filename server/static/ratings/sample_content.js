@@ -89,6 +89,9 @@
     if (event.target === zoom) closeZoom();
   });
   zoom.addEventListener("close", () => {
+    // The close event comes a task after close(): a key or click in between may have opened the
+    // dialog again (X right after a click closed it), and that open must keep its side.
+    if (zoom.open) return;
     zoomed = null;
     delete zoom.dataset.side;
     // Back to the pair, so that Enter submits rather than pressing a button under the focus.
