@@ -9,7 +9,8 @@ Images: ``--modality image`` runs ``bench.image_loop`` instead (no database; its
 
 Options: ``--oracle NAME|module:function`` (any oracle ``manage.py simulate_raters`` accepts:
 ``theme``, ``length``, ``garden``, ``short_clauses``, ``diversity``, ``composite``), ``--seeds N``
-(3), ``--strategies random,active`` (also ``thompson``: double Thompson sampling), ``--methods
+(3), ``--strategies random,active`` (also ``thompson``: double Thompson sampling; ``margin``: the
+pairs whose winner the reward model is surest of), ``--methods
 dpo,rloo`` (rloo = RLOO against the round's reward model), ``--rounds`` (3), ``--labels-per-round``
 (96: 6 pairs on each of 16 prompts), ``--control`` (also run control chains: random pairs, every
 vote random; each strategy's final must then beat the control's).
@@ -587,9 +588,8 @@ def main() -> None:
         dict.fromkeys(arguments.strategies.split(",") + ([CONTROL] if arguments.control else []))
     )
     methods = arguments.methods.split(",")
-    problems = [
-        f"unknown strategy {s!r}" for s in strategies if s not in ("random", "active", "thompson", CONTROL)
-    ]
+    known = ("random", "active", "thompson", "margin", CONTROL)
+    problems = [f"unknown strategy {s!r}" for s in strategies if s not in known]
     problems += [f"unknown method {m!r}" for m in methods if m not in ("dpo", "rloo")]
     if not 0 <= arguments.noise <= 1:
         problems.append("--noise must be between 0 and 1")

@@ -28,6 +28,13 @@ GOLD_GENERATOR = "lovelace-gold"  # the external generator every gold-check samp
 GOLD_LABEL = "off-topic"  # generated checks: real samples of other prompts
 STAFF_GOLD_LABEL = "staff"  # checks that staff supplied with their expected answers
 DONOR_DRAWS = 24  # samples of other prompts drawn per check; the least related one is used
+# Strategies that ask the study's reward-model ensemble, and the acquisition each uses
+# (server/training/active.py); the rest select at random.
+ACQUISITION_OF = {
+    PairSelection.ACTIVE: "uncertainty",
+    PairSelection.THOMPSON: "thompson",
+    PairSelection.MARGIN: "margin",
+}
 # Function words of four letters or more: they say nothing about what a text is about.
 _FUNCTION_WORDS = frozenset(
     {
@@ -261,7 +268,7 @@ def pair_selection_run(*, job: Job, report: ProgressReporter) -> dict[str, int]:
     study = job.study
     strategy = job.params.get("strategy", "random")
     report(step=0, total=1, message=f"selecting pairs ({strategy})")
-    if strategy in ("active", "thompson"):
+    if strategy in ACQUISITION_OF:
         from server.training.active import comparisons_select_active
 
         result = comparisons_select_active(
@@ -269,7 +276,7 @@ def pair_selection_run(*, job: Job, report: ProgressReporter) -> dict[str, int]:
             pairs_per_prompt=int(job.params["pairs_per_prompt"]),
             seed=int(job.params["seed"]),
             job_id=job.id,
-            acquisition="thompson" if strategy == "thompson" else "uncertainty",
+            acquisition=ACQUISITION_OF[strategy],
         )
     else:
         result = comparisons_select_random(

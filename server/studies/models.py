@@ -101,6 +101,7 @@ class PairSelection(models.TextChoices):
     RANDOM = "random"
     ACTIVE = "active"  # most uncertain under the reward-model ensemble
     THOMPSON = "thompson"  # double Thompson sampling from the reward-model ensemble
+    MARGIN = "margin"  # the pairs whose winner the reward-model ensemble is surest of
 
 
 class BootstrapClusters(models.TextChoices):

@@ -7,7 +7,10 @@ Two acquisitions (``workers/ml/active_selection.py``):
   of P(a preferred over b); the most uncertain are taken;
 - ``thompson``, double Thompson sampling (Dwaracherla et al. 2024): per pair, one randomly drawn
   member picks the sample it scores best among the prompt's new cross-version pairs, another
-  picks that sample's best partner.
+  picks that sample's best partner;
+- ``margin`` (after Muldrew et al. 2024): among the prompt's new cross-version pairs, those whose
+  winner the members' mean is surest of, each sample in at most two: clear votes for a policy
+  trained on the votes (DPO), where uncertainty asks about near-equal samples.
 
 Budget: ``pairs_per_prompt`` × prompts with candidates, the same number of comparisons random
 selection would create, so the strategies spend labels alike, and never more than
@@ -36,10 +39,11 @@ from server.ratings.pair_selection import (
 )
 from server.studies.models import Modality, Study
 from server.training.models import RewardModel
-from workers.ml.active_selection import pair_disagreement, select_double_thompson
+from workers.ml.active_selection import pair_disagreement, select_double_thompson, select_widest_margin
 from workers.ml.reward_model import load_reward_ensemble, score_texts
 
 CANDIDATE_FACTOR = 10
+ACQUISITIONS = ("uncertainty", "thompson", "margin")
 
 
 def comparisons_select_active(
@@ -51,9 +55,10 @@ def comparisons_select_active(
     acquisition: str = "uncertainty",
 ) -> SelectionResult:
     """Create the study's next pairs chosen by its latest reward model: ``acquisition``
-    ``"uncertainty"`` (strategy ``active``) or ``"thompson"`` (double Thompson sampling)."""
-    if acquisition not in ("uncertainty", "thompson"):
-        raise ApplicationError(f"Unknown acquisition {acquisition!r}: uncertainty or thompson.")
+    ``"uncertainty"`` (strategy ``active``), ``"thompson"`` (double Thompson sampling) or
+    ``"margin"`` (the pairs with the widest predicted margin)."""
+    if acquisition not in ACQUISITIONS:
+        raise ApplicationError(f"Unknown acquisition {acquisition!r}: {', '.join(ACQUISITIONS)}.")
     reward_model = _latest_reward_model(study)
     if reward_model is None:
         return comparisons_select_random(
@@ -69,7 +74,7 @@ def comparisons_select_active(
     ]
     prompts_with_candidates = len({prompt_id for prompt_id, _, _ in candidates})
     budget = pairs_per_prompt * prompts_with_candidates
-    # Thompson sampling looks for the best samples of each prompt, so it sees all candidates.
+    # Thompson sampling and margin look for the best (or clearest) of each prompt: all candidates.
     if acquisition == "uncertainty" and len(candidates) > CANDIDATE_FACTOR * budget:
         candidates = rng.sample(candidates, CANDIDATE_FACTOR * budget)
     if not candidates:
@@ -79,9 +84,12 @@ def comparisons_select_active(
     position = {sample_id: index for index, sample_id in enumerate(sample_ids)}
     member_scores = _member_scores(study, reward_model, sample_ids)
     index_pairs = np.array([[position[a], position[b]] for _, a, b in candidates], dtype=np.int64)
+    prompt_of = np.array([prompt_id for prompt_id, _, _ in candidates], dtype=np.int64)
     if acquisition == "thompson":
-        prompt_of = np.array([prompt_id for prompt_id, _, _ in candidates], dtype=np.int64)
         picked = select_double_thompson(member_scores, index_pairs, prompt_of, pairs_per_prompt, seed)
+        chosen = [candidates[int(candidate)] for candidate in picked]
+    elif acquisition == "margin":
+        picked = select_widest_margin(member_scores, index_pairs, prompt_of, pairs_per_prompt)
         chosen = [candidates[int(candidate)] for candidate in picked]
     else:
         disagreement = pair_disagreement(member_scores, index_pairs)

@@ -3,8 +3,9 @@
 Uncertainty (Christiano et al. 2017): sample many candidate pairs (10× more than needed), predict
 for each the probability that one side is preferred with every ensemble member, and query the
 pairs where the members' predictions vary most. Double Thompson sampling (Dwaracherla et al. 2024):
-pairs of samples that randomly drawn members score best. Random selection is the baseline both
-must beat.
+pairs of samples that randomly drawn members score best. Margin (after Muldrew et al. 2024's
+preference certainty): the pairs whose winner the ensemble is surest of. Random selection is the
+baseline all must beat.
 Pure numpy: the scores come from ``reward_model.score_texts(...).member_scores``.
 """
 
@@ -124,4 +125,55 @@ def select_double_thompson(
             best = -max(partners)[1]
             chosen.append(best)
             remaining.discard(best)
+    return np.array(chosen, dtype=np.int64)
+
+
+def preference_margin(member_scores: ArrayLike, candidate_pairs: ArrayLike) -> NDArray[np.float64]:
+    """|P̄(a preferred over b) − ½| per candidate pair, P̄ the members' mean: [P], in [0, ½)."""
+    return np.abs(preference_probabilities(member_scores, candidate_pairs).mean(axis=0) - 0.5)
+
+
+def select_widest_margin(
+    member_scores: ArrayLike,
+    candidate_pairs: ArrayLike,
+    groups: ArrayLike,
+    per_group: int,
+    uses_per_sample: int = 2,
+) -> NDArray[np.int64]:
+    """Indices into ``candidate_pairs`` of the pairs with the widest predicted margin
+    (``preference_margin``): at most ``per_group`` per group (a prompt) and each sample in at most
+    ``uses_per_sample`` of the chosen pairs.
+
+    Uncertainty sampling asks where the reward model is unsure, which improves the reward model
+    but asks raters about near-equal samples: votes that are ties (dropped from policy training)
+    or coin flips. A policy trained on the votes themselves (DPO) learns most from pairs with a
+    clear winner; Muldrew et al. 2024 ("Active preference learning for large language models")
+    found that choosing the pairs whose preference the model is most certain of made DPO more
+    label-efficient than random pairs, and uncertainty less. The raters still decide the winner:
+    a confident but wrong reward model yields a pair that corrects it. The cap per sample spreads
+    the labels over the prompt's samples rather than pitting one extreme sample against all others.
+
+    ``member_scores`` is [K, samples]; ``candidate_pairs`` [P, 2] indexes samples; ``groups`` [P].
+    Returns indices from widest to narrowest margin; equal margins keep the candidates' order, so
+    the choice is deterministic.
+    """
+    pairs = np.asarray(candidate_pairs, dtype=np.int64).reshape(-1, 2)
+    labels = np.asarray(groups).reshape(-1)
+    if len(labels) != len(pairs):
+        raise ValueError(f"one group per candidate pair (got {len(labels)} for {len(pairs)})")
+    if per_group < 0 or uses_per_sample < 1:
+        raise ValueError("per_group must be non-negative and uses_per_sample positive")
+    margin = preference_margin(member_scores, pairs)
+    chosen: list[int] = []
+    taken: dict[object, int] = {}
+    uses: dict[int, int] = {}
+    for candidate in np.argsort(-margin, kind="stable").tolist():
+        group = labels[candidate].item()
+        a, b = pairs[candidate].tolist()
+        if taken.get(group, 0) >= per_group or max(uses.get(a, 0), uses.get(b, 0)) >= uses_per_sample:
+            continue
+        taken[group] = taken.get(group, 0) + 1
+        uses[a] = uses.get(a, 0) + 1
+        uses[b] = uses.get(b, 0) + 1
+        chosen.append(candidate)
     return np.array(chosen, dtype=np.int64)

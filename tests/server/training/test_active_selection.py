@@ -17,7 +17,7 @@ from server.training.models import RewardModel
 from server.training.snapshots import snapshot_create
 from tests import factories
 from tests.server.training.test_training_chain import judged_study
-from workers.ml.active_selection import pair_disagreement
+from workers.ml.active_selection import pair_disagreement, preference_margin
 from workers.ml.reward_model import load_reward_ensemble, score_texts
 from workers.runner import run_job
 
@@ -110,6 +110,38 @@ def test_thompson_selection_job_pairs_samples_the_ensemble_scores_best() -> None
     members = score_texts(ensemble, [s.text for s in samples], prompts=[fresh.text] * len(samples))
     favourites = {samples[int(i)].id for i in members.member_scores.detach().cpu().numpy().argmax(axis=1)}
     assert all({c.sample_a_id, c.sample_b_id} & favourites for c in chosen)
+
+
+def test_margin_selection_job_asks_the_pairs_whose_winner_the_ensemble_is_surest_of() -> None:
+    study, good, bad = judged_study(prompts=8)
+    study.gold_rate = 0
+    study.pair_selection = "margin"
+    study.save()
+    train_reward_model(study)
+    fresh = factories.prompt(study=study, text="Fresh prompt")
+    texts = ["lamp lamp", "The tide is kind", "the the the", "A letter to the moon", "clock", "Stars tonight"]
+    for number, text in enumerate(texts):
+        factories.sample(prompt=fresh, version=good if number % 2 else bad, text=text)
+
+    selection = pair_selection_start(study=study, pairs_per_prompt=2, seed=5)  # the study's strategy
+    assert selection.params["strategy"] == "margin"
+    assert run_job(selection.id, pair_selection_run) == "succeeded"
+
+    chosen = {
+        (c.sample_a_id, c.sample_b_id)
+        for c in Comparison.objects.filter(prompt=fresh, kind=ComparisonKind.REGULAR)
+    }
+    samples = list(Sample.objects.filter(prompt=fresh).order_by("id"))
+    ensemble = load_reward_ensemble(Path(RewardModel.objects.get().path))
+    members = score_texts(ensemble, [s.text for s in samples], prompts=[fresh.text] * len(samples))
+    candidates = [
+        (a, b) for a in range(6) for b in range(6) if a < b and samples[a].version_id != samples[b].version_id
+    ]
+    margin = preference_margin(members.member_scores.detach().cpu().numpy(), np.array(candidates))
+    # The two widest of the nine cross-version pairs (each sample in at most two pairs allows both).
+    widest = [candidates[int(i)] for i in np.argsort(-margin, kind="stable")[:2]]
+    assert chosen == {(samples[a].id, samples[b].id) for a, b in widest}
+    assert margin.max() > np.median(margin)  # the ensemble tells the pairs apart: the test can fail
 
 
 def test_an_unknown_acquisition_is_refused() -> None:

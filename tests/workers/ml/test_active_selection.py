@@ -7,10 +7,12 @@ import pytest
 
 from workers.ml.active_selection import (
     pair_disagreement,
+    preference_margin,
     preference_probabilities,
     select_double_thompson,
     select_most_uncertain,
     select_random,
+    select_widest_margin,
 )
 
 
@@ -159,3 +161,46 @@ def test_double_thompson_refuses_bad_input() -> None:
         select_double_thompson(np.zeros(4), CANDIDATES, [0] * 4, 1, 0)
     with pytest.raises(ValueError, match="per_group must be non-negative"):
         select_double_thompson(MEMBER_SCORES, CANDIDATES, [0] * 4, -1, 0)
+
+
+def test_margin_is_the_mean_probabilitys_distance_from_a_coin_flip() -> None:
+    margin = preference_margin(MEMBER_SCORES, CANDIDATES)
+    # Members agree 0 beats 1 by 4; they cancel out on 2 against 3.
+    assert margin[0] == pytest.approx(sigmoid(4.0) - 0.5)
+    assert margin[1] == pytest.approx(0.0)
+    assert margin[3] == pytest.approx(margin[0])  # the order within a pair does not matter
+    expected = abs(np.mean([sigmoid(-1.0), sigmoid(5.0), sigmoid(2.0)]) - 0.5)
+    assert margin[2] == pytest.approx(expected)
+
+
+def test_widest_margin_asks_the_clearest_pairs_first_within_each_groups_quota() -> None:
+    # One member; samples 0-5 scored 0, 1, …, 5: the margin grows with the score gap.
+    scores = np.arange(6.0)[None, :]
+    pairs = np.array([[0, 1], [0, 5], [2, 3], [1, 4], [2, 5], [3, 4], [0, 3]])
+    groups = np.array([1, 1, 1, 1, 2, 2, 2])
+
+    chosen = select_widest_margin(scores, pairs, groups, per_group=2, uses_per_sample=3)
+
+    # gaps: 1, 5, 1, 3 | 3, 1, 3 → group 1: [0,5] then [1,4]; group 2: [2,5], then [0,3] (first of
+    # the equal gaps in candidate order).
+    assert chosen.tolist() == [1, 3, 4, 6]
+
+
+def test_widest_margin_uses_each_sample_at_most_as_often_as_allowed() -> None:
+    scores = np.array([[10.0, 0.0, 1.0, 2.0, 3.0]])
+    pairs = np.array([[0, 1], [0, 2], [0, 3], [0, 4], [1, 4]])
+    groups = np.zeros(5, dtype=np.int64)
+
+    chosen = select_widest_margin(scores, pairs, groups, per_group=3, uses_per_sample=2)
+
+    # Sample 0, the extreme one, is in the two widest pairs and no more; then the next widest.
+    assert chosen.tolist() == [0, 1, 4]
+    assert select_widest_margin(scores, pairs, groups, per_group=3, uses_per_sample=1).tolist() == [0]
+    assert select_widest_margin(scores, pairs[:0], groups[:0], per_group=3).tolist() == []
+
+
+def test_widest_margin_refuses_bad_input() -> None:
+    with pytest.raises(ValueError, match="one group per candidate pair"):
+        select_widest_margin(MEMBER_SCORES, CANDIDATES, [0, 0], per_group=1)
+    with pytest.raises(ValueError, match="uses_per_sample positive"):
+        select_widest_margin(MEMBER_SCORES, CANDIDATES, [0, 0, 0, 0], per_group=1, uses_per_sample=0)
