@@ -1,7 +1,7 @@
 """Active pair selection: the study's reward-model ensemble chooses which pairs raters see.
 Worker-only (scores samples with the ensemble, through torch).
 
-Two acquisitions (``workers/ml/active_selection.py``):
+Three acquisitions (``workers/ml/active_selection.py``):
 - ``active``, uncertainty (Christiano et al. 2017): up to ``CANDIDATE_FACTOR`` × budget new
   cross-version pairs drawn at random, as in the paper, each scored by the variance across members
   of P(a preferred over b); the most uncertain are taken;

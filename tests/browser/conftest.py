@@ -58,6 +58,8 @@ class Chromium:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         self.killed += 1
+        # The next get() launches afresh: Playwright may not have seen the disconnection yet.
+        self.launched = None
         return len(doomed)
 
     @contextlib.contextmanager
@@ -116,11 +118,6 @@ def chromium() -> Iterator[Chromium]:
         yield holder
         if holder.launched is not None and holder.launched.is_connected():
             holder.launched.close()
-
-
-@pytest.fixture
-def browser(chromium: Chromium):  # type: ignore[no-untyped-def]
-    return chromium.get()
 
 
 @pytest.fixture
