@@ -241,10 +241,50 @@ class ApiClient:
                 return error.code, {"error": payload.decode(errors="replace")[:200]}
 
 
+def answer(
+    *,
+    prompt: str,
+    left: str,
+    right: str,
+    oracle: Oracle,
+    noise: float,
+    rng: random.Random,
+    noise_key: int | None = None,
+) -> tuple[str, str, bool]:
+    """(choice, the oracle's own choice, whether the choice was random) for one pair.
+
+    The higher score wins, equal scores tie; with probability ``noise`` the choice is random. With a
+    ``noise_key`` that coin and that choice depend on the key and the two texts alone, not on the
+    order the pairs come in or the side each text is shown on (both drawn at random by the server):
+    two runs that judge the same pairs cast the same votes, so the chains of a benchmark that
+    differ only in what happens later stay paired (``bench.loop``). Raters sharing a key then give a
+    pair the same random answer.
+    """
+    left_score, right_score = oracle(prompt, left), oracle(prompt, right)
+    preferred = "left" if left_score > right_score else "right" if right_score > left_score else "tie"
+    coin = rng
+    if noise_key is not None:
+        coin = random.Random(f"{noise_key}\x00{prompt}\x00{min(left, right)}\x00{max(left, right)}")
+    if coin.random() < noise:
+        # The random winner is drawn as a text (the smaller or larger), then found on its side.
+        smaller_wins = coin.random() < 0.5
+        choice = "left" if (left <= right) == smaller_wins else "right"
+        return choice, preferred, True
+    return preferred, preferred, False
+
+
 def rate(
-    *, client: ApiClient, study_slug: str, oracle: Oracle, votes: int, noise: float, rng: random.Random
+    *,
+    client: ApiClient,
+    study_slug: str,
+    oracle: Oracle,
+    votes: int,
+    noise: float,
+    rng: random.Random,
+    noise_key: int | None = None,
 ) -> RaterStats:
-    """Vote up to ``votes`` times (fewer when the study runs out of pairs for this rater)."""
+    """Vote up to ``votes`` times (fewer when the study runs out of pairs for this rater); each
+    vote is ``answer``'s (``noise_key`` as there)."""
     stats = RaterStats()
     base = f"/api/studies/{study_slug}"
     empty_answers = 0
@@ -268,13 +308,10 @@ def rate(
             break
         empty_answers = 0
         prompt, left, right = str(assignment["prompt"]), str(assignment["left"]), str(assignment["right"])
-        left_score, right_score = oracle(prompt, left), oracle(prompt, right)
-        preferred = "left" if left_score > right_score else "right" if right_score > left_score else "tie"
-        if rng.random() < noise:
-            choice = rng.choice(["left", "right"])
-            stats.random_votes += 1
-        else:
-            choice = preferred
+        choice, preferred, random_vote = answer(
+            prompt=prompt, left=left, right=right, oracle=oracle, noise=noise, rng=rng, noise_key=noise_key
+        )
+        stats.random_votes += random_vote
         stats.agreed_with_oracle += choice == preferred
         words = len(left.split()) + len(right.split())
         vote = {

@@ -1,11 +1,14 @@
-"""The built-in oracles of the simulated raters, against hand-computed values, and their resolver."""
+"""The simulated raters: the built-in oracles against hand-computed values, their resolver, one answer."""
 
 from __future__ import annotations
+
+import random
 
 import pytest
 
 from server.ratings.simulated_raters import (
     ORACLES,
+    answer,
     composite_oracle,
     diversity_oracle,
     garden_oracle,
@@ -111,3 +114,75 @@ def test_load_oracle_names_what_is_wrong(path: str, message: str) -> None:
     with pytest.raises(ValueError) as raised:
         load_oracle(path)
     assert str(raised.value) == message
+
+
+def test_an_answer_follows_the_oracle_without_noise_and_ties_equal_scores() -> None:
+    rng = random.Random(0)
+    garden = "The garden grew roses."
+    plain = "The man sat down."
+    assert answer(prompt="p", left=garden, right=plain, oracle=garden_oracle, noise=0.0, rng=rng) == (
+        "left",
+        "left",
+        False,
+    )
+    assert (
+        answer(prompt="p", left=plain, right=garden, oracle=garden_oracle, noise=0.0, rng=rng)[0] == "right"
+    )
+    assert answer(prompt="p", left=plain, right=plain, oracle=garden_oracle, noise=0.0, rng=rng)[0] == "tie"
+
+
+def test_keyed_noise_gives_a_pair_the_same_vote_whatever_the_side_and_the_order() -> None:
+    texts = [f"Text number {n} about a garden." if n % 3 else f"Text number {n}." for n in range(40)]
+    pairs = [(texts[i], texts[j]) for i in range(0, 40, 2) for j in range(1, 40, 7)]
+
+    def winners(order: list[tuple[str, str]], flip: bool, rng_seed: int) -> dict[tuple[str, str], str]:
+        rng = random.Random(rng_seed)  # the unkeyed generator differs and is used in between
+        result = {}
+        for a, b in order:
+            left, right = (b, a) if flip else (a, b)
+            rng.random()
+            choice, _, _ = answer(
+                prompt="p", left=left, right=right, oracle=garden_oracle, noise=0.5, rng=rng, noise_key=7
+            )
+            result[(a, b)] = {"left": left, "right": right}.get(choice, "tie")
+        return result
+
+    first = winners(pairs, flip=False, rng_seed=1)
+    assert winners(list(reversed(pairs)), flip=True, rng_seed=2) == first
+    # Half the votes are random, and a random vote may pick either text: the noise is there.
+    oracle_winners = {
+        (a, b): a
+        if garden_oracle("p", a) > garden_oracle("p", b)
+        else b
+        if garden_oracle("p", b) > garden_oracle("p", a)
+        else "tie"
+        for a, b in pairs
+    }
+    disagreements = sum(first[pair] != oracle_winners[pair] for pair in pairs)
+    assert 0.1 * len(pairs) < disagreements < 0.5 * len(pairs)
+    # Another key, other coins.
+    rng = random.Random(0)
+    other = {
+        (a, b): {"left": a, "right": b}.get(
+            answer(prompt="p", left=a, right=b, oracle=garden_oracle, noise=0.5, rng=rng, noise_key=8)[0],
+            "tie",
+        )
+        for a, b in pairs
+    }
+    assert other != first
+
+
+def test_unkeyed_noise_draws_from_the_raters_generator() -> None:
+    votes = [
+        answer(
+            prompt="p", left="a b c d", right="a b c d", oracle=garden_oracle, noise=1.0, rng=random.Random(3)
+        )
+        for _ in range(2)
+    ]
+    assert votes[0] == votes[1]  # the same generator state, the same answer
+    rng = random.Random(3)
+    drawn = {
+        answer(prompt="p", left="x y", right="z w", oracle=garden_oracle, noise=1.0, rng=rng)[0]
+        for _ in range(50)
+    }
+    assert drawn == {"left", "right"}  # a random vote never ties
