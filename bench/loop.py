@@ -99,8 +99,9 @@ heads reward model that ranks the pairs agrees with the oracle on 0.58-0.75 of h
 these label counts (``bench.reward_quality``), and the chains of a seed were not truly paired:
 round 1, random in both strategies, differed between them (short_clauses 0.1407 against 0.1489)
 because which pair got a random vote depended on the order and sides the server drew. Since then
-the simulated raters key their noise by the pair (``noise_key``), so later runs pair exactly up
-to the first selection that differs.
+the simulated raters key their noise by the pair (``noise_key``): the same pairs get the same votes
+in every chain of a seed. The chains still differ in which prompts the snapshot holds out for
+validation (a hash of the study's id and the prompt's), so round 1 is closer but not identical.
 
 Control (``--control``; measured as a separate ``--strategies random --noise 1`` run with the same
 seeds): random pairs, every vote a coin flip, DPO. Its final score, and each strategy's final
@@ -448,7 +449,7 @@ def run_chain(  # type: ignore[no-untyped-def]
                 noise=noise,
                 rng=random.Random(round_seed * 100 + index),
                 # The same pairs get the same votes in every chain of a seed, whichever rater,
-                # order or side: the chains' rounds stay paired until their selections differ.
+                # order or side the server draws: chains differ by their selections, not by luck.
                 noise_key=round_seed,
             )
             if stats.errors:
