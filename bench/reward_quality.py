@@ -14,7 +14,8 @@ as the snapshot drops them. The score: agreement of the ensemble's mean reward w
 every pair of samples of the 12 other openings that the oracle does not tie (~800 pairs, their
 interval Wilson's), so the figure is the reward model's, not the luck of a 20-vote validation split.
 
-Kinds (``workers.ml.reward_model``):
+Kinds (``workers.ml.reward_model``), ``bench.loop.REWARD_MODELS``'s, so the loop's ``--reward-model``
+runs what is measured here:
 - ``heads``: ``embedding_heads``, 3 linear heads over frozen MiniLM features (the loop's default);
 - ``lora``: ``sequence_classification`` on the policy's own base (the demo model) with LoRA on every
   linear layer, 3 members, trained by TRL's ``RewardTrainer``.
@@ -55,17 +56,6 @@ ROOT = Path(__file__).resolve().parents[1]
 DEMO_MODEL = ROOT / "var" / "models" / "lovelace-tiny"
 SAMPLES_PER_DECODING = 6
 NOISE = 0.1
-KINDS = {
-    "heads": {"kind": "embedding_heads"},
-    # 3 passes at 1e-3: one pass (the default for real models) is ~6 steps at these label counts.
-    "lora": {
-        "kind": "sequence_classification",
-        "lora": {"rank": 16, "alpha": 32, "dropout": 0.0, "target_modules": ["c_attn", "c_proj", "c_fc"]},
-        "epochs": 3,
-        "learning_rate": 1e-3,
-        "batch_size": 8,
-    },
-}
 
 
 @dataclass(frozen=True)
@@ -150,20 +140,20 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--kinds", default="heads,lora")
     arguments = parser.parse_args()
-    from bench.loop import LOOP_PROMPTS, PROMPTS
+    from bench.loop import LOOP_PROMPTS, PROMPTS, REWARD_MODELS
     from server.ratings.simulated_raters import load_oracle
     from workers.ml.reward_model import RewardModelConfig, train_reward_model
 
     if not (arguments.model / "config.json").exists():
         parser.error(f"{arguments.model} holds no model: run `make demo` once, or pass --model")
     kinds = arguments.kinds.split(",")
-    if unknown := [kind for kind in kinds if kind not in KINDS]:
-        parser.error(f"unknown kinds {unknown}: {', '.join(KINDS)}")
+    if unknown := [kind for kind in kinds if kind not in REWARD_MODELS]:
+        parser.error(f"unknown kinds {unknown}: {', '.join(REWARD_MODELS)}")
     oracles = {name: load_oracle(name) for name in arguments.oracles.split(",")}
     label_counts = [int(n) for n in arguments.labels.split(",")]
-    # The policy's own base: the model whose samples are judged.
+    # bench.loop's --reward-model settings; lora's backbone is the model whose samples are judged.
     settings = {
-        kind: {**KINDS[kind], **({"backbone_path": str(arguments.model)} if kind == "lora" else {})}
+        kind: {**REWARD_MODELS[kind], **({"backbone_path": str(arguments.model)} if kind == "lora" else {})}
         for kind in kinds
     }
     started = time.perf_counter()

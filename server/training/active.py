@@ -30,6 +30,7 @@ from server.core.exceptions import ApplicationError
 from server.core.paths import model_path_check
 from server.generators.models import Sample
 from server.ratings.pair_selection import (
+    ACQUISITION_OF,
     SelectionResult,
     candidate_pairs_by_prompt,
     comparisons_create,
@@ -43,7 +44,7 @@ from workers.ml.active_selection import pair_disagreement, select_double_thompso
 from workers.ml.reward_model import load_reward_ensemble, score_texts
 
 CANDIDATE_FACTOR = 10
-ACQUISITIONS = ("uncertainty", "thompson", "margin")
+ACQUISITIONS = tuple(ACQUISITION_OF.values())
 
 
 def comparisons_select_active(

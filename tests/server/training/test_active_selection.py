@@ -10,7 +10,7 @@ from server.generators.models import Sample
 from server.jobs.models import Job, JobKind
 from server.ratings.models import Comparison, ComparisonKind
 from server.ratings.pair_selection import pair_selection_run, pair_selection_start
-from server.studies.models import Study
+from server.studies.models import Prompt, Study
 from server.training.active import comparisons_select_active
 from server.training.jobs import reward_model_train_run
 from server.training.models import RewardModel
@@ -34,6 +34,25 @@ def train_reward_model(study: Study) -> None:
         params={"snapshot_id": snapshot.id, "config": {"ensemble_size": 3}},
     )
     assert run_job(job.id, reward_model_train_run) == "succeeded"
+
+
+def selected_by_the_studys_strategy(strategy: str) -> Prompt:
+    """A study with a 3-member reward model and a fresh prompt of six samples (two versions), after
+    a ``select_pairs`` job with ``strategy`` as the study's own chose 2 pairs; the fresh prompt."""
+    study, good, bad = judged_study(prompts=8)
+    study.gold_rate = 0
+    study.pair_selection = strategy
+    study.save()
+    train_reward_model(study)
+    fresh = factories.prompt(study=study, text="Fresh prompt")
+    texts = ["lamp lamp", "The tide is kind", "the the the", "A letter to the moon", "clock", "Stars tonight"]
+    for number, text in enumerate(texts):
+        factories.sample(prompt=fresh, version=good if number % 2 else bad, text=text)
+
+    selection = pair_selection_start(study=study, pairs_per_prompt=2, seed=5)  # the study's strategy
+    assert selection.params["strategy"] == strategy
+    assert run_job(selection.id, pair_selection_run) == "succeeded"
+    return fresh
 
 
 def test_without_a_reward_model_active_selection_falls_back_to_random() -> None:
@@ -86,19 +105,7 @@ def test_active_selection_takes_the_pairs_the_ensemble_disagrees_on_most(tmp_pat
 
 
 def test_thompson_selection_job_pairs_samples_the_ensemble_scores_best() -> None:
-    study, good, bad = judged_study(prompts=8)
-    study.gold_rate = 0
-    study.pair_selection = "thompson"
-    study.save()
-    train_reward_model(study)
-    fresh = factories.prompt(study=study, text="Fresh prompt")
-    texts = ["lamp lamp", "The tide is kind", "the the the", "A letter to the moon", "clock", "Stars tonight"]
-    for number, text in enumerate(texts):
-        factories.sample(prompt=fresh, version=good if number % 2 else bad, text=text)
-
-    selection = pair_selection_start(study=study, pairs_per_prompt=2, seed=5)  # the study's strategy
-    assert selection.params["strategy"] == "thompson"
-    assert run_job(selection.id, pair_selection_run) == "succeeded"
+    fresh = selected_by_the_studys_strategy("thompson")
 
     chosen = list(Comparison.objects.filter(prompt=fresh, kind=ComparisonKind.REGULAR))
     assert len(chosen) == 2
@@ -113,19 +120,7 @@ def test_thompson_selection_job_pairs_samples_the_ensemble_scores_best() -> None
 
 
 def test_margin_selection_job_asks_the_pairs_whose_winner_the_ensemble_is_surest_of() -> None:
-    study, good, bad = judged_study(prompts=8)
-    study.gold_rate = 0
-    study.pair_selection = "margin"
-    study.save()
-    train_reward_model(study)
-    fresh = factories.prompt(study=study, text="Fresh prompt")
-    texts = ["lamp lamp", "The tide is kind", "the the the", "A letter to the moon", "clock", "Stars tonight"]
-    for number, text in enumerate(texts):
-        factories.sample(prompt=fresh, version=good if number % 2 else bad, text=text)
-
-    selection = pair_selection_start(study=study, pairs_per_prompt=2, seed=5)  # the study's strategy
-    assert selection.params["strategy"] == "margin"
-    assert run_job(selection.id, pair_selection_run) == "succeeded"
+    fresh = selected_by_the_studys_strategy("margin")
 
     chosen = {
         (c.sample_a_id, c.sample_b_id)
