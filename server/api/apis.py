@@ -53,7 +53,7 @@ from server.studies.models import Study
 from server.studies.selectors import CriterionView, study_criterion
 from server.studies.services import PromptInput, prompt_bulk_create, study_create
 from server.training.exports import export_file_path, export_start
-from server.training.services import policy_train_start, reward_model_train_start
+from server.training.services import policy_train_start, reward_model_train_start, training_job_resume
 from server.training.snapshots import snapshot_create
 
 IMPORT_ROWS_FILENAME = "rows.jsonl"
@@ -585,6 +585,21 @@ class JobCancelApi(StaffAPI):
     )
     def post(self, request: Request, job_id: int) -> Response:
         return Response(s.JobSerializer(job_cancel(job_id=job_id)).data)
+
+
+class JobResumeApi(StaffAPI):
+    schema_tag = "jobs"
+    throttle_scope = "jobs"
+
+    @extend_schema(
+        summary="Resume a failed or cancelled training job from its newest checkpoint (staff): a new "
+        "job with the same options, recorded as the first one's next step",
+        request=None,
+        responses={202: s.JobSerializer},
+    )
+    def post(self, request: Request, job_id: int) -> Response:
+        job = training_job_resume(job_id=job_id, created_by_id=request.user.id)
+        return Response(s.JobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
 
 
 class JobStartAPI(StudyAPI):

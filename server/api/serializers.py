@@ -185,6 +185,8 @@ class StudySerializer(serializers.ModelSerializer):
             "bootstrap_clusters",
             "auto_train_min_judgments",
             "auto_train_policy",
+            "auto_reward_model_config",
+            "auto_policy_config",
             "min_training_pairs",
             "require_guidelines_ack",
             "qualification_pairs",
@@ -241,6 +243,20 @@ class StudyCreateSerializer(serializers.Serializer):
     # What the leaderboard's bootstrap resamples whole (prompts by default).
     bootstrap_clusters = serializers.ChoiceField(choices=BootstrapClusters.choices, required=False)
     auto_train_min_judgments = Integer(min_value=1, max_value=1_000_000, required=False, allow_null=True)
+    # The loop's policy method and the options of its reward-model and policy jobs, as the training
+    # endpoints take them (checked the same way when the study is created).
+    auto_train_policy = serializers.ChoiceField(
+        choices=[("dpo", "DPO"), ("rloo", "RLOO"), ("grpo", "GRPO")], required=False
+    )
+    auto_reward_model_config = serializers.DictField(
+        required=False,
+        help_text='Options of the loop\'s reward models, e.g. {"kind": "sequence_classification", '
+        '"backbone_path": "/models/base", "lora": {"rank": 16}}; {} for the defaults.',
+    )
+    auto_policy_config = serializers.DictField(
+        required=False,
+        help_text="Options of the loop's policy jobs (of auto_train_policy's method); {} for the defaults.",
+    )
     # Fewer training pairs than this: a reward model still trains, with a warning.
     min_training_pairs = Integer(min_value=1, max_value=1_000_000, required=False)
     # Onboarding: the guidelines acknowledged before the first pair; a qualification of N staff

@@ -71,6 +71,7 @@ urlpatterns = [
     path("jobs/", apis.JobListApi.as_view(), name="jobs"),
     path("jobs/<id:job_id>/", apis.JobDetailApi.as_view(), name="job"),
     path("jobs/<id:job_id>/cancel/", apis.JobCancelApi.as_view(), name="job-cancel"),
+    path("jobs/<id:job_id>/resume/", apis.JobResumeApi.as_view(), name="job-resume"),
     path("exports/<id:job_id>/", apis.ExportDetailApi.as_view(), name="export"),
     path("exports/<id:job_id>/files/<str:name>", apis.ExportFileApi.as_view(), name="export-file"),
     # Last: whatever did not match (a malformed id or slug included) is a JSON 404.

@@ -209,6 +209,12 @@ class Study(_RemembersQuestion):
     auto_train_policy = models.CharField(
         max_length=16, choices=[("dpo", "DPO"), ("rloo", "RLOO"), ("grpo", "GRPO")], default="dpo"
     )
+    # The options of the loop's reward-model and policy jobs, as the training API takes them
+    # (server/training/services.py; checked by ``clean``): e.g. {"kind": "sequence_classification",
+    # "backbone_path": …, "lora": {"rank": 16}} for a reward model on the policy's own base.
+    # Empty: the trainers' defaults (the cheap frozen-embedding heads; LoRA DPO).
+    auto_reward_model_config = models.JSONField(default=dict, blank=True)
+    auto_policy_config = models.JSONField(default=dict, blank=True)
     target_ci_width = models.FloatField(default=50.0, validators=[MinValueValidator(0.0)])  # rating points
     # What the leaderboard's bootstrap resamples whole: prompts by default (see BootstrapClusters).
     bootstrap_clusters = models.CharField(
@@ -255,6 +261,7 @@ class Study(_RemembersQuestion):
         return self.name
 
     def clean(self) -> None:
+        self._clean_loop_options()
         if self.qualification_min_correct > self.qualification_pairs:
             raise ValidationError(
                 {
@@ -269,6 +276,42 @@ class Study(_RemembersQuestion):
                     "as expected to pass (at least 1)."
                 }
             )
+
+    def _clean_loop_options(self) -> None:
+        """The loop's job options, refused here as the training services would refuse them when the
+        loop starts the jobs (by name, type, range and combination), naming the option."""
+        from server.core.exceptions import ApplicationError
+        from server.training.services import (
+            IMAGE_POLICY_OPTIONS,
+            IMAGE_REWARD_OPTIONS,
+            image_options,
+            policy_options,
+            reward_model_options,
+        )
+
+        image = self.modality == Modality.IMAGE
+        checks = {
+            "auto_reward_model_config": lambda config: (
+                image_options(config, IMAGE_REWARD_OPTIONS, "image reward model")
+                if image
+                else reward_model_options(config)
+            ),
+            "auto_policy_config": lambda config: (
+                image_options(config, IMAGE_POLICY_OPTIONS, "image policy")
+                if image
+                else policy_options(self.auto_train_policy, config)
+            ),
+        }
+        for field, check in checks.items():
+            config = getattr(self, field)
+            if not isinstance(config, dict):
+                raise ValidationError({field: "Must be an object of options (or {} for the defaults)."})
+            if self.auto_train_policy not in ("dpo", "rloo", "grpo") and field == "auto_policy_config":
+                continue  # the method itself is refused by its own field
+            try:
+                check(config)
+            except ApplicationError as error:
+                raise ValidationError({field: error.message}) from None
 
 
 MAX_CRITERIA = 4  # the study's own question and up to three more

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import shutil
 from collections import defaultdict
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +42,17 @@ CHILD_SAMPLES_PER_PROMPT = 3
 
 
 def _checkpoint_path(job: Job, name: str) -> Path:
-    return Path(settings.VAR_DIR) / "checkpoints" / f"job-{job.id}" / name
+    """The job's folder of trainer checkpoints. A job that resumes a failed or cancelled one
+    (``training_job_resume``) takes that job's folder over on its first run, so the trainer goes on
+    from the newest checkpoint there; it is moved, not copied (one job trains on from it)."""
+    folder = Path(settings.VAR_DIR) / "checkpoints" / f"job-{job.id}" / name
+    resumed = job.params.get("resumes_job")
+    if resumed and not folder.exists():
+        earlier = Path(settings.VAR_DIR) / "checkpoints" / f"job-{int(resumed)}" / name
+        if earlier.is_dir():
+            folder.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(earlier, folder)
+    return folder
 
 
 def snapshot_run(*, job: Job, report: ProgressReporter) -> dict[str, Any]:
@@ -63,6 +74,7 @@ def snapshot_run(*, job: Job, report: ProgressReporter) -> dict[str, Any]:
         reward_model_train_start(
             study=job.study,
             snapshot_id=snapshot.id,
+            config=job.study.auto_reward_model_config or None,  # the study's loop settings
             parent_id=job.id,
             then=[step for step in then if step != "reward_model"],
         )
@@ -135,6 +147,7 @@ def reward_model_train_run(*, job: Job, report: ProgressReporter) -> dict[str, A
             method=IMAGE_POLICY_METHOD if image_study else job.study.auto_train_policy,
             snapshot_id=reward_model.snapshot_id,
             reward_model_id=reward_model.id,
+            config=job.study.auto_policy_config or None,  # the study's loop settings
             parent_id=job.id,
             then=["generate"],
         )
@@ -266,7 +279,10 @@ def _policy_train(*, job: Job, report: ProgressReporter) -> GeneratorVersion:
             provenance=trained["provenance"],
             metadata=trained["metadata"],
         )
-    config = config_from_options(method, params.get("config", {}))
+    # The parent is trained from the revision its version pins (a hub model; none for a folder).
+    config = replace(
+        config_from_options(method, params.get("config", {})), parent_revision=parent.model_revision or None
+    )
     label = _child_label(parent, job, method)
     output_dir = Path(settings.VAR_DIR) / "models" / f"{parent.generator.name}-{label}".replace("/", "_")
     snapshot = PreferenceSnapshot.objects.get(id=params["snapshot_id"])

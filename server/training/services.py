@@ -11,20 +11,30 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
 
 from evaluation.loop_verdict import RatedInterval, beats_beyond_interval
-from server.core.exceptions import ApplicationError, NotFound
+from server.core.exceptions import ApplicationError, Conflict, NotFound
 from server.core.paths import model_path_check
 from server.generators.models import KINDS_WITHOUT_WEIGHTS, GeneratorVersion, VersionKind
 from server.generators.services import version_is_image_generator, version_model_check
 from server.jobs.models import Job, JobKind, JobStatus
 from server.jobs.services import job_enqueue
-from server.studies.models import Criterion, Modality, Study
+from server.studies.models import Criterion, Modality, PromptSplit, Study
 from server.training.models import PreferenceSnapshot, RewardModel
-from workers.ml.policy_config import combination_problem, config_from_options, spread_problem
+from workers.ml.policy_config import (
+    combination_problem,
+    config_from_options,
+    ignored_options_problem,
+    length_cuts,
+    local_position_limit,
+    schedule_problem,
+    spread_problem,
+)
 from workers.ml.reward_model_config import HEADS_IN_ONE_PROCESS
 
 LOOP_KINDS = [
@@ -174,7 +184,8 @@ REWARD_MODEL_OPTIONS: dict[str, Option] = {
     "gradient_checkpointing": Flag(),
     "lora": Adapters(),
     "qlora_4bit": Flag(),  # needs lora, a CUDA GPU and bitsandbytes (the last two checked there)
-    "center_rewards_coefficient": Positive(1.0),  # 0.01 recommended (Eisenstein et al. 2023)
+    # 0.01 recommended (Eisenstein et al. 2023); 0 turns the centring penalty off.
+    "center_rewards_coefficient": Between(0.0, 1.0),
     "checkpoint_every": Whole(1, 1_000_000),
     "seed": SEED,
     # Several GPUs, as for the policy (sequence_classification only; the worker checks its GPUs).
@@ -305,7 +316,7 @@ def policy_options(method: str, config: dict[str, Any] | None) -> dict[str, Any]
     max_prompt_length below max_length), each error naming the option."""
     what = "DPO" if method == "dpo" else method.upper()
     options = _check_options(config, DPO_OPTIONS if method == "dpo" else ONLINE_RL_OPTIONS, what)
-    problem = combination_problem(config_from_options(method, options))
+    problem = ignored_options_problem(options) or combination_problem(config_from_options(method, options))
     if problem:
         raise ApplicationError(
             f"The {what} options do not fit together: {problem}.", extra={"field": "config"}
@@ -373,7 +384,12 @@ def reward_model_options(config: dict[str, Any] | None) -> dict[str, Any]:
         processes=config.get("processes", 1),
         lora=adapters,
         qlora_4bit=bool(config.get("qlora_4bit")),
-    )
+    ) or schedule_problem(config.get("lr_scheduler", "linear"), config.get("warmup_ratio", 0.0))
+    if not problem and config.get("qlora_4bit") and config.get("dtype") == "float32":
+        problem = (
+            "qlora_4bit computes in bfloat16 on its 4-bit base: dtype must be 'auto' or "
+            "'bfloat16', not 'float32'"
+        )
     if problem:
         raise ApplicationError(
             f"The reward-model options do not fit together: {problem}.", extra={"field": "config"}
@@ -506,6 +522,20 @@ class ParentChoice:
     reason: str
 
 
+def _board_prompts(board: Any) -> str:
+    """Which prompts the leaderboard behind a promotion counted, for the reason's text ("" for a
+    board that did not record it)."""
+    split = (board.params or {}).get("split") if board is not None else None
+    if split == PromptSplit.HOLDOUT:
+        return "; on holdout prompts"
+    if split == "all":
+        return (
+            "; on all prompts: the study has no rated holdout prompts yet, so the child's training "
+            "prompts count too"
+        )
+    return ""
+
+
 def _interval(row: dict[str, Any] | None) -> str:
     if row is None or not row.get("battles"):
         return "not on the leaderboard yet"
@@ -530,7 +560,10 @@ def policy_parent_choose(*, study: Study) -> ParentChoice:
     The loop starts from the best-rated version that no training produced (the newest enrolled
     one before any leaderboard). A trained child takes over from its parent only when it beats it
     on the latest leaderboard beyond the interval: the child's lower bound above the parent's upper
-    bound (the leaderboard is computed on holdout prompts, which training never sees). Otherwise
+    bound. The leaderboard counts holdout prompts, which training never sees, once any holdout
+    judgment exists; before that it counts all prompts, the child's training prompts among them,
+    and the reason says so (``_board_prompts``): a study without rated holdout prompts can still
+    move its loop, knowingly. Otherwise
     the parent stays, and the reason names both intervals: a child that is merely not worse, or
     better within the noise, does not move the loop. The rule is ``beats_beyond_interval``
     (evaluation/loop_verdict.py), the one ``bench.image_loop``'s holdout A/B applies too; image
@@ -575,11 +608,13 @@ def policy_parent_choose(*, study: Study) -> ParentChoice:
             return ParentChoice(
                 incumbent,
                 f"{incumbent} stays the parent: its child {newest} does not beat it beyond the interval "
-                f"(child {_interval(rows.get(newest.id))}; parent {_interval(parent_row)}).",
+                f"(child {_interval(rows.get(newest.id))}; parent {_interval(parent_row)}"
+                f"{_board_prompts(board)}).",
             )
         reason = (
             f"{winner} beat its parent {incumbent} beyond the interval "
-            f"(child {_interval(rows.get(winner.id))}; parent {_interval(parent_row)})"
+            f"(child {_interval(rows.get(winner.id))}; parent {_interval(parent_row)}"
+            f"{_board_prompts(board)})"
         )
         seen.add(winner.id)
         incumbent = winner
@@ -653,6 +688,7 @@ def policy_train_start(
         )
     elif method == "dpo":
         params["config"] = policy_options(method, config)
+        params["warnings"] = _length_warnings(method, params["config"], parent)
         snapshot = _of_study(PreferenceSnapshot, study=study, object_id=snapshot_id)
         if snapshot is None:
             raise ApplicationError(
@@ -665,9 +701,10 @@ def policy_train_start(
             consequence="DPO will fit a handful of preferences, and its child may overfit them",
         )
         if warning:
-            params["warnings"] = [warning]
+            params["warnings"].append(warning)
     else:
         params["config"] = policy_options(method, config)
+        params["warnings"] = _length_warnings(method, params["config"], parent)
         reward_model = _of_study(RewardModel, study=study, object_id=reward_model_id)
         if reward_model is None:
             raise ApplicationError(
@@ -676,12 +713,65 @@ def policy_train_start(
         model_path_check(reward_model.path, field="reward_model_id")
         params["reward_model_id"] = reward_model.id
         params["snapshot_id"] = reward_model.snapshot_id
+    if not params.get("warnings"):
+        params.pop("warnings", None)  # (the image policy has none; a job without any holds none)
     return job_enqueue(
         kind=JobKind.TRAIN_POLICY,
         study_id=study.id,
         created_by_id=created_by_id,
         parent_id=parent_id,
         params=params,
+    )
+
+
+def _length_warnings(method: str, options: dict[str, Any], parent: GeneratorVersion) -> list[str]:
+    """The token lengths the operator gave that the run will cut to the positions of a local
+    parent (a hub parent's are known when the worker loads it, which cuts them the same way; the
+    defaults, made for real models, are cut without a word)."""
+    limit = local_position_limit(parent.model_path) if parent.model_path else None
+    cuts = length_cuts(config_from_options(method, options), limit)
+    return [f"{text}." for name, text in cuts if name in options]
+
+
+# The kinds whose runs keep trainer checkpoints in the job's folder (server/training/jobs.py).
+RESUMABLE_KINDS = (JobKind.TRAIN_POLICY, JobKind.TRAIN_REWARD_MODEL)
+
+
+def training_job_resume(*, job_id: int, created_by_id: int | None = None) -> Job:
+    """A new job that trains on from the newest checkpoint of a failed or cancelled training job:
+    the same options, parent, snapshot and next steps, recorded as its next step (``parent``) with
+    ``params["resumes_job"]``. A finished job stays finished (the state machine's rule); asking
+    twice returns the first resume.
+
+    Refused: another kind of job, a job that did not fail or was not cancelled, and a job that left
+    no checkpoint (a new job from the start is then the same thing, said plainly)."""
+    job = Job.objects.filter(id=job_id).first()
+    if job is None:
+        raise NotFound(f"There is no job {job_id}.")
+    if job.kind not in RESUMABLE_KINDS:
+        raise ApplicationError(
+            f"Job {job_id} is a {job.kind} job; only training jobs (reward model, policy) resume "
+            "from checkpoints."
+        )
+    if job.status not in (JobStatus.FAILED, JobStatus.CANCELLED):
+        raise Conflict(f"Job {job_id} is {job.status}: only a failed or cancelled job can be resumed.")
+    folder = Path(settings.VAR_DIR) / "checkpoints" / f"job-{job.id}"
+    # A policy's trainer writes checkpoint-N folders; reward-model members too, the heads heads.pt.
+    saved = folder.is_dir() and any(
+        path.name.startswith("checkpoint-") or path.name == "heads.pt" for path in folder.rglob("*")
+    )
+    if not saved:
+        raise ApplicationError(
+            f"Job {job_id} left no checkpoint to resume from: start a new training job instead."
+        )
+    params = {**job.params, "resumes_job": job.id}
+    return job_enqueue(
+        kind=job.kind,
+        study_id=job.study_id,
+        created_by_id=created_by_id,
+        parent_id=job.id,
+        params=params,
+        queue=job.queue,
     )
 
 

@@ -40,10 +40,11 @@ from trl import DPOTrainer
 
 from workers.ml.chat_format import preference_row, truncate_prompt
 from workers.ml.lm_head import use_plain_lm_heads
-from workers.ml.policy_config import DPOConfig
+from workers.ml.policy_config import DPOConfig, fitted_lengths
 from workers.ml.policy_training import (
     load_parent,
     logged,
+    model_positions,
     peft_config,
     save_child,
     set_lora_dropout,
@@ -153,6 +154,7 @@ def train_dpo(
         raise ValueError("no training pairs")
     seed_everything(config.seed)
     model, tokenizer = load_parent(parent_model_path, config)
+    config = fitted_lengths(config, model_positions(model))
     train = _rows(tokenizer, pairs, config.max_prompt_length)
     validation = _rows(tokenizer, validation_pairs, config.max_prompt_length)
     arguments = TRLDPOConfig(

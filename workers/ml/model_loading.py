@@ -43,10 +43,9 @@ def adapter_base(path: str | Path) -> str:
     return str(base)
 
 
-def load_causal_lm(path: str | Path, *, dtype: torch.dtype, **kwargs: Any) -> Any:
-    """The causal LM at ``path`` in ``dtype``: a plain model folder or hub id, or an adapter folder
-    (its base loaded first, then the adapter merged in). ``kwargs`` go to ``from_pretrained`` of
-    the plain model at the bottom of the chain. Not moved to a device, not in eval mode."""
+def adapter_chain(path: str | Path) -> tuple[list[Path], str, str | None]:
+    """(the adapter folders from ``path`` down, the plain model at the bottom, the hub revision the
+    deepest adapter recorded for it or None). A plain model gives ([], path, None)."""
     chain: list[Path] = []
     current = str(path)
     while is_adapter(current):
@@ -54,6 +53,22 @@ def load_causal_lm(path: str | Path, *, dtype: torch.dtype, **kwargs: Any) -> An
             raise ValueError(f"{path}: more than {MAX_ADAPTER_CHAIN} adapters stacked (or a cycle)")
         chain.append(Path(current))
         current = adapter_base(current)
+    revision = None
+    if chain:
+        recorded = json.loads((chain[-1] / ADAPTER_CONFIG).read_text()).get("revision")
+        revision = recorded if isinstance(recorded, str) and recorded else None
+    return chain, current, revision
+
+
+def load_causal_lm(path: str | Path, *, dtype: torch.dtype, **kwargs: Any) -> Any:
+    """The causal LM at ``path`` in ``dtype``: a plain model folder or hub id, or an adapter folder
+    (its base loaded first, then the adapter merged in). ``kwargs`` go to ``from_pretrained`` of
+    the plain model at the bottom of the chain; without a ``revision`` there, the one the deepest
+    adapter recorded pins a hub base (a child of a pinned parent). Not moved to a device, not in
+    eval mode."""
+    chain, current, recorded = adapter_chain(path)
+    if recorded and not kwargs.get("revision"):
+        kwargs["revision"] = recorded
     model: Any = AutoModelForCausalLM.from_pretrained(current, dtype=dtype, **kwargs)
     if chain:
         from peft import PeftModel  # only needed for adapter folders

@@ -36,12 +36,14 @@ from workers.ml.chat_format import completion_text, training_prompt, truncate_pr
 from workers.ml.dpo import downsample_curve
 from workers.ml.lm_head import use_plain_lm_heads
 from workers.ml.model_loading import is_adapter
-from workers.ml.policy_config import OnlineRLConfig
+from workers.ml.policy_config import OnlineRLConfig, fitted_lengths
 from workers.ml.policy_training import (
     check_environment,
     load_parent,
     logged,
+    model_positions,
     peft_config,
+    resolved_dtype,
     save_child,
     set_lora_dropout,
     training_arguments,
@@ -132,6 +134,7 @@ def train_online_rl(
     check_config(config, parent_model_path)
     seed_everything(config.seed)
     model, tokenizer = load_parent(parent_model_path, config)
+    config = fitted_lengths(config, model_positions(model))
     rows = []
     for prompt in prompts:
         kept = truncate_prompt(tokenizer, prompt, config.max_prompt_length)
@@ -144,6 +147,14 @@ def train_online_rl(
         "temperature": config.temperature,
         "log_completions": False,
     }
+    if config.lora is None:
+        # Full fine-tuning: TRL loads the frozen reference from the parent's path with these. In
+        # the run's dtype (the policy's float32 master weights would double it) and at the
+        # parent's revision, as ``load_parent`` loaded the policy.
+        shared["model_init_kwargs"] = {
+            "dtype": resolved_dtype(config),
+            **({"revision": config.parent_revision} if config.parent_revision else {}),
+        }
     trainer_class: Any
     if config.method == "rloo":
         arguments: Any = RLOOConfig(**shared)

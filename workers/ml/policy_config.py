@@ -9,8 +9,10 @@ bfloat16 support, bitsandbytes, the GPUs and packages a distributed run needs) i
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+import json
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal, Protocol, overload
 
 DType = Literal["auto", "float32", "bfloat16"]
 Schedule = Literal["linear", "cosine", "constant", "constant_with_warmup"]
@@ -88,6 +90,10 @@ class PolicySettings:
     # Processes of a distributed run, one per GPU (at most the GPUs the worker sees). An optimizer
     # step sees per_device_batch_size × gradient_accumulation_steps × processes examples.
     processes: int = 1
+    # The hub revision (branch, tag or commit) the parent version pins, set by the job from the
+    # version, not an operator option: the parent is loaded at it, and an adapter child records
+    # it, so the child's base is that revision ever after. None: a local folder, or the hub's main.
+    parent_revision: str | None = None
 
     def resolved_learning_rate(self) -> float:
         if self.learning_rate is not None:
@@ -105,8 +111,9 @@ class DPOConfig(PolicySettings):
     # "sigmoid" (DPO), "ipo" (no overfitting of near-certain preferences) or "robust" (noisy
     # crowd labels, with label_smoothing = the assumed share of flipped labels).
     loss_type: LossType = "sigmoid"
-    # Assumed probability that a crowd label is flipped, in [0, 0.5); 0 = trust every label. With
-    # "sigmoid" it gives conservative DPO (cDPO), with "robust" the unbiased robust-DPO loss.
+    # Assumed probability that a crowd label is flipped, in [0, 0.5); 0 = trust every label. Only
+    # "robust" uses it (the unbiased robust-DPO loss): TRL 1.16's "sigmoid" and "ipo" ignore it
+    # (its conservative DPO is gone), so a value with them is refused rather than dropped.
     label_smoothing: float = 0.0
     # Tokens of prompt + response; the response loses its end beyond this (never dropped).
     max_length: int = 512
@@ -148,6 +155,9 @@ def config_from_options(method: str, options: dict[str, Any]) -> DPOConfig | Onl
     """The trainer's config from a job's flat options: ``lora`` (default true) and the
     ``lora_*`` options become ``LoraSettings``, or none for full fine-tuning."""
     options = dict(options)
+    problem = ignored_options_problem(options)
+    if problem:
+        raise ValueError(problem)
     use_lora = options.pop("lora", True)
     lora_options = {name: options.pop(key) for key, name in LORA_OPTIONS.items() if key in options}
     lora = LoraSettings(**lora_options) if use_lora else None
@@ -156,9 +166,39 @@ def config_from_options(method: str, options: dict[str, Any]) -> DPOConfig | Onl
     return OnlineRLConfig(**options, method=method, lora=lora)  # type: ignore[arg-type]
 
 
+def ignored_options_problem(options: dict[str, Any]) -> str | None:
+    """Options that the others would make a run ignore, named (an operator who sets them expects
+    them to act); None if there are none."""
+    given = [key for key in LORA_OPTIONS if key in options]
+    if options.get("lora", True) is False and given:
+        return (
+            f"{', '.join(given)} shape LoRA adapters, and lora false trains the whole model: "
+            "remove them or set lora true"
+        )
+    return None
+
+
+def schedule_problem(lr_scheduler: str, warmup_ratio: float) -> str | None:
+    """A warmup the schedule would ignore ("constant" has none), named; None if it fits."""
+    if lr_scheduler == "constant" and warmup_ratio > 0:
+        return (
+            f"lr_scheduler 'constant' has no warmup, so warmup_ratio {warmup_ratio:g} would be "
+            "ignored: use lr_scheduler 'constant_with_warmup', or warmup_ratio 0"
+        )
+    return None
+
+
 def combination_problem(config: DPOConfig | OnlineRLConfig) -> str | None:
     """What is wrong with a combination of options that are each in range, naming them; None if
     nothing is."""
+    if config.qlora_4bit and config.dtype == "float32":
+        return (
+            "qlora_4bit computes in bfloat16 on its 4-bit parent: dtype must be 'auto' or "
+            "'bfloat16', not 'float32'"
+        )
+    problem = schedule_problem(config.lr_scheduler, config.warmup_ratio)
+    if problem:
+        return problem
     if config.qlora_4bit and config.lora is None:
         return "qlora_4bit trains adapters on a 4-bit parent: it needs lora true"
     if config.qlora_4bit and config.merge_adapter:
@@ -177,17 +217,105 @@ def combination_problem(config: DPOConfig | OnlineRLConfig) -> str | None:
             )
         if not 0 <= config.label_smoothing < 0.5:
             return "label_smoothing must be in [0, 0.5)"
+        if config.label_smoothing > 0 and config.loss_type != "robust":
+            return (
+                f"label_smoothing {config.label_smoothing:g} acts only with loss_type 'robust' "
+                f"(TRL's {config.loss_type!r} loss ignores it): set loss_type 'robust' for noisy "
+                "labels, or label_smoothing 0"
+            )
         return None
     if config.num_generations < 2:
         return "num_generations must be at least 2: the baselines compare completions of one prompt"
     if config.beta <= 0:
         return "beta must be positive: without the KL penalty the policy drifts freely"
-    batch = config.per_device_batch_size * config.gradient_accumulation_steps
+    # TRL samples a generation batch of per-device batch × accumulation steps × processes
+    # completions at once, and splits it into groups of num_generations per prompt.
+    batch = config.per_device_batch_size * config.gradient_accumulation_steps * config.processes
     if batch % config.num_generations:
         return (
-            f"per_device_batch_size × gradient_accumulation_steps ({batch}) must be a multiple of "
-            f"num_generations ({config.num_generations}): a prompt's completions are sampled together"
+            f"per_device_batch_size × gradient_accumulation_steps × processes ({batch}) must be a "
+            f"multiple of num_generations ({config.num_generations}): a prompt's completions are "
+            "sampled together"
         )
+    return None
+
+
+def length_cuts(config: DPOConfig | OnlineRLConfig, position_limit: int | None) -> list[tuple[str, str]]:
+    """What ``fitted_lengths`` cuts to fit the parent's positions: (option, a sentence naming it
+    and both values) per length cut (the service shows them as warnings before a job is queued)."""
+    fitted = fitted_lengths(config, position_limit)
+    names = ("max_length", "max_prompt_length", "max_completion_length")
+    return [
+        (
+            name,
+            f"{name} {getattr(config, name)} is cut to {getattr(fitted, name)}: the parent model "
+            f"has {position_limit} positions",
+        )
+        for name in names
+        if hasattr(config, name) and getattr(config, name) != getattr(fitted, name)
+    ]
+
+
+@overload
+def fitted_lengths(config: DPOConfig, position_limit: int | None) -> DPOConfig: ...
+@overload
+def fitted_lengths(config: OnlineRLConfig, position_limit: int | None) -> OnlineRLConfig: ...
+def fitted_lengths(
+    config: DPOConfig | OnlineRLConfig, position_limit: int | None
+) -> DPOConfig | OnlineRLConfig:
+    """``config`` with its token lengths cut to the parent's positions (``position_limit``; None =
+    unknown, nothing cut), as the reward model caps its inputs: the defaults suit real models
+    (DPO 512 tokens, prompts of 256) and a tiny model has 64-128 positions. Beyond them a run would
+    fail at its first long example with an index error deep in the model. DPO: the prompt keeps
+    room for the response (half when it would fill everything). Online RL: the completion keeps
+    its length and the prompt takes the rest, or both get half when the completion alone would
+    fill the positions."""
+    if position_limit is None:
+        return config
+    changes: dict[str, Any]
+    if isinstance(config, DPOConfig):
+        length = min(config.max_length, position_limit)
+        prompt = config.max_prompt_length if config.max_prompt_length < length else length // 2
+        changes = {"max_length": length, "max_prompt_length": max(prompt, 1)}
+    else:
+        completion = config.max_completion_length
+        if completion >= position_limit:
+            completion = position_limit // 2
+        prompt = min(config.max_prompt_length, position_limit - completion)
+        changes = {"max_completion_length": max(completion, 1), "max_prompt_length": max(prompt, 1)}
+    return replace(config, **changes)
+
+
+def position_limit(config: dict[str, Any]) -> int | None:
+    """The positions of a model's ``config.json`` contents (GPT-2 ``n_positions``, the others
+    ``max_position_embeddings``); None when it names none."""
+    for name in ("max_position_embeddings", "n_positions"):
+        limit = config.get(name)
+        if isinstance(limit, int) and not isinstance(limit, bool) and limit > 0:
+            return limit
+    return None
+
+
+def local_position_limit(path: str | Path, *, depth: int = 8) -> int | None:
+    """``position_limit`` of the model in a local folder, through the bases of adapter folders
+    (their ``adapter_config.json``); None for a hub id or a folder that says nothing. Reads JSON
+    only: the web process checks lengths with it before a job is queued."""
+    folder = Path(path)
+    for _ in range(depth):
+        adapter = folder / "adapter_config.json"
+        if adapter.is_file():
+            try:
+                base = json.loads(adapter.read_text(encoding="utf-8")).get("base_model_name_or_path")
+            except (OSError, ValueError):
+                return None
+            if not isinstance(base, str) or not Path(base).is_dir():
+                return None
+            folder = Path(base)
+            continue
+        try:
+            return position_limit(json.loads((folder / "config.json").read_text(encoding="utf-8")))
+        except (OSError, ValueError, AttributeError):
+            return None
     return None
 
 

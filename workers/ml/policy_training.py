@@ -29,6 +29,7 @@ from workers.ml.policy_config import (
     OnlineRLConfig,
     PolicySettings,
     combination_problem,
+    position_limit,
 )
 from workers.ml.preference_data import write_directory_atomically
 
@@ -53,6 +54,34 @@ def resolved_dtype(settings: DistributedSettings) -> torch.dtype:
     if settings.dtype == "bfloat16" or (settings.dtype == "auto" and cuda_bf16):
         return torch.bfloat16
     return torch.float32
+
+
+def weights_dtype(settings: DistributedSettings) -> torch.dtype:
+    """The dtype the parent is loaded in. With LoRA the frozen parent takes the run's dtype (peft
+    keeps the adapters in float32). Full fine-tuning keeps float32 master weights and computes in
+    the run's dtype through the trainer's autocast (``bf16``): AdamW steps on bfloat16 weights
+    round away (bf16(0.02) + 1e-6 == bf16(0.02)), so a bf16-loaded full fine-tune would barely
+    move at the default learning rate of 1e-6. FSDP and ZeRO-3 then shard the float32 weights."""
+    if settings.lora is None:
+        return torch.float32
+    return resolved_dtype(settings)
+
+
+def floating_cast(state_dict: dict[str, torch.Tensor], dtype: torch.dtype) -> dict[str, torch.Tensor]:
+    """``state_dict`` with its floating-point tensors in ``dtype`` (integer buffers kept); tensors
+    that share storage (tied embeddings) stay shared."""
+    cast: dict[tuple[Any, ...], torch.Tensor] = {}
+    result = {}
+    for name, tensor in state_dict.items():
+        if not tensor.is_floating_point() or tensor.dtype == dtype:
+            result[name] = tensor
+            continue
+        # The same view of the same storage is the same (tied) tensor.
+        key = (tensor.untyped_storage().data_ptr(), tensor.storage_offset(), *tensor.shape, *tensor.stride())
+        if key not in cast:
+            cast[key] = tensor.to(dtype)
+        result[name] = cast[key]
+    return result
 
 
 def check_environment(settings: DPOConfig | OnlineRLConfig) -> None:
@@ -168,7 +197,7 @@ def load_parent(path: str | Path, settings: DPOConfig | OnlineRLConfig) -> tuple
     whatever TRL reloads from it is the parent.
     """
     check_environment(settings)
-    dtype = resolved_dtype(settings)
+    dtype = weights_dtype(settings)
     kwargs: dict[str, Any] = {}
     if settings.qlora_4bit:
         from transformers import BitsAndBytesConfig
@@ -179,10 +208,16 @@ def load_parent(path: str | Path, settings: DPOConfig | OnlineRLConfig) -> tuple
             bnb_4bit_compute_dtype=torch.bfloat16,
             bnb_4bit_use_double_quant=True,
         )
-    model = load_causal_lm(path, dtype=dtype, **kwargs)
+    pinned = {"revision": settings.parent_revision} if settings.parent_revision else {}
+    model = load_causal_lm(path, dtype=dtype, **kwargs, **pinned)
     model.config._name_or_path = str(path)
-    tokenizer = load_tokenizer(path)
+    tokenizer = load_tokenizer(path, **pinned)
     return model, tokenizer
+
+
+def model_positions(model: Any) -> int | None:
+    """The positions of a loaded model (None when its config names none)."""
+    return position_limit(model.config.to_dict())
 
 
 def set_lora_dropout(model: Any, rate: float) -> None:
@@ -219,14 +254,26 @@ def save_child(
         return {}
     tokenizer = trainer.processing_class
     adapter = settings.lora is not None and not settings.merge_adapter
+    compute_dtype = resolved_dtype(settings)
+    if settings.lora is None and compute_dtype != torch.float32:
+        # Trained as float32 master weights (``weights_dtype``); stored in the run's dtype, as
+        # the parent was given: half the disk, and what the child is run in.
+        full = state_dict if state_dict is not None else model.state_dict()
+        state_dict = floating_cast(full, compute_dtype)
     if settings.lora is not None:
         model.peft_config["default"].base_model_name_or_path = str(parent_path)
+        # A hub parent pinned to a revision stays pinned for whoever loads the child.
+        model.peft_config["default"].revision = settings.parent_revision
         if not adapter:
             model = model.merge_and_unload()
     provenance = {
         "base": weights_identity(parent_path, model),
         "base_is_adapter": is_adapter(parent_path),
-        "dtype": str(resolved_dtype(settings)).removeprefix("torch."),
+        "dtype": str(compute_dtype).removeprefix("torch."),
+        # What the trained weights were held in: float32 master weights for full fine-tuning.
+        "weights_dtype": str(weights_dtype(settings) if not settings.qlora_4bit else "nf4").removeprefix(
+            "torch."
+        ),
         "saved_as": "adapter" if adapter else ("merged" if settings.lora is not None else "full"),
         "qlora_4bit": settings.qlora_4bit,
     }

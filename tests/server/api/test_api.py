@@ -469,6 +469,34 @@ def test_a_study_is_created_with_its_onboarding_and_refuses_an_unreachable_thres
     assert not Study.objects.filter(slug="unreachable").exists()
 
 
+def test_a_study_is_created_with_its_loop_settings_and_refuses_options_a_trainer_would_refuse(
+    staff_client: APIClient,
+) -> None:
+    body = {"name": "Looped", "slug": "looped", "question": "Which is better?"}
+    loop = {
+        "auto_train_policy": "grpo",
+        "auto_reward_model_config": {"kind": "sequence_classification", "lora": {"rank": 8}},
+        "auto_policy_config": {"num_generations": 2, "beta": 0.02},
+    }
+
+    created = staff_client.post("/api/studies/", {**body, **loop}, format="json")
+
+    assert created.status_code == 201, created.json()
+    shown = staff_client.get("/api/studies/looped/").json()
+    assert {name: shown[name] for name in loop} == loop
+    refused = staff_client.post(
+        "/api/studies/",
+        {**body, "slug": "refused", "auto_policy_config": {"lora": False, "lora_rank": 8}},
+        format="json",
+    )
+    assert refused.status_code == 400
+    assert refused.json()["details"]["fields"]["auto_policy_config"] == [
+        "The DPO options do not fit together: lora_rank shape LoRA adapters, and lora false trains "
+        "the whole model: remove them or set lora true."
+    ]
+    assert not Study.objects.filter(slug="refused").exists()
+
+
 def test_a_program_acknowledges_the_guidelines_before_its_first_pair(
     world: World, staff_client: APIClient
 ) -> None:

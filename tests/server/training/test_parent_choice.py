@@ -30,9 +30,10 @@ def lineage():  # type: ignore[no-untyped-def]
     return study, base, child
 
 
-def board(study, *rows: tuple[int, float, float, float, int]) -> None:  # type: ignore[no-untyped-def]
+def board(study, *rows: tuple[int, float, float, float, int], split: str | None = None) -> None:  # type: ignore[no-untyped-def]
     LeaderboardSnapshot.objects.create(
         study=study,
+        params={"split": split} if split else {},
         rows=[
             {"version_id": v, "rating": r, "lower": lo, "upper": up, "battles": n, "rank": 1}
             for v, r, lo, up, n in rows
@@ -64,6 +65,28 @@ def test_a_child_better_only_within_the_noise_leaves_the_parent_in_place_and_say
         f"{base} stays the parent: its child {child} does not beat it beyond the interval "
         "(child 1030 [990, 1070] over 40 battles; parent 1000 [960, 1040] over 40 battles)."
     )
+
+
+@pytest.mark.parametrize(
+    ("split", "said"),
+    [
+        ("holdout", "; on holdout prompts)"),
+        (
+            "all",
+            "; on all prompts: the study has no rated holdout prompts yet, so the child's training "
+            "prompts count too)",
+        ),
+    ],
+)
+def test_the_reason_says_which_prompts_the_leaderboard_counted(split: str, said: str) -> None:
+    study, base, child = lineage()
+    board(study, (child.id, 1100, 1060, 1140, 80), (base.id, 1000, 960, 1040, 80), split=split)
+    promoted = policy_parent_choose(study=study)
+    assert promoted.version == child and promoted.reason.endswith(said)
+
+    board(study, (child.id, 1030, 990, 1070, 40), (base.id, 1000, 960, 1040, 40), split=split)
+    kept = policy_parent_choose(study=study)
+    assert kept.version == base and kept.reason.endswith(said + ".")
 
 
 def test_a_child_not_yet_rated_does_not_take_over() -> None:

@@ -12,6 +12,7 @@ from server.generators.models import GeneratorVersion, VersionKind
 from server.jobs.models import Job, JobKind, JobStatus
 from server.ratings.models import ComparisonKind
 from server.studies.models import PromptSplit, Study
+from server.studies.services import study_create
 from server.training.jobs import policy_train_run, reward_model_train_run, snapshot_run
 from server.training.models import PreferenceSnapshot, RewardModel
 from server.training.services import policy_train_start, snapshot_start, training_loops_start_due
@@ -190,37 +191,34 @@ def test_rloo_child_records_the_reward_model_it_was_trained_against(
 def test_the_loop_trains_a_grpo_child_when_the_study_asks_for_grpo(
     tiny_model_allowed: Path, django_capture_on_commit_callbacks
 ) -> None:  # type: ignore[no-untyped-def]
-    # given a study whose loop is set to GRPO
+    # given a study whose loop is set to GRPO, with its own settings for the loop's jobs (small,
+    # for the CPU)
     study, good_version, bad_version = judged_study(tiny_model_allowed, prompts=6)
     study.auto_train_policy = "grpo"
+    study.auto_reward_model_config = {"ensemble_size": 2}
+    grpo = {"max_steps": 2, "num_generations": 2, "per_device_batch_size": 4, "max_completion_length": 6}
+    study.auto_policy_config = grpo
     study.full_clean()
-    study.save(update_fields=["auto_train_policy"])
+    study.save(update_fields=["auto_train_policy", "auto_reward_model_config", "auto_policy_config"])
     with django_capture_on_commit_callbacks(execute=False):
         # when the loop's snapshot and reward-model steps run
         snapshot_job = snapshot_start(study=study, then=["reward_model", "policy"])
         assert run_job(snapshot_job.id, snapshot_run) == "succeeded"
         reward_job = Job.objects.get(parent=snapshot_job, kind=JobKind.TRAIN_REWARD_MODEL)
-        reward_job.params["config"] = {"ensemble_size": 2}
-        reward_job.save(update_fields=["params"])
+        assert reward_job.params["config"] == {"ensemble_size": 2}  # the study's, untouched
         assert run_job(reward_job.id, reward_model_train_run) == "succeeded"
         reward_model = RewardModel.objects.get(study=study)
+        assert reward_model.ensemble_size == 2
 
-        # then the policy step is a GRPO job against that reward model, with the defaults checked
+        # then the policy step is a GRPO job against that reward model, with the study's settings
         policy_job = Job.objects.get(parent=reward_job, kind=JobKind.TRAIN_POLICY)
         assert policy_job.status == JobStatus.QUEUED
         assert (policy_job.params["method"], policy_job.params["reward_model_id"]) == (
             "grpo",
             reward_model.id,
         )
-        assert (policy_job.params["config"], policy_job.params["then"]) == ({}, ["generate"])
-        # and it trains a GRPO child (small, for the CPU), whose samples are asked for next
-        policy_job.params["config"] = {
-            "max_steps": 2,
-            "num_generations": 2,
-            "per_device_batch_size": 4,
-            "max_completion_length": 6,
-        }
-        policy_job.save(update_fields=["params"])
+        assert (policy_job.params["config"], policy_job.params["then"]) == (grpo, ["generate"])
+        # and it trains a GRPO child, whose samples are asked for next
         assert run_job(policy_job.id, policy_train_run) == "succeeded", Job.objects.get(
             id=policy_job.id
         ).error
@@ -230,6 +228,43 @@ def test_the_loop_trains_a_grpo_child_when_the_study_asks_for_grpo(
     assert child.metadata["result"]["steps"] == 2
     generate = Job.objects.get(parent=policy_job, kind=JobKind.GENERATE)
     assert (generate.status, generate.params["version_ids"]) == (JobStatus.QUEUED, [child.id])
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        (
+            "auto_reward_model_config",
+            {"kind": "linear"},
+            "The reward-model option 'kind' must be one of 'embedding_heads', 'sequence_classification'",
+        ),
+        ("auto_reward_model_config", {"epochs": 0}, "The reward-model option 'epochs' must be"),
+        ("auto_policy_config", {"beta": -1}, "The DPO option 'beta' must be"),
+        ("auto_policy_config", {"num_generations": 4}, "Unknown DPO option 'num_generations'"),
+        ("auto_policy_config", {"label_smoothing": 0.1}, "The DPO options do not fit together"),
+        ("auto_policy_config", ["beta", 0.1], "Must be an object of options"),
+    ],
+)
+def test_a_study_refuses_loop_settings_the_training_jobs_would_refuse(field, value, message) -> None:  # type: ignore[no-untyped-def]
+    # through the service (the API's path): nothing is saved, and the error names the field
+    with pytest.raises(ApplicationError) as error:
+        study_create(name="Loop", slug="loop", question="Which is better?", **{field: value})
+    assert error.value.extra["fields"][field][0].startswith(message)
+    assert not Study.objects.filter(slug="loop").exists()
+
+
+def test_a_study_keeps_loop_settings_the_training_jobs_accept() -> None:
+    study = study_create(
+        name="Loop",
+        slug="loop",
+        question="Which is better?",
+        auto_train_policy="rloo",
+        auto_reward_model_config={"kind": "sequence_classification", "lora": {"rank": 8}},
+        auto_policy_config={"num_generations": 2, "reward_std_penalty": 1.0},
+    )
+    study.refresh_from_db()
+    assert study.auto_reward_model_config == {"kind": "sequence_classification", "lora": {"rank": 8}}
+    assert study.auto_policy_config == {"num_generations": 2, "reward_std_penalty": 1.0}
 
 
 def test_a_study_refuses_an_unknown_loop_method() -> None:

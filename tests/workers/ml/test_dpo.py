@@ -12,7 +12,7 @@ import torch
 from tests.workers.ml.policy_helpers import StepReporter, response_log_prob
 from tests.workers.ml.tiny_models import build_tiny_gpt2, filler_sentence
 from workers.ml.dpo import DPOConfig, train_dpo
-from workers.ml.model_loading import weights_sha256
+from workers.ml.model_loading import adapter_chain, weights_sha256
 from workers.ml.policy_config import LoraSettings
 from workers.ml.preference_data import PreferencePair
 from workers.ml.progress import Cancelled
@@ -104,14 +104,16 @@ def test_dpo_learns_a_planted_preference(parent: Path, tmp_path: Path) -> None:
         "base": {"path": str(parent), "sha256": weights_sha256(parent)},
         "base_is_adapter": False,
         "dtype": "float32",
+        "weights_dtype": "float32",
         "saved_as": "full",
         "qlora_4bit": False,
     }
 
 
 def test_dpo_with_lora_saves_an_adapter_that_names_its_parent(parent: Path, tmp_path: Path) -> None:
-    # given the default: LoRA adapters on the attention projections
-    config = fast_config(learning_rate=1e-2, lora=LoraSettings(rank=4, alpha=8))
+    # given the default: LoRA adapters on the attention projections, on a parent its version pins
+    # to a revision (a local folder has none to choose, so loading it is the same)
+    config = fast_config(learning_rate=1e-2, lora=LoraSettings(rank=4, alpha=8), parent_revision="v1.0")
     pairs = yes_no_pairs(16, seed=0)
 
     # when
@@ -124,6 +126,9 @@ def test_dpo_with_lora_saves_an_adapter_that_names_its_parent(parent: Path, tmp_
     adapter = json.loads((child / "adapter_config.json").read_text())
     assert adapter["base_model_name_or_path"] == str(parent)
     assert (adapter["r"], adapter["lora_alpha"]) == (4, 8)
+    # the revision stays with the child: whoever loads it gets the base at that revision
+    assert adapter["revision"] == "v1.0"
+    assert adapter_chain(child) == ([child], str(parent), "v1.0")
     record = json.loads((child / "lovelace_training.json").read_text())
     assert record["provenance"]["saved_as"] == "adapter"
     assert record["provenance"]["base"] == {"path": str(parent), "sha256": weights_sha256(parent)}
@@ -140,7 +145,7 @@ def test_dpo_merge_adapter_saves_plain_weights(parent: Path, tmp_path: Path) -> 
     assert record["provenance"]["saved_as"] == "merged"
 
 
-@pytest.mark.parametrize(("loss_type", "label_smoothing"), [("ipo", 0.0), ("robust", 0.1), ("sigmoid", 0.1)])
+@pytest.mark.parametrize(("loss_type", "label_smoothing"), [("ipo", 0.0), ("robust", 0.1), ("robust", 0.0)])
 def test_other_losses_learn_the_preference_too(
     parent: Path, tmp_path: Path, loss_type: str, label_smoothing: float
 ) -> None:
