@@ -11,7 +11,9 @@ Options: ``--oracle NAME|module:function`` (any oracle ``manage.py simulate_rate
 ``theme``, ``length``, ``garden``, ``short_clauses``, ``diversity``, ``composite``), ``--seeds N``
 (3), ``--first-seed K`` (0: seeds K … K+N−1, for a confirmation on seeds not seen before),
 ``--strategies random,active`` (also ``thompson``: double Thompson sampling; ``margin``: the pairs
-whose winner the reward model is surest of), ``--methods dpo,rloo`` (rloo = RLOO against the
+whose winner the reward model is surest of; ``ceiling`` and ``ceiling_all``: margin with the oracle
+itself as the reward model, from round 2 or from round 1, the most selection could give),
+``--methods dpo,rloo`` (rloo = RLOO against the
 round's reward model), ``--reward-model heads|lora`` (``REWARD_MODELS``), ``--rounds`` (3),
 ``--labels-per-round`` (96: 6 pairs on each of 16 prompts), ``--control`` (also run control
 chains: random pairs, every vote random; each strategy's final must then beat the control's).
@@ -113,6 +115,37 @@ because which pair got a random vote depended on the order and sides the server 
 the simulated raters key their noise by the pair (``noise_key``): the same pairs get the same votes
 in every chain of a seed. The chains still differ in which prompts the snapshot holds out for
 validation (a hash of the study's id and the prompt's), so round 1 is closer but not identical.
+
+How much could any selection give? (``--strategies random,ceiling`` and a separate ``ceiling_all``
+run, 4 seeds, DPO, heads reward model, measured 2026-12-01 night; ``ceiling_all`` paired with the
+first run's random chains by seed.) ``ceiling`` is margin's rule with the oracle itself as the
+reward model, from round 2 like every strategy that asks one; ``ceiling_all`` the same from round
+1. Score per round (labels 96, 192, 288), and the labels each needed to reach random's final:
+
+    DPO            strategy     round 1  round 2  round 3  reaches random's final
+    garden         random       0.0123   0.0151   0.0243   (ties: 60, 115, 168 of the labels)
+                   ceiling      0.0132   0.0221   0.0238   not (−0.0004 ± 0.0033)
+                   ceiling_all  0.0164   0.0223   0.0222   not (−0.0019 ± 0.0074)
+    short_clauses  random       0.1542   0.1839   0.2039
+                   ceiling      0.1530   0.1862   0.1997   not (−0.0042 ± 0.0074)
+                   ceiling_all  0.1601   0.1936   0.1970   not (−0.0069 ± 0.0081)
+    diversity      random       0.8976   0.9062   0.9171
+                   ceiling      0.8982   0.9129   0.9153   not (−0.0018 ± 0.0076)
+                   ceiling_all  0.9129   0.9270   0.9321   192 = 67 % (+0.0098 ± 0.0137, noise)
+    composite      random       0.2858   0.3400   0.3842
+                   ceiling      0.3008   0.3612   0.4034   288 (+0.0192 ± 0.0021)
+                   ceiling_all  0.3137   0.3629   0.4039   288 (+0.0197 ± 0.0177)
+
+Round 0: garden 0.0077, short_clauses 0.1074, diversity 0.8030, composite 0.2364. Even a reward
+model that is the preference itself, choosing from the first vote, makes margin reach random's
+final with ≤ 70 % of the labels on one oracle of four (diversity, within noise): the second
+target is out of reach of pair selection under this protocol, not only of our reward models. The
+selected pairs are clearer (garden: 100 ties in 288 labels instead of 168; the others: no tie
+after round 1) and rounds 1-2 rise faster, but the lead does not compound: each round's child is
+one DPO run (2 epochs, β 0.1 to its parent) and moves about as far whatever the votes, so the
+score follows the rounds more than the labels. Label efficiency would need the loop to learn more
+per round (more optimisation per round, or more rounds of fewer labels), which changes what is
+compared, not which pairs are asked.
 
 Control (``--control``; measured as a separate ``--strategies random --noise 1`` run with the same
 seeds): random pairs, every vote a coin flip, DPO. Its final score, and each strategy's final
@@ -245,6 +278,14 @@ EVALUATION_SAMPLES_PER_PROMPT = 8  # 12 × 8 = 96 samples per version behind eac
 RATERS = 3
 NOISE = 0.1  # share of random answers (Christiano et al. assumed 10 %); --noise 1 is the control
 CONTROL = "control"  # --control: chains with random pairs and every vote random, beside the others
+# --strategies ceiling: margin selection with the oracle itself as the reward model (bench only, it
+# reads the preference the loop must learn): the most any reward model could give margin, and so
+# whether the reward model or the protocol limits label efficiency. Random in round 1, like every
+# strategy that asks a reward model.
+CEILING = "ceiling"
+# --strategies ceiling_all: the same from round 1 on, with no random first round: the most margin's
+# rule could give a loop that knew the preference from the start.
+CEILING_ALL = "ceiling_all"
 # The demo's two versions of the base model (careful: temperature 0.6, top_p 0.9; bold: 0.8), 48
 # new tokens ending after the last complete sentence: the loop improves what the demo shows.
 BASE_VERSIONS = DEMO_VERSIONS
@@ -301,6 +342,7 @@ class Chain:
     scores: list[float] = field(default_factory=list)
     labels: list[int] = field(default_factory=list)
     accuracy: list[float | None] = field(default_factory=list)
+    ties: list[int] = field(default_factory=list)
 
 
 def _create_database() -> None:
@@ -408,7 +450,7 @@ def run_chain(  # type: ignore[no-untyped-def]
     from server.evaluations.leaderboard import leaderboard_compute
     from server.generators.models import GeneratorVersion, VersionKind
     from server.generators.services import generate_start, generator_version_register
-    from server.ratings.models import Judgment, Rater
+    from server.ratings.models import Judgment, Outcome, Rater
     from server.ratings.pair_selection import pair_selection_start
     from server.ratings.simulated_raters import ApiClient, rate
     from server.studies.models import PromptSplit
@@ -418,7 +460,7 @@ def run_chain(  # type: ignore[no-untyped-def]
     name = f"{chain.strategy}-{chain.method}-s{chain.seed}"
     reward_config = reward_config or {}
     # The control selects at random and its raters vote at random: only the votes differ.
-    selection = "random" if chain.strategy == CONTROL else chain.strategy
+    selection = "random" if chain.strategy in (CONTROL, CEILING, CEILING_ALL) else chain.strategy
     noise = 1.0 if chain.strategy == CONTROL else noise
     prompts = list(PROMPTS)
     random.Random(chain.seed).shuffle(prompts)  # the same split for every chain of a seed
@@ -464,10 +506,14 @@ def run_chain(  # type: ignore[no-untyped-def]
         clients.append(ApiClient(base_url, Token.objects.get_or_create(user=user)[0].key))
     chain.scores.append(max(_evaluate(version, evaluation_study, oracle) for version in versions))
     chain.labels.append(0)
+    chain.ties.append(0)
     chain.accuracy.append(None)
     for round_number in range(1, rounds + 1):
         round_seed = chain.seed * 1000 + round_number
-        _run(pair_selection_start(study=study, pairs_per_prompt=pairs_per_prompt, seed=round_seed))
+        if chain.strategy == CEILING_ALL or (chain.strategy == CEILING and round_number > 1):
+            _select_by_oracle(study=study, oracle=oracle, pairs_per_prompt=pairs_per_prompt)
+        else:
+            _run(pair_selection_start(study=study, pairs_per_prompt=pairs_per_prompt, seed=round_seed))
         pending = study.comparisons.filter(completed_assignments=0).count()
         for index, client in enumerate(clients):
             share = pending // RATERS + (1 if index < pending % RATERS else 0)
@@ -510,14 +556,54 @@ def run_chain(  # type: ignore[no-untyped-def]
         child = GeneratorVersion.objects.get(id=_run(policy_job)["child_version_id"])
         _run(generate_start(study=study, version_ids=[child.id], samples_per_prompt=SAMPLES_PER_PROMPT))
         chain.scores.append(_evaluate(child, evaluation_study, oracle))
-        chain.labels.append(Judgment.objects.filter(assignment__comparison__study=study).count())
+        judgments = Judgment.objects.filter(assignment__comparison__study=study)
+        chain.labels.append(judgments.count())
+        chain.ties.append(judgments.filter(outcome=Outcome.TIE).count())
         chain.accuracy.append(reward.get("validation_accuracy"))
         print(
-            f"  [{name}] round {round_number}: {chain.labels[-1]} labels, reward model validation "
+            f"  [{name}] round {round_number}: {chain.labels[-1]} labels ({chain.ties[-1]} ties), "
+            "reward model validation "
             f"accuracy {_shown(chain.accuracy[-1])}, child {child.label} from {child.parent.label}: "
             f"score {chain.scores[-1]:.4f} (round 0 {chain.scores[0]:.4f})",
             flush=True,
         )
+
+
+def _select_by_oracle(*, study, oracle, pairs_per_prompt: int) -> None:  # type: ignore[no-untyped-def]
+    """The ``ceiling`` strategy's pairs: margin's rule (``select_widest_margin``) with the oracle's
+    own scores for the ensemble's, among the same candidates the server's strategies see."""
+    import numpy as np
+
+    from server.generators.models import Sample
+    from server.ratings.pair_selection import (
+        candidate_pairs_by_prompt,
+        comparisons_create,
+        existing_regular_pairs,
+    )
+    from workers.ml.active_selection import select_widest_margin
+
+    existing = existing_regular_pairs(study=study)
+    candidates = [
+        (prompt_id, a, b)
+        for prompt_id, pairs in sorted(candidate_pairs_by_prompt(study=study).items())
+        for a, b in pairs
+        if (a, b) not in existing
+    ]
+    sample_ids = sorted({sample_id for _, a, b in candidates for sample_id in (a, b)})
+    rows = Sample.objects.filter(id__in=sample_ids).values_list("id", "prompt__text", "text")
+    score = {sample_id: oracle(prompt, text) for sample_id, prompt, text in rows}
+    # One "member": the oracle. Its scores are scaled so that σ of a difference stays graded
+    # (margin ranks by σ(Δ) − ½, monotone in |Δ|, whatever the scale).
+    scores = np.array([[score[sample_id] for sample_id in sample_ids]], dtype=np.float64)
+    spread = float(scores.std()) or 1.0
+    position = {sample_id: index for index, sample_id in enumerate(sample_ids)}
+    picked = select_widest_margin(
+        scores / spread,
+        np.array([[position[a], position[b]] for _, a, b in candidates], dtype=np.int64).reshape(-1, 2),
+        np.array([prompt_id for prompt_id, _, _ in candidates], dtype=np.int64),
+        pairs_per_prompt,
+    )
+    comparisons_create(study=study, pairs=[candidates[int(index)] for index in picked])
 
 
 def _shown(value: float | None) -> str:
@@ -561,8 +647,10 @@ def report(*, chains: list[Chain], oracle_name: str, strategies: list[str], meth
                 labels = [float(chain.labels[round_number]) for chain in group]
                 accuracies = [a for chain in group if (a := chain.accuracy[round_number]) is not None]
                 accuracy = f"  reward model accuracy {_mean_and_error(accuracies)}" if accuracies else ""
+                ties = [chain.ties[round_number] for chain in group if len(chain.ties) > round_number]
+                tied = f" ({sum(ties) / len(ties):.1f} ties)" if ties else ""
                 print(
-                    f"  round {round_number}: labels {sum(labels) / len(labels):5.1f}  "
+                    f"  round {round_number}: labels {sum(labels) / len(labels):5.1f}{tied}  "
                     f"score {_mean_and_error(scores)}{accuracy}"
                 )
                 curve.append((sum(labels) / len(labels), sum(scores) / len(scores)))
@@ -653,7 +741,8 @@ def main() -> None:
         "--strategies",
         default="random,active",
         help="comma-separated: random, active (uncertainty), thompson (double Thompson sampling), "
-        "margin (the clearest pairs)",
+        "margin (the clearest pairs), ceiling (margin with the oracle as its reward model from round 2: "
+        "bench only), ceiling_all (the same from round 1)",
     )
     parser.add_argument("--methods", default="dpo,rloo", help="comma-separated: dpo, rloo")
     parser.add_argument("--rounds", type=int, default=3)
@@ -685,7 +774,7 @@ def main() -> None:
         dict.fromkeys(arguments.strategies.split(",") + ([CONTROL] if arguments.control else []))
     )
     methods = arguments.methods.split(",")
-    known = ("random", "active", "thompson", "margin", CONTROL)
+    known = ("random", "active", "thompson", "margin", CEILING, CEILING_ALL, CONTROL)
     problems = [f"unknown strategy {s!r}" for s in strategies if s not in known]
     problems += [f"unknown method {m!r}" for m in methods if m not in ("dpo", "rloo")]
     if not 0 <= arguments.noise <= 1:
