@@ -264,7 +264,7 @@ def test_the_api_docs_render_from_vendored_assets(live_server, open_page, screen
     page.wait_for_selector(".swagger-ui .opblock-tag-section")
     assert "Lovelace API" in page.locator(".swagger-ui .info .title").inner_text()
     # One block per operation; the 37th is guidelines/acknowledge.
-    assert page.locator(".swagger-ui .opblock").count() == 42
+    assert page.locator(".swagger-ui .opblock").count() == 43
     screenshot(page, "api-docs")
     assert all(url.startswith(live_server.url) or url.startswith("data:") for url in requested), requested
     assert errors == []
