@@ -438,7 +438,7 @@ def job_duration_seconds(job: Job, *, now: datetime | None = None) -> float | No
     return max(0.0, (end - job.started_at).total_seconds())
 
 
-def job_payload(job: Job, *, with_metrics: bool) -> dict[str, Any]:
+def job_payload(job: Job, *, with_metrics: bool, resumable: bool = False) -> dict[str, Any]:
     payload: dict[str, Any] = {
         "id": job.id,
         "kind": job.kind,
@@ -454,6 +454,8 @@ def job_payload(job: Job, *, with_metrics: bool) -> dict[str, Any]:
         "params_summary": job_params_summary(job.params if isinstance(job.params, dict) else {}),
         "duration_seconds": job_duration_seconds(job),
         "cancel_requested": job.cancel_requested,
+        # A failed or cancelled training job with a checkpoint, not resumed yet: the page offers it.
+        "resumable": resumable,
         "created_at": job.created_at.isoformat(),
         "started_at": job.started_at.isoformat() if job.started_at else None,
         "finished_at": job.finished_at.isoformat() if job.finished_at else None,
@@ -482,8 +484,20 @@ def job_payload(job: Job, *, with_metrics: bool) -> dict[str, Any]:
 
 def study_jobs(*, study: Study) -> list[dict[str, Any]]:
     """The study's recent jobs, newest first, with the metric curves of those that have any."""
+    from server.training.services import training_job_resumable
+
     jobs = Job.objects.filter(study=study).order_by("-created_at", "-id")[:RECENT_JOBS]
-    return [job_payload(job, with_metrics=bool(job.metrics)) for job in jobs]
+    resumed = set(
+        Job.objects.filter(study=study, params__has_key="resumes_job").values_list("parent_id", flat=True)
+    )
+    return [
+        job_payload(
+            job,
+            with_metrics=bool(job.metrics),
+            resumable=job.id not in resumed and training_job_resumable(job),
+        )
+        for job in jobs
+    ]
 
 
 def _share_interval(share: Any, n: Any) -> tuple[float | None, float | None]:

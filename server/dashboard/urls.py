@@ -23,5 +23,6 @@ urlpatterns = [
     path("studies/<slug:slug>/raters/<id:rater_id>/resume/", views.rater_resume, name="rater-resume"),
     path("studies/<slug:slug>/raters/<id:rater_id>/release/", views.rater_release, name="rater-release"),
     path("jobs/<id:job_id>/cancel/", views.job_cancel_view, name="job-cancel"),
+    path("jobs/<id:job_id>/resume/", views.job_resume_view, name="job-resume"),
     path("exports/<id:job_id>/files/<str:name>", views.export_download, name="export-file"),
 ]

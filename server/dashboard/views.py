@@ -49,7 +49,12 @@ from server.ratings.gold_import import gold_pairs_import_file
 from server.ratings.pair_selection import pair_selection_start
 from server.studies.models import Modality, Study
 from server.training.exports import export_file_path, export_start
-from server.training.services import policy_train_start, reward_model_train_start, snapshot_start
+from server.training.services import (
+    policy_train_start,
+    reward_model_train_start,
+    snapshot_start,
+    training_job_resume,
+)
 
 
 def staff_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
@@ -456,6 +461,19 @@ def job_cancel_view(request: HttpRequest, job_id: int) -> HttpResponse:
         messages.warning(request, error.message)
     else:
         messages.success(request, f"Job #{job.id}: cancel requested.")
+    return _redirect(_study_url(job.study, "jobs") if job.study else reverse("dashboard:home"))
+
+
+@require_POST
+@staff_required
+def job_resume_view(request: HttpRequest, job_id: int) -> HttpResponse:
+    job = selectors.job_get(job_id=job_id)
+    try:
+        resumed = training_job_resume(job_id=job.id, created_by_id=request.user.id)
+    except ApplicationError as error:
+        messages.warning(request, error.message)
+    else:
+        messages.success(request, f"Job #{job.id}: resumed from its newest checkpoint as job #{resumed.id}.")
     return _redirect(_study_url(job.study, "jobs") if job.study else reverse("dashboard:home"))
 
 

@@ -737,6 +737,24 @@ def _length_warnings(method: str, options: dict[str, Any], parent: GeneratorVers
 RESUMABLE_KINDS = (JobKind.TRAIN_POLICY, JobKind.TRAIN_REWARD_MODEL)
 
 
+def training_job_checkpointed(job: Job) -> bool:
+    """Whether the job's folder holds a checkpoint to resume from: the trainer's checkpoint-N
+    folders (a policy, reward-model members), or the heads' heads.pt."""
+    folder = Path(settings.VAR_DIR) / "checkpoints" / f"job-{job.id}"
+    return folder.is_dir() and any(
+        path.name.startswith("checkpoint-") or path.name == "heads.pt" for path in folder.rglob("*")
+    )
+
+
+def training_job_resumable(job: Job) -> bool:
+    """What ``training_job_resume`` accepts: a failed or cancelled training job with a checkpoint."""
+    return (
+        job.kind in RESUMABLE_KINDS
+        and job.status in (JobStatus.FAILED, JobStatus.CANCELLED)
+        and training_job_checkpointed(job)
+    )
+
+
 def training_job_resume(*, job_id: int, created_by_id: int | None = None) -> Job:
     """A new job that trains on from the newest checkpoint of a failed or cancelled training job:
     the same options, parent, snapshot and next steps, recorded as its next step (``parent``) with
@@ -755,12 +773,7 @@ def training_job_resume(*, job_id: int, created_by_id: int | None = None) -> Job
         )
     if job.status not in (JobStatus.FAILED, JobStatus.CANCELLED):
         raise Conflict(f"Job {job_id} is {job.status}: only a failed or cancelled job can be resumed.")
-    folder = Path(settings.VAR_DIR) / "checkpoints" / f"job-{job.id}"
-    # A policy's trainer writes checkpoint-N folders; reward-model members too, the heads heads.pt.
-    saved = folder.is_dir() and any(
-        path.name.startswith("checkpoint-") or path.name == "heads.pt" for path in folder.rglob("*")
-    )
-    if not saved:
+    if not training_job_checkpointed(job):
         raise ApplicationError(
             f"Job {job_id} left no checkpoint to resume from: start a new training job instead."
         )

@@ -275,3 +275,42 @@ def _artifact(name: str) -> Path:
 
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     return ARTIFACTS / f"{name}.png"
+
+
+def test_a_cancelled_training_job_with_a_checkpoint_is_resumed_from_the_jobs_table(
+    live_server, open_page, settings, world: World
+) -> None:  # type: ignore[no-untyped-def]
+    from server.jobs.services import job_cancel, job_enqueue
+    from server.studies.models import Study
+
+    # given a policy job cancelled after its trainer saved step 2, and one cancelled before any
+    study = Study.objects.get(slug="poems")
+    params = {"method": "dpo", "parent_version_id": world.base_version.id, "config": {}, "then": []}
+    saved = job_enqueue(kind="train_policy", study_id=study.id, params=params)
+    job_cancel(job_id=saved.id)
+    checkpoint = Path(settings.VAR_DIR) / "checkpoints" / f"job-{saved.id}" / "policy" / "checkpoint-2"
+    checkpoint.mkdir(parents=True)
+    bare = job_enqueue(kind="train_policy", study_id=study.id, params=params)
+    job_cancel(job_id=bare.id)
+    page = open_page(viewport=WIDE)
+    errors = watch_errors(page)
+    sign_in(page, live_server, "/dashboard/studies/poems/")
+
+    # then only the one with a checkpoint offers Resume
+    row = page.locator(f'#jobs-body tr[data-job-id="{saved.id}"]')
+    row.get_by_role("button", name="Resume").wait_for()
+    assert page.locator(f'#jobs-body tr[data-job-id="{bare.id}"] button').count() == 0
+
+    # and resuming it queues a new job with the same options, which the table shows with Cancel
+    row.get_by_role("button", name="Resume").click()
+    page.wait_for_url(f"{live_server.url}/dashboard/studies/poems/#jobs")
+    resumed = Job.objects.get(params__resumes_job=saved.id)
+    assert (resumed.status, resumed.parent_id, resumed.params["config"]) == ("queued", saved.id, {})
+    assert (
+        f"Job #{saved.id}: resumed from its newest checkpoint as job #{resumed.id}."
+        in page.locator(".dash-messages").inner_text()
+    )
+    page.locator(f'#jobs-body tr[data-job-id="{resumed.id}"]').get_by_role("button", name="Cancel").wait_for()
+    # the resumed one offers nothing more (asking again would give the same job)
+    assert page.locator(f'#jobs-body tr[data-job-id="{saved.id}"] button').count() == 0
+    assert errors == []

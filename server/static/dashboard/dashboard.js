@@ -431,13 +431,25 @@
     cells[4].classList.toggle("dash-fielderror", failed);
     const actions = cells[6];
     const cancellable = !job.is_finished && !job.cancel_requested;
-    if (cancellable && !actions.firstChild) {
-      const form = element("form", { attrs: { method: "post", action: jobsTable.dataset.cancelUrl.replace("/0/", `/${job.id}/`) } });
-      form.appendChild(element("input", { attrs: { type: "hidden", name: "csrfmiddlewaretoken", value: csrfToken() } }));
-      form.appendChild(element("button", { className: "dash-button dash-button-small dash-button-danger", text: "Cancel", attrs: { type: "submit" } }));
-      actions.appendChild(form);
-    } else if (!cancellable) {
+    // One action at a time: Cancel while it runs; Resume for a failed or cancelled training job
+    // that left a checkpoint (the server says which: job.resumable).
+    const action = cancellable ? "cancel" : job.resumable ? "resume" : "";
+    if (actions.dataset.action !== action) {
       actions.replaceChildren();
+      if (action) {
+        const url = action === "cancel" ? jobsTable.dataset.cancelUrl : jobsTable.dataset.resumeUrl;
+        const form = element("form", { attrs: { method: "post", action: url.replace("/0/", `/${job.id}/`) } });
+        form.appendChild(element("input", { attrs: { type: "hidden", name: "csrfmiddlewaretoken", value: csrfToken() } }));
+        form.appendChild(element("button", {
+          className: `dash-button dash-button-small${action === "cancel" ? " dash-button-danger" : ""}`,
+          text: action === "cancel" ? "Cancel" : "Resume",
+          attrs: action === "resume"
+            ? { type: "submit", title: "Train on from its newest checkpoint, in a new job" }
+            : { type: "submit" },
+        }));
+        actions.appendChild(form);
+      }
+      actions.dataset.action = action;
     }
   }
 
