@@ -147,6 +147,16 @@ score follows the rounds more than the labels. Label efficiency would need the l
 per round (more optimisation per round, or more rounds of fewer labels), which changes what is
 compared, not which pairs are asked.
 
+That last guess was then tested, and it does not hold: with three times the optimisation per round
+(``--dpo-epochs 6``; random and ceiling, 3 seeds, 2026-12-02) random learns more (composite final
+0.4418 against 0.3842 at 2 epochs, short_clauses 0.2189 against 0.2039), and ceiling still reaches
+random's final with ≤ 70 % of the labels only on diversity (192 = 67 %, +0.0097 ± 0.0093, within
+noise; random is flat there after round 1). Garden not (−0.0033 ± 0.0019), composite not (−0.0224 ±
+0.0518), and on short_clauses ceiling ends *below* random (−0.0199 ± 0.0042). The clearest pairs,
+each sample in at most two, teach DPO less than random pairs once it trains longer: clarity is not
+what this trainer lacks, and a selection rule that beats random here would have to bring something
+else (which samples are compared, not how clearly).
+
 Control (``--control``; measured as a separate ``--strategies random --noise 1`` run with the same
 seeds): random pairs, every vote a coin flip, DPO. Its final score, and each strategy's final
 against it, paired by seed:
