@@ -587,20 +587,10 @@ def _select_by_oracle(*, study, oracle, pairs_per_prompt: int) -> None:  # type:
     import numpy as np
 
     from server.generators.models import Sample
-    from server.ratings.pair_selection import (
-        candidate_pairs_by_prompt,
-        comparisons_create,
-        existing_regular_pairs,
-    )
+    from server.ratings.pair_selection import comparisons_create, new_candidate_pairs
     from workers.ml.active_selection import select_widest_margin
 
-    existing = existing_regular_pairs(study=study)
-    candidates = [
-        (prompt_id, a, b)
-        for prompt_id, pairs in sorted(candidate_pairs_by_prompt(study=study).items())
-        for a, b in pairs
-        if (a, b) not in existing
-    ]
+    candidates = new_candidate_pairs(study=study)
     sample_ids = sorted({sample_id for _, a, b in candidates for sample_id in (a, b)})
     rows = Sample.objects.filter(id__in=sample_ids).values_list("id", "prompt__text", "text")
     score = {sample_id: oracle(prompt, text) for sample_id, prompt, text in rows}

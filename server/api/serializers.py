@@ -246,7 +246,7 @@ class StudyCreateSerializer(serializers.Serializer):
     # The loop's policy method and the options of its reward-model and policy jobs, as the training
     # endpoints take them (checked the same way when the study is created).
     auto_train_policy = serializers.ChoiceField(
-        choices=[("dpo", "DPO"), ("rloo", "RLOO"), ("grpo", "GRPO")], required=False
+        choices=Study._meta.get_field("auto_train_policy").choices, required=False
     )
     auto_reward_model_config = serializers.DictField(
         required=False,

@@ -81,6 +81,18 @@ def candidate_pairs_by_prompt(*, study: Study) -> dict[int, list[tuple[int, int]
     return pairs
 
 
+def new_candidate_pairs(*, study: Study) -> list[tuple[int, int, int]]:
+    """(prompt id, low sample id, high sample id) of every cross-version pair not asked yet, in
+    prompt order: what a selection strategy chooses from."""
+    existing = existing_regular_pairs(study=study)
+    return [
+        (prompt_id, a, b)
+        for prompt_id, pairs in sorted(candidate_pairs_by_prompt(study=study).items())
+        for a, b in pairs
+        if (a, b) not in existing
+    ]
+
+
 def existing_regular_pairs(*, study: Study) -> set[tuple[int, int]]:
     """The study's regular pairs as (lower sample id, higher sample id), whichever side is A."""
     return {

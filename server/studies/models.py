@@ -284,6 +284,7 @@ class Study(_RemembersQuestion):
         from server.training.services import (
             IMAGE_POLICY_OPTIONS,
             IMAGE_REWARD_OPTIONS,
+            POLICY_METHODS,
             image_options,
             policy_options,
             reward_model_options,
@@ -306,7 +307,7 @@ class Study(_RemembersQuestion):
             config = getattr(self, field)
             if not isinstance(config, dict):
                 raise ValidationError({field: "Must be an object of options (or {} for the defaults)."})
-            if self.auto_train_policy not in ("dpo", "rloo", "grpo") and field == "auto_policy_config":
+            if self.auto_train_policy not in POLICY_METHODS and field == "auto_policy_config":
                 continue  # the method itself is refused by its own field
             try:
                 check(config)

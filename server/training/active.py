@@ -32,11 +32,10 @@ from server.generators.models import Sample
 from server.ratings.pair_selection import (
     ACQUISITION_OF,
     SelectionResult,
-    candidate_pairs_by_prompt,
     comparisons_create,
     comparisons_select_random,
-    existing_regular_pairs,
     gold_comparisons_create,
+    new_candidate_pairs,
 )
 from server.studies.models import Modality, Study
 from server.training.models import RewardModel
@@ -66,13 +65,7 @@ def comparisons_select_active(
             study=study, pairs_per_prompt=pairs_per_prompt, seed=seed, job_id=job_id
         )
     rng = random.Random(seed)
-    existing = existing_regular_pairs(study=study)
-    candidates = [
-        (prompt_id, a, b)
-        for prompt_id, pairs in sorted(candidate_pairs_by_prompt(study=study).items())
-        for a, b in pairs
-        if (a, b) not in existing
-    ]
+    candidates = new_candidate_pairs(study=study)
     prompts_with_candidates = len({prompt_id for prompt_id, _, _ in candidates})
     budget = pairs_per_prompt * prompts_with_candidates
     # Thompson sampling and margin look for the best (or clearest) of each prompt: all candidates.

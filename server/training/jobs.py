@@ -22,7 +22,12 @@ from server.ratings.models import Outcome
 from server.ratings.selectors import judgments_trusted, with_criterion_outcome
 from server.studies.models import Modality, PromptSplit
 from server.training.models import PreferenceSnapshot, RewardModel
-from server.training.services import IMAGE_POLICY_METHOD, policy_train_start, reward_model_train_start
+from server.training.services import (
+    IMAGE_POLICY_METHOD,
+    job_checkpoint_folder,
+    policy_train_start,
+    reward_model_train_start,
+)
 from server.training.snapshots import snapshot_create, snapshot_rows
 from workers.ml.distributed import train_dpo_supervised, train_online_rl_supervised
 from workers.ml.dpo import train_dpo
@@ -45,10 +50,10 @@ def _checkpoint_path(job: Job, name: str) -> Path:
     """The job's folder of trainer checkpoints. A job that resumes a failed or cancelled one
     (``training_job_resume``) takes that job's folder over on its first run, so the trainer goes on
     from the newest checkpoint there; it is moved, not copied (one job trains on from it)."""
-    folder = Path(settings.VAR_DIR) / "checkpoints" / f"job-{job.id}" / name
+    folder = job_checkpoint_folder(job.id) / name
     resumed = job.params.get("resumes_job")
     if resumed and not folder.exists():
-        earlier = Path(settings.VAR_DIR) / "checkpoints" / f"job-{int(resumed)}" / name
+        earlier = job_checkpoint_folder(int(resumed)) / name
         if earlier.is_dir():
             folder.parent.mkdir(parents=True, exist_ok=True)
             os.replace(earlier, folder)

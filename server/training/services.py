@@ -29,7 +29,6 @@ from server.training.models import PreferenceSnapshot, RewardModel
 from workers.ml.policy_config import (
     combination_problem,
     config_from_options,
-    ignored_options_problem,
     length_cuts,
     local_position_limit,
     schedule_problem,
@@ -316,7 +315,10 @@ def policy_options(method: str, config: dict[str, Any] | None) -> dict[str, Any]
     max_prompt_length below max_length), each error naming the option."""
     what = "DPO" if method == "dpo" else method.upper()
     options = _check_options(config, DPO_OPTIONS if method == "dpo" else ONLINE_RL_OPTIONS, what)
-    problem = ignored_options_problem(options) or combination_problem(config_from_options(method, options))
+    try:
+        problem = combination_problem(config_from_options(method, options))
+    except ValueError as refused:  # options the others would make the run ignore
+        problem = str(refused)
     if problem:
         raise ApplicationError(
             f"The {what} options do not fit together: {problem}.", extra={"field": "config"}
@@ -737,10 +739,15 @@ def _length_warnings(method: str, options: dict[str, Any], parent: GeneratorVers
 RESUMABLE_KINDS = (JobKind.TRAIN_POLICY, JobKind.TRAIN_REWARD_MODEL)
 
 
+def job_checkpoint_folder(job_id: int) -> Path:
+    """Where a training job's trainers keep their checkpoints (one subfolder per trainer)."""
+    return Path(settings.VAR_DIR) / "checkpoints" / f"job-{job_id}"
+
+
 def training_job_checkpointed(job: Job) -> bool:
     """Whether the job's folder holds a checkpoint to resume from: the trainer's checkpoint-N
     folders (a policy, reward-model members), or the heads' heads.pt."""
-    folder = Path(settings.VAR_DIR) / "checkpoints" / f"job-{job.id}"
+    folder = job_checkpoint_folder(job.id)
     return folder.is_dir() and any(
         path.name.startswith("checkpoint-") or path.name == "heads.pt" for path in folder.rglob("*")
     )
