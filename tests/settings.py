@@ -45,4 +45,11 @@ if _WORKER and os.environ.get("LOVELACE_TEST_PROCESS") != _WORKER:
     _isolate_test_process(_WORKER)
     os.environ["LOVELACE_TEST_PROCESS"] = _WORKER
 
+from django.conf import global_settings  # noqa: E402
+
 from server.config.settings import *  # noqa: E402, F403
+
+# A user's password is hashed with PBKDF2 at Django's production cost (a quarter of a second of
+# CPU each); the suite creates thousands of users, and no test is about the hash's cost. The
+# production hashers stay listed after MD5, so a hash made by them still verifies.
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher", *global_settings.PASSWORD_HASHERS]
