@@ -7,6 +7,7 @@ Used for a reward model's validation accuracy, which rests on tens of pairs in a
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 Z_95 = 1.959963984540054  # the standard normal quantile of 0.975: a two-sided 95 % interval
 
@@ -28,8 +29,47 @@ def wilson_interval(successes: int, n: int, z: float = Z_95) -> tuple[float, flo
         raise ValueError(f"need 0 <= successes <= n, got {successes} of {n}")
     if n == 0:
         return None
-    share = successes / n
+    return _wilson(successes / n, n, z)
+
+
+def _wilson(share: float, n: float, z: float) -> tuple[float, float]:
+    """Wilson's interval for a share observed over ``n`` (possibly effective, fractional) trials."""
     denominator = 1 + z * z / n
     centre = (share + z * z / (2 * n)) / denominator
     half_width = z * math.sqrt(share * (1 - share) / n + z * z / (4 * n * n)) / denominator
     return max(0.0, centre - half_width), min(1.0, centre + half_width)
+
+
+def clustered_wilson_interval(
+    successes: Sequence[int], sizes: Sequence[int], z: float = Z_95
+) -> tuple[float, float] | None:
+    """The Wilson interval of a share whose trials come in clusters that need not be independent:
+    ``successes[c]`` of ``sizes[c]`` trials in cluster c (the votes on one comparison, the rater
+    pairs of one comparison). Returns None when there is no trial.
+
+    Wilson's formula is applied at the effective sample size n / deff (Kish's design effect),
+    with the ratio estimator's cluster-robust variance Σ(y_c − p·m_c)² / n² standing for the
+    share's variance. Singleton clusters give n_eff = n, i.e. ``wilson_interval`` exactly; votes
+    that always agree within a comparison count about once per comparison. Where that variance
+    cannot be estimated (every trial a success, or none), each cluster counts once.
+
+    >>> [round(x, 4) for x in clustered_wilson_interval([2, 0, 2], [2, 2, 2])]  # 2 alike votes each
+    [0.2077, 0.9385]
+    >>> [round(x, 4) for x in wilson_interval(2, 3)]  # as if 3 votes, not 6
+    [0.2077, 0.9385]
+    """
+    if len(successes) != len(sizes):
+        raise ValueError(f"need one size per cluster, got {len(successes)} successes and {len(sizes)} sizes")
+    if any(size < 0 or not 0 <= hits <= size for hits, size in zip(successes, sizes, strict=True)):
+        raise ValueError("need 0 <= successes <= size in every cluster")
+    n = sum(sizes)
+    clusters = sum(1 for size in sizes if size > 0)
+    if n == 0:
+        return None
+    share = sum(successes) / n
+    spread = sum((hits - share * size) ** 2 for hits, size in zip(successes, sizes, strict=True))
+    if share in (0.0, 1.0) or spread == 0.0:
+        effective = float(clusters) if share in (0.0, 1.0) else float(n)
+    else:
+        effective = min(float(n), share * (1 - share) * n * n / spread)
+    return _wilson(share, effective, z)

@@ -508,24 +508,36 @@ def _share_interval(share: Any, n: Any) -> tuple[float | None, float | None]:
     return interval if interval else (None, None)
 
 
+def _stored_interval(value: Any) -> tuple[float | None, float | None]:
+    if isinstance(value, list | tuple) and len(value) == 2 and all(isinstance(x, int | float) for x in value):
+        return float(value[0]), float(value[1])
+    return None, None
+
+
 def reward_models_payload(*, study: Study) -> list[dict[str, Any]]:
-    """The study's reward models; accuracy with the number of validation pairs it rests on and its
-    95 % Wilson interval (both None for models trained before they were recorded), the human
-    ceiling with the comparisons it rests on and its Wilson interval over those comparisons (the
-    rater pairs of one comparison are not independent, so comparisons are the n), and
-    ``too_few_pairs`` below ``MIN_VALIDATION_PAIRS``: such an accuracy is not shown as a number."""
+    """The study's reward models: accuracy with the validation pairs and comparisons it rests on
+    and its 95 % Wilson interval clustered by comparison (several raters' votes on one comparison
+    are not independent); the human ceiling with the comparisons it rests on and its interval;
+    and the model's own agreement with the raters on those same comparisons, the number to set
+    beside the ceiling. Models trained before a figure was recorded get None or, for the
+    intervals, a plain Wilson interval over the recorded n. ``too_few_pairs``: below
+    ``MIN_VALIDATION_PAIRS`` an accuracy is not shown as a number."""
     models = RewardModel.objects.filter(study=study).order_by("created_at", "id")
     payload = []
     for model in models:
         metrics = model.metrics if isinstance(model.metrics, dict) else {}
-        interval = metrics.get("validation_accuracy_interval")
-        low, high = interval if isinstance(interval, list) and len(interval) == 2 else (None, None)
+        low, high = _stored_interval(metrics.get("validation_accuracy_interval"))
         pairs = metrics.get("validation_pairs")
         if low is None:
             low, high = _share_interval(model.validation_accuracy, pairs)
-        ceiling_low, ceiling_high = _share_interval(
-            model.human_agreement_ceiling, metrics.get("ceiling_comparisons")
-        )
+        ceiling_low, ceiling_high = _stored_interval(metrics.get("ceiling_interval"))
+        if ceiling_low is None:
+            ceiling_low, ceiling_high = _share_interval(
+                model.human_agreement_ceiling, metrics.get("ceiling_comparisons")
+            )
+        same = metrics.get("on_ceiling_comparisons")
+        same = same if isinstance(same, dict) else {}
+        same_low, same_high = _stored_interval(same.get("interval"))
         payload.append(
             {
                 "id": model.id,
@@ -536,6 +548,7 @@ def reward_models_payload(*, study: Study) -> list[dict[str, Any]]:
                 "ensemble_size": model.ensemble_size,
                 "validation_accuracy": model.validation_accuracy,
                 "validation_pairs": pairs,
+                "validation_comparisons": metrics.get("validation_comparisons"),
                 "too_few_pairs": isinstance(pairs, int) and pairs < MIN_VALIDATION_PAIRS,
                 "validation_accuracy_low": low,
                 "validation_accuracy_high": high,
@@ -543,6 +556,10 @@ def reward_models_payload(*, study: Study) -> list[dict[str, Any]]:
                 "ceiling_comparisons": metrics.get("ceiling_comparisons"),
                 "ceiling_low": ceiling_low,
                 "ceiling_high": ceiling_high,
+                "accuracy_on_ceiling_comparisons": same.get("accuracy"),
+                "accuracy_on_ceiling_comparisons_low": same_low,
+                "accuracy_on_ceiling_comparisons_high": same_high,
+                "votes_on_ceiling_comparisons": same.get("votes"),
                 "expected_calibration_error": model.expected_calibration_error,
                 "warnings": metrics.get("warnings", []),
                 "created_at": model.created_at.isoformat(),

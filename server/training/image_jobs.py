@@ -17,7 +17,9 @@ from typing import Any
 
 import numpy as np
 from django.conf import settings
+from django.db.models import QuerySet
 
+from evaluation.proportions import clustered_wilson_interval
 from server.core.exceptions import ApplicationError
 from server.core.paths import model_path_check
 from server.generators.images import image_asset_read
@@ -25,7 +27,8 @@ from server.generators.models import GeneratorVersion, ImageAsset, Sample
 from server.generators.services import version_model_check
 from server.jobs.models import Job
 from server.studies.models import Modality, PromptSplit
-from server.training.models import PreferenceSnapshot, RewardModel
+from server.training.agreement import accuracy_metrics, right_by_comparison
+from server.training.models import PreferenceSnapshot, RewardModel, SnapshotPair
 from workers.ml.image_dataset import UInt8Array
 from workers.ml.image_generators import MANIFEST_FILE
 from workers.ml.image_policy import ImagePolicyConfig, fine_tune_image_generator
@@ -47,14 +50,17 @@ def _pixels(asset: ImageAsset, cache: dict[int, UInt8Array]) -> UInt8Array:
     return cache[asset.id]
 
 
+def _pairs(snapshot: PreferenceSnapshot, split: str) -> QuerySet[SnapshotPair]:
+    """The snapshot's pairs of two images in ``split``, in a fixed order."""
+    return snapshot.pairs.filter(
+        split=split, chosen__image__isnull=False, rejected__image__isnull=False
+    ).order_by("id")
+
+
 def _preferences(
     snapshot: PreferenceSnapshot, split: str, cache: dict[int, UInt8Array]
 ) -> ImagePreferences | None:
-    pairs = list(
-        snapshot.pairs.filter(split=split, chosen__image__isnull=False, rejected__image__isnull=False)
-        .select_related("chosen__image", "rejected__image")
-        .order_by("id")
-    )
+    pairs = list(_pairs(snapshot, split).select_related("chosen__image", "rejected__image"))
     if not pairs:
         return None
     return ImagePreferences(
@@ -91,6 +97,15 @@ def image_reward_model_train(*, job: Job, report: ProgressReporter) -> RewardMod
         reporter=report,
     )
     manifest = json.loads((output_dir / "image_reward.json").read_text())
+    comparisons = list(  # the validation pairs' comparisons, in ``_preferences``'s order
+        _pairs(snapshot, "validation").values_list("judgment__assignment__comparison_id", flat=True)
+    )
+    by_comparison = right_by_comparison(result.validation_right, comparisons)
+    agreement = accuracy_metrics(snapshot=snapshot, by_comparison=by_comparison)
+    ceiling = agreement.pop("ceiling")
+    interval = clustered_wilson_interval(
+        [hits for _, hits, _ in by_comparison], [size for *_, size in by_comparison]
+    )
     return RewardModel.objects.create(
         study=job.study,
         snapshot=snapshot,
@@ -99,11 +114,15 @@ def image_reward_model_train(*, job: Job, report: ProgressReporter) -> RewardMod
         path=str(output_dir),
         config=asdict(config),
         validation_accuracy=result.validation_accuracy,
+        human_agreement_ceiling=ceiling,
         metrics={
             "kind": "image_cnn",
             "modality": Modality.IMAGE.value,
             "train_pairs": result.train_pairs,
             "validation_pairs": result.validation_pairs,
+            "validation_comparisons": len(by_comparison),
+            "validation_accuracy_interval": list(interval) if interval else None,
+            **agreement,
             "first_train_loss": result.first_loss,
             "last_train_loss": result.last_loss,
             "reference_images": len(references),

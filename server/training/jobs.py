@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import itertools
 import json
 import os
 import shutil
-from collections import defaultdict
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
@@ -18,9 +16,8 @@ from server.generators.models import GeneratorVersion, Sample, VersionKind
 from server.generators.services import generate_start, version_model_check
 from server.jobs.models import Job
 from server.jobs.services import job_log
-from server.ratings.models import Outcome
-from server.ratings.selectors import judgments_trusted, with_criterion_outcome
 from server.studies.models import Modality, PromptSplit
+from server.training.agreement import accuracy_metrics
 from server.training.models import PreferenceSnapshot, RewardModel
 from server.training.services import (
     IMAGE_POLICY_METHOD,
@@ -91,38 +88,6 @@ def snapshot_run(*, job: Job, report: ProgressReporter) -> dict[str, Any]:
     }
 
 
-def human_agreement_ceiling(*, snapshot: PreferenceSnapshot) -> tuple[float | None, int]:
-    """Share of pairs of raters who agree, over validation comparisons judged by two or more raters.
-
-    The ceiling a reward model is judged against (InstructGPT: raters agreed 72.6–77.3 %): on a
-    comparison where people disagree, no model can match "the" human answer. Returns (rate, number
-    of comparisons it rests on); (None, 0) when no validation comparison has two judgments.
-    """
-    comparison_ids = set(
-        snapshot.pairs.filter(split="validation").values_list(
-            "judgment__assignment__comparison_id", flat=True
-        )
-    )
-    outcomes: dict[int, list[str]] = defaultdict(list)
-    # The same judgments training may use (a paused rater's votes set no ceiling either).
-    # The snapshot's criterion: the people's answers to the question the model learns.
-    for comparison_id, outcome in (
-        with_criterion_outcome(judgments_trusted(study=snapshot.study), criterion_id=snapshot.criterion_id)
-        .filter(assignment__comparison_id__in=comparison_ids, criterion_outcome__in=[Outcome.A, Outcome.B])
-        .values_list("assignment__comparison_id", "criterion_outcome")
-    ):
-        outcomes[comparison_id].append(outcome)
-    agree = total = used = 0
-    for votes in outcomes.values():
-        if len(votes) < 2:
-            continue
-        used += 1
-        for first, second in itertools.combinations(votes, 2):
-            agree += first == second
-            total += 1
-    return (agree / total if total else None), used
-
-
 def _pairs(snapshot: PreferenceSnapshot) -> tuple[list[PreferencePair], list[PreferencePair]]:
     rows = snapshot_rows(snapshot=snapshot)
     pairs = [
@@ -132,6 +97,7 @@ def _pairs(snapshot: PreferenceSnapshot) -> tuple[list[PreferencePair], list[Pre
             rejected=str(r["rejected"]),
             margin=float(r["margin"]),
             split=str(r["split"]),
+            comparison=int(r["comparison_id"]),  # type: ignore[call-overload]
         )
         for r in rows
     ]  # type: ignore[arg-type]
@@ -198,7 +164,8 @@ def _reward_model_train(*, job: Job, report: ProgressReporter) -> RewardModel:
         report,
         reference_prompts=[prompt for _, prompt in reference],
     )
-    ceiling, ceiling_comparisons = human_agreement_ceiling(snapshot=snapshot)
+    agreement = accuracy_metrics(snapshot=snapshot, by_comparison=result.validation_by_comparison)
+    ceiling = agreement.pop("ceiling")
     reward_model = RewardModel.objects.create(
         study=job.study,
         snapshot=snapshot,
@@ -221,13 +188,14 @@ def _reward_model_train(*, job: Job, report: ProgressReporter) -> RewardModel:
             "last_train_loss": result.last_train_loss,
             "train_pairs": result.train_pairs,
             "validation_pairs": result.validation_pairs,
+            "validation_comparisons": result.validation_comparisons,
             # The reliability diagram's bins (evaluation.calibration); older models have none.
             "reliability_bins": result.reliability_bins,
             "truncated_pairs": result.truncated_pairs,
             "dropped_pairs": result.dropped_pairs,
             "provenance": result.provenance,
             "warnings": job.params.get("warnings", []),
-            "ceiling_comparisons": ceiling_comparisons,
+            **agreement,  # the ceiling's n and interval; the model on the ceiling's comparisons
             "steps": result.steps,
             "resumed_from_step": result.resumed_from_step,
         },

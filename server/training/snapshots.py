@@ -194,6 +194,8 @@ def snapshot_rows(*, snapshot: PreferenceSnapshot) -> list[dict[str, object]]:
             "rater_id": pair.judgment.assignment.rater_id,
             "split": pair.split,
             "judgment_id": pair.judgment_id,
+            # Several raters' votes on one comparison share it: they are not independent pairs.
+            "comparison_id": pair.judgment.assignment.comparison_id,
             "chosen_version_id": pair.chosen.version_id,
             "rejected_version_id": pair.rejected.version_id,
         }

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from evaluation.proportions import wilson_interval
+from evaluation.proportions import clustered_wilson_interval, wilson_interval
 
 
 def test_wilson_interval_matches_the_hand_computed_value() -> None:
@@ -24,3 +24,34 @@ def test_wilson_interval_of_no_data_is_none_and_bad_counts_are_refused() -> None
     assert wilson_interval(0, 0) is None
     with pytest.raises(ValueError, match="need 0 <= successes <= n, got 3 of 2"):
         wilson_interval(3, 2)
+
+
+def test_the_clustered_interval_of_singleton_clusters_is_wilsons() -> None:
+    hits = [1, 0, 1, 1, 0, 1, 1, 1]
+    clustered = clustered_wilson_interval(hits, [1] * len(hits))
+    assert clustered == pytest.approx(wilson_interval(6, 8))
+
+
+def test_votes_that_agree_within_a_comparison_count_about_once_per_comparison() -> None:
+    # 20 comparisons, 3 votes each, all three right or all three wrong: 15 of 20 comparisons right
+    successes = [3] * 15 + [0] * 5
+    clustered = clustered_wilson_interval(successes, [3] * 20)
+    assert clustered == pytest.approx(wilson_interval(15, 20))
+    naive = wilson_interval(45, 60)
+    assert naive is not None and clustered is not None
+    assert clustered[1] - clustered[0] > 1.5 * (naive[1] - naive[0])  # wider than 60 independent votes
+
+
+def test_votes_split_within_every_comparison_in_the_same_way_are_as_sure_as_their_count() -> None:
+    # each comparison 1 right of 2: no variation between comparisons, nothing to widen
+    assert clustered_wilson_interval([1] * 10, [2] * 10) == pytest.approx(wilson_interval(10, 20))
+
+
+def test_the_clustered_interval_at_the_extremes_counts_each_comparison_once() -> None:
+    assert clustered_wilson_interval([2, 3, 2], [2, 3, 2]) == pytest.approx(wilson_interval(3, 3))
+    assert clustered_wilson_interval([], []) is None
+    assert clustered_wilson_interval([0], [0]) is None
+    with pytest.raises(ValueError, match="one size per cluster"):
+        clustered_wilson_interval([1], [1, 2])
+    with pytest.raises(ValueError, match="0 <= successes <= size"):
+        clustered_wilson_interval([3], [2])

@@ -139,6 +139,8 @@ class ImageRewardResult:
     validation_pairs: int
     validation_accuracy: float | None
     """Share of validation pairs whose chosen image gets the higher ensemble reward (None: none)."""
+    validation_right: list[bool]
+    """That verdict for each validation pair, in order (the caller clusters them by comparison)."""
     first_loss: float
     """Mean over members of the first step's training loss."""
     last_loss: float
@@ -276,17 +278,20 @@ def train_image_reward_model(
     normalisation = _normalisation(_raw_scores(members, _tensor(reference_images)))
     ensemble = ImageRewardEnsemble(members, normalisation)
     accuracy = None
+    right: list[bool] = []
     if validation is not None and len(validation):
         with torch.no_grad():
             chosen_reward = ensemble.reward(_tensor(validation.chosen))
             rejected_reward = ensemble.reward(_tensor(validation.rejected))
-        accuracy = float((chosen_reward > rejected_reward).double().mean())
+        right = [bool(hit) for hit in (chosen_reward > rejected_reward).tolist()]
+        accuracy = sum(right) / len(right)
     seconds = time.perf_counter() - started
     result = ImageRewardResult(
         output_dir=output_dir,
         train_pairs=pairs,
         validation_pairs=0 if validation is None else len(validation),
         validation_accuracy=accuracy,
+        validation_right=right,
         first_loss=float(np.mean(first_losses)),
         last_loss=float(np.mean(last_losses)),
         seconds=seconds,

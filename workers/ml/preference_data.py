@@ -33,6 +33,9 @@ class PreferencePair:
     0.0 for a plain "A is better", larger for "much better" (Llama-2-style margin loss). Ties and
     "both bad" are not pairs; the task drops them before training (Christiano et al. drop
     "can't tell"). ``split`` is ``"train"`` or ``"validation"`` as frozen in the snapshot.
+    ``comparison`` names the comparison judged: the pairs of several raters' votes on one
+    comparison share it, and an accuracy over them counts that comparison's votes as one cluster,
+    not as independent trials (None: a pair of its own).
     """
 
     prompt: str
@@ -40,6 +43,7 @@ class PreferencePair:
     rejected: str
     margin: float = 0.0
     split: str = "train"
+    comparison: int | None = None
 
 
 def resolve_device(device: str | None) -> torch.device:

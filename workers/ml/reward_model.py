@@ -55,7 +55,8 @@ from torch import nn
 from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedModel
 
 from evaluation.calibration import reliability_bins
-from evaluation.proportions import wilson_interval
+from evaluation.proportions import clustered_wilson_interval
+from workers.ml import chat_format
 from workers.ml.chat_format import prompt_messages, response_messages
 from workers.ml.checkpoint import load_if_exists, save_atomic
 from workers.ml.distributed import Supervision
@@ -135,7 +136,8 @@ class RewardModelResult:
     truncated_pairs: int  # training + validation pairs with at least one side truncated
     dropped_pairs: int  # training pairs the trainer left out (0: long pairs are truncated first)
     # Share of validation pairs whose chosen side gets the higher ensemble reward (None: no pairs),
-    # with its 95 % Wilson interval over ``validation_pairs`` pairs.
+    # with its 95 % Wilson interval, clustered by comparison (several raters' votes on one
+    # comparison are not independent: ``evaluation.proportions.clustered_wilson_interval``).
     validation_accuracy: float | None
     validation_accuracy_interval: tuple[float, float] | None
     member_validation_accuracy: list[float]
@@ -150,6 +152,11 @@ class RewardModelResult:
     # The reliability diagram behind that ECE: the non-empty confidence bins, each
     # {lower, upper, count, mean_confidence, accuracy} (evaluation.calibration.reliability_bins).
     reliability_bins: list[dict[str, Any]] = field(default_factory=list)
+    # The distinct comparisons behind the validation pairs (a pair without one counts as its own),
+    # and [comparison, pairs right, pairs] for each that has an id: the caller compares the model
+    # with the raters on the same comparisons (the human-agreement ceiling's).
+    validation_comparisons: int = 0
+    validation_by_comparison: list[list[int]] = field(default_factory=list)
 
 
 # --- The ensemble at scoring time --------------------------------------------------------------
@@ -277,6 +284,7 @@ class SequenceClassificationEnsemble(RewardEnsemble):
         max_length: int,
         normalisation: Normalisation | None,
         device: torch.device,
+        bos: bool = True,
     ) -> None:
         super().__init__(
             tokenizer=tokenizer, max_length=max_length, normalisation=normalisation, device=device
@@ -286,6 +294,7 @@ class SequenceClassificationEnsemble(RewardEnsemble):
         self.models = models
         self.adapters = adapters
         self.chat = chat
+        self.bos = bos
 
     @property
     def size(self) -> int:
@@ -300,7 +309,9 @@ class SequenceClassificationEnsemble(RewardEnsemble):
 
     def encode(self, prompts: Sequence[str], responses: Sequence[str]) -> list[list[int]]:
         return [
-            encode_conversation(self.tokenizer, prompt, response, self.max_length, chat=self.chat)[0]
+            encode_conversation(
+                self.tokenizer, prompt, response, self.max_length, chat=self.chat, bos=self.bos
+            )[0]
             for prompt, response in zip(prompts, responses, strict=True)
         ]
 
@@ -369,16 +380,25 @@ def _longest_first(
 
 
 def encode_conversation(
-    tokenizer: Any, prompt: str, response: str, max_length: int, *, chat: bool
+    tokenizer: Any, prompt: str, response: str, max_length: int, *, chat: bool, bos: bool = True
 ) -> tuple[list[int], bool]:
     """Token ids a sequence classifier reads for (prompt, response), at most ``max_length``, and
     whether they were truncated. The same function feeds training and scoring.
 
-    Plain text: the prompt as the policy sees it (with the tokenizer's special tokens), then the
-    response as its continuation. Chat models: the tokenizer's chat template with a user and an
-    assistant turn; when too long, prompt and response are cut (longest first) and re-templated.
+    Plain text: the prompt exactly as the policy sees it (``chat_format.prompt_ids``: with the BOS
+    token even when the tokenizer does not add one, so an empty prompt still reads as "the start of
+    a piece"), then the response as its continuation; truncation keeps the BOS. ``bos=False`` is
+    the encoding of reward models saved before it (their manifests lack ``bos``). Chat models: the
+    tokenizer's chat template with a user and an assistant turn; when too long, prompt and
+    response are cut (longest first) and re-templated.
     """
-    prompt_ids: list[int] = tokenizer(prompt, add_special_tokens=True)["input_ids"] if prompt else []
+    lead: list[int] = []
+    if chat or not bos:
+        prompt_ids: list[int] = tokenizer(prompt, add_special_tokens=True)["input_ids"] if prompt else []
+    else:
+        prompt_ids = chat_format.prompt_ids(tokenizer, prompt)
+        if prompt_ids and prompt_ids[0] == tokenizer.bos_token_id:
+            lead, prompt_ids = prompt_ids[:1], prompt_ids[1:]
     response_ids: list[int] = tokenizer(response, add_special_tokens=False)["input_ids"]
     if chat:
         ids: list[int] = tokenizer(_chat_text(tokenizer, prompt, response), add_special_tokens=False)[
@@ -394,10 +414,11 @@ def encode_conversation(
             tokenizer.decode(response_ids, skip_special_tokens=True),
         )
         return tokenizer(text, add_special_tokens=False)["input_ids"][:max_length], True
-    truncated = len(prompt_ids) + len(response_ids) > max_length
+    budget = max_length - len(lead)
+    truncated = len(prompt_ids) + len(response_ids) > budget
     if truncated:
-        prompt_ids, response_ids = _longest_first(prompt_ids, response_ids, max_length)
-    ids = prompt_ids + response_ids
+        prompt_ids, response_ids = _longest_first(prompt_ids, response_ids, budget)
+    ids = lead + prompt_ids + response_ids
     if not ids:  # an empty prompt and response: one token for the classifier to read
         ids = [tokenizer.eos_token_id if tokenizer.eos_token_id is not None else tokenizer.pad_token_id]
     return ids, truncated
@@ -465,6 +486,8 @@ def _evaluate(ensemble: RewardEnsemble, pairs: Sequence[PreferencePair], bins: i
             "ece": None,
             "reliability": [],
             "loss": None,
+            "comparisons": 0,
+            "by_comparison": [],
         }
     prompts = [pair.prompt for pair in pairs]
     raw = ensemble.raw_scores(prompts + prompts, [p.chosen for p in pairs] + [p.rejected for p in pairs])
@@ -472,10 +495,22 @@ def _evaluate(ensemble: RewardEnsemble, pairs: Sequence[PreferencePair], bins: i
     scores = ensemble.normalise(raw)
     margins = torch.tensor([pair.margin for pair in pairs])
     probabilities = torch.sigmoid(raw_chosen - raw_rejected).mean(dim=0)
-    correct = int((scores.mean[: len(pairs)] > scores.mean[len(pairs) :]).sum())
+    right = (scores.mean[: len(pairs)] > scores.mean[len(pairs) :]).tolist()
+    clusters: dict[tuple[str, int], list[int]] = {}
+    for index, (pair, hit) in enumerate(zip(pairs, right, strict=True)):
+        key = ("comparison", pair.comparison) if pair.comparison is not None else ("pair", index)
+        cluster = clusters.setdefault(key, [0, 0])
+        cluster[0] += int(hit)
+        cluster[1] += 1
     return {
-        "accuracy": correct / len(pairs),
-        "interval": wilson_interval(correct, len(pairs)),
+        "accuracy": sum(right) / len(pairs),
+        "interval": clustered_wilson_interval(
+            [hits for hits, _ in clusters.values()], [size for _, size in clusters.values()]
+        ),
+        "comparisons": len(clusters),
+        "by_comparison": [
+            [key[1], hits, size] for key, (hits, size) in clusters.items() if key[0] == "comparison"
+        ],
         "member_accuracy": (raw_chosen > raw_rejected).float().mean(dim=1).tolist(),
         "ece": expected_calibration_error(probabilities, bins),
         "reliability": [item.as_dict() for item in reliability_bins(probabilities.tolist(), bins)],
@@ -1051,6 +1086,7 @@ def _load_sequence_members(
         models=models,
         adapters=adapters,
         chat=bool(spec["chat"]),
+        bos=bool(spec.get("bos", False)),
         max_length=int(spec["max_length"]),
         normalisation=normalisation,
         device=device,
@@ -1145,6 +1181,7 @@ def _train_sequence_classification(
         "backbone_revision": config.backbone_revision,
         "dtype": "bfloat16" if dtype == torch.bfloat16 else "float32",
         "chat": chat,
+        "bos": True,
         "max_length": _capped_length(config),
     }
     final = checkpoint_dir / "final"
@@ -1221,7 +1258,12 @@ def train_reward_model(
         truncated = sum(
             any(
                 encode_conversation(
-                    ensemble.tokenizer, pair.prompt, side, ensemble.max_length, chat=run["spec"]["chat"]
+                    ensemble.tokenizer,
+                    pair.prompt,
+                    side,
+                    ensemble.max_length,
+                    chat=run["spec"]["chat"],
+                    bos=run["spec"]["bos"],
                 )[1]
                 for side in (pair.chosen, pair.rejected)
             )
@@ -1255,6 +1297,8 @@ def train_reward_model(
         validation_accuracy=metrics["accuracy"],
         validation_accuracy_interval=metrics["interval"],
         member_validation_accuracy=metrics["member_accuracy"],
+        validation_comparisons=metrics["comparisons"],
+        validation_by_comparison=metrics["by_comparison"],
         expected_calibration_error=metrics["ece"],
         reliability_bins=metrics["reliability"],
         validation_loss=metrics["loss"],

@@ -56,11 +56,13 @@ def get(mapping: Any, key: Any) -> Any:
 
 
 @register.simple_tag
-def share(value: Any, n: Any, unit: str = "", min_n: int = 1) -> str:
-    """A share estimated from ``n`` trials, with its 95 % Wilson interval and its n:
-    "62% [47–76%] of 40 pairs". Below ``min_n`` trials the share is not shown at all ("too few
-    pairs to judge (n = 1)"): a "100 %" from one pair reads as a result. No trials or no value:
-    an en dash. Returns escaped HTML (the interval and n set in a muted small font)."""
+def share(value: Any, n: Any, unit: str = "", min_n: int = 1, low: Any = None, high: Any = None) -> str:
+    """A share estimated from ``n`` trials, with its 95 % interval and its n:
+    "62% [47–76%] of 40 pairs". The interval is ``low``–``high`` when given (one computed with
+    more care, e.g. clustered by comparison), else Wilson's over ``n``. Below ``min_n`` trials the
+    share is not shown at all ("too few pairs to judge (n = 1)"): a "100 %" from one pair reads
+    as a result. No trials or no value: an en dash. Returns escaped HTML (the interval and n set
+    in a muted small font)."""
     number = _number(value)
     count = n if isinstance(n, int) and not isinstance(n, bool) else None
     unit_text = f" {unit}" if unit else ""
@@ -70,8 +72,9 @@ def share(value: Any, n: Any, unit: str = "", min_n: int = 1) -> str:
         return format_html(
             '<span class="dash-muted dash-too-few">too few{} to judge (n = {})</span>', unit_text, count
         )
-    successes = min(count, max(0, round(number * count)))
-    low, high = wilson_interval(successes, count) or (math.nan, math.nan)
+    if _number(low) is None or _number(high) is None:
+        successes = min(count, max(0, round(number * count)))
+        low, high = wilson_interval(successes, count) or (math.nan, math.nan)
     return format_html(
         '{} <span class="dash-muted dash-small dash-interval">[{}–{}] of {}{}</span>',
         f"{number * 100:.0f}%",

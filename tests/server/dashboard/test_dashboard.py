@@ -474,6 +474,36 @@ def test_reward_model_accuracy_shows_its_n_and_interval_next_to_the_ceiling(
     assert "sequence_classification · " in page
 
 
+def test_clustered_intervals_and_the_model_on_the_ceilings_comparisons_are_shown(
+    world: World, staff: Client
+) -> None:
+    # given 30 validation pairs on 12 comparisons (several raters' votes on each), with the
+    # intervals the job stored (clustered by comparison, wider than Wilson's over 30 votes)
+    world.reward_model.validation_accuracy = 0.7
+    world.reward_model.human_agreement_ceiling = 0.8
+    world.reward_model.metrics = {
+        "kind": "embedding_heads",
+        "validation_pairs": 30,
+        "validation_comparisons": 12,
+        "validation_accuracy_interval": [0.41, 0.89],
+        "ceiling_comparisons": 9,
+        "ceiling_interval": [0.47, 0.95],
+        "on_ceiling_comparisons": {"accuracy": 0.65, "interval": [0.38, 0.85], "votes": 20, "comparisons": 9},
+    }
+    world.reward_model.save(update_fields=["metrics", "validation_accuracy", "human_agreement_ceiling"])
+
+    page = staff.get(STUDY_URL).content.decode()
+
+    cell = re.search(r'<td class="num rm-accuracy">(.*?)</td>', page, re.S).group(1)
+    assert _text(cell) == "70% [41–89%] of 30 pairs on 12 comparisons"
+    ceiling = re.search(r'<td class="num rm-ceiling">(.*?)</td>', page, re.S).group(1)
+    assert _text(ceiling) == "80% [47–95%] of 9 comparisons model there: 65% [38–85%] of 20 votes"
+    same = re.search(r'<div class="dash-small rm-same-comparisons">(.*?)</div>', page, re.S).group(1)
+    assert _text(same) == "model there: 65% [38–85%] of 20 votes"
+    payload = study_dashboard(study=world.study_a).reward_models[0]
+    assert (payload["validation_accuracy_low"], payload["ceiling_high"]) == (0.41, 0.95)
+
+
 def test_a_reward_model_on_too_few_pairs_starts_with_a_warning_on_the_page(
     world: World, staff: Client
 ) -> None:

@@ -7,6 +7,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from evaluation.proportions import wilson_interval
 from server.core.exceptions import ApplicationError
 from server.generators.models import GeneratorVersion, VersionKind
 from server.jobs.models import Job, JobKind, JobStatus
@@ -105,6 +106,19 @@ def test_chain_snapshot_reward_model_policy_generate_with_full_lineage(
     assert reward_model.ensemble_size == 2
     assert reward_model.validation_accuracy is not None and reward_model.validation_accuracy >= 0.9
     assert reward_model.human_agreement_ceiling == 1.0  # both raters always agreed
+    # Two votes per comparison: the accuracy's interval counts comparisons, and the model is set
+    # beside the ceiling on the ceiling's own comparisons (here every validation comparison).
+    metrics = reward_model.metrics
+    pairs = metrics["validation_pairs"]
+    assert pairs == reward_model.snapshot.validation_count and pairs % 2 == 0
+    assert metrics["validation_comparisons"] == metrics["ceiling_comparisons"] == pairs // 2
+    same = metrics["on_ceiling_comparisons"]
+    assert (same["votes"], same["comparisons"]) == (pairs, pairs // 2)
+    assert same["accuracy"] == pytest.approx(reward_model.validation_accuracy)
+    low, high = metrics["validation_accuracy_interval"]
+    naive_low, _ = wilson_interval(round(reward_model.validation_accuracy * pairs), pairs)
+    assert low < naive_low and high <= 1.0  # wider than if the two votes were independent
+    assert metrics["ceiling_interval"][1] == 1.0
     assert reward_model.snapshot.job_id == snapshot_job.id
 
     child = GeneratorVersion.objects.get(kind=VersionKind.TRAINED)

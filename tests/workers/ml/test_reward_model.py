@@ -598,6 +598,28 @@ def test_chat_models_read_prompt_and_response_through_the_chat_template(tiny_gpt
     assert tokenizer.decode(long_ids).startswith("<user>")
 
 
+def test_plain_text_models_read_the_prompt_as_the_policy_sees_it_bos_first(tiny_gpt2: Path) -> None:
+    from transformers import AutoTokenizer
+
+    from workers.ml.chat_format import prompt_ids
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_gpt2)
+    bos = tokenizer.bos_token_id
+    response = tokenizer("the dog ran", add_special_tokens=False)["input_ids"]
+    # GPT-2's tokenizer adds no BOS by itself; the policy's prompts carry one
+    ids, truncated = encode_conversation(tokenizer, "a cat", "the dog ran", 200, chat=False)
+    assert not truncated
+    assert ids == prompt_ids(tokenizer, "a cat") + response and ids[0] == bos
+    # an empty prompt is "the start of a piece", as in generation
+    assert encode_conversation(tokenizer, "", "the dog ran", 200, chat=False)[0] == [bos, *response]
+    # truncation cuts text, never the BOS
+    long_ids, truncated = encode_conversation(tokenizer, "a cat " * 30, "the dog ran " * 30, 40, chat=False)
+    assert truncated and len(long_ids) == 40 and long_ids[0] == bos
+    # reward models saved before the BOS was added keep their encoding
+    legacy, _ = encode_conversation(tokenizer, "a cat", "the dog ran", 200, chat=False, bos=False)
+    assert legacy == tokenizer("a cat")["input_ids"] + response
+
+
 def test_a_changed_base_model_is_refused_when_loading(tiny_gpt2: Path, tmp_path: Path) -> None:
     # given heads trained on a copy of the tiny GPT-2, referenced by path
     base = tmp_path / "base"

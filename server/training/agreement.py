@@ -1,0 +1,112 @@
+"""How a reward model's accuracy compares with the raters' agreement with each other.
+
+A validation accuracy from tens of pairs is a share with a wide interval; several raters' votes on
+one comparison are not independent trials, so intervals are clustered by comparison. The human
+agreement ceiling (InstructGPT: raters agreed 72.6–77.3 %) rests only on the comparisons two or
+more raters judged, so the model is also measured on exactly those comparisons: like with like.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from evaluation.proportions import clustered_wilson_interval
+from server.ratings.models import Outcome
+from server.ratings.selectors import judgments_trusted, with_criterion_outcome
+from server.training.models import PreferenceSnapshot
+
+
+@dataclass(frozen=True)
+class Ceiling:
+    """How often raters agree with each other, on the validation comparisons two or more judged.
+
+    ``rate`` is the share of agreeing rater pairs (None: no such comparison), over ``comparisons``
+    comparisons (their ids in ``comparison_ids``), with a 95 % Wilson interval clustered by
+    comparison (the rater pairs of one comparison share votes).
+    """
+
+    rate: float | None
+    comparisons: int
+    interval: tuple[float, float] | None
+    comparison_ids: frozenset[int]
+
+
+def human_agreement_ceiling(*, snapshot: PreferenceSnapshot) -> Ceiling:
+    """The ceiling a reward model is judged against (InstructGPT: raters agreed 72.6–77.3 %): on a
+    comparison where people disagree, no model can match "the" human answer."""
+    comparison_ids = set(
+        snapshot.pairs.filter(split="validation").values_list(
+            "judgment__assignment__comparison_id", flat=True
+        )
+    )
+    outcomes: dict[int, list[str]] = defaultdict(list)
+    # The same judgments training may use (a paused rater's votes set no ceiling either).
+    # The snapshot's criterion: the people's answers to the question the model learns.
+    for comparison_id, outcome in (
+        with_criterion_outcome(judgments_trusted(study=snapshot.study), criterion_id=snapshot.criterion_id)
+        .filter(assignment__comparison_id__in=comparison_ids, criterion_outcome__in=[Outcome.A, Outcome.B])
+        .values_list("assignment__comparison_id", "criterion_outcome")
+    ):
+        outcomes[comparison_id].append(outcome)
+    agreeing: list[int] = []
+    rater_pairs: list[int] = []
+    used: set[int] = set()
+    for comparison_id, votes in outcomes.items():
+        if len(votes) < 2:
+            continue
+        used.add(comparison_id)
+        combinations = list(itertools.combinations(votes, 2))
+        agreeing.append(sum(first == second for first, second in combinations))
+        rater_pairs.append(len(combinations))
+    total = sum(rater_pairs)
+    return Ceiling(
+        rate=sum(agreeing) / total if total else None,
+        comparisons=len(used),
+        interval=clustered_wilson_interval(agreeing, rater_pairs),
+        comparison_ids=frozenset(used),
+    )
+
+
+def agreement_on_ceiling_comparisons(
+    by_comparison: list[list[int]], ceiling: Ceiling
+) -> dict[str, Any] | None:
+    """The reward model's agreement with the raters' votes on the ceiling's own comparisons: the
+    number to set beside the ceiling (its validation accuracy also counts comparisons one rater
+    judged). None when the ceiling rests on no comparison."""
+    rows = [(hits, size) for comparison, hits, size in by_comparison if comparison in ceiling.comparison_ids]
+    votes = sum(size for _, size in rows)
+    if not votes:
+        return None
+    interval = clustered_wilson_interval([hits for hits, _ in rows], [size for _, size in rows])
+    return {
+        "accuracy": sum(hits for hits, _ in rows) / votes,
+        "interval": list(interval) if interval else None,
+        "votes": votes,
+        "comparisons": len(rows),
+    }
+
+
+def right_by_comparison(right: Sequence[bool], comparisons: Sequence[int]) -> list[list[int]]:
+    """[comparison, pairs right, pairs] per comparison, from one verdict per validation pair."""
+    counts: dict[int, list[int]] = {}
+    for hit, comparison in zip(right, comparisons, strict=True):
+        cell = counts.setdefault(comparison, [0, 0])
+        cell[0] += int(hit)
+        cell[1] += 1
+    return [[comparison, hits, size] for comparison, (hits, size) in counts.items()]
+
+
+def accuracy_metrics(*, snapshot: PreferenceSnapshot, by_comparison: list[list[int]]) -> dict[str, Any]:
+    """The ceiling's figures and the model's on the ceiling's comparisons, for a RewardModel's
+    metrics (``ceiling`` itself goes to its ``human_agreement_ceiling`` field)."""
+    ceiling = human_agreement_ceiling(snapshot=snapshot)
+    return {
+        "ceiling": ceiling.rate,
+        "ceiling_comparisons": ceiling.comparisons,
+        "ceiling_interval": list(ceiling.interval) if ceiling.interval else None,
+        "on_ceiling_comparisons": agreement_on_ceiling_comparisons(by_comparison, ceiling),
+    }
