@@ -40,7 +40,10 @@ collation, logging and the callbacks, but not the set-up (loading, tokenising, p
 reference). The raw loop is timed per step after the same warm-up, with a device synchronisation at
 the end of each step. For RLOO / GRPO the sampling time is reported apart: TRL's own profiling hook
 (``profiling_context("transformers.generate")``) is read for the trainer, a timer for the raw loop;
-completions end at EOS, so the mean completion length of each side is printed too.
+completions end at EOS, so the mean completion length of each side is printed too. Since sampling
+is most of an online step and its time follows the completions' lengths, the summary line of
+RLOO / GRPO also gives the overhead of the step without its sampling (per step, step − sampling,
+both timed the same way): the trainer's cost around the learning itself, undiluted.
 
 A run's time per step is the median over its measured steps (a step that a neighbour's burst
 slowed is an outlier). Overhead = trainer / raw time per step, computed per repeat (trainer and raw
@@ -84,6 +87,11 @@ All met (mean + 2 se <= 1.2) except GPT-2-small DPO, inconclusive there (1.164 +
 1.208). Run again alone on the idle machine, 5 repeats (``--models gpt2-small --trainers dpo
 --repeats 5``): 1.130 +- 0.007 wall, 1.131 +- 0.006 CPU time, met; DPO's metrics above are most of
 what remains.
+Without sampling (2026-12-02, ``--models demo --trainers rloo,grpo --repeats 3``, idle machine; the
+whole step's overhead 1.08 +- 0.02 for RLOO, 1.00 +- 0.04 for GRPO, met): sampling is about 0.4 s
+of a 0.55 s step on both sides, and the rest of the step is 1.27 +- 0.05 of the raw loop's for RLOO
+(inconclusive against 1.2: RLOO's extra forward without gradients for the sampling policy's
+log-probabilities, which the minimal raw loop does not do) and 1.01 +- 0.03 for GRPO (met).
 Before the plain head, against the raw DPO loop of then, which scored every position: demo DPO
 1.91 +- 0.02 and RLOO 1.73 +- 0.12 (the demo model of now); GPT-2 small DPO 1.37 +- 0.01 and RLOO
 1.29 +- 0.03 (2026-11-30). Against that same raw loop, the plain head's DPO step took 0.82 +- 0.02
@@ -186,6 +194,19 @@ class Side:
     @property
     def cpu_step(self) -> float:
         return statistics.median(self.step_cpu_seconds)
+
+    @property
+    def learning_step(self) -> float:
+        """RLOO / GRPO: the step without its sampling (the median over steps of step − sampling
+        where both were timed per step), i.e. the reference, the policy's forward and backward
+        and the optimizer: what the trainer adds around them shows here undiluted by
+        ``generate``, whose time also depends on how long the sampled completions ran."""
+        if len(self.generation_seconds) == len(self.step_seconds):
+            return statistics.median(
+                step - sampling
+                for step, sampling in zip(self.step_seconds, self.generation_seconds, strict=True)
+            )
+        return self.step - statistics.fmean(self.generation_seconds)
 
 
 @dataclass
@@ -728,7 +749,14 @@ def report(rows: Sequence[Row]) -> None:
             [a.cpu_step / b.cpu_step for a, b in zip(row.trainer_runs, row.raw_runs, strict=True)]
         )
         sampling = tokens = "-"
+        learning = None
         if row.trainer_runs[0].generation_seconds:
+            learning = mean_and_error(
+                [
+                    a.learning_step / b.learning_step
+                    for a, b in zip(row.trainer_runs, row.raw_runs, strict=True)
+                ]
+            )
             trainer_sampling = statistics.fmean(s for run in row.trainer_runs for s in run.generation_seconds)
             raw_sampling = statistics.fmean(s for run in row.raw_runs for s in run.generation_seconds)
             sampling = f"{trainer_sampling:.3f} / {raw_sampling:.3f}"
@@ -751,6 +779,11 @@ def report(rows: Sequence[Row]) -> None:
         if on_cpu:
             summary += f" cpu_overhead {cpu_ratio:.3f} cpu_se {cpu_error:.3f}"
             summary += f" cpu_verdict {_word(cpu_outcome)}"
+        if learning is not None:
+            summary += (
+                f" without_sampling_overhead {learning[0]:.3f} se {learning[1]:.3f}"
+                f" verdict {_word(verdict(*learning))}"
+            )
         summaries.append(summary)
     print()
     print("\n".join(summaries))

@@ -5,7 +5,8 @@
 # files, so two machines install the same bytes or nothing. One resolution per install target:
 #   web.lock          web, beat and migrate: no torch, no ML libraries
 #   worker-cpu.lock   CPU workers: the ML extra without torch (below)
-#   worker-cuda.lock  GPU workers: the ML extra with PyPI's CUDA build of torch and its CUDA libraries
+#   worker-cuda.lock  GPU workers: the ML and GPU extras with PyPI's CUDA build of torch and its CUDA
+#                     libraries (bitsandbytes for QLoRA, deepspeed for ZeRO-3)
 #   dev.lock          `make install`: the ML and dev extras without torch
 # torch is left out of the CPU locks on purpose: its CPU build is not on PyPI but on PyTorch's own
 # index (and on this machine's disk, which uv does not read), so it is installed first and alone,
@@ -28,7 +29,7 @@ compile() {
 }
 
 compile web.lock
-compile worker-cuda.lock --extra ml
+compile worker-cuda.lock --extra ml --extra gpu
 # The CPU locks leave out torch and what only PyPI's CUDA build of it needs (its CUDA libraries,
 # triton), named from the CUDA lock; `pip check` after each install proves nothing needed is missing.
 no_torch=()

@@ -84,7 +84,7 @@ def test_the_locks_hold_pyproject_pins_and_agree_with_each_other() -> None:
     wanted = {
         "web.lock": pins["core"],
         "worker-cpu.lock": {**pins["core"], **pins["ml"]},
-        "worker-cuda.lock": {**pins["core"], **pins["ml"]},
+        "worker-cuda.lock": {**pins["core"], **pins["ml"], **pins["gpu"]},
         "dev.lock": {**pins["core"], **pins["ml"], **pins["dev"]},
     }
     versions: dict[str, dict[str, str]] = {}
@@ -101,8 +101,10 @@ def test_the_locks_hold_pyproject_pins_and_agree_with_each_other() -> None:
             assert [package for package in entries if CUDA_ONLY.match(package)] == [], name
     disagreeing = {package: seen for package, seen in versions.items() if len(set(seen.values())) > 1}
     assert disagreeing == {}
-    # The web image carries no ML library at all.
+    # The web image carries no ML library at all; only the GPU image has the CUDA-only ones.
     assert not set(lock_entries("web.lock")) & (set(pins["ml"]) - set(pins["core"]))
+    for name in ("web.lock", "worker-cpu.lock", "dev.lock"):
+        assert not set(lock_entries(name)) & set(pins["gpu"]), name
 
 
 def test_torch_is_pinned_to_one_version_everywhere() -> None:

@@ -35,6 +35,13 @@ BEAT_SCHEDULE: dict[str, dict[str, object]] = {
         "schedule": 300.0,
         "options": {"queue": Queue.DEFAULT.value},
     },
+    # Checkpoints of training jobs nothing can resume any more (succeeded, deleted, or failed
+    # longer ago than LOVELACE_CHECKPOINT_RETENTION_DAYS): hourly.
+    "prune-checkpoints": {
+        "task": "lovelace.prune_checkpoints",
+        "schedule": 3600.0,
+        "options": {"queue": Queue.DEFAULT.value},
+    },
     # Agreement with the leave-one-out majority changes as other raters vote: refresh the quality
     # signals (and threshold pauses) of studies with recent judgments every 10 minutes.
     "refresh-rater-quality": {

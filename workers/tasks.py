@@ -148,6 +148,13 @@ def start_training_loops() -> list[int]:
     return training_loops_start_due(limit=10)
 
 
+@app.task(name="lovelace.prune_checkpoints", **DEFAULT_TASK)
+def prune_checkpoints() -> list[int]:
+    from server.training.services import training_checkpoints_prune
+
+    return training_checkpoints_prune()
+
+
 @app.task(name="lovelace.refresh_rater_quality", **DEFAULT_TASK)
 def refresh_rater_quality() -> int:
     from server.ratings.services import rater_quality_refresh_recent

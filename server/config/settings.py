@@ -231,6 +231,9 @@ LOVELACE_JOB_MAX_ATTEMPTS = env.integer("LOVELACE_JOB_MAX_ATTEMPTS", default=3)
 # with each resend (up to an hour), so a job waiting behind a long one collects few duplicates;
 # the claim makes every duplicate a no-op.
 LOVELACE_JOB_RESEND_AFTER = env.integer("LOVELACE_JOB_RESEND_AFTER", default=120, minimum=1)  # seconds
+# Days a failed or cancelled training job keeps its checkpoints (for a resume) before the
+# scheduler deletes them: a real model's optimizer state is gigabytes.
+LOVELACE_CHECKPOINT_RETENTION_DAYS = env.integer("LOVELACE_CHECKPOINT_RETENTION_DAYS", default=7, minimum=0)
 
 # Prometheus' scrape of ``GET /metrics``: a bearer token (unset = staff sessions only). A secret
 # like the key: long enough that guessing it through the endpoint is hopeless.

@@ -189,12 +189,20 @@ POLICY_TEXTS: dict[str, tuple[str, str]] = {
     ),
     "seed": ("Seed", "Seeds the data order, the adapters' start and sampling."),
     "checkpoint_every": ("Checkpoint every", "Optimizer steps between checkpoints; a cancel saves one too."),
-    "max_prompt_length": ("Max prompt tokens", "Longer prompts keep their end, next to the response."),
+    "max_prompt_length": (
+        "Max prompt tokens",
+        "Longer prompts keep their end, next to the response. Blank: 256, less where the parent "
+        "has fewer positions.",
+    ),
     "max_length": (
         "Max prompt + response tokens",
-        "DPO: a longer response loses its end. Must exceed the max prompt tokens.",
+        "DPO: a longer response loses its end. Must exceed the max prompt tokens. Blank: 512, or "
+        "the parent's positions if fewer.",
     ),
-    "max_completion_length": ("Max response tokens", "RLOO / GRPO: tokens sampled per completion."),
+    "max_completion_length": (
+        "Max response tokens",
+        "RLOO / GRPO: tokens sampled per completion. Blank: 64, less where the parent has fewer positions.",
+    ),
     "lora": (
         "LoRA adapters",
         "Train small adapters on the frozen parent; the child is an adapter folder. Off: full fine-tuning.",
@@ -418,13 +426,20 @@ def _groups(
     return tuple(groups)
 
 
+# Left blank: the trainer fits a length it is not given to the parent's positions, while a typed
+# one is the operator's and is only cut with a warning (``policy_config.fitted_lengths``).
+FITTED_BY_THE_TRAINER = frozenset({"max_prompt_length", "max_length", "max_completion_length"})
+
+
 def _policy_defaults() -> dict[tuple[str, str], Any]:
     defaults: dict[tuple[str, str], Any] = {}
     for method in POLICY_METHODS:
         config = config_from_options(method, {})
         for option in DPO_OPTIONS if method == "dpo" else ONLINE_RL_OPTIONS:
-            if option == "lora":
-                value: Any = config.lora is not None
+            if option in FITTED_BY_THE_TRAINER:
+                value: Any = None
+            elif option == "lora":
+                value = config.lora is not None
             elif option in LORA_OPTIONS:
                 value = getattr(config.lora, LORA_OPTIONS[option])
             else:

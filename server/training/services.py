@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import math
 import re
+import shutil
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from django.conf import settings
 from django.db import transaction
+from django.utils import timezone
 
 from evaluation.loop_verdict import RatedInterval, beats_beyond_interval
 from server.core.exceptions import ApplicationError, Conflict, NotFound
@@ -793,6 +796,52 @@ def training_job_resume(*, job_id: int, created_by_id: int | None = None) -> Job
         params=params,
         queue=job.queue,
     )
+
+
+def training_checkpoints_prune(*, now: datetime | None = None) -> list[int]:
+    """Delete the checkpoint folders nothing can resume from any more; the ids of their jobs.
+
+    A training job's folder (``job_checkpoint_folder``) holds optimizer state and weights, gigabytes
+    for a real model. It goes when its job succeeded (the run normally removes it itself), when
+    the job no longer exists, and when a failed or cancelled job finished more than
+    ``LOVELACE_CHECKPOINT_RETENTION_DAYS`` ago and no resume of it is queued or running (until then
+    the dashboard offers to resume it). A queued or running job's folder is never touched. Folders
+    are found on this machine's ``VAR_DIR``: run by the scheduler, which shares it with the workers
+    in the embedded setup and in docker-compose.
+    """
+    root = Path(settings.VAR_DIR) / "checkpoints"
+    if not root.is_dir():
+        return []
+    folders: dict[int, Path] = {}
+    for folder in root.iterdir():
+        match = re.fullmatch(r"job-(\d+)", folder.name)
+        if match and folder.is_dir():
+            folders[int(match.group(1))] = folder
+    jobs = Job.objects.in_bulk(list(folders))
+    cutoff = (now or timezone.now()) - timedelta(days=settings.LOVELACE_CHECKPOINT_RETENTION_DAYS)
+    resuming = set(
+        Job.objects.filter(
+            kind__in=RESUMABLE_KINDS,
+            status__in=[JobStatus.QUEUED, JobStatus.RUNNING],
+            params__resumes_job__in=list(folders),
+        ).values_list("params__resumes_job", flat=True)
+    )
+    pruned = []
+    for job_id, folder in sorted(folders.items()):
+        job = jobs.get(job_id)
+        if job is not None and _checkpoint_kept(job, resuming=job_id in resuming, cutoff=cutoff):
+            continue
+        shutil.rmtree(folder, ignore_errors=True)
+        pruned.append(job_id)
+    return pruned
+
+
+def _checkpoint_kept(job: Job, *, resuming: bool, cutoff: datetime) -> bool:
+    if job.status in (JobStatus.QUEUED, JobStatus.RUNNING):
+        return True  # its run writes there
+    if job.status == JobStatus.SUCCEEDED:
+        return False
+    return resuming or job.finished_at is None or job.finished_at > cutoff
 
 
 def loop_active(*, study: Study) -> bool:

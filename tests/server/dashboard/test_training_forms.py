@@ -333,8 +333,7 @@ def test_a_valid_dpo_submission_queues_the_job_with_the_typed_config(world: Worl
         "gradient_checkpointing": True,
         "distributed": "none",
         "processes": 1,
-        "max_prompt_length": 256,
-        "max_length": 512,
+        # no lengths: left blank, the trainer fits them to the parent's positions
         "lora": True,
         "lora_rank": 8,
         "lora_alpha": 32,
@@ -378,8 +377,7 @@ def test_a_valid_grpo_submission_sends_the_online_settings_only(world: World, st
         "gradient_checkpointing": False,
         "distributed": "none",
         "processes": 1,
-        "max_prompt_length": 256,
-        "max_completion_length": 32,
+        "max_completion_length": 32,  # typed; the prompt's length is left to the trainer
         "lora": False,
         "qlora_4bit": False,
         "merge_adapter": True,

@@ -8,6 +8,7 @@ run that scores its completions with the reward model those two launches trained
 
 from __future__ import annotations
 
+import math
 import os
 import random
 import signal
@@ -259,6 +260,11 @@ def test_rloo_with_lora_on_two_ranks_completes_and_reports_progress(
     adapter = (tmp_path / "child" / "adapter_config.json").read_text()
     assert f'"base_model_name_or_path": "{tiny_gpt2}"' in adapter
     assert not any(alive(pid) for pid in run_pids(tmp_path / "c"))
+    # and the two steps moved the policy: LoRA's B matrices start at zero, and the KL is positive
+    weights = load_file(tmp_path / "child" / "adapter_model.safetensors")
+    lora_b = [tensor for name, tensor in weights.items() if "lora_B" in name]
+    assert lora_b and any(float(tensor.abs().max()) > 0.0 for tensor in lora_b)
+    assert math.isfinite(result.last_kl) and result.last_kl > 0.0
 
 
 def test_the_heads_train_in_one_process_and_a_cpu_worker_refuses_sharded_members(

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -151,3 +152,43 @@ def test_the_pessimistic_reward_subtracts_k_times_the_members_spread() -> None:
     pessimistic = ensemble_reward(ensemble, std_penalty=0.5)
     assert plain(["p", "p"], ["sure", "contested"]) == pytest.approx([1.0, 1.5])
     assert pessimistic(["p", "p"], ["sure", "contested"]) == pytest.approx([0.95, 0.5])
+
+
+@pytest.mark.parametrize("method", ["rloo", "grpo"])
+def test_online_rl_on_a_chat_model_samples_through_its_template_and_rewards_the_plain_texts(
+    parent: Path, tmp_path: Path, method: str
+) -> None:
+    from transformers import AutoTokenizer
+
+    from tests.workers.ml.policy_helpers import CHAT_TEMPLATE
+
+    # given a chat model (the tiny GPT-2 with a chat template)
+    chat = tmp_path / "chat"
+    shutil.copytree(parent, chat)
+    tokenizer = AutoTokenizer.from_pretrained(chat)
+    tokenizer.chat_template = CHAT_TEMPLATE
+    tokenizer.save_pretrained(chat)
+    seen: list[tuple[str, str]] = []
+
+    def reward(prompts: Sequence[str], completions: Sequence[str]) -> list[float]:
+        seen.extend(zip(prompts, completions, strict=True))
+        return count_target(prompts, completions)
+
+    # when RLOO / GRPO train two steps of LoRA on it
+    config = fast_config(max_steps=2, method=method, lora=LoraSettings(rank=4, alpha=8))
+    result = train_online_rl(PROMPTS, chat, reward, tmp_path / "child", config, tmp_path / "c")
+
+    # then the reward function saw the user's prompt text and the completion as text, as the
+    # reward model scores them (not the template's markup, not message lists)
+    assert result.steps == 2 and len(seen) == 2 * 16
+    assert {prompt for prompt, _ in seen} <= set(PROMPTS)
+    assert all(isinstance(completion, str) and "<|" not in completion for _, completion in seen)
+    # and the child is an adapter whose tokenizer keeps the template, so it generates as trained
+    assert AutoTokenizer.from_pretrained(tmp_path / "child").chat_template == CHAT_TEMPLATE
+    clear_model_cache()
+    samples = generate_samples(
+        tmp_path / "child",
+        [SampleRequest(prompt=PROMPTS[0], seed=0)],
+        config=SamplingConfig(max_new_tokens=4, device="cpu"),
+    ).samples
+    assert samples[0].token_count >= 1
