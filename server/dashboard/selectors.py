@@ -439,6 +439,9 @@ def job_duration_seconds(job: Job, *, now: datetime | None = None) -> float | No
 
 
 def job_payload(job: Job, *, with_metrics: bool, resumable: bool = False) -> dict[str, Any]:
+    from server.training.services import checkpoint_kept_until
+
+    kept_until = checkpoint_kept_until(job) if resumable else None
     payload: dict[str, Any] = {
         "id": job.id,
         "kind": job.kind,
@@ -456,6 +459,8 @@ def job_payload(job: Job, *, with_metrics: bool, resumable: bool = False) -> dic
         "cancel_requested": job.cancel_requested,
         # A failed or cancelled training job with a checkpoint, not resumed yet: the page offers it.
         "resumable": resumable,
+        # After this the scheduler deletes the checkpoints (LOVELACE_CHECKPOINT_RETENTION_DAYS).
+        "resumable_until": kept_until.isoformat() if kept_until else None,
         "created_at": job.created_at.isoformat(),
         "started_at": job.started_at.isoformat() if job.started_at else None,
         "finished_at": job.finished_at.isoformat() if job.finished_at else None,

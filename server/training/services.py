@@ -836,6 +836,13 @@ def training_checkpoints_prune(*, now: datetime | None = None) -> list[int]:
     return pruned
 
 
+def checkpoint_kept_until(job: Job) -> datetime | None:
+    """When the scheduler may delete a failed or cancelled job's checkpoints (None: not such a job)."""
+    if job.status not in (JobStatus.FAILED, JobStatus.CANCELLED) or job.finished_at is None:
+        return None
+    return job.finished_at + timedelta(days=settings.LOVELACE_CHECKPOINT_RETENTION_DAYS)
+
+
 def _checkpoint_kept(job: Job, *, resuming: bool, cutoff: datetime) -> bool:
     if job.status in (JobStatus.QUEUED, JobStatus.RUNNING):
         return True  # its run writes there

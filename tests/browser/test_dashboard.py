@@ -300,6 +300,9 @@ def test_a_cancelled_training_job_with_a_checkpoint_is_resumed_from_the_jobs_tab
     row = page.locator(f'#jobs-body tr[data-job-id="{saved.id}"]')
     row.get_by_role("button", name="Resume").wait_for()
     assert page.locator(f'#jobs-body tr[data-job-id="{bare.id}"] button').count() == 0
+    # with how long its checkpoint is kept (the scheduler deletes it after the retention days)
+    title = row.get_by_role("button", name="Resume").get_attribute("title") or ""
+    assert "The checkpoint is kept until" in title
 
     # and resuming it queues a new job with the same options, which the table shows with Cancel
     row.get_by_role("button", name="Resume").click()

@@ -444,13 +444,20 @@
           className: `dash-button dash-button-small${action === "cancel" ? " dash-button-danger" : ""}`,
           text: action === "cancel" ? "Cancel" : "Resume",
           attrs: action === "resume"
-            ? { type: "submit", title: "Train on from its newest checkpoint, in a new job" }
+            ? { type: "submit", title: resumeTitle(job) }
             : { type: "submit" },
         }));
         actions.appendChild(form);
       }
       actions.dataset.action = action;
     }
+  }
+
+  function resumeTitle(job) {
+    const title = "Train on from its newest checkpoint, in a new job";
+    if (!job.resumable_until) return title;
+    const until = new Date(job.resumable_until);
+    return `${title}. The checkpoint is kept until ${until.toLocaleString()}.`;
   }
 
   function renderJobs(jobs) {

@@ -81,3 +81,16 @@ def test_no_checkpoint_folder_is_no_error(settings, tmp_path: Path) -> None:  # 
 def test_the_scheduler_prunes_hourly_on_the_default_queue() -> None:
     entry = BEAT_SCHEDULE["prune-checkpoints"]
     assert (entry["task"], entry["schedule"]) == ("lovelace.prune_checkpoints", 3600.0)
+
+
+def test_the_jobs_table_says_until_when_a_checkpoint_is_kept(settings, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from server.dashboard.selectors import job_payload
+
+    settings.VAR_DIR = tmp_path
+    settings.LOVELACE_CHECKPOINT_RETENTION_DAYS = 3
+    failed = job_with_checkpoint(JobStatus.FAILED, days_ago=1)
+    payload = job_payload(failed, with_metrics=False, resumable=training_job_resumable(failed))
+    assert payload["resumable"] is True
+    assert payload["resumable_until"] == (failed.finished_at + timedelta(days=3)).isoformat()
+    running = job_with_checkpoint(JobStatus.RUNNING)
+    assert job_payload(running, with_metrics=False)["resumable_until"] is None
