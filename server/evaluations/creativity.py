@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from django.conf import settings
 
 from evaluation.bootstrap import MeanInterval, bootstrap_mean
 from evaluation.diversity import distinct_n, expectation_adjusted_distinct_n, self_bleu, vendi_score
@@ -48,7 +49,7 @@ from server.studies.models import Criterion, Prompt
 from server.studies.services import VALUE_KEY
 from server.training.models import RewardModel
 from workers.ml.base_model import split_corpus
-from workers.ml.embeddings import default_model_path, embed_texts
+from workers.ml.embeddings import default_model_path, embed_texts, embed_texts_cached
 from workers.ml.progress import ProgressReporter
 
 BOOTSTRAP_ROUNDS = 1000
@@ -220,7 +221,12 @@ def evaluation_run(*, job: Job, report: ProgressReporter) -> dict[str, Any]:
     if corpus_text:
         pieces = split_corpus(corpus_text)
         random.Random(seed).shuffle(pieces)
-        corpus_embeddings = embed_texts(pieces[:CORPUS_EMBEDDING_PIECES], model_path=embedding_model)
+        # The same pieces for every version evaluated against this corpus: embedded once.
+        corpus_embeddings = embed_texts_cached(
+            pieces[:CORPUS_EMBEDDING_PIECES],
+            model_path=embedding_model,
+            cache_dir=Path(settings.VAR_DIR) / "cache" / "embeddings",
+        )
         metrics["embedding_novelty"] = mean_ci(embedding_novelty(sample_embeddings, corpus_embeddings))
 
     # --- diversity: over all samples, and per prompt (self-BLEU, Vendi need k >= 2)

@@ -9,6 +9,9 @@ similarity is then a dot product. No Django import.
 from __future__ import annotations
 
 import functools
+import hashlib
+import os
+import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -61,3 +64,60 @@ def embed_texts(
     ).astype(np.float32)
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     return np.asarray(vectors / np.where(norms > 0, norms, 1.0), dtype=np.float32)
+
+
+# Weight files whose names, sizes and modification times identify a model folder's weights.
+_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".onnx")
+
+
+def _model_identity(path: Path) -> str:
+    """The folder and the name, size and modification time of each weight file in it: a new
+    model in the same folder gets a new identity (cheap: no weights are read)."""
+    files = sorted(entry for entry in path.rglob("*") if entry.is_file() and entry.suffix in _WEIGHT_SUFFIXES)
+    parts = [str(path)]
+    for entry in files:
+        stat = entry.stat()
+        parts.append(f"{entry.relative_to(path)}:{stat.st_size}:{stat.st_mtime_ns}")
+    return "\n".join(parts)
+
+
+def embedding_cache_key(texts: Sequence[str], model_path: str | Path | None = None) -> str:
+    """The SHA-256 that names the cached embeddings of ``texts`` under a model."""
+    path = Path(model_path if model_path is not None else default_model_path()).resolve()
+    digest = hashlib.sha256(_model_identity(path).encode())
+    for text in texts:
+        encoded = text.encode("utf-8", errors="surrogatepass")
+        digest.update(len(encoded).to_bytes(8, "little"))  # no two lists of texts hash alike
+        digest.update(encoded)
+    return digest.hexdigest()
+
+
+def embed_texts_cached(
+    texts: Sequence[str],
+    *,
+    cache_dir: Path,
+    model_path: str | Path | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    device: str = "cpu",
+) -> npt.NDArray[np.float32]:
+    """``embed_texts``, kept in ``cache_dir`` as ``<key>.npy`` (``embedding_cache_key``): for
+    texts embedded again and again, such as a reference corpus that every evaluation of every
+    model version compares with (5,000 pieces: most of a CPU evaluation's time). A file that does
+    not load or does not fit (another length, dtype, a torn write) is recomputed and replaced;
+    files are written whole (a temporary file, then an atomic rename)."""
+    file = Path(cache_dir) / f"{embedding_cache_key(texts, model_path)}.npy"
+    try:
+        cached = np.load(file, allow_pickle=False)
+    except (OSError, ValueError):
+        cached = None
+    if cached is not None and cached.dtype == np.float32 and cached.ndim == 2 and len(cached) == len(texts):
+        return np.asarray(cached, dtype=np.float32)
+    vectors = embed_texts(texts, model_path=model_path, batch_size=batch_size, device=device)
+    file.parent.mkdir(parents=True, exist_ok=True)
+    partial = file.with_name(f".{file.stem}.{uuid.uuid4().hex}.npy")
+    try:
+        np.save(partial, vectors, allow_pickle=False)
+        os.replace(partial, file)
+    finally:
+        partial.unlink(missing_ok=True)
+    return vectors

@@ -62,6 +62,8 @@ def test_evaluation_generates_holdout_samples_and_stores_metrics_with_protocol(
         assert interval["lower"] <= interval["mean"] <= interval["upper"], name
     assert evaluation.metrics["surprisal"]["mean"] > 0
     assert "no reward model yet" in " ".join(protocol["notes"])
+    # the corpus pieces' embeddings are kept for the next evaluation against this corpus
+    assert len(list((tmp_path / "cache" / "embeddings").glob("*.npy"))) == 1
 
 
 def test_evaluation_of_an_unenrolled_version_is_refused() -> None:
