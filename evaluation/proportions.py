@@ -40,6 +40,11 @@ def _wilson(share: float, n: float, z: float) -> tuple[float, float]:
     return max(0.0, centre - half_width), min(1.0, centre + half_width)
 
 
+# Below this many trials of the less frequent outcome, the cluster-robust variance rests on too
+# few events to say how the votes of a comparison hang together (at 0 it says nothing at all).
+MIN_MINORITY_TRIALS = 10
+
+
 def clustered_wilson_interval(
     successes: Sequence[int], sizes: Sequence[int], z: float = Z_95
 ) -> tuple[float, float] | None:
@@ -47,11 +52,15 @@ def clustered_wilson_interval(
     ``successes[c]`` of ``sizes[c]`` trials in cluster c (the votes on one comparison, the rater
     pairs of one comparison). Returns None when there is no trial.
 
-    Wilson's formula is applied at the effective sample size n / deff (Kish's design effect),
-    with the ratio estimator's cluster-robust variance Σ(y_c − p·m_c)² / n² standing for the
-    share's variance. Singleton clusters give n_eff = n, i.e. ``wilson_interval`` exactly; votes
-    that always agree within a comparison count about once per comparison. Where that variance
-    cannot be estimated (every trial a success, or none), each cluster counts once.
+    Wilson's formula is applied at an effective sample size (Kish: n over the design effect),
+    estimated with the ratio estimator's cluster-robust variance Σ(y_c − p·m_c)² / n² for the
+    share's variance, capped at n. That estimate rests on the trials of the less frequent outcome:
+    with none (every trial a success, or none) it is undefined, and with few it is unreliable
+    (59 of 60 votes right, the one wrong in a split comparison, shows no correlation that 60 of
+    60 would hide). So below ``MIN_MINORITY_TRIALS`` such trials the effective size is drawn,
+    in proportion, toward the number of clusters (each comparison counted once, as if its votes
+    always agreed): one more success then never narrows the interval from below. Singleton
+    clusters give n throughout, i.e. ``wilson_interval`` exactly.
 
     >>> [round(x, 4) for x in clustered_wilson_interval([2, 0, 2], [2, 2, 2])]  # 2 alike votes each
     [0.2077, 0.9385]
@@ -66,10 +75,10 @@ def clustered_wilson_interval(
     clusters = sum(1 for size in sizes if size > 0)
     if n == 0:
         return None
-    share = sum(successes) / n
+    hits_total = sum(successes)
+    share = hits_total / n
     spread = sum((hits - share * size) ** 2 for hits, size in zip(successes, sizes, strict=True))
-    if share in (0.0, 1.0) or spread == 0.0:
-        effective = float(clusters) if share in (0.0, 1.0) else float(n)
-    else:
-        effective = min(float(n), share * (1 - share) * n * n / spread)
+    estimate = float(n) if spread == 0.0 else min(float(n), share * (1 - share) * n * n / spread)
+    weight = min(1.0, min(hits_total, n - hits_total) / MIN_MINORITY_TRIALS)
+    effective = weight * estimate + (1.0 - weight) * clusters
     return _wilson(share, effective, z)

@@ -15,8 +15,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from evaluation.proportions import clustered_wilson_interval
-from server.ratings.models import Outcome
-from server.ratings.selectors import judgments_trusted, with_criterion_outcome
 from server.training.models import PreferenceSnapshot
 
 
@@ -37,21 +35,19 @@ class Ceiling:
 
 def human_agreement_ceiling(*, snapshot: PreferenceSnapshot) -> Ceiling:
     """The ceiling a reward model is judged against (InstructGPT: raters agreed 72.6–77.3 %): on a
-    comparison where people disagree, no model can match "the" human answer."""
-    comparison_ids = set(
-        snapshot.pairs.filter(split="validation").values_list(
-            "judgment__assignment__comparison_id", flat=True
-        )
-    )
-    outcomes: dict[int, list[str]] = defaultdict(list)
-    # The same judgments training may use (a paused rater's votes set no ceiling either).
-    # The snapshot's criterion: the people's answers to the question the model learns.
-    for comparison_id, outcome in (
-        with_criterion_outcome(judgments_trusted(study=snapshot.study), criterion_id=snapshot.criterion_id)
-        .filter(assignment__comparison_id__in=comparison_ids, criterion_outcome__in=[Outcome.A, Outcome.B])
-        .values_list("assignment__comparison_id", "criterion_outcome")
+    comparison where people disagree, no model can match "the" human answer.
+
+    From the snapshot's own validation pairs, one per vote (ties are not pairs): the votes the
+    model is scored on, as frozen, whatever was judged, revoked or paused since. Two votes on a
+    comparison agree when they chose the same sample.
+    """
+    outcomes: dict[int, list[int]] = defaultdict(list)
+    for comparison_id, chosen_id in (
+        snapshot.pairs.filter(split="validation")
+        .order_by("id")
+        .values_list("judgment__assignment__comparison_id", "chosen_id")
     ):
-        outcomes[comparison_id].append(outcome)
+        outcomes[comparison_id].append(chosen_id)
     agreeing: list[int] = []
     rater_pairs: list[int] = []
     used: set[int] = set()

@@ -17,7 +17,6 @@ from typing import Any
 
 import numpy as np
 from django.conf import settings
-from django.db.models import QuerySet
 
 from evaluation.proportions import clustered_wilson_interval
 from server.core.exceptions import ApplicationError
@@ -28,7 +27,7 @@ from server.generators.services import version_model_check
 from server.jobs.models import Job
 from server.studies.models import Modality, PromptSplit
 from server.training.agreement import accuracy_metrics, right_by_comparison
-from server.training.models import PreferenceSnapshot, RewardModel, SnapshotPair
+from server.training.models import PreferenceSnapshot, RewardModel
 from workers.ml.image_dataset import UInt8Array
 from workers.ml.image_generators import MANIFEST_FILE
 from workers.ml.image_policy import ImagePolicyConfig, fine_tune_image_generator
@@ -50,34 +49,35 @@ def _pixels(asset: ImageAsset, cache: dict[int, UInt8Array]) -> UInt8Array:
     return cache[asset.id]
 
 
-def _pairs(snapshot: PreferenceSnapshot, split: str) -> QuerySet[SnapshotPair]:
-    """The snapshot's pairs of two images in ``split``, in a fixed order."""
-    return snapshot.pairs.filter(
-        split=split, chosen__image__isnull=False, rejected__image__isnull=False
-    ).order_by("id")
-
-
 def _preferences(
     snapshot: PreferenceSnapshot, split: str, cache: dict[int, UInt8Array]
-) -> ImagePreferences | None:
-    pairs = list(_pairs(snapshot, split).select_related("chosen__image", "rejected__image"))
+) -> tuple[ImagePreferences | None, list[int]]:
+    """The snapshot's pairs of two images in ``split`` as the trainer takes them, and the
+    comparison each judged, in the same order (one query: they cannot drift apart)."""
+    pairs = list(
+        snapshot.pairs.filter(split=split, chosen__image__isnull=False, rejected__image__isnull=False)
+        .select_related("chosen__image", "rejected__image", "judgment__assignment")
+        .order_by("id")
+    )
+    comparisons = [pair.judgment.assignment.comparison_id for pair in pairs]
     if not pairs:
-        return None
-    return ImagePreferences(
+        return None, comparisons
+    preferences = ImagePreferences(
         chosen=np.stack([_pixels(pair.chosen.image, cache) for pair in pairs]),  # type: ignore[arg-type]
         rejected=np.stack([_pixels(pair.rejected.image, cache) for pair in pairs]),  # type: ignore[arg-type]
         margins=np.array([pair.margin for pair in pairs], dtype=np.float64),
     )
+    return preferences, comparisons
 
 
 def image_reward_model_train(*, job: Job, report: ProgressReporter) -> RewardModel:
     """Train the image reward ensemble on the snapshot's pairs of images and record it."""
     snapshot = PreferenceSnapshot.objects.get(id=job.params["snapshot_id"])
     cache: dict[int, UInt8Array] = {}
-    train = _preferences(snapshot, "train", cache)
+    train, _ = _preferences(snapshot, "train", cache)
     if train is None:
         raise ApplicationError("The snapshot has no training pairs of two images.")
-    validation = _preferences(snapshot, "validation", cache)
+    validation, validation_comparisons = _preferences(snapshot, "validation", cache)
     references = list(
         Sample.objects.filter(prompt__study=job.study, prompt__split=PromptSplit.TRAIN, image__isnull=False)
         .select_related("image")
@@ -97,10 +97,7 @@ def image_reward_model_train(*, job: Job, report: ProgressReporter) -> RewardMod
         reporter=report,
     )
     manifest = json.loads((output_dir / "image_reward.json").read_text())
-    comparisons = list(  # the validation pairs' comparisons, in ``_preferences``'s order
-        _pairs(snapshot, "validation").values_list("judgment__assignment__comparison_id", flat=True)
-    )
-    by_comparison = right_by_comparison(result.validation_right, comparisons)
+    by_comparison = right_by_comparison(result.validation_right, validation_comparisons)
     agreement = accuracy_metrics(snapshot=snapshot, by_comparison=by_comparison)
     ceiling = agreement.pop("ceiling")
     interval = clustered_wilson_interval(

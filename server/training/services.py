@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import re
 import shutil
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -765,6 +766,7 @@ def training_job_resumable(job: Job) -> bool:
     )
 
 
+@transaction.atomic
 def training_job_resume(*, job_id: int, created_by_id: int | None = None) -> Job:
     """A new job that trains on from the newest checkpoint of a failed or cancelled training job:
     the same options, parent, snapshot and next steps, recorded as its next step (``parent``) with
@@ -773,7 +775,7 @@ def training_job_resume(*, job_id: int, created_by_id: int | None = None) -> Job
 
     Refused: another kind of job, a job that did not fail or was not cancelled, and a job that left
     no checkpoint (a new job from the start is then the same thing, said plainly)."""
-    job = Job.objects.filter(id=job_id).first()
+    job = Job.objects.select_for_update().filter(id=job_id).first()  # see training_checkpoints_prune
     if job is None:
         raise NotFound(f"There is no job {job_id}.")
     if job.kind not in RESUMABLE_KINDS:
@@ -806,34 +808,44 @@ def training_checkpoints_prune(*, now: datetime | None = None) -> list[int]:
     the job no longer exists, and when a failed or cancelled job finished more than
     ``LOVELACE_CHECKPOINT_RETENTION_DAYS`` ago and no resume of it is queued or running (until then
     the dashboard offers to resume it). A queued or running job's folder is never touched. Folders
-    are found on this machine's ``VAR_DIR``: run by the scheduler, which shares it with the workers
-    in the embedded setup and in docker-compose.
+    are found on this machine's ``VAR_DIR``: the beat task runs on a worker of the default queue,
+    which shares that folder with the training workers in the embedded setup and in docker-compose.
     """
     root = Path(settings.VAR_DIR) / "checkpoints"
     if not root.is_dir():
         return []
+    for leftover in root.glob(".job-*.pruned-*"):  # a deletion an earlier run did not finish
+        shutil.rmtree(leftover, ignore_errors=True)
     folders: dict[int, Path] = {}
     for folder in root.iterdir():
         match = re.fullmatch(r"job-(\d+)", folder.name)
         if match and folder.is_dir():
             folders[int(match.group(1))] = folder
-    jobs = Job.objects.in_bulk(list(folders))
     cutoff = (now or timezone.now()) - timedelta(days=settings.LOVELACE_CHECKPOINT_RETENTION_DAYS)
-    resuming = set(
-        Job.objects.filter(
-            kind__in=RESUMABLE_KINDS,
-            status__in=[JobStatus.QUEUED, JobStatus.RUNNING],
-            params__resumes_job__in=list(folders),
-        ).values_list("params__resumes_job", flat=True)
-    )
     pruned = []
     for job_id, folder in sorted(folders.items()):
-        job = jobs.get(job_id)
-        if job is not None and _checkpoint_kept(job, resuming=job_id in resuming, cutoff=cutoff):
-            continue
-        shutil.rmtree(folder, ignore_errors=True)
+        # Under the job's row lock, which ``training_job_resume`` takes too: a resume is either
+        # queued before this look (and the folder kept) or refused after it (no checkpoint left).
+        with transaction.atomic():
+            job = Job.objects.select_for_update().filter(id=job_id).first()
+            if job is not None and _checkpoint_kept(job, resuming=_resume_in_flight(job_id), cutoff=cutoff):
+                continue
+            tombstone = folder.with_name(f".{folder.name}.pruned-{uuid.uuid4().hex}")
+            try:
+                folder.rename(tombstone)  # gone at once for everyone; deleted at leisure below
+            except FileNotFoundError:
+                continue
+        shutil.rmtree(tombstone, ignore_errors=True)
         pruned.append(job_id)
     return pruned
+
+
+def _resume_in_flight(job_id: int) -> bool:
+    return Job.objects.filter(
+        kind__in=RESUMABLE_KINDS,
+        status__in=[JobStatus.QUEUED, JobStatus.RUNNING],
+        params__resumes_job=job_id,
+    ).exists()
 
 
 def checkpoint_kept_until(job: Job) -> datetime | None:

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from evaluation.proportions import clustered_wilson_interval, wilson_interval
@@ -55,3 +57,16 @@ def test_the_clustered_interval_at_the_extremes_counts_each_comparison_once() ->
         clustered_wilson_interval([1], [1, 2])
     with pytest.raises(ValueError, match="0 <= successes <= size"):
         clustered_wilson_interval([3], [2])
+
+
+def test_one_more_right_vote_never_lowers_the_clustered_lower_bound() -> None:
+    # 20 comparisons of 3 votes; the wrong votes fall one per comparison (split comparisons)
+    lows = []
+    for right in range(40, 61):
+        successes = [3] * 20
+        for index in range(60 - right):
+            successes[index % 20] -= 1
+        interval = clustered_wilson_interval(successes, [3] * 20)
+        assert interval is not None
+        lows.append(interval[0])
+    assert all(a <= b for a, b in itertools.pairwise(lows)), lows

@@ -66,15 +66,17 @@ def embed_texts(
     return np.asarray(vectors / np.where(norms > 0, norms, 1.0), dtype=np.float32)
 
 
-# Weight files whose names, sizes and modification times identify a model folder's weights.
-_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".onnx")
+# Part of every cache key: raise it when ``embed_texts`` changes what it computes (pooling,
+# normalisation, truncation), so that no vector of the old computation is read back.
+EMBEDDING_VERSION = 1
 
 
 def _model_identity(path: Path) -> str:
-    """The folder and the name, size and modification time of each weight file in it: a new
-    model in the same folder gets a new identity (cheap: no weights are read)."""
-    files = sorted(entry for entry in path.rglob("*") if entry.is_file() and entry.suffix in _WEIGHT_SUFFIXES)
-    parts = [str(path)]
+    """The folder and the name, size and modification time of every file in it (weights,
+    tokenizer, pooling and length settings): a changed model gets a new identity, and nothing is
+    read to tell."""
+    files = sorted(entry for entry in path.rglob("*") if entry.is_file())
+    parts = [f"embed_texts v{EMBEDDING_VERSION}", str(path)]
     for entry in files:
         stat = entry.stat()
         parts.append(f"{entry.relative_to(path)}:{stat.st_size}:{stat.st_mtime_ns}")
@@ -104,7 +106,9 @@ def embed_texts_cached(
     texts embedded again and again, such as a reference corpus that every evaluation of every
     model version compares with (5,000 pieces: most of a CPU evaluation's time). A file that does
     not load or does not fit (another length, dtype, a torn write) is recomputed and replaced;
-    files are written whole (a temporary file, then an atomic rename)."""
+    files are written whole (a temporary file, then an atomic rename), and a write that fails
+    leaves the result as computed. About 1.5 KB per text (384 floats); nothing is evicted, so a
+    folder used with many corpora grows (``make clean`` or deleting it is safe at any time)."""
     file = Path(cache_dir) / f"{embedding_cache_key(texts, model_path)}.npy"
     try:
         cached = np.load(file, allow_pickle=False)
@@ -113,11 +117,13 @@ def embed_texts_cached(
     if cached is not None and cached.dtype == np.float32 and cached.ndim == 2 and len(cached) == len(texts):
         return np.asarray(cached, dtype=np.float32)
     vectors = embed_texts(texts, model_path=model_path, batch_size=batch_size, device=device)
-    file.parent.mkdir(parents=True, exist_ok=True)
     partial = file.with_name(f".{file.stem}.{uuid.uuid4().hex}.npy")
     try:
+        file.parent.mkdir(parents=True, exist_ok=True)
         np.save(partial, vectors, allow_pickle=False)
         os.replace(partial, file)
+    except OSError:
+        pass  # a full or read-only disk costs the next run the same work, not this one its result
     finally:
         partial.unlink(missing_ok=True)
     return vectors

@@ -100,6 +100,13 @@ def fingerprint(items: Sequence[Any]) -> str:
     return digest.hexdigest()
 
 
+def pairs_fingerprint(pairs: Sequence[PreferencePair]) -> str:
+    """``fingerprint`` of what training reads from the pairs: ``comparison`` (used only to group
+    the validation pairs' verdicts) is left out, so checkpoints from before it existed still match."""
+    trained = [dataclasses.asdict(pair) for pair in pairs]
+    return fingerprint([{key: value for key, value in row.items() if key != "comparison"} for row in trained])
+
+
 def config_for_checkpoint(config: Any) -> dict[str, Any]:
     """A config dataclass as a plain dict (of strings, numbers, lists and dicts), which
     ``torch.load(weights_only=True)`` restores."""

@@ -67,7 +67,7 @@ from workers.ml.preference_data import (
     check_resumable,
     config_for_checkpoint,
     derived_generator,
-    fingerprint,
+    pairs_fingerprint,
     resolve_device,
     restore_rng_state,
     seed_everything,
@@ -746,7 +746,7 @@ def _train_heads(
         ensemble.heads.parameters(), lr=config.resolved_learning_rate(), weight_decay=0.0
     )
     checkpoint_path = Path(checkpoint_dir) / "heads.pt"
-    data_fingerprint = fingerprint(list(train_pairs))
+    data_fingerprint = pairs_fingerprint(train_pairs)
     step = 0
     losses: list[float] = []
     checkpoint = load_if_exists(checkpoint_path)
@@ -897,12 +897,29 @@ def _peft_config(config: RewardModelConfig, head: str) -> Any:
     )
 
 
+# How a (prompt, response) reaches the classifier (``encode_conversation``); a run's checkpoints
+# record it, so that no run mixes members trained on two encodings.
+ENCODING = "prompt_ids_bos"
+
+
 def _check_run(checkpoint_dir: Path, config: RewardModelConfig, data_fingerprint: str) -> None:
-    """Refuse checkpoints of another config or other data; record ours for the next run."""
+    """Refuse checkpoints of another config, other data or another encoding; record ours for the
+    next run."""
     run_file = checkpoint_dir / RUN_FILE
-    state = {"config": config_for_checkpoint(config), "data_fingerprint": data_fingerprint}
+    state = {
+        "config": config_for_checkpoint(config),
+        "data_fingerprint": data_fingerprint,
+        "encoding": ENCODING,
+    }
     if run_file.exists():
-        check_resumable(json.loads(run_file.read_text()), config, data_fingerprint)
+        saved = json.loads(run_file.read_text())
+        check_resumable(saved, config, data_fingerprint)
+        if saved.get("encoding") != ENCODING:
+            raise ValueError(
+                "these checkpoints were trained on plain-text prompts without the BOS token the "
+                "policy sees (before Lovelace encoded them as the policy does); members of the two "
+                "encodings cannot be mixed: start a new reward-model job instead of resuming"
+            )
         return
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
     temporary = run_file.with_name(f"{RUN_FILE}.tmp")
@@ -1160,7 +1177,7 @@ def _train_sequence_classification(
     """K members trained here or, with ``config.distributed``, on supervised ranks; then loaded
     here onto ``device`` for normalisation and evaluation."""
     checkpoint_dir = Path(checkpoint_dir)
-    _check_run(checkpoint_dir, config, fingerprint(list(train_pairs)))
+    _check_run(checkpoint_dir, config, pairs_fingerprint(train_pairs))
     dtype = _resolve_dtype(config, device)
     _quantization(config, device)  # refuse QLoRA without CUDA or bitsandbytes before any work
     if config.distributed == "none":

@@ -9,11 +9,13 @@ from pathlib import Path
 import pytest
 from django.utils import timezone
 
+from server.core.exceptions import ApplicationError
 from server.jobs.models import Job, JobKind, JobStatus
 from server.training.services import (
     job_checkpoint_folder,
     training_checkpoints_prune,
     training_job_resumable,
+    training_job_resume,
 )
 from workers.schedule import BEAT_SCHEDULE
 
@@ -58,13 +60,27 @@ def test_only_checkpoints_nothing_can_resume_from_are_deleted(settings, tmp_path
     orphan.mkdir(parents=True)
     unrelated = tmp_path / "checkpoints" / "demo-build"  # not a job's folder: left alone
     unrelated.mkdir()
+    unfinished = tmp_path / "checkpoints" / ".job-9.pruned-0123"  # a deletion that was cut short
+    (unfinished / "checkpoint-1").mkdir(parents=True)
 
     pruned = training_checkpoints_prune()
 
     assert pruned == sorted([succeeded.id, failed_long_ago.id, 10_000_000])
     for job in (succeeded, failed_long_ago):
         assert not job_checkpoint_folder(job.id).exists()
-    assert not orphan.exists() and unrelated.is_dir()
+    assert not orphan.exists() and not unfinished.exists() and unrelated.is_dir()
+    assert sorted(path.name for path in (tmp_path / "checkpoints").iterdir()) == sorted(
+        [
+            "demo-build",
+            *(
+                f"job-{job.id}"
+                for job in (failed_recently, cancelled_long_ago_being_resumed, running, queued)
+            ),
+        ]
+    )
+    # a pruned job can no longer be resumed, and says so
+    with pytest.raises(ApplicationError, match="left no checkpoint to resume from"):
+        training_job_resume(job_id=failed_long_ago.id)
     for job in (failed_recently, cancelled_long_ago_being_resumed, running, queued):
         assert job_checkpoint_folder(job.id).is_dir()
     assert training_job_resumable(failed_recently) and not training_job_resumable(failed_long_ago)

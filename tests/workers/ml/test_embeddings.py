@@ -84,4 +84,8 @@ def test_a_changed_model_folder_is_another_key(tmp_path) -> None:  # type: ignor
     before = embedding_cache_key(["a text"], model)
     weights = next(path for path in model.rglob("*.safetensors"))
     weights.write_bytes(weights.read_bytes() + b"\0")  # new weights, same folder
-    assert embedding_cache_key(["a text"], model) != before
+    after_weights = embedding_cache_key(["a text"], model)
+    assert after_weights != before
+    settings = model / "sentence_bert_config.json"
+    settings.write_text(settings.read_text().replace("256", "128"))  # another length, same weights
+    assert embedding_cache_key(["a text"], model) != after_weights

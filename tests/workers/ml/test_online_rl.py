@@ -178,11 +178,11 @@ def test_online_rl_on_a_chat_model_samples_through_its_template_and_rewards_the_
     config = fast_config(max_steps=2, method=method, lora=LoraSettings(rank=4, alpha=8))
     result = train_online_rl(PROMPTS, chat, reward, tmp_path / "child", config, tmp_path / "c")
 
-    # then the reward function saw the user's prompt text and the completion as text, as the
-    # reward model scores them (not the template's markup, not message lists)
+    # then the reward function saw the user's prompt text (not the template's rendering) and the
+    # completion as text (not a list of messages), as the reward model scores them
     assert result.steps == 2 and len(seen) == 2 * 16
     assert {prompt for prompt, _ in seen} <= set(PROMPTS)
-    assert all(isinstance(completion, str) and "<|" not in completion for _, completion in seen)
+    assert all(isinstance(completion, str) for _, completion in seen)
     # and the child is an adapter whose tokenizer keeps the template, so it generates as trained
     assert AutoTokenizer.from_pretrained(tmp_path / "child").chat_template == CHAT_TEMPLATE
     clear_model_cache()

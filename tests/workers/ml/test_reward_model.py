@@ -644,3 +644,27 @@ def test_a_changed_base_model_is_refused_when_loading(tiny_gpt2: Path, tmp_path:
     # then loading refuses instead of scoring with other weights
     with pytest.raises(ValueError, match="changed since the reward model was trained"):
         load_reward_ensemble(tmp_path / "model")
+
+
+def test_checkpoints_of_the_encoding_before_the_bos_are_refused_by_name(
+    tiny_gpt2: Path, tmp_path: Path
+) -> None:
+    import json
+
+    from workers.ml.preference_data import config_for_checkpoint, fingerprint, pairs_fingerprint
+    from workers.ml.reward_model import RUN_FILE
+
+    pairs = planted_pairs(8, seed=1)
+    config = classifier_config(tiny_gpt2)
+    # the data fingerprint leaves the comparison out: it matches a run recorded before it existed
+    before = [{k: v for k, v in vars(pair).items() if k != "comparison"} for pair in pairs]
+    assert pairs_fingerprint(pairs) == fingerprint(before)
+    # given the run file of a run trained before the encoding was recorded (no BOS)
+    run = tmp_path / "run"
+    run.mkdir()
+    state = {"config": config_for_checkpoint(config), "data_fingerprint": pairs_fingerprint(pairs)}
+    (run / RUN_FILE).write_text(json.dumps(state, default=str))
+
+    with pytest.raises(ValueError, match=r"without the BOS token .* start a new reward-model job"):
+        train_reward_model(pairs, [], reference_texts(), config, tmp_path / "model", run)
+    assert not (tmp_path / "model").exists()
