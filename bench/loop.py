@@ -157,6 +157,31 @@ each sample in at most two, teach DPO less than random pairs once it trains long
 what this trainer lacks, and a selection rule that beats random here would have to bring something
 else (which samples are compared, not how clearly).
 
+Nor does a finer protocol (``--rounds 6 --labels-per-round 48``, the same 288 labels; random and
+ceiling, 3 seeds, 2026-12-02), where "≤ 70 %" means by round 4 (192 labels) and a selection rule
+has three rounds to make a difference instead of one. Score per round (48 … 288 labels) and the
+labels ceiling needed to reach random's final, paired by seed (all within noise):
+
+    DPO            strategy  r1      r2      r3      r4      r5      r6      reaches random's final
+    garden         random    0.0083  0.0119  0.0144  0.0140  0.0150  0.0223
+                   ceiling   0.0086  0.0163  0.0322  0.0313  0.0290  0.0291  144 = 50 % (+0.0099 ± 0.0125)
+    short_clauses  random    0.1360  0.1638  0.1850  0.1883  0.2020  0.2262
+                   ceiling   0.1428  0.1785  0.1803  0.2050  0.2107  0.2162  not (−0.0100 ± 0.0088)
+    diversity      random    0.8807  0.9077  0.9226  0.9287  0.9328  0.9504
+                   ceiling   0.8968  0.9112  0.9097  0.9366  0.9424  0.9343  not (−0.0080 ± 0.0136)
+    composite      random    0.3006  0.3217  0.3384  0.3812  0.4119  0.4659
+                   ceiling   0.3052  0.3715  0.4285  0.4408  0.4542  0.4673  288 (+0.0014 ± 0.0174)
+
+Round 0: garden 0.0071, short_clauses 0.1061, diversity 0.7947, composite 0.2327. Every cell rises
+(2 se). The oracle as selector leads early on garden and composite (composite at 144 labels is
+where random is at about 240) and random catches up by the final; on short_clauses and diversity
+it never leads beyond noise. One oracle of four within noise, as at 3 × 96: the second target is
+not reachable by pair selection here even with a perfect reward model. Random itself ends higher
+with six rounds of 48 than with three of 96 on three oracles (short_clauses 0.2262 against
+0.2039, diversity 0.9504 against 0.9171, composite 0.4659 against 0.3842): more rounds, each
+training from the leaderboard's best on every vote so far, teach more than the same labels in
+fewer rounds.
+
 Control (``--control``; measured as a separate ``--strategies random --noise 1`` run with the same
 seeds): random pairs, every vote a coin flip, DPO. Its final score, and each strategy's final
 against it, paired by seed:
