@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import faulthandler
 import os
 import signal
+import sys
 import threading
 import uuid
 from collections.abc import Iterator
@@ -143,9 +145,17 @@ def open_page(chromium: Chromium):  # type: ignore[no-untyped-def]
 
     with chromium.watchdog(BROWSER_TEST_WATCHDOG, "this browser test"):
         yield opener
-    for context in contexts:
-        with contextlib.suppress(Exception):  # gone with a killed Chromium
-            context.close()
+    close_contexts(chromium, contexts, CLOSE_TIMEOUT)
+
+
+def close_contexts(chromium: Chromium, contexts: list, timeout: float) -> None:  # type: ignore[type-arg]
+    """Close a test's contexts; a Chromium that wedges on it is killed (the close then raises,
+    and is let go): a close has no timeout of its own, and one that hung once outlived every
+    watchdog and ended the worker (and with it, pytest-xdist's run)."""
+    with chromium.watchdog(timeout, "BrowserContext.close"):
+        for context in contexts:
+            with contextlib.suppress(Exception):  # gone with a killed Chromium
+                context.close()
 
 
 @pytest.fixture
@@ -170,15 +180,29 @@ def fresh_rate_limits(settings) -> None:  # type: ignore[no-untyped-def]
     }
 
 
-# Two watchdogs (Chromium.watchdog) kill a wedged Chromium rather than the worker: a fresh context
+# Three watchdogs (Chromium.watchdog) kill a wedged Chromium rather than the worker: a fresh context
 # that takes over NEW_CONTEXT_TIMEOUT (it takes well under a second) is asked again of a fresh
-# Chromium, and a test that outlives BROWSER_TEST_WATCHDOG fails with its Chromium killed. The
+# Chromium, a test that outlives BROWSER_TEST_WATCHDOG fails with its Chromium killed, and closing
+# its contexts afterwards gets CLOSE_TIMEOUT. The
 # pytest-timeout thread method comes last: it dumps every thread's stack and ends the worker
 # process, which pytest-xdist has once failed to survive (its master waited forever with every
 # worker idle), so it is only for a hang outside Chromium.
 NEW_CONTEXT_TIMEOUT = 60
 BROWSER_TEST_WATCHDOG = 240
-BROWSER_TEST_TIMEOUT = 330
+CLOSE_TIMEOUT = 60  # closing the test's contexts, after the test: its own watchdog
+BROWSER_TEST_TIMEOUT = 330  # > BROWSER_TEST_WATCHDOG + CLOSE_TIMEOUT
+
+
+@pytest.fixture(autouse=True)
+def stacks_before_the_timeout(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Every thread's stack on the worker's stderr (which reaches the run's log, where
+    pytest-timeout's own dump from inside a pytest-xdist worker does not) shortly before
+    pytest-timeout would end a hung browser test: what hung, for the next time it happens."""
+    faulthandler.dump_traceback_later(BROWSER_TEST_TIMEOUT - 15, file=sys.__stderr__)
+    try:
+        yield
+    finally:
+        faulthandler.cancel_dump_traceback_later()
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import signal
 
-from tests.browser.conftest import Chromium, chromium_descendants
+from tests.browser.conftest import Chromium, chromium_descendants, close_contexts
 
 
 def test_a_wedged_chromium_is_killed_and_the_page_comes_from_a_fresh_one(  # type: ignore[no-untyped-def]
@@ -40,3 +40,21 @@ def test_the_watchdog_leaves_a_quick_block_alone(chromium: Chromium) -> None:
         pass
     assert not fired.is_set()
     assert chromium.killed == killed_before
+
+
+def test_a_chromium_that_wedges_while_its_contexts_close_is_killed(chromium: Chromium) -> None:
+    context = chromium.get().new_context()
+    context.new_page().set_content("<p>closing</p>")
+    processes = chromium_descendants(os.getpid())
+    for pid in processes:  # wedged: BrowserContext.close would wait forever
+        os.kill(pid, signal.SIGSTOP)
+    killed_before = chromium.killed
+
+    close_contexts(chromium, [context], timeout=3)
+
+    assert chromium.killed == killed_before + 1
+    assert not set(processes) & set(chromium_descendants(os.getpid())), "the stopped ones are gone"
+    page = chromium.get().new_context().new_page()  # a fresh Chromium serves the next test
+    page.set_content("<p id=x>after</p>")
+    assert page.text_content("#x") == "after"
+    page.context.close()
