@@ -86,21 +86,26 @@ def agreement_on_ceiling_comparisons(
     }
 
 
-def right_by_comparison(right: Sequence[bool], comparisons: Sequence[int]) -> list[list[int]]:
-    """[comparison, pairs right, pairs] per comparison, from one verdict per validation pair."""
+def accuracy_metrics(
+    *, snapshot: PreferenceSnapshot, right: Sequence[bool], comparisons: Sequence[int]
+) -> dict[str, Any]:
+    """A reward model's figures for its metrics, from its verdict on each validation pair
+    (``right``) and the comparison each pair's vote judged (``comparisons``, the same order):
+    the accuracy's interval clustered by comparison, the ceiling's n and interval, and the model
+    on the ceiling's comparisons. ``ceiling`` itself goes to the ``human_agreement_ceiling`` field."""
     counts: dict[int, list[int]] = {}
     for hit, comparison in zip(right, comparisons, strict=True):
         cell = counts.setdefault(comparison, [0, 0])
         cell[0] += int(hit)
         cell[1] += 1
-    return [[comparison, hits, size] for comparison, (hits, size) in counts.items()]
-
-
-def accuracy_metrics(*, snapshot: PreferenceSnapshot, by_comparison: list[list[int]]) -> dict[str, Any]:
-    """The ceiling's figures and the model's on the ceiling's comparisons, for a RewardModel's
-    metrics (``ceiling`` itself goes to its ``human_agreement_ceiling`` field)."""
+    by_comparison = [[comparison, hits, size] for comparison, (hits, size) in counts.items()]
+    interval = clustered_wilson_interval(
+        [hits for _, hits, _ in by_comparison], [n for *_, n in by_comparison]
+    )
     ceiling = human_agreement_ceiling(snapshot=snapshot)
     return {
+        "validation_comparisons": len(by_comparison),
+        "validation_accuracy_interval": list(interval) if interval else None,
         "ceiling": ceiling.rate,
         "ceiling_comparisons": ceiling.comparisons,
         "ceiling_interval": list(ceiling.interval) if ceiling.interval else None,

@@ -18,7 +18,6 @@ from typing import Any
 import numpy as np
 from django.conf import settings
 
-from evaluation.proportions import clustered_wilson_interval
 from server.core.exceptions import ApplicationError
 from server.core.paths import model_path_check
 from server.generators.images import image_asset_read
@@ -26,7 +25,7 @@ from server.generators.models import GeneratorVersion, ImageAsset, Sample
 from server.generators.services import version_model_check
 from server.jobs.models import Job
 from server.studies.models import Modality, PromptSplit
-from server.training.agreement import accuracy_metrics, right_by_comparison
+from server.training.agreement import accuracy_metrics
 from server.training.models import PreferenceSnapshot, RewardModel
 from workers.ml.image_dataset import UInt8Array
 from workers.ml.image_generators import MANIFEST_FILE
@@ -97,12 +96,10 @@ def image_reward_model_train(*, job: Job, report: ProgressReporter) -> RewardMod
         reporter=report,
     )
     manifest = json.loads((output_dir / "image_reward.json").read_text())
-    by_comparison = right_by_comparison(result.validation_right, validation_comparisons)
-    agreement = accuracy_metrics(snapshot=snapshot, by_comparison=by_comparison)
-    ceiling = agreement.pop("ceiling")
-    interval = clustered_wilson_interval(
-        [hits for _, hits, _ in by_comparison], [size for *_, size in by_comparison]
+    agreement = accuracy_metrics(
+        snapshot=snapshot, right=result.validation_right, comparisons=validation_comparisons
     )
+    ceiling = agreement.pop("ceiling")
     return RewardModel.objects.create(
         study=job.study,
         snapshot=snapshot,
@@ -117,8 +114,6 @@ def image_reward_model_train(*, job: Job, report: ProgressReporter) -> RewardMod
             "modality": Modality.IMAGE.value,
             "train_pairs": result.train_pairs,
             "validation_pairs": result.validation_pairs,
-            "validation_comparisons": len(by_comparison),
-            "validation_accuracy_interval": list(interval) if interval else None,
             **agreement,
             "first_train_loss": result.first_loss,
             "last_train_loss": result.last_loss,

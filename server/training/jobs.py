@@ -88,7 +88,8 @@ def snapshot_run(*, job: Job, report: ProgressReporter) -> dict[str, Any]:
     }
 
 
-def _pairs(snapshot: PreferenceSnapshot) -> tuple[list[PreferencePair], list[PreferencePair]]:
+def _pairs(snapshot: PreferenceSnapshot) -> tuple[list[PreferencePair], list[PreferencePair], list[int]]:
+    """Training pairs, validation pairs, and the comparison each validation pair's vote judged."""
     rows = snapshot_rows(snapshot=snapshot)
     pairs = [
         PreferencePair(
@@ -97,11 +98,12 @@ def _pairs(snapshot: PreferenceSnapshot) -> tuple[list[PreferencePair], list[Pre
             rejected=str(r["rejected"]),
             margin=float(r["margin"]),
             split=str(r["split"]),
-            comparison=int(r["comparison_id"]),  # type: ignore[call-overload]
         )
         for r in rows
     ]  # type: ignore[arg-type]
-    return [p for p in pairs if p.split == "train"], [p for p in pairs if p.split == "validation"]
+    comparisons = [int(r["comparison_id"]) for r in rows if r["split"] == "validation"]  # type: ignore[call-overload]
+    train = [p for p in pairs if p.split == "train"]
+    return train, [p for p in pairs if p.split == "validation"], comparisons
 
 
 def reward_model_train_run(*, job: Job, report: ProgressReporter) -> dict[str, Any]:
@@ -140,7 +142,7 @@ def _reward_model_train(*, job: Job, report: ProgressReporter) -> RewardModel:
     for warning in job.params.get("warnings", []):  # from the start: too few pairs, ...
         job_log(job_id=job.id, line=f"warning: {warning}")
     snapshot = PreferenceSnapshot.objects.get(id=job.params["snapshot_id"])
-    train, validation = _pairs(snapshot)
+    train, validation, validation_comparisons = _pairs(snapshot)
     reference = list(
         Sample.objects.filter(prompt__study=job.study, prompt__split=PromptSplit.TRAIN)
         .order_by("id")
@@ -164,7 +166,9 @@ def _reward_model_train(*, job: Job, report: ProgressReporter) -> RewardModel:
         report,
         reference_prompts=[prompt for _, prompt in reference],
     )
-    agreement = accuracy_metrics(snapshot=snapshot, by_comparison=result.validation_by_comparison)
+    agreement = accuracy_metrics(
+        snapshot=snapshot, right=result.validation_right, comparisons=validation_comparisons
+    )
     ceiling = agreement.pop("ceiling")
     reward_model = RewardModel.objects.create(
         study=job.study,
@@ -179,23 +183,21 @@ def _reward_model_train(*, job: Job, report: ProgressReporter) -> RewardModel:
         expected_calibration_error=result.expected_calibration_error,
         metrics={
             "kind": result.kind,
-            "validation_accuracy_interval": (
-                list(result.validation_accuracy_interval) if result.validation_accuracy_interval else None
-            ),
             "member_validation_accuracy": result.member_validation_accuracy,
             "validation_loss": result.validation_loss,
             "first_train_loss": result.first_train_loss,
             "last_train_loss": result.last_train_loss,
             "train_pairs": result.train_pairs,
             "validation_pairs": result.validation_pairs,
-            "validation_comparisons": result.validation_comparisons,
             # The reliability diagram's bins (evaluation.calibration); older models have none.
             "reliability_bins": result.reliability_bins,
             "truncated_pairs": result.truncated_pairs,
             "dropped_pairs": result.dropped_pairs,
             "provenance": result.provenance,
             "warnings": job.params.get("warnings", []),
-            **agreement,  # the ceiling's n and interval; the model on the ceiling's comparisons
+            # The accuracy's interval by comparison, the ceiling's n and interval, and the model
+            # on the ceiling's comparisons.
+            **agreement,
             "steps": result.steps,
             "resumed_from_step": result.resumed_from_step,
         },
@@ -271,7 +273,7 @@ def _policy_train(*, job: Job, report: ProgressReporter) -> GeneratorVersion:
     # (workers.ml.distributed), which read the same data from files in the checkpoint folder.
     in_process = config.distributed == "none"
     if isinstance(config, DPOConfig):
-        train, validation = _pairs(snapshot)
+        train, validation, _ = _pairs(snapshot)
         result = (train_dpo if in_process else train_dpo_supervised)(
             train, parent_model, output_dir, config, checkpoints, report, validation_pairs=validation
         )

@@ -33,9 +33,6 @@ class PreferencePair:
     0.0 for a plain "A is better", larger for "much better" (Llama-2-style margin loss). Ties and
     "both bad" are not pairs; the task drops them before training (Christiano et al. drop
     "can't tell"). ``split`` is ``"train"`` or ``"validation"`` as frozen in the snapshot.
-    ``comparison`` names the comparison judged: the pairs of several raters' votes on one
-    comparison share it, and an accuracy over them counts that comparison's votes as one cluster,
-    not as independent trials (None: a pair of its own).
     """
 
     prompt: str
@@ -43,7 +40,6 @@ class PreferencePair:
     rejected: str
     margin: float = 0.0
     split: str = "train"
-    comparison: int | None = None
 
 
 def resolve_device(device: str | None) -> torch.device:
@@ -98,13 +94,6 @@ def fingerprint(items: Sequence[Any]) -> str:
         digest.update(json.dumps(value, sort_keys=True, ensure_ascii=False).encode())
         digest.update(b"\n")
     return digest.hexdigest()
-
-
-def pairs_fingerprint(pairs: Sequence[PreferencePair]) -> str:
-    """``fingerprint`` of what training reads from the pairs: ``comparison`` (used only to group
-    the validation pairs' verdicts) is left out, so checkpoints from before it existed still match."""
-    trained = [dataclasses.asdict(pair) for pair in pairs]
-    return fingerprint([{key: value for key, value in row.items() if key != "comparison"} for row in trained])
 
 
 def config_for_checkpoint(config: Any) -> dict[str, Any]:

@@ -55,7 +55,7 @@ from torch import nn
 from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedModel
 
 from evaluation.calibration import reliability_bins
-from evaluation.proportions import clustered_wilson_interval
+from evaluation.proportions import wilson_interval
 from workers.ml import chat_format
 from workers.ml.chat_format import prompt_messages, response_messages
 from workers.ml.checkpoint import load_if_exists, save_atomic
@@ -67,7 +67,7 @@ from workers.ml.preference_data import (
     check_resumable,
     config_for_checkpoint,
     derived_generator,
-    pairs_fingerprint,
+    fingerprint,
     resolve_device,
     restore_rng_state,
     seed_everything,
@@ -136,8 +136,8 @@ class RewardModelResult:
     truncated_pairs: int  # training + validation pairs with at least one side truncated
     dropped_pairs: int  # training pairs the trainer left out (0: long pairs are truncated first)
     # Share of validation pairs whose chosen side gets the higher ensemble reward (None: no pairs),
-    # with its 95 % Wilson interval, clustered by comparison (several raters' votes on one
-    # comparison are not independent: ``evaluation.proportions.clustered_wilson_interval``).
+    # with its 95 % Wilson interval over the pairs as independent trials (the caller, who knows
+    # which pairs judge one comparison, clusters ``validation_right``: server/training/agreement.py).
     validation_accuracy: float | None
     validation_accuracy_interval: tuple[float, float] | None
     member_validation_accuracy: list[float]
@@ -152,11 +152,8 @@ class RewardModelResult:
     # The reliability diagram behind that ECE: the non-empty confidence bins, each
     # {lower, upper, count, mean_confidence, accuracy} (evaluation.calibration.reliability_bins).
     reliability_bins: list[dict[str, Any]] = field(default_factory=list)
-    # The distinct comparisons behind the validation pairs (a pair without one counts as its own),
-    # and [comparison, pairs right, pairs] for each that has an id: the caller compares the model
-    # with the raters on the same comparisons (the human-agreement ceiling's).
-    validation_comparisons: int = 0
-    validation_by_comparison: list[list[int]] = field(default_factory=list)
+    # Whether the ensemble ranked each validation pair's chosen side higher, in the given order.
+    validation_right: list[bool] = field(default_factory=list)
 
 
 # --- The ensemble at scoring time --------------------------------------------------------------
@@ -486,8 +483,7 @@ def _evaluate(ensemble: RewardEnsemble, pairs: Sequence[PreferencePair], bins: i
             "ece": None,
             "reliability": [],
             "loss": None,
-            "comparisons": 0,
-            "by_comparison": [],
+            "right": [],
         }
     prompts = [pair.prompt for pair in pairs]
     raw = ensemble.raw_scores(prompts + prompts, [p.chosen for p in pairs] + [p.rejected for p in pairs])
@@ -495,22 +491,11 @@ def _evaluate(ensemble: RewardEnsemble, pairs: Sequence[PreferencePair], bins: i
     scores = ensemble.normalise(raw)
     margins = torch.tensor([pair.margin for pair in pairs])
     probabilities = torch.sigmoid(raw_chosen - raw_rejected).mean(dim=0)
-    right = (scores.mean[: len(pairs)] > scores.mean[len(pairs) :]).tolist()
-    clusters: dict[tuple[str, int], list[int]] = {}
-    for index, (pair, hit) in enumerate(zip(pairs, right, strict=True)):
-        key = ("comparison", pair.comparison) if pair.comparison is not None else ("pair", index)
-        cluster = clusters.setdefault(key, [0, 0])
-        cluster[0] += int(hit)
-        cluster[1] += 1
+    right = [bool(hit) for hit in (scores.mean[: len(pairs)] > scores.mean[len(pairs) :]).tolist()]
     return {
         "accuracy": sum(right) / len(pairs),
-        "interval": clustered_wilson_interval(
-            [hits for hits, _ in clusters.values()], [size for _, size in clusters.values()]
-        ),
-        "comparisons": len(clusters),
-        "by_comparison": [
-            [key[1], hits, size] for key, (hits, size) in clusters.items() if key[0] == "comparison"
-        ],
+        "interval": wilson_interval(sum(right), len(pairs)),
+        "right": right,
         "member_accuracy": (raw_chosen > raw_rejected).float().mean(dim=1).tolist(),
         "ece": expected_calibration_error(probabilities, bins),
         "reliability": [item.as_dict() for item in reliability_bins(probabilities.tolist(), bins)],
@@ -746,7 +731,7 @@ def _train_heads(
         ensemble.heads.parameters(), lr=config.resolved_learning_rate(), weight_decay=0.0
     )
     checkpoint_path = Path(checkpoint_dir) / "heads.pt"
-    data_fingerprint = pairs_fingerprint(train_pairs)
+    data_fingerprint = fingerprint(list(train_pairs))
     step = 0
     losses: list[float] = []
     checkpoint = load_if_exists(checkpoint_path)
@@ -1177,7 +1162,7 @@ def _train_sequence_classification(
     """K members trained here or, with ``config.distributed``, on supervised ranks; then loaded
     here onto ``device`` for normalisation and evaluation."""
     checkpoint_dir = Path(checkpoint_dir)
-    _check_run(checkpoint_dir, config, pairs_fingerprint(train_pairs))
+    _check_run(checkpoint_dir, config, fingerprint(list(train_pairs)))
     dtype = _resolve_dtype(config, device)
     _quantization(config, device)  # refuse QLoRA without CUDA or bitsandbytes before any work
     if config.distributed == "none":
@@ -1314,8 +1299,7 @@ def train_reward_model(
         validation_accuracy=metrics["accuracy"],
         validation_accuracy_interval=metrics["interval"],
         member_validation_accuracy=metrics["member_accuracy"],
-        validation_comparisons=metrics["comparisons"],
-        validation_by_comparison=metrics["by_comparison"],
+        validation_right=metrics["right"],
         expected_calibration_error=metrics["ece"],
         reliability_bins=metrics["reliability"],
         validation_loss=metrics["loss"],

@@ -13,7 +13,6 @@ from server.training.agreement import (
     Ceiling,
     agreement_on_ceiling_comparisons,
     human_agreement_ceiling,
-    right_by_comparison,
 )
 from server.training.jobs import reward_model_train_run
 from server.training.models import RewardModel
@@ -77,9 +76,9 @@ def test_an_image_reward_model_is_set_beside_the_ceiling_on_the_same_comparisons
 
 def test_the_model_is_measured_only_on_comparisons_two_raters_judged() -> None:
     ceiling = Ceiling(rate=0.75, comparisons=2, interval=(0.3, 0.95), comparison_ids=frozenset({1, 2}))
-    # comparison 3 had one vote: it counts in the accuracy, not beside the ceiling
-    by_comparison = right_by_comparison([True, True, True, False, False], [1, 1, 2, 2, 3])
-    assert by_comparison == [[1, 2, 2], [2, 1, 2], [3, 0, 1]]
+    # [comparison, right, votes]; comparison 3 had one vote: it counts in the accuracy, not
+    # beside the ceiling
+    by_comparison = [[1, 2, 2], [2, 1, 2], [3, 0, 1]]
 
     same = agreement_on_ceiling_comparisons(by_comparison, ceiling)
 

@@ -651,18 +651,15 @@ def test_checkpoints_of_the_encoding_before_the_bos_are_refused_by_name(
 ) -> None:
     import json
 
-    from workers.ml.preference_data import config_for_checkpoint, fingerprint, pairs_fingerprint
+    from workers.ml.preference_data import config_for_checkpoint, fingerprint
     from workers.ml.reward_model import RUN_FILE
 
     pairs = planted_pairs(8, seed=1)
     config = classifier_config(tiny_gpt2)
-    # the data fingerprint leaves the comparison out: it matches a run recorded before it existed
-    before = [{k: v for k, v in vars(pair).items() if k != "comparison"} for pair in pairs]
-    assert pairs_fingerprint(pairs) == fingerprint(before)
     # given the run file of a run trained before the encoding was recorded (no BOS)
     run = tmp_path / "run"
     run.mkdir()
-    state = {"config": config_for_checkpoint(config), "data_fingerprint": pairs_fingerprint(pairs)}
+    state = {"config": config_for_checkpoint(config), "data_fingerprint": fingerprint(list(pairs))}
     (run / RUN_FILE).write_text(json.dumps(state, default=str))
 
     with pytest.raises(ValueError, match=r"without the BOS token .* start a new reward-model job"):
